@@ -1,0 +1,50 @@
+"""What handlers need from the request: the app context, the caller's identity, the body."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from app.api.errors import ApiError
+from app.context import AppContext
+
+
+def app_context(request: Request) -> AppContext:
+    context: AppContext = request.state.hubsync
+    return context
+
+
+def require_api_token(request: Request) -> str:
+    """Check the bearer token against HUBSYNC_API_TOKENS in constant time; return a caller
+    label for audit trails (never the token itself)."""
+    tokens = app_context(request).settings.api_tokens
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise ApiError(401, "a bearer token is required (Authorization: Bearer <token>)")
+    presented_bytes = presented.strip().encode()
+    matched = None
+    for index, token in enumerate(tokens):
+        if hmac.compare_digest(presented_bytes, token.reveal().encode()):
+            matched = index
+    if matched is None:
+        raise ApiError(401, "the bearer token is not valid")
+    return f"api-token-{matched + 1}"
+
+
+async def json_body(request: Request, *, limit: int = 1 << 20, required: bool = False) -> Any:
+    """The parsed JSON body; 413 past `limit` bytes, 400 when it is not JSON."""
+    body = await request.body()
+    if len(body) > limit:
+        raise ApiError(413, f"the body is larger than {limit} bytes")
+    if not body.strip():
+        if required:
+            raise ApiError(400, "a JSON body is required")
+        return None
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None

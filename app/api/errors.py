@@ -1,0 +1,79 @@
+"""JSON error answers: every error a client sees is `{"error": ..., "detail": ..., "request_id"}`;
+an unexpected one never shows a traceback or a secret."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from app.api.middleware import REQUEST_ID_HEADER, request_id_of
+
+log = logging.getLogger("hubsync.api")
+
+_TITLES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answer decided by a handler: status, a short code and what is wrong."""
+
+    def __init__(
+        self, status: int, detail: str, *, code: str | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.code = code or _TITLES.get(status, "error")
+        self.extra = extra or {}
+
+
+def error_response(
+    request: Request, status: int, code: str, detail: str, extra: dict[str, Any] | None = None
+) -> JSONResponse:
+    request_id = request_id_of(request.scope)
+    body: dict[str, Any] = {"error": code, "detail": detail, "request_id": request_id}
+    body.update(extra or {})
+    headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)  # noqa: S101 -- registered for ApiError only
+    return error_response(request, exc.status, exc.code, exc.detail, exc.extra)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # noqa: S101 -- registered for HTTPException only
+    detail = exc.detail if exc.status_code != 404 else f"no route for {request.url.path}"
+    response = error_response(request, exc.status_code, _TITLES.get(exc.status_code, "error"), detail)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.error(
+        "unhandled error on %s %s",
+        request.method,
+        request.url.path,
+        exc_info=exc,
+        extra={"request_id": request_id_of(request.scope)},
+    )
+    return error_response(
+        request, 500, "internal_error", "an unexpected error occurred; quote the request id"
+    )

@@ -1,0 +1,77 @@
+"""The `hubsync` command: serve, migrate, sandbox, and the operator's tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from app.settings import Settings, SettingsError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hubsync",
+        description="Keep WARP customers and HubSpot companies in agreement, field by field.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the service (API, webhooks, worker, scheduler)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.add_argument(
+        "--migrate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="migrate the database first (default: only on the embedded SQLite database)",
+    )
+
+    migrate = commands.add_parser("migrate", help="bring the database schema to the latest version")
+    migrate.add_argument("--revision", default="head", help="target revision (default head)")
+    migrate.add_argument(
+        "--downgrade", action="store_true", help="downgrade to --revision instead (e.g. base)"
+    )
+    commands.add_parser("check-config", help="read the configuration and print it, secrets masked")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"hubsync: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        for key, value in settings.describe().items():
+            print(f"{key}: {value}")
+        return 0
+    if args.command == "migrate":
+        from app.store.bootstrap import migrate_database
+
+        asyncio.run(migrate_database(settings, revision=args.revision, downgrade=args.downgrade))
+        return 0
+    if args.command == "serve":
+        return serve(settings, host=args.host, port=args.port, migrate=args.migrate)
+    return 2  # pragma: no cover -- argparse refuses unknown commands
+
+
+def serve(settings: Settings, *, host: str, port: int, migrate: bool | None) -> int:
+    import uvicorn
+
+    from app.logs import configure_logging
+    from app.main import create_app
+    from app.store.bootstrap import is_embedded_default, migrate_database
+
+    configure_logging(settings)
+    if migrate or (migrate is None and is_embedded_default(settings)):
+        asyncio.run(migrate_database(settings))
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_config=None, proxy_headers=True
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Every setting of hubsync, read once from the environment (and a `.env` file).
+
+The configuration contract of MISSION.md lives here and nowhere else. A bad value stops
+start-up with a `SettingsError` whose message is one line naming the variable and what is
+expected; secrets are wrapped in `Secret` so no repr, log line or error shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./hubsync.db"
+DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("json", "text")
+_RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message is one line for an operator."""
+
+
+class Secret:
+    """A string that never shows itself in repr, str or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """`requests` calls at most in any window of `window_seconds`."""
+
+    requests: int
+    window_seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        match = _RATE_LIMIT.match(text)
+        if not match:
+            raise ValueError(f"expected like '100/10s' (requests/window in ms, s or m), got {text!r}")
+        requests, amount, unit = int(match[1]), float(match[2]), match[3]
+        seconds = amount / 1000 if unit == "ms" else amount * 60 if unit == "m" else amount
+        if requests < 1 or seconds <= 0:
+            raise ValueError(f"expected a positive count and window, got {text!r}")
+        return cls(requests=requests, window_seconds=seconds)
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.window_seconds:g}s"
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL with any password replaced, safe for logs and errors."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: Secret = field(default_factory=lambda: Secret(DEFAULT_DATABASE_URL))
+    warp_database_url: Secret | None = None
+    warp_customers_table: str | None = None
+    hubspot_access_token: Secret | None = None
+    hubspot_base_url: str = DEFAULT_HUBSPOT_BASE_URL
+    hubspot_client_secret: Secret | None = None
+    hubspot_app_id: str | None = None
+    hubspot_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(100, 10.0))
+    hubspot_search_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(5, 1.0))
+    hubspot_webhook_signature_versions: tuple[str, ...] = ("v3",)
+    public_url: str | None = None
+    api_tokens: tuple[Secret, ...] = ()
+    admin_password: Secret | None = None
+    secret_key: Secret | None = None
+    log_level: str = "INFO"
+    log_format: str = "json"
+    worker_enabled: bool = True
+    scheduler_enabled: bool = True
+    demo_data: bool = True
+
+    # -- derived views -------------------------------------------------------------------
+
+    @property
+    def sandbox_mode(self) -> bool:
+        """No HubSpot token: hubsync runs its built-in HubSpot sandbox."""
+        return self.hubspot_access_token is None
+
+    @property
+    def effective_warp_database_url(self) -> Secret:
+        return self.warp_database_url or self.database_url
+
+    @property
+    def effective_customers_table(self) -> str:
+        if self.warp_customers_table:
+            return self.warp_customers_table
+        is_sqlite = make_url(self.effective_warp_database_url.reveal()).get_backend_name()
+        return "customers" if is_sqlite == "sqlite" else "accounts.customers"
+
+    @property
+    def admin_enabled(self) -> bool:
+        return self.admin_password is not None and self.secret_key is not None
+
+    def describe(self) -> dict[str, Any]:
+        """A log-safe summary of the configuration."""
+        return {
+            "database": mask_url(self.database_url.reveal()),
+            "warp_database": mask_url(self.effective_warp_database_url.reveal()),
+            "warp_customers_table": self.effective_customers_table,
+            "hubspot": "sandbox" if self.sandbox_mode else self.hubspot_base_url,
+            "hubspot_rate_limit": str(self.hubspot_rate_limit),
+            "api_tokens": len(self.api_tokens),
+            "admin": "enabled" if self.admin_enabled else "disabled",
+        }
+
+    # -- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+    ) -> Settings:
+        """Read the contract from `environ` (default: os.environ) over an optional `.env` file."""
+        values: dict[str, str] = {}
+        if env_file is not None and Path(env_file).is_file():
+            values.update(read_env_file(Path(env_file)))
+        values.update(os.environ if environ is None else environ)
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value is not None and value.strip() != "" else None
+
+        database_url = _database_url("HUBSYNC_DATABASE_URL", get("HUBSYNC_DATABASE_URL"))
+        warp_url = get("WARP_DATABASE_URL")
+        table = get("WARP_CUSTOMERS_TABLE")
+        if table is not None and not _TABLE_NAME.match(table):
+            raise SettingsError(
+                f"WARP_CUSTOMERS_TABLE: expected a table name like 'accounts.customers', "
+                f"got {table!r}"
+            )
+        base_url = get("HUBSPOT_BASE_URL") or DEFAULT_HUBSPOT_BASE_URL
+        _http_url("HUBSPOT_BASE_URL", base_url)
+        public_url = get("HUBSYNC_PUBLIC_URL")
+        if public_url is not None:
+            _http_url("HUBSYNC_PUBLIC_URL", public_url)
+        app_id = get("HUBSPOT_APP_ID")
+        if app_id is not None and not app_id.isdigit():
+            raise SettingsError(f"HUBSPOT_APP_ID: expected a numeric app id, got {app_id!r}")
+        versions = tuple(
+            v.strip().lower()
+            for v in (get("HUBSPOT_WEBHOOK_SIGNATURES") or "v3").split(",")
+            if v.strip()
+        )
+        unknown = [v for v in versions if v not in ("v1", "v2", "v3")]
+        if unknown or not versions:
+            raise SettingsError(
+                f"HUBSPOT_WEBHOOK_SIGNATURES: expected a comma list of v1, v2, v3, got {unknown}"
+            )
+        tokens = tuple(
+            Secret(t.strip()) for t in (get("HUBSYNC_API_TOKENS") or "").split(",") if t.strip()
+        )
+        log_level = (get("HUBSYNC_LOG_LEVEL") or "INFO").upper()
+        log_format = (get("HUBSYNC_LOG_FORMAT") or "json").lower()
+        return cls(
+            database_url=Secret(database_url),
+            warp_database_url=(
+                Secret(_database_url("WARP_DATABASE_URL", warp_url)) if warp_url else None
+            ),
+            warp_customers_table=table,
+            hubspot_access_token=_secret(get("HUBSPOT_ACCESS_TOKEN")),
+            hubspot_base_url=base_url.rstrip("/"),
+            hubspot_client_secret=_secret(get("HUBSPOT_CLIENT_SECRET")),
+            hubspot_app_id=app_id,
+            hubspot_rate_limit=_rate_limit("HUBSPOT_RATE_LIMIT", get("HUBSPOT_RATE_LIMIT"), "100/10s"),
+            hubspot_search_rate_limit=_rate_limit(
+                "HUBSPOT_SEARCH_RATE_LIMIT", get("HUBSPOT_SEARCH_RATE_LIMIT"), "5/1s"
+            ),
+            hubspot_webhook_signature_versions=versions,
+            public_url=public_url.rstrip("/") if public_url else None,
+            api_tokens=tokens,
+            admin_password=_secret(get("HUBSYNC_ADMIN_PASSWORD")),
+            secret_key=_secret(get("HUBSYNC_SECRET_KEY")),
+            log_level=_choice("HUBSYNC_LOG_LEVEL", log_level, LOG_LEVELS),
+            log_format=_choice("HUBSYNC_LOG_FORMAT", log_format, LOG_FORMATS),
+            worker_enabled=_boolean("HUBSYNC_WORKER", get("HUBSYNC_WORKER"), default=True),
+            scheduler_enabled=_boolean("HUBSYNC_SCHEDULER", get("HUBSYNC_SCHEDULER"), default=True),
+            demo_data=_boolean("HUBSYNC_DEMO_DATA", get("HUBSYNC_DEMO_DATA"), default=True),
+        )
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse `KEY=value` lines; `#` comments, `export ` prefixes and quotes are allowed."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"{path}:{number}: expected KEY=value")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _secret(value: str | None) -> Secret | None:
+    return Secret(value) if value is not None else None
+
+
+def _database_url(name: str, value: str | None) -> str:
+    if value is None:
+        return DEFAULT_DATABASE_URL
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise SettingsError(
+            f"{name}: expected a database URL like 'postgresql+asyncpg://user@host/db' or "
+            f"'sqlite+aiosqlite:///./hubsync.db', got something unparseable"
+        ) from None
+    driver = url.drivername
+    if driver in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+        url = url.set(drivername="postgresql+asyncpg")
+    elif driver == "sqlite":
+        url = url.set(drivername="sqlite+aiosqlite")
+    if url.drivername not in SUPPORTED_DRIVERS:
+        raise SettingsError(
+            f"{name}: expected a postgresql:// or sqlite:// URL, got driver {driver!r}"
+        )
+    if url.drivername.startswith("postgresql") and not url.database:
+        raise SettingsError(f"{name}: the PostgreSQL URL names no database")
+    return url.render_as_string(hide_password=False)
+
+
+def _http_url(name: str, value: str) -> None:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise SettingsError(f"{name}: expected an http(s) URL, got {value!r}")
+
+
+def _rate_limit(name: str, value: str | None, default: str) -> RateLimit:
+    try:
+        return RateLimit.parse(value or default)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise SettingsError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _boolean(name: str, value: str | None, *, default: bool) -> bool:
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}: expected true or false, got {value!r}")

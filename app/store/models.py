@@ -1,0 +1,345 @@
+"""hubsync's own tables, declared once; Alembic migrations build exactly this schema.
+
+A test compares these declarations with the schema the migrations produce, so a column added
+here without a migration (or the reverse) fails the suite. The WARP customers table is not
+here: it belongs to WARP (see `app/warp/schema.py`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Names for constraints so migrations and the drift check agree on every dialect.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT keys on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+Timestamp = DateTime(timezone=True)
+NOW = text("CURRENT_TIMESTAMP")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class SyncJob(Base):
+    """One unit of sync work for one entity, from any source.
+
+    At most one *pending* and at most one *running* job per entity (partial unique indexes), so
+    a new request while a job runs queues exactly one follow-up and two workers can never hold
+    the same entity.
+    """
+
+    __tablename__ = "hubspot_sync_queue"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # 'customer' (keyed by WARP customer id) or 'company' (keyed by HubSpot company id)
+    entity_type: Mapped[str] = mapped_column(String(16))
+    entity_key: Mapped[str] = mapped_column(String(64))
+    # which way the work goes: 'to_hubspot', 'to_warp', 'both'
+    direction: Mapped[str] = mapped_column(String(16), server_default="to_hubspot")
+    # who asked: 'api', 'webhook', 'reconciliation', 'operator'
+    source: Mapped[str] = mapped_column(String(16), server_default="api")
+    # pending -> running -> done | failed (failed may be re-queued to pending)
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default="5")  # 1 = most urgent
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    run_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+    locked_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_kind: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index(
+            "uq_hubspot_sync_queue_pending_entity",
+            "entity_type",
+            "entity_key",
+            unique=True,
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        Index(
+            "uq_hubspot_sync_queue_running_entity",
+            "entity_type",
+            "entity_key",
+            unique=True,
+            postgresql_where=text("state = 'running'"),
+            sqlite_where=text("state = 'running'"),
+        ),
+        Index("ix_hubspot_sync_queue_claim", "state", "priority", "run_at", "id"),
+        Index("ix_hubspot_sync_queue_lease", "state", "lease_until"),
+    )
+
+
+class IdempotencyKey(Base):
+    """The answer given to a POST carrying an Idempotency-Key, replayed for the same request."""
+
+    __tablename__ = "hubspot_idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(SmallInteger)
+    response: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
+class SyncLog(Base):
+    """Audit trail: every sync attempt, the fields it changed (old -> new) and its outcome."""
+
+    __tablename__ = "hubspot_sync_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    warp_customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    hubspot_company_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[str] = mapped_column(String(16))
+    # 'created', 'updated', 'unchanged', 'conflict', 'failed', 'skipped'
+    outcome: Mapped[str] = mapped_column(String(16))
+    # [{"field", "property", "target": "hubspot"|"warp", "old", "new", "reason"}]
+    changes: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW, index=True)
+
+
+class FieldState(Base):
+    """Per customer and field: both sides' values, the merge base, and when each side changed.
+
+    Values are kept in the canonical normalized form, so comparisons never flap on HubSpot's
+    string typing.
+    """
+
+    __tablename__ = "hubspot_field_state"
+
+    warp_customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    field: Mapped[str] = mapped_column(String(128), primary_key=True)
+    warp_value: Mapped[str | None] = mapped_column(Text)
+    hubspot_value: Mapped[str | None] = mapped_column(Text)
+    base_value: Mapped[str | None] = mapped_column(Text)
+    warp_changed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    hubspot_changed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    synced_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
+class SyncConfigRule(Base):
+    """One field rule; the defaults of MISSION.md are loaded by the first migration."""
+
+    __tablename__ = "hubspot_sync_config"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    warp_field: Mapped[str] = mapped_column(String(128), unique=True)
+    hubspot_property: Mapped[str] = mapped_column(String(128), unique=True)
+    value_type: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[str] = mapped_column(String(32))
+    authority: Mapped[str] = mapped_column(String(32))
+    transform: Mapped[str | None] = mapped_column(String(32))
+    value_map: Mapped[dict[str, str] | None] = mapped_column(Json)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    position: Mapped[int] = mapped_column(Integer, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class SyncConfigChange(Base):
+    """Every change to the field rules, with the whole rule set before and after."""
+
+    __tablename__ = "hubspot_sync_config_changes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    changed_by: Mapped[str | None] = mapped_column(String(128))
+    before: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+    after: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
+class WebhookEvent(Base):
+    """A HubSpot webhook event as received (raw), and what became of it."""
+
+    __tablename__ = "hubspot_webhook_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # HubSpot's eventId is not guaranteed unique: duplicates are found by content instead.
+    dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
+    event_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    subscription_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    property_name: Mapped[str | None] = mapped_column(String(128))
+    property_value: Mapped[str | None] = mapped_column(Text)
+    change_source: Mapped[str | None] = mapped_column(String(64))
+    source_id: Mapped[str | None] = mapped_column(String(128))
+    occurred_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    attempt_number: Mapped[int | None] = mapped_column(Integer)
+    raw: Mapped[dict[str, Any]] = mapped_column(Json)
+    # received -> processed | ignored | failed
+    status: Mapped[str] = mapped_column(String(16), server_default="received")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+    processed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("ix_hubspot_webhook_events_status", "status", "received_at"),)
+
+
+class ReconciliationRun(Base):
+    """One reconciliation: when, mode, counts and report. `fire_key` makes each scheduled
+    fire time run exactly once across replicas."""
+
+    __tablename__ = "hubspot_reconciliation_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    fire_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    mode: Mapped[str] = mapped_column(String(16))  # 'dry_run' or 'fix'
+    trigger: Mapped[str] = mapped_column(String(16))  # 'schedule', 'api', 'cli', 'operator'
+    status: Mapped[str] = mapped_column(String(16), server_default="running")
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    counts: Mapped[dict[str, int] | None] = mapped_column(Json)
+    report: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class EntityLink(Base):
+    """WARP customer <-> HubSpot company. A company known only to HubSpot has no customer id;
+    a deleted or merged company keeps its row so nothing is silently recreated."""
+
+    __tablename__ = "hubspot_entity_links"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    warp_customer_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    hubspot_company_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    warp_ban: Mapped[str | None] = mapped_column(String(64), index=True)
+    # 'active', 'deleted' (in HubSpot), 'unmatched' (HubSpot company, no WARP customer)
+    state: Mapped[str] = mapped_column(String(16), server_default="active")
+    deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_synced_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
+class CompanyAlias(Base):
+    """An old HubSpot company id (merged away) and the id it now resolves to."""
+
+    __tablename__ = "hubspot_company_aliases"
+
+    old_company_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    company_id: Mapped[str] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(String(16), server_default="merge")
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
+class Conflict(Base):
+    """A field changed on both sides that its rule leaves to a person (or that failed a rule)."""
+
+    __tablename__ = "hubspot_conflicts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    warp_customer_id: Mapped[str] = mapped_column(String(64))
+    hubspot_company_id: Mapped[str | None] = mapped_column(String(64))
+    field: Mapped[str] = mapped_column(String(128))
+    warp_value: Mapped[str | None] = mapped_column(Text)
+    hubspot_value: Mapped[str | None] = mapped_column(Text)
+    base_value: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), server_default="open")  # open | resolved
+    resolution: Mapped[str | None] = mapped_column(String(16))  # WARP | HUBSPOT | VALUE
+    resolved_value: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    detected_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+    resolved_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index(
+            "uq_hubspot_conflicts_open_field",
+            "warp_customer_id",
+            "field",
+            unique=True,
+            postgresql_where=text("state = 'open'"),
+            sqlite_where=text("state = 'open'"),
+        ),
+    )
+
+
+class RateLimitGrant(Base):
+    """A sliding-window log of HubSpot requests granted, shared by every replica, so the
+    deployment as a whole never exceeds HUBSPOT_RATE_LIMIT."""
+
+    __tablename__ = "hubspot_rate_limit_grants"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(32))
+    granted_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    __table_args__ = (Index("ix_hubspot_rate_limit_grants_bucket", "bucket", "granted_at"),)
+
+
+class RateLimitPause(Base):
+    """A deployment-wide pause after HubSpot answered 429 (or the daily limit ran out)."""
+
+    __tablename__ = "hubspot_rate_limit_pauses"
+
+    bucket: Mapped[str] = mapped_column(String(32), primary_key=True)
+    until: Mapped[datetime] = mapped_column(Timestamp)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class SchedulerTick(Base):
+    """One fire time of a periodic task, claimed by exactly one replica."""
+
+    __tablename__ = "hubsync_scheduler_ticks"
+
+    task: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fire_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    claimed_by: Mapped[str] = mapped_column(String(128))
+    claimed_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
+__all__ = [
+    "Base",
+    "CompanyAlias",
+    "Conflict",
+    "EntityLink",
+    "FieldState",
+    "IdempotencyKey",
+    "RateLimitGrant",
+    "RateLimitPause",
+    "ReconciliationRun",
+    "SchedulerTick",
+    "SyncConfigChange",
+    "SyncConfigRule",
+    "SyncJob",
+    "SyncLog",
+    "WebhookEvent",
+]

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.settings import Settings
+from app.warp.connector import WarpConnector
 
 
 @dataclass
@@ -16,5 +17,6 @@ class AppContext:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     warp_engine: AsyncEngine
+    warp: WarpConnector
     # Filled in by later layers (HubSpot client, worker, scheduler); keyed by role.
     extras: dict[str, Any] = field(default_factory=dict)

@@ -13,12 +13,13 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from app.api import health
+from app.api import config, health, sync_jobs, webhooks
 from app.api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from app.api.middleware import RequestIdMiddleware
 from app.context import AppContext
 from app.settings import Settings
 from app.store.db import create_engine, create_sessionmaker
+from app.warp.connector import SqlWarpConnector
 
 log = logging.getLogger("hubsync")
 
@@ -28,7 +29,7 @@ class LifespanState(TypedDict):
 
 
 def build_routes() -> list[BaseRoute]:
-    return [*health.routes]
+    return [*health.routes, *sync_jobs.routes, *webhooks.routes, *config.routes]
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -44,6 +45,7 @@ def create_app(settings: Settings) -> Starlette:
             engine=engine,
             sessions=create_sessionmaker(engine),
             warp_engine=warp_engine,
+            warp=SqlWarpConnector(warp_engine, settings.effective_customers_table),
         )
         log.info("hubsync starting", extra={"config": settings.describe()})
         try:

@@ -1,0 +1,170 @@
+"""The WARP side: a connector interface and its SQL implementation over the customers table.
+
+The sync core talks to WARP only through `WarpConnector`, so another connector (an HTTP API,
+say) could replace the SQL one. Records are plain dicts of the contract's columns with Python
+values: `Decimal` for numerics, dicts for JSON columns, ISO strings never.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.warp.schema import customers_table
+
+CustomerRecord = dict[str, Any]
+JSON_COLUMNS = ("contact", "services", "external_ids")
+
+
+class CustomerNotFoundError(LookupError):
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"customer {customer_id} not found in WARP")
+        self.customer_id = customer_id
+
+
+class WarpConnector(Protocol):
+    async def fetch_customers(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
+        """The customers with these ids (missing ones are absent), in one round trip."""
+
+    async def fetch_customers_by_ban(self, bans: Sequence[str]) -> dict[str, CustomerRecord]:
+        """The customers with these billing account numbers, keyed by ban."""
+
+    async def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of these ids are customers."""
+
+    async def write_fields(
+        self, customer_id: str, fields: Mapping[str, Any], hubspot_company_id: str | None = None
+    ) -> CustomerRecord:
+        """Write top-level columns or JSON paths (`contact.email`) and, when given, the
+        HubSpot id into `external_ids`, keeping every other key. Returns the new record."""
+
+    def iter_customers(self, batch_size: int = 500) -> AsyncIterator[list[CustomerRecord]]:
+        """Every customer, in batches ordered by id."""
+
+
+def canonical_id(value: str) -> str:
+    """A customer id in its canonical UUID text form; ValueError when it is not a UUID."""
+    return str(uuid.UUID(str(value)))
+
+
+def _decode(row: Mapping[str, Any]) -> CustomerRecord:
+    record = dict(row)
+    record["id"] = str(record["id"])
+    for column in JSON_COLUMNS:
+        value = record.get(column)
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else None
+        record[column] = value if isinstance(value, dict) else {}
+    return record
+
+
+def _set_path(document: dict[str, Any], path: Sequence[str], value: Any) -> None:
+    node = document
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+class SqlWarpConnector:
+    """Reads and writes `WARP_CUSTOMERS_TABLE` on PostgreSQL or SQLite."""
+
+    def __init__(self, engine: AsyncEngine, table_name: str) -> None:
+        self.engine = engine
+        self.table: Table = customers_table(table_name)
+
+    async def fetch_customers(self, ids: Sequence[str]) -> dict[str, CustomerRecord]:
+        wanted = _valid_ids(ids)
+        if not wanted:
+            return {}
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(select(self.table).where(self.table.c.id.in_(wanted)))
+            return {str(row.id): _decode(row._mapping) for row in rows}
+
+    async def fetch_customers_by_ban(self, bans: Sequence[str]) -> dict[str, CustomerRecord]:
+        if not bans:
+            return {}
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(self.table).where(self.table.c.ban.in_(list(bans)))
+            )
+            return {row.ban: _decode(row._mapping) for row in rows}
+
+    async def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        wanted = _valid_ids(ids)
+        if not wanted:
+            return set()
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(self.table.c.id).where(self.table.c.id.in_(wanted))
+            )
+            return {str(row.id) for row in rows}
+
+    async def write_fields(
+        self, customer_id: str, fields: Mapping[str, Any], hubspot_company_id: str | None = None
+    ) -> CustomerRecord:
+        async with self.engine.begin() as connection:
+            current = await self._lock_row(connection, customer_id)
+            values: dict[str, Any] = {}
+            for path, value in fields.items():
+                column, *rest = path.split(".")
+                if column not in self.table.c or column in ("id", "created_at", "updated_at"):
+                    raise ValueError(f"WARP field {path!r} is not writable")
+                if rest:
+                    document = values.get(column, json.loads(json.dumps(current[column] or {})))
+                    _set_path(document, rest, value)
+                    values[column] = document
+                else:
+                    values[column] = value
+            if hubspot_company_id is not None:
+                external = values.get("external_ids", dict(current["external_ids"] or {}))
+                external["hubspot_company_id"] = hubspot_company_id
+                values["external_ids"] = external
+            if not values:
+                return current
+            values["updated_at"] = datetime.now(UTC)
+            await connection.execute(
+                self.table.update().where(self.table.c.id == current["id"]).values(**values)
+            )
+            return {**current, **values}
+
+    async def iter_customers(self, batch_size: int = 500) -> AsyncIterator[list[CustomerRecord]]:
+        after: str | None = None
+        while True:
+            query = select(self.table).order_by(self.table.c.id).limit(batch_size)
+            if after is not None:
+                query = query.where(self.table.c.id > after)
+            async with self.engine.connect() as connection:
+                rows = [_decode(row._mapping) for row in await connection.execute(query)]
+            if not rows:
+                return
+            yield rows
+            after = rows[-1]["id"]
+
+    async def _lock_row(self, connection: AsyncConnection, customer_id: str) -> CustomerRecord:
+        query = select(self.table).where(self.table.c.id == canonical_id(customer_id))
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = (await connection.execute(query)).first()
+        if row is None:
+            raise CustomerNotFoundError(customer_id)
+        return _decode(row._mapping)
+
+
+def _valid_ids(ids: Sequence[str]) -> list[str]:
+    valid = []
+    for value in ids:
+        try:
+            valid.append(canonical_id(value))
+        except ValueError:
+            continue
+    return valid

@@ -67,9 +67,7 @@ def serve(settings: Settings, *, host: str, port: int, migrate: bool | None) -> 
     configure_logging(settings)
     if migrate or (migrate is None and is_embedded_default(settings)):
         asyncio.run(migrate_database(settings))
-    uvicorn.run(
-        create_app(settings), host=host, port=port, log_config=None, proxy_headers=True
-    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True)
     return 0
 
 

@@ -37,8 +37,10 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[LifespanState]:
         engine = create_engine(settings.database_url.reveal())
         same_database = settings.effective_warp_database_url == settings.database_url
-        warp_engine = engine if same_database else create_engine(
-            settings.effective_warp_database_url.reveal()
+        warp_engine = (
+            engine
+            if same_database
+            else create_engine(settings.effective_warp_database_url.reveal())
         )
         context = AppContext(
             settings=settings,

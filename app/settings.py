@@ -65,7 +65,9 @@ class RateLimit:
     def parse(cls, text: str) -> RateLimit:
         match = _RATE_LIMIT.match(text)
         if not match:
-            raise ValueError(f"expected like '100/10s' (requests/window in ms, s or m), got {text!r}")
+            raise ValueError(
+                f"expected like '100/10s' (requests/window in ms, s or m), got {text!r}"
+            )
         requests, amount, unit = int(match[1]), float(match[2]), match[3]
         seconds = amount / 1000 if unit == "ms" else amount * 60 if unit == "m" else amount
         if requests < 1 or seconds <= 0:
@@ -200,7 +202,9 @@ class Settings:
             hubspot_base_url=base_url.rstrip("/"),
             hubspot_client_secret=_secret(get("HUBSPOT_CLIENT_SECRET")),
             hubspot_app_id=app_id,
-            hubspot_rate_limit=_rate_limit("HUBSPOT_RATE_LIMIT", get("HUBSPOT_RATE_LIMIT"), "100/10s"),
+            hubspot_rate_limit=_rate_limit(
+                "HUBSPOT_RATE_LIMIT", get("HUBSPOT_RATE_LIMIT"), "100/10s"
+            ),
             hubspot_search_rate_limit=_rate_limit(
                 "HUBSPOT_SEARCH_RATE_LIMIT", get("HUBSPOT_SEARCH_RATE_LIMIT"), "5/1s"
             ),

@@ -103,7 +103,9 @@ def postgres_url(postgres_template: str) -> Iterator[str]:
     name = f"hubsync_t_{uuid.uuid4().hex[:12]}"
     _admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
     try:
-        yield make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
+        yield (
+            make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
+        )
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -145,6 +147,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if IN_CI and _skipped_postgres:
-        print(f"\nCI=true: {len(_skipped_postgres)} PostgreSQL test(s) were skipped, e.g. "
-              f"{_skipped_postgres[0]}; the suite must run against PostgreSQL.")
+        print(
+            f"\nCI=true: {len(_skipped_postgres)} PostgreSQL test(s) were skipped, e.g. "
+            f"{_skipped_postgres[0]}; the suite must run against PostgreSQL."
+        )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -33,7 +33,12 @@ class ApiError(Exception):
     """An error answer decided by a handler: status, a short code and what is wrong."""
 
     def __init__(
-        self, status: int, detail: str, *, code: str | None = None, extra: dict[str, Any] | None = None
+        self,
+        status: int,
+        detail: str,
+        *,
+        code: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -60,7 +65,9 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)  # noqa: S101 -- registered for HTTPException only
     detail = exc.detail if exc.status_code != 404 else f"no route for {request.url.path}"
-    response = error_response(request, exc.status_code, _TITLES.get(exc.status_code, "error"), detail)
+    response = error_response(
+        request, exc.status_code, _TITLES.get(exc.status_code, "error"), detail
+    )
     if exc.headers:
         response.headers.update(exc.headers)
     return response

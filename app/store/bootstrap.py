@@ -8,8 +8,8 @@ import logging
 from sqlalchemy.engine import make_url
 
 from app.settings import Settings
-from app.store.db import create_engine
 from app.store import migrate
+from app.store.db import create_engine
 from app.warp.demo import ensure_demo_customers
 
 log = logging.getLogger("hubsync.migrate")
@@ -41,4 +41,3 @@ async def migrate_database(
                 log.info("added %d demo customers to %s", added, settings.effective_customers_table)
     finally:
         await engine.dispose()
-

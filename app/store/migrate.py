@@ -35,7 +35,9 @@ def alembic_config() -> Config:
     return config
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     """Leave WARP's own table (and Alembic's bookkeeping) out of drift checks."""
     return not (type_ == "table" and (name in FOREIGN_TABLES or name == "alembic_version"))
 

@@ -53,7 +53,7 @@ def canonical_id(value: str) -> str:
     return str(uuid.UUID(str(value)))
 
 
-def _decode(row: Mapping[str, Any]) -> CustomerRecord:
+def _decode(row: Mapping[Any, Any]) -> CustomerRecord:
     record = dict(row)
     record["id"] = str(record["id"])
     for column in JSON_COLUMNS:

@@ -1,0 +1,39 @@
+# The single command surface: the README's commands and CI call these targets.
+# `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install hubsync with its dev tools
+
+run: $(STAMP) ## run hubsync on its embedded default (SQLite + HubSpot sandbox) on :8000
+	$(BIN)/hubsync migrate
+	$(BIN)/hubsync serve --host 127.0.0.1 --port 8000
+
+test: $(STAMP) ## run the whole test suite (SQLite and PostgreSQL)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy (strict) on app/
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP) ## run the benchmarks in bench/ (see bench/README.md)
+	$(BIN)/python -m bench.run
+
+clean: ## remove the virtual environment and local databases
+	rm -rf $(VENV) hubsync.db hubsync.db-wal hubsync.db-shm .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install run test lint bench clean

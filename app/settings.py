@@ -107,6 +107,15 @@ class Settings:
     worker_enabled: bool = True
     scheduler_enabled: bool = True
     demo_data: bool = True
+    # The sync queue and its worker (app/sync/worker.py, app/store/queue.py).
+    worker_batch_size: int = 100
+    worker_concurrency: int = 1
+    worker_poll_seconds: float = 1.0
+    lease_seconds: float = 60.0
+    retry_base_seconds: float = 1.0
+    retry_max_delay_seconds: float = 900.0
+    retry_max_age_seconds: float = 86400.0
+    queue_retention_seconds: float = 7 * 86400.0
 
     # -- derived views -------------------------------------------------------------------
 
@@ -218,6 +227,34 @@ class Settings:
             worker_enabled=_boolean("HUBSYNC_WORKER", get("HUBSYNC_WORKER"), default=True),
             scheduler_enabled=_boolean("HUBSYNC_SCHEDULER", get("HUBSYNC_SCHEDULER"), default=True),
             demo_data=_boolean("HUBSYNC_DEMO_DATA", get("HUBSYNC_DEMO_DATA"), default=True),
+            worker_batch_size=_number(
+                "HUBSYNC_WORKER_BATCH_SIZE", get("HUBSYNC_WORKER_BATCH_SIZE"), 100, 1, 1000
+            ),
+            worker_concurrency=_number(
+                "HUBSYNC_WORKER_CONCURRENCY", get("HUBSYNC_WORKER_CONCURRENCY"), 1, 1, 64
+            ),
+            worker_poll_seconds=_duration(
+                "HUBSYNC_WORKER_POLL_INTERVAL", get("HUBSYNC_WORKER_POLL_INTERVAL"), 1.0, 0.05, 60
+            ),
+            lease_seconds=_duration(
+                "HUBSYNC_LEASE_SECONDS", get("HUBSYNC_LEASE_SECONDS"), 60.0, 1, 3600
+            ),
+            retry_base_seconds=_duration(
+                "HUBSYNC_RETRY_BASE_SECONDS", get("HUBSYNC_RETRY_BASE_SECONDS"), 1.0, 0.01, 3600
+            ),
+            retry_max_delay_seconds=_duration(
+                "HUBSYNC_RETRY_MAX_DELAY", get("HUBSYNC_RETRY_MAX_DELAY"), 900.0, 1, 86400
+            ),
+            retry_max_age_seconds=_duration(
+                "HUBSYNC_RETRY_MAX_AGE", get("HUBSYNC_RETRY_MAX_AGE"), 86400.0, 1, 30 * 86400
+            ),
+            queue_retention_seconds=_duration(
+                "HUBSYNC_QUEUE_RETENTION",
+                get("HUBSYNC_QUEUE_RETENTION"),
+                7 * 86400.0,
+                60,
+                365 * 86400,
+            ),
         )
 
 
@@ -283,6 +320,39 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise SettingsError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
     return value
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(
+    name: str, value: str | None, default: float, minimum: float, maximum: float
+) -> float:
+    """Seconds from `90`, `90s`, `1.5m`, `24h` or `7d`, within [minimum, maximum]."""
+    if value is None:
+        return default
+    match = _DURATION.match(value)
+    if not match:
+        raise SettingsError(f"{name}: expected a duration like '30s', '15m', '24h', got {value!r}")
+    seconds = float(match[1]) * _DURATION_UNITS[match[2] or "s"]
+    if not minimum <= seconds <= maximum:
+        raise SettingsError(
+            f"{name}: expected between {minimum:g}s and {maximum:g}s, got {value!r}"
+        )
+    return seconds
+
+
+def _number(name: str, value: str | None, default: int, minimum: int, maximum: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a whole number, got {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise SettingsError(f"{name}: expected {minimum} to {maximum}, got {number}")
+    return number
 
 
 def _boolean(name: str, value: str | None, *, default: bool) -> bool:

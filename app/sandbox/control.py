@@ -1,0 +1,108 @@
+"""The sandbox's own control API under `/_sandbox`: what a test or a demo needs to steer it.
+
+Edit a company as a person in the CRM would, restore an archived one, inject faults, read the
+statistics, reset, and push or inspect webhook deliveries. None of it counts against limits.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.sandbox.errors import bad_request
+from app.sandbox.faults import Faults
+from app.sandbox.requests import bool_param, input_properties, json_body, sandbox_of
+from app.sandbox.store import ALL
+
+PREFIX = "/_sandbox"
+RECENT = 100
+
+
+def _user_id(body: object) -> int:
+    raw = body.get("userId", 1) if isinstance(body, dict) else 1
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise bad_request(f"userId must be an integer, got {raw!r}") from None
+
+
+async def edit_company(request: Request) -> Response:
+    """Body: {"properties": {...}, "userId": 7}; webhooks say CRM_UI and userId:7."""
+    body = await json_body(request)
+    company = sandbox_of(request).edit_as_user(
+        request.path_params["company_id"], input_properties(body), user_id=_user_id(body)
+    )
+    return JSONResponse(company)
+
+
+async def restore_company(request: Request) -> Response:
+    body = await json_body(request)
+    sandbox = sandbox_of(request)
+    return JSONResponse(sandbox.restore(request.path_params["company_id"], _user_id(body)))
+
+
+async def list_all_companies(request: Request) -> Response:
+    sandbox = sandbox_of(request)
+    archived = bool_param(request, "archived")
+    results = [c.to_json(ALL) for c in sandbox.companies.all(archived=archived)]
+    return JSONResponse({"total": len(results), "results": results})
+
+
+async def stats(request: Request) -> Response:
+    return JSONResponse(sandbox_of(request).stats())
+
+
+async def get_faults(request: Request) -> Response:
+    return JSONResponse(sandbox_of(request).faults.faults.to_json())
+
+
+async def put_faults(request: Request) -> Response:
+    try:
+        faults = Faults.from_json(await json_body(request))
+    except (TypeError, ValueError) as exc:
+        raise bad_request(f"Invalid faults: {exc}") from None
+    return JSONResponse(sandbox_of(request).set_faults(faults).to_json())
+
+
+async def reset(request: Request) -> Response:
+    sandbox_of(request).reset(keep_properties=bool_param(request, "keep_properties"))
+    return Response(status_code=204)
+
+
+async def flush_webhooks(request: Request) -> Response:
+    delivered = await sandbox_of(request).flush_webhooks()
+    return JSONResponse({"delivered": delivered})
+
+
+async def list_webhooks(request: Request) -> Response:
+    sandbox = sandbox_of(request)
+    hooks = sandbox.webhooks
+    counts = hooks.counts
+    return JSONResponse(
+        {
+            "target": sandbox.config.webhook_url,
+            "pending": hooks.pending,
+            "retrying": hooks.retrying,
+            "batchesDelivered": counts.batches_delivered,
+            "eventsDelivered": counts.events_delivered,
+            "attemptsFailed": counts.attempts_failed,
+            "batchesAbandoned": counts.batches_abandoned,
+            "deliveries": [d.to_json() for d in list(hooks.deliveries)[-RECENT:]],
+            "events": list(hooks.events)[-RECENT:],
+        }
+    )
+
+
+def control_routes() -> list[Route]:
+    return [
+        Route(f"{PREFIX}/companies", list_all_companies, methods=["GET"]),
+        Route(f"{PREFIX}/companies/{{company_id}}", edit_company, methods=["PATCH"]),
+        Route(f"{PREFIX}/companies/{{company_id}}/restore", restore_company, methods=["POST"]),
+        Route(f"{PREFIX}/stats", stats, methods=["GET"]),
+        Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
+        Route(f"{PREFIX}/faults", put_faults, methods=["PUT"]),
+        Route(f"{PREFIX}/reset", reset, methods=["POST"]),
+        Route(f"{PREFIX}/webhooks/flush", flush_webhooks, methods=["POST"]),
+        Route(f"{PREFIX}/webhooks", list_webhooks, methods=["GET"]),
+    ]

@@ -1,0 +1,343 @@
+"""Company property definitions and groups, and the value rules they impose.
+
+The sandbox starts with a handful of HubSpot's default company properties and none of
+hubsync's `warp_*` ones, so the bootstrap that creates them is exercised for real. Values are
+validated and normalised here the way HubSpot does it: everything is stored as a string,
+numbers in canonical form, booleans as "true"/"false", datetimes as ISO 8601 with milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.sandbox.clock import now_iso
+from app.sandbox.errors import ApiError, JsonDict, PropertyIssue, bad_request, validation_error
+from app.sandbox.values import InvalidValueError, issue_code, normalize_value
+
+MAX_UNIQUE_PROPERTIES = 10
+_FIELD_TYPES = {
+    "string": {"text", "textarea", "phonenumber", "html", "file"},
+    "number": {"number", "calculation_equation"},
+    "bool": {"booleancheckbox"},
+    "enumeration": {"select", "radio", "checkbox", "booleancheckbox"},
+    "datetime": {"date"},
+    "date": {"date"},
+    "phone_number": {"phonenumber", "text"},
+}
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_BOOL_OPTIONS = [
+    {"label": "Yes", "value": "true", "displayOrder": 0, "hidden": False},
+    {"label": "No", "value": "false", "displayOrder": 1, "hidden": False},
+]
+
+
+@dataclass
+class PropertyDef:
+    name: str
+    label: str
+    type: str
+    field_type: str
+    group_name: str
+    description: str = ""
+    options: list[JsonDict] = field(default_factory=list)
+    display_order: int = -1
+    has_unique_value: bool = False
+    hidden: bool = False
+    form_field: bool = False
+    hubspot_defined: bool = False
+    read_only_value: bool = False
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
+
+    @property
+    def is_boolean(self) -> bool:
+        return self.type == "bool" or self.field_type == "booleancheckbox"
+
+    def to_json(self) -> JsonDict:
+        body: JsonDict = {
+            "name": self.name,
+            "label": self.label,
+            "type": self.type,
+            "fieldType": self.field_type,
+            "description": self.description,
+            "groupName": self.group_name,
+            "options": self.options,
+            "displayOrder": self.display_order,
+            "calculated": False,
+            "externalOptions": False,
+            "hasUniqueValue": self.has_unique_value,
+            "hidden": self.hidden,
+            "formField": self.form_field,
+            "archived": False,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "dataSensitivity": "non_sensitive",
+            "modificationMetadata": {
+                "archivable": not self.hubspot_defined,
+                "readOnlyDefinition": self.hubspot_defined,
+                "readOnlyValue": self.read_only_value,
+            },
+        }
+        if self.hubspot_defined:
+            body["hubspotDefined"] = True
+        return body
+
+
+def _default(name: str, label: str, type_: str, field_type: str, **extra: Any) -> PropertyDef:
+    return PropertyDef(
+        name=name,
+        label=label,
+        type=type_,
+        field_type=field_type,
+        group_name="companyinformation",
+        hubspot_defined=True,
+        **extra,
+    )
+
+
+def _options(*values: str) -> list[JsonDict]:
+    return [
+        {
+            "label": value.replace("_", " ").title(),
+            "value": value,
+            "displayOrder": i,
+            "hidden": False,
+        }
+        for i, value in enumerate(values)
+    ]
+
+
+def default_properties() -> list[PropertyDef]:
+    """A subset of HubSpot's default company properties; system ones are read-only."""
+    return [
+        _default("name", "Company name", "string", "text"),
+        _default("domain", "Company Domain Name", "string", "text"),
+        _default("website", "Website URL", "string", "text"),
+        _default("description", "Description", "string", "textarea"),
+        _default("phone", "Phone Number", "string", "phonenumber"),
+        _default("city", "City", "string", "text"),
+        _default("country", "Country/Region", "string", "text"),
+        _default("numberofemployees", "Number of Employees", "number", "number"),
+        _default("annualrevenue", "Annual Revenue", "number", "number"),
+        _default(
+            "industry", "Industry", "enumeration", "select",
+            options=_options("TELECOMMUNICATIONS", "COMPUTER_SOFTWARE", "RETAIL", "OTHER"),
+        ),
+        _default(
+            "lifecyclestage", "Lifecycle Stage", "enumeration", "radio",
+            options=_options("subscriber", "lead", "opportunity", "customer", "other"),
+        ),
+        _default("createdate", "Create Date", "datetime", "date", read_only_value=True),
+        _default(
+            "hs_lastmodifieddate", "Last Modified Date", "datetime", "date", read_only_value=True
+        ),
+        _default("hs_object_id", "Record ID", "number", "number", read_only_value=True),
+        _default(
+            "hs_merged_object_ids", "Merged Company IDs", "enumeration", "checkbox",
+            read_only_value=True,
+        ),
+    ]  # fmt: skip
+
+
+def default_groups() -> list[JsonDict]:
+    return [
+        {"name": "companyinformation", "label": "Company information", "displayOrder": -1,
+         "archived": False},
+    ]  # fmt: skip
+
+
+class PropertyRegistry:
+    """The company properties and property groups of one sandbox portal."""
+
+    def __init__(self) -> None:
+        self.properties: dict[str, PropertyDef] = {p.name: p for p in default_properties()}
+        self.groups: dict[str, JsonDict] = {g["name"]: g for g in default_groups()}
+
+    def get(self, name: str) -> PropertyDef | None:
+        return self.properties.get(name)
+
+    def require(self, name: str) -> PropertyDef:
+        prop = self.properties.get(name)
+        if prop is None:
+            raise ApiError(
+                404,
+                "OBJECT_NOT_FOUND",
+                f"Unable to find property {name!r} for object type 0-2",
+                context={"propertyName": [name]},
+            )
+        return prop
+
+    def unique_names(self) -> list[str]:
+        return [p.name for p in self.properties.values() if p.has_unique_value]
+
+    # -- definitions ---------------------------------------------------------------------
+
+    def create(self, body: JsonDict) -> PropertyDef:
+        missing = [
+            k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)
+        ]
+        if missing:
+            raise bad_request(f"Missing required fields: {', '.join(missing)}")
+        name, type_, field_type = str(body["name"]), str(body["type"]), str(body["fieldType"])
+        if name in self.properties:
+            raise ApiError(
+                409,
+                "OBJECT_ALREADY_EXISTS",
+                f"A property named '{name}' already exists.",
+                context={"name": [name]},
+            )
+        if not _NAME.match(name):
+            raise bad_request(f"Invalid property name {name!r}", name=[name])
+        if field_type not in _FIELD_TYPES.get(type_, set()):
+            raise bad_request(f"fieldType {field_type!r} is not valid for type {type_!r}")
+        if body["groupName"] not in self.groups:
+            raise bad_request(f"Property group {body['groupName']!r} does not exist")
+        unique = bool(body.get("hasUniqueValue", False))
+        if unique and len(self.unique_names()) >= MAX_UNIQUE_PROPERTIES:
+            raise bad_request(
+                f"An object may have at most {MAX_UNIQUE_PROPERTIES} unique value properties"
+            )
+        prop = PropertyDef(
+            name=name,
+            label=str(body["label"]),
+            type=type_,
+            field_type=field_type,
+            group_name=str(body["groupName"]),
+            description=str(body.get("description", "")),
+            options=self._options(type_, field_type, body.get("options")),
+            display_order=int(body.get("displayOrder", -1)),
+            has_unique_value=unique,
+            hidden=bool(body.get("hidden", False)),
+            form_field=bool(body.get("formField", False)),
+        )
+        self.properties[name] = prop
+        return prop
+
+    def update(self, name: str, body: JsonDict) -> PropertyDef:
+        prop = self.require(name)
+        if prop.hubspot_defined:
+            raise bad_request(f"Property {name!r} is read-only and cannot be modified")
+        if "hasUniqueValue" in body:
+            raise bad_request("hasUniqueValue can only be set when a property is created")
+        if "groupName" in body and body["groupName"] not in self.groups:
+            raise bad_request(f"Property group {body['groupName']!r} does not exist")
+        type_ = str(body.get("type", prop.type))
+        field_type = str(body.get("fieldType", prop.field_type))
+        if field_type not in _FIELD_TYPES.get(type_, set()):
+            raise bad_request(f"fieldType {field_type!r} is not valid for type {type_!r}")
+        if "options" in body or type_ != prop.type or field_type != prop.field_type:
+            prop.options = self._options(type_, field_type, body.get("options", prop.options))
+        prop.type, prop.field_type = type_, field_type
+        for key, attr in (("label", "label"), ("description", "description"),
+                          ("groupName", "group_name")):  # fmt: skip
+            if key in body:
+                setattr(prop, attr, str(body[key]))
+        for key, attr in (("hidden", "hidden"), ("formField", "form_field")):
+            if key in body:
+                setattr(prop, attr, bool(body[key]))
+        if "displayOrder" in body:
+            prop.display_order = int(body["displayOrder"])
+        prop.updated_at = now_iso()
+        return prop
+
+    @staticmethod
+    def _options(type_: str, field_type: str, raw: object) -> list[JsonDict]:
+        if type_ == "bool" or field_type == "booleancheckbox":
+            return [dict(o) for o in _BOOL_OPTIONS] if not raw else _clean_options(raw)
+        if type_ == "enumeration":
+            options = _clean_options(raw)
+            if not options:
+                raise bad_request("An enumeration property needs at least one option")
+            return options
+        return []
+
+    # -- groups --------------------------------------------------------------------------
+
+    def create_group(self, body: JsonDict) -> JsonDict:
+        name, label = body.get("name"), body.get("label")
+        if not name or not label:
+            raise bad_request("A property group needs a name and a label")
+        if name in self.groups:
+            raise ApiError(
+                409,
+                "OBJECT_ALREADY_EXISTS",
+                f"A property group named '{name}' already exists.",
+                context={"name": [str(name)]},
+            )
+        group: JsonDict = {
+            "name": str(name),
+            "label": str(label),
+            "displayOrder": int(body.get("displayOrder", -1)),
+            "archived": False,
+        }
+        self.groups[group["name"]] = group
+        return group
+
+    def require_group(self, name: str) -> JsonDict:
+        group = self.groups.get(name)
+        if group is None:
+            raise ApiError(
+                404, "OBJECT_NOT_FOUND", f"Unable to find property group {name!r}",
+                context={"name": [name]},
+            )  # fmt: skip
+        return group
+
+    def update_group(self, name: str, body: JsonDict) -> JsonDict:
+        group = self.require_group(name)
+        if "label" in body:
+            group["label"] = str(body["label"])
+        if "displayOrder" in body:
+            group["displayOrder"] = int(body["displayOrder"])
+        return group
+
+    # -- values --------------------------------------------------------------------------
+
+    def normalize(self, values: Mapping[str, object]) -> dict[str, str]:
+        """Validated, string-normalised values; raises HubSpot's VALIDATION_ERROR otherwise."""
+        if not isinstance(values, Mapping):
+            raise bad_request("properties must be an object of property names to values")
+        issues: list[PropertyIssue] = []
+        result: dict[str, str] = {}
+        for name, raw in values.items():
+            prop = self.properties.get(name)
+            if prop is None:
+                issues.append(
+                    PropertyIssue(
+                        name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'
+                    )
+                )
+            elif prop.read_only_value:
+                issues.append(
+                    PropertyIssue(
+                        name, "READ_ONLY_VALUE", f'"{name}" is a read only property; '
+                        "its value cannot be set.",
+                    )
+                )  # fmt: skip
+            else:
+                try:
+                    result[name] = normalize_value(prop, raw)
+                except InvalidValueError as exc:
+                    issues.append(PropertyIssue(name, issue_code(prop), str(exc)))
+        if issues:
+            raise validation_error(issues)
+        return result
+
+
+def _clean_options(raw: object) -> list[JsonDict]:
+    if not isinstance(raw, list):
+        return []
+    options = []
+    for i, item in enumerate(raw):
+        if isinstance(item, Mapping) and "value" in item:
+            options.append(
+                {
+                    "label": str(item.get("label", item["value"])),
+                    "value": str(item["value"]),
+                    "displayOrder": int(item.get("displayOrder", i)),
+                    "hidden": bool(item.get("hidden", False)),
+                }
+            )
+    return options

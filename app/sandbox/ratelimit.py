@@ -1,0 +1,126 @@
+"""HubSpot's rate limits for a private app, and the record of every request the sandbox saw.
+
+Three policies: a rolling window over every API call (TEN_SECONDLY_ROLLING, 100 per 10 s by
+default), a per-second limit on search (SECONDLY, 5/s), and a daily quota (DAILY). Refused
+calls do not consume quota. Separately, `RequestLog` keeps every request (refused or not) so
+tests and benchmarks can prove a client never put more than the limit into any window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.settings import RateLimit
+
+
+@dataclass
+class RequestRecord:
+    at: float  # time.monotonic() seconds, when the request arrived
+    method: str
+    path: str
+    status: int = 0  # filled in when the answer is sent
+
+
+class SlidingWindow:
+    def __init__(self, limit: RateLimit) -> None:
+        self.limit = limit
+        self._times: deque[float] = deque()
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.limit.window_seconds
+        while self._times and self._times[0] <= horizon:
+            self._times.popleft()
+
+    def has_room(self, now: float) -> bool:
+        self._prune(now)
+        return len(self._times) < self.limit.requests
+
+    def take(self, now: float) -> None:
+        self._times.append(now)
+
+    def remaining(self, now: float) -> int:
+        self._prune(now)
+        return max(self.limit.requests - len(self._times), 0)
+
+
+class ApiLimiter:
+    """Admits or refuses one call; refusals name HubSpot's policy."""
+
+    def __init__(
+        self,
+        rate_limit: RateLimit,
+        search_rate_limit: RateLimit,
+        daily_limit: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.window = SlidingWindow(rate_limit)
+        self.search_window = SlidingWindow(search_rate_limit)
+        self.daily_limit = daily_limit
+        self.daily_used = 0
+        self._clock = clock
+        self._day = time.gmtime().tm_yday
+
+    def admit(self, *, search: bool) -> str | None:
+        """None when admitted (quota taken), else the policy name that refused the call."""
+        now = self._clock()
+        today = time.gmtime().tm_yday
+        if today != self._day:
+            self._day, self.daily_used = today, 0
+        if self.daily_used >= self.daily_limit:
+            return "DAILY"
+        if not self.window.has_room(now):
+            return "TEN_SECONDLY_ROLLING"
+        if search and not self.search_window.has_room(now):
+            return "SECONDLY"
+        self.window.take(now)
+        if search:
+            self.search_window.take(now)
+        self.daily_used += 1
+        return None
+
+    def headers(self) -> dict[str, str]:
+        now = self._clock()
+        limit = self.window.limit
+        return {
+            "X-HubSpot-RateLimit-Max": str(limit.requests),
+            "X-HubSpot-RateLimit-Remaining": str(self.window.remaining(now)),
+            "X-HubSpot-RateLimit-Interval-Milliseconds": str(round(limit.window_seconds * 1000)),
+            "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
+            "X-HubSpot-RateLimit-Daily-Remaining": str(max(self.daily_limit - self.daily_used, 0)),
+        }
+
+
+class RequestLog:
+    """Every counted request, and the most seen in any window of the general limit."""
+
+    def __init__(self, window_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_seconds = window_seconds
+        self.records: list[RequestRecord] = []
+        self.max_in_window = 0
+        self._clock = clock
+        self._recent: deque[float] = deque()
+
+    def start(self, method: str, path: str) -> RequestRecord:
+        """Log a request on arrival; the caller sets `status` once it is answered."""
+        at = self._clock()
+        record = RequestRecord(at, method, path)
+        self.records.append(record)
+        self._recent.append(at)
+        while self._recent and self._recent[0] <= at - self.window_seconds:
+            self._recent.popleft()
+        self.max_in_window = max(self.max_in_window, len(self._recent))
+        return record
+
+    def max_requests_in_window(self, window_seconds: float | None = None) -> int:
+        """The most requests inside any half-open window of this length (default: the limit's)."""
+        width = self.window_seconds if window_seconds is None else window_seconds
+        times = sorted(r.at for r in self.records)
+        best, start = 0, 0
+        for end, at in enumerate(times):
+            while times[start] <= at - width:
+                start += 1
+            best = max(best, end - start + 1)
+        return best

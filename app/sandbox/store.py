@@ -1,0 +1,354 @@
+"""The sandbox's companies, held in memory with HubSpot's rules.
+
+Each company keeps every property's history (newest first) with who wrote it, so
+`propertiesWithHistory` and the webhook `changeSource` come from the same facts. Unique
+properties are indexed over live companies; merges give the survivor a new id and leave the old
+ids as aliases that resolve to it. Every change is reported to `emit` as a `ChangeEvent`, which
+the webhook dispatcher turns into HubSpot's payloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.sandbox.clock import iso_from_ms, now_ms
+from app.sandbox.errors import JsonDict, bad_request, conflict, not_found
+from app.sandbox.properties import PropertyRegistry
+
+SYSTEM_PROPERTIES = ("createdate", "hs_lastmodifieddate", "hs_object_id")
+DEFAULT_PROPERTIES = ("createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name")
+ALL = "__all__"
+
+
+@dataclass(frozen=True)
+class WriteSource:
+    """Who made a change: `INTEGRATION` with the app id, or `CRM_UI` with `userId:<n>`."""
+
+    source_type: str
+    source_id: str
+    user_id: int | None = None
+
+
+@dataclass
+class Version:
+    value: str
+    timestamp_ms: int
+    source_type: str
+    source_id: str | None = None
+    user_id: int | None = None
+
+    def to_json(self) -> JsonDict:
+        body: JsonDict = {
+            "value": self.value,
+            "timestamp": iso_from_ms(self.timestamp_ms),
+            "sourceType": self.source_type,
+        }
+        if self.source_id is not None:
+            body["sourceId"] = self.source_id
+        if self.user_id is not None:
+            body["updatedByUserId"] = self.user_id
+        return body
+
+
+@dataclass
+class ChangeEvent:
+    """One change, before it becomes a webhook event (`kind` is the subscription suffix)."""
+
+    kind: str
+    object_id: str
+    occurred_ms: int
+    source: WriteSource
+    property_name: str | None = None
+    property_value: str | None = None
+    extra: JsonDict = field(default_factory=dict)
+
+
+@dataclass
+class Company:
+    id: str
+    created_ms: int
+    updated_ms: int
+    history: dict[str, list[Version]] = field(default_factory=dict)
+    archived_ms: int | None = None
+    merged_ids: list[str] = field(default_factory=list)
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_ms is not None
+
+    def value(self, name: str) -> str | None:
+        """The current value, with the computed system properties; None when blank."""
+        if name == "hs_object_id":
+            return self.id
+        if name == "createdate":
+            return iso_from_ms(self.created_ms)
+        if name == "hs_lastmodifieddate":
+            return iso_from_ms(self.updated_ms)
+        if name == "hs_merged_object_ids":
+            return ";".join(self.merged_ids) or None
+        versions = self.history.get(name)
+        return versions[0].value if versions and versions[0].value != "" else None
+
+    def names(self) -> list[str]:
+        extra = ["hs_merged_object_ids"] if self.merged_ids else []
+        return sorted({*self.history, *SYSTEM_PROPERTIES, *extra})
+
+    def versions(self, name: str) -> list[Version]:
+        if name in SYSTEM_PROPERTIES or name == "hs_merged_object_ids":
+            value = self.value(name)
+            at = self.created_ms if name != "hs_lastmodifieddate" else self.updated_ms
+            return [Version(value, at, "CALCULATED")] if value is not None else []
+        return self.history.get(name, [])
+
+    def to_json(
+        self,
+        properties: list[str] | str | None = None,
+        with_history: list[str] | None = None,
+        *,
+        null_for_unset: bool = False,
+    ) -> JsonDict:
+        """HubSpot's object shape; `properties` None means the defaults, ALL means every value."""
+        if properties == ALL:
+            names = [n for n in self.names() if self.value(n) is not None]
+        else:
+            requested = DEFAULT_PROPERTIES if properties is None else properties
+            names = sorted({*requested, *SYSTEM_PROPERTIES})
+        values: dict[str, Any] = {}
+        for name in names:
+            value = self.value(name)
+            if value is not None:
+                values[name] = value
+            elif null_for_unset:
+                values[name] = None
+        body: JsonDict = {
+            "id": self.id,
+            "properties": values,
+            "createdAt": iso_from_ms(self.created_ms),
+            "updatedAt": iso_from_ms(self.updated_ms),
+            "archived": self.archived,
+        }
+        if self.archived_ms is not None:
+            body["archivedAt"] = iso_from_ms(self.archived_ms)
+        if with_history:
+            body["propertiesWithHistory"] = {
+                name: [v.to_json() for v in self.versions(name)] for name in with_history
+            }
+        return body
+
+
+class CompanyStore:
+    def __init__(
+        self,
+        registry: PropertyRegistry,
+        emit: Callable[[ChangeEvent], None],
+        clock: Callable[[], int] = now_ms,
+        first_id: int = 1001,
+    ) -> None:
+        self.registry = registry
+        self._emit = emit
+        self._clock = clock
+        self._companies: dict[str, Company] = {}  # insertion order is id order
+        self._aliases: dict[str, str] = {}
+        self._unique: dict[str, dict[str, str]] = {}
+        self._next_id = first_id
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return sum(1 for c in self._companies.values() if not c.archived)
+
+    def active(self) -> Iterator[Company]:
+        return (c for c in self._companies.values() if not c.archived)
+
+    def all(self, *, archived: bool = False) -> Iterator[Company]:
+        return (c for c in self._companies.values() if c.archived == archived)
+
+    def resolve(self, ref: str) -> str:
+        seen = set()
+        while ref in self._aliases and ref not in seen:
+            seen.add(ref)
+            ref = self._aliases[ref]
+        return ref
+
+    def find(
+        self, ref: str, *, id_property: str | None = None, archived: bool = False
+    ) -> Company | None:
+        if id_property and id_property != "hs_object_id":
+            prop = self.registry.get(id_property)
+            if prop is None or not prop.has_unique_value:
+                raise bad_request(
+                    f"{id_property} is not a unique identifier property", idProperty=[id_property]
+                )
+            if not archived:
+                owner = self._unique.get(id_property, {}).get(ref)
+                return self._companies.get(owner) if owner else None
+            return next((c for c in self.all(archived=True) if c.value(id_property) == ref), None)
+        company = self._companies.get(self.resolve(str(ref)))
+        return company if company is not None and company.archived == archived else None
+
+    def require(self, ref: str, *, id_property: str | None = None) -> Company:
+        company = self.find(ref, id_property=id_property)
+        if company is None:
+            raise not_found(ref)
+        return company
+
+    def page(
+        self, after: str | None, limit: int, *, archived: bool = False
+    ) -> tuple[list[Company], str | None]:
+        start = int(after) if after and after.isdigit() else 0
+        chosen: list[Company] = []
+        for company in self.all(archived=archived):
+            if int(company.id) < start:
+                continue
+            if len(chosen) == limit:
+                return chosen, company.id
+            chosen.append(company)
+        return chosen, None
+
+    # -- writes --------------------------------------------------------------------------
+
+    def create(self, raw: Mapping[str, object], source: WriteSource) -> Company:
+        values = {k: v for k, v in self.registry.normalize(raw).items() if v != ""}
+        self._check_unique(values, owner=None)
+        now = self._clock()
+        company = Company(id=str(self._next_id), created_ms=now, updated_ms=now)
+        self._next_id += 1
+        for name, value in values.items():
+            company.history[name] = [self._version(value, now, source)]
+        self._companies[company.id] = company
+        self._index(company)
+        self._emit(
+            ChangeEvent("creation", company.id, now, source, extra={"changeFlag": "CREATED"})
+        )
+        for name, value in values.items():
+            self._emit(ChangeEvent("propertyChange", company.id, now, source, name, value))
+        return company
+
+    def update(
+        self,
+        ref: str,
+        raw: Mapping[str, object],
+        source: WriteSource,
+        *,
+        id_property: str | None = None,
+    ) -> Company:
+        company = self.require(ref, id_property=id_property)
+        values = self.registry.normalize(raw)
+        changes = {k: v for k, v in values.items() if (company.value(k) or "") != v}
+        if not changes:
+            return company
+        self._check_unique(changes, owner=company.id)
+        self._unindex(company)
+        now = self._clock()
+        for name, value in changes.items():
+            company.history.setdefault(name, []).insert(0, self._version(value, now, source))
+        company.updated_ms = now
+        self._index(company)
+        for name, value in changes.items():
+            self._emit(ChangeEvent("propertyChange", company.id, now, source, name, value))
+        return company
+
+    def upsert(
+        self, key: str, id_property: str | None, raw: Mapping[str, object], source: WriteSource
+    ) -> tuple[Company, bool]:
+        """Update the company whose `id_property` equals `key`, or create it: (company, new)."""
+        if not id_property or id_property == "hs_object_id":
+            return self.update(key, raw, source), False
+        prop = self.registry.get(id_property)
+        if prop is None or not prop.has_unique_value:
+            raise bad_request(
+                f"{id_property} is not a unique identifier property", idProperty=[id_property]
+            )
+        existing = self.find(key, id_property=id_property)
+        if existing is not None:
+            return self.update(existing.id, raw, source), False
+        return self.create({**raw, id_property: key}, source), True
+
+    def archive(self, ref: str, source: WriteSource) -> bool:
+        company = self.find(ref)
+        if company is None:
+            return False
+        self._unindex(company)
+        company.archived_ms = self._clock()
+        self._emit(
+            ChangeEvent("deletion", company.id, company.archived_ms, source,
+                        extra={"changeFlag": "DELETED"})
+        )  # fmt: skip
+        return True
+
+    def restore(self, ref: str, source: WriteSource) -> Company:
+        company = self.find(ref, archived=True)
+        if company is None:
+            raise not_found(ref)
+        self._check_unique({n: v for n in company.history if (v := company.value(n))}, owner=None)
+        company.archived_ms = None
+        company.updated_ms = self._clock()
+        self._index(company)
+        self._emit(ChangeEvent("restore", company.id, company.updated_ms, source,
+                               extra={"changeFlag": "RESTORED"}))  # fmt: skip
+        return company
+
+    def merge(self, primary_ref: str, other_ref: str, source: WriteSource) -> Company:
+        """Merge `other` into `primary`; the result gets a new id and both old ids alias it."""
+        primary, other = self.require(primary_ref), self.require(other_ref)
+        if primary.id == other.id:
+            raise bad_request("A company cannot be merged with itself", ids=[primary.id])
+        now = self._clock()
+        merged = Company(
+            id=str(self._next_id),
+            created_ms=primary.created_ms,
+            updated_ms=now,
+            history={name: list(versions) for name, versions in primary.history.items()},
+            merged_ids=[*primary.merged_ids, *other.merged_ids, primary.id, other.id],
+        )
+        self._next_id += 1
+        moved = 0
+        for name, versions in other.history.items():
+            if primary.value(name) is None and other.value(name) is not None:
+                merged.history[name] = list(versions)
+                moved += 1
+        for old in (primary, other):
+            self._unindex(old)
+            del self._companies[old.id]
+            self._aliases[old.id] = merged.id
+        self._companies[merged.id] = merged
+        self._index(merged)
+        self._emit(
+            ChangeEvent(
+                "merge", merged.id, now, source,
+                extra={
+                    "primaryObjectId": int(primary.id),
+                    "mergedObjectIds": [int(other.id)],
+                    "newObjectId": int(merged.id),
+                    "numberOfPropertiesMoved": moved,
+                },
+            )
+        )  # fmt: skip
+        return merged
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _version(value: str, at: int, source: WriteSource) -> Version:
+        return Version(value, at, source.source_type, source.source_id, source.user_id)
+
+    def _check_unique(self, values: Mapping[str, str], owner: str | None) -> None:
+        for name in self.registry.unique_names():
+            value = values.get(name)
+            holder = self._unique.get(name, {}).get(value) if value else None
+            if holder is not None and holder != owner:
+                raise conflict(name, value or "", holder)
+
+    def _index(self, company: Company) -> None:
+        for name in self.registry.unique_names():
+            value = company.value(name)
+            if value is not None:
+                self._unique.setdefault(name, {})[value] = company.id
+
+    def _unindex(self, company: Company) -> None:
+        for name in self.registry.unique_names():
+            value = company.value(name)
+            if value is not None and self._unique.get(name, {}).get(value) == company.id:
+                del self._unique[name][value]

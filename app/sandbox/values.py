@@ -1,0 +1,95 @@
+"""Property values as HubSpot stores them: always strings, in one canonical form per type.
+
+Numbers lose trailing zeros ("1.50" -> "1.5"), booleans become "true"/"false", datetimes ISO 8601
+with milliseconds and `Z`, dates `YYYY-MM-DD`; an empty string (or null) clears a value.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
+
+from app.sandbox.clock import iso_from_ms
+
+if TYPE_CHECKING:
+    from app.sandbox.properties import PropertyDef
+
+
+class InvalidValueError(ValueError):
+    """A value that does not fit its property; the message is HubSpot's wording."""
+
+
+def issue_code(prop: PropertyDef) -> str:
+    if prop.is_boolean:
+        return "INVALID_BOOLEAN"
+    return {
+        "number": "INVALID_DECIMAL",
+        "enumeration": "INVALID_OPTION",
+        "datetime": "INVALID_DATE",
+        "date": "INVALID_DATE",
+    }.get(prop.type, "INVALID_STRING")
+
+
+def normalize_value(prop: PropertyDef, raw: object) -> str:
+    """The stored string for `raw`; ValueError with HubSpot's wording when it does not fit."""
+    if raw is None or raw == "":
+        return ""
+    if isinstance(raw, (dict, list)):
+        raise InvalidValueError(f"{raw!r} is not a valid value for {prop.name}")
+    if prop.is_boolean:
+        text = str(raw).strip().lower() if not isinstance(raw, bool) else str(raw).lower()
+        if text not in ("true", "false"):
+            raise InvalidValueError(f"{raw!r} is not a valid boolean value. Use true or false.")
+        return text
+    if isinstance(raw, bool):
+        if prop.type == "string":
+            return str(raw).lower()
+        raise InvalidValueError(f"{raw!r} is not a valid value for {prop.name}")
+    text = str(raw)
+    if prop.type == "number":
+        return _canonical_number(text)
+    if prop.type == "enumeration":
+        allowed = [o["value"] for o in prop.options]
+        chosen = text.split(";") if prop.field_type == "checkbox" else [text]
+        for value in chosen:
+            if value not in allowed:
+                raise InvalidValueError(f"{value} was not one of the allowed options: {allowed}")
+        return text
+    if prop.type == "datetime":
+        return iso_from_ms(epoch_ms(text))
+    if prop.type == "date":
+        return datetime.fromtimestamp(epoch_ms(text) / 1000, UTC).date().isoformat()
+    return text
+
+
+def _canonical_number(text: str) -> str:
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        raise InvalidValueError(f"{text!r} is not a valid number.") from None
+    if not number.is_finite():
+        raise InvalidValueError(f"{text!r} is not a valid number.")
+    if number == number.to_integral_value():
+        return str(int(number))
+    return format(number.normalize(), "f")
+
+
+def epoch_ms(text: str) -> int:
+    """Epoch milliseconds from digits, an ISO 8601 datetime, or a plain date."""
+    stripped = text.strip()
+    if re.fullmatch(r"-?\d+", stripped):
+        return int(stripped)
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", stripped):
+            moment = datetime.combine(date.fromisoformat(stripped), datetime.min.time(), UTC)
+        else:
+            moment = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidValueError(
+            f"{text!r} is not a valid date; use epoch milliseconds or ISO 8601"
+        ) from None
+    return int(moment.timestamp() * 1000)

@@ -1,0 +1,431 @@
+"""The HubSpot client: the CRM company and property calls hubsync makes, and nothing else.
+
+One `httpx.AsyncClient` per `HubSpotClient`, with explicit timeouts, carries every call. Each
+call first takes a grant from the rate limiter (search from its own), reports HubSpot's
+rate-limit headers back to it, and turns any failure into the typed errors of
+`app.hubspot.errors`. A 429 pauses the limiter's bucket for the whole deployment before the
+error is raised.
+
+Retries: a retryable error is tried again up to `max_retries` times, waiting `retry_after` (or
+a short exponential backoff), but never longer than `max_retry_wait` per wait: anything longer
+is raised for the queue to schedule. The daily limit and permanent errors are never retried.
+
+Batch calls take any number of inputs and send them in chunks of at most 100 (HubSpot's
+limit), in order; the `BatchResult` has one outcome per input. A whole-request failure of any
+chunk is raised at once (the calls are idempotent, so the caller may repeat them).
+
+The access token lives in a `Secret` until the moment a request is sent; it is in no repr,
+log line or error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, tzinfo
+from typing import Any, TypeVar
+
+import httpx
+
+from app.hubspot import paths
+from app.hubspot.batch import map_batch_response
+from app.hubspot.errors import (
+    HubSpotDailyLimitError,
+    HubSpotError,
+    HubSpotRateLimitError,
+    HubSpotRetryableError,
+    HubSpotTransportError,
+    error_from_response,
+)
+from app.hubspot.models import (
+    BatchOutcome,
+    BatchResult,
+    HubSpotCompany,
+    JsonDict,
+    SearchPage,
+    UpdateInput,
+    UpsertInput,
+)
+from app.hubspot.ratelimit import RateLimiter, RateLimitHeaders
+from app.settings import Secret, Settings
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BATCH_LIMIT = 100
+PAGE_LIMIT = 100
+SEARCH_LIMIT = 200
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+USER_AGENT = "hubsync/0.1"
+
+
+class _BearerAuth(httpx.Auth):
+    """Adds the token to each outgoing request; holds it as a `Secret` in between."""
+
+    def __init__(self, token: Secret) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        request.headers["Authorization"] = f"Bearer {self._token.reveal()}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(**********)"
+
+
+class HubSpotClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        access_token: Secret | None,
+        limiter: RateLimiter,
+        search_limiter: RateLimiter | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        max_retry_wait: float = 30.0,
+        daily_reset_timezone: tzinfo = UTC,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = access_token
+        self._limiter = limiter
+        self._search_limiter = search_limiter or limiter
+        self._max_retries = max_retries
+        self._max_retry_wait = max_retry_wait
+        self._daily_tz = daily_reset_timezone
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=_BearerAuth(access_token) if access_token is not None else None,
+            transport=transport,
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        limiter: RateLimiter,
+        search_limiter: RateLimiter | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        base_url: str | None = None,
+    ) -> HubSpotClient:
+        return cls(
+            base_url=base_url or settings.hubspot_base_url,
+            access_token=settings.hubspot_access_token,
+            limiter=limiter,
+            search_limiter=search_limiter,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        auth = "bearer" if self._token is not None else "none"
+        return f"HubSpotClient(base_url={self.base_url!r}, auth={auth!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> HubSpotClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    # -- companies -----------------------------------------------------------------------
+
+    async def get_company(
+        self,
+        company_id: str,
+        properties: Sequence[str],
+        properties_with_history: Sequence[str] | None = None,
+        *,
+        id_property: str | None = None,
+    ) -> HubSpotCompany:
+        """One company; a merged-away id answers with the surviving company (another id).
+        Raises `HubSpotNotFoundError` when there is none (or it is archived)."""
+        params: dict[str, str] = {"properties": ",".join(properties), "archived": "false"}
+        if properties_with_history:
+            params["propertiesWithHistory"] = ",".join(properties_with_history)
+        if id_property:
+            params["idProperty"] = id_property
+        data = await self._call("GET", paths.company(company_id), params=params)
+        return HubSpotCompany.from_json(data)
+
+    async def batch_read_companies(
+        self,
+        ids: Sequence[str],
+        properties: Sequence[str],
+        id_property: str | None = None,
+        *,
+        properties_with_history: Sequence[str] = (),
+    ) -> BatchResult:
+        """Outcomes keyed by the ids given (duplicates are read once and share the outcome)."""
+        unique = list(dict.fromkeys(ids))
+        wanted = list(dict.fromkeys([*properties, *([id_property] if id_property else [])]))
+        outcomes: dict[str, BatchOutcome] = {}
+        for chunk in _chunks(unique):
+            body: JsonDict = {
+                "inputs": [{"id": key} for key in chunk],
+                "properties": wanted,
+                "propertiesWithHistory": list(properties_with_history),
+            }
+            if id_property:
+                body["idProperty"] = id_property
+            payload = await self._call("POST", paths.COMPANIES_BATCH_READ, json=body)
+            for outcome in map_batch_response(chunk, payload, id_property=id_property):
+                outcomes[outcome.key] = outcome
+        return BatchResult([outcomes[key] for key in ids])
+
+    async def batch_upsert_companies(
+        self, inputs: Sequence[UpsertInput], id_property: str = "warp_ban"
+    ) -> BatchResult:
+        """Create or update by a unique property; each company's `new` says which happened."""
+        keys = _unique_keys([i.id_value for i in inputs], "batch_upsert_companies")
+        outcomes: list[BatchOutcome] = []
+        for chunk_no, chunk in enumerate(_chunks(list(inputs))):
+            traces = [f"hubsync-{chunk_no}-{n}" for n in range(len(chunk))]
+            body = {
+                "inputs": [
+                    {
+                        "id": item.id_value,
+                        "idProperty": id_property,
+                        "objectWriteTraceId": trace,
+                        "properties": {**item.properties, id_property: item.id_value},
+                    }
+                    for item, trace in zip(chunk, traces, strict=True)
+                ]
+            }
+            payload = await self._call("POST", paths.COMPANIES_BATCH_UPSERT, json=body)
+            chunk_keys = keys[chunk_no * BATCH_LIMIT : chunk_no * BATCH_LIMIT + len(chunk)]
+            outcomes += map_batch_response(
+                chunk_keys, payload, id_property=id_property, trace_ids=traces
+            )
+        return BatchResult(outcomes)
+
+    async def batch_update_companies(
+        self, inputs: Sequence[UpdateInput], id_property: str | None = None
+    ) -> BatchResult:
+        """Update by HubSpot id (or by a unique property with `id_property`). An empty
+        string clears a value."""
+        keys = _unique_keys([i.id for i in inputs], "batch_update_companies")
+        outcomes: list[BatchOutcome] = []
+        for chunk_no, chunk in enumerate(_chunks(list(inputs))):
+            traces = [f"hubsync-{chunk_no}-{n}" for n in range(len(chunk))]
+            items: list[JsonDict] = []
+            for item, trace in zip(chunk, traces, strict=True):
+                entry: JsonDict = {
+                    "id": item.id,
+                    "objectWriteTraceId": trace,
+                    "properties": dict(item.properties),
+                }
+                if id_property:
+                    entry["idProperty"] = id_property
+                items.append(entry)
+            payload = await self._call("POST", paths.COMPANIES_BATCH_UPDATE, json={"inputs": items})
+            chunk_keys = keys[chunk_no * BATCH_LIMIT : chunk_no * BATCH_LIMIT + len(chunk)]
+            outcomes += map_batch_response(
+                chunk_keys, payload, id_property=id_property, trace_ids=traces
+            )
+        return BatchResult(outcomes)
+
+    async def archive_company(self, company_id: str) -> None:
+        """Archive (HubSpot's delete; restorable for 90 days)."""
+        await self._call("DELETE", paths.company(company_id))
+
+    async def iter_companies(
+        self, properties: Sequence[str], *, archived: bool = False
+    ) -> AsyncIterator[HubSpotCompany]:
+        """Every company, page by page (100 a request), following `paging.next.after`."""
+        after: str | None = None
+        while True:
+            params = {
+                "limit": str(PAGE_LIMIT),
+                "properties": ",".join(properties),
+                "archived": "true" if archived else "false",
+            }
+            if after:
+                params["after"] = after
+            data = await self._call("GET", paths.COMPANIES, params=params)
+            for raw in data.get("results") or []:
+                yield HubSpotCompany.from_json(raw)
+            after = _next_after(data)
+            if after is None:
+                return
+
+    async def search_companies(
+        self,
+        filter_groups: Sequence[Mapping[str, Any]],
+        properties: Sequence[str],
+        sorts: Sequence[Any] = (),
+        limit: int = 100,
+        after: str | None = None,
+        *,
+        query: str | None = None,
+    ) -> SearchPage:
+        """One page of a search (HubSpot caps a query at 10,000 results; page big scans by
+        `hs_object_id`). Uses the search bucket of the rate limit."""
+        if not 1 <= limit <= SEARCH_LIMIT:
+            raise ValueError(f"search limit must be 1..{SEARCH_LIMIT}, got {limit}")
+        body: JsonDict = {
+            "filterGroups": [dict(group) for group in filter_groups],
+            "properties": list(properties),
+            "sorts": list(sorts),
+            "limit": limit,
+        }
+        if after is not None:
+            body["after"] = after
+        if query is not None:
+            body["query"] = query
+        data = await self._call("POST", paths.COMPANIES_SEARCH, json=body, search=True)
+        companies = [HubSpotCompany.from_json(raw) for raw in data.get("results") or []]
+        return SearchPage(companies, int(data.get("total") or 0), _next_after(data))
+
+    # -- properties ----------------------------------------------------------------------
+
+    async def list_property_groups(self) -> list[JsonDict]:
+        data = await self._call("GET", paths.COMPANY_PROPERTY_GROUPS)
+        return list(data.get("results") or [])
+
+    async def create_property_group(
+        self, name: str, label: str, display_order: int = -1
+    ) -> JsonDict:
+        body = {"name": name, "label": label, "displayOrder": display_order}
+        return await self._call("POST", paths.COMPANY_PROPERTY_GROUPS, json=body)
+
+    async def list_properties(self) -> list[JsonDict]:
+        data = await self._call("GET", paths.COMPANY_PROPERTIES, params={"archived": "false"})
+        return list(data.get("results") or [])
+
+    async def get_property(self, name: str) -> JsonDict:
+        return await self._call("GET", paths.company_property(name))
+
+    async def create_property(self, definition: Mapping[str, Any]) -> JsonDict:
+        return await self._call("POST", paths.COMPANY_PROPERTIES, json=dict(definition))
+
+    async def update_property(self, name: str, changes: Mapping[str, Any]) -> JsonDict:
+        return await self._call("PATCH", paths.company_property(name), json=dict(changes))
+
+    # -- transport -----------------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        search: bool = False,
+    ) -> JsonDict:
+        """The JSON body of a 2xx answer ({} for 204), after retries."""
+        attempt = 0
+        while True:
+            try:
+                return await self._send(method, path, params=params, json=json, search=search)
+            except HubSpotRetryableError as exc:
+                wait = exc.retry_after
+                if wait is None:
+                    wait = min(8.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+                if attempt >= self._max_retries or wait > self._max_retry_wait:
+                    raise
+                attempt += 1
+                logger.info(
+                    "HubSpot %s %s: %s; retry %d in %.1f s", method, path, exc, attempt, wait
+                )
+                # After a 429 the limiter's pause already holds the next request back.
+                if not isinstance(exc, HubSpotRateLimitError):
+                    await asyncio.sleep(wait)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None,
+        json: Any,
+        search: bool,
+    ) -> JsonDict:
+        limiter = self._search_limiter if search else self._limiter
+        await limiter.acquire()
+        started = time.monotonic()
+        try:
+            response = await self._http.request(method, path, params=params, json=json)
+        except httpx.TimeoutException as exc:
+            raise HubSpotTransportError(
+                f"{method} {path}: no answer in time ({type(exc).__name__})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise HubSpotTransportError(
+                f"{method} {path}: connection failed ({type(exc).__name__}: {exc})"
+            ) from exc
+        elapsed = time.monotonic() - started
+        logger.debug("HubSpot %s %s -> %d in %.3f s", method, path, response.status_code, elapsed)
+        if not search:
+            await limiter.observe(RateLimitHeaders.from_headers(response.headers))
+        if response.is_success:
+            return self._json_body(response, method, path)
+        error = error_from_response(
+            response.status_code,
+            _safe_json(response),
+            response.headers,
+            daily_reset_timezone=self._daily_tz,
+        )
+        error.message = self._scrub(error.message)
+        await self._on_error(error, limiter)
+        logger.warning("HubSpot %s %s failed: %s", method, path, error)
+        raise error
+
+    async def _on_error(self, error: HubSpotError, limiter: RateLimiter) -> None:
+        if isinstance(error, HubSpotDailyLimitError):
+            for bucket in {id(self._limiter): self._limiter, id(limiter): limiter}.values():
+                await bucket.pause(error.retry_after or 0.0, "HubSpot daily limit reached")
+        elif isinstance(error, HubSpotRateLimitError) and error.retry_after:
+            await limiter.pause(error.retry_after, f"HubSpot 429 {error.policy_name or ''}".strip())
+
+    def _json_body(self, response: httpx.Response, method: str, path: str) -> JsonDict:
+        if response.status_code == 204 or not response.content:
+            return {}
+        body = _safe_json(response)
+        if not isinstance(body, dict):
+            raise HubSpotRetryableError(
+                f"{method} {path}: HubSpot answered {response.status_code} with a body that is "
+                "not a JSON object",
+                status=response.status_code,
+                category="INVALID_RESPONSE",
+            )
+        return body
+
+    def _scrub(self, text: str) -> str:
+        token = self._token.reveal() if self._token is not None else ""
+        return text.replace(token, "**********") if len(token) >= 4 else text
+
+
+def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT)]
+
+
+def _unique_keys(keys: list[str], operation: str) -> list[str]:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise ValueError(f"{operation}: the same id {key!r} appears twice; merge the inputs")
+        seen.add(key)
+    return keys
+
+
+def _next_after(data: Mapping[str, Any]) -> str | None:
+    paging = data.get("paging")
+    nxt = paging.get("next") if isinstance(paging, dict) else None
+    after = nxt.get("after") if isinstance(nxt, dict) else None
+    return str(after) if after not in (None, "") else None
+
+
+def _safe_json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

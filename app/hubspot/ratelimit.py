@@ -1,0 +1,274 @@
+"""HubSpot's rate limit, held for the whole deployment.
+
+HubSpot counts requests per account in a rolling window (100 per 10 s by default). Every
+hubsync process that shares one PostgreSQL database shares one budget: `PostgresRateLimiter`
+keeps a sliding-window log in `hubspot_rate_limit_grants` and hands out a grant only inside a
+transaction holding `pg_advisory_xact_lock(<bucket>)`, counting the grants of the last window
+by the database's clock, so no window anywhere sees more than the limit. On SQLite (the
+embedded default, one process) `LocalRateLimiter` does the same in memory.
+
+Both also:
+
+- count the window a little longer than HubSpot does (`margin_seconds`), because HubSpot
+  counts arrivals, not grants, and the time between the two varies;
+- honour a pause (`pause()`), recorded after a 429 so that every process stops, not only the
+  one that was refused (PostgreSQL: `hubspot_rate_limit_pauses`);
+- slow down when HubSpot's `X-HubSpot-RateLimit-Remaining` is lower than the log explains,
+  i.e. something else (another integration on the same account) spends the budget: the
+  remaining requests are then spread over the interval.
+
+Search has its own budget (5/s) and so its own bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.settings import RateLimit
+from app.store.db import is_postgres
+
+logger = logging.getLogger(__name__)
+
+GENERAL_BUCKET = "hubspot"
+SEARCH_BUCKET = "hubspot_search"
+LOW_REMAINING_FRACTION = 0.05
+_PRUNE_EVERY = 50
+
+
+def default_margin(window_seconds: float) -> float:
+    """Extra length counted on each window: 5% of it, at most a quarter second."""
+    return min(0.25, window_seconds * 0.05)
+
+
+@dataclass(frozen=True)
+class RateLimitHeaders:
+    """HubSpot's `X-HubSpot-RateLimit-*` headers on one response (absent on search)."""
+
+    max: int | None = None
+    remaining: int | None = None
+    interval_seconds: float | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimitHeaders:
+        interval = _int(headers.get("x-hubspot-ratelimit-interval-milliseconds"))
+        return cls(
+            max=_int(headers.get("x-hubspot-ratelimit-max")),
+            remaining=_int(headers.get("x-hubspot-ratelimit-remaining")),
+            interval_seconds=interval / 1000 if interval else None,
+        )
+
+
+class RateLimiter(Protocol):
+    """What the HubSpot client needs from a limiter."""
+
+    bucket: str
+
+    async def acquire(self) -> None:
+        """Wait until one more request may start, and count it."""
+
+    async def observe(self, headers: RateLimitHeaders) -> None:
+        """Take note of HubSpot's own view of the budget after a response."""
+
+    async def pause(self, seconds: float, reason: str) -> None:
+        """Let no request of this bucket start for `seconds` (everywhere it is shared)."""
+
+
+class _Pacing:
+    """Spacing between requests while HubSpot reports less room than our own log explains."""
+
+    def __init__(self, limit: RateLimit, bucket: str) -> None:
+        self.limit = limit
+        self.bucket = bucket
+        self.window_count = 0  # requests in our window as of our latest grant
+        self._spacing = 0.0
+        self._spacing_until = 0.0
+        self._last_start = 0.0
+        self._warned_max = False
+
+    async def observe(self, headers: RateLimitHeaders) -> None:
+        if headers.max is None or headers.remaining is None or not headers.interval_seconds:
+            return
+        if headers.max < self.limit.requests and not self._warned_max:
+            self._warned_max = True
+            logger.warning(
+                "HubSpot reports a limit of %d per %.0f s, below the configured %s",
+                headers.max,
+                headers.interval_seconds,
+                self.limit,
+            )
+        used_by_hubspot = headers.max - headers.remaining
+        unexplained = used_by_hubspot - self.window_count
+        low = headers.remaining <= max(1, int(headers.max * LOW_REMAINING_FRACTION))
+        if low and unexplained > max(2, int(headers.max * LOW_REMAINING_FRACTION)):
+            self._spacing = headers.interval_seconds / max(headers.remaining, 1)
+            self._spacing_until = time.monotonic() + headers.interval_seconds
+        elif not low:
+            self._spacing = 0.0
+
+    async def wait_for_spacing(self) -> None:
+        now = time.monotonic()
+        if self._spacing and now < self._spacing_until:
+            delay = self._last_start + self._spacing - now
+            if delay > 0:
+                await asyncio.sleep(delay)
+        self._last_start = time.monotonic()
+
+
+class LocalRateLimiter(_Pacing):
+    """One process's sliding-window log, for SQLite and for tests."""
+
+    def __init__(
+        self, limit: RateLimit, *, bucket: str = GENERAL_BUCKET, margin_seconds: float | None = None
+    ) -> None:
+        super().__init__(limit, bucket)
+        margin = default_margin(limit.window_seconds) if margin_seconds is None else margin_seconds
+        self.window = limit.window_seconds + margin
+        self._grants: deque[float] = deque()
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"LocalRateLimiter({self.limit}, bucket={self.bucket!r})"
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            await self.wait_for_spacing()
+            while True:
+                now = time.monotonic()
+                while self._grants and self._grants[0] <= now - self.window:
+                    self._grants.popleft()
+                if now < self._paused_until:
+                    await asyncio.sleep(self._paused_until - now)
+                elif len(self._grants) >= self.limit.requests:
+                    await asyncio.sleep(self._grants[0] + self.window - now)
+                else:
+                    self._grants.append(now)
+                    self.window_count = len(self._grants)
+                    return
+
+    async def pause(self, seconds: float, reason: str) -> None:
+        logger.warning("HubSpot %s requests paused for %.1f s: %s", self.bucket, seconds, reason)
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+class PostgresRateLimiter(_Pacing):
+    """The deployment-wide sliding-window log in PostgreSQL."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        limit: RateLimit,
+        *,
+        bucket: str = GENERAL_BUCKET,
+        margin_seconds: float | None = None,
+    ) -> None:
+        super().__init__(limit, bucket)
+        margin = default_margin(limit.window_seconds) if margin_seconds is None else margin_seconds
+        self.window = limit.window_seconds + margin
+        self._engine = engine
+        # A stable 64-bit key per bucket, the same in every process.
+        digest = hashlib.sha256(f"hubsync.ratelimit:{bucket}".encode()).digest()
+        self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
+        # One task per process at a time asks the database; the others queue here, in order.
+        self._lock = asyncio.Lock()
+        self._grants_made = 0
+
+    def __repr__(self) -> str:
+        return f"PostgresRateLimiter({self.limit}, bucket={self.bucket!r})"
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            await self.wait_for_spacing()
+            while True:
+                wait = await self._try_grant()
+                if wait is None:
+                    return
+                await asyncio.sleep(wait)
+
+    async def _try_grant(self) -> float | None:
+        """Record a grant and return None, or return how long to wait before asking again."""
+        params = {"bucket": self.bucket, "window": self.window}
+        async with self._engine.begin() as conn:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._lock_key})
+            row = (await conn.execute(_STATE, params)).one()
+            now: datetime = row[0]
+            paused_until: datetime | None = row[1]
+            used: int = row[2]
+            oldest: datetime | None = row[3]
+            if paused_until is not None and paused_until > now:
+                return (paused_until - now).total_seconds()
+            if used >= self.limit.requests and oldest is not None:
+                return max(0.001, (oldest - now).total_seconds() + self.window)
+            await conn.execute(_GRANT, {"bucket": self.bucket, "now": now})
+            self._grants_made += 1
+            if self._grants_made % _PRUNE_EVERY == 0:
+                await conn.execute(_PRUNE, {**params, "now": now})
+        self.window_count = used + 1
+        return None
+
+    async def pause(self, seconds: float, reason: str) -> None:
+        logger.warning("HubSpot %s requests paused for %.1f s: %s", self.bucket, seconds, reason)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                _PAUSE, {"bucket": self.bucket, "seconds": seconds, "reason": reason[:500]}
+            )
+
+
+# The database's clock is the one clock every process agrees on.
+_STATE = text(
+    """
+    WITH t AS (SELECT clock_timestamp() AS now)
+    SELECT t.now,
+           (SELECT p.until FROM hubspot_rate_limit_pauses p WHERE p.bucket = :bucket),
+           (SELECT count(*) FROM hubspot_rate_limit_grants g
+             WHERE g.bucket = :bucket AND g.granted_at > t.now - make_interval(secs => :window)),
+           (SELECT min(g.granted_at) FROM hubspot_rate_limit_grants g
+             WHERE g.bucket = :bucket AND g.granted_at > t.now - make_interval(secs => :window))
+    FROM t
+    """
+)
+_GRANT = text("INSERT INTO hubspot_rate_limit_grants (bucket, granted_at) VALUES (:bucket, :now)")
+_PRUNE = text(
+    "DELETE FROM hubspot_rate_limit_grants "
+    "WHERE bucket = :bucket AND granted_at < :now - make_interval(secs => :window * 2)"
+)
+_PAUSE = text(
+    """
+    INSERT INTO hubspot_rate_limit_pauses (bucket, until, reason)
+    VALUES (:bucket, clock_timestamp() + make_interval(secs => :seconds), :reason)
+    ON CONFLICT (bucket) DO UPDATE
+    SET until = GREATEST(hubspot_rate_limit_pauses.until, EXCLUDED.until),
+        reason = EXCLUDED.reason
+    """
+)
+
+
+def create_rate_limiter(
+    engine: AsyncEngine | None,
+    limit: RateLimit,
+    *,
+    bucket: str = GENERAL_BUCKET,
+    margin_seconds: float | None = None,
+) -> LocalRateLimiter | PostgresRateLimiter:
+    """The deployment-wide limiter on PostgreSQL, the in-process one otherwise."""
+    if engine is not None and is_postgres(engine):
+        return PostgresRateLimiter(engine, limit, bucket=bucket, margin_seconds=margin_seconds)
+    return LocalRateLimiter(limit, bucket=bucket, margin_seconds=margin_seconds)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.settings import Settings
+from app.settings import Secret, Settings
 from app.warp.connector import WarpConnector
 
 
@@ -18,5 +18,7 @@ class AppContext:
     sessions: async_sessionmaker[AsyncSession]
     warp_engine: AsyncEngine
     warp: WarpConnector
+    # Signs HubSpot webhooks: HUBSPOT_CLIENT_SECRET, or one generated for the sandbox.
+    webhook_secret: Secret | None = None
     # Filled in by later layers (HubSpot client, worker, scheduler); keyed by role.
     extras: dict[str, Any] = field(default_factory=dict)

@@ -4,6 +4,7 @@ disposes everything it holds (engines, HubSpot client, worker, scheduler)."""
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
@@ -17,7 +18,7 @@ from app.api import config, health, sync_jobs, webhooks
 from app.api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from app.api.middleware import RequestIdMiddleware
 from app.context import AppContext
-from app.settings import Settings
+from app.settings import Secret, Settings
 from app.store.db import create_engine, create_sessionmaker
 from app.warp.connector import SqlWarpConnector
 
@@ -48,6 +49,8 @@ def create_app(settings: Settings) -> Starlette:
             sessions=create_sessionmaker(engine),
             warp_engine=warp_engine,
             warp=SqlWarpConnector(warp_engine, settings.effective_customers_table),
+            webhook_secret=settings.hubspot_client_secret
+            or (Secret(secrets.token_urlsafe(32)) if settings.sandbox_mode else None),
         )
         log.info("hubsync starting", extra={"config": settings.describe()})
         try:

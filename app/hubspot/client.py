@@ -166,7 +166,9 @@ class HubSpotClient:
     ) -> BatchResult:
         """Outcomes keyed by the ids given (duplicates are read once and share the outcome)."""
         unique = list(dict.fromkeys(ids))
-        wanted = list(dict.fromkeys([*properties, *([id_property] if id_property else [])]))
+        # hs_merged_object_ids lets a merged-away id be matched to the survivor that answers.
+        extra = [id_property] if id_property else ["hs_merged_object_ids"]
+        wanted = list(dict.fromkeys([*properties, *extra]))
         outcomes: dict[str, BatchOutcome] = {}
         for chunk in _chunks(unique):
             body: JsonDict = {

@@ -51,7 +51,8 @@ def assert_shape(instance: Any, component: str, spec: str = "crm-companies-v3.js
 
 def assert_strings(obj: dict[str, Any]) -> None:
     assert all(isinstance(v, str) for v in obj["properties"].values()), obj["properties"]
-    assert ISO_MS.match(obj["createdAt"]) and ISO_MS.match(obj["updatedAt"])
+    assert ISO_MS.match(obj["createdAt"])
+    assert ISO_MS.match(obj["updatedAt"])
 
 
 @pytest.fixture
@@ -92,7 +93,8 @@ async def test_create_stores_every_value_as_a_string(hub: RunningSandbox) -> Non
     assert props["warp_credit_limit"] == "10000"
     assert props["warp_services_voice"] == "true"
     assert props["hs_object_id"] == body["id"]
-    assert ISO_MS.match(props["createdate"]) and ISO_MS.match(props["hs_lastmodifieddate"])
+    assert ISO_MS.match(props["createdate"])
+    assert ISO_MS.match(props["hs_lastmodifieddate"])
     assert body["archived"] is False
 
 

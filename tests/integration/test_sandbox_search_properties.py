@@ -1,0 +1,216 @@
+"""Sandbox search (filters, sort, paging, limits) and the properties API used by the bootstrap."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from app.sandbox.config import SandboxConfig
+from app.sandbox.testing import RunningSandbox, running_sandbox
+from app.settings import RateLimit
+
+OPENAPI_DIR = Path(__file__).parents[2].parent / "shared" / "reference" / "hubspot-openapi"
+SEARCH = "/crm/v3/objects/companies/search"
+PROPS = "/crm/v3/properties/companies"
+
+
+@functools.cache
+def _spec(name: str) -> dict[str, Any]:
+    path = OPENAPI_DIR / name
+    if not path.is_file():
+        pytest.skip(f"HubSpot OpenAPI reference not found at {path}")
+    spec: dict[str, Any] = json.loads(path.read_text())
+    return spec
+
+
+def assert_shape(instance: Any, component: str, spec: str = "crm-companies-v3.json") -> None:
+    schema = {"$ref": f"#/components/schemas/{component}", "components": _spec(spec)["components"]}
+    jsonschema.Draft7Validator(schema).validate(instance)
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[RunningSandbox]:
+    config = SandboxConfig(
+        rate_limit=RateLimit(10_000, 10.0), search_rate_limit=RateLimit(10_000, 1.0)
+    )
+    async with running_sandbox(config) as running:
+        yield running
+
+
+@pytest.fixture
+async def seeded(hub: RunningSandbox) -> RunningSandbox:
+    client = hub.client
+    await client.post(f"{PROPS}/groups", json={"name": "warp", "label": "WARP"})
+    for prop in (
+        {"name": "warp_ban", "type": "string", "fieldType": "text", "hasUniqueValue": True},
+        {"name": "warp_credit_limit", "type": "number", "fieldType": "number"},
+    ):
+        response = await client.post(
+            PROPS, json={**prop, "label": prop["name"], "groupName": "warp"}
+        )
+        assert response.status_code == 201
+    rows = [("Acme", "ZT-1", "500"), ("Beta", "ZT-2", "1500"), ("Gamma", "ZT-3", None),
+            ("acme east", "ZT-4", "2500")]  # fmt: skip
+    for name, ban, limit in rows:
+        properties = {"name": name, "warp_ban": ban}
+        if limit is not None:
+            properties["warp_credit_limit"] = limit
+        assert (await client.post("/crm/v3/objects/companies", json={"properties": properties})
+                ).status_code == 201  # fmt: skip
+    return hub
+
+
+async def search(hub: RunningSandbox, body: dict[str, Any]) -> dict[str, Any]:
+    response = await hub.client.post(SEARCH, json=body)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    assert_shape(result, "CollectionResponseWithTotalSimplePublicObject")
+    return result
+
+
+def names(result: dict[str, Any]) -> list[str]:
+    return [r["properties"]["name"] for r in result["results"]]
+
+
+def one(name: str, operator: str, **extra: Any) -> dict[str, Any]:
+    return {"filterGroups": [{"filters": [{"propertyName": name, "operator": operator, **extra}]}],
+            "properties": ["name", "warp_ban", "warp_credit_limit"]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (one("warp_ban", "EQ", value="zt-2"), ["Beta"]),  # text compares case-insensitively
+        (one("warp_credit_limit", "GT", value="1000"), ["Beta", "acme east"]),
+        (one("warp_credit_limit", "LTE", value="1500"), ["Acme", "Beta"]),
+        (one("warp_credit_limit", "NEQ", value="500"), ["Beta", "Gamma", "acme east"]),
+        (one("warp_ban", "IN", values=["ZT-1", "ZT-3"]), ["Acme", "Gamma"]),
+        (one("warp_credit_limit", "HAS_PROPERTY"), ["Acme", "Beta", "acme east"]),
+        (one("warp_credit_limit", "NOT_HAS_PROPERTY"), ["Gamma"]),
+        (one("warp_credit_limit", "BETWEEN", value="600", highValue="2000"), ["Beta"]),
+    ],
+)
+async def test_filters(seeded: RunningSandbox, body: dict[str, Any], expected: list[str]) -> None:
+    result = await search(seeded, body)
+    assert names(result) == expected
+    assert result["total"] == len(expected)
+    for row in result["results"]:
+        assert all(isinstance(v, str) for v in row["properties"].values())
+
+
+async def test_groups_are_ored_and_filters_anded(seeded: RunningSandbox) -> None:
+    body = {"filterGroups": [
+        {"filters": [{"propertyName": "name", "operator": "EQ", "value": "gamma"}]},
+        {"filters": [{"propertyName": "warp_credit_limit", "operator": "GTE", "value": "500"},
+                     {"propertyName": "warp_credit_limit", "operator": "LT", "value": "2000"}]},
+    ]}  # fmt: skip
+    assert names(await search(seeded, body)) == ["Acme", "Beta", "Gamma"]
+
+
+async def test_sort_and_paging_by_object_id(seeded: RunningSandbox) -> None:
+    body: dict[str, Any] = {
+        "sorts": [{"propertyName": "warp_credit_limit", "direction": "DESCENDING"}],
+        "properties": ["name"],
+    }
+    assert names(await search(seeded, body)) == ["acme east", "Beta", "Acme", "Gamma"]
+    seen: list[str] = []
+    page: dict[str, Any] = {"limit": 3, "sorts": [{"propertyName": "hs_object_id",
+                                                    "direction": "ASCENDING"}]}  # fmt: skip
+    while True:
+        result = await search(seeded, page)
+        seen += [r["id"] for r in result["results"]]
+        if "paging" not in result:
+            break
+        page["after"] = result["paging"]["next"]["after"]
+    assert seen == sorted(seen, key=int)
+    assert len(seen) == 4
+
+
+async def test_search_answers_without_rate_limit_headers(seeded: RunningSandbox) -> None:
+    response = await seeded.client.post(SEARCH, json={})
+    assert not [h for h in response.headers if h.lower().startswith("x-hubspot-ratelimit")]
+
+
+async def test_limit_over_200_and_paging_past_10000_are_refused(hub: RunningSandbox) -> None:
+    too_big = await hub.client.post(SEARCH, json={"limit": 201})
+    assert too_big.status_code == 400
+    assert_shape(too_big.json(), "Error")
+    past_cap = await hub.client.post(SEARCH, json={"limit": 100, "after": "10000"})
+    assert past_cap.status_code == 400
+    assert past_cap.json()["category"] == "VALIDATION_ERROR"
+    at_edge = await hub.client.post(SEARCH, json={"limit": 100, "after": "9900"})
+    assert at_edge.status_code == 200
+
+
+# -- properties API --------------------------------------------------------------------
+
+
+async def test_starts_with_defaults_and_no_warp_properties(hub: RunningSandbox) -> None:
+    response = await hub.client.get(PROPS)
+    assert response.status_code == 200
+    body = response.json()
+    assert_shape(body, "CollectionResponsePropertyNoPaging", "crm-properties-v3.json")
+    names_ = {p["name"] for p in body["results"]}
+    assert {"name", "domain", "createdate", "hs_lastmodifieddate", "hs_object_id"} <= names_
+    assert not [n for n in names_ if n.startswith("warp_")]
+
+
+async def test_bootstrap_creates_groups_and_properties(hub: RunningSandbox) -> None:
+    group = await hub.client.post(f"{PROPS}/groups", json={"name": "warp", "label": "WARP"})
+    assert group.status_code == 201
+    assert_shape(group.json(), "PropertyGroup", "crm-properties-v3.json")
+    groups = (await hub.client.get(f"{PROPS}/groups")).json()
+    assert_shape(groups, "CollectionResponsePropertyGroupNoPaging", "crm-properties-v3.json")
+    assert "warp" in {g["name"] for g in groups["results"]}
+    spec = {"name": "warp_services_voice", "label": "Voice", "type": "enumeration",
+            "fieldType": "booleancheckbox", "groupName": "warp"}  # fmt: skip
+    created = await hub.client.post(PROPS, json=spec)
+    assert created.status_code == 201
+    prop = created.json()
+    assert_shape(prop, "Property", "crm-properties-v3.json")
+    assert {o["value"] for o in prop["options"]} == {"true", "false"}
+    again = await hub.client.post(PROPS, json=spec)
+    assert again.status_code == 409
+    assert_shape(again.json(), "Error", "crm-properties-v3.json")
+    fetched = await hub.client.get(f"{PROPS}/warp_services_voice")
+    assert fetched.json()["groupName"] == "warp"
+    patched = await hub.client.patch(f"{PROPS}/warp_services_voice", json={"label": "Voice on"})
+    assert patched.status_code == 200
+    assert patched.json()["label"] == "Voice on"
+    missing = await hub.client.get(f"{PROPS}/warp_nothing")
+    assert missing.status_code == 404
+
+
+async def test_unique_flag_only_at_creation_and_at_most_ten(hub: RunningSandbox) -> None:
+    await hub.client.post(f"{PROPS}/groups", json={"name": "warp", "label": "WARP"})
+    for i in range(10):
+        response = await hub.client.post(
+            PROPS,
+            json={"name": f"warp_key_{i}", "label": f"Key {i}", "type": "string",
+                  "fieldType": "text", "groupName": "warp", "hasUniqueValue": True},
+        )  # fmt: skip
+        assert response.status_code == 201
+        assert response.json()["hasUniqueValue"] is True
+    eleventh = await hub.client.post(
+        PROPS,
+        json={"name": "warp_key_10", "label": "Key 10", "type": "string", "fieldType": "text",
+              "groupName": "warp", "hasUniqueValue": True},
+    )  # fmt: skip
+    assert eleventh.status_code == 400
+    change = await hub.client.patch(f"{PROPS}/warp_key_0", json={"hasUniqueValue": False})
+    assert change.status_code == 400
+
+
+async def test_property_in_unknown_group_is_refused(hub: RunningSandbox) -> None:
+    response = await hub.client.post(
+        PROPS, json={"name": "warp_x", "label": "X", "type": "string", "fieldType": "text",
+                     "groupName": "nowhere"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["category"] == "VALIDATION_ERROR"

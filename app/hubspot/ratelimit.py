@@ -213,7 +213,9 @@ class PostgresRateLimiter(_Pacing):
             await conn.execute(_GRANT, {"bucket": self.bucket, "now": now})
             self._grants_made += 1
             if self._grants_made % _PRUNE_EVERY == 0:
-                await conn.execute(_PRUNE, {**params, "now": now})
+                await conn.execute(
+                    _PRUNE, {"bucket": self.bucket, "now": now, "horizon": 2 * self.window}
+                )
         self.window_count = used + 1
         return None
 
@@ -241,7 +243,8 @@ _STATE = text(
 _GRANT = text("INSERT INTO hubspot_rate_limit_grants (bucket, granted_at) VALUES (:bucket, :now)")
 _PRUNE = text(
     "DELETE FROM hubspot_rate_limit_grants "
-    "WHERE bucket = :bucket AND granted_at < :now - make_interval(secs => :window * 2)"
+    "WHERE bucket = :bucket "
+    "AND granted_at < CAST(:now AS timestamptz) - make_interval(secs => :horizon)"
 )
 _PAUSE = text(
     """

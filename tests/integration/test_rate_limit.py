@@ -1,0 +1,149 @@
+"""The HubSpot rate limiter on each backend: no window over the limit, pauses, pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+
+import pytest
+from sqlalchemy import text
+
+from app.hubspot.ratelimit import (
+    LocalRateLimiter,
+    PostgresRateLimiter,
+    RateLimiter,
+    RateLimitHeaders,
+    create_rate_limiter,
+)
+from app.settings import RateLimit
+from app.store.db import create_engine
+from tests.conftest import Database
+
+LIMIT = RateLimit(5, 0.5)
+
+
+def busiest_window(times: list[float], window: float) -> int:
+    """The most grants found in any window of `window` seconds."""
+    times = sorted(times)
+    best = 0
+    start = 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def grant_times(limiter: RateLimiter, count: int, tasks: int = 4) -> list[float]:
+    times: list[float] = []
+    remaining = count
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await limiter.acquire()
+            times.append(time.monotonic())
+
+    await asyncio.gather(*(worker() for _ in range(tasks)))
+    return times
+
+
+async def test_the_factory_picks_the_backend(db: Database) -> None:
+    limiter = create_rate_limiter(db.engine, LIMIT)
+    expected = PostgresRateLimiter if db.kind == "postgresql" else LocalRateLimiter
+    assert type(limiter) is expected
+    assert type(create_rate_limiter(None, LIMIT)) is LocalRateLimiter
+
+
+async def test_no_window_holds_more_than_the_limit(db: Database) -> None:
+    limiter = create_rate_limiter(db.engine, LIMIT)
+    started = time.monotonic()
+    times = await grant_times(limiter, 12)
+    assert len(times) == 12
+    assert busiest_window(times, LIMIT.window_seconds) <= LIMIT.requests
+    # Three windows' worth: the first five at once, then two more waits of one window.
+    assert time.monotonic() - started >= 2 * LIMIT.window_seconds
+    assert time.monotonic() - started < 4 * LIMIT.window_seconds
+
+
+async def test_a_pause_holds_every_request_back(db: Database) -> None:
+    limiter = create_rate_limiter(db.engine, RateLimit(100, 1.0))
+    await limiter.acquire()
+    await limiter.pause(0.4, "HubSpot 429 TEN_SECONDLY_ROLLING")
+    started = time.monotonic()
+    await limiter.acquire()
+    assert time.monotonic() - started >= 0.35
+
+
+@pytest.mark.postgres
+async def test_replicas_share_one_budget_and_one_pause(postgres_url: str) -> None:
+    engines = [create_engine(postgres_url, pool_size=2) for _ in range(3)]
+    try:
+        limiters = [PostgresRateLimiter(e, LIMIT) for e in engines]
+        await asyncio.gather(*(grant_times(limiter, 6, tasks=3) for limiter in limiters))
+        async with engines[0].connect() as conn:
+            rows = await conn.execute(
+                text("SELECT granted_at FROM hubspot_rate_limit_grants ORDER BY granted_at")
+            )
+            granted: list[datetime] = [row[0] for row in rows]
+        assert len(granted) == 18
+        seconds = [(g - granted[0]).total_seconds() for g in granted]
+        assert busiest_window(seconds, LIMIT.window_seconds) <= LIMIT.requests
+
+        # A 429 seen by one replica stops the others too.
+        await limiters[0].pause(0.5, "HubSpot 429")
+        async with engines[0].connect() as conn:
+            reason = await conn.scalar(text("SELECT reason FROM hubspot_rate_limit_pauses"))
+        assert reason == "HubSpot 429"
+        started = time.monotonic()
+        await limiters[2].acquire()
+        assert time.monotonic() - started >= 0.4
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_old_grants_are_pruned(postgres_url: str) -> None:
+    engine = create_engine(postgres_url, pool_size=2)
+    try:
+        limiter = PostgresRateLimiter(engine, RateLimit(1000, 0.5), margin_seconds=0)
+        for _ in range(60):
+            await limiter.acquire()
+        await asyncio.sleep(1.1)
+        for _ in range(40):  # the 100th grant prunes what is older than two windows
+            await limiter.acquire()
+        async with engine.connect() as conn:
+            left = await conn.scalar(text("SELECT count(*) FROM hubspot_rate_limit_grants"))
+        assert left == 40
+    finally:
+        await engine.dispose()
+
+
+async def test_low_remaining_that_our_log_explains_does_not_slow_down() -> None:
+    limiter = LocalRateLimiter(RateLimit(100, 1.0))
+    for _ in range(98):
+        await limiter.acquire()
+    await limiter.observe(RateLimitHeaders(max=100, remaining=2, interval_seconds=1.0))
+    started = time.monotonic()
+    await limiter.acquire()
+    await limiter.acquire()
+    assert time.monotonic() - started < 0.1
+
+
+async def test_low_remaining_spent_by_someone_else_spreads_what_is_left() -> None:
+    limiter = LocalRateLimiter(RateLimit(100, 1.0))
+    await limiter.acquire()
+    # HubSpot says 97 of 100 are used, we sent one: another integration spends the budget.
+    await limiter.observe(RateLimitHeaders(max=100, remaining=3, interval_seconds=1.2))
+    started = time.monotonic()
+    for _ in range(3):
+        await limiter.acquire()
+    # Three requests spread at 1.2 s / 3 = 0.4 s apart.
+    assert time.monotonic() - started >= 0.75
+    await limiter.observe(RateLimitHeaders(max=100, remaining=80, interval_seconds=1.2))
+    started = time.monotonic()
+    await limiter.acquire()
+    assert time.monotonic() - started < 0.1

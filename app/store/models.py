@@ -202,9 +202,11 @@ class WebhookEvent(Base):
     occurred_at: Mapped[datetime | None] = mapped_column(Timestamp)
     attempt_number: Mapped[int | None] = mapped_column(Integer)
     raw: Mapped[dict[str, Any]] = mapped_column(Json)
-    # received -> processed | ignored | failed
+    # received -> queued -> processed | failed; or received -> ignored | processed
     status: Mapped[str] = mapped_column(String(16), server_default="received")
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # the hubspot_sync_queue job doing this event's work (status 'queued' until it finishes)
+    job_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     received_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
     processed_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
@@ -241,7 +243,8 @@ class EntityLink(Base):
     warp_customer_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     hubspot_company_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     warp_ban: Mapped[str | None] = mapped_column(String(64), index=True)
-    # 'active', 'deleted' (in HubSpot), 'unmatched' (HubSpot company, no WARP customer)
+    # 'active', 'deleted' (in HubSpot), 'unmatched' (HubSpot company, no WARP customer),
+    # 'merged' (its company was merged into one another link already holds)
     state: Mapped[str] = mapped_column(String(16), server_default="active")
     deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_synced_at: Mapped[datetime | None] = mapped_column(Timestamp)

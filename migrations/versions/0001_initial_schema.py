@@ -244,6 +244,7 @@ def upgrade() -> None:
     sa.Column('raw', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('status', sa.String(length=16), server_default='received', nullable=False),
     sa.Column('status_reason', sa.Text(), nullable=True),
+    sa.Column('job_id', sa.BigInteger(), nullable=True),
     sa.Column('received_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.Column('processed_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_hubspot_webhook_events')),
@@ -251,6 +252,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('hubspot_webhook_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_hubspot_webhook_events_event_id'), ['event_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_hubspot_webhook_events_job_id'), ['job_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_hubspot_webhook_events_object_id'), ['object_id'], unique=False)
         batch_op.create_index('ix_hubspot_webhook_events_status', ['status', 'received_at'], unique=False)
 
@@ -273,6 +275,7 @@ def downgrade() -> None:
     with op.batch_alter_table('hubspot_webhook_events', schema=None) as batch_op:
         batch_op.drop_index('ix_hubspot_webhook_events_status')
         batch_op.drop_index(batch_op.f('ix_hubspot_webhook_events_object_id'))
+        batch_op.drop_index(batch_op.f('ix_hubspot_webhook_events_job_id'))
         batch_op.drop_index(batch_op.f('ix_hubspot_webhook_events_event_id'))
 
     op.drop_table('hubspot_webhook_events')

@@ -35,3 +35,4 @@ class SandboxConfig:
     # strings only. False (default) omits them; True mimics the real API.
     unset_properties_as_null: bool = False
     first_company_id: int = 1001
+    request_log_size: int = 100_000  # newest request records kept for inspection

@@ -44,7 +44,7 @@ class ApiGate:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                record.status = message["status"]
+                sandbox.log.finish(record, message["status"])
                 if not is_search:
                     headers = MutableHeaders(scope=message)
                     for name, value in sandbox.limiter.headers().items():

@@ -9,7 +9,7 @@ tests and benchmarks can prove a client never put more than the limit into any w
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -94,28 +94,44 @@ class ApiLimiter:
 
 
 class RequestLog:
-    """Every counted request, and the most seen in any window of the general limit."""
+    """Every counted request, and the most seen in any window of the general limit.
 
-    def __init__(self, window_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    The records are bounded (`keep` newest) so a long-running embedded sandbox does not grow
+    without end; the totals and the window maximum are exact regardless.
+    """
+
+    def __init__(
+        self,
+        window_seconds: float,
+        keep: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.window_seconds = window_seconds
-        self.records: list[RequestRecord] = []
+        self.records: deque[RequestRecord] = deque(maxlen=keep)
+        self.total = 0
         self.max_in_window = 0
+        self.by_status: Counter[int] = Counter()
         self._clock = clock
         self._recent: deque[float] = deque()
 
     def start(self, method: str, path: str) -> RequestRecord:
-        """Log a request on arrival; the caller sets `status` once it is answered."""
+        """Log a request on arrival; `finish` records its answer."""
         at = self._clock()
         record = RequestRecord(at, method, path)
         self.records.append(record)
+        self.total += 1
         self._recent.append(at)
         while self._recent and self._recent[0] <= at - self.window_seconds:
             self._recent.popleft()
         self.max_in_window = max(self.max_in_window, len(self._recent))
         return record
 
+    def finish(self, record: RequestRecord, status: int) -> None:
+        record.status = status
+        self.by_status[status] += 1
+
     def max_requests_in_window(self, window_seconds: float | None = None) -> int:
-        """The most requests inside any half-open window of this length (default: the limit's)."""
+        """The most kept requests inside any window of this length (default: the limit's)."""
         width = self.window_seconds if window_seconds is None else window_seconds
         times = sorted(r.at for r in self.records)
         best, start = 0, 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -34,7 +33,7 @@ class Sandbox:
             self.properties, self.webhooks.publish, first_id=config.first_company_id
         )
         self.limiter = ApiLimiter(config.rate_limit, config.search_rate_limit, config.daily_limit)
-        self.log = RequestLog(config.rate_limit.window_seconds)
+        self.log = RequestLog(config.rate_limit.window_seconds, keep=config.request_log_size)
         self.rate_limited = 0
 
     @property
@@ -50,23 +49,26 @@ class Sandbox:
 
     @property
     def request_log(self) -> list[RequestRecord]:
-        """Every API request (not `/_sandbox/*`) in arrival order, refused ones included."""
-        return self.log.records
+        """API requests (not `/_sandbox/*`) in arrival order, refused ones included.
+
+        Holds the newest `SandboxConfig.request_log_size`; `stats()` counts all of them.
+        """
+        return list(self.log.records)
 
     def request_times(self) -> list[float]:
         return [record.at for record in self.log.records]
 
     def stats(self) -> JsonDict:
         counts = self.webhooks.counts
-        statuses = Counter(str(r.status) for r in self.log.records)
+        statuses = {str(code): n for code, n in sorted(self.log.by_status.items())}
         limit = self.config.rate_limit
         return {
-            "requests": len(self.log.records),
+            "requests": self.log.total,
             "max_requests_in_window": self.log.max_in_window,
             "rate_limit": {"requests": limit.requests, "window_seconds": limit.window_seconds},
             "rate_limited": self.rate_limited,
             "faults_injected": self.faults.injected,
-            "responses_by_status": dict(sorted(statuses.items())),
+            "responses_by_status": statuses,
             "daily_used": self.limiter.daily_used,
             "companies": len(self.companies),
             "webhooks_delivered": counts.batches_delivered,

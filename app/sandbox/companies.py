@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from app.sandbox.clock import now_iso
 from app.sandbox.errors import ApiError, JsonDict, bad_request, not_found
-from app.sandbox.requests import (
+from app.sandbox.request_io import (
     batch_envelope,
     batch_inputs,
     bool_param,
@@ -244,6 +244,7 @@ async def search_companies(request: Request) -> Response:
         await json_body(request),
         cap=sandbox.config.search_result_cap,
         null_for_unset=sandbox.config.unset_properties_as_null,
+        index_delay_ms=round(sandbox.config.search_index_delay_seconds * 1000),
     )
     return JSONResponse(body)
 

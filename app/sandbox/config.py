@@ -31,6 +31,8 @@ class SandboxConfig:
     webhook_retry_max_seconds: float = 3600.0
     webhook_concurrency: int = 10  # HubSpot sends at most 10 requests at once per app
     search_result_cap: int = 10_000
+    # HubSpot's search index lags writes by "a few moments"; search answers as of this long ago.
+    search_index_delay_seconds: float = 0.0
     # Real HubSpot answers requested-but-unset properties as null; its OpenAPI schema says
     # strings only. False (default) omits them; True mimics the real API.
     unset_properties_as_null: bool = False

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from app.sandbox.errors import bad_request
 from app.sandbox.faults import Faults
-from app.sandbox.requests import bool_param, input_properties, json_body, sandbox_of
+from app.sandbox.request_io import bool_param, input_properties, json_body, sandbox_of
 from app.sandbox.store import ALL
 
 PREFIX = "/_sandbox"

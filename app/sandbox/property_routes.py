@@ -6,9 +6,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.sandbox.errors import ApiError, bad_request
+from app.sandbox.clock import now_iso
+from app.sandbox.errors import ApiError, JsonDict, bad_request
 from app.sandbox.properties import PropertyRegistry
-from app.sandbox.requests import json_body, sandbox_of
+from app.sandbox.request_io import batch_envelope, batch_inputs, json_body, sandbox_of
 
 PREFIX = "/crm/v3/properties/{object_type}"
 _COMPANY_TYPES = ("companies", "company", "0-2")
@@ -72,13 +73,50 @@ async def update_group(request: Request) -> Response:
     return JSONResponse(group)
 
 
+async def batch_create_properties(request: Request) -> Response:
+    requested_at = now_iso()
+    registry = _registry(request)
+    results: list[JsonDict] = []
+    errors: list[JsonDict] = []
+    for item in batch_inputs(await json_body(request)):
+        definition = item if isinstance(item, dict) else {}
+        try:
+            results.append(registry.create(definition).to_json())
+        except ApiError as exc:
+            errors.append(exc.standard_error({"name": [str(definition.get("name"))]}))
+    status = 207 if errors else 201
+    return JSONResponse(batch_envelope(requested_at, results, errors), status_code=status)
+
+
+async def batch_read_properties(request: Request) -> Response:
+    requested_at = now_iso()
+    registry = _registry(request)
+    results: list[JsonDict] = []
+    missing: list[str] = []
+    for item in batch_inputs(await json_body(request)):
+        name = str(item.get("name")) if isinstance(item, dict) else ""
+        prop = registry.get(name)
+        if prop is None:
+            missing.append(name)
+        else:
+            results.append(prop.to_json())
+    errors = []
+    if missing:
+        error = ApiError(404, "OBJECT_NOT_FOUND", "Some properties were not found")
+        errors.append(error.standard_error({"names": missing}))
+    status = 207 if errors else 200
+    return JSONResponse(batch_envelope(requested_at, results, errors), status_code=status)
+
+
 def property_routes() -> list[Route]:
-    # Groups come first: otherwise `/groups` would be read as a property named "groups".
+    # Groups and batches come first: otherwise `/groups` would be read as a property name.
     return [
         Route(f"{PREFIX}/groups", list_groups, methods=["GET"]),
         Route(f"{PREFIX}/groups", create_group, methods=["POST"]),
         Route(f"{PREFIX}/groups/{{name}}", get_group, methods=["GET"]),
         Route(f"{PREFIX}/groups/{{name}}", update_group, methods=["PATCH"]),
+        Route(f"{PREFIX}/batch/create", batch_create_properties, methods=["POST"]),
+        Route(f"{PREFIX}/batch/read", batch_read_properties, methods=["POST"]),
         Route(PREFIX, list_properties, methods=["GET"]),
         Route(PREFIX, create_property, methods=["POST"]),
         Route(f"{PREFIX}/{{name}}", get_property, methods=["GET"]),

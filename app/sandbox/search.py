@@ -12,6 +12,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from app.sandbox.clock import now_ms
 from app.sandbox.errors import JsonDict, bad_request
 from app.sandbox.properties import PropertyDef, PropertyRegistry
 from app.sandbox.store import Company, CompanyStore
@@ -25,8 +26,14 @@ _QUERY_PROPERTIES = ("name", "domain", "website", "phone")
 
 
 def run_search(
-    store: CompanyStore, body: object, *, cap: int = 10_000, null_for_unset: bool = False
+    store: CompanyStore,
+    body: object,
+    *,
+    cap: int = 10_000,
+    null_for_unset: bool = False,
+    index_delay_ms: int = 0,
 ) -> JsonDict:
+    """Answer a search; with `index_delay_ms`, as of that long ago (HubSpot's index lag)."""
     if not isinstance(body, dict):
         raise bad_request("The search request must be a JSON object")
     limit = _int(body.get("limit", 10), "limit")
@@ -43,9 +50,13 @@ def run_search(
     if not isinstance(groups, list) or len(groups) > MAX_GROUPS:
         raise bad_request(f"At most {MAX_GROUPS} filterGroups are allowed")
     predicates = [_group(store.registry, group) for group in groups]
+    indexed = store.active()
+    if index_delay_ms > 0:
+        moment = now_ms() - index_delay_ms
+        indexed = (view for c in store.active() if (view := c.as_of(moment)) is not None)
     matches = [
         company
-        for company in store.active()
+        for company in indexed
         if (not predicates or any(all(p(company) for p in group) for group in predicates))
         and _matches_query(company, body.get("query"))
     ]

@@ -102,6 +102,26 @@ class Company:
             return [Version(value, at, "CALCULATED")] if value is not None else []
         return self.history.get(name, [])
 
+    def as_of(self, moment_ms: int) -> Company | None:
+        """The company as it was at `moment_ms` (None if it did not exist yet)."""
+        if self.created_ms > moment_ms:
+            return None
+        if self.updated_ms <= moment_ms:
+            return self
+        history = {
+            name: kept
+            for name, versions in self.history.items()
+            if (kept := [v for v in versions if v.timestamp_ms <= moment_ms])
+        }
+        stamps = [v.timestamp_ms for versions in history.values() for v in versions]
+        return Company(
+            id=self.id,
+            created_ms=self.created_ms,
+            updated_ms=max([self.created_ms, *stamps]),
+            history=history,
+            merged_ids=self.merged_ids,
+        )
+
     def to_json(
         self,
         properties: list[str] | str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from collections.abc import AsyncIterator
@@ -214,3 +215,51 @@ async def test_property_in_unknown_group_is_refused(hub: RunningSandbox) -> None
     )  # fmt: skip
     assert response.status_code == 400
     assert response.json()["category"] == "VALIDATION_ERROR"
+
+
+async def test_property_batch_create_and_read(hub: RunningSandbox) -> None:
+    await hub.client.post(f"{PROPS}/groups", json={"name": "warp", "label": "WARP"})
+    good = {"name": "warp_status", "label": "Status", "type": "string", "fieldType": "text",
+            "groupName": "warp"}  # fmt: skip
+    bad = {**good, "name": "warp_bad", "fieldType": "booleancheckbox"}
+    created = await hub.client.post(f"{PROPS}/batch/create", json={"inputs": [good, bad]})
+    assert created.status_code == 207
+    assert_shape(created.json(), "BatchResponsePropertyWithErrors", "crm-properties-v3.json")
+    assert [p["name"] for p in created.json()["results"]] == ["warp_status"]
+    read = await hub.client.post(
+        f"{PROPS}/batch/read",
+        json={"inputs": [{"name": "warp_status"}, {"name": "name"}], "archived": False,
+              "dataSensitivity": "non_sensitive"},
+    )  # fmt: skip
+    assert read.status_code == 200
+    assert_shape(read.json(), "BatchResponseProperty", "crm-properties-v3.json")
+
+
+async def test_search_can_lag_behind_writes_like_hubspots_index() -> None:
+    config = SandboxConfig(search_index_delay_seconds=0.3)
+    async with running_sandbox(config) as hub:
+        company = (
+            await hub.client.post("/crm/v3/objects/companies", json={"properties": {"name": "A"}})
+        ).json()
+        assert (await search(hub, {}))["total"] == 0  # not indexed yet
+        await asyncio.sleep(0.35)
+        await hub.client.patch(
+            f"/crm/v3/objects/companies/{company['id']}", json={"properties": {"name": "B"}}
+        )
+        result = await search(hub, {"properties": ["name"]})
+        assert names(result) == ["A"]  # the index still has the old value
+        await asyncio.sleep(0.35)
+        assert names(await search(hub, {"properties": ["name"]})) == ["B"]
+
+
+async def test_unset_properties_can_come_back_as_null_like_the_real_api() -> None:
+    async with running_sandbox(SandboxConfig(unset_properties_as_null=True)) as hub:
+        company = (
+            await hub.client.post("/crm/v3/objects/companies", json={"properties": {"name": "A"}})
+        ).json()
+        body = (
+            await hub.client.get(
+                f"/crm/v3/objects/companies/{company['id']}", params={"properties": "domain"}
+            )
+        ).json()
+        assert body["properties"]["domain"] is None

@@ -331,7 +331,8 @@ class HubSpotClient:
             except HubSpotRetryableError as exc:
                 wait = exc.retry_after
                 if wait is None:
-                    wait = min(8.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+                    backoff = min(8.0, 0.5 * 2**attempt, self._max_retry_wait)
+                    wait = backoff * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
                 if attempt >= self._max_retries or wait > self._max_retry_wait:
                     raise
                 attempt += 1

@@ -1,0 +1,131 @@
+"""Keeping the sync queue healthy: rescue expired leases, requeue failures, prune the done.
+
+Each function is one bounded, idempotent transaction (or a few), safe to run from every
+replica at once: PostgreSQL row locks with SKIP LOCKED keep two rescuers off the same rows,
+and every write re-checks the state it expects.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.store.queue_pending import PendingReturn, return_to_pending
+from app.store.queue_records import (
+    DONE,
+    FAILED,
+    QUEUE,
+    RUNNING,
+    SQL_STATE,
+    as_utc,
+    sql_now,
+    utc_now,
+)
+from app.sync.backoff import RetryPolicy
+
+log = logging.getLogger("hubsync.queue")
+
+REQUEUE_CHUNK = 500
+
+
+async def database_now(connection: AsyncConnection) -> datetime:
+    if connection.dialect.name == "postgresql":
+        now = (await connection.execute(select(func.now()))).scalar_one()
+        return as_utc(now)
+    return utc_now()
+
+
+async def rescue_expired(engine: AsyncEngine, policy: RetryPolicy, limit: int) -> int:
+    """Jobs whose lease ran out (their worker died or hung) go back to pending after a backoff
+    (so a job that kills its worker cannot crash-loop the fleet), or fail past the maximum
+    age. A job whose worker still heartbeats has a lease in the future and is never touched."""
+    async with engine.begin() as connection:
+        now_sql = sql_now(connection.dialect)
+        query = (
+            select(*QUEUE.c, now_sql.label("db_now"))
+            .where(QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.lease_until < now_sql)
+            .order_by(QUEUE.c.id)
+            .limit(limit)
+        )
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=QUEUE)
+        rows = (await connection.execute(query)).mappings().all()
+        if not rows:
+            return 0
+        now = as_utc(rows[0]["db_now"])
+        items: list[PendingReturn] = []
+        expired: list[int] = []
+        for row in rows:
+            retry_at = now + timedelta(seconds=policy.delay(row["attempts"]))
+            note = f"lease expired: worker {row['locked_by']} stopped heartbeating"
+            if policy.exhausted(as_utc(row["created_at"]), retry_at):
+                expired.append(row["id"])
+            else:
+                items.append(PendingReturn.of(row, retry_at, note, "lease_expired"))
+        # Re-checked on write: on SQLite a heartbeat may have landed since the read.
+        guard = (QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.lease_until < now)
+        if expired:
+            await connection.execute(
+                update(QUEUE)
+                .where(QUEUE.c.id.in_(expired), *guard)
+                .values(
+                    state=SQL_STATE[FAILED],
+                    last_error="gave up: its worker stopped heartbeating past the maximum age",
+                    last_error_kind="lease_expired",
+                    locked_by=None,
+                    lease_until=None,
+                    finished_at=now,
+                    updated_at=now,
+                )
+            )
+        await return_to_pending(connection, now, items, guard)
+    log.warning("rescued %d job(s) whose lease expired", len(rows))
+    return len(rows)
+
+
+async def requeue_failed(engine: AsyncEngine, job_ids: Sequence[int] | None) -> int:
+    """One chunk of failed jobs back to pending with attempts reset; returns the chunk size."""
+    async with engine.begin() as connection:
+        query = select(*QUEUE.c).where(QUEUE.c.state == SQL_STATE[FAILED])
+        if job_ids is not None:
+            query = query.where(QUEUE.c.id.in_(list(job_ids)))
+        # Newest first: when one entity failed several times, its newest job survives.
+        query = query.order_by(QUEUE.c.id.desc()).limit(REQUEUE_CHUNK)
+        if connection.dialect.name == "postgresql":
+            query = query.with_for_update(of=QUEUE)
+        rows = (await connection.execute(query)).mappings().all()
+        now = await database_now(connection)
+        items = [
+            PendingReturn.of(row, now, row["last_error"], row["last_error_kind"], attempts=0)
+            for row in rows
+        ]
+        await return_to_pending(connection, now, items, (QUEUE.c.state == SQL_STATE[FAILED],))
+    return len(rows)
+
+
+async def prune_done(
+    engine: AsyncEngine, older_than: timedelta, batch_size: int, max_batches: int
+) -> int:
+    """Delete done jobs finished more than `older_than` ago, one short transaction per batch."""
+    total = 0
+    for _ in range(max_batches):
+        async with engine.begin() as connection:
+            cutoff = await database_now(connection) - older_than
+            oldest = (
+                select(QUEUE.c.id)
+                .where(QUEUE.c.state == SQL_STATE[DONE], QUEUE.c.finished_at < cutoff)
+                .order_by(QUEUE.c.id)
+                .limit(batch_size)
+            )
+            result = await connection.execute(
+                delete(QUEUE).where(QUEUE.c.id.in_(oldest.scalar_subquery()))
+            )
+            deleted = result.rowcount or 0
+        total += deleted
+        if deleted < batch_size:
+            break
+    return total

@@ -1,0 +1,56 @@
+"""Helpers for the queue tests: read rows and move a job's clock without waiting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.store.queue import QueueRepository
+from app.store.queue_records import QUEUE, JobRecord
+from app.sync.backoff import RetryPolicy
+from app.sync.jobs import EntityType, JobDirection, JobSource
+
+CUSTOMER = EntityType.CUSTOMER
+
+
+def make_queue(engine: AsyncEngine, **policy: Any) -> QueueRepository:
+    return QueueRepository(engine, policy=RetryPolicy(**policy))
+
+
+async def enqueue(queue: QueueRepository, key: str, priority: int = 5) -> tuple[int, bool]:
+    async with queue.engine.begin() as connection:
+        job_id, created = await queue.enqueue(
+            connection,
+            CUSTOMER,
+            key,
+            priority=priority,
+            source=JobSource.API,
+            direction=JobDirection.TO_HUBSPOT,
+        )
+    return job_id, created
+
+
+async def job(queue: QueueRepository, job_id: int) -> JobRecord:
+    record = await queue.get(job_id)
+    assert record is not None
+    return record
+
+
+async def rows_of(engine: AsyncEngine, key: str) -> list[JobRecord]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            select(QUEUE).where(QUEUE.c.entity_key == key).order_by(QUEUE.c.id)
+        )
+        return [JobRecord.from_row(row) for row in rows.mappings()]
+
+
+async def set_times(engine: AsyncEngine, job_id: int, **ago_seconds: float) -> None:
+    """Move a job's timestamps (run_at, created_at, lease_until, finished_at) to `ago` seconds
+    before now — the test's way of letting time pass."""
+    now = datetime.now(UTC)
+    values = {name: now - timedelta(seconds=ago) for name, ago in ago_seconds.items()}
+    async with engine.begin() as connection:
+        await connection.execute(update(QUEUE).where(QUEUE.c.id == job_id).values(**values))

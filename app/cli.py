@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -32,12 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--downgrade", action="store_true", help="downgrade to --revision instead (e.g. base)"
     )
+    sandbox = commands.add_parser(
+        "sandbox", help="run the HubSpot sandbox alone, as a stand-in for HubSpot's API"
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, default=8090, help="port to bind (default 8090)")
+    sandbox.add_argument("--webhook-url", help="where to deliver signed webhooks (default: none)")
+    sandbox.add_argument("--client-secret", help="secret that signs webhooks (default: random)")
+    sandbox.add_argument("--app-id", default="1", help="app id of API writes (default 1)")
+    sandbox.add_argument("--access-token", help="require this bearer token (default: any)")
+    sandbox.add_argument("--rate-limit", default="100/10s", help="requests per window (100/10s)")
     commands.add_parser("check-config", help="read the configuration and print it, secrets masked")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "sandbox":
+        return run_sandbox_command(args)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -57,6 +70,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2  # pragma: no cover -- argparse refuses unknown commands
 
 
+def run_sandbox_command(args: argparse.Namespace) -> int:
+    from app.sandbox.app import SandboxConfig, run_sandbox
+    from app.settings import RateLimit
+
+    try:
+        limit = RateLimit.parse(args.rate_limit)
+    except ValueError as exc:
+        print(f"hubsync sandbox: --rate-limit: {exc}", file=sys.stderr)
+        return 2
+    config = SandboxConfig(
+        rate_limit=limit,
+        webhook_url=args.webhook_url,
+        app_id=args.app_id,
+        access_token=args.access_token,
+        **({"client_secret": args.client_secret} if args.client_secret else {}),
+    )
+    print(f"HubSpot sandbox on http://{args.host}:{args.port} (rate limit {limit})")
+    run_sandbox(args.host, args.port, config)
+    return 0
+
+
 def serve(settings: Settings, *, host: str, port: int, migrate: bool | None) -> int:
     import uvicorn
 
@@ -65,6 +99,14 @@ def serve(settings: Settings, *, host: str, port: int, migrate: bool | None) -> 
     from app.store.bootstrap import is_embedded_default, migrate_database
 
     configure_logging(settings)
+    logging.getLogger("hubsync").info(
+        "hubsync serve on http://%s:%d, %s",
+        host,
+        port,
+        "with the built-in HubSpot sandbox (no HUBSPOT_ACCESS_TOKEN set)"
+        if settings.sandbox_mode
+        else f"against HubSpot at {settings.hubspot_base_url}",
+    )
     if migrate or (migrate is None and is_embedded_default(settings)):
         asyncio.run(migrate_database(settings))
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True)

@@ -7,22 +7,26 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TypedDict
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount
 
 from app.api import config, health, sync_jobs, webhooks
 from app.api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
-from app.api.middleware import RequestIdMiddleware
+from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.context import AppContext
+from app.hubspot.connection import SANDBOX_APP_ID, build_sandbox_app, open_hubspot
 from app.settings import Secret, Settings
 from app.store.db import create_engine, create_sessionmaker
+from app.sync.engine import SyncEngine
 from app.warp.connector import SqlWarpConnector
 
 log = logging.getLogger("hubsync")
+SANDBOX_MOUNT = "/_hubspot"
 
 
 class LifespanState(TypedDict):
@@ -34,8 +38,16 @@ def build_routes() -> list[BaseRoute]:
 
 
 def create_app(settings: Settings) -> Starlette:
+    if settings.sandbox_mode and settings.hubspot_app_id is None:
+        # The sandbox attributes API writes to this app id; knowing it marks our own echoes.
+        settings = replace(settings, hubspot_app_id=SANDBOX_APP_ID)
+    webhook_secret = settings.hubspot_client_secret or (
+        Secret(secrets.token_urlsafe(32)) if settings.sandbox_mode else None
+    )
+    sandbox_app = build_sandbox_app(settings, webhook_secret) if settings.sandbox_mode else None
+
     @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[LifespanState]:
+    async def lifespan(app: Starlette) -> AsyncIterator[LifespanState]:
         engine = create_engine(settings.database_url.reveal())
         same_database = settings.effective_warp_database_url == settings.database_url
         warp_engine = (
@@ -49,20 +61,39 @@ def create_app(settings: Settings) -> Starlette:
             sessions=create_sessionmaker(engine),
             warp_engine=warp_engine,
             warp=SqlWarpConnector(warp_engine, settings.effective_customers_table),
-            webhook_secret=settings.hubspot_client_secret
-            or (Secret(secrets.token_urlsafe(32)) if settings.sandbox_mode else None),
+            webhook_secret=webhook_secret,
         )
-        log.info("hubsync starting", extra={"config": settings.describe()})
+        state: LifespanState = {"hubsync": context}
+        log.info(
+            "hubsync starting with the built-in HubSpot sandbox (no HUBSPOT_ACCESS_TOKEN)"
+            if settings.sandbox_mode
+            else f"hubsync starting against HubSpot at {settings.hubspot_base_url}",
+            extra={"config": settings.describe()},
+        )
         try:
-            yield {"hubsync": context}
+            async with open_hubspot(
+                settings,
+                engine,
+                sandbox_app=sandbox_app,
+                webhook_receiver=with_lifespan_state(app, dict(state)),
+            ) as hubspot:
+                context.extras["hubspot"] = hubspot.client
+                context.extras["job_handler"] = SyncEngine(
+                    engine=engine, warp=context.warp, hubspot=hubspot.client
+                )
+                yield state
         finally:
             if warp_engine is not engine:
                 await warp_engine.dispose()
             await engine.dispose()
             log.info("hubsync stopped")
 
+    routes = build_routes()
+    if sandbox_app is not None:
+        # For people: the sandbox's HubSpot API and /_sandbox control routes, browsable.
+        routes.append(Mount(SANDBOX_MOUNT, app=sandbox_app))
     return Starlette(
-        routes=build_routes(),
+        routes=routes,
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={
             ApiError: handle_api_error,

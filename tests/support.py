@@ -7,18 +7,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-
-def with_lifespan_state(app: ASGIApp, state: dict[str, Any]) -> ASGIApp:
-    """Give every request a copy of the lifespan state, as uvicorn does."""
-
-    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope = {**scope, "state": dict(state)}
-        await app(scope, receive, send)
-
-    return wrapped
+from app.api.middleware import with_lifespan_state
 
 
 @asynccontextmanager

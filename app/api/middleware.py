@@ -39,3 +39,15 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def with_lifespan_state(app: ASGIApp, state: dict[str, Any]) -> ASGIApp:
+    """`app` with the lifespan state handed to every request, as uvicorn does; for calls that
+    reach the app in-process (the sandbox's webhooks, tests) rather than through a server."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, "state": dict(state)}
+        await app(scope, receive, send)
+
+    return wrapped

@@ -14,8 +14,9 @@ from app.settings import Settings
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "openapi.yaml"
 HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
-# HTML pages for people (the admin UI) are not part of the API document.
-UNDOCUMENTED_PREFIXES = ("/admin",)
+# HTML pages for people (the admin UI) and the embedded HubSpot sandbox (HubSpot's API,
+# documented by HubSpot) are not part of hubsync's API document.
+UNDOCUMENTED_PREFIXES = ("/admin", "/_hubspot")
 
 
 def load_document() -> dict[str, Any]:

@@ -1,0 +1,105 @@
+"""The service's way to HubSpot: the real API with a token, or the built-in sandbox without.
+
+Either way the rest of hubsync gets one `HubSpotClient` (one shared httpx client, the
+deployment-wide rate limiter) and hubsync's properties are bootstrapped at start. In sandbox
+mode the emulator runs in-process: the client reaches it through an ASGI transport, and its
+signed webhooks are delivered straight into hubsync's own webhook route.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
+
+from app.hubspot.client import HubSpotClient
+from app.hubspot.errors import HubSpotError
+from app.hubspot.properties import PropertySchemaError, ensure_properties
+from app.hubspot.ratelimit import SEARCH_BUCKET, create_rate_limiter
+from app.sandbox.app import SandboxConfig, create_sandbox_app
+from app.settings import Secret, Settings
+
+log = logging.getLogger("hubsync.hubspot")
+
+SANDBOX_APP_ID = "1"
+SANDBOX_BASE_URL = "http://hubspot-sandbox.internal"
+WEBHOOK_PATH = "/v1/webhooks/hubspot"
+
+
+@dataclass
+class HubSpotConnection:
+    client: HubSpotClient
+    sandbox_app: Starlette | None  # set in sandbox mode
+
+
+def build_sandbox_app(settings: Settings, webhook_secret: Secret | None) -> Starlette:
+    """The in-process sandbox, signing with hubsync's webhook secret."""
+    config = SandboxConfig(
+        rate_limit=settings.hubspot_rate_limit,
+        search_rate_limit=settings.hubspot_search_rate_limit,
+        client_secret=webhook_secret.reveal() if webhook_secret else SandboxConfig().client_secret,
+        app_id=settings.hubspot_app_id or SANDBOX_APP_ID,
+    )
+    return create_sandbox_app(config)
+
+
+@asynccontextmanager
+async def open_hubspot(
+    settings: Settings,
+    engine: AsyncEngine,
+    *,
+    sandbox_app: Starlette | None,
+    webhook_receiver: ASGIApp | None,
+) -> AsyncIterator[HubSpotConnection]:
+    """Open the client (and run the sandbox's lifespan); bootstrap properties; close at exit."""
+    limiter = create_rate_limiter(engine, settings.hubspot_rate_limit)
+    search_limiter = create_rate_limiter(
+        engine, settings.hubspot_search_rate_limit, bucket=SEARCH_BUCKET
+    )
+    if sandbox_app is None:
+        client = HubSpotClient.from_settings(
+            settings, limiter=limiter, search_limiter=search_limiter
+        )
+        async with client:
+            await bootstrap(client)
+            yield HubSpotConnection(client, None)
+        return
+    sandbox = sandbox_app.state.sandbox
+    if webhook_receiver is not None:
+        public = settings.public_url or "http://127.0.0.1:8000"
+        await sandbox.set_webhook_target(
+            public + WEBHOOK_PATH, httpx.ASGITransport(app=webhook_receiver)
+        )
+    async with sandbox_app.router.lifespan_context(sandbox_app):
+        client = HubSpotClient(
+            base_url=SANDBOX_BASE_URL,
+            access_token=None,
+            limiter=limiter,
+            search_limiter=search_limiter,
+            transport=httpx.ASGITransport(app=sandbox_app),
+        )
+        async with client:
+            await bootstrap(client)
+            yield HubSpotConnection(client, sandbox_app)
+
+
+async def bootstrap(client: HubSpotClient) -> None:
+    """Make sure hubsync's properties exist; a failure is logged loudly, not fatal, so the
+    service still takes jobs (they retry until HubSpot is reachable)."""
+    try:
+        report = await ensure_properties(client)
+    except PropertySchemaError as exc:
+        log.error("HubSpot properties are not as hubsync needs them: %s", exc)
+    except HubSpotError as exc:
+        log.error("could not check HubSpot properties at start: %s", exc)
+    except Exception as exc:  # noqa: BLE001 -- e.g. the schema is not migrated yet: /readyz says so
+        log.error("could not check HubSpot properties at start: %s", type(exc).__name__)
+    else:
+        if report.changed:
+            log.info("HubSpot properties bootstrapped", extra={"report": str(report)})

@@ -1,0 +1,274 @@
+"""What hubsync remembers between syncs: links, per-field state, conflicts, and the log.
+
+Every function takes the caller's connection, so one sync's bookkeeping commits (or not) as
+one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.models import CompanyAlias, Conflict, EntityLink, FieldState, SyncLog
+from app.store.upsert import insert_for
+
+links: Table = EntityLink.__table__  # type: ignore[assignment]
+field_states: Table = FieldState.__table__  # type: ignore[assignment]
+conflicts: Table = Conflict.__table__  # type: ignore[assignment]
+sync_log: Table = SyncLog.__table__  # type: ignore[assignment]
+aliases: Table = CompanyAlias.__table__  # type: ignore[assignment]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+# -- links -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Link:
+    id: int
+    warp_customer_id: str | None
+    hubspot_company_id: str | None
+    warp_ban: str | None
+    state: str  # active | deleted | unmatched
+
+
+def _link(row: Any) -> Link:
+    return Link(row.id, row.warp_customer_id, row.hubspot_company_id, row.warp_ban, row.state)
+
+
+async def links_by_customer(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, Link]:
+    if not ids:
+        return {}
+    rows = await connection.execute(select(links).where(links.c.warp_customer_id.in_(list(ids))))
+    return {row.warp_customer_id: _link(row) for row in rows}
+
+
+async def links_by_company(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, Link]:
+    if not ids:
+        return {}
+    rows = await connection.execute(select(links).where(links.c.hubspot_company_id.in_(list(ids))))
+    return {row.hubspot_company_id: _link(row) for row in rows}
+
+
+async def save_link(
+    connection: AsyncConnection,
+    *,
+    customer_id: str | None,
+    company_id: str | None,
+    ban: str | None,
+    state: str = "active",
+) -> None:
+    """Record customer <-> company. Either side's old link is re-pointed, never duplicated."""
+    stamp = now()
+    if customer_id is not None and company_id is not None:
+        # A company that was waiting for its customer ("unmatched") joins the customer's link.
+        await connection.execute(
+            links.delete().where(
+                links.c.hubspot_company_id == company_id,
+                (links.c.warp_customer_id.is_(None)) | (links.c.warp_customer_id != customer_id),
+            )
+        )
+    key = links.c.warp_customer_id if customer_id is not None else links.c.hubspot_company_id
+    existing = (
+        await connection.execute(
+            select(links.c.id).where(
+                key == (customer_id if customer_id is not None else company_id)
+            )
+        )
+    ).first()
+    values = {
+        "warp_customer_id": customer_id,
+        "hubspot_company_id": company_id,
+        "warp_ban": ban,
+        "state": state,
+        "updated_at": stamp,
+        "deleted_at": stamp if state == "deleted" else None,
+    }
+    if existing is None:
+        await connection.execute(links.insert().values(**values, created_at=stamp))
+    else:
+        await connection.execute(update(links).where(links.c.id == existing.id).values(**values))
+
+
+async def mark_synced(connection: AsyncConnection, customer_ids: Iterable[str]) -> None:
+    ids = list(customer_ids)
+    if ids:
+        await connection.execute(
+            update(links).where(links.c.warp_customer_id.in_(ids)).values(last_synced_at=now())
+        )
+
+
+async def set_link_state(connection: AsyncConnection, company_id: str, state: str) -> bool:
+    stamp = now()
+    result = await connection.execute(
+        update(links)
+        .where(links.c.hubspot_company_id == company_id)
+        .values(state=state, updated_at=stamp, deleted_at=stamp if state == "deleted" else None)
+    )
+    return bool(result.rowcount)
+
+
+async def resolve_company_ids(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, str]:
+    """Each id mapped to the id it now resolves to (after merges); unknown ids map to themselves."""
+    resolved = {company_id: company_id for company_id in ids}
+    pending = set(ids)
+    for _ in range(10):  # merges can chain; ten hops is far beyond any real history
+        if not pending:
+            break
+        rows = await connection.execute(
+            select(aliases.c.old_company_id, aliases.c.company_id).where(
+                aliases.c.old_company_id.in_(list(pending))
+            )
+        )
+        step = {row.old_company_id: row.company_id for row in rows}
+        for original, current in resolved.items():
+            if current in step:
+                resolved[original] = step[current]
+        pending = set(step.values()) - set(step)
+    return resolved
+
+
+async def add_alias(connection: AsyncConnection, old_id: str, new_id: str, reason: str) -> None:
+    if old_id == new_id:
+        return
+    statement = insert_for(connection, aliases).values(
+        old_company_id=old_id, company_id=new_id, reason=reason, created_at=now()
+    )
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["old_company_id"], set_={"company_id": new_id, "reason": reason}
+        )
+    )
+    await connection.execute(
+        update(aliases).where(aliases.c.company_id == old_id).values(company_id=new_id)
+    )
+
+
+# -- field state -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldMemory:
+    warp_value: str | None
+    hubspot_value: str | None
+    base_value: str | None
+    warp_changed_at: datetime | None
+    hubspot_changed_at: datetime | None
+    synced_at: datetime | None
+
+
+async def field_memory(
+    connection: AsyncConnection, customer_ids: Sequence[str]
+) -> dict[str, dict[str, FieldMemory]]:
+    """Per customer, per field: what hubsync last saw and synced."""
+    memory: dict[str, dict[str, FieldMemory]] = {}
+    if not customer_ids:
+        return memory
+    rows = await connection.execute(
+        select(field_states).where(field_states.c.warp_customer_id.in_(list(customer_ids)))
+    )
+    for row in rows:
+        memory.setdefault(row.warp_customer_id, {})[row.field] = FieldMemory(
+            row.warp_value,
+            row.hubspot_value,
+            row.base_value,
+            as_utc(row.warp_changed_at),
+            as_utc(row.hubspot_changed_at),
+            as_utc(row.synced_at),
+        )
+    return memory
+
+
+async def save_field_states(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Upsert rows of `hubspot_field_state` (keys: the table's columns)."""
+    if not rows:
+        return
+    stamp = now()
+    for row in rows:
+        row.setdefault("updated_at", stamp)
+    statement = insert_for(connection, field_states)
+    columns = [c for c in rows[0] if c not in ("warp_customer_id", "field")]
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["warp_customer_id", "field"],
+            set_={c: getattr(statement.excluded, c) for c in columns},
+        ),
+        rows,
+    )
+
+
+# -- conflicts -------------------------------------------------------------------------------
+
+
+async def open_conflict(connection: AsyncConnection, values: Mapping[str, Any]) -> None:
+    """Record (or refresh) the open conflict of a customer's field."""
+    existing = (
+        await connection.execute(
+            select(conflicts.c.id).where(
+                conflicts.c.warp_customer_id == values["warp_customer_id"],
+                conflicts.c.field == values["field"],
+                conflicts.c.state == "open",
+            )
+        )
+    ).first()
+    if existing is None:
+        await connection.execute(conflicts.insert().values(**values, detected_at=now()))
+    else:
+        await connection.execute(
+            update(conflicts).where(conflicts.c.id == existing.id).values(**values)
+        )
+
+
+async def close_conflicts(
+    connection: AsyncConnection, customer_id: str, fields: Iterable[str], resolution: str
+) -> None:
+    names = list(fields)
+    if names:
+        await connection.execute(
+            update(conflicts)
+            .where(
+                conflicts.c.warp_customer_id == customer_id,
+                conflicts.c.field.in_(names),
+                conflicts.c.state == "open",
+            )
+            .values(state="resolved", resolution=resolution, resolved_by="sync", resolved_at=now())
+        )
+
+
+async def resolve_all_conflicts(
+    connection: AsyncConnection, customer_ids: Sequence[str], resolution: str
+) -> None:
+    """Close every open conflict of these customers: a sync settled all their fields."""
+    ids = list(customer_ids)
+    if ids:
+        await connection.execute(
+            update(conflicts)
+            .where(conflicts.c.warp_customer_id.in_(ids), conflicts.c.state == "open")
+            .values(state="resolved", resolution=resolution, resolved_by="sync", resolved_at=now())
+        )
+
+
+# -- log -------------------------------------------------------------------------------------
+
+
+async def write_log(connection: AsyncConnection, entries: list[dict[str, Any]]) -> None:
+    if entries:
+        stamp = now()
+        await connection.execute(
+            sync_log.insert(), [{"created_at": stamp, **entry} for entry in entries]
+        )

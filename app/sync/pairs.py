@@ -1,0 +1,178 @@
+"""One customer/company pair on its way through a sync: what each side holds, what hubsync
+remembers, and what the decision says to write. Pure: no I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.hubspot.models import HubSpotCompany
+from app.store.sync_state import FieldMemory, Link
+from app.sync.decision import Action, EntityDecision, decide_entity
+from app.sync.jobs import ClaimedJob
+from app.sync.mapping import Canonical, canonical_to_warp, read_hubspot_values, read_warp_values
+from app.sync.rules import IDENTITY_WARP_FIELD, FieldRule
+
+LAST_MODIFIED = "hs_lastmodifieddate"
+
+
+def parse_time(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        if value.isdigit():  # epoch milliseconds, as webhooks give
+            return datetime.fromtimestamp(int(value) / 1000, UTC)
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class Pair:
+    job: ClaimedJob
+    customer: dict[str, Any]
+    link: Link | None
+    memory: Mapping[str, FieldMemory]
+    company: HubSpotCompany | None = None  # None: not read, or not in HubSpot
+    company_read: bool = False
+    warp_values: dict[str, Canonical] = field(default_factory=dict)
+    warp_times: dict[str, datetime | None] = field(default_factory=dict)
+    hubspot_values: dict[str, Canonical] = field(default_factory=dict)
+    hubspot_times: dict[str, datetime | None] = field(default_factory=dict)
+    decision: EntityDecision | None = None
+
+    @property
+    def customer_id(self) -> str:
+        return str(self.customer["id"])
+
+    @property
+    def ban(self) -> str:
+        return str(self.customer.get(IDENTITY_WARP_FIELD) or "")
+
+    @property
+    def company_id(self) -> str | None:
+        if self.company is not None:
+            return self.company.id
+        return self.link.hubspot_company_id if self.link else None
+
+    def read_warp(self, rules: Sequence[FieldRule]) -> None:
+        """WARP's canonical values, and when each last changed: the customer's own
+        `updated_at` when the value differs from what hubsync last saw (the source's time,
+        never hubsync's clock)."""
+        self.warp_values = read_warp_values(rules, self.customer)
+        updated_at = parse_time(self.customer.get("updated_at"))
+        for name, value in self.warp_values.items():
+            seen = self.memory.get(name)
+            if seen is None or seen.warp_value != value:
+                self.warp_times[name] = updated_at
+            else:
+                self.warp_times[name] = seen.warp_changed_at
+
+    def read_hubspot(self, rules: Sequence[FieldRule], company: HubSpotCompany | None) -> None:
+        """HubSpot's values (all blank when the company does not exist yet)."""
+        self.company = company
+        self.company_read = True
+        properties = company.properties if company is not None else {}
+        self.hubspot_values = read_hubspot_values(rules, properties)
+        modified = parse_time(properties.get(LAST_MODIFIED))
+        by_property = {rule.hubspot_property: rule.warp_field for rule in rules}
+        for prop, value in self.hubspot_values.items():
+            name = by_property[prop]
+            seen = self.memory.get(name)
+            history = company.properties_with_history.get(prop) if company else None
+            changed = parse_time(history[0].timestamp) if history else modified
+            if seen is None or seen.hubspot_value != value:
+                self.hubspot_times[name] = changed
+            else:
+                self.hubspot_times[name] = seen.hubspot_changed_at
+
+    def decide(self, rules: Sequence[FieldRule]) -> EntityDecision:
+        bases = {name: seen.base_value for name, seen in self.memory.items()}
+        self.decision = decide_entity(
+            rules,
+            self.warp_values,
+            self.hubspot_values,
+            bases,
+            self.warp_times,
+            self.hubspot_times,
+        )
+        return self.decision
+
+    def warp_updates(self, rules: Sequence[FieldRule]) -> dict[str, Any]:
+        assert self.decision is not None  # noqa: S101 -- decided before applied
+        by_field = {rule.warp_field: rule for rule in rules}
+        return {
+            name: canonical_to_warp(by_field[name], value)
+            for name, value in self.decision.warp_writes.items()
+        }
+
+    def field_state_rows(self, synced_at: datetime) -> list[dict[str, Any]]:
+        """What each side holds once the decision is applied, and the new base — only for
+        fields where any of it differs from what hubsync remembered (`synced_at` is when a
+        field's state last changed)."""
+        assert self.decision is not None  # noqa: S101 -- decided before applied
+        rows = []
+        for decision in self.decision.fields:
+            name = decision.field
+            seen = self.memory.get(name)
+            warp_value = self.warp_values.get(name)
+            warp_time = self.warp_times.get(name)
+            if decision.hubspot_property in self.hubspot_values:
+                hubspot_value: Canonical = self.hubspot_values[decision.hubspot_property]
+            else:
+                hubspot_value = seen.hubspot_value if seen else None
+            hubspot_time = self.hubspot_times.get(name, seen.hubspot_changed_at if seen else None)
+            if decision.action is Action.WRITE_HUBSPOT:
+                hubspot_value, hubspot_time = decision.value, warp_time
+            elif decision.action is Action.WRITE_WARP:
+                warp_value, warp_time = decision.value, hubspot_time
+            if seen is not None and (
+                seen.warp_value,
+                seen.hubspot_value,
+                seen.base_value,
+                seen.warp_changed_at,
+                seen.hubspot_changed_at,
+            ) == (warp_value, hubspot_value, decision.new_base, warp_time, hubspot_time):
+                continue
+            rows.append(
+                {
+                    "warp_customer_id": self.customer_id,
+                    "field": name,
+                    "warp_value": warp_value,
+                    "hubspot_value": hubspot_value,
+                    "base_value": decision.new_base,
+                    "warp_changed_at": warp_time,
+                    "hubspot_changed_at": hubspot_time,
+                    "synced_at": synced_at,
+                }
+            )
+        return rows
+
+    def changes(self) -> list[dict[str, Any]]:
+        """The log's view: every field written, old -> new, and why."""
+        assert self.decision is not None  # noqa: S101 -- decided before applied
+        entries = []
+        for decision in self.decision.fields:
+            if decision.action is Action.WRITE_HUBSPOT:
+                old = self.hubspot_values.get(decision.hubspot_property)
+                target = "hubspot"
+            elif decision.action is Action.WRITE_WARP:
+                old, target = self.warp_values.get(decision.field), "warp"
+            else:
+                continue
+            entries.append(
+                {
+                    "field": decision.field,
+                    "property": decision.hubspot_property,
+                    "target": target,
+                    "old": old,
+                    "new": decision.value,
+                    "reason": decision.reason,
+                }
+            )
+        return entries

@@ -78,6 +78,8 @@ def create_app(settings: Settings) -> Starlette:
                 webhook_receiver=with_lifespan_state(app, dict(state)),
             ) as hubspot:
                 context.extras["hubspot"] = hubspot.client
+                if hubspot.sandbox_app is not None:
+                    context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
                 context.extras["job_handler"] = SyncEngine(
                     engine=engine, warp=context.warp, hubspot=hubspot.client
                 )

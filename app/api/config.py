@@ -1,7 +1,49 @@
-"""config routes (filled in by its issue)."""
+"""The field rules over HTTP: read them, replace them (validated, audited)."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from typing import Any
 
-routes: list[BaseRoute] = []
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from app.api.deps import app_context, json_body, require_api_token
+from app.api.errors import ApiError
+from app.store.sync_config import config_history, load_rules, replace_rules
+from app.sync.rules import InvalidRuleError, rule_to_dict, rules_from_dicts
+
+
+async def get_config(request: Request) -> JSONResponse:
+    require_api_token(request)
+    async with app_context(request).engine.connect() as connection:
+        rules = await load_rules(connection)
+        history = await config_history(connection, limit=10)
+    return JSONResponse(
+        {"rules": [rule_to_dict(rule) for rule in rules], "recent_changes": history}
+    )
+
+
+async def put_config(request: Request) -> JSONResponse:
+    caller = require_api_token(request)
+    body = await json_body(request, required=True)
+    items: Any = body.get("rules") if isinstance(body, dict) else body
+    if not isinstance(items, list) or not items:
+        raise ApiError(
+            422, 'expected {"rules": [ ... ]} with at least one rule', extra={"field": "rules"}
+        )
+    if not all(isinstance(item, dict) for item in items):
+        raise ApiError(422, "every rule must be a JSON object", extra={"field": "rules"})
+    try:
+        rules = rules_from_dicts(items)
+    except InvalidRuleError as exc:
+        raise ApiError(422, str(exc), extra={"field": exc.field}) from None
+    async with app_context(request).engine.begin() as connection:
+        before, after = await replace_rules(connection, rules, changed_by=caller)
+    return JSONResponse({"rules": after, "previous": before})
+
+
+routes: list[BaseRoute] = [
+    Route("/v1/sync/config", get_config, methods=["GET"]),
+    Route("/v1/sync/config", put_config, methods=["PUT"]),
+]

@@ -1,0 +1,80 @@
+"""The field rules in `hubspot_sync_config`, and the audit trail of every change to them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.models import SyncConfigChange, SyncConfigRule
+from app.sync.rules import FieldRule, rule_from_dict, rule_to_dict, validate_rules
+
+config_table: Table = SyncConfigRule.__table__  # type: ignore[assignment]
+changes_table: Table = SyncConfigChange.__table__  # type: ignore[assignment]
+RULE_COLUMNS = (
+    "warp_field",
+    "hubspot_property",
+    "value_type",
+    "direction",
+    "authority",
+    "transform",
+    "value_map",
+    "enabled",
+)
+
+
+async def load_rules(connection: AsyncConnection) -> tuple[FieldRule, ...]:
+    rows = await connection.execute(
+        select(*(config_table.c[c] for c in RULE_COLUMNS)).order_by(
+            config_table.c.position, config_table.c.id
+        )
+    )
+    return tuple(rule_from_dict(dict(row._mapping)) for row in rows)
+
+
+async def replace_rules(
+    connection: AsyncConnection, rules: Sequence[FieldRule], changed_by: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Validate and store a whole new rule set; returns (before, after) as recorded."""
+    validate_rules(rules)
+    before = [rule_to_dict(rule) for rule in await load_rules(connection)]
+    after = [rule_to_dict(rule) for rule in rules]
+    stamp = datetime.now(UTC)
+    await connection.execute(delete(config_table))
+    await connection.execute(
+        config_table.insert(),
+        [
+            {
+                **{c: rule_to_dict(rule)[c] for c in RULE_COLUMNS},
+                "position": position,
+                "updated_at": stamp,
+                "updated_by": changed_by,
+            }
+            for position, rule in enumerate(rules)
+        ],
+    )
+    await connection.execute(
+        changes_table.insert().values(
+            changed_by=changed_by, before=before, after=after, created_at=stamp
+        )
+    )
+    return before, after
+
+
+async def config_history(connection: AsyncConnection, limit: int = 50) -> list[dict[str, Any]]:
+    rows = await connection.execute(
+        select(changes_table).order_by(changes_table.c.id.desc()).limit(limit)
+    )
+    return [
+        {
+            "id": row.id,
+            "changed_by": row.changed_by,
+            "changed_at": row.created_at.isoformat() if row.created_at else None,
+            "before": row.before,
+            "after": row.after,
+        }
+        for row in rows
+    ]

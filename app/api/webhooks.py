@@ -1,7 +1,179 @@
-"""webhooks routes (filled in by its issue)."""
+"""Where HubSpot webhooks enter: read the raw body, verify the signature, store, answer.
+
+The order matters and each step refuses before the next runs: size (413) → secret configured
+(503) → signature over the raw bytes (401, nothing stored) → JSON shape (400) → one database
+transaction that stores every event and queues its work → 200 after the commit (a database
+failure is a 503, so HubSpot retries) → wake the worker. No HubSpot call happens here.
+Also the operators' view of stored events, and their re-run.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+import logging
+from typing import Any
 
-routes: list[BaseRoute] = []
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from app.api.deps import app_context, json_body, require_api_token
+from app.api.errors import ApiError
+from app.api.webhook_signatures import verify_request
+from app.context import AppContext
+from app.store.queue import QueueRepository
+from app.store.webhook_events import STATUSES, list_events
+from app.sync.intake import DeliveryError, parse_delivery
+from app.sync.webhook_routing import REPROCESS_LIMIT, accept_delivery, reprocess_events
+
+log = logging.getLogger("hubsync.webhooks")
+
+MAX_BODY_BYTES = 1 << 20
+# HubSpot gives up after 5 s; answer 503 before that rather than time out silently.
+INTAKE_TIMEOUT_SECONDS = 4.0
+DATABASE_DOWN = (DBAPIError, PoolTimeoutError, OSError, TimeoutError)
+
+
+async def read_limited_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body; 413 as soon as Content-Length or the bytes read pass `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise ApiError(400, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise ApiError(413, f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def queue_of(context: AppContext) -> QueueRepository:
+    queue = context.extras.get("queue")
+    return queue if isinstance(queue, QueueRepository) else QueueRepository(context.engine)
+
+
+def wake_worker(context: AppContext) -> None:
+    worker = context.extras.get("worker")
+    if worker is not None:
+        worker.wake()
+
+
+async def receive_hubspot(request: Request) -> JSONResponse:
+    context = app_context(request)
+    body = await read_limited_body(request)
+    if context.webhook_secret is None:
+        raise ApiError(503, "webhook secret not configured (set HUBSPOT_CLIENT_SECRET)")
+    verify_request(
+        request,
+        body,
+        context.webhook_secret.reveal(),
+        accepted=context.settings.hubspot_webhook_signature_versions,
+        public_url=context.settings.public_url,
+    )
+    try:
+        incoming = parse_delivery(body)
+    except DeliveryError as exc:
+        raise ApiError(400, str(exc)) from None
+    try:
+        async with asyncio.timeout(INTAKE_TIMEOUT_SECONDS), context.engine.begin() as connection:
+            summary = await accept_delivery(
+                connection,
+                incoming,
+                queue=queue_of(context),
+                app_id=context.settings.hubspot_app_id,
+            )
+    except DATABASE_DOWN as exc:
+        log.warning("webhook delivery not stored: database unavailable (%s)", type(exc).__name__)
+        raise ApiError(
+            503, "the database is unavailable; the delivery was not stored, retry later"
+        ) from None
+    if summary.job_ids:
+        wake_worker(context)
+    log.info("webhook delivery stored", extra={"webhook": summary.to_json()})
+    return JSONResponse(summary.to_json())
+
+
+def _int_param(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def _status_param(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in STATUSES:
+        raise ApiError(400, f"status must be one of {', '.join(STATUSES)}")
+    return str(value)
+
+
+async def list_webhook_events(request: Request) -> JSONResponse:
+    require_api_token(request)
+    context = app_context(request)
+    status = _status_param(request.query_params.get("status") or None)
+    limit = _int_param(request, "limit", 50, 1, 500) or 50
+    before = _int_param(request, "before", None, 1, 2**62)
+    async with context.engine.connect() as connection:
+        rows = await list_events(connection, status=status, limit=limit, before_id=before)
+    return JSONResponse(
+        {
+            "events": [row.to_json() for row in rows],
+            "next_before": rows[-1].id if len(rows) == limit else None,
+        }
+    )
+
+
+async def reprocess_webhook_events(request: Request) -> JSONResponse:
+    caller = require_api_token(request)
+    context = app_context(request)
+    body = await json_body(request, required=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, 'expected {"event_ids": [...]} or {"status": "failed"}')
+    ids = body.get("event_ids")
+    status = _status_param(body.get("status"))
+    if ids is None and status is None:
+        raise ApiError(400, 'give "event_ids" (a list of ids) or "status" (e.g. "failed")')
+    if ids is not None and (
+        not isinstance(ids, list)
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        or len(ids) > REPROCESS_LIMIT
+    ):
+        raise ApiError(400, f"event_ids must be a list of at most {REPROCESS_LIMIT} integer ids")
+    async with context.engine.begin() as connection:
+        summary = await reprocess_events(
+            connection,
+            queue=queue_of(context),
+            app_id=context.settings.hubspot_app_id,
+            event_ids=ids,
+            status=status,
+        )
+    if summary.job_ids:
+        wake_worker(context)
+    log.info("webhook events reprocessed by %s", caller, extra={"webhook": summary.to_json()})
+    return JSONResponse(
+        {
+            "reprocessed": summary.received,
+            "queued": summary.queued,
+            "ignored": summary.ignored,
+            "processed": summary.processed,
+            "job_ids": summary.job_ids,
+        }
+    )
+
+
+routes: list[BaseRoute] = [
+    Route("/v1/webhooks/hubspot", receive_hubspot, methods=["POST"]),
+    Route("/v1/webhooks/hubspot/company", receive_hubspot, methods=["POST"]),
+    Route("/v1/webhooks/events", list_webhook_events, methods=["GET"]),
+    Route("/v1/webhooks/events/reprocess", reprocess_webhook_events, methods=["POST"]),
+]

@@ -1,0 +1,248 @@
+"""The stored HubSpot webhook events (`hubspot_webhook_events`) and the queries on them.
+
+An event's life: `received` (stored, not yet routed) → `queued` (its work is the job in
+`job_id`) → `processed` or `failed` when that job finishes; or straight to `ignored` (unknown
+type, our own write, superseded) or `processed` (a deletion, which only marks the link). Every
+function runs on the caller's connection, so storing, routing and queueing commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.models import WebhookEvent
+from app.store.upsert import insert_for
+from app.sync.intake import EventKind, IncomingEvent
+from app.sync.jobs import JobOutcome, OutcomeStatus
+
+events: Table = WebhookEvent.__table__  # type: ignore[assignment]
+
+RECEIVED, QUEUED, PROCESSED, IGNORED, FAILED = (
+    "received",
+    "queued",
+    "processed",
+    "ignored",
+    "failed",
+)
+STATUSES = (RECEIVED, QUEUED, PROCESSED, IGNORED, FAILED)
+MAX_REASON_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class EventStatus:
+    """What became of one stored event."""
+
+    event_id: int  # our row id, not HubSpot's eventId
+    status: str
+    reason: str | None = None
+    job_id: int | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _row(event: IncomingEvent, received_at: datetime) -> dict[str, Any]:
+    return {
+        "dedup_key": event.dedup_key,
+        "event_id": event.event_id,
+        "subscription_type": event.subscription_type[:64],
+        "object_id": event.object_id,
+        "property_name": event.property_name[:128] if event.property_name else None,
+        "property_value": event.property_value,
+        "change_source": event.change_source[:64] if event.change_source else None,
+        "source_id": event.source_id[:128] if event.source_id else None,
+        "occurred_at": event.occurred_at,
+        "attempt_number": event.attempt_number,
+        "raw": event.raw,
+        "status": RECEIVED,
+        "received_at": received_at,
+    }
+
+
+async def store_events(
+    connection: AsyncConnection, incoming: Sequence[IncomingEvent]
+) -> dict[str, int]:
+    """Insert every event not stored before, in one statement; {dedup_key: row id} of the new.
+
+    Duplicates (same content, already stored or repeated in this delivery) are skipped by the
+    unique dedup key (`ON CONFLICT DO NOTHING`), so concurrent deliveries of one event store it
+    once. Rows go in dedup-key order, so two overlapping deliveries lock them in the same order.
+    """
+    unique = {event.dedup_key: event for event in incoming}
+    if not unique:
+        return {}
+    stamp = _now()
+    rows = [_row(unique[key], stamp) for key in sorted(unique)]
+    statement = (
+        insert_for(connection, events)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(events.c.id, events.c.dedup_key)
+    )
+    result = await connection.execute(statement)
+    return {row.dedup_key: row.id for row in result}
+
+
+async def set_statuses(connection: AsyncConnection, outcomes: Sequence[EventStatus]) -> None:
+    """Record what became of events, in one executemany."""
+    if not outcomes:
+        return
+    stamp = _now()
+    statement = (
+        update(events)
+        .where(events.c.id == bindparam("row_id"))
+        .values(
+            status=bindparam("new_status"),
+            status_reason=bindparam("reason"),
+            job_id=bindparam("job"),
+            processed_at=bindparam("done_at"),
+        )
+    )
+    await connection.execute(
+        statement,
+        [
+            {
+                "row_id": outcome.event_id,
+                "new_status": outcome.status,
+                "reason": _clip(outcome.reason),
+                "job": outcome.job_id,
+                "done_at": None if outcome.status == QUEUED else stamp,
+            }
+            for outcome in outcomes
+        ],
+    )
+
+
+async def later_lifecycle_event(
+    connection: AsyncConnection, company_id: str, kind: EventKind, after: datetime
+) -> bool:
+    """Whether a `kind` event (deletion or restore) for the company, newer than `after`, is
+    already stored: then an older opposite event arriving late must not undo it."""
+    found = await connection.execute(
+        select(func.count())
+        .select_from(events)
+        .where(
+            events.c.object_id == company_id,
+            events.c.subscription_type == f"company.{kind.value}",
+            events.c.occurred_at > after,
+        )
+    )
+    return bool(found.scalar_one())
+
+
+async def finish_events_for_jobs(
+    connection: AsyncConnection, outcomes: Sequence[JobOutcome]
+) -> int:
+    """Close the events whose work those jobs did: DONE → processed, FAILED → failed with the
+    job's error; RETRY leaves them queued. Returns the number of events changed."""
+    done = [o.job_id for o in outcomes if o.status is OutcomeStatus.DONE]
+    failed = [o for o in outcomes if o.status is OutcomeStatus.FAILED]
+    stamp = _now()
+    changed = 0
+    if done:
+        result = await connection.execute(
+            update(events)
+            .where(events.c.job_id.in_(done), events.c.status == QUEUED)
+            .values(status=PROCESSED, status_reason=None, processed_at=stamp)
+        )
+        changed += result.rowcount
+    if failed:
+        result = await connection.execute(
+            update(events)
+            .where(events.c.job_id == bindparam("job"), events.c.status == QUEUED)
+            .values(status=FAILED, status_reason=bindparam("reason"), processed_at=stamp),
+            [{"job": o.job_id, "reason": _clip(o.error or "the sync job failed")} for o in failed],
+        )
+        changed += max(result.rowcount, 0)
+    return changed
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    hubspot_event_id: int | None
+    subscription_type: str
+    object_id: str | None
+    property_name: str | None
+    property_value: str | None
+    change_source: str | None
+    source_id: str | None
+    occurred_at: datetime | None
+    attempt_number: int | None
+    status: str
+    status_reason: str | None
+    job_id: int | None
+    received_at: datetime
+    processed_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "id": self.id,
+            "event_id": self.hubspot_event_id,
+            "subscription_type": self.subscription_type,
+            "object_id": self.object_id,
+            "property_name": self.property_name,
+            "property_value": self.property_value,
+            "change_source": self.change_source,
+            "source_id": self.source_id,
+            "occurred_at": iso(self.occurred_at),
+            "attempt_number": self.attempt_number,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "job_id": self.job_id,
+            "received_at": iso(self.received_at),
+            "processed_at": iso(self.processed_at),
+        }
+
+
+_LISTED = (
+    events.c.id,
+    events.c.event_id.label("hubspot_event_id"),
+    events.c.subscription_type,
+    events.c.object_id,
+    events.c.property_name,
+    events.c.property_value,
+    events.c.change_source,
+    events.c.source_id,
+    events.c.occurred_at,
+    events.c.attempt_number,
+    events.c.status,
+    events.c.status_reason,
+    events.c.job_id,
+    events.c.received_at,
+    events.c.processed_at,
+)
+
+
+async def list_events(
+    connection: AsyncConnection,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+    ids: Sequence[int] | None = None,
+) -> list[StoredEvent]:
+    """Newest first; page with `before_id` (the last id of the previous page)."""
+    query = select(*_LISTED).order_by(events.c.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(events.c.status == status)
+    if before_id is not None:
+        query = query.where(events.c.id < before_id)
+    if ids is not None:
+        query = query.where(events.c.id.in_(list(ids)))
+    rows = await connection.execute(query)
+    return [StoredEvent(**row._mapping) for row in rows]
+
+
+def _clip(reason: str | None) -> str | None:
+    return None if reason is None else reason[:MAX_REASON_CHARS]

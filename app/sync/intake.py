@@ -1,0 +1,214 @@
+"""Reading a HubSpot webhook delivery: parse, validate, fingerprint and classify its events.
+
+Pure functions over the verified raw body; the transaction that stores the events and queues
+their work is `app/sync/webhook_routing.py`. A delivery is a JSON array of events; HubSpot's
+`eventId` is not unique and the same event arrives more than once (with a new `attemptNumber`),
+so each event is fingerprinted by its content instead (`dedup_key`).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+OWN_WRITE_REASON = "our own write"
+INTEGRATION_SOURCE = "INTEGRATION"
+
+
+class DeliveryError(ValueError):
+    """The body is not a delivery hubsync can store; the message says what is wrong, where."""
+
+
+class EventKind(enum.Enum):
+    CREATION = "creation"
+    PROPERTY_CHANGE = "propertyChange"
+    DELETION = "deletion"
+    RESTORE = "restore"
+    MERGE = "merge"
+    UNSUPPORTED = "unsupported"  # stored and ignored, never refused
+
+
+_COMPANY_KINDS = {
+    f"company.{kind.value}": kind for kind in EventKind if kind.value != "unsupported"
+}
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """One event of a delivery, with the fields hubsync acts on pulled out of `raw`."""
+
+    subscription_type: str
+    object_id: str
+    occurred_at_ms: int
+    raw: dict[str, Any]
+    event_id: int | None = None
+    attempt_number: int | None = None
+    property_name: str | None = None
+    property_value: str | None = None
+    change_source: str | None = None
+    source_id: str | None = None
+    primary_object_id: str | None = None
+    merged_object_ids: tuple[str, ...] = field(default=())
+    new_object_id: str | None = None
+
+    @property
+    def kind(self) -> EventKind:
+        return _COMPANY_KINDS.get(self.subscription_type, EventKind.UNSUPPORTED)
+
+    @property
+    def occurred_at(self) -> datetime:
+        return datetime.fromtimestamp(self.occurred_at_ms / 1000, UTC)
+
+    @property
+    def dedup_key(self) -> str:
+        """sha256 over what makes two events the same change; never the eventId or attempt."""
+        parts = [
+            self.subscription_type,
+            self.object_id,
+            self.property_name,
+            self.property_value,
+            self.occurred_at_ms,
+            self.primary_object_id,
+            sorted(self.merged_object_ids),
+            self.new_object_id,
+        ]
+        encoded = json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+    def merge_ids(self) -> tuple[str, list[str]]:
+        """(survivor, ids merged away): the new record when HubSpot made one, else the primary."""
+        primary = self.primary_object_id or self.object_id
+        survivor = self.new_object_id or primary
+        old = [primary, *self.merged_object_ids, self.object_id]
+        return survivor, list(dict.fromkeys(i for i in old if i != survivor))
+
+
+def is_own_write(event: IncomingEvent, app_id: str | None) -> bool:
+    """A change hubsync's own app made (only recognisable when HUBSPOT_APP_ID is set)."""
+    return (
+        app_id is not None
+        and event.change_source == INTEGRATION_SOURCE
+        and event.source_id == app_id
+    )
+
+
+def parse_delivery(body: bytes) -> list[IncomingEvent]:
+    """The events of a verified body, or `DeliveryError` naming the index and field at fault."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DeliveryError(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(document, list):
+        raise DeliveryError(f"expected a JSON array of events, got {_json_type(document)}")
+    return [parse_event(index, item) for index, item in enumerate(document)]
+
+
+def parse_event(index: int, item: object) -> IncomingEvent:
+    if not isinstance(item, dict):
+        raise DeliveryError(f"event {index}: expected an object, got {_json_type(item)}")
+    fields = _Fields(index, item)
+    subscription_type = item.get("subscriptionType", item.get("eventType"))
+    if not isinstance(subscription_type, str) or not subscription_type.strip():
+        raise DeliveryError(f"event {index}: subscriptionType (or eventType) is required")
+    subscription_type = subscription_type.strip()
+    property_name = fields.text("propertyName")
+    if subscription_type.endswith(".propertyChange") and property_name is None:
+        raise DeliveryError(f"event {index}: propertyName is required for {subscription_type}")
+    merged = item.get("mergedObjectIds")
+    if merged is not None and not isinstance(merged, list):
+        raise DeliveryError(f"event {index}: mergedObjectIds must be an array of ids")
+    return IncomingEvent(
+        subscription_type=subscription_type,
+        object_id=fields.required_id("objectId"),
+        occurred_at_ms=fields.required_int("occurredAt"),
+        raw=item,
+        event_id=fields.integer("eventId"),
+        attempt_number=fields.integer("attemptNumber"),
+        property_name=property_name,
+        property_value=fields.value("propertyValue"),
+        change_source=fields.text("changeSource"),
+        source_id=fields.text("sourceId"),
+        primary_object_id=fields.object_id("primaryObjectId"),
+        merged_object_ids=tuple(
+            fields.id_of(f"mergedObjectIds[{n}]", value) for n, value in enumerate(merged or [])
+        ),
+        new_object_id=fields.object_id("newObjectId"),
+    )
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """Typed access to one event's fields, with errors that name the event and the field."""
+
+    index: int
+    item: Mapping[str, Any]
+
+    def _error(self, name: str, expected: str, value: object) -> DeliveryError:
+        return DeliveryError(
+            f"event {self.index}: {name} must be {expected}, got {_json_type(value)}"
+        )
+
+    def id_of(self, name: str, value: object) -> str:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return str(value)
+        if isinstance(value, str) and value.strip().isdigit():
+            return value.strip()
+        raise self._error(name, "a numeric id", value)
+
+    def object_id(self, name: str) -> str | None:
+        value = self.item.get(name)
+        return None if value is None else self.id_of(name, value)
+
+    def required_id(self, name: str) -> str:
+        if self.item.get(name) is None:
+            raise DeliveryError(f"event {self.index}: {name} is required")
+        return self.id_of(name, self.item[name])
+
+    def integer(self, name: str) -> int | None:
+        value = self.item.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise self._error(name, "an integer", value)
+        try:
+            number = float(value)
+        except ValueError:
+            raise self._error(name, "an integer", value) from None
+        if not number.is_integer() or abs(number) >= 2**63:
+            raise self._error(name, "an integer", value)
+        return int(number)
+
+    def required_int(self, name: str) -> int:
+        number = self.integer(name)
+        if number is None:
+            raise DeliveryError(f"event {self.index}: {name} is required")
+        return number
+
+    def text(self, name: str) -> str | None:
+        value = self.item.get(name)
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise self._error(name, "a string", value)
+
+    def value(self, name: str) -> str | None:
+        """A property value: HubSpot sends strings, but any scalar is kept as text."""
+        value = self.item.get(name)
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return str(value)
+        raise self._error(name, "a string", value)

@@ -23,6 +23,7 @@ from app.hubspot.connection import SANDBOX_APP_ID, build_sandbox_app, open_hubsp
 from app.settings import Secret, Settings
 from app.store.db import create_engine, create_sessionmaker
 from app.sync.engine import SyncEngine
+from app.sync.runtime import start_runtime, stop_runtime
 from app.warp.connector import SqlWarpConnector
 
 log = logging.getLogger("hubsync")
@@ -83,7 +84,11 @@ def create_app(settings: Settings) -> Starlette:
                 context.extras["job_handler"] = SyncEngine(
                     engine=engine, warp=context.warp, hubspot=hubspot.client
                 )
-                yield state
+                await start_runtime(context)  # queue, worker, listener, scheduler
+                try:
+                    yield state
+                finally:
+                    await stop_runtime(context)
         finally:
             if warp_engine is not engine:
                 await warp_engine.dispose()

@@ -1,4 +1,5 @@
-"""Reading a batch answer (200, 201 or 207) back onto the inputs that were sent.
+"""Batch requests: splitting inputs into requests of at most 100, and reading each answer
+(200, 201 or 207) back onto the inputs that were sent.
 
 HubSpot answers a batch with `results` (in no promised order) and, on a 207, `errors`, each
 naming the inputs it concerns only through its `context`. Clients that read `results` alone
@@ -18,12 +19,52 @@ Here every input gets exactly one outcome, matched in this order:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from app.hubspot.errors import HubSpotError, HubSpotRetryableError, error_from_item
-from app.hubspot.models import BatchOutcome, HubSpotCompany
+from app.hubspot.models import BatchOutcome, HubSpotCompany, JsonDict
 
+BATCH_LIMIT = 100  # HubSpot's maximum inputs per batch request
 NO_RESULT = "NO_RESULT"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WriteChunk:
+    """One batch write request: its inputs, their keys and their unique trace ids."""
+
+    keys: list[str]
+    traces: list[str]
+    inputs: list[JsonDict]
+
+
+def chunks(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT)]
+
+
+def write_chunks(entries: Sequence[tuple[str, JsonDict]]) -> list[WriteChunk]:
+    """(key, input) pairs as requests of at most 100. A key given twice is refused: HubSpot
+    would refuse the whole batch, and the caller meant one write anyway."""
+    seen: set[str] = set()
+    for key, _ in entries:
+        if key in seen:
+            raise ValueError(f"the same id {key!r} appears twice in one batch; merge the inputs")
+        seen.add(key)
+    requests: list[WriteChunk] = []
+    for number, chunk in enumerate(chunks(entries)):
+        traces = [f"hubsync-{number}-{n}" for n in range(len(chunk))]
+        requests.append(
+            WriteChunk(
+                keys=[key for key, _ in chunk],
+                traces=traces,
+                inputs=[
+                    {**entry, "objectWriteTraceId": trace}
+                    for (_, entry), trace in zip(chunk, traces, strict=True)
+                ],
+            )
+        )
+    return requests
 
 
 def map_batch_response(

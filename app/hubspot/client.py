@@ -26,12 +26,12 @@ import random
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, tzinfo
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from app.hubspot import paths
-from app.hubspot.batch import map_batch_response
+from app.hubspot.batch import chunks, map_batch_response, write_chunks
 from app.hubspot.errors import (
     HubSpotDailyLimitError,
     HubSpotError,
@@ -53,9 +53,7 @@ from app.hubspot.ratelimit import RateLimiter, RateLimitHeaders
 from app.settings import Secret, Settings
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
-BATCH_LIMIT = 100
 PAGE_LIMIT = 100
 SEARCH_LIMIT = 200
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -170,7 +168,7 @@ class HubSpotClient:
         extra = [id_property] if id_property else ["hs_merged_object_ids"]
         wanted = list(dict.fromkeys([*properties, *extra]))
         outcomes: dict[str, BatchOutcome] = {}
-        for chunk in _chunks(unique):
+        for chunk in chunks(unique):
             body: JsonDict = {
                 "inputs": [{"id": key} for key in chunk],
                 "properties": wanted,
@@ -187,51 +185,43 @@ class HubSpotClient:
         self, inputs: Sequence[UpsertInput], id_property: str = "warp_ban"
     ) -> BatchResult:
         """Create or update by a unique property; each company's `new` says which happened."""
-        keys = _unique_keys([i.id_value for i in inputs], "batch_upsert_companies")
-        outcomes: list[BatchOutcome] = []
-        for chunk_no, chunk in enumerate(_chunks(list(inputs))):
-            traces = [f"hubsync-{chunk_no}-{n}" for n in range(len(chunk))]
-            body = {
-                "inputs": [
-                    {
-                        "id": item.id_value,
-                        "idProperty": id_property,
-                        "objectWriteTraceId": trace,
-                        "properties": {**item.properties, id_property: item.id_value},
-                    }
-                    for item, trace in zip(chunk, traces, strict=True)
-                ]
-            }
-            payload = await self._call("POST", paths.COMPANIES_BATCH_UPSERT, json=body)
-            chunk_keys = keys[chunk_no * BATCH_LIMIT : chunk_no * BATCH_LIMIT + len(chunk)]
-            outcomes += map_batch_response(
-                chunk_keys, payload, id_property=id_property, trace_ids=traces
+        entries = [
+            (
+                item.id_value,
+                {
+                    "id": item.id_value,
+                    "idProperty": id_property,
+                    # Set on creation anyway; sent so every result carries the key back.
+                    "properties": {**item.properties, id_property: item.id_value},
+                },
             )
-        return BatchResult(outcomes)
+            for item in inputs
+        ]
+        return await self._batch_write(paths.COMPANIES_BATCH_UPSERT, entries, id_property)
 
     async def batch_update_companies(
         self, inputs: Sequence[UpdateInput], id_property: str | None = None
     ) -> BatchResult:
         """Update by HubSpot id (or by a unique property with `id_property`). An empty
         string clears a value."""
-        keys = _unique_keys([i.id for i in inputs], "batch_update_companies")
+        entries = [
+            (
+                item.id,
+                {"id": item.id, "properties": dict(item.properties)}
+                | ({"idProperty": id_property} if id_property else {}),
+            )
+            for item in inputs
+        ]
+        return await self._batch_write(paths.COMPANIES_BATCH_UPDATE, entries, id_property)
+
+    async def _batch_write(
+        self, path: str, entries: Sequence[tuple[str, JsonDict]], id_property: str | None
+    ) -> BatchResult:
         outcomes: list[BatchOutcome] = []
-        for chunk_no, chunk in enumerate(_chunks(list(inputs))):
-            traces = [f"hubsync-{chunk_no}-{n}" for n in range(len(chunk))]
-            items: list[JsonDict] = []
-            for item, trace in zip(chunk, traces, strict=True):
-                entry: JsonDict = {
-                    "id": item.id,
-                    "objectWriteTraceId": trace,
-                    "properties": dict(item.properties),
-                }
-                if id_property:
-                    entry["idProperty"] = id_property
-                items.append(entry)
-            payload = await self._call("POST", paths.COMPANIES_BATCH_UPDATE, json={"inputs": items})
-            chunk_keys = keys[chunk_no * BATCH_LIMIT : chunk_no * BATCH_LIMIT + len(chunk)]
+        for chunk in write_chunks(entries):
+            payload = await self._call("POST", path, json={"inputs": chunk.inputs})
             outcomes += map_batch_response(
-                chunk_keys, payload, id_property=id_property, trace_ids=traces
+                chunk.keys, payload, id_property=id_property, trace_ids=chunk.traces
             )
         return BatchResult(outcomes)
 
@@ -405,19 +395,6 @@ class HubSpotClient:
     def _scrub(self, text: str) -> str:
         token = self._token.reveal() if self._token is not None else ""
         return text.replace(token, "**********") if len(token) >= 4 else text
-
-
-def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
-    return [items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT)]
-
-
-def _unique_keys(keys: list[str], operation: str) -> list[str]:
-    seen: set[str] = set()
-    for key in keys:
-        if key in seen:
-            raise ValueError(f"{operation}: the same id {key!r} appears twice; merge the inputs")
-        seen.add(key)
-    return keys
 
 
 def _next_after(data: Mapping[str, Any]) -> str | None:

@@ -22,6 +22,7 @@ from app.context import AppContext
 from app.hubspot.connection import SANDBOX_APP_ID, build_sandbox_app, open_hubspot
 from app.settings import Secret, Settings
 from app.store.db import create_engine, create_sessionmaker
+from app.store.webhook_events import finish_events_for_jobs
 from app.sync.engine import SyncEngine
 from app.sync.runtime import start_runtime, stop_runtime
 from app.warp.connector import SqlWarpConnector
@@ -82,7 +83,10 @@ def create_app(settings: Settings) -> Starlette:
                 if hubspot.sandbox_app is not None:
                     context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
                 context.extras["job_handler"] = SyncEngine(
-                    engine=engine, warp=context.warp, hubspot=hubspot.client
+                    engine=engine,
+                    warp=context.warp,
+                    hubspot=hubspot.client,
+                    after_batch=finish_events_for_jobs,
                 )
                 await start_runtime(context)  # queue, worker, listener, scheduler
                 try:

@@ -1,0 +1,373 @@
+"""Outbound throughput and latency: hubsync against the HubSpot sandbox at HubSpot's limit.
+
+Everything runs as real processes on loopback: the sandbox (`hubsync sandbox`, 100 requests /
+10 s), hubsync (`hubsync serve`, pointed at the sandbox as if it were HubSpot, on a fresh
+PostgreSQL database with N customers). The benchmark drives hubsync through its API and reads
+the outcome from the database and from the sandbox's own counters.
+
+Phases, each repeated RUNS times (medians reported):
+- warp-only: every customer's balance changes (a WARP-owned field) and all N are queued;
+  ceiling 1,000 companies/s (one batch update per 100, no read needed).
+- two-way: every customer's name changes (a two-way field: HubSpot must be read first);
+  ceiling 500 companies/s.
+- naive: the old way, one PATCH per customer, same limit, over a fixed window.
+- latency: 10 jobs/s for a while; time from the queue POST to HubSpot's write of that company.
+
+Usage: python -m bench.outbound [--customers 20000] [--runs 3] [--latency-seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from app.hubspot.ratelimit import LocalRateLimiter
+from app.settings import RateLimit
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_URL = os.environ.get("HUBSYNC_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
+TOKEN = "bench-token"  # noqa: S105 -- a throwaway token for a local benchmark
+LIMIT = "100/10s"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def libpq(database: str) -> str:
+    base = ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{database}"
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    name = f"hubsync_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    try:
+        yield name
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def prepare(name: str, customers: int) -> list[str]:
+    """Migrate hubsync's schema and create WARP's table with `customers` rows."""
+    env = {**os.environ, "HUBSYNC_DATABASE_URL": libpq(name)}
+    subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=env, check=True, cwd=ROOT)
+    ids = [str(uuid.uuid4()) for _ in range(customers)]
+    with psycopg.connect(libpq(name)) as conn:
+        conn.execute(
+            """CREATE SCHEMA accounts;
+            CREATE TABLE accounts.customers (
+              id uuid PRIMARY KEY, ban text UNIQUE NOT NULL, company_name text,
+              customer_type text, status text, credit_limit numeric, current_balance numeric,
+              contact jsonb, services jsonb, external_ids jsonb,
+              created_at timestamptz DEFAULT now(), updated_at timestamptz DEFAULT now())"""
+        )
+        with conn.cursor().copy(
+            "COPY accounts.customers (id, ban, company_name, customer_type, status, credit_limit,"
+            " current_balance, contact, services, external_ids) FROM STDIN"
+        ) as copy:
+            for n, customer_id in enumerate(ids):
+                copy.write_row(
+                    (
+                        customer_id,
+                        f"ZT-{700000000 + n}",
+                        f"Bench Customer {n}",
+                        "POSTPAID",
+                        "ACTIVE",
+                        Decimal(1000 + n),
+                        Decimal("0"),
+                        f'{{"email": "billing@bench{n}.example"}}',
+                        '{"voice": {"enabled": true}, "messaging": {"enabled": false},'
+                        ' "data": {"enabled": true}}',
+                        "{}",
+                    )
+                )
+    return ids
+
+
+@contextmanager
+def process(
+    args: list[str], env: dict[str, str], ready_url: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(  # noqa: S603
+        args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(ready_url, timeout=1).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError(f"{args} did not become ready")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def queue_counts(name: str) -> dict[str, int]:
+    with psycopg.connect(libpq(name)) as conn:
+        rows = conn.execute(
+            "SELECT state, count(*) FROM hubspot_sync_queue GROUP BY state"
+        ).fetchall()
+    return dict(rows)
+
+
+def wait_idle(name: str, timeout: float) -> float:
+    """Seconds until no job is pending or running."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        counts = queue_counts(name)
+        if not counts.get("pending") and not counts.get("running"):
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise TimeoutError(f"queue not idle after {timeout:.0f} s: {queue_counts(name)}")
+
+
+def enqueue_all(hubsync: str, ids: list[str]) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    for start in range(0, len(ids), 10_000):
+        response = httpx.post(
+            f"{hubsync}/v1/sync/customers/queue",
+            json={"customer_ids": ids[start : start + 10_000]},
+            headers=headers,
+            timeout=60,
+        )
+        response.raise_for_status()
+
+
+def touch(name: str, column: str) -> None:
+    """Change one field of every customer, as WARP would."""
+    stamp = datetime.now(UTC).isoformat()
+    with psycopg.connect(libpq(name)) as conn:
+        if column == "current_balance":
+            conn.execute(
+                "UPDATE accounts.customers SET current_balance = current_balance + 1,"
+                " updated_at = now()"
+            )
+        else:
+            conn.execute(
+                "UPDATE accounts.customers SET company_name = split_part(company_name, ' @', 1)"
+                " || ' @' || %s, updated_at = now()",
+                (stamp,),
+            )
+
+
+def sandbox_requests(sandbox: str) -> int:
+    return int(httpx.get(f"{sandbox}/_sandbox/stats", timeout=5).json()["requests"])
+
+
+def sandbox_stats(sandbox: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{sandbox}/_sandbox/stats", timeout=5).json())
+
+
+async def naive_baseline(sandbox: str, name: str, seconds: float) -> float:
+    """One PATCH per customer, paced to the same limit: companies per second."""
+    limiter = LocalRateLimiter(RateLimit.parse(LIMIT))
+    with psycopg.connect(libpq(name)) as conn:
+        rows = conn.execute(
+            "SELECT external_ids->>'hubspot_company_id', current_balance FROM accounts.customers"
+        ).fetchall()
+    done = 0
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=sandbox, timeout=30) as client:
+        for company_id, balance in rows:
+            if time.monotonic() >= deadline:
+                break
+            await limiter.acquire()
+            response = await client.patch(
+                f"/crm/v3/objects/companies/{company_id}",
+                json={"properties": {"warp_current_balance": str(balance + 1000)}},
+            )
+            if response.status_code == 200:
+                done += 1
+    return done / seconds
+
+
+async def latency(
+    hubsync: str, sandbox: str, name: str, ids: list[str], seconds: float
+) -> list[float]:
+    """POST /queue at 10 jobs/s; latency = HubSpot's write time of that company - POST time."""
+    rate = 10.0
+    chosen = ids[: int(seconds * rate)]
+    with psycopg.connect(libpq(name)) as conn:
+        companies = dict(
+            conn.execute(
+                "SELECT id::text, external_ids->>'hubspot_company_id' FROM accounts.customers"
+                " WHERE id = ANY(%s::uuid[])",
+                (chosen,),
+            ).fetchall()
+        )
+    sent: dict[str, float] = {}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=hubsync, timeout=10, headers=headers) as client:
+        start = time.monotonic()
+        for n, customer_id in enumerate(chosen):
+            await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+            with psycopg.connect(libpq(name), autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE accounts.customers SET current_balance = current_balance + 7,"
+                    " updated_at = now() WHERE id = %s",
+                    (customer_id,),
+                )
+            sent[customer_id] = time.time()
+            response = await client.post(f"/v1/sync/customers/{customer_id}/queue")
+            response.raise_for_status()
+        await asyncio.to_thread(wait_idle, name, 60)
+        dump = (await client.get(f"{sandbox}/_sandbox/companies", timeout=30)).json()
+    written: dict[str, float] = {}
+    for company in dump["results"]:
+        # Each chosen company is written once in this phase: its updatedAt is that write.
+        written[str(company["id"])] = datetime.fromisoformat(company["updatedAt"]).timestamp()
+    return [
+        (written[companies[cid]] - sent[cid]) * 1000
+        for cid in chosen
+        if companies.get(cid) in written
+    ]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument("--naive-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    print(f"command: python -m bench.outbound --customers {args.customers} --runs {args.runs}")
+    sandbox_port, hubsync_port = free_port(), free_port()
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    hubsync = f"http://127.0.0.1:{hubsync_port}"
+    with database() as name:
+        ids = prepare(name, args.customers)
+        base_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("HUBSYNC_", "HUBSPOT_", "WARP_"))
+        }
+        sandbox_cmd = [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "sandbox",
+            "--port",
+            str(sandbox_port),
+            "--rate-limit",
+            LIMIT,
+        ]
+        env = {
+            **base_env,
+            "HUBSYNC_DATABASE_URL": libpq(name),
+            "HUBSPOT_ACCESS_TOKEN": "pat-bench-not-a-secret",
+            "HUBSPOT_BASE_URL": sandbox,
+            "HUBSPOT_RATE_LIMIT": LIMIT,
+            "HUBSYNC_API_TOKENS": TOKEN,
+            "HUBSYNC_LOG_LEVEL": "WARNING",
+        }
+        serve_cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(hubsync_port)]
+        with (
+            process(sandbox_cmd, base_env, f"{sandbox}/_sandbox/stats"),
+            process(serve_cmd, env, f"{hubsync}/readyz"),
+        ):
+            t0 = time.monotonic()
+            enqueue_all(hubsync, ids)
+            wait_idle(name, 600)
+            print(f"setup: {args.customers} companies created in {time.monotonic() - t0:.1f} s")
+            results: dict[str, list[float]] = {"warp-only": [], "two-way": []}
+            requests: dict[str, list[int]] = {"warp-only": [], "two-way": []}
+            for run in range(args.runs):
+                for phase, column in (
+                    ("warp-only", "current_balance"),
+                    ("two-way", "company_name"),
+                ):
+                    touch(name, column)
+                    before = sandbox_requests(sandbox)
+                    t0 = time.monotonic()
+                    enqueue_all(hubsync, ids)
+                    elapsed = (time.monotonic() - t0) + wait_idle(name, 600)
+                    results[phase].append(args.customers / elapsed)
+                    requests[phase].append(sandbox_requests(sandbox) - before)
+                    print(
+                        f"run {run + 1} {phase}: {args.customers / elapsed:.0f} companies/s "
+                        f"({requests[phase][-1]} HubSpot requests, {elapsed:.1f} s)"
+                    )
+            naive = [
+                asyncio.run(naive_baseline(sandbox, name, args.naive_seconds))
+                for _ in range(args.runs)
+            ]
+            lat = asyncio.run(latency(hubsync, sandbox, name, ids, args.latency_seconds))
+            stats = sandbox_stats(sandbox)
+    print()
+    print("| measure | median | runs | ceiling | share of ceiling |")
+    print("|---|---|---|---|---|")
+    for phase, ceiling in (("warp-only", 1000), ("two-way", 500)):
+        median = statistics.median(results[phase])
+        runs = ", ".join(f"{v:.0f}" for v in results[phase])
+        print(
+            f"| {phase} companies/s | {median:.0f} | {runs} | {ceiling} | {median / ceiling:.0%} |"
+        )
+    print(
+        f"| naive one-request-per-customer companies/s | {statistics.median(naive):.1f} | "
+        f"{', '.join(f'{v:.1f}' for v in naive)} | 10 | |"
+    )
+    if lat:
+        p50 = percentile(lat, 0.5)
+        print(f"| latency queue POST -> HubSpot write, p50 ms | {p50:.0f} | {len(lat)} jobs | | |")
+        print(
+            f"| latency queue POST -> HubSpot write, p99 ms | {percentile(lat, 0.99):.0f} | | | |"
+        )
+    print(
+        f"sandbox: max requests in any 10 s window {stats['max_requests_in_window']}, "
+        f"429s served {stats['rate_limited']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -92,6 +92,7 @@ class Worker:
         self._wakeups = [asyncio.Event() for _ in self._lanes]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._stop_requested = asyncio.Event()
 
     @property
     def running(self) -> bool:
@@ -101,6 +102,7 @@ class Worker:
         if self._tasks:
             return
         self._stopping = False
+        self._stop_requested.clear()
         self._tasks = [
             asyncio.create_task(self._lane(lane, wakeup), name=f"hubsync-worker {lane}")
             for lane, wakeup in zip(self._lanes, self._wakeups, strict=True)
@@ -114,6 +116,7 @@ class Worker:
         if not self._tasks:
             return
         self._stopping = True
+        self._stop_requested.set()
         self.wake()
         _, unfinished = await asyncio.wait(self._tasks, timeout=self.shutdown_timeout)
         for task in unfinished:
@@ -172,7 +175,9 @@ class Worker:
 
     async def _rescuer(self) -> None:
         while not self._stopping:
-            await asyncio.sleep(self.rescue_interval)
+            await _wait(self._stop_requested, self.rescue_interval)
+            if self._stopping:
+                return
             try:
                 if await self.queue.rescue_expired():
                     self.wake()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -54,3 +56,24 @@ async def set_times(engine: AsyncEngine, job_id: int, **ago_seconds: float) -> N
     values = {name: now - timedelta(seconds=ago) for name, ago in ago_seconds.items()}
     async with engine.begin() as connection:
         await connection.execute(update(QUEUE).where(QUEUE.c.id == job_id).values(**values))
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float, step: float = 0.02
+) -> None:
+    """Poll `check` (a database, another process) until it holds; fail after `within` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        if await check():
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"not true within {within} s")
+        await asyncio.sleep(step)
+
+
+async def wait_for_state(queue: QueueRepository, job_id: int, state: str, within: float) -> None:
+    async def reached() -> bool:
+        return (await job(queue, job_id)).state == state
+
+    await eventually(reached, within)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,3 +25,28 @@ async def running(
         )
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client
+
+
+@asynccontextmanager
+async def running_service(
+    app: Any, base_url: str = "http://hubsync.test"
+) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    """Like `running`, and also hand over the service's `AppContext`."""
+    async with app.router.lifespan_context(app) as state:
+        transport = httpx.ASGITransport(
+            app=with_lifespan_state(app, state or {}), raise_app_exceptions=False
+        )
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield client, state["hubsync"]
+
+
+async def eventually(check: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:  # noqa: ASYNC109 -- a polling deadline, not a cancellation scope
+    """Await `check()` until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")

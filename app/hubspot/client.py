@@ -6,6 +6,10 @@ rate-limit headers back to it, and turns any failure into the typed errors of
 `app.hubspot.errors`. A 429 pauses the limiter's bucket for the whole deployment before the
 error is raised.
 
+A pause longer than the limiter's `max_pause_wait` (the daily limit) is not waited out: the
+call raises at once (`HubSpotDailyLimitError`, or `HubSpotRateLimitError` with category
+PAUSED) with `retry_after` = the rest of the pause.
+
 Retries: a retryable error is tried again up to `max_retries` times, waiting `retry_after` (or
 a short exponential backoff), but never longer than `max_retry_wait` per wait: anything longer
 is raised for the queue to schedule. The daily limit and permanent errors are never retried.
@@ -49,7 +53,12 @@ from app.hubspot.models import (
     UpdateInput,
     UpsertInput,
 )
-from app.hubspot.ratelimit import RateLimiter, RateLimitHeaders
+from app.hubspot.ratelimit import (
+    DAILY_PAUSE_REASON,
+    RateLimiter,
+    RateLimitHeaders,
+    RateLimitPausedError,
+)
 from app.settings import Secret, Settings
 
 logger = logging.getLogger(__name__)
@@ -343,7 +352,11 @@ class HubSpotClient:
         search: bool,
     ) -> JsonDict:
         limiter = self._search_limiter if search else self._limiter
-        await limiter.acquire()
+        try:
+            await limiter.acquire()
+        except RateLimitPausedError as exc:
+            paused = HubSpotDailyLimitError if exc.daily else HubSpotRateLimitError
+            raise paused(str(exc), category="PAUSED", retry_after=exc.seconds) from None
         started = time.monotonic()
         try:
             response = await self._http.request(method, path, params=params, json=json)
@@ -375,7 +388,7 @@ class HubSpotClient:
     async def _on_error(self, error: HubSpotError, limiter: RateLimiter) -> None:
         if isinstance(error, HubSpotDailyLimitError):
             for bucket in {id(self._limiter): self._limiter, id(limiter): limiter}.values():
-                await bucket.pause(error.retry_after or 0.0, "HubSpot daily limit reached")
+                await bucket.pause(error.retry_after or 0.0, DAILY_PAUSE_REASON)
         elif isinstance(error, HubSpotRateLimitError) and error.retry_after:
             await limiter.pause(error.retry_after, f"HubSpot 429 {error.policy_name or ''}".strip())
 

@@ -12,7 +12,9 @@ Both also:
 - count the window a little longer than HubSpot does (`margin_seconds`), because HubSpot
   counts arrivals, not grants, and the time between the two varies;
 - honour a pause (`pause()`), recorded after a 429 so that every process stops, not only the
-  one that was refused (PostgreSQL: `hubspot_rate_limit_pauses`);
+  one that was refused (PostgreSQL: `hubspot_rate_limit_pauses`). A short pause is waited
+  out; one longer than `max_pause_wait` (the daily limit: until midnight) raises
+  `RateLimitPausedError` at once, so a worker reschedules its job instead of hanging;
 - slow down when HubSpot's `X-HubSpot-RateLimit-Remaining` is lower than the log explains,
   i.e. something else (another integration on the same account) spends the budget: the
   remaining requests are then spread over the interval.
@@ -43,7 +45,22 @@ logger = logging.getLogger(__name__)
 GENERAL_BUCKET = "hubspot"
 SEARCH_BUCKET = "hubspot_search"
 LOW_REMAINING_FRACTION = 0.05
+MAX_PAUSE_WAIT = 30.0
+DAILY_PAUSE_REASON = "HubSpot daily limit reached"
 _PRUNE_EVERY = 50
+
+
+class RateLimitPausedError(Exception):
+    """The bucket is paused for longer than a caller should wait in line."""
+
+    def __init__(self, seconds: float, reason: str) -> None:
+        super().__init__(f"HubSpot calls paused for {seconds:.0f} s more: {reason}")
+        self.seconds = seconds
+        self.reason = reason
+
+    @property
+    def daily(self) -> bool:
+        return self.reason.startswith(DAILY_PAUSE_REASON)
 
 
 def default_margin(window_seconds: float) -> float:
@@ -75,7 +92,8 @@ class RateLimiter(Protocol):
     bucket: str
 
     async def acquire(self) -> None:
-        """Wait until one more request may start, and count it."""
+        """Wait until one more request may start, and count it; raise
+        `RateLimitPausedError` rather than wait out a long pause."""
 
     async def observe(self, headers: RateLimitHeaders) -> None:
         """Take note of HubSpot's own view of the budget after a response."""
@@ -129,13 +147,20 @@ class LocalRateLimiter(_Pacing):
     """One process's sliding-window log, for SQLite and for tests."""
 
     def __init__(
-        self, limit: RateLimit, *, bucket: str = GENERAL_BUCKET, margin_seconds: float | None = None
+        self,
+        limit: RateLimit,
+        *,
+        bucket: str = GENERAL_BUCKET,
+        margin_seconds: float | None = None,
+        max_pause_wait: float = MAX_PAUSE_WAIT,
     ) -> None:
         super().__init__(limit, bucket)
         margin = default_margin(limit.window_seconds) if margin_seconds is None else margin_seconds
         self.window = limit.window_seconds + margin
+        self.max_pause_wait = max_pause_wait
         self._grants: deque[float] = deque()
         self._paused_until = 0.0
+        self._pause_reason = ""
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -149,7 +174,10 @@ class LocalRateLimiter(_Pacing):
                 while self._grants and self._grants[0] <= now - self.window:
                     self._grants.popleft()
                 if now < self._paused_until:
-                    await asyncio.sleep(self._paused_until - now)
+                    wait = self._paused_until - now
+                    if wait > self.max_pause_wait:
+                        raise RateLimitPausedError(wait, self._pause_reason)
+                    await asyncio.sleep(wait)
                 elif len(self._grants) >= self.limit.requests:
                     await asyncio.sleep(self._grants[0] + self.window - now)
                 else:
@@ -159,7 +187,9 @@ class LocalRateLimiter(_Pacing):
 
     async def pause(self, seconds: float, reason: str) -> None:
         logger.warning("HubSpot %s requests paused for %.1f s: %s", self.bucket, seconds, reason)
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        until = time.monotonic() + seconds
+        if until >= self._paused_until:
+            self._paused_until, self._pause_reason = until, reason
 
 
 class PostgresRateLimiter(_Pacing):
@@ -172,10 +202,12 @@ class PostgresRateLimiter(_Pacing):
         *,
         bucket: str = GENERAL_BUCKET,
         margin_seconds: float | None = None,
+        max_pause_wait: float = MAX_PAUSE_WAIT,
     ) -> None:
         super().__init__(limit, bucket)
         margin = default_margin(limit.window_seconds) if margin_seconds is None else margin_seconds
         self.window = limit.window_seconds + margin
+        self.max_pause_wait = max_pause_wait
         self._engine = engine
         # A stable 64-bit key per bucket, the same in every process.
         digest = hashlib.sha256(f"hubsync.ratelimit:{bucket}".encode()).digest()
@@ -207,7 +239,10 @@ class PostgresRateLimiter(_Pacing):
             used: int = row[2]
             oldest: datetime | None = row[3]
             if paused_until is not None and paused_until > now:
-                return (paused_until - now).total_seconds()
+                wait = (paused_until - now).total_seconds()
+                if wait > self.max_pause_wait:
+                    raise RateLimitPausedError(wait, row[4] or "")
+                return wait
             if used >= self.limit.requests and oldest is not None:
                 return max(0.001, (oldest - now).total_seconds() + self.window)
             await conn.execute(_GRANT, {"bucket": self.bucket, "now": now})
@@ -236,7 +271,8 @@ _STATE = text(
            (SELECT count(*) FROM hubspot_rate_limit_grants g
              WHERE g.bucket = :bucket AND g.granted_at > t.now - make_interval(secs => :window)),
            (SELECT min(g.granted_at) FROM hubspot_rate_limit_grants g
-             WHERE g.bucket = :bucket AND g.granted_at > t.now - make_interval(secs => :window))
+             WHERE g.bucket = :bucket AND g.granted_at > t.now - make_interval(secs => :window)),
+           (SELECT p.reason FROM hubspot_rate_limit_pauses p WHERE p.bucket = :bucket)
     FROM t
     """
 )
@@ -252,7 +288,8 @@ _PAUSE = text(
     VALUES (:bucket, clock_timestamp() + make_interval(secs => :seconds), :reason)
     ON CONFLICT (bucket) DO UPDATE
     SET until = GREATEST(hubspot_rate_limit_pauses.until, EXCLUDED.until),
-        reason = EXCLUDED.reason
+        reason = CASE WHEN EXCLUDED.until >= hubspot_rate_limit_pauses.until
+                      THEN EXCLUDED.reason ELSE hubspot_rate_limit_pauses.reason END
     """
 )
 
@@ -263,11 +300,20 @@ def create_rate_limiter(
     *,
     bucket: str = GENERAL_BUCKET,
     margin_seconds: float | None = None,
+    max_pause_wait: float = MAX_PAUSE_WAIT,
 ) -> LocalRateLimiter | PostgresRateLimiter:
     """The deployment-wide limiter on PostgreSQL, the in-process one otherwise."""
     if engine is not None and is_postgres(engine):
-        return PostgresRateLimiter(engine, limit, bucket=bucket, margin_seconds=margin_seconds)
-    return LocalRateLimiter(limit, bucket=bucket, margin_seconds=margin_seconds)
+        return PostgresRateLimiter(
+            engine,
+            limit,
+            bucket=bucket,
+            margin_seconds=margin_seconds,
+            max_pause_wait=max_pause_wait,
+        )
+    return LocalRateLimiter(
+        limit, bucket=bucket, margin_seconds=margin_seconds, max_pause_wait=max_pause_wait
+    )
 
 
 def _int(value: str | None) -> int | None:

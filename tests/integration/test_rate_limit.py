@@ -10,10 +10,12 @@ import pytest
 from sqlalchemy import text
 
 from app.hubspot.ratelimit import (
+    DAILY_PAUSE_REASON,
     LocalRateLimiter,
     PostgresRateLimiter,
     RateLimiter,
     RateLimitHeaders,
+    RateLimitPausedError,
     create_rate_limiter,
 )
 from app.settings import RateLimit
@@ -75,6 +77,18 @@ async def test_a_pause_holds_every_request_back(db: Database) -> None:
     started = time.monotonic()
     await limiter.acquire()
     assert time.monotonic() - started >= 0.35
+
+
+async def test_a_long_pause_raises_instead_of_waiting(db: Database) -> None:
+    limiter = create_rate_limiter(db.engine, RateLimit(100, 1.0), max_pause_wait=5)
+    await limiter.pause(3600, DAILY_PAUSE_REASON)
+    await limiter.pause(10, "HubSpot 429 TEN_SECONDLY_ROLLING")  # shorter: does not shorten it
+    started = time.monotonic()
+    with pytest.raises(RateLimitPausedError) as caught:
+        await limiter.acquire()
+    assert time.monotonic() - started < 1
+    assert caught.value.daily
+    assert 3590 < caught.value.seconds <= 3600
 
 
 @pytest.mark.postgres

@@ -26,8 +26,8 @@ from app.hubspot.errors import (
     HubSpotValidationError,
 )
 from app.hubspot.models import UpdateInput, UpsertInput
-from app.hubspot.ratelimit import RateLimitHeaders
-from app.settings import Secret
+from app.hubspot.ratelimit import DAILY_PAUSE_REASON, LocalRateLimiter, RateLimitHeaders
+from app.settings import RateLimit, Secret
 
 BASE = "https://api.hubapi.test"
 TOKEN = "pat-na1-not-a-real-token-0000"
@@ -474,3 +474,15 @@ async def test_the_token_never_reaches_errors_reprs_or_logs(
     for record in caplog.records:
         assert TOKEN not in record.getMessage()
         assert TOKEN not in str(record.__dict__)
+
+
+async def test_a_daily_pause_fails_fast_without_calling_hubspot(hubspot: Any) -> None:
+    limiter = LocalRateLimiter(RateLimit(100, 10.0))
+    await limiter.pause(7200, DAILY_PAUSE_REASON)
+    route = hubspot.get(f"{COMPANIES}/1").mock(return_value=httpx.Response(200, json=company("1")))
+    async with HubSpotClient(base_url=BASE, access_token=Secret(TOKEN), limiter=limiter) as c:
+        with pytest.raises(HubSpotDailyLimitError) as caught:
+            await c.get_company("1", ["name"])
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after > 7000
+    assert not route.called

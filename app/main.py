@@ -23,7 +23,9 @@ from app.hubspot.connection import SANDBOX_APP_ID, build_sandbox_app, open_hubsp
 from app.settings import Secret, Settings
 from app.store.db import create_engine, create_sessionmaker
 from app.store.webhook_events import finish_events_for_jobs
+from app.store import sync_state
 from app.sync.engine import SyncEngine
+from app.sync.jobs import EntityType, JobDirection, JobSource
 from app.sync.runtime import start_runtime, stop_runtime
 from app.warp.connector import SqlWarpConnector
 
@@ -37,6 +39,27 @@ class LifespanState(TypedDict):
 
 def build_routes() -> list[BaseRoute]:
     return [*health.routes, *sync_jobs.routes, *webhooks.routes, *config.routes]
+
+
+async def sync_everything_to_the_sandbox(context: AppContext) -> None:
+    """The sandbox starts empty: forget the previous run's HubSpot ids and queue every
+    customer, so the embedded default shows a whole sync at once."""
+    queue = context.extras["queue"]
+    async with context.engine.begin() as connection:
+        await sync_state.forget_hubspot(connection)
+    queued = 0
+    async for customers in context.warp.iter_customers():
+        async with context.engine.begin() as connection:
+            await queue.enqueue_many(
+                connection,
+                EntityType.CUSTOMER,
+                [customer["id"] for customer in customers],
+                source=JobSource.OPERATOR,
+                direction=JobDirection.TO_HUBSPOT,
+            )
+        queued += len(customers)
+    context.extras["worker"].wake()
+    log.info("sandbox: queued all %d WARP customers for a first sync", queued)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -89,6 +112,8 @@ def create_app(settings: Settings) -> Starlette:
                     after_batch=finish_events_for_jobs,
                 )
                 await start_runtime(context)  # queue, worker, listener, scheduler
+                if hubspot.sandbox_app is not None and settings.demo_data:
+                    await sync_everything_to_the_sandbox(context)
                 try:
                     yield state
                 finally:

@@ -99,7 +99,9 @@ async def bootstrap(client: HubSpotClient) -> None:
     except HubSpotError as exc:
         log.error("could not check HubSpot properties at start: %s", exc)
     except Exception as exc:  # noqa: BLE001 -- e.g. the schema is not migrated yet: /readyz says so
-        log.error("could not check HubSpot properties at start: %s", type(exc).__name__)
+        log.error(
+            "could not check HubSpot properties at start: %s", type(exc).__name__, exc_info=exc
+        )
     else:
-        if report.changed:
-            log.info("HubSpot properties bootstrapped", extra={"report": str(report)})
+        for note in report.notes:
+            log.info("HubSpot property note: %s", note)

@@ -143,7 +143,8 @@ async def ensure_properties(
     if report.changed:
         logger.info(
             "HubSpot properties bootstrapped",
-            extra={"created": report.created, "group_created": report.group_created},
+            # Not "created": that name is taken by every LogRecord (its timestamp).
+            extra={"properties_created": report.created, "group_created": report.group_created},
         )
     return report
 

@@ -350,10 +350,13 @@ class SyncEngine:
         return [
             pair
             for pair, outcome in zip(pairs, result.outcomes, strict=True)
-            if self._written(pair, outcome, batch)
+            if await self._written(pair, outcome, batch)
         ]
 
-    def _written(self, pair: Pair, outcome: BatchOutcome, batch: _Batch) -> bool:
+    async def _written(self, pair: Pair, outcome: BatchOutcome, batch: _Batch) -> bool:
+        if isinstance(outcome.error, HubSpotNotFoundError) and pair.link is not None:
+            await self._company_gone(pair, batch)  # deleted in HubSpot since we last looked
+            return False
         if outcome.error is not None:
             self._fail(batch, pair, str(outcome.error), _kind(outcome.error), error=outcome.error)
             return False

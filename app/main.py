@@ -45,19 +45,23 @@ async def sync_everything_to_the_sandbox(context: AppContext) -> None:
     """The sandbox starts empty: forget the previous run's HubSpot ids and queue every
     customer, so the embedded default shows a whole sync at once."""
     queue = context.extras["queue"]
-    async with context.engine.begin() as connection:
-        await sync_state.forget_hubspot(connection)
     queued = 0
-    async for customers in context.warp.iter_customers():
+    try:
         async with context.engine.begin() as connection:
-            await queue.enqueue_many(
-                connection,
-                EntityType.CUSTOMER,
-                [customer["id"] for customer in customers],
-                source=JobSource.OPERATOR,
-                direction=JobDirection.TO_HUBSPOT,
-            )
-        queued += len(customers)
+            await sync_state.forget_hubspot(connection)
+        async for customers in context.warp.iter_customers():
+            async with context.engine.begin() as connection:
+                await queue.enqueue_many(
+                    connection,
+                    EntityType.CUSTOMER,
+                    [customer["id"] for customer in customers],
+                    source=JobSource.OPERATOR,
+                    direction=JobDirection.TO_HUBSPOT,
+                )
+            queued += len(customers)
+    except Exception as exc:  # noqa: BLE001 -- e.g. not migrated yet: /readyz reports it
+        log.error("sandbox: could not queue the first sync: %s", type(exc).__name__)
+        return
     context.extras["worker"].wake()
     log.info("sandbox: queued all %d WARP customers for a first sync", queued)
 

@@ -98,13 +98,13 @@ class _Router:
             if event.kind is EventKind.MERGE:
                 survivor, old = event.merge_ids()
                 ids.update([survivor, *old])
-        self.links = await sync_state.links_by_company(self.connection, sorted(ids))
-        # An id without a live link may have been merged away: follow its alias.
-        unknown = sorted(i for i in ids if i not in self.links or self.links[i].state == "merged")
-        if unknown:
-            resolved = await sync_state.resolve_company_ids(self.connection, unknown)
-            self.aliases = {old: new for old, new in resolved.items() if old != new}
-            more = sorted(set(self.aliases.values()) - set(self.links))
+        self.links, self.aliases = await webhook_events.company_links(self.connection, sorted(ids))
+        # Merges can chain (a survivor merged again later): follow the rest of the way.
+        unresolved = sorted({s for s in self.aliases.values() if s not in self.links})
+        if unresolved:
+            further = await sync_state.resolve_company_ids(self.connection, unresolved)
+            self.aliases = {old: further.get(new, new) for old, new in self.aliases.items()}
+            more = sorted(set(further.values()) - set(self.links))
             self.links.update(await sync_state.links_by_company(self.connection, more))
 
     def company(self, company_id: str) -> str:

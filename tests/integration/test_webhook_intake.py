@@ -17,7 +17,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import Table, func, select
+from sqlalchemy.engine import make_url
 
 from app.main import create_app
 from app.settings import Settings
@@ -44,6 +46,8 @@ def settings_for(db: Database, **extra: str) -> Settings:
             **db.env,
             "HUBSYNC_WORKER": "false",
             "HUBSYNC_SCHEDULER": "false",
+            # the sandbox's demo start-up forgets every link; these tests set their own
+            "HUBSYNC_DEMO_DATA": "false",
             "HUBSPOT_CLIENT_SECRET": SECRET,
             "HUBSPOT_APP_ID": APP_ID,
             "HUBSYNC_API_TOKENS": TOKEN,
@@ -435,19 +439,67 @@ async def test_merge_of_two_linked_companies_keeps_the_primary_link(db: Database
 # -- database down, operators ----------------------------------------------------------------
 
 
-async def test_database_down_is_503_never_2xx() -> None:
+class TcpProxy:
+    """A loopback TCP relay to PostgreSQL that can be cut, to take the database away from a
+    running service."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        self.writers += [writer, upstream_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+        await self.server.wait_closed()
+
+
+@pytest.mark.postgres
+async def test_database_down_is_503_never_2xx(postgres_url: str) -> None:
+    url = make_url(postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port)
     settings = Settings.from_mapping(
         {
-            "HUBSYNC_DATABASE_URL": "postgresql+asyncpg://nobody:pw@127.0.0.1:1/none",
+            "HUBSYNC_DATABASE_URL": through_proxy.render_as_string(hide_password=False),
+            "WARP_CUSTOMERS_TABLE": "accounts.customers",
             "HUBSYNC_WORKER": "false",
             "HUBSYNC_SCHEDULER": "false",
+            "HUBSYNC_DEMO_DATA": "false",
             "HUBSPOT_CLIENT_SECRET": SECRET,
         }
     )
     async with running(create_app(settings), base_url=BASE) as client:
-        response = await deliver(client, [change(501)])
-    assert response.status_code == 503
-    assert "not stored" in response.json()["detail"]
+        before = await deliver(client, [change(501)])
+        await proxy.cut()
+        during = await deliver(client, [change(502)])
+    assert before.status_code == 200, before.text
+    assert during.status_code == 503
+    assert "not stored" in during.json()["detail"]
 
 
 async def test_operators_list_events_and_reprocess_them(db: Database) -> None:

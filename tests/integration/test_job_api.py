@@ -13,7 +13,7 @@ import pytest
 from app.api.idempotency import request_fingerprint
 from app.main import create_app
 from app.settings import Settings
-from app.store.idempotency import IdempotencyRepository
+from app.store.idempotency import IdempotencyInFlightError, IdempotencyRepository
 from app.store.queue import QueueRepository
 from app.warp.schema import customers_table
 from tests.conftest import Database
@@ -251,3 +251,12 @@ async def test_concurrent_duplicates_run_once(client: httpx.AsyncClient, db: Dat
     assert accepted
     assert all(body == accepted[0] for body in accepted)
     assert await pending_count(db) == 1
+
+
+async def test_a_key_whose_request_died_mid_flight_can_be_taken_over(db: Database) -> None:
+    repository = IdempotencyRepository(db.engine, in_flight_timeout=0.2)
+    assert await repository.reserve("k", "caller POST /x", "hash") is None
+    with pytest.raises(IdempotencyInFlightError):
+        await repository.reserve("k", "caller POST /x", "hash")
+    await asyncio.sleep(0.3)
+    assert await repository.reserve("k", "caller POST /x", "hash") is None

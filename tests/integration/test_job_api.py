@@ -17,6 +17,7 @@ from app.store.idempotency import IdempotencyInFlightError, IdempotencyRepositor
 from app.store.queue import QueueRepository
 from app.warp.schema import customers_table
 from tests.conftest import Database
+from tests.integration.queue_support import eventually
 from tests.support import running
 
 TOKEN = "gateway-token"
@@ -260,3 +261,22 @@ async def test_a_key_whose_request_died_mid_flight_can_be_taken_over(db: Databas
         await repository.reserve("k", "caller POST /x", "hash")
     await asyncio.sleep(0.3)
     assert await repository.reserve("k", "caller POST /x", "hash") is None
+
+
+async def test_with_the_runtime_on_a_queued_job_is_worked_at_once(db: Database) -> None:
+    settings = Settings.from_mapping(
+        {**db.env, "HUBSYNC_API_TOKENS": TOKEN, "HUBSYNC_DEMO_DATA": "false"}
+    )
+    [customer] = await add_customers(db, 1)
+    app = create_app(settings)
+    async with running(app) as http:
+        response = await http.post(f"/v1/sync/customers/{customer}/queue", headers=AUTH)
+        job_id = response.json()["job_id"]
+
+        async def finished() -> bool:
+            job = (await http.get(f"/v1/sync/jobs/{job_id}", headers=AUTH)).json()
+            return job["state"] in ("done", "failed")
+
+        await eventually(finished, within=10, step=0.05)
+    # Stopped gracefully: nothing is left claimed.
+    assert (await QueueRepository(db.engine).counts())["running"] == 0

@@ -96,7 +96,7 @@ async def receive_hubspot(request: Request) -> JSONResponse:
         ) from None
     if summary.job_ids:
         wake_worker(context)
-    log.info("webhook delivery stored", extra={"webhook": summary.to_json()})
+    log.debug("webhook delivery stored", extra={"webhook": summary.to_json()})
     return JSONResponse(summary.to_json())
 
 

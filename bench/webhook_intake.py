@@ -1,0 +1,295 @@
+"""Benchmark: signed HubSpot webhook deliveries into hubsync on PostgreSQL, over real HTTP.
+
+Starts `hubsync serve` (uvicorn, worker and scheduler off) on a free loopback port against a
+fresh PostgreSQL database, then drives it with an httpx.AsyncClient at a fixed concurrency:
+deliveries of 1 event and of 100 events, every event distinct (nothing deduplicates), half of
+the companies linked to a WARP customer. Reports deliveries/s, events/s and p50/p99 latency,
+the median of several runs each. Bounded: each run stops after its delivery count or its time
+cap, whichever comes first.
+
+    .venv/bin/python -m bench.webhook_intake [--runs 3] [--concurrency 32]
+
+PostgreSQL: HUBSYNC_BENCH_POSTGRES_URL (default postgresql+asyncpg://root@127.0.0.1:5432/postgres);
+a database `hubsync_bench_<random>` is created, migrated, and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import platform
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+from sqlalchemy.engine import make_url
+
+from app.store.db import create_engine
+from app.store.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ADMIN_URL = "postgresql+asyncpg://root@127.0.0.1:5432/postgres"
+SECRET = "bench-client-secret"  # noqa: S105 - a throwaway secret for a throwaway server
+PATH = "/v1/webhooks/hubspot"
+LINKED_COMPANIES = 60_000  # every other company of the ~110,000 the bench touches
+
+
+@dataclass(frozen=True)
+class RunResult:
+    deliveries: int
+    events: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+    server_cpu_seconds: float = 0.0
+
+    @property
+    def per_second(self) -> float:
+        return self.deliveries / self.seconds
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}"
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (Linux /proc), to show the server's cost per delivery."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def libpq(url: str, database: str | None = None) -> str:
+    parsed = make_url(url)
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextmanager
+def bench_database(admin_url: str) -> Iterator[str]:
+    name = f"hubsync_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(libpq(admin_url), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(libpq(admin_url), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def prepare(url: str) -> None:
+    """Migrate, then link half the companies the bench will touch to WARP customers."""
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    with psycopg.connect(libpq(url), autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO hubspot_entity_links (warp_customer_id, hubspot_company_id, state) "
+            "SELECT 'C-' || n, (1000000 + 2 * n)::text, 'active' "
+            "FROM generate_series(1, %s) AS n",
+            (LINKED_COMPANIES,),
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_server(url: str, port: int) -> tuple[subprocess.Popen[bytes], list[str]]:
+    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--no-migrate"]
+    env = {
+        **os.environ,
+        "HUBSYNC_DATABASE_URL": url,
+        "HUBSPOT_CLIENT_SECRET": SECRET,
+        "HUBSPOT_APP_ID": "4242",
+        "HUBSYNC_WORKER": "false",
+        "HUBSYNC_SCHEDULER": "false",
+        "HUBSYNC_DEMO_DATA": "false",
+        "HUBSYNC_LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own command
+    return server, command
+
+
+async def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient(base_url=base) as client:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise RuntimeError(f"the server exited with {server.returncode}")
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the server did not become ready within 30 s")
+
+
+_company = itertools.count(1_000_000)
+_moment = itertools.count(1_700_000_000_000)
+
+
+def delivery(size: int) -> bytes:
+    events = []
+    for _ in range(size):
+        company = next(_company)
+        events.append(
+            {
+                "eventId": company,
+                "subscriptionId": 7,
+                "portalId": 62515,
+                "appId": 4242,
+                "occurredAt": next(_moment),
+                "subscriptionType": "company.propertyChange",
+                "attemptNumber": 0,
+                "objectId": company,
+                "propertyName": "name",
+                "propertyValue": f"Company {company}",
+                "changeSource": "CRM_UI",
+                "sourceId": "userId:42",
+            }
+        )
+    return json.dumps(events, separators=(",", ":")).encode()
+
+
+def signed(base: str, body: bytes) -> dict[str, str]:
+    timestamp = str(int(time.time() * 1000))
+    message = b"POST" + (base + PATH).encode() + body + timestamp.encode()
+    digest = hmac.new(SECRET.encode(), message, hashlib.sha256).digest()
+    return {
+        "Content-Type": "application/json",
+        "X-HubSpot-Signature-v3": base64.b64encode(digest).decode(),
+        "X-HubSpot-Request-Timestamp": timestamp,
+    }
+
+
+async def run_once(
+    base: str,
+    *,
+    size: int,
+    deliveries: int,
+    concurrency: int,
+    cap_seconds: float,
+    server_pid: int | None = None,
+) -> RunResult:
+    bodies = [delivery(size) for _ in range(deliveries)]
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
+        queue = iter(bodies)
+        started = time.perf_counter()
+        deadline = started + cap_seconds
+
+        async def sender() -> None:
+            nonlocal errors
+            for body in queue:
+                if time.perf_counter() > deadline:
+                    return
+                sent = time.perf_counter()
+                response = await client.post(PATH, content=body, headers=signed(base, body))
+                latencies.append((time.perf_counter() - sent) * 1000)
+                if response.status_code != 200:
+                    errors += 1
+
+        cpu_before = process_cpu_seconds(server_pid) if server_pid else 0.0
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+        cpu = (process_cpu_seconds(server_pid) - cpu_before) if server_pid else 0.0
+    return RunResult(len(latencies), len(latencies) * size, seconds, latencies, errors, cpu)
+
+
+def report(label: str, runs: list[RunResult]) -> None:
+    median = sorted(runs, key=lambda r: r.per_second)[len(runs) // 2]
+    rates = ", ".join(f"{r.per_second:,.0f}" for r in runs)
+    print(
+        f"{label}: median {median.per_second:,.0f} deliveries/s "
+        f"({median.events / median.seconds:,.0f} events/s), "
+        f"p50 {statistics.median(median.latencies_ms):.1f} ms, "
+        f"p99 {median.percentile(0.99):.1f} ms, "
+        f"server CPU {median.server_cpu_seconds / median.deliveries * 1000:.1f} ms/delivery, "
+        f"errors {sum(r.errors for r in runs)} [runs: {rates} deliveries/s]"
+    )
+
+
+async def bench(args: argparse.Namespace, base: str, server_pid: int) -> None:
+    options = {"concurrency": args.concurrency, "cap_seconds": 6.0, "server_pid": server_pid}
+    # Warm up: connections, the pool, the first statements' preparation.
+    await run_once(base, size=1, deliveries=300, **{**options, "cap_seconds": 3.0})
+    single = [
+        await run_once(base, size=1, deliveries=args.single, **options) for _ in range(args.runs)
+    ]
+    report("1 event/delivery   ", single)
+    batch = [
+        await run_once(base, size=100, deliveries=args.batch, **options) for _ in range(args.runs)
+    ]
+    report("100 events/delivery", batch)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--single", type=int, default=6000, help="1-event deliveries per run")
+    parser.add_argument("--batch", type=int, default=300, help="100-event deliveries per run")
+    args = parser.parse_args()
+    admin_url = os.environ.get("HUBSYNC_BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL)
+    print(f"machine: {machine()}")
+    invocation = [Path(sys.executable).name, "-m", "bench.webhook_intake", *sys.argv[1:]]
+    print(f"command: {shlex.join(invocation)}")
+    with bench_database(admin_url) as url:
+        asyncio.run(prepare(url))
+        port = free_port()
+        server, command = start_server(url, port)
+        print(f"server:  {shlex.join(['python', *command[1:]])} (PostgreSQL, worker off)")
+        try:
+            base = f"http://127.0.0.1:{port}"
+            asyncio.run(wait_ready(base, server))
+            asyncio.run(bench(args, base, server.pid))
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

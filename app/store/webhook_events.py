@@ -13,16 +13,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, null, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    func,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.models import WebhookEvent
+from app.store.models import SyncJob, WebhookEvent
+from app.store.queue_records import SUPERSEDED
 from app.store.sync_state import Link, aliases, links
 from app.sync.intake import EventKind, IncomingEvent
 from app.sync.jobs import JobOutcome, OutcomeStatus
 
 events: Table = WebhookEvent.__table__  # type: ignore[assignment]
+queue: Table = SyncJob.__table__  # type: ignore[assignment]
 
 RECEIVED, QUEUED, PROCESSED, IGNORED, FAILED = (
     "received",
@@ -191,27 +204,54 @@ async def finish_events_for_jobs(
     connection: AsyncConnection, outcomes: Sequence[JobOutcome]
 ) -> int:
     """Close the events whose work those jobs did: DONE → processed, FAILED → failed with the
-    job's error; RETRY leaves them queued. Returns the number of events changed."""
-    done = [o.job_id for o in outcomes if o.status is OutcomeStatus.DONE]
-    failed = [o for o in outcomes if o.status is OutcomeStatus.FAILED]
+    job's error; RETRY leaves them queued. Returns the number of events changed.
+
+    Events of an earlier job of the same entity that the queue folded into this one (a retry
+    superseded by a newer pending job) are closed with it: their work was done here.
+    """
     stamp = _now()
     changed = 0
+    done = [o.job_id for o in outcomes if o.status is OutcomeStatus.DONE]
     if done:
         result = await connection.execute(
             update(events)
-            .where(events.c.job_id.in_(done), events.c.status == QUEUED)
+            .where(_of_jobs(done), events.c.status == QUEUED)
             .values(status=PROCESSED, status_reason=None, processed_at=stamp)
         )
         changed += result.rowcount
-    if failed:
-        result = await connection.execute(
-            update(events)
-            .where(events.c.job_id == bindparam("job"), events.c.status == QUEUED)
-            .values(status=FAILED, status_reason=bindparam("reason"), processed_at=stamp),
-            [{"job": o.job_id, "reason": _clip(o.error or "the sync job failed")} for o in failed],
-        )
-        changed += max(result.rowcount, 0)
+    for outcome in outcomes:
+        if outcome.status is OutcomeStatus.FAILED:
+            result = await connection.execute(
+                update(events)
+                .where(_of_jobs([outcome.job_id]), events.c.status == QUEUED)
+                .values(
+                    status=FAILED,
+                    status_reason=_clip(outcome.error or "the sync job failed"),
+                    processed_at=stamp,
+                )
+            )
+            changed += result.rowcount
     return changed
+
+
+def _of_jobs(job_ids: Sequence[int]) -> ColumnElement[bool]:
+    earlier, current = queue.alias("earlier"), queue.alias("current")
+    folded = (
+        select(earlier.c.id)
+        .join(
+            current,
+            and_(
+                earlier.c.entity_type == current.c.entity_type,
+                earlier.c.entity_key == current.c.entity_key,
+            ),
+        )
+        .where(
+            current.c.id.in_(list(job_ids)),
+            earlier.c.last_error_kind == SUPERSEDED,
+            earlier.c.id < current.c.id,
+        )
+    )
+    return or_(events.c.job_id.in_(list(job_ids)), events.c.job_id.in_(folded))
 
 
 @dataclass(frozen=True)

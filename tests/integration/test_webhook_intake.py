@@ -24,6 +24,8 @@ from sqlalchemy.engine import make_url
 from app.main import create_app
 from app.settings import Settings
 from app.store.models import CompanyAlias, EntityLink, SyncJob, WebhookEvent
+from app.store.webhook_events import finish_events_for_jobs
+from app.sync.jobs import JobOutcome, OutcomeStatus
 from tests.conftest import Database
 from tests.support import running
 
@@ -525,3 +527,51 @@ async def test_operators_list_events_and_reprocess_them(db: Database) -> None:
     async with db.engine.connect() as connection:
         count = await connection.execute(select(func.count()).select_from(jobs_t))
         assert count.scalar_one() == 2
+
+
+# -- closing events when their jobs finish ---------------------------------------------------
+
+
+async def test_finished_jobs_close_their_events(db: Database) -> None:
+    async with service(db) as client:
+        await deliver(client, [change(501), change(502), change(503)])
+    by_object = {e.object_id: e.job_id for e in await stored(db)}
+    outcomes = [
+        JobOutcome(by_object["501"], OutcomeStatus.DONE),
+        JobOutcome(by_object["502"], OutcomeStatus.FAILED, error="HubSpot said 400: bad value"),
+        JobOutcome(by_object["503"], OutcomeStatus.RETRY, error="429"),
+    ]
+    async with db.engine.begin() as connection:
+        changed = await finish_events_for_jobs(connection, outcomes)
+    after = {e.object_id: e for e in await stored(db)}
+    assert changed == 2
+    assert (after["501"].status, after["501"].processed_at is not None) == ("processed", True)
+    assert (after["502"].status, after["502"].status_reason) == (
+        "failed",
+        "HubSpot said 400: bad value",
+    )
+    assert after["503"].status == "queued"
+
+
+async def test_events_of_a_superseded_job_close_with_the_job_that_absorbed_it(
+    db: Database,
+) -> None:
+    async with service(db) as client:
+        await deliver(client, [change(501)])
+    [first] = await jobs(db)
+    # The queue folds a retried job into a newer pending one of the same entity.
+    async with db.engine.begin() as connection:
+        await connection.execute(
+            jobs_t.update()
+            .where(jobs_t.c.id == first.id)
+            .values(state="done", last_error_kind="superseded")
+        )
+        newer = await connection.execute(
+            jobs_t.insert()
+            .values(entity_type="company", entity_key="501", direction="to_warp")
+            .returning(jobs_t.c.id)
+        )
+        newer_id = newer.scalar_one()
+        await finish_events_for_jobs(connection, [JobOutcome(newer_id, OutcomeStatus.DONE)])
+    [event] = await stored(db)
+    assert event.status == "processed"

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
-from app.api import config, health, sync_jobs, webhooks
+from app.api import config, customers, health, sync_jobs, webhooks
 from app.api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.context import AppContext
@@ -38,7 +38,13 @@ class LifespanState(TypedDict):
 
 
 def build_routes() -> list[BaseRoute]:
-    return [*health.routes, *sync_jobs.routes, *webhooks.routes, *config.routes]
+    return [
+        *health.routes,
+        *sync_jobs.routes,
+        *customers.routes,
+        *webhooks.routes,
+        *config.routes,
+    ]
 
 
 async def sync_everything_to_the_sandbox(context: AppContext) -> None:

@@ -35,7 +35,7 @@ async def queue_customer(request: Request) -> Response:
     """POST /v1/sync/customers/{customer_id}/queue  body: {"priority": 1-10} (optional)"""
     caller = require_api_token(request)
     context = app_context(request)
-    queue = _queue(context)
+    queue = queue_of(context)
     body = await request.body()
     fields = _object(await json_body(request), allowed={"priority"})
     priority = _priority(fields)
@@ -67,7 +67,7 @@ async def queue_customer(request: Request) -> Response:
 
     return await answer_idempotently(
         request,
-        _idempotency(context),
+        idempotency_store(context),
         caller=caller,
         route="/v1/sync/customers/{customer_id}/queue",
         body=body,
@@ -79,7 +79,7 @@ async def queue_customers(request: Request) -> Response:
     """POST /v1/sync/customers/queue  body: {"customer_ids": [...], "priority": 1-10}"""
     caller = require_api_token(request)
     context = app_context(request)
-    queue = _queue(context)
+    queue = queue_of(context)
     body = await request.body()
     fields = _object(await json_body(request), allowed={"customer_ids", "priority"})
     priority = _priority(fields)
@@ -119,7 +119,7 @@ async def queue_customers(request: Request) -> Response:
 
     return await answer_idempotently(
         request,
-        _idempotency(context),
+        idempotency_store(context),
         caller=caller,
         route="/v1/sync/customers/queue",
         body=body,
@@ -132,7 +132,7 @@ async def process_queue(request: Request) -> Response:
     jobs now, in this request, and answers with what became of them."""
     caller = require_api_token(request)
     context = app_context(request)
-    queue = _queue(context)
+    queue = queue_of(context)
     worker: Worker | None = context.extras.get("worker")
     if worker is None:
         raise ApiError(503, "the queue worker is not running in this process")
@@ -146,7 +146,7 @@ async def process_queue(request: Request) -> Response:
 
     return await answer_idempotently(
         request,
-        _idempotency(context),
+        idempotency_store(context),
         caller=caller,
         route="/v1/sync/process-queue",
         body=body,
@@ -159,7 +159,7 @@ async def get_job(request: Request) -> Response:
     require_api_token(request)
     raw_id = request.path_params["job_id"]
     job_id = int(raw_id) if raw_id.isdigit() and len(raw_id) < 19 else None
-    record = await _queue(app_context(request)).get(job_id) if job_id is not None else None
+    record = await queue_of(app_context(request)).get(job_id) if job_id is not None else None
     if record is None:
         raise ApiError(404, f"job {raw_id} does not exist (or was pruned after finishing)")
     return JSONResponse(job_document(record))
@@ -248,14 +248,14 @@ def _canonical_or_none(customer_id: str) -> str | None:
         return None
 
 
-def _queue(context: AppContext) -> QueueRepository:
+def queue_of(context: AppContext) -> QueueRepository:
     queue: QueueRepository | None = context.extras.get("queue")
     if queue is None:
         raise ApiError(503, "the sync queue is not running in this process")
     return queue
 
 
-def _idempotency(context: AppContext) -> IdempotencyRepository:
+def idempotency_store(context: AppContext) -> IdempotencyRepository:
     repository: IdempotencyRepository | None = context.extras.get("idempotency")
     if repository is None:
         raise ApiError(503, "the sync queue is not running in this process")
@@ -267,7 +267,5 @@ routes: list[BaseRoute] = [
     Route("/v1/sync/customers/{customer_id}/queue", queue_customer, methods=["POST"]),
     Route("/v1/sync/process-queue", process_queue, methods=["POST"]),
     Route("/v1/sync/jobs/{job_id}", get_job, methods=["GET"]),
-    # The immediate path goes here (lead): POST /v1/sync/customers/{customer_id}/to-hubspot
-    # (QueueRepository.claim_entity → the engine → QueueRepository.complete; 409 on
-    # EntityBusyError) and GET /v1/sync/customers/{customer_id}.
+    # The immediate path and the per-customer view live in app/api/customers.py.
 ]

@@ -408,6 +408,17 @@ class QueueRepository:
             )
         return JobRecord.from_row(row) if row is not None else None
 
+    async def jobs_for(self, entity_type: str, key: str, limit: int = 10) -> list[JobRecord]:
+        """The entity's latest jobs, newest first."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(QUEUE)
+                .where(QUEUE.c.entity_type == str(entity_type), QUEUE.c.entity_key == key)
+                .order_by(QUEUE.c.id.desc())
+                .limit(limit)
+            )
+            return [JobRecord.from_row(row) for row in rows.mappings()]
+
     # -- internals ---------------------------------------------------------------------------
 
     async def _held(

@@ -21,9 +21,9 @@ from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.context import AppContext
 from app.hubspot.connection import SANDBOX_APP_ID, build_sandbox_app, open_hubspot
 from app.settings import Secret, Settings
+from app.store import sync_state
 from app.store.db import create_engine, create_sessionmaker
 from app.store.webhook_events import finish_events_for_jobs
-from app.store import sync_state
 from app.sync.engine import SyncEngine
 from app.sync.jobs import EntityType, JobDirection, JobSource
 from app.sync.runtime import start_runtime, stop_runtime
@@ -65,8 +65,8 @@ async def sync_everything_to_the_sandbox(context: AppContext) -> None:
                     direction=JobDirection.TO_HUBSPOT,
                 )
             queued += len(customers)
-    except Exception as exc:  # noqa: BLE001 -- e.g. not migrated yet: /readyz reports it
-        log.error("sandbox: could not queue the first sync: %s", type(exc).__name__)
+    except Exception:  # e.g. not migrated yet: /readyz reports it
+        log.exception("sandbox: could not queue the first sync")
         return
     context.extras["worker"].wake()
     log.info("sandbox: queued all %d WARP customers for a first sync", queued)

@@ -109,7 +109,9 @@ class Settings:
     demo_data: bool = True
     # The sync queue and its worker (app/sync/worker.py, app/store/queue.py).
     worker_batch_size: int = 100
-    worker_concurrency: int = 1
+    # Batches in flight per process; None = 4 on PostgreSQL (overlaps database and HubSpot
+    # round trips), 1 on SQLite (one writer at a time anyway).
+    worker_concurrency: int | None = None
     worker_poll_seconds: float = 1.0
     lease_seconds: float = 60.0
     retry_base_seconds: float = 1.0
@@ -134,6 +136,12 @@ class Settings:
             return self.warp_customers_table
         is_sqlite = make_url(self.effective_warp_database_url.reveal()).get_backend_name()
         return "customers" if is_sqlite == "sqlite" else "accounts.customers"
+
+    @property
+    def effective_worker_concurrency(self) -> int:
+        if self.worker_concurrency is not None:
+            return self.worker_concurrency
+        return 1 if make_url(self.database_url.reveal()).get_backend_name() == "sqlite" else 4
 
     @property
     def admin_enabled(self) -> bool:
@@ -230,8 +238,10 @@ class Settings:
             worker_batch_size=_number(
                 "HUBSYNC_WORKER_BATCH_SIZE", get("HUBSYNC_WORKER_BATCH_SIZE"), 100, 1, 1000
             ),
-            worker_concurrency=_number(
-                "HUBSYNC_WORKER_CONCURRENCY", get("HUBSYNC_WORKER_CONCURRENCY"), 1, 1, 64
+            worker_concurrency=(
+                _number("HUBSYNC_WORKER_CONCURRENCY", get("HUBSYNC_WORKER_CONCURRENCY"), 1, 1, 64)
+                if get("HUBSYNC_WORKER_CONCURRENCY") is not None
+                else None
             ),
             worker_poll_seconds=_duration(
                 "HUBSYNC_WORKER_POLL_INTERVAL", get("HUBSYNC_WORKER_POLL_INTERVAL"), 1.0, 0.05, 60

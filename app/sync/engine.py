@@ -245,7 +245,8 @@ class SyncEngine:
             await self._read_for(to_read, rules, batch)
         live = [p for p in live if p.job.id not in batch.outcomes]
         for pair in live:
-            pair.decide(rules)
+            if pair.decision is None or pair.company_read:  # unread pairs decided already
+                pair.decide(rules)
         written = await self._write_hubspot(live, rules, batch)
         await self._write_warp(written, rules, batch)
         done = [p for p in written if p.job.id not in batch.outcomes]

@@ -63,7 +63,7 @@ async def start_runtime(context: AppContext) -> None:
         context_handler(context),
         batch_size=settings.worker_batch_size,
         lease_seconds=settings.lease_seconds,
-        concurrency=settings.worker_concurrency,
+        concurrency=settings.effective_worker_concurrency,
         poll_interval=settings.worker_poll_seconds,
     )
     context.extras.update(queue=queue, idempotency=idempotency, worker=worker)

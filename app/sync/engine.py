@@ -16,41 +16,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.hubspot.errors import HubSpotError, HubSpotNotFoundError, HubSpotPermanentError
-from app.hubspot.models import BatchOutcome, BatchResult, HubSpotCompany, UpdateInput, UpsertInput
+from app.hubspot.errors import HubSpotError, HubSpotNotFoundError
+from app.hubspot.models import BatchOutcome, BatchResult, UpdateInput, UpsertInput
 from app.store import sync_state
 from app.store.sync_config import load_rules
+from app.sync.batch import SyncBatch, error_kind
 from app.sync.decision import Action
-from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome, OutcomeStatus
+from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome
 from app.sync.mapping import MappingError, hubspot_properties
+from app.sync.pairing import pairs_from_companies, pairs_from_customers
 from app.sync.pairs import LAST_MODIFIED, Pair
 from app.sync.ports import HubSpotPort
 from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
-from app.warp.connector import WarpConnector, canonical_id
+from app.warp.connector import WarpConnector
 
 log = logging.getLogger("hubsync.sync")
 
 AfterBatch = Callable[[AsyncConnection, Sequence[JobOutcome]], Any]
-
-
-@dataclass
-class _Batch:
-    """The jobs of one batch and what has been decided about each so far."""
-
-    outcomes: dict[int, JobOutcome]
-    logs: list[dict[str, Any]]
-
-    def finish(self, job: ClaimedJob, status: OutcomeStatus, **details: Any) -> None:
-        self.outcomes[job.id] = JobOutcome(job_id=job.id, status=status, **details)
-
-    def open(self, jobs: Sequence[ClaimedJob]) -> list[ClaimedJob]:
-        return [job for job in jobs if job.id not in self.outcomes]
 
 
 class SyncEngine:
@@ -71,16 +58,25 @@ class SyncEngine:
 
     async def __call__(self, jobs: Sequence[ClaimedJob]) -> list[JobOutcome]:
         started = time.perf_counter()
-        batch = _Batch(outcomes={}, logs=[])
+        batch = SyncBatch()
         async with self.engine.connect() as connection:
             rules = [rule for rule in await load_rules(connection) if rule.enabled]
         pairs: list[Pair] = []
         customer_jobs = [j for j in jobs if j.entity_type is EntityType.CUSTOMER]
         company_jobs = [j for j in jobs if j.entity_type is EntityType.COMPANY]
         if customer_jobs:
-            pairs += await self._pairs_from_customers(customer_jobs, batch)
+            pairs += await pairs_from_customers(
+                customer_jobs, batch, db=self.engine, warp=self.warp
+            )
         if company_jobs:
-            pairs += await self._pairs_from_companies(company_jobs, rules, batch)
+            pairs += await pairs_from_companies(
+                company_jobs,
+                rules,
+                batch,
+                db=self.engine,
+                warp=self.warp,
+                read=lambda ids, id_property: self._read_companies(ids, rules, id_property),
+            )
         if pairs:
             await self._settle(pairs, rules, batch)
         outcomes = [batch.outcomes[job.id] for job in jobs]
@@ -93,145 +89,9 @@ class SyncEngine:
                 await self.after_batch(connection, outcomes)
         return outcomes
 
-    # -- building pairs ------------------------------------------------------------------
-
-    async def _pairs_from_customers(self, jobs: list[ClaimedJob], batch: _Batch) -> list[Pair]:
-        customers = await self.warp.fetch_customers([job.entity_key for job in jobs])
-        ids = list(customers)
-        async with self.engine.connect() as connection:
-            links = await sync_state.links_by_customer(connection, ids)
-            memory = await sync_state.field_memory(connection, ids)
-        pairs = []
-        for job in jobs:
-            customer = customers.get(_canonical(job.entity_key))
-            if customer is None:
-                message = f"customer {job.entity_key} not found in WARP"
-                batch.finish(job, OutcomeStatus.FAILED, error=message, error_kind="not_found")
-                batch.logs.append(
-                    _log(job, customer_id=job.entity_key, outcome="failed", error=message)
-                )
-                continue
-            link = links.get(customer["id"])
-            if link is not None and link.state == "deleted":
-                reason = (
-                    f"HubSpot company {link.hubspot_company_id} was deleted; not recreated "
-                    "(restore it in HubSpot, or relink it by hand)"
-                )
-                batch.finish(
-                    job, OutcomeStatus.DONE, result={"outcome": "skipped", "reason": reason}
-                )
-                batch.logs.append(
-                    _log(
-                        job,
-                        customer_id=customer["id"],
-                        company_id=link.hubspot_company_id,
-                        outcome="skipped",
-                        error=reason,
-                    )
-                )
-                continue
-            pairs.append(Pair(job, customer, link, memory.get(customer["id"], {})))
-        return pairs
-
-    async def _pairs_from_companies(
-        self, jobs: list[ClaimedJob], rules: list[FieldRule], batch: _Batch
-    ) -> list[Pair]:
-        """Inbound work: read each company, find its customer by link or by `warp_ban`."""
-        async with self.engine.connect() as connection:
-            resolved = await sync_state.resolve_company_ids(
-                connection, [j.entity_key for j in jobs]
-            )
-        read = await self._read_companies(
-            [resolved[j.entity_key] for j in jobs], rules, id_property=None
-        )
-        if isinstance(read, HubSpotError):
-            for job in jobs:
-                self._fail_from_error(batch, job, read)
-            return []
-        companies: dict[str, HubSpotCompany] = {}
-        async with self.engine.begin() as connection:
-            for job in jobs:
-                company_id = resolved[job.entity_key]
-                outcome = read.get(company_id)
-                if outcome is not None and outcome.company is not None:
-                    companies[job.entity_key] = outcome.company
-                    continue
-                error = outcome.error if outcome else None
-                if error is not None and not isinstance(error, HubSpotNotFoundError):
-                    self._fail_from_error(batch, job, error)
-                    continue
-                await sync_state.set_link_state(connection, company_id, "deleted")
-                reason = f"HubSpot company {company_id} no longer exists; link marked deleted"
-                batch.finish(
-                    job, OutcomeStatus.DONE, result={"outcome": "skipped", "reason": reason}
-                )
-                batch.logs.append(_log(job, company_id=company_id, outcome="skipped", error=reason))
-        return await self._match_customers(jobs, companies, rules, batch)
-
-    async def _match_customers(
-        self,
-        jobs: list[ClaimedJob],
-        companies: dict[str, HubSpotCompany],
-        rules: list[FieldRule],
-        batch: _Batch,
-    ) -> list[Pair]:
-        """Each company's customer: by link first, else by `warp_ban`; none = unmatched."""
-        async with self.engine.connect() as connection:
-            links = await sync_state.links_by_company(
-                connection, [c.id for c in companies.values()]
-            )
-        bans = [c.properties.get(IDENTITY_HUBSPOT_PROPERTY) or "" for c in companies.values()]
-        by_ban = await self.warp.fetch_customers_by_ban([b for b in bans if b])
-        linked_ids = [link.warp_customer_id for link in links.values() if link.warp_customer_id]
-        by_id = await self.warp.fetch_customers(linked_ids)
-        pairs = []
-        matched: list[tuple[ClaimedJob, HubSpotCompany, dict[str, Any], Any]] = []
-        async with self.engine.begin() as connection:
-            for job in jobs:
-                company = companies.get(job.entity_key)
-                if company is None:
-                    continue
-                link = links.get(company.id)
-                customer = None
-                if link is not None and link.warp_customer_id:
-                    customer = by_id.get(link.warp_customer_id)
-                ban = company.properties.get(IDENTITY_HUBSPOT_PROPERTY) or ""
-                if customer is None and ban:
-                    customer = by_ban.get(ban)
-                if customer is None:
-                    await sync_state.save_link(
-                        connection,
-                        customer_id=None,
-                        company_id=company.id,
-                        ban=ban or None,
-                        state="unmatched",
-                    )
-                    reason = f"HubSpot company {company.id} has no WARP customer" + (
-                        f" with ban {ban}" if ban else " (no warp_ban)"
-                    )
-                    batch.finish(
-                        job, OutcomeStatus.DONE, result={"outcome": "unmatched", "reason": reason}
-                    )
-                    batch.logs.append(
-                        _log(job, company_id=company.id, outcome="skipped", error=reason)
-                    )
-                    continue
-                matched.append((job, company, customer, link))
-            memory = await sync_state.field_memory(connection, [c["id"] for _, _, c, _ in matched])
-            existing = await sync_state.links_by_customer(
-                connection, [c["id"] for _, _, c, _ in matched]
-            )
-        for job, company, customer, link in matched:
-            pair = Pair(
-                job, customer, link or existing.get(customer["id"]), memory.get(customer["id"], {})
-            )
-            pair.read_hubspot(rules, company)
-            pairs.append(pair)
-        return pairs
-
     # -- deciding and writing ------------------------------------------------------------
 
-    async def _settle(self, pairs: list[Pair], rules: list[FieldRule], batch: _Batch) -> None:
+    async def _settle(self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch) -> None:
         live: list[Pair] = []
         for pair in pairs:
             try:
@@ -243,13 +103,13 @@ class SyncEngine:
         to_read = [p for p in live if not p.company_read and self._must_read(p, rules)]
         if to_read:
             await self._read_for(to_read, rules, batch)
-        live = [p for p in live if p.job.id not in batch.outcomes]
+        live = [p for p in live if not batch.settled(p.job)]
         for pair in live:
             if pair.decision is None or pair.company_read:  # unread pairs decided already
                 pair.decide(rules)
         written = await self._write_hubspot(live, rules, batch)
         await self._write_warp(written, rules, batch)
-        done = [p for p in written if p.job.id not in batch.outcomes]
+        done = [p for p in written if not batch.settled(p.job)]
         await self._record(done, rules, batch)
 
     def _must_read(self, pair: Pair, rules: list[FieldRule]) -> bool:
@@ -258,7 +118,7 @@ class SyncEngine:
             return True
         return pair.decide(rules).needs_hubspot_read
 
-    async def _read_for(self, pairs: list[Pair], rules: list[FieldRule], batch: _Batch) -> None:
+    async def _read_for(self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch) -> None:
         linked = [p for p in pairs if p.link is not None and p.link.hubspot_company_id]
         unlinked = [p for p in pairs if p not in linked]
         for group, id_property in ((linked, None), (unlinked, IDENTITY_HUBSPOT_PROPERTY)):
@@ -271,7 +131,7 @@ class SyncEngine:
             read = await self._read_companies([k or "" for k in keys], rules, id_property)
             for pair, key in zip(group, keys, strict=True):
                 if isinstance(read, HubSpotError):
-                    self._fail(batch, pair, str(read), _kind(read), error=read)
+                    self._fail(batch, pair, str(read), error_kind(read), error=read)
                     continue
                 outcome = read.get(key or "")
                 if outcome is not None and outcome.company is not None:
@@ -282,32 +142,24 @@ class SyncEngine:
                     else:
                         pair.read_hubspot(rules, None)  # not in HubSpot yet: create it
                 elif outcome.error is not None:
-                    self._fail(
-                        batch, pair, str(outcome.error), _kind(outcome.error), error=outcome.error
-                    )
+                    error = outcome.error
+                    self._fail(batch, pair, str(error), error_kind(error), error=error)
 
-    async def _company_gone(self, pair: Pair, batch: _Batch) -> None:
+    async def _company_gone(self, pair: Pair, batch: SyncBatch) -> None:
         company_id = pair.link.hubspot_company_id if pair.link else None
         async with self.engine.begin() as connection:
             if company_id:
                 await sync_state.set_link_state(connection, company_id, "deleted")
-        reason = (
-            f"HubSpot company {company_id} no longer exists; link marked deleted, not recreated"
-        )
-        batch.finish(pair.job, OutcomeStatus.DONE, result={"outcome": "skipped", "reason": reason})
-        batch.logs.append(
-            _log(
-                pair.job,
-                customer_id=pair.customer_id,
-                company_id=company_id,
-                outcome="skipped",
-                error=reason,
-            )
+        batch.skip(
+            pair.job,
+            f"HubSpot company {company_id} no longer exists; link marked deleted, not recreated",
+            customer_id=pair.customer_id,
+            company_id=company_id,
         )
 
     async def _read_companies(
         self, ids: list[str], rules: list[FieldRule], id_property: str | None
-    ) -> Any:
+    ) -> BatchResult | HubSpotError:
         properties = [rule.hubspot_property for rule in rules] + [LAST_MODIFIED]
         try:
             return await self.hubspot.batch_read_companies(ids, properties, id_property)
@@ -315,7 +167,7 @@ class SyncEngine:
             return exc
 
     async def _write_hubspot(
-        self, pairs: list[Pair], rules: list[FieldRule], batch: _Batch
+        self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch
     ) -> list[Pair]:
         """Send only changed properties; returns the pairs whose HubSpot side is settled."""
         updates: list[tuple[Pair, UpdateInput]] = []
@@ -340,13 +192,13 @@ class SyncEngine:
         return settled
 
     async def _sent(
-        self, pairs: list[Pair], call: Awaitable[BatchResult], batch: _Batch
+        self, pairs: list[Pair], call: Awaitable[BatchResult], batch: SyncBatch
     ) -> list[Pair]:
         try:
             result = await call
         except HubSpotError as exc:
             for pair in pairs:
-                self._fail(batch, pair, str(exc), _kind(exc), error=exc)
+                self._fail(batch, pair, str(exc), error_kind(exc), error=exc)
             return []
         return [
             pair
@@ -354,18 +206,21 @@ class SyncEngine:
             if await self._written(pair, outcome, batch)
         ]
 
-    async def _written(self, pair: Pair, outcome: BatchOutcome, batch: _Batch) -> bool:
+    async def _written(self, pair: Pair, outcome: BatchOutcome, batch: SyncBatch) -> bool:
         if isinstance(outcome.error, HubSpotNotFoundError) and pair.link is not None:
             await self._company_gone(pair, batch)  # deleted in HubSpot since we last looked
             return False
         if outcome.error is not None:
-            self._fail(batch, pair, str(outcome.error), _kind(outcome.error), error=outcome.error)
+            error = outcome.error
+            self._fail(batch, pair, str(error), error_kind(error), error=error)
             return False
         if outcome.company is not None and pair.company is None:
             pair.company = outcome.company
         return True
 
-    async def _write_warp(self, pairs: list[Pair], rules: list[FieldRule], batch: _Batch) -> None:
+    async def _write_warp(
+        self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch
+    ) -> None:
         for pair in pairs:
             updates = pair.warp_updates(rules)
             company_id = pair.company_id
@@ -384,7 +239,7 @@ class SyncEngine:
                     retry=True,
                 )
 
-    async def _record(self, pairs: list[Pair], rules: list[FieldRule], batch: _Batch) -> None:
+    async def _record(self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch) -> None:
         """Links, field state and conflicts for the whole batch in one transaction, with a
         statement per kind of change rather than per entity: a batch in steady state costs
         a handful of statements."""
@@ -431,7 +286,7 @@ class SyncEngine:
         settled = [d.field for d in decision.fields if d.action is not Action.CONFLICT]
         await sync_state.close_conflicts(connection, pair.customer_id, settled, "SYNC")
 
-    def _finish(self, pair: Pair, batch: _Batch) -> None:
+    def _finish(self, pair: Pair, batch: SyncBatch) -> None:
         decision = pair.decision
         assert decision is not None  # noqa: S101
         changes = pair.changes()
@@ -459,22 +314,19 @@ class SyncEngine:
                 for c in decision.conflicts
             ],
         }
-        batch.finish(pair.job, OutcomeStatus.DONE, result=result)
-        batch.logs.append(
-            _log(
-                pair.job,
-                customer_id=pair.customer_id,
-                company_id=pair.company_id,
-                outcome=outcome,
-                changes=changes,
-            )
+        batch.done(
+            pair.job,
+            result,
+            customer_id=pair.customer_id,
+            company_id=pair.company_id,
+            changes=changes,
         )
 
     # -- failures ------------------------------------------------------------------------
 
+    @staticmethod
     def _fail(
-        self,
-        batch: _Batch,
+        batch: SyncBatch,
         pair: Pair,
         message: str,
         kind: str,
@@ -482,30 +334,15 @@ class SyncEngine:
         error: HubSpotError | None = None,
         retry: bool = False,
     ) -> None:
-        permanent = isinstance(error, HubSpotPermanentError) or (error is None and not retry)
-        status = OutcomeStatus.FAILED if permanent else OutcomeStatus.RETRY
-        retry_after = error.retry_after if error is not None else None
-        batch.finish(pair.job, status, error=message, error_kind=kind, retry_after=retry_after)
-        batch.logs.append(
-            _log(
-                pair.job,
-                customer_id=pair.customer_id,
-                company_id=pair.company_id,
-                outcome="failed",
-                error=message,
-            )
+        batch.fail(
+            pair.job,
+            message,
+            kind,
+            customer_id=pair.customer_id,
+            company_id=pair.company_id,
+            error=error,
+            retry=retry,
         )
-
-    def _fail_from_error(self, batch: _Batch, job: ClaimedJob, error: HubSpotError) -> None:
-        permanent = isinstance(error, HubSpotPermanentError)
-        batch.finish(
-            job,
-            OutcomeStatus.FAILED if permanent else OutcomeStatus.RETRY,
-            error=str(error),
-            error_kind=_kind(error),
-            retry_after=error.retry_after,
-        )
-        batch.logs.append(_log(job, company_id=job.entity_key, outcome="failed", error=str(error)))
 
 
 def _link_changed(pair: Pair) -> bool:
@@ -515,35 +352,3 @@ def _link_changed(pair: Pair) -> bool:
         pair.ban,
         "active",
     )
-
-
-def _kind(error: HubSpotError) -> str:
-    return type(error).__name__.removeprefix("HubSpot").removesuffix("Error").lower() or "hubspot"
-
-
-def _canonical(key: str) -> str:
-    try:
-        return canonical_id(key)
-    except ValueError:
-        return key
-
-
-def _log(
-    job: ClaimedJob,
-    *,
-    customer_id: str | None = None,
-    company_id: str | None = None,
-    outcome: str,
-    changes: list[dict[str, Any]] | None = None,
-    error: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "job_id": job.id if job.id > 0 else None,
-        "warp_customer_id": customer_id,
-        "hubspot_company_id": company_id,
-        "source": job.source.value,
-        "direction": job.direction.value,
-        "outcome": outcome,
-        "changes": changes or None,
-        "error": error,
-    }

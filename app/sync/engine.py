@@ -33,7 +33,7 @@ from app.sync.pairing import pairs_from_companies, pairs_from_customers
 from app.sync.pairs import LAST_MODIFIED, Pair
 from app.sync.ports import HubSpotPort
 from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
-from app.warp.connector import WarpConnector
+from app.warp.connector import WarpConnector, WarpWrite
 
 log = logging.getLogger("hubsync.sync")
 
@@ -221,23 +221,26 @@ class SyncEngine:
     async def _write_warp(
         self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch
     ) -> None:
+        """HubSpot-won fields and new HubSpot ids, for the whole batch in one WARP transaction."""
+        writes: list[WarpWrite] = []
         for pair in pairs:
-            updates = pair.warp_updates(rules)
             company_id = pair.company_id
             recorded = (pair.customer.get("external_ids") or {}).get("hubspot_company_id")
-            new_id = company_id if company_id and recorded != company_id else None
-            if not updates and new_id is None:
-                continue
-            try:
-                await self.warp.write_fields(pair.customer_id, updates, hubspot_company_id=new_id)
-            except Exception as exc:  # noqa: BLE001 -- any WARP failure: retry the job later
-                self._fail(
-                    batch,
-                    pair,
-                    f"WARP write failed: {type(exc).__name__}: {exc}",
-                    "warp",
-                    retry=True,
-                )
+            write = WarpWrite(
+                pair.customer_id,
+                pair.warp_updates(rules),
+                company_id if company_id and recorded != company_id else None,
+            )
+            if write.fields or write.hubspot_company_id:
+                writes.append(write)
+        try:
+            await self.warp.write_many(writes)
+        except Exception as exc:  # noqa: BLE001 -- any WARP failure: retry these jobs later
+            written = {write.customer_id for write in writes}
+            for pair in pairs:
+                if pair.customer_id in written:
+                    message = f"WARP write failed: {type(exc).__name__}: {exc}"
+                    self._fail(batch, pair, message, "warp", retry=True)
 
     async def _record(self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch) -> None:
         """Links, field state and conflicts for the whole batch in one transaction, with a

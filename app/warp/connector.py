@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.warp.schema import customers_table
@@ -26,6 +27,16 @@ class CustomerNotFoundError(LookupError):
     def __init__(self, customer_id: str) -> None:
         super().__init__(f"customer {customer_id} not found in WARP")
         self.customer_id = customer_id
+
+
+@dataclass(frozen=True)
+class WarpWrite:
+    """Fields (top-level columns or JSON paths) to write on one customer, and optionally the
+    HubSpot id to record in its `external_ids`."""
+
+    customer_id: str
+    fields: Mapping[str, Any]
+    hubspot_company_id: str | None = None
 
 
 class WarpConnector(Protocol):
@@ -43,6 +54,9 @@ class WarpConnector(Protocol):
     ) -> CustomerRecord:
         """Write top-level columns or JSON paths (`contact.email`) and, when given, the
         HubSpot id into `external_ids`, keeping every other key. Returns the new record."""
+
+    async def write_many(self, writes: Sequence[WarpWrite]) -> None:
+        """`write_fields` for many customers in one transaction (all or nothing)."""
 
     def iter_customers(self, batch_size: int = 500) -> AsyncIterator[list[CustomerRecord]]:
         """Every customer, in batches ordered by id."""
@@ -114,28 +128,68 @@ class SqlWarpConnector:
     ) -> CustomerRecord:
         async with self.engine.begin() as connection:
             current = await self._lock_row(connection, customer_id)
-            values: dict[str, Any] = {}
-            for path, value in fields.items():
-                column, *rest = path.split(".")
-                if column not in self.table.c or column in ("id", "created_at", "updated_at"):
-                    raise ValueError(f"WARP field {path!r} is not writable")
-                if rest:
-                    document = values.get(column, json.loads(json.dumps(current[column] or {})))
-                    _set_path(document, rest, value)
-                    values[column] = document
-                else:
-                    values[column] = value
-            if hubspot_company_id is not None:
-                external = values.get("external_ids", dict(current["external_ids"] or {}))
-                external["hubspot_company_id"] = hubspot_company_id
-                values["external_ids"] = external
+            values = self._new_values(current, fields, hubspot_company_id)
             if not values:
                 return current
-            values["updated_at"] = datetime.now(UTC)
             await connection.execute(
                 self.table.update().where(self.table.c.id == current["id"]).values(**values)
             )
             return {**current, **values}
+
+    async def write_many(self, writes: Sequence[WarpWrite]) -> None:
+        if not writes:
+            return
+        async with self.engine.begin() as connection:
+            query = select(self.table).where(
+                self.table.c.id.in_([canonical_id(w.customer_id) for w in writes])
+            )
+            if connection.dialect.name == "postgresql":
+                query = query.order_by(self.table.c.id).with_for_update()
+            rows = {str(row.id): _decode(row._mapping) for row in await connection.execute(query)}
+            # One statement per set of columns written: the usual batch writes the same ones.
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for write in writes:
+                current = rows.get(canonical_id(write.customer_id))
+                if current is None:
+                    raise CustomerNotFoundError(write.customer_id)
+                values = self._new_values(current, write.fields, write.hubspot_company_id)
+                if values:
+                    groups.setdefault(tuple(sorted(values)), []).append(
+                        {"_id": current["id"], **values}
+                    )
+            for columns, params in groups.items():
+                statement = (
+                    self.table.update()
+                    .where(self.table.c.id == bindparam("_id"))
+                    .values({column: bindparam(column) for column in columns})
+                )
+                await connection.execute(statement, params)
+
+    def _new_values(
+        self,
+        current: CustomerRecord,
+        fields: Mapping[str, Any],
+        hubspot_company_id: str | None,
+    ) -> dict[str, Any]:
+        """The columns to UPDATE (JSON columns whole, other keys kept); empty = nothing."""
+        values: dict[str, Any] = {}
+        for path, value in fields.items():
+            column, *rest = path.split(".")
+            if column not in self.table.c or column in ("id", "created_at", "updated_at"):
+                raise ValueError(f"WARP field {path!r} is not writable")
+            if rest:
+                document = values.get(column, json.loads(json.dumps(current[column] or {})))
+                _set_path(document, rest, value)
+                values[column] = document
+            else:
+                values[column] = value
+        if hubspot_company_id is not None:
+            external = values.get("external_ids", dict(current["external_ids"] or {}))
+            external["hubspot_company_id"] = hubspot_company_id
+            values["external_ids"] = external
+        if values:
+            values["updated_at"] = datetime.now(UTC)
+        return values
 
     async def iter_customers(self, batch_size: int = 500) -> AsyncIterator[list[CustomerRecord]]:
         after: str | None = None

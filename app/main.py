@@ -25,6 +25,7 @@ from app.store import sync_state
 from app.store.db import create_engine, create_sessionmaker
 from app.store.webhook_events import finish_events_for_jobs
 from app.sync.engine import SyncEngine
+from app.sync.intake_writer import IntakeWriter
 from app.sync.jobs import EntityType, JobDirection, JobSource
 from app.sync.runtime import start_runtime, stop_runtime
 from app.warp.connector import SqlWarpConnector
@@ -122,11 +123,17 @@ def create_app(settings: Settings) -> Starlette:
                     after_batch=finish_events_for_jobs,
                 )
                 await start_runtime(context)  # queue, worker, listener, scheduler
+                intake = IntakeWriter(
+                    engine, context.extras["queue"], app_id=settings.hubspot_app_id
+                )
+                await intake.start()  # webhook deliveries' group commit
+                context.extras["intake"] = intake
                 if hubspot.sandbox_app is not None and settings.demo_data:
                     await sync_everything_to_the_sandbox(context)
                 try:
                     yield state
                 finally:
+                    await intake.stop()  # the deliveries already waiting are written first
                     await stop_runtime(context)
         finally:
             if warp_engine is not engine:

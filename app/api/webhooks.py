@@ -2,8 +2,9 @@
 
 The order matters and each step refuses before the next runs: size (413) → secret configured
 (503) → signature over the raw bytes (401, nothing stored) → JSON shape (400) → one database
-transaction that stores every event and queues its work → 200 after the commit (a database
-failure is a 503, so HubSpot retries) → wake the worker. No HubSpot call happens here.
+transaction that stores every event and queues its work — shared with the deliveries arriving
+at the same moment (group commit, app/sync/intake_writer.py) → 200 after the commit (a
+database failure is a 503, so HubSpot retries) → wake the worker. No HubSpot call happens here.
 Also the operators' view of stored events, and their re-run.
 """
 
@@ -25,15 +26,21 @@ from app.api.webhook_signatures import verify_request
 from app.context import AppContext
 from app.store.queue import QueueRepository
 from app.store.webhook_events import STATUSES, list_events
-from app.sync.intake import DeliveryError, parse_delivery
-from app.sync.webhook_routing import REPROCESS_LIMIT, accept_delivery, reprocess_events
+from app.sync.intake import DeliveryError, IncomingEvent, parse_delivery
+from app.sync.intake_writer import IntakeUnavailableError, IntakeWriter
+from app.sync.webhook_routing import (
+    REPROCESS_LIMIT,
+    DeliverySummary,
+    accept_delivery,
+    reprocess_events,
+)
 
 log = logging.getLogger("hubsync.webhooks")
 
 MAX_BODY_BYTES = 1 << 20
 # HubSpot gives up after 5 s; answer 503 before that rather than time out silently.
 INTAKE_TIMEOUT_SECONDS = 4.0
-DATABASE_DOWN = (DBAPIError, PoolTimeoutError, OSError, TimeoutError)
+DATABASE_DOWN = (DBAPIError, PoolTimeoutError, OSError, TimeoutError, IntakeUnavailableError)
 
 
 async def read_limited_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -59,6 +66,18 @@ def queue_of(context: AppContext) -> QueueRepository:
     return queue if isinstance(queue, QueueRepository) else QueueRepository(context.engine)
 
 
+async def store_delivery(context: AppContext, incoming: list[IncomingEvent]) -> DeliverySummary:
+    """Through the lifespan's group-commit writer (app/sync/intake_writer.py); in its own
+    transaction when the app runs without one."""
+    writer = context.extras.get("intake")
+    if isinstance(writer, IntakeWriter):
+        return await writer.submit(incoming)
+    async with context.engine.begin() as connection:
+        return await accept_delivery(
+            connection, incoming, queue=queue_of(context), app_id=context.settings.hubspot_app_id
+        )
+
+
 def wake_worker(context: AppContext) -> None:
     worker = context.extras.get("worker")
     if worker is not None:
@@ -82,13 +101,8 @@ async def receive_hubspot(request: Request) -> JSONResponse:
     except DeliveryError as exc:
         raise ApiError(400, str(exc)) from None
     try:
-        async with asyncio.timeout(INTAKE_TIMEOUT_SECONDS), context.engine.begin() as connection:
-            summary = await accept_delivery(
-                connection,
-                incoming,
-                queue=queue_of(context),
-                app_id=context.settings.hubspot_app_id,
-            )
+        async with asyncio.timeout(INTAKE_TIMEOUT_SECONDS):
+            summary = await store_delivery(context, incoming)
     except DATABASE_DOWN as exc:
         log.warning("webhook delivery not stored: database unavailable (%s)", type(exc).__name__)
         raise ApiError(

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+
+# A pooled connection idle for longer than this is pinged before it is handed out.
+IDLE_PING_SECONDS = 10.0
+_CHECKED_IN_AT = "hubsync_checked_in_at"
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, idle_ping_seconds: float = IDLE_PING_SECONDS
+) -> AsyncEngine:
     """An async engine tuned per dialect: SQLite in WAL mode with a busy timeout, so the
     worker and the web requests of one process can share the file."""
     backend = make_url(url).get_backend_name()
@@ -23,9 +32,40 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800
+    # Not `pool_pre_ping`: on asyncpg it is three round trips (BEGIN, a query, ROLLBACK) on
+    # every checkout, a third of a webhook delivery's database time. Instead a connection is
+    # pinged only when it sat idle in the pool (where a restart, a failover or an idle
+    # timeout can have closed it unnoticed); one in steady use is known alive. A connection
+    # that breaks in use raises a disconnect error, on which SQLAlchemy invalidates the
+    # whole pool, so only operations already in flight see it; the webhook intake retries
+    # once on such an error (app/sync/intake_writer.py). `pool_recycle` bounds any
+    # connection's age besides.
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
     )
+    event.listen(engine.sync_engine.pool, "checkin", _note_checkin)
+    event.listen(engine.sync_engine.pool, "checkout", _idle_pinger(idle_ping_seconds))
+    return engine
+
+
+def _note_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
+def _idle_pinger(idle_seconds: float) -> Callable[..., None]:
+    def ping_if_idle(
+        dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+    ) -> None:
+        checked_in_at = record.info.get(_CHECKED_IN_AT)
+        if checked_in_at is None or time.monotonic() - checked_in_at < idle_seconds:
+            return  # just connected, or in steady use
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            # The pool's documented signal: discard this connection and check out another.
+            raise DisconnectionError("an idle pooled connection was found closed") from exc
+
+    return ping_if_idle
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

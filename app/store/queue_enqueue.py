@@ -9,9 +9,10 @@ payload is kept. Never check-then-insert: concurrent duplicates cannot make two 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select, text, update
+from sqlalchemy import ColumnElement, bindparam, case, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -44,6 +45,25 @@ async def upsert_pending(
     same transaction so they hear of the jobs exactly when the jobs become visible."""
     if not 1 <= priority <= 10:
         raise ValueError(f"priority must be 1 (most urgent) to 10, got {priority}")
+    if connection.dialect.name == "postgresql":
+        job_ids, created = await _upsert_postgres(
+            connection,
+            [
+                {
+                    "entity_type": entity_type,
+                    "entity_key": key,
+                    "direction": direction,
+                    "source": source,
+                    "state": PENDING,
+                    "priority": priority,
+                    "payload": payload,
+                }
+                for key in keys
+            ],
+        )
+        # PostgreSQL folds identical notifications of one transaction into one.
+        await connection.execute(_notify(), {"channel": NOTIFY_CHANNEL, "payload": entity_type})
+        return BulkEnqueued(len(created), len(keys) - len(created), job_ids)
     now = sql_now(connection.dialect)
     rows = [
         {
@@ -60,19 +80,19 @@ async def upsert_pending(
         }
         for key in keys
     ]
-    if connection.dialect.name == "postgresql":
-        job_ids, created = await _upsert_postgres(connection, rows)
-        # PostgreSQL folds identical notifications of one transaction into one.
-        await connection.execute(select(func.pg_notify(NOTIFY_CHANNEL, entity_type)))
-    else:
-        job_ids, created = await _upsert_sqlite(connection, entity_type, rows)
+    job_ids, created = await _upsert_sqlite(connection, entity_type, rows)
     return BulkEnqueued(len(created), len(keys) - len(created), job_ids)
 
 
-async def _upsert_postgres(
-    connection: AsyncConnection, rows: list[dict[str, Any]]
-) -> tuple[dict[str, int], set[str]]:
-    statement = pg_insert(QUEUE).values(rows)
+@functools.cache
+def _postgres_upsert() -> Any:
+    """The upsert as one statement built once and run as an executemany: SQLAlchemy caches its
+    compiled form and sends the rows as one multi-row INSERT ("insertmanyvalues"), where a
+    `.values(rows)` insert is recompiled on every call (it has no cache key). The times are
+    the database's `now()`, the same for every row of the transaction."""
+    statement = pg_insert(QUEUE).values(
+        run_at=func.now(), created_at=func.now(), updated_at=func.now()
+    )
     new = statement.excluded
     upsert = statement.on_conflict_do_update(
         index_elements=[QUEUE.c.entity_type, QUEUE.c.entity_key],
@@ -86,10 +106,20 @@ async def _upsert_postgres(
         },
     )
     # xmax is 0 on a freshly inserted row version and set on one the upsert updated.
-    returning = upsert.returning(QUEUE.c.id, QUEUE.c.entity_key, text("(xmax = 0) AS inserted"))
+    return upsert.returning(QUEUE.c.id, QUEUE.c.entity_key, text("(xmax = 0) AS inserted"))
+
+
+@functools.cache
+def _notify() -> Any:
+    return select(func.pg_notify(bindparam("channel"), bindparam("payload")))
+
+
+async def _upsert_postgres(
+    connection: AsyncConnection, rows: list[dict[str, Any]]
+) -> tuple[dict[str, int], set[str]]:
     job_ids: dict[str, int] = {}
     created: set[str] = set()
-    for row in await connection.execute(returning):
+    for row in await connection.execute(_postgres_upsert(), rows):
         job_ids[row.entity_key] = row.id
         if row.inserted:
             created.add(row.entity_key)

@@ -9,6 +9,7 @@ so each event is fingerprinted by its content instead (`dedup_key`).
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -17,6 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 OWN_WRITE_REASON = "our own write"
+# HubSpot ids are 64-bit integers; the id columns hold 64 characters. A longer "id" is refused
+# here (400) rather than failing the insert (which would be a 503 HubSpot retries forever).
+MAX_ID_DIGITS = 64
 INTEGRATION_SOURCE = "INTEGRATION"
 
 
@@ -64,9 +68,13 @@ class IncomingEvent:
     def occurred_at(self) -> datetime:
         return datetime.fromtimestamp(self.occurred_at_ms / 1000, UTC)
 
-    @property
+    @functools.cached_property
     def dedup_key(self) -> str:
-        """sha256 over what makes two events the same change; never the eventId or attempt."""
+        """sha256 over what makes two events the same change; never the eventId or attempt.
+
+        Cached: intake asks for it several times per event (dedup within a group, the insert,
+        matching the inserted rows back). `cached_property` writes the instance `__dict__`
+        directly, which a frozen dataclass allows."""
         parts = [
             self.subscription_type,
             self.object_id,
@@ -159,11 +167,16 @@ class _Fields:
         )
 
     def id_of(self, name: str, value: object) -> str:
+        text: str | None = None
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return str(value)
-        if isinstance(value, str) and value.strip().isdigit():
-            return value.strip()
-        raise self._error(name, "a numeric id", value)
+            text = str(value)
+        elif isinstance(value, str) and value.strip().isdigit():
+            text = value.strip()
+        if text is None:
+            raise self._error(name, "a numeric id", value)
+        if len(text) > MAX_ID_DIGITS:
+            raise DeliveryError(f"event {self.index}: {name} is longer than {MAX_ID_DIGITS} digits")
+        return text
 
     def object_id(self, name: str) -> str | None:
         value = self.item.get(name)

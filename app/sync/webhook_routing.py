@@ -254,17 +254,43 @@ async def accept_delivery(
     app_id: str | None,
 ) -> DeliverySummary:
     """Store a verified delivery and queue its work, on the caller's transaction."""
-    stored = await webhook_events.store_events(connection, incoming)
-    new = {key: event for event in incoming if (key := event.dedup_key) in stored}
-    rows = [(stored[key], event) for key, event in new.items()]
+    [summary] = await accept_deliveries(connection, [incoming], queue=queue, app_id=app_id)
+    return summary
+
+
+async def accept_deliveries(
+    connection: AsyncConnection,
+    deliveries: Sequence[Sequence[IncomingEvent]],
+    *,
+    queue: BulkEnqueue,
+    app_id: str | None,
+) -> list[DeliverySummary]:
+    """Store several verified deliveries and queue their work, on the caller's transaction,
+    as if they were one delivery; a summary for each, in order (see app/sync/intake_writer.py).
+
+    An event repeated across the group is stored once and counted for the first delivery that
+    holds it; the later ones count it as a duplicate, as they would had it arrived earlier.
+    """
+    everything = [event for delivery in deliveries for event in delivery]
+    stored = await webhook_events.store_events(connection, everything)
+    summaries = [DeliverySummary(received=len(delivery)) for delivery in deliveries]
+    owner: dict[int, DeliverySummary] = {}  # row id -> the summary that stored it
+    rows: list[tuple[int, IncomingEvent]] = []
+    for summary, delivery in zip(summaries, deliveries, strict=True):
+        for event in delivery:
+            row_id = stored.get(event.dedup_key)
+            if row_id is None or row_id in owner:
+                summary.duplicates += 1
+                continue
+            owner[row_id] = summary
+            summary.stored += 1
+            rows.append((row_id, event))
     statuses = await _route_all(
         connection, rows, queue=queue, app_id=app_id, honour_own_writes=True
     )
-    summary = DeliverySummary(
-        received=len(incoming), stored=len(stored), duplicates=len(incoming) - len(stored)
-    )
-    _count(summary, statuses)
-    return summary
+    for status in statuses:
+        _count(owner[status.event_id], [status])
+    return summaries
 
 
 async def reprocess_events(

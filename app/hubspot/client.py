@@ -353,7 +353,7 @@ class HubSpotClient:
     ) -> JsonDict:
         limiter = self._search_limiter if search else self._limiter
         try:
-            await limiter.acquire()
+            grant = await limiter.acquire()
         except RateLimitPausedError as exc:
             paused = HubSpotDailyLimitError if exc.daily else HubSpotRateLimitError
             raise paused(str(exc), category="PAUSED", retry_after=exc.seconds) from None
@@ -368,6 +368,10 @@ class HubSpotClient:
             raise HubSpotTransportError(
                 f"{method} {path}: connection failed ({type(exc).__name__}: {exc})"
             ) from exc
+        finally:
+            # Count the request from its answer: HubSpot counted it on arrival, which may have
+            # been well after the grant on a busy machine.
+            await limiter.settle(grant)
         elapsed = time.monotonic() - started
         logger.debug("HubSpot %s %s -> %d in %.3f s", method, path, response.status_code, elapsed)
         if not search:

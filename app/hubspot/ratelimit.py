@@ -9,8 +9,11 @@ embedded default, one process) `LocalRateLimiter` does the same in memory.
 
 Both also:
 
-- count the window a little longer than HubSpot does (`margin_seconds`), because HubSpot
-  counts arrivals, not grants, and the time between the two varies;
+- count each request from when its answer came back (`settle()`), not only from when it was
+  granted: HubSpot counts arrivals, and on a busy machine a request can reach HubSpot well
+  after its grant; a grant settled at the answer is never counted earlier than its arrival,
+  so a slow request cannot let a window overflow. The window is also counted a little longer
+  than HubSpot's (`margin_seconds`) for clock differences;
 - honour a pause (`pause()`), recorded after a 429 so that every process stops, not only the
   one that was refused (PostgreSQL: `hubspot_rate_limit_pauses`). A short pause is waited
   out; one longer than `max_pause_wait` (the daily limit: until midnight) raises
@@ -28,7 +31,6 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -86,14 +88,26 @@ class RateLimitHeaders:
         )
 
 
+@dataclass
+class Grant:
+    """One request's place in the window (`at`: local monotonic time; `row_id`: its row in
+    PostgreSQL)."""
+
+    at: float = 0.0
+    row_id: int | None = None
+
+
 class RateLimiter(Protocol):
     """What the HubSpot client needs from a limiter."""
 
     bucket: str
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Grant:
         """Wait until one more request may start, and count it; raise
         `RateLimitPausedError` rather than wait out a long pause."""
+
+    async def settle(self, grant: Grant) -> None:
+        """The request was answered (or failed): count it from now on."""
 
     async def observe(self, headers: RateLimitHeaders) -> None:
         """Take note of HubSpot's own view of the budget after a response."""
@@ -158,7 +172,7 @@ class LocalRateLimiter(_Pacing):
         margin = default_margin(limit.window_seconds) if margin_seconds is None else margin_seconds
         self.window = limit.window_seconds + margin
         self.max_pause_wait = max_pause_wait
-        self._grants: deque[float] = deque()
+        self._grants: list[Grant] = []
         self._paused_until = 0.0
         self._pause_reason = ""
         self._lock = asyncio.Lock()
@@ -166,24 +180,28 @@ class LocalRateLimiter(_Pacing):
     def __repr__(self) -> str:
         return f"LocalRateLimiter({self.limit}, bucket={self.bucket!r})"
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Grant:
         async with self._lock:
             await self.wait_for_spacing()
             while True:
                 now = time.monotonic()
-                while self._grants and self._grants[0] <= now - self.window:
-                    self._grants.popleft()
+                self._grants = [g for g in self._grants if g.at > now - self.window]
                 if now < self._paused_until:
                     wait = self._paused_until - now
                     if wait > self.max_pause_wait:
                         raise RateLimitPausedError(wait, self._pause_reason)
                     await asyncio.sleep(wait)
                 elif len(self._grants) >= self.limit.requests:
-                    await asyncio.sleep(self._grants[0] + self.window - now)
+                    oldest = min(g.at for g in self._grants)
+                    await asyncio.sleep(oldest + self.window - now)
                 else:
-                    self._grants.append(now)
+                    grant = Grant(at=now)
+                    self._grants.append(grant)
                     self.window_count = len(self._grants)
-                    return
+                    return grant
+
+    async def settle(self, grant: Grant) -> None:
+        grant.at = max(grant.at, time.monotonic())
 
     async def pause(self, seconds: float, reason: str) -> None:
         logger.warning("HubSpot %s requests paused for %.1f s: %s", self.bucket, seconds, reason)
@@ -219,17 +237,22 @@ class PostgresRateLimiter(_Pacing):
     def __repr__(self) -> str:
         return f"PostgresRateLimiter({self.limit}, bucket={self.bucket!r})"
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Grant:
         async with self._lock:
             await self.wait_for_spacing()
             while True:
-                wait = await self._try_grant()
-                if wait is None:
-                    return
-                await asyncio.sleep(wait)
+                outcome = await self._try_grant()
+                if isinstance(outcome, Grant):
+                    return outcome
+                await asyncio.sleep(outcome)
 
-    async def _try_grant(self) -> float | None:
-        """Record a grant and return None, or return how long to wait before asking again."""
+    async def settle(self, grant: Grant) -> None:
+        if grant.row_id is not None:
+            async with self._engine.begin() as conn:
+                await conn.execute(_SETTLE, {"id": grant.row_id})
+
+    async def _try_grant(self) -> Grant | float:
+        """Record a grant and return it, or return how long to wait before asking again."""
         params = {"bucket": self.bucket, "window": self.window}
         async with self._engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._lock_key})
@@ -245,14 +268,14 @@ class PostgresRateLimiter(_Pacing):
                 return wait
             if used >= self.limit.requests and oldest is not None:
                 return max(0.001, (oldest - now).total_seconds() + self.window)
-            await conn.execute(_GRANT, {"bucket": self.bucket, "now": now})
+            row_id = (await conn.execute(_GRANT, {"bucket": self.bucket, "now": now})).scalar_one()
             self._grants_made += 1
             if self._grants_made % _PRUNE_EVERY == 0:
                 await conn.execute(
                     _PRUNE, {"bucket": self.bucket, "now": now, "horizon": 2 * self.window}
                 )
         self.window_count = used + 1
-        return None
+        return Grant(row_id=row_id)
 
     async def pause(self, seconds: float, reason: str) -> None:
         logger.warning("HubSpot %s requests paused for %.1f s: %s", self.bucket, seconds, reason)
@@ -276,7 +299,13 @@ _STATE = text(
     FROM t
     """
 )
-_GRANT = text("INSERT INTO hubspot_rate_limit_grants (bucket, granted_at) VALUES (:bucket, :now)")
+_GRANT = text(
+    "INSERT INTO hubspot_rate_limit_grants (bucket, granted_at) VALUES (:bucket, :now) RETURNING id"
+)
+_SETTLE = text(
+    "UPDATE hubspot_rate_limit_grants SET granted_at = greatest(granted_at, clock_timestamp()) "
+    "WHERE id = :id"
+)
 _PRUNE = text(
     "DELETE FROM hubspot_rate_limit_grants "
     "WHERE bucket = :bucket "

@@ -21,7 +21,7 @@ from collections import Counter
 
 from app.hubspot.client import HubSpotClient
 from app.hubspot.errors import HubSpotError, HubSpotRateLimitError
-from app.hubspot.ratelimit import PostgresRateLimiter, RateLimitHeaders
+from app.hubspot.ratelimit import Grant, PostgresRateLimiter, RateLimitHeaders
 from app.settings import Settings
 from app.store.db import create_engine
 
@@ -38,10 +38,14 @@ class DeadlineLimiter:
         self.bucket = limiter.bucket
         self.deadline = deadline
 
-    async def acquire(self) -> None:
-        await self.inner.acquire()
+    async def acquire(self) -> Grant:
+        grant = await self.inner.acquire()
         if time.time() >= self.deadline:
             raise TimeUpError
+        return grant
+
+    async def settle(self, grant: Grant) -> None:
+        await self.inner.settle(grant)
 
     async def observe(self, headers: RateLimitHeaders) -> None:
         await self.inner.observe(headers)

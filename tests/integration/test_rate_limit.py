@@ -161,3 +161,24 @@ async def test_low_remaining_spent_by_someone_else_spreads_what_is_left() -> Non
     started = time.monotonic()
     await limiter.acquire()
     assert time.monotonic() - started < 0.1
+
+
+async def test_a_slow_request_counts_from_its_answer(db: Database) -> None:
+    """HubSpot counts a request when it arrives; one that arrives late (a busy event loop, a
+    slow network) must still be inside our window when HubSpot's window ends."""
+    limiter = create_rate_limiter(db.engine, RateLimit(2, 0.5), margin_seconds=0.0)
+    slow = await limiter.acquire()
+    fast = await limiter.acquire()
+    await limiter.settle(fast)
+    await asyncio.sleep(0.4)  # the slow request is still in flight...
+    await limiter.settle(slow)  # ...and answered now, 0.4 s after its grant
+    started = time.monotonic()
+    third = await limiter.acquire()
+    waited = time.monotonic() - started
+    await limiter.settle(third)
+    # `fast` leaves the window 0.5 s after its grant (~0.1 s from here), which frees one place;
+    # had `slow` been counted from its grant, the third would have gone at once as well.
+    assert 0.05 <= waited <= 0.4, waited
+    fourth_started = time.monotonic()
+    await limiter.acquire()
+    assert time.monotonic() - fourth_started >= 0.3, "the slow request held its place"

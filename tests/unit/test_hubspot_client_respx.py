@@ -26,7 +26,7 @@ from app.hubspot.errors import (
     HubSpotValidationError,
 )
 from app.hubspot.models import UpdateInput, UpsertInput
-from app.hubspot.ratelimit import DAILY_PAUSE_REASON, LocalRateLimiter, RateLimitHeaders
+from app.hubspot.ratelimit import DAILY_PAUSE_REASON, Grant, LocalRateLimiter, RateLimitHeaders
 from app.settings import RateLimit, Secret
 
 BASE = "https://api.hubapi.test"
@@ -40,11 +40,16 @@ class RecordingLimiter:
     def __init__(self, bucket: str = "hubspot") -> None:
         self.bucket = bucket
         self.acquired = 0
+        self.settled = 0
         self.observed: list[RateLimitHeaders] = []
         self.pauses: list[tuple[float, str]] = []
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Grant:
         self.acquired += 1
+        return Grant()
+
+    async def settle(self, grant: Grant) -> None:
+        self.settled += 1
 
     async def observe(self, headers: RateLimitHeaders) -> None:
         self.observed.append(headers)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, case, func, select, text, update
+from sqlalchemy import ColumnElement, case, func, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -61,8 +61,6 @@ async def upsert_pending(
                 for key in keys
             ],
         )
-        # PostgreSQL folds identical notifications of one transaction into one.
-        await connection.execute(_notify(), {"channel": NOTIFY_CHANNEL, "payload": entity_type})
         return BulkEnqueued(len(created), len(keys) - len(created), job_ids)
     now = sql_now(connection.dialect)
     rows = [
@@ -105,13 +103,16 @@ def _postgres_upsert() -> Any:
             "updated_at": new.updated_at,
         },
     )
-    # xmax is 0 on a freshly inserted row version and set on one the upsert updated.
-    return upsert.returning(QUEUE.c.id, QUEUE.c.entity_key, text("(xmax = 0) AS inserted"))
-
-
-@functools.cache
-def _notify() -> Any:
-    return select(func.pg_notify(bindparam("channel"), bindparam("payload")))
+    # xmax is 0 on a freshly inserted row version and set on one the upsert updated. The
+    # NOTIFY rides along in RETURNING rather than costing a round trip of its own: it takes
+    # effect at commit like any NOTIFY, and PostgreSQL folds a transaction's identical
+    # notifications into one.
+    return upsert.returning(
+        QUEUE.c.id,
+        QUEUE.c.entity_key,
+        text("(xmax = 0) AS inserted"),
+        func.pg_notify(NOTIFY_CHANNEL, QUEUE.c.entity_type).label("notified"),
+    )
 
 
 async def _upsert_postgres(

@@ -6,7 +6,9 @@ writer task takes every delivery waiting at the moment it is free (up to `max_de
 and `max_events`; optionally after a short `max_wait_seconds` to let a group fill), stores and
 queues them all with `accept_deliveries` in ONE transaction, and only then resolves each
 delivery's future. So at low load a delivery is written at once, alone; under load the groups
-grow by themselves while the previous commit runs.
+grow by themselves while the previous commit runs. (`writers` > 1 runs that many such tasks,
+overlapping one group's commit with the next group's statements; measured on 2 cores it cost
+more CPU in smaller groups than it gained, so the default is one: bench/README.md.)
 
 The guarantees of one delivery per transaction still hold for every member:
 
@@ -45,6 +47,7 @@ log = logging.getLogger("hubsync.webhooks")
 MAX_DELIVERIES = 64
 MAX_EVENTS = 2000  # a group of 100-event deliveries stays a few round trips of rows
 TRANSACTION_TIMEOUT_SECONDS = 4.0
+WRITERS = 1
 
 
 class IntakeUnavailableError(Exception):
@@ -80,6 +83,7 @@ class IntakeWriter:
         max_events: int = MAX_EVENTS,
         max_wait_seconds: float = 0.0,
         timeout_seconds: float = TRANSACTION_TIMEOUT_SECONDS,
+        writers: int = WRITERS,
     ) -> None:
         self.engine = engine
         self.queue = queue
@@ -88,30 +92,36 @@ class IntakeWriter:
         self.max_events = max_events
         self.max_wait_seconds = max_wait_seconds
         self.timeout_seconds = timeout_seconds
+        self.writers = writers
         self.stats = IntakeStats()
         # Bounded: past this many waiting deliveries, callers wait to enter (and time out
         # into a 503) rather than the process queueing without limit.
         self._inbox: asyncio.Queue[_Delivery | None] = asyncio.Queue(maxsize=16 * max_deliveries)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return any(not task.done() for task in self._tasks)
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="hubsync-intake-writer")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._run(), name=f"hubsync-intake-writer-{n}")
+                for n in range(self.writers)
+            ]
 
     async def stop(self) -> None:
-        """Refuse new deliveries, write every one already waiting, then end the task."""
+        """Refuse new deliveries, write every one already waiting, then end the tasks."""
         if self._closing:
             return
         self._closing = True
-        if self._task is None:
+        if not self._tasks:
             return
-        await self._inbox.put(None)  # after everything already waiting
-        await self._task
+        for _ in self._tasks:
+            await self._inbox.put(None)  # after everything already waiting: one per writer
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._fail_waiting()  # none by now, unless a writer died; nobody may wait forever
         log.info(
             "webhook intake stopped: %d deliveries written in %d transactions (largest %d)",
             self.stats.deliveries,
@@ -132,33 +142,28 @@ class IntakeWriter:
         await self._inbox.put(delivery)
         return await delivery.future
 
+    def _fail_waiting(self) -> None:
+        while not self._inbox.empty():
+            waiting = self._inbox.get_nowait()
+            if waiting is not None:
+                _fail(waiting, IntakeUnavailableError("the webhook intake stopped"))
+
     async def _run(self) -> None:
         try:
-            await self._write_until_stopped()
-        finally:
-            # Only reached early if the task is cancelled or fails: nobody may wait forever.
-            while not self._inbox.empty():
-                waiting = self._inbox.get_nowait()
-                if waiting is not None:
-                    _fail(waiting, IntakeUnavailableError("the webhook intake stopped"))
-
-    async def _write_until_stopped(self) -> None:
-        while True:
-            first = await self._inbox.get()
-            if first is None:
-                return
-            if self.max_wait_seconds > 0:
-                await asyncio.sleep(self.max_wait_seconds)
-            group, stopping = self._collect(first)
-            await self._write(group)
-            if stopping:
-                # Every delivery put before the stop marker is written; none can come after.
-                while not self._inbox.empty():
-                    rest = self._inbox.get_nowait()
-                    if rest is not None:
-                        group, _ = self._collect(rest)
-                        await self._write(group)
-                return
+            while True:
+                first = await self._inbox.get()
+                if first is None:
+                    return
+                if self.max_wait_seconds > 0:
+                    await asyncio.sleep(self.max_wait_seconds)
+                group, stopping = self._collect(first)
+                await self._write(group)
+                if stopping:
+                    return
+        except BaseException:
+            # Cancelled or broken: whoever waits must hear of it rather than time out.
+            self._fail_waiting()
+            raise
 
     def _collect(self, first: _Delivery) -> tuple[list[_Delivery], bool]:
         group = [first]

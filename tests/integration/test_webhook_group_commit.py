@@ -108,9 +108,14 @@ async def test_a_failing_commit_answers_503_to_every_delivery(db: Database) -> N
     assert await stored(db) == []
 
 
-async def test_stop_writes_every_waiting_delivery_then_refuses(db: Database) -> None:
+@pytest.mark.parametrize("writers", [1, 2])
+async def test_stop_writes_every_waiting_delivery_then_refuses(db: Database, writers: int) -> None:
     writer = IntakeWriter(
-        db.engine, QueueRepository(db.engine), app_id=APP_ID, max_wait_seconds=GROUP_WINDOW
+        db.engine,
+        QueueRepository(db.engine),
+        app_id=APP_ID,
+        max_wait_seconds=GROUP_WINDOW,
+        writers=writers,
     )
     await writer.start()
     waiting = [asyncio.create_task(writer.submit(delivery(change(500 + n)))) for n in range(5)]

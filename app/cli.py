@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -109,8 +110,21 @@ def serve(settings: Settings, *, host: str, port: int, migrate: bool | None) -> 
     )
     if migrate or (migrate is None and is_embedded_default(settings)):
         asyncio.run(migrate_database(settings))
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True)
+    app = create_app(settings)
+    tune_garbage_collector()
+    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True)
     return 0
+
+
+def tune_garbage_collector() -> None:
+    """For a serving process, called once everything is imported. Each request leaves many
+    short-lived objects; with the defaults, the collector's full passes over every module,
+    class and function loaded at start-up showed as the webhook intake's p99 (82 ms against
+    29 ms with them out of the way, bench/README.md). `freeze` moves what exists now out of
+    the collector's sight for good; a larger first threshold makes young passes rarer."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 if __name__ == "__main__":  # pragma: no cover

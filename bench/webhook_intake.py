@@ -42,6 +42,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
+from app.cli import tune_garbage_collector
 from app.logs import configure_logging
 from app.main import create_app
 from app.settings import Settings
@@ -168,7 +169,9 @@ def app_from_env() -> Starlette:
     """The app `hubsync serve` runs, for `uvicorn --factory … --workers N`."""
     settings = Settings.from_env()
     configure_logging(settings)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_garbage_collector()  # as `hubsync serve` does
+    return app
 
 
 def server_processes(pid: int) -> list[int]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -69,7 +70,8 @@ class IntakeStats:
     largest_group: int = 0
     failed_groups: int = 0
     split_groups: int = 0
-    sizes: list[int] = field(default_factory=list)
+    # the sizes of the latest groups, oldest first (bounded: the service runs for months)
+    recent_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
 
 
 class IntakeWriter:
@@ -186,7 +188,7 @@ class IntakeWriter:
         self.stats.groups += 1
         self.stats.deliveries += len(live)
         self.stats.largest_group = max(self.stats.largest_group, len(live))
-        self.stats.sizes.append(len(live))
+        self.stats.recent_sizes.append(len(live))
         try:
             summaries = await self._transaction(live, retry_broken_connection=True)
         except asyncio.CancelledError:

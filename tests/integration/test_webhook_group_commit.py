@@ -68,7 +68,7 @@ async def test_deliveries_arriving_together_share_one_transaction(db: Database) 
     async with writer_on(db) as writer:
         results = await submit_together(writer, [delivery(change(500 + n)) for n in range(10)])
     assert all(isinstance(r, DeliverySummary) and r.stored == 1 for r in results)
-    assert writer.stats.sizes == [10]
+    assert list(writer.stats.recent_sizes) == [10]
     assert len(await stored(db)) == 10
     assert len(await jobs(db)) == 10
 
@@ -78,7 +78,7 @@ async def test_a_duplicate_of_another_member_is_stored_once(db: Database) -> Non
     retried = delivery(change(501, eventId=555, attemptNumber=2))  # same change, new attempt
     async with writer_on(db) as writer:
         results = await submit_together(writer, [first, retried])
-    assert writer.stats.sizes == [2]
+    assert list(writer.stats.recent_sizes) == [2]
     one, two = results
     assert isinstance(one, DeliverySummary)
     assert isinstance(two, DeliverySummary)
@@ -93,7 +93,7 @@ async def test_a_failing_commit_fails_every_member_and_stores_nothing(db: Databa
     async with writer_on(db) as writer:
         results = await submit_together(writer, [delivery(change(500 + n)) for n in range(3)])
     assert [type(r) for r in results] == [IntakeUnavailableError] * 3
-    assert writer.stats.sizes[0] == 3
+    assert writer.stats.recent_sizes[0] == 3
     assert await stored(db) == []
     assert await jobs(db) == []
 
@@ -168,7 +168,7 @@ async def test_a_commit_refused_by_postgresql_is_503_for_the_whole_group(
             responses = await asyncio.gather(
                 *(deliver(client, [change(500 + n, at=T0 + n)]) for n in range(8))
             )
-            groups = context.extras["intake"].stats.sizes
+            groups = context.extras["intake"].stats.recent_sizes
         assert [r.status_code for r in responses] == [503] * 8
         assert max(groups) > 1  # they did share a transaction
         assert await stored(db) == []
@@ -199,7 +199,7 @@ async def test_one_bad_delivery_fails_alone(postgres_url: str) -> None:
         assert isinstance(bad, IntakeUnavailableError)
         assert isinstance(also_good, DeliverySummary)
         assert also_good.stored == 1
-        assert writer.stats.sizes[0] == 3  # tried together first, then one by one
+        assert writer.stats.recent_sizes[0] == 3  # tried together first, then one by one
         assert sorted(e.object_id for e in await stored(db)) == ["501", "502"]
     finally:
         await db.engine.dispose()

@@ -148,7 +148,8 @@ def start_server(
         command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(port), "--no-migrate"]
     else:
-        command = [sys.executable, "-m", "uvicorn", "--factory", f"{__name__}:app_from_env"]
+        factory = "bench.webhook_intake:app_from_env"
+        command = [sys.executable, "-m", "uvicorn", "--factory", factory]
         command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
         command += ["--proxy-headers", "--log-level", "warning"]
     env = {

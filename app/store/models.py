@@ -37,7 +37,8 @@ NAMING_CONVENTION = {
 
 # BIGINT keys on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
-Json = JSON().with_variant(JSONB(), "postgresql")
+# Python None is SQL NULL (not JSON 'null'), so COALESCE and IS NULL mean what they say.
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 Timestamp = DateTime(timezone=True)
 NOW = text("CURRENT_TIMESTAMP")
 

@@ -48,6 +48,16 @@ async def test_different_directions_coalesce_into_both(db: Database) -> None:
     assert (await job(queue, first.job_id)).direction == "both"
 
 
+async def test_a_request_without_payload_keeps_the_waiting_jobs_payload(db: Database) -> None:
+    queue = make_queue(db.engine)
+    async with db.engine.begin() as connection:
+        first = await queue.enqueue(
+            connection, CUSTOMER, "c", source="api", direction="to_hubspot", payload={"why": "x"}
+        )
+        await queue.enqueue(connection, CUSTOMER, "c", source="api", direction="to_hubspot")
+    assert (await job(queue, first.job_id)).payload == {"why": "x"}
+
+
 async def test_a_job_exists_only_if_its_transaction_commits(db: Database) -> None:
     queue = make_queue(db.engine)
     async with db.engine.connect() as connection:

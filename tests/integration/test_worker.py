@@ -207,3 +207,59 @@ async def test_without_a_sync_engine_jobs_fail_visibly(db: Database) -> None:
     await queue.requeue_failed()
     await worker.process_now()
     assert (await job(queue, job_id)).state == "done"
+
+
+class LaneRecorder(Recorder):
+    """Also notes how many batches ran at the same time, at most."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(delay)
+        self.running = 0
+        self.most_at_once = 0
+        self.sizes: list[int] = []
+
+    async def __call__(self, jobs: Sequence[ClaimedJob]) -> list[JobOutcome]:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        self.sizes.append(len(jobs))
+        try:
+            return await super().__call__(jobs)
+        finally:
+            self.running -= 1
+
+
+async def test_a_trickle_is_batched_by_one_lane_and_a_backlog_uses_every_lane(
+    db: Database,
+) -> None:
+    queue = make_queue(db.engine)
+    trickle = LaneRecorder(delay=0.2)  # a HubSpot call held back by the rate limit
+    worker = Worker(queue, trickle, worker_id="w", batch_size=10, concurrency=3, poll_interval=0.05)
+    await worker.start()
+    try:
+        ids = []
+        for n in range(12):  # one job every 50 ms: four arrive per batch the lane works
+            ids.append((await enqueue(queue, f"trickle-{n}"))[0])
+            worker.wake()
+            await asyncio.sleep(0.05)
+        for job_id in ids:
+            await wait_for_state(queue, job_id, "done", within=5)
+    finally:
+        await worker.stop()
+    assert trickle.most_at_once == 1, "helper lanes took part in a trickle"
+    assert max(trickle.sizes) > 1, "jobs that waited were not batched"
+
+    backlog = LaneRecorder(delay=0.2)
+    for n in range(60):
+        await enqueue(queue, f"backlog-{n}")
+    worker = Worker(
+        queue, backlog, worker_id="w2", batch_size=10, concurrency=3, poll_interval=0.05
+    )
+    await worker.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(backlog.seen) < 60 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+    assert len(backlog.seen) == 60
+    assert backlog.most_at_once == 3, "a backlog should bring in every lane"

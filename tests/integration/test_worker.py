@@ -12,8 +12,8 @@ from app.sync.runtime import NO_ENGINE, context_handler
 from app.sync.scheduling import QueueTick
 from app.sync.worker import Worker
 from tests.conftest import Database
-from tests.support import eventually
 from tests.integration.queue_support import enqueue, job, make_queue, set_times, wait_for_state
+from tests.support import eventually
 
 
 class Recorder:
@@ -256,6 +256,7 @@ async def test_a_trickle_is_batched_by_one_lane_and_a_backlog_uses_every_lane(
         queue, backlog, worker_id="w2", batch_size=10, concurrency=3, poll_interval=0.05
     )
     await worker.start()
+
     async def all_seen() -> bool:
         return len(backlog.seen) == 60
 

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
 import pytest
 
 from app.sandbox.config import SandboxConfig
 from app.sandbox.testing import RunningSandbox, running_sandbox
 from app.settings import RateLimit
+from tests.hubspot_shapes import assert_shape
 
-OPENAPI_DIR = Path(__file__).parents[2].parent / "shared" / "reference" / "hubspot-openapi"
 V3 = "/crm/v3/objects/companies"
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -32,21 +28,6 @@ WARP_PROPERTIES: list[dict[str, Any]] = [
      "options": [{"label": s.title(), "value": s, "hidden": False}
                  for s in ("ACTIVE", "SUSPENDED", "CLOSED")]},
 ]  # fmt: skip
-
-
-@functools.cache
-def _spec(name: str) -> dict[str, Any]:
-    path = OPENAPI_DIR / name
-    if not path.is_file():
-        pytest.skip(f"HubSpot OpenAPI reference not found at {path}")
-    spec: dict[str, Any] = json.loads(path.read_text())
-    return spec
-
-
-def assert_shape(instance: Any, component: str, spec: str = "crm-companies-v3.json") -> None:
-    """Validate against a component schema of HubSpot's OpenAPI document."""
-    schema = {"$ref": f"#/components/schemas/{component}", "components": _spec(spec)["components"]}
-    jsonschema.Draft7Validator(schema).validate(instance)
 
 
 def assert_strings(obj: dict[str, Any]) -> None:

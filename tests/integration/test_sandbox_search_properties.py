@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
 from app.sandbox.config import SandboxConfig
 from app.sandbox.testing import RunningSandbox, running_sandbox
 from app.settings import RateLimit
+from tests.hubspot_shapes import assert_shape
 
-OPENAPI_DIR = Path(__file__).parents[2].parent / "shared" / "reference" / "hubspot-openapi"
 SEARCH = "/crm/v3/objects/companies/search"
 PROPS = "/crm/v3/properties/companies"
-
-
-@functools.cache
-def _spec(name: str) -> dict[str, Any]:
-    path = OPENAPI_DIR / name
-    if not path.is_file():
-        pytest.skip(f"HubSpot OpenAPI reference not found at {path}")
-    spec: dict[str, Any] = json.loads(path.read_text())
-    return spec
-
-
-def assert_shape(instance: Any, component: str, spec: str = "crm-companies-v3.json") -> None:
-    schema = {"$ref": f"#/components/schemas/{component}", "components": _spec(spec)["components"]}
-    jsonschema.Draft7Validator(schema).validate(instance)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.settings import Secret, Settings
 from app.warp.connector import WarpConnector
@@ -15,7 +15,6 @@ from app.warp.connector import WarpConnector
 class AppContext:
     settings: Settings
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
     warp_engine: AsyncEngine
     warp: WarpConnector
     # Signs HubSpot webhooks: HUBSPOT_CLIENT_SECRET, or one generated for the sandbox.

@@ -22,7 +22,7 @@ from app.context import AppContext
 from app.hubspot.connection import SANDBOX_APP_ID, build_sandbox_app, open_hubspot
 from app.settings import Secret, Settings
 from app.store import sync_state
-from app.store.db import create_engine, create_sessionmaker
+from app.store.db import create_engine
 from app.store.webhook_events import finish_events_for_jobs
 from app.sync.engine import SyncEngine
 from app.sync.intake_writer import IntakeWriter
@@ -94,7 +94,6 @@ def create_app(settings: Settings) -> Starlette:
         context = AppContext(
             settings=settings,
             engine=engine,
-            sessions=create_sessionmaker(engine),
             warp_engine=warp_engine,
             warp=SqlWarpConnector(warp_engine, settings.effective_customers_table),
             webhook_secret=webhook_secret,

@@ -119,9 +119,14 @@ class RateLimiter(Protocol):
 class _Pacing:
     """Spacing between requests while HubSpot reports less room than our own log explains."""
 
-    def __init__(self, limit: RateLimit, bucket: str) -> None:
+    def __init__(
+        self, limit: RateLimit, bucket: str, margin_seconds: float | None, max_pause_wait: float
+    ) -> None:
         self.limit = limit
         self.bucket = bucket
+        margin = default_margin(limit.window_seconds) if margin_seconds is None else margin_seconds
+        self.window = limit.window_seconds + margin  # what counts as "in the window"
+        self.max_pause_wait = max_pause_wait
         self.window_count = 0  # requests in our window as of our latest grant
         self._spacing = 0.0
         self._spacing_until = 0.0
@@ -168,10 +173,7 @@ class LocalRateLimiter(_Pacing):
         margin_seconds: float | None = None,
         max_pause_wait: float = MAX_PAUSE_WAIT,
     ) -> None:
-        super().__init__(limit, bucket)
-        margin = default_margin(limit.window_seconds) if margin_seconds is None else margin_seconds
-        self.window = limit.window_seconds + margin
-        self.max_pause_wait = max_pause_wait
+        super().__init__(limit, bucket, margin_seconds, max_pause_wait)
         self._grants: list[Grant] = []
         self._paused_until = 0.0
         self._pause_reason = ""
@@ -222,10 +224,7 @@ class PostgresRateLimiter(_Pacing):
         margin_seconds: float | None = None,
         max_pause_wait: float = MAX_PAUSE_WAIT,
     ) -> None:
-        super().__init__(limit, bucket)
-        margin = default_margin(limit.window_seconds) if margin_seconds is None else margin_seconds
-        self.window = limit.window_seconds + margin
-        self.max_pause_wait = max_pause_wait
+        super().__init__(limit, bucket, margin_seconds, max_pause_wait)
         self._engine = engine
         # A stable 64-bit key per bucket, the same in every process.
         digest = hashlib.sha256(f"hubsync.ratelimit:{bucket}".encode()).digest()

@@ -10,25 +10,15 @@ from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import SyncConfigChange, SyncConfigRule
-from app.sync.rules import FieldRule, rule_from_dict, rule_to_dict, validate_rules
+from app.sync.rules import RULE_FIELDS, FieldRule, rule_from_dict, rule_to_dict, validate_rules
 
 config_table: Table = SyncConfigRule.__table__  # type: ignore[assignment]
 changes_table: Table = SyncConfigChange.__table__  # type: ignore[assignment]
-RULE_COLUMNS = (
-    "warp_field",
-    "hubspot_property",
-    "value_type",
-    "direction",
-    "authority",
-    "transform",
-    "value_map",
-    "enabled",
-)
 
 
 async def load_rules(connection: AsyncConnection) -> tuple[FieldRule, ...]:
     rows = await connection.execute(
-        select(*(config_table.c[c] for c in RULE_COLUMNS)).order_by(
+        select(*(config_table.c[c] for c in RULE_FIELDS)).order_by(
             config_table.c.position, config_table.c.id
         )
     )
@@ -48,12 +38,12 @@ async def replace_rules(
         config_table.insert(),
         [
             {
-                **{c: rule_to_dict(rule)[c] for c in RULE_COLUMNS},
+                **stored,
                 "position": position,
                 "updated_at": stamp,
                 "updated_by": changed_by,
             }
-            for position, rule in enumerate(rules)
+            for position, stored in enumerate(after)
         ],
     )
     await connection.execute(

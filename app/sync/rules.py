@@ -103,17 +103,16 @@ _PATH_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HUBSPOT_PROPERTY = re.compile(r"[a-z][a-z0-9_]{0,99}")
 _MAX_PATH_DEPTH = 4
 
-_RULE_KEYS: Final = frozenset(
-    {
-        "warp_field",
-        "hubspot_property",
-        "value_type",
-        "direction",
-        "authority",
-        "transform",
-        "value_map",
-        "enabled",
-    }
+# A rule's fields, in the order of the `hubspot_sync_config` columns that hold them.
+RULE_FIELDS: Final = (
+    "warp_field",
+    "hubspot_property",
+    "value_type",
+    "direction",
+    "authority",
+    "transform",
+    "value_map",
+    "enabled",
 )
 # Keys the config table carries beside the rule itself; accepted and ignored on input.
 _IGNORED_KEYS: Final = frozenset({"position", "id", "updated_at", "updated_by"})
@@ -134,7 +133,7 @@ def rule_from_dict(data: Mapping[str, Any]) -> FieldRule:
     """Parse one rule as the JSON API and the config table spell it, then validate it."""
     field = data.get("warp_field")
     label = field if isinstance(field, str) and field else "<rule>"
-    unknown = set(data) - _RULE_KEYS - _IGNORED_KEYS
+    unknown = set(data) - set(RULE_FIELDS) - _IGNORED_KEYS
     if unknown:
         raise InvalidRuleError(label, f"unknown key(s): {', '.join(sorted(unknown))}")
     for key in ("warp_field", "hubspot_property", "value_type", "direction", "authority"):

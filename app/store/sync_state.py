@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import CompanyAlias, Conflict, EntityLink, FieldState, SyncLog
@@ -103,6 +103,50 @@ async def save_link(
         await connection.execute(links.insert().values(**values, created_at=stamp))
     else:
         await connection.execute(update(links).where(links.c.id == existing.id).values(**values))
+
+
+async def save_active_links(
+    connection: AsyncConnection, pairs: Sequence[tuple[str, str, str | None]]
+) -> None:
+    """`save_link` for many (customer id, company id, ban) pairs in two statements: a row
+    that held one of these companies for no or another customer is dropped (a company that
+    waited for its customer joins the customer's link), then one upsert on the customer."""
+    if not pairs:
+        return
+    stamp = now()
+    await connection.execute(
+        links.delete().where(
+            links.c.hubspot_company_id.in_([company for _, company, _ in pairs]),
+            links.c.warp_customer_id.is_(None)
+            | ~tuple_(links.c.warp_customer_id, links.c.hubspot_company_id).in_(
+                [(customer, company) for customer, company, _ in pairs]
+            ),
+        )
+    )
+    statement = insert_for(connection, links)
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["warp_customer_id"],
+            set_={
+                "hubspot_company_id": statement.excluded.hubspot_company_id,
+                "warp_ban": statement.excluded.warp_ban,
+                "state": statement.excluded.state,
+                "updated_at": statement.excluded.updated_at,
+                "deleted_at": None,
+            },
+        ),
+        [
+            {
+                "warp_customer_id": customer,
+                "hubspot_company_id": company,
+                "warp_ban": ban,
+                "state": "active",
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+            for customer, company, ban in pairs
+        ],
+    )
 
 
 async def mark_synced(connection: AsyncConnection, customer_ids: Iterable[str]) -> None:

@@ -248,14 +248,14 @@ class SyncEngine:
         a handful of statements."""
         synced_at = datetime.now(UTC)
         async with self.engine.begin() as connection:
-            for pair in pairs:
-                if _link_changed(pair):
-                    await sync_state.save_link(
-                        connection,
-                        customer_id=pair.customer_id,
-                        company_id=pair.company_id,
-                        ban=pair.ban,
-                    )
+            await sync_state.save_active_links(
+                connection,
+                [
+                    (pair.customer_id, pair.company_id, pair.ban)
+                    for pair in pairs
+                    if pair.company_id is not None and _link_changed(pair)
+                ],
+            )
             await sync_state.save_field_states(
                 connection, [row for pair in pairs for row in pair.field_state_rows(synced_at)]
             )

@@ -216,7 +216,10 @@ class WebhookEvent(Base):
 
 class ReconciliationRun(Base):
     """One reconciliation: when, mode, counts and report. `fire_key` makes each scheduled
-    fire time run exactly once across replicas."""
+    fire time run exactly once across replicas; the partial unique index on `status` makes
+    at most one run *running* at a time. `phase` with `hubspot_after` (HubSpot's paging
+    cursor) and `warp_after` (WARP's keyset position) is the checkpoint a takeover resumes
+    from; `lease_until` says when a silent owner counts as dead."""
 
     __tablename__ = "hubspot_reconciliation_runs"
 
@@ -224,14 +227,80 @@ class ReconciliationRun(Base):
     fire_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     mode: Mapped[str] = mapped_column(String(16))  # 'dry_run' or 'fix'
     trigger: Mapped[str] = mapped_column(String(16))  # 'schedule', 'api', 'cli', 'operator'
+    requested_by: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), server_default="running")
     claimed_by: Mapped[str | None] = mapped_column(String(128))
     lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # 'hubspot' (listing companies) -> 'warp' (customers HubSpot lacks) -> 'done'
+    phase: Mapped[str] = mapped_column(String(16), server_default="hubspot")
+    hubspot_after: Mapped[str | None] = mapped_column(String(256))
+    warp_after: Mapped[str | None] = mapped_column(String(64))
+    hubspot_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    jobs_created: Mapped[int] = mapped_column(Integer, server_default="0")
+    resumed: Mapped[int] = mapped_column(Integer, server_default="0")  # takeovers so far
     counts: Mapped[dict[str, int] | None] = mapped_column(Json)
     report: Mapped[dict[str, Any] | None] = mapped_column(Json)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    __table_args__ = (
+        Index(
+            "uq_hubspot_reconciliation_runs_running",
+            "status",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+        Index("ix_hubspot_reconciliation_runs_started_at", "started_at"),
+    )
+
+
+class ReconciliationItem(Base):
+    """One finding of a run: a pair (or a lone side) in one category, with the per-field
+    values and decisions for drift, and the queue job `fix` made for it."""
+
+    __tablename__ = "hubspot_reconciliation_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(BigId)
+    category: Mapped[str] = mapped_column(String(24))
+    warp_customer_id: Mapped[str | None] = mapped_column(String(64))
+    hubspot_company_id: Mapped[str | None] = mapped_column(String(64))
+    warp_ban: Mapped[str | None] = mapped_column(String(64))
+    fields: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
+    action: Mapped[str | None] = mapped_column(String(32))  # what fix does (or would do)
+    detail: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(BigId)
+
+    __table_args__ = (Index("ix_hubspot_reconciliation_items_run", "run_id", "category", "id"),)
+
+
+class ReconciliationPair(Base):
+    """Which customer a run has already met in HubSpot (and with which company): what lets
+    the WARP pass find the customers HubSpot lacks, and a second company for one customer
+    show as a duplicate, without holding either side in memory."""
+
+    __tablename__ = "hubspot_reconciliation_pairs"
+
+    run_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    warp_customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hubspot_company_id: Mapped[str] = mapped_column(String(64))
+
+
+class CatchupWatermark(Base):
+    """How far the catch-up has looked on one side ('hubspot', 'warp'), and which replica
+    holds the current pass (a lease, so one replica does each interval's work)."""
+
+    __tablename__ = "hubspot_catchup_watermarks"
+
+    source: Mapped[str] = mapped_column(String(16), primary_key=True)
+    watermark: Mapped[datetime | None] = mapped_column(Timestamp)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    queued: Mapped[int] = mapped_column(Integer, server_default="0")  # by the last pass
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
 
 
 class EntityLink(Base):
@@ -332,6 +401,7 @@ class SchedulerTick(Base):
 
 __all__ = [
     "Base",
+    "CatchupWatermark",
     "CompanyAlias",
     "Conflict",
     "EntityLink",
@@ -339,6 +409,8 @@ __all__ = [
     "IdempotencyKey",
     "RateLimitGrant",
     "RateLimitPause",
+    "ReconciliationItem",
+    "ReconciliationPair",
     "ReconciliationRun",
     "SchedulerTick",
     "SyncConfigChange",

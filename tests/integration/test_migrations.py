@@ -30,6 +30,9 @@ HUBSYNC_TABLES = {
     "hubspot_rate_limit_grants",
     "hubspot_rate_limit_pauses",
     "hubsync_scheduler_ticks",
+    "hubspot_reconciliation_items",
+    "hubspot_reconciliation_pairs",
+    "hubspot_catchup_watermarks",
 }
 
 

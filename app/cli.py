@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--access-token", help="require this bearer token (default: any)")
     sandbox.add_argument("--rate-limit", default="100/10s", help="requests per window (100/10s)")
     commands.add_parser("check-config", help="read the configuration and print it, secrets masked")
+    reconcile = commands.add_parser(
+        "reconcile", help="compare every WARP customer with HubSpot now, and report (or fix)"
+    )
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="only report; write nothing anywhere"
+    )
+    reconcile.add_argument("--report", metavar="FILE.csv", help="also write the report as CSV")
     return parser
 
 
@@ -66,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         asyncio.run(migrate_database(settings, revision=args.revision, downgrade=args.downgrade))
         return 0
+    if args.command == "reconcile":
+        from app.cli_reconcile import main as reconcile
+
+        return reconcile(settings, dry_run=args.dry_run, report=args.report)
     if args.command == "serve":
         return serve(settings, host=args.host, port=args.port, migrate=args.migrate)
     return 2  # pragma: no cover -- argparse refuses unknown commands

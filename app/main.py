@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
-from app.api import config, customers, health, sync_jobs, webhooks
+from app.api import config, customers, health, reconciliation, sync_jobs, webhooks
 from app.api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.context import AppContext
@@ -27,6 +27,7 @@ from app.store.webhook_events import finish_events_for_jobs
 from app.sync.engine import SyncEngine
 from app.sync.intake_writer import IntakeWriter
 from app.sync.jobs import EntityType, JobDirection, JobSource
+from app.sync.reconcile.runtime import start_reconciliation, stop_reconciliation
 from app.sync.runtime import start_runtime, stop_runtime
 from app.warp.connector import SqlWarpConnector
 
@@ -45,6 +46,7 @@ def build_routes() -> list[BaseRoute]:
         *customers.routes,
         *webhooks.routes,
         *config.routes,
+        *reconciliation.routes,
     ]
 
 
@@ -122,6 +124,7 @@ def create_app(settings: Settings) -> Starlette:
                     after_batch=finish_events_for_jobs,
                 )
                 await start_runtime(context)  # queue, worker, listener, scheduler
+                await start_reconciliation(context, hubspot.reconcile_client or hubspot.client)
                 intake = IntakeWriter(
                     engine, context.extras["queue"], app_id=settings.hubspot_app_id
                 )
@@ -133,6 +136,7 @@ def create_app(settings: Settings) -> Starlette:
                     yield state
                 finally:
                     await intake.stop()  # the deliveries already waiting are written first
+                    await stop_reconciliation(context)
                     await stop_runtime(context)
         finally:
             if warp_engine is not engine:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,8 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./hubsync.db"
 DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("json", "text")
+DEFAULT_RECONCILE_CRON = "0 3 * * *"
+RECONCILE_MODES = ("fix", "dry_run")
 _RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -118,6 +120,14 @@ class Settings:
     retry_max_delay_seconds: float = 900.0
     retry_max_age_seconds: float = 86400.0
     queue_retention_seconds: float = 7 * 86400.0
+    # Reconciliation (app/sync/reconcile/): the daily full run and the catch-up.
+    reconcile_cron: str | None = DEFAULT_RECONCILE_CRON  # UTC; None = no scheduled run
+    reconcile_mode: str = "fix"  # what the scheduled run does
+    reconcile_rate_share: float = 0.5  # of HubSpot's window a run may fill
+    reconcile_lease_seconds: float = 60.0
+    reconcile_retention_seconds: float = 90 * 86400.0
+    catchup_interval_seconds: float | None = 300.0  # None = no catch-up
+    catchup_overlap_seconds: float = 60.0
 
     # -- derived views -------------------------------------------------------------------
 
@@ -265,7 +275,71 @@ class Settings:
                 60,
                 365 * 86400,
             ),
+            **_reconciliation(env, get),
         )
+
+
+def _reconciliation(env: Mapping[str, str], get: Callable[[str], str | None]) -> dict[str, Any]:
+    """The reconciliation's settings. An empty HUBSYNC_RECONCILE_CRON (set but blank) turns
+    the scheduled run off; so does an empty or zero HUBSYNC_CATCHUP_INTERVAL."""
+    cron = get("HUBSYNC_RECONCILE_CRON")
+    if cron is None and "HUBSYNC_RECONCILE_CRON" not in env:
+        cron = DEFAULT_RECONCILE_CRON
+    if cron is not None:
+        _cron("HUBSYNC_RECONCILE_CRON", cron)
+    mode = (get("HUBSYNC_RECONCILE_MODE") or "fix").lower()
+    interval = get("HUBSYNC_CATCHUP_INTERVAL")
+    catchup_off = "HUBSYNC_CATCHUP_INTERVAL" in env and interval in (None, "0")
+    return {
+        "reconcile_cron": cron,
+        "reconcile_mode": _choice("HUBSYNC_RECONCILE_MODE", mode, RECONCILE_MODES),
+        "reconcile_rate_share": _share(
+            "HUBSYNC_RECONCILE_RATE_SHARE", get("HUBSYNC_RECONCILE_RATE_SHARE"), 0.5
+        ),
+        "reconcile_lease_seconds": _duration(
+            "HUBSYNC_RECONCILE_LEASE", get("HUBSYNC_RECONCILE_LEASE"), 60.0, 1, 3600
+        ),
+        "reconcile_retention_seconds": _duration(
+            "HUBSYNC_RECONCILE_RETENTION",
+            get("HUBSYNC_RECONCILE_RETENTION"),
+            90 * 86400.0,
+            60,
+            10 * 365 * 86400,
+        ),
+        "catchup_interval_seconds": None
+        if catchup_off
+        else _duration("HUBSYNC_CATCHUP_INTERVAL", interval, 300.0, 1, 86400),
+        "catchup_overlap_seconds": _duration(
+            "HUBSYNC_CATCHUP_OVERLAP", get("HUBSYNC_CATCHUP_OVERLAP"), 60.0, 0, 3600
+        ),
+    }
+
+
+def _cron(name: str, value: str) -> None:
+    from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415 -- only when set
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as exc:
+        raise SettingsError(
+            f"{name}: expected a crontab line like '0 3 * * *' (UTC), got {value!r}: {exc}"
+        ) from None
+
+
+def _share(name: str, value: str | None, default: float) -> float:
+    """A share from `50%` or `0.5`, above 0 and at most 1."""
+    if value is None:
+        return default
+    text = value.strip()
+    try:
+        share = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise SettingsError(
+            f"{name}: expected a share like '50%' or '0.5', got {value!r}"
+        ) from None
+    if not 0 < share <= 1:
+        raise SettingsError(f"{name}: expected more than 0 and at most 100%, got {value!r}")
+    return share
 
 
 def read_env_file(path: Path) -> dict[str, str]:

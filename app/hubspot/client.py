@@ -25,6 +25,7 @@ log line or error.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import random
 import time
@@ -47,6 +48,7 @@ from app.hubspot.errors import (
 from app.hubspot.models import (
     BatchOutcome,
     BatchResult,
+    CompanyPage,
     HubSpotCompany,
     JsonDict,
     SearchPage,
@@ -244,19 +246,36 @@ class HubSpotClient:
         """Every company, page by page (100 a request), following `paging.next.after`."""
         after: str | None = None
         while True:
-            params = {
-                "limit": str(PAGE_LIMIT),
-                "properties": ",".join(properties),
-                "archived": "true" if archived else "false",
-            }
-            if after:
-                params["after"] = after
-            data = await self._call("GET", paths.COMPANIES, params=params)
-            for raw in data.get("results") or []:
-                yield HubSpotCompany.from_json(raw)
-            after = _next_after(data)
+            page = await self.list_companies_page(properties, after, archived=archived)
+            for company in page.companies:
+                yield company
+            after = page.after
             if after is None:
                 return
+
+    async def list_companies_page(
+        self, properties: Sequence[str], after: str | None = None, *, archived: bool = False
+    ) -> CompanyPage:
+        """One page of the list API (100 companies); `after` of the answer is the cursor of
+        the next page, which stays valid later (a resumed scan passes it back)."""
+        params = {
+            "limit": str(PAGE_LIMIT),
+            "properties": ",".join(properties),
+            "archived": "true" if archived else "false",
+        }
+        if after:
+            params["after"] = after
+        data = await self._call("GET", paths.COMPANIES, params=params)
+        companies = [HubSpotCompany.from_json(raw) for raw in data.get("results") or []]
+        return CompanyPage(companies, _next_after(data))
+
+    def with_limiter(self, limiter: RateLimiter) -> HubSpotClient:
+        """This client over the same connection pool, its general calls paced by `limiter`
+        (e.g. one capped to a share of the window). Closing it closes the shared pool:
+        close only the original."""
+        twin = copy.copy(self)
+        twin._limiter = limiter
+        return twin
 
     async def search_companies(
         self,

@@ -21,7 +21,13 @@ from starlette.types import ASGIApp
 from app.hubspot.client import HubSpotClient
 from app.hubspot.errors import HubSpotError
 from app.hubspot.properties import PropertySchemaError, ensure_properties
-from app.hubspot.ratelimit import SEARCH_BUCKET, create_rate_limiter
+from app.hubspot.ratelimit import (
+    SEARCH_BUCKET,
+    LocalRateLimiter,
+    PostgresRateLimiter,
+    create_rate_limiter,
+)
+from app.hubspot.ratelimit_share import ShareCappedLimiter
 from app.sandbox.app import SandboxConfig, create_sandbox_app
 from app.settings import Secret, Settings
 
@@ -36,6 +42,8 @@ WEBHOOK_PATH = "/v1/webhooks/hubspot"
 class HubSpotConnection:
     client: HubSpotClient
     sandbox_app: Starlette | None  # set in sandbox mode
+    # The same client, its calls held to HUBSYNC_RECONCILE_RATE_SHARE of the window.
+    reconcile_client: HubSpotClient | None = None
 
 
 def build_sandbox_app(settings: Settings, webhook_secret: Secret | None) -> Starlette:
@@ -68,7 +76,7 @@ async def open_hubspot(
         )
         async with client:
             await bootstrap(client)
-            yield HubSpotConnection(client, None)
+            yield HubSpotConnection(client, None, _capped(client, limiter, settings))
         return
     sandbox = sandbox_app.state.sandbox
     if webhook_receiver is not None:
@@ -86,7 +94,16 @@ async def open_hubspot(
         )
         async with client:
             await bootstrap(client)
-            yield HubSpotConnection(client, sandbox_app)
+            yield HubSpotConnection(client, sandbox_app, _capped(client, limiter, settings))
+
+
+def _capped(
+    client: HubSpotClient, limiter: LocalRateLimiter | PostgresRateLimiter, settings: Settings
+) -> HubSpotClient:
+    share = ShareCappedLimiter(
+        limiter, settings.reconcile_rate_share, settings.hubspot_rate_limit.requests
+    )
+    return client.with_limiter(share)
 
 
 async def bootstrap(client: HubSpotClient) -> None:

@@ -117,6 +117,12 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
+class CompanyPage:
+    companies: list[HubSpotCompany]
+    after: str | None  # cursor of the next page; None on the last
+
+
+@dataclass(frozen=True)
 class SearchPage:
     companies: list[HubSpotCompany]
     total: int

@@ -202,6 +202,29 @@ class LocalRateLimiter(_Pacing):
                     self.window_count = len(self._grants)
                     return grant
 
+    async def acquire_below(self, ceiling: int) -> Grant:
+        """`acquire`, but only while fewer than `ceiling` grants are in the window (a
+        background task's share). It waits outside the line, so `acquire` passes meanwhile."""
+        ceiling = max(1, min(ceiling, self.limit.requests))
+        while True:
+            async with self._lock:
+                now = time.monotonic()
+                self._grants = [g for g in self._grants if g.at > now - self.window]
+                if now < self._paused_until:
+                    wait = self._paused_until - now
+                    if wait > self.max_pause_wait:
+                        raise RateLimitPausedError(wait, self._pause_reason)
+                elif len(self._grants) >= ceiling:
+                    # Room opens when enough of the oldest grants leave the window.
+                    times = sorted(g.at for g in self._grants)
+                    wait = times[len(times) - ceiling] + self.window - now
+                else:
+                    grant = Grant(at=now)
+                    self._grants.append(grant)
+                    self.window_count = len(self._grants)
+                    return grant
+            await asyncio.sleep(max(wait, 0.001))
+
     async def settle(self, grant: Grant) -> None:
         grant.at = max(grant.at, time.monotonic())
 
@@ -245,13 +268,27 @@ class PostgresRateLimiter(_Pacing):
                     return outcome
                 await asyncio.sleep(outcome)
 
+    async def acquire_below(self, ceiling: int) -> Grant:
+        """`acquire`, but only while fewer than `ceiling` grants are in the deployment's
+        window (a background task's share). It waits outside the line, so `acquire` passes
+        meanwhile."""
+        ceiling = max(1, min(ceiling, self.limit.requests))
+        while True:
+            async with self._lock:
+                outcome = await self._try_grant(ceiling)
+            if isinstance(outcome, Grant):
+                return outcome
+            await asyncio.sleep(outcome)
+
     async def settle(self, grant: Grant) -> None:
         if grant.row_id is not None:
             async with self._engine.begin() as conn:
                 await conn.execute(_SETTLE, {"id": grant.row_id})
 
-    async def _try_grant(self) -> Grant | float:
-        """Record a grant and return it, or return how long to wait before asking again."""
+    async def _try_grant(self, ceiling: int | None = None) -> Grant | float:
+        """Record a grant and return it, or return how long to wait before asking again
+        (`ceiling`: grant only while fewer than that many are in the window)."""
+        ceiling = self.limit.requests if ceiling is None else ceiling
         params = {"bucket": self.bucket, "window": self.window}
         async with self._engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._lock_key})
@@ -265,8 +302,11 @@ class PostgresRateLimiter(_Pacing):
                 if wait > self.max_pause_wait:
                     raise RateLimitPausedError(wait, row[4] or "")
                 return wait
-            if used >= self.limit.requests and oldest is not None:
-                return max(0.001, (oldest - now).total_seconds() + self.window)
+            if used >= ceiling and oldest is not None:
+                until_oldest_leaves = (oldest - now).total_seconds() + self.window
+                if ceiling < self.limit.requests:  # only the oldest is known: poll sooner
+                    until_oldest_leaves = min(until_oldest_leaves, self.window / ceiling)
+                return max(0.001, until_oldest_leaves)
             row_id = (await conn.execute(_GRANT, {"bucket": self.bucket, "now": now})).scalar_one()
             self._grants_made += 1
             if self._grants_made % _PRUNE_EVERY == 0:

@@ -32,6 +32,7 @@ class Faults:
     latency_ms: float = 0.0
     seed: int | None = None
     duplicate_webhooks: float = 0.0
+    drop_webhooks: float = 0.0  # share of events never delivered (HubSpot gave up on them)
     reorder_webhooks: bool = False
     retry_after_seconds: int = 1  # what 477 (and injected 429) answers carry in Retry-After
 
@@ -49,7 +50,7 @@ class Faults:
             if not values["statuses"] or any(not 400 <= s <= 599 for s in values["statuses"]):
                 raise ValueError("statuses must be a non-empty list of 4xx/5xx codes")
         faults = cls(**values)
-        for name in ("error_rate", "duplicate_webhooks"):
+        for name in ("error_rate", "duplicate_webhooks", "drop_webhooks"):
             if not 0.0 <= float(getattr(faults, name)) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
         if faults.latency_ms < 0:
@@ -81,6 +82,10 @@ class FaultInjector:
 
     def duplicate(self) -> bool:
         rate = self.faults.duplicate_webhooks
+        return rate > 0 and self.rng.random() < rate
+
+    def drop(self) -> bool:
+        rate = self.faults.drop_webhooks
         return rate > 0 and self.rng.random() < rate
 
     def response(self, status: int) -> JSONResponse:

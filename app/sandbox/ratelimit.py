@@ -93,6 +93,11 @@ class ApiLimiter:
         }
 
 
+def is_write(method: str, path: str) -> bool:
+    reads = path.endswith(("/search", "/batch/read"))
+    return method in ("POST", "PATCH", "PUT", "DELETE") and not reads
+
+
 class RequestLog:
     """Every counted request, and the most seen in any window of the general limit.
 
@@ -109,6 +114,7 @@ class RequestLog:
         self.window_seconds = window_seconds
         self.records: deque[RequestRecord] = deque(maxlen=keep)
         self.total = 0
+        self.writes = 0  # requests that may change data (not GET, search or batch read)
         self.max_in_window = 0
         self.by_status: Counter[int] = Counter()
         self._clock = clock
@@ -120,6 +126,8 @@ class RequestLog:
         record = RequestRecord(at, method, path)
         self.records.append(record)
         self.total += 1
+        if is_write(method, path):
+            self.writes += 1
         self._recent.append(at)
         while self._recent and self._recent[0] <= at - self.window_seconds:
             self._recent.popleft()

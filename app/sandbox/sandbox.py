@@ -64,6 +64,7 @@ class Sandbox:
         limit = self.config.rate_limit
         return {
             "requests": self.log.total,
+            "writes": self.log.writes,
             "max_requests_in_window": self.log.max_in_window,
             "rate_limit": {"requests": limit.requests, "window_seconds": limit.window_seconds},
             "rate_limited": self.rate_limited,

@@ -9,6 +9,7 @@ the webhook dispatcher turns into HubSpot's payloads.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,6 +174,7 @@ class CompanyStore:
         self._aliases: dict[str, str] = {}
         self._unique: dict[str, dict[str, str]] = {}
         self._next_id = first_id
+        self._order: list[int] | None = None  # sorted ids for paging, rebuilt after changes
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -217,10 +219,16 @@ class CompanyStore:
     def page(
         self, after: str | None, limit: int, *, archived: bool = False
     ) -> tuple[list[Company], str | None]:
+        """Companies in id order from id `after` on, and the cursor of the next page: a
+        binary search into the sorted ids, so the 1,000th page of 100,000 costs what the
+        first does."""
         start = int(after) if after and after.isdigit() else 0
+        if self._order is None:  # dict order is id order: ids only grow, merges append
+            self._order = [int(company_id) for company_id in self._companies]
         chosen: list[Company] = []
-        for company in self.all(archived=archived):
-            if int(company.id) < start:
+        for number in self._order[bisect.bisect_left(self._order, start) :]:
+            company = self._companies.get(str(number))
+            if company is None or company.archived != archived:
                 continue
             if len(chosen) == limit:
                 return chosen, company.id
@@ -238,6 +246,7 @@ class CompanyStore:
         for name, value in values.items():
             company.history[name] = [self._version(value, now, source)]
         self._companies[company.id] = company
+        self._order = None
         self._index(company)
         self._emit(
             ChangeEvent("creation", company.id, now, source, extra={"changeFlag": "CREATED"})
@@ -334,6 +343,7 @@ class CompanyStore:
             del self._companies[old.id]
             self._aliases[old.id] = merged.id
         self._companies[merged.id] = merged
+        self._order = None
         self._index(merged)
         self._emit(
             ChangeEvent(

@@ -64,7 +64,7 @@ class DeliveryCounts:
     events_delivered: int = 0
     attempts_failed: int = 0
     batches_abandoned: int = 0
-    events_dropped: int = 0  # produced while no webhook URL was set
+    events_dropped: int = 0  # produced while no webhook URL was set, or dropped by a fault
 
 
 @dataclass
@@ -91,7 +91,7 @@ class WebhookDispatcher:
     def publish(self, change: ChangeEvent) -> None:
         event = self._payload(change)
         self.events.append(event)
-        if not self.config.webhook_url:
+        if not self.config.webhook_url or self.faults.drop():
             self.counts.events_dropped += 1
             return
         copies = 2 if self.faults.duplicate() else 1

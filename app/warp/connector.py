@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.warp.schema import customers_table
@@ -58,8 +58,15 @@ class WarpConnector(Protocol):
     async def write_many(self, writes: Sequence[WarpWrite]) -> None:
         """`write_fields` for many customers in one transaction (all or nothing)."""
 
-    def iter_customers(self, batch_size: int = 500) -> AsyncIterator[list[CustomerRecord]]:
-        """Every customer, in batches ordered by id."""
+    def iter_customers(
+        self, batch_size: int = 500, *, after: str | None = None
+    ) -> AsyncIterator[list[CustomerRecord]]:
+        """Every customer (with an id above `after`), in batches ordered by id."""
+
+    def iter_updated_since(
+        self, since: datetime, batch_size: int = 500
+    ) -> AsyncIterator[list[CustomerRecord]]:
+        """Customers whose `updated_at` is at or after `since`, in batches in that order."""
 
 
 def canonical_id(value: str) -> str:
@@ -191,8 +198,9 @@ class SqlWarpConnector:
             values["updated_at"] = datetime.now(UTC)
         return values
 
-    async def iter_customers(self, batch_size: int = 500) -> AsyncIterator[list[CustomerRecord]]:
-        after: str | None = None
+    async def iter_customers(
+        self, batch_size: int = 500, *, after: str | None = None
+    ) -> AsyncIterator[list[CustomerRecord]]:
         while True:
             query = select(self.table).order_by(self.table.c.id).limit(batch_size)
             if after is not None:
@@ -203,6 +211,35 @@ class SqlWarpConnector:
                 return
             yield rows
             after = rows[-1]["id"]
+
+    async def iter_updated_since(
+        self, since: datetime, batch_size: int = 500
+    ) -> AsyncIterator[list[CustomerRecord]]:
+        # Keyset on (updated_at, id): rows updated while we page move past the cursor and
+        # are met again by the next pass, never skipped.
+        table = self.table
+        position: tuple[datetime, str] | None = None
+        while True:
+            query = (
+                select(table)
+                .where(table.c.updated_at >= since)
+                .order_by(table.c.updated_at, table.c.id)
+                .limit(batch_size)
+            )
+            if position is not None:
+                moment, last_id = position
+                query = query.where(
+                    or_(
+                        table.c.updated_at > moment,
+                        and_(table.c.updated_at == moment, table.c.id > last_id),
+                    )
+                )
+            async with self.engine.connect() as connection:
+                rows = [_decode(row._mapping) for row in await connection.execute(query)]
+            if not rows:
+                return
+            yield rows
+            position = (rows[-1]["updated_at"], rows[-1]["id"])
 
     async def _lock_row(self, connection: AsyncConnection, customer_id: str) -> CustomerRecord:
         query = select(self.table).where(self.table.c.id == canonical_id(customer_id))

@@ -1,0 +1,44 @@
+"""A background task's share of HubSpot's window: the reconciliation's HubSpot calls wait
+while the deployment-wide window is fuller than the share, so live syncs keep the rest.
+
+Wraps the shared limiter (same log, same pauses) and asks it with `acquire_below`, so the
+limiter's own API is unchanged for everyone else.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+from app.hubspot.ratelimit import Grant, RateLimiter, RateLimitHeaders
+
+
+class SharedLimiter(RateLimiter, Protocol):
+    async def acquire_below(self, ceiling: int) -> Grant: ...
+
+
+class ShareCappedLimiter:
+    """Implements `RateLimiter`: grants only while the window holds fewer than
+    `share` x the limit (at least one request)."""
+
+    def __init__(self, inner: SharedLimiter, share: float, requests_per_window: int) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {share}")
+        self.inner = inner
+        self.bucket = inner.bucket
+        self.ceiling = max(1, math.floor(requests_per_window * share))
+
+    def __repr__(self) -> str:
+        return f"ShareCappedLimiter({self.inner!r}, ceiling={self.ceiling})"
+
+    async def acquire(self) -> Grant:
+        return await self.inner.acquire_below(self.ceiling)
+
+    async def settle(self, grant: Grant) -> None:
+        await self.inner.settle(grant)
+
+    async def observe(self, headers: RateLimitHeaders) -> None:
+        await self.inner.observe(headers)
+
+    async def pause(self, seconds: float, reason: str) -> None:
+        await self.inner.pause(seconds, reason)

@@ -1,0 +1,437 @@
+"""Reconciliation runs and their findings (`hubspot_reconciliation_runs`, `_items`, `_pairs`).
+
+The database decides who runs: a new run is an INSERT that the partial unique index on
+`status = 'running'` refuses while another runs (and the unique `fire_key` refuses a second
+run for one scheduled fire time). The owner holds a lease it renews; a run whose lease ran
+out is taken over by one replica (a conditional UPDATE) and resumed from its checkpoint,
+which is written in the same transaction as the findings and queue jobs of the page it
+closes, so a page is recorded exactly once whoever finishes the run.
+
+For readers (API, admin UI, metrics): `list_runs`, `get_run`, `items_page`, `iter_items`,
+`last_finished_run`. For the runner: `start_run`, `take_over_dead_run`, `renew_lease`,
+`save_checkpoint`, `finish_run`, `add_pairs`, `paired_customers`. Retention: `prune_runs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.store.models import Conflict, ReconciliationItem, ReconciliationPair, ReconciliationRun
+from app.store.queue_records import maybe_utc, sql_now
+
+RUNS: Table = ReconciliationRun.__table__  # type: ignore[assignment]
+ITEMS: Table = ReconciliationItem.__table__  # type: ignore[assignment]
+PAIRS: Table = ReconciliationPair.__table__  # type: ignore[assignment]
+CONFLICTS: Table = Conflict.__table__  # type: ignore[assignment]
+
+RUNNING, DONE, FAILED = "running", "done", "failed"
+ITEM_CHUNK = 1000
+
+
+class LostRunError(RuntimeError):
+    """This process no longer owns the run (its lease ran out and another took it over)."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    mode: str
+    trigger: str
+    requested_by: str | None
+    status: str
+    phase: str
+    claimed_by: str | None
+    lease_until: datetime | None
+    hubspot_after: str | None
+    warp_after: str | None
+    hubspot_calls: int
+    jobs_created: int
+    resumed: int
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    fire_key: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> RunRecord:
+        return cls(
+            id=row["id"],
+            mode=row["mode"],
+            trigger=row["trigger"],
+            requested_by=row["requested_by"],
+            status=row["status"],
+            phase=row["phase"],
+            claimed_by=row["claimed_by"],
+            lease_until=maybe_utc(row["lease_until"]),
+            hubspot_after=row["hubspot_after"],
+            warp_after=row["warp_after"],
+            hubspot_calls=row["hubspot_calls"],
+            jobs_created=row["jobs_created"],
+            resumed=row["resumed"],
+            counts=dict(row["counts"] or {}),
+            error=row["error"],
+            fire_key=row["fire_key"],
+            started_at=maybe_utc(row["started_at"]),
+            finished_at=maybe_utc(row["finished_at"]),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "mode": self.mode,
+            "trigger": self.trigger,
+            "requested_by": self.requested_by,
+            "state": self.status,
+            "phase": self.phase,
+            "owner": self.claimed_by,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "counts": self.counts,
+            "hubspot_calls": self.hubspot_calls,
+            "jobs_created": self.jobs_created,
+            "resumed": self.resumed,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a run stands after a page: what a takeover resumes from."""
+
+    phase: str
+    hubspot_after: str | None
+    warp_after: str | None
+    counts: Mapping[str, int]
+    hubspot_calls: int
+    jobs_created: int
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+# -- who runs --------------------------------------------------------------------------------
+
+
+async def start_run(
+    engine: AsyncEngine,
+    *,
+    mode: str,
+    trigger: str,
+    owner: str,
+    lease_seconds: float,
+    requested_by: str | None = None,
+    fire_key: str | None = None,
+) -> RunRecord | None:
+    """A new run owned by `owner`, or None when one is already running (or this scheduled
+    fire time already has its run)."""
+    try:
+        async with engine.begin() as connection:
+            now = sql_now(connection.dialect)
+            row = (
+                (
+                    await connection.execute(
+                        insert(RUNS)
+                        .values(
+                            mode=mode,
+                            trigger=trigger,
+                            requested_by=requested_by,
+                            fire_key=fire_key,
+                            status=RUNNING,
+                            phase="hubspot",
+                            claimed_by=owner,
+                            lease_until=sql_now(connection.dialect, lease_seconds),
+                            heartbeat_at=now,
+                            started_at=now,
+                            counts={},
+                        )
+                        .returning(*RUNS.c)
+                    )
+                )
+                .mappings()
+                .one()
+            )
+    except IntegrityError:
+        return None
+    return RunRecord.from_row(row)
+
+
+async def take_over_dead_run(
+    engine: AsyncEngine, owner: str, lease_seconds: float
+) -> RunRecord | None:
+    """Claim the running run whose owner stopped renewing its lease, if there is one."""
+    async with engine.begin() as connection:
+        row = (
+            (
+                await connection.execute(
+                    update(RUNS)
+                    .where(
+                        RUNS.c.status == RUNNING, RUNS.c.lease_until < sql_now(connection.dialect)
+                    )
+                    .values(
+                        claimed_by=owner,
+                        lease_until=sql_now(connection.dialect, lease_seconds),
+                        heartbeat_at=sql_now(connection.dialect),
+                        resumed=RUNS.c.resumed + 1,
+                    )
+                    .returning(*RUNS.c)
+                )
+            )
+            .mappings()
+            .first()
+        )
+    return RunRecord.from_row(row) if row is not None else None
+
+
+async def renew_lease(engine: AsyncEngine, run_id: int, owner: str, lease_seconds: float) -> bool:
+    """Extend the owner's lease; False when the run is no longer this owner's."""
+    async with engine.begin() as connection:
+        result = await connection.execute(
+            update(RUNS)
+            .where(RUNS.c.id == run_id, RUNS.c.claimed_by == owner, RUNS.c.status == RUNNING)
+            .values(
+                lease_until=sql_now(connection.dialect, lease_seconds),
+                heartbeat_at=sql_now(connection.dialect),
+            )
+        )
+    return bool(result.rowcount)
+
+
+async def release_run(engine: AsyncEngine, run_id: int, owner: str) -> None:
+    """Shutting down mid-run: let the lease lapse now so another replica resumes at once."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            update(RUNS)
+            .where(RUNS.c.id == run_id, RUNS.c.claimed_by == owner, RUNS.c.status == RUNNING)
+            .values(lease_until=sql_now(connection.dialect, -1.0))
+        )
+
+
+async def save_checkpoint(
+    connection: AsyncConnection,
+    run_id: int,
+    owner: str,
+    checkpoint: Checkpoint,
+    lease_seconds: float,
+) -> None:
+    """Record progress in the caller's transaction (with the page's items and jobs); raise
+    `LostRunError`, so the caller's transaction rolls back, when the run is not ours."""
+    result = await connection.execute(
+        update(RUNS)
+        .where(RUNS.c.id == run_id, RUNS.c.claimed_by == owner, RUNS.c.status == RUNNING)
+        .values(
+            phase=checkpoint.phase,
+            hubspot_after=checkpoint.hubspot_after,
+            warp_after=checkpoint.warp_after,
+            counts=dict(checkpoint.counts),
+            hubspot_calls=checkpoint.hubspot_calls,
+            jobs_created=checkpoint.jobs_created,
+            lease_until=sql_now(connection.dialect, lease_seconds),
+            heartbeat_at=sql_now(connection.dialect),
+        )
+    )
+    if not result.rowcount:
+        raise LostRunError(f"reconciliation run {run_id} is no longer owned by {owner}")
+
+
+async def finish_run(
+    engine: AsyncEngine,
+    run_id: int,
+    owner: str,
+    *,
+    status: str,
+    report: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> RunRecord | None:
+    async with engine.begin() as connection:
+        row = (
+            (
+                await connection.execute(
+                    update(RUNS)
+                    .where(RUNS.c.id == run_id, RUNS.c.claimed_by == owner)
+                    .values(
+                        status=status,
+                        phase="done" if status == DONE else RUNS.c.phase,
+                        report=dict(report) if report is not None else None,
+                        error=error,
+                        lease_until=None,
+                        finished_at=sql_now(connection.dialect),
+                    )
+                    .returning(*RUNS.c)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        await connection.execute(delete(PAIRS).where(PAIRS.c.run_id == run_id))
+    return RunRecord.from_row(row) if row is not None else None
+
+
+# -- reading runs ----------------------------------------------------------------------------
+
+
+async def get_run(connection: AsyncConnection, run_id: int) -> RunRecord | None:
+    row = (await connection.execute(select(RUNS).where(RUNS.c.id == run_id))).mappings().first()
+    return RunRecord.from_row(row) if row is not None else None
+
+
+async def running_run(connection: AsyncConnection) -> RunRecord | None:
+    query = select(RUNS).where(RUNS.c.status == RUNNING)
+    row = (await connection.execute(query)).mappings().first()
+    return RunRecord.from_row(row) if row is not None else None
+
+
+async def list_runs(
+    connection: AsyncConnection, *, limit: int = 50, before_id: int | None = None
+) -> list[RunRecord]:
+    """Newest first; page with `before_id` (the last id of the previous page)."""
+    query = select(RUNS).order_by(RUNS.c.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(RUNS.c.id < before_id)
+    return [RunRecord.from_row(row) for row in (await connection.execute(query)).mappings()]
+
+
+async def last_finished_run(connection: AsyncConnection) -> RunRecord | None:
+    """The newest run that finished (successfully or not), e.g. for metrics."""
+    query = select(RUNS).where(RUNS.c.finished_at.is_not(None)).order_by(RUNS.c.id.desc())
+    row = (await connection.execute(query.limit(1))).mappings().first()
+    return RunRecord.from_row(row) if row is not None else None
+
+
+# -- items -----------------------------------------------------------------------------------
+
+
+async def add_items(
+    connection: AsyncConnection, run_id: int, items: Sequence[Mapping[str, Any]]
+) -> None:
+    if items:
+        await connection.execute(insert(ITEMS), [{"run_id": run_id, **item} for item in items])
+
+
+async def items_page(
+    connection: AsyncConnection,
+    run_id: int,
+    *,
+    category: str | None = None,
+    after_id: int = 0,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """One page of a run's items in id order; the next page starts after the last id."""
+    query = (
+        select(ITEMS)
+        .where(ITEMS.c.run_id == run_id, ITEMS.c.id > after_id)
+        .order_by(ITEMS.c.id)
+        .limit(limit)
+    )
+    if category is not None:
+        query = query.where(ITEMS.c.category == category)
+    return [item_json(row) for row in (await connection.execute(query)).mappings()]
+
+
+async def iter_items(engine: AsyncEngine, run_id: int) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every item of a run, a chunk at a time, each chunk on a short-lived connection."""
+    after = 0
+    while True:
+        async with engine.connect() as connection:
+            chunk = await items_page(connection, run_id, after_id=after, limit=ITEM_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+        after = chunk[-1]["id"]
+
+
+def item_json(row: RowMapping) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "category": row["category"],
+        "warp_customer_id": row["warp_customer_id"],
+        "hubspot_company_id": row["hubspot_company_id"],
+        "warp_ban": row["warp_ban"],
+        "fields": list(row["fields"] or []),
+        "action": row["action"],
+        "detail": row["detail"],
+        "job_id": row["job_id"],
+    }
+
+
+# -- the pairs a run has met -----------------------------------------------------------------
+
+
+async def add_pairs(
+    connection: AsyncConnection, run_id: int, pairs: Iterable[tuple[str, str]]
+) -> None:
+    rows = [
+        {"run_id": run_id, "warp_customer_id": customer, "hubspot_company_id": company}
+        for customer, company in pairs
+    ]
+    if rows:
+        await connection.execute(insert(PAIRS), rows)
+
+
+async def paired_customers(
+    connection: AsyncConnection, run_id: int, customer_ids: Sequence[str]
+) -> dict[str, str]:
+    """Of these customers, the ones this run already paired, with their company."""
+    if not customer_ids:
+        return {}
+    rows = await connection.execute(
+        select(PAIRS.c.warp_customer_id, PAIRS.c.hubspot_company_id).where(
+            PAIRS.c.run_id == run_id, PAIRS.c.warp_customer_id.in_(list(customer_ids))
+        )
+    )
+    return {row.warp_customer_id: row.hubspot_company_id for row in rows}
+
+
+async def open_conflict_fields(
+    connection: AsyncConnection, customer_ids: Sequence[str]
+) -> dict[str, set[str]]:
+    if not customer_ids:
+        return {}
+    rows = await connection.execute(
+        select(CONFLICTS.c.warp_customer_id, CONFLICTS.c.field).where(
+            CONFLICTS.c.warp_customer_id.in_(list(customer_ids)), CONFLICTS.c.state == "open"
+        )
+    )
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        found.setdefault(row.warp_customer_id, set()).add(row.field)
+    return found
+
+
+# -- retention -------------------------------------------------------------------------------
+
+
+async def prune_runs(engine: AsyncEngine, older_than: timedelta) -> int:
+    """Delete finished runs (and their items) that started longer ago than `older_than`."""
+    async with engine.begin() as connection:
+        cutoff = sql_now(connection.dialect, -older_than.total_seconds())
+        ids = [
+            row.id
+            for row in await connection.execute(
+                select(RUNS.c.id).where(RUNS.c.status != RUNNING, RUNS.c.started_at < cutoff)
+            )
+        ]
+        for start in range(0, len(ids), ITEM_CHUNK):
+            chunk = ids[start : start + ITEM_CHUNK]
+            await connection.execute(delete(ITEMS).where(ITEMS.c.run_id.in_(chunk)))
+            await connection.execute(delete(PAIRS).where(PAIRS.c.run_id.in_(chunk)))
+            await connection.execute(delete(RUNS).where(RUNS.c.id.in_(chunk)))
+    return len(ids)
+
+
+async def count_items(connection: AsyncConnection, run_id: int) -> dict[str, int]:
+    rows = await connection.execute(
+        select(ITEMS.c.category, func.count())
+        .where(ITEMS.c.run_id == run_id)
+        .group_by(ITEMS.c.category)
+    )
+    return {row[0]: row[1] for row in rows}

@@ -1,0 +1,257 @@
+"""What a reconciliation finds, decided without I/O: every pair (or lone side) goes into
+exactly one category, with what `fix` does about it.
+
+A pair is judged by the engine's own pieces (`Pair.read_warp`, `Pair.read_hubspot`,
+`decide_entity`), so a reconciliation reports exactly what a sync of that pair would do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from app.hubspot.models import HubSpotCompany
+from app.store.sync_state import FieldMemory, Link
+from app.sync.decision import NOT_READ, Action
+from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobSource
+from app.sync.mapping import MappingError
+from app.sync.pairs import Pair
+from app.sync.rules import IDENTITY_WARP_FIELD, FieldRule
+
+
+class Category(StrEnum):
+    IN_SYNC = "in_sync"
+    DRIFT = "drift"  # some field differs; the rules say which way it goes
+    MISSING_IN_HUBSPOT = "missing_in_hubspot"  # a customer without a company
+    ADOPT = "adopt"  # a company with a customer's warp_ban but no link
+    ORPHAN = "orphan"  # a company whose warp_ban matches no customer: reported, never deleted
+    DUPLICATE = "duplicate"  # a second company for one customer: a merge is suggested
+    REPAIR = "repair"  # a link to an archived, merged or otherwise broken company
+    CONFLICT = "conflict"  # a field a person must decide, or an open conflict
+    ERROR = "error"  # a value that cannot be read
+    UNMANAGED = "unmanaged"  # a company with no warp_ban and no link: not hubsync's (counted)
+
+
+# The categories that get an item in the report (the others are only counted).
+REPORTED = tuple(c for c in Category if c not in (Category.IN_SYNC, Category.UNMANAGED))
+
+
+class FixAction(StrEnum):
+    SYNC = "sync"  # a customer job through the engine, both directions
+    CREATE = "create"  # the engine upserts the company on warp_ban
+    ADOPT = "adopt"  # the engine finds the company by warp_ban and links it
+    RELINK = "relink"  # the engine follows the merge to the surviving company
+    MERGE = "merge_companies"  # suggestion only: merge in HubSpot
+    RESTORE = "restore_or_relink"  # suggestion only: a person restores or relinks
+    REVIEW = "review"  # suggestion only
+
+
+FIXABLE = frozenset({FixAction.SYNC, FixAction.CREATE, FixAction.ADOPT, FixAction.RELINK})
+
+
+@dataclass(frozen=True)
+class Finding:
+    category: Category
+    customer_id: str | None = None
+    company_id: str | None = None
+    ban: str | None = None
+    fields: list[dict[str, Any]] = field(default_factory=list)
+    action: FixAction | None = None
+    detail: str = ""
+
+    @property
+    def fixable(self) -> bool:
+        return self.action in FIXABLE and self.customer_id is not None
+
+    def item(self, job_id: int | None = None) -> dict[str, Any]:
+        """The row of `hubspot_reconciliation_items` (without its run)."""
+        return {
+            "category": str(self.category),
+            "warp_customer_id": self.customer_id,
+            "hubspot_company_id": self.company_id,
+            "warp_ban": self.ban,
+            "fields": self.fields or None,
+            "action": str(self.action) if self.action else None,
+            "detail": self.detail or None,
+            "job_id": job_id,
+        }
+
+
+def reconciliation_job(customer_id: str) -> ClaimedJob:
+    """The job a reconciliation pair stands in for while it is judged (never queued)."""
+    return ClaimedJob(
+        id=0,
+        entity_type=EntityType.CUSTOMER,
+        entity_key=customer_id,
+        direction=JobDirection.BOTH,
+        source=JobSource.RECONCILIATION,
+        priority=10,
+        attempts=0,
+        created_at=datetime.now(UTC),
+    )
+
+
+def judge_pair(  # noqa: PLR0917 - the pair's facts, each from its own store
+    rules: Sequence[FieldRule],
+    customer: Mapping[str, Any],
+    company: HubSpotCompany,
+    link: Link | None,
+    memory: Mapping[str, FieldMemory],
+    open_conflicts: Collection[str] = (),
+) -> Finding:
+    """A customer and its company (by link, or by warp_ban when `link` is None): in sync,
+    drift, conflict, adopt (no link yet) or error."""
+    customer_id = str(customer["id"])
+    ban = str(customer.get(IDENTITY_WARP_FIELD) or "") or None
+    pair = Pair(reconciliation_job(customer_id), dict(customer), link, memory)
+    try:
+        pair.read_warp(rules)
+        pair.read_hubspot(rules, company)
+    except MappingError as exc:
+        return Finding(
+            Category.ERROR, customer_id, company.id, ban, action=FixAction.REVIEW, detail=str(exc)
+        )
+    decision = pair.decide(rules)
+    fields = [
+        {
+            "field": d.field,
+            "property": d.hubspot_property,
+            "warp": d.warp_value,
+            "hubspot": d.hubspot_value if d.hubspot_value is not NOT_READ else None,
+            "base": d.base_value,
+            "decision": str(d.action),
+            "reason": d.reason,
+        }
+        for d in decision.fields
+        if d.action is not Action.NONE or d.warp_value != d.hubspot_value
+    ]
+    unlinked = link is None or link.warp_customer_id is None
+    if unlinked:
+        return Finding(
+            Category.ADOPT,
+            customer_id,
+            company.id,
+            ban,
+            fields,
+            FixAction.ADOPT,
+            f"company {company.id} holds warp_ban {ban} but is not linked: the sync links it",
+        )
+    if decision.conflicts or open_conflicts:
+        names = sorted({c.field for c in decision.conflicts} | set(open_conflicts))
+        return Finding(
+            Category.CONFLICT,
+            customer_id,
+            company.id,
+            ban,
+            fields,
+            FixAction.REVIEW,
+            f"a person must decide: {', '.join(names)}",
+        )
+    if fields:
+        drifted = ", ".join(str(f["field"]) for f in fields)
+        return Finding(
+            Category.DRIFT,
+            customer_id,
+            company.id,
+            ban,
+            fields,
+            FixAction.SYNC,
+            f"differs: {drifted}",
+        )
+    return Finding(Category.IN_SYNC, customer_id, company.id, ban)
+
+
+def duplicate(company: HubSpotCompany, customer_id: str, ban: str | None, keep: str) -> Finding:
+    return Finding(
+        Category.DUPLICATE,
+        customer_id,
+        company.id,
+        ban,
+        action=FixAction.MERGE,
+        detail=f"a second company for customer {customer_id}: merge {company.id} into {keep}",
+    )
+
+
+def orphan(company: HubSpotCompany, ban: str, why: str = "") -> Finding:
+    detail = why or f"warp_ban {ban} matches no WARP customer; reported, never deleted"
+    return Finding(Category.ORPHAN, None, company.id, ban, action=None, detail=detail)
+
+
+def broken_link(company: HubSpotCompany, link: Link) -> Finding:
+    """A live company whose link says otherwise (deleted, merged, or a state h12a's engine
+    gives a customer that left WARP)."""
+    return Finding(
+        Category.REPAIR,
+        link.warp_customer_id,
+        company.id,
+        link.warp_ban,
+        action=FixAction.REVIEW,
+        detail=f"company {company.id} is live but its link is '{link.state}'",
+    )
+
+
+def merged_link(
+    customer: Mapping[str, Any], link: Link, survivor: HubSpotCompany, survivor_ban: str | None
+) -> Finding:
+    """A customer linked to a company id that was merged into `survivor`: the sync re-points
+    the link when the survivor holds this customer's ban (or none); otherwise two customers
+    now share one company and a person must split them."""
+    ban = str(customer.get(IDENTITY_WARP_FIELD) or "") or None
+    old = link.hubspot_company_id
+    if survivor_ban in (None, ban):
+        return Finding(
+            Category.REPAIR,
+            str(customer["id"]),
+            survivor.id,
+            ban,
+            action=FixAction.RELINK,
+            detail=f"company {old} was merged into {survivor.id}: the sync re-points the link",
+        )
+    return Finding(
+        Category.REPAIR,
+        str(customer["id"]),
+        survivor.id,
+        ban,
+        action=FixAction.REVIEW,
+        detail=f"company {old} was merged into {survivor.id}, which holds warp_ban "
+        f"{survivor_ban} of another customer: split them in HubSpot or relink by hand",
+    )
+
+
+def missing_in_hubspot(customer: Mapping[str, Any]) -> Finding:
+    return Finding(
+        Category.MISSING_IN_HUBSPOT,
+        str(customer["id"]),
+        None,
+        str(customer.get(IDENTITY_WARP_FIELD) or "") or None,
+        action=FixAction.CREATE,
+        detail="no company in HubSpot: the sync creates it (upsert on warp_ban)",
+    )
+
+
+def lost_company(customer: Mapping[str, Any], link: Link, survivor: str | None) -> Finding:
+    """A customer whose linked company is not among HubSpot's live companies."""
+    ban = str(customer.get(IDENTITY_WARP_FIELD) or "") or None
+    if survivor is not None and link.state == "active":
+        return Finding(
+            Category.REPAIR,
+            str(customer["id"]),
+            link.hubspot_company_id,
+            ban,
+            action=FixAction.RELINK,
+            detail=f"company {link.hubspot_company_id} was merged into {survivor}: the sync "
+            "re-points the link",
+        )
+    what = "archived or deleted in HubSpot" if link.state == "active" else f"'{link.state}'"
+    return Finding(
+        Category.REPAIR,
+        str(customer["id"]),
+        link.hubspot_company_id,
+        ban,
+        action=FixAction.RESTORE,
+        detail=f"linked company {link.hubspot_company_id} is {what}: restore it in HubSpot or "
+        "relink by hand (never recreated on its own)",
+    )

@@ -1,0 +1,415 @@
+"""The full reconciliation: every HubSpot company and every WARP customer, compared page by
+page with flat memory, from a checkpoint.
+
+Two passes, each a stream:
+
+1. **HubSpot** (`phase = 'hubspot'`): the list API, 100 companies a page, only the synced
+   properties plus `warp_ban` and `hs_lastmodifieddate`. Each company is paired by its link,
+   else by `warp_ban`, with its customer (read from WARP for that page only) and judged
+   (`categories`). The customers met are written to `hubspot_reconciliation_pairs`, which is
+   how a second company for one customer shows up as a duplicate.
+2. **WARP** (`phase = 'warp'`): customers by keyset pages; those no company claimed are
+   missing in HubSpot, or hold a link to a company that is archived or merged (repair).
+
+Each page ends in one transaction holding its items, its pairs, the queue jobs `fix` made
+for it and the checkpoint (HubSpot's paging cursor, WARP's keyset position), so a run taken
+over after its process died resumes at the next page and its report is the one an
+uninterrupted run would have written. `dry_run` writes only the run's own report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.hubspot.errors import HubSpotError, HubSpotRetryableError
+from app.hubspot.models import BatchResult, CompanyPage, HubSpotCompany
+from app.store import reconciliation as runs
+from app.store import sync_state
+from app.store.queue import QueueRepository
+from app.store.reconciliation import Checkpoint, LostRunError, RunRecord
+from app.store.sync_config import load_rules
+from app.sync.jobs import EntityType, JobDirection, JobSource
+from app.sync.pairs import LAST_MODIFIED
+from app.sync.reconcile import categories as judge
+from app.sync.reconcile.categories import REPORTED, Category, Finding
+from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
+from app.warp.connector import WarpConnector
+
+log = logging.getLogger("hubsync.reconcile")
+
+FIX, DRY_RUN = "fix", "dry_run"
+MODES = (DRY_RUN, FIX)
+JOB_PRIORITY = 8  # behind live work (1 = most urgent, 5 = the API's default)
+PAGE_ATTEMPTS = 6
+MERGED_IDS = "hs_merged_object_ids"
+
+
+class ReconcileHubSpot(Protocol):
+    """What the full run needs from HubSpot (the client, capped to the run's share)."""
+
+    async def list_companies_page(
+        self, properties: Sequence[str], after: str | None = None
+    ) -> CompanyPage: ...
+
+    async def batch_read_companies(
+        self, ids: Sequence[str], properties: Sequence[str], id_property: str | None = None
+    ) -> BatchResult: ...
+
+
+@dataclass
+class Progress:
+    """Where a run stands, for whoever watches (the CLI prints it)."""
+
+    run_id: int
+    phase: str
+    pages: int
+    counts: dict[str, int]
+    hubspot_calls: int
+    jobs_created: int
+
+
+@dataclass
+class _State:
+    phase: str
+    hubspot_after: str | None
+    warp_after: str | None
+    counts: Counter[str] = field(default_factory=Counter)
+    hubspot_calls: int = 0
+    jobs_created: int = 0
+    pages: int = 0
+
+    @classmethod
+    def of(cls, run: RunRecord) -> _State:
+        return cls(
+            run.phase,
+            run.hubspot_after,
+            run.warp_after,
+            Counter(run.counts),
+            run.hubspot_calls,
+            run.jobs_created,
+        )
+
+
+class FullRun:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        warp: WarpConnector,
+        hubspot: ReconcileHubSpot,
+        queue: QueueRepository,
+        owner: str,
+        lease_seconds: float,
+        warp_page_size: int = 500,
+        on_progress: Callable[[Progress], None] | None = None,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.warp = warp
+        self.hubspot = hubspot
+        self.queue = queue
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self.warp_page_size = warp_page_size
+        self.on_progress = on_progress
+        self.after_commit = after_commit
+
+    async def execute(self, run: RunRecord) -> RunRecord | None:
+        """Carry `run` (ours: just started or taken over) to its end from its checkpoint.
+        Returns the finished record, or None when another process took the run over."""
+        state = _State.of(run)
+        heartbeat = asyncio.create_task(self._heartbeat(run.id))
+        try:
+            async with self.engine.connect() as connection:
+                rules = [rule for rule in await load_rules(connection) if rule.enabled]
+            if state.phase == "hubspot":
+                await self._hubspot_pass(run, rules, state)
+            if state.phase == "warp":
+                await self._warp_pass(run, state)
+        except LostRunError:
+            log.warning("reconciliation run %d was taken over by another process", run.id)
+            return None
+        except Exception as exc:
+            log.exception("reconciliation run %d failed", run.id)
+            return await runs.finish_run(
+                self.engine,
+                run.id,
+                self.owner,
+                status=runs.FAILED,
+                report=_report(state),
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+            )
+        finally:
+            heartbeat.cancel()
+        log.info("reconciliation run %d done: %s", run.id, dict(state.counts))
+        return await runs.finish_run(
+            self.engine, run.id, self.owner, status=runs.DONE, report=_report(state)
+        )
+
+    async def _heartbeat(self, run_id: int) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                if not await runs.renew_lease(self.engine, run_id, self.owner, self.lease_seconds):
+                    return
+            except Exception:  # noqa: BLE001 -- a missed beat is retried; the lease has slack
+                log.warning("reconciliation run %d: lease renewal failed", run_id)
+
+    # -- pass 1: HubSpot's companies ---------------------------------------------------------
+
+    async def _hubspot_pass(self, run: RunRecord, rules: list[FieldRule], state: _State) -> None:
+        properties = [rule.hubspot_property for rule in rules]
+        properties = list(
+            dict.fromkeys([*properties, IDENTITY_HUBSPOT_PROPERTY, LAST_MODIFIED, MERGED_IDS])
+        )
+        while True:
+            page = await self._with_retries(
+                lambda: self.hubspot.list_companies_page(properties, state.hubspot_after)
+            )
+            state.hubspot_calls += 1
+            findings, claimed = await self._judge_companies(run.id, page.companies, rules)
+            done = page.after is None
+            await self._commit(
+                run,
+                state,
+                findings,
+                claimed,
+                phase="warp" if done else "hubspot",
+                hubspot_after=page.after,
+                warp_after=None,
+            )
+            if done:
+                return
+
+    async def _judge_companies(
+        self, run_id: int, companies: list[HubSpotCompany], rules: list[FieldRule]
+    ) -> tuple[list[Finding], dict[str, str]]:
+        """Each company's finding, and the customers this page claims (customer -> company)."""
+        merged_away = {c.id: _merged_ids(c) for c in companies}
+        company_ids = [c.id for c in companies] + [m for ids in merged_away.values() for m in ids]
+        async with self.engine.connect() as connection:
+            links = await sync_state.links_by_company(connection, company_ids)
+        by_id = await self.warp.fetch_customers(
+            [link.warp_customer_id for link in links.values() if link.warp_customer_id]
+        )
+        bans = {_ban(c) for c in companies} - {None}
+        by_ban = await self.warp.fetch_customers_by_ban(sorted(b for b in bans if b))
+        customer_ids = sorted({*by_id, *(c["id"] for c in by_ban.values())})
+        async with self.engine.connect() as connection:
+            customer_links = await sync_state.links_by_customer(connection, customer_ids)
+            claimed_before = await runs.paired_customers(connection, run_id, customer_ids)
+            memory = await sync_state.field_memory(connection, customer_ids)
+            conflicts = await runs.open_conflict_fields(connection, customer_ids)
+        claimed: dict[str, str] = {}
+        findings: list[Finding] = []
+
+        def owner_of(customer_id: str) -> str | None:
+            return claimed_before.get(customer_id) or claimed.get(customer_id)
+
+        for company in companies:
+            ban = _ban(company)
+            link = links.get(company.id)
+            # Links still naming ids merged into this company: the merge left them behind.
+            relinked = False
+            for stale in (links[m] for m in merged_away[company.id] if m in links):
+                customer = by_id.get(stale.warp_customer_id or "")
+                if customer is None or owner_of(customer["id"]) is not None:
+                    continue
+                findings.append(judge.merged_link(customer, stale, company, ban))
+                claimed[customer["id"]] = company.id
+                relinked = relinked or customer.get("ban") == ban
+            if relinked and link is None:
+                continue
+            customer = by_id.get(link.warp_customer_id) if link and link.warp_customer_id else None
+            if link is not None and customer is not None:
+                cid = customer["id"]
+                if (holder := owner_of(cid)) is not None:
+                    findings.append(judge.duplicate(company, cid, ban, keep=holder))
+                elif link.state != "active":
+                    findings.append(judge.broken_link(company, link))
+                    claimed[cid] = company.id
+                else:
+                    findings.append(
+                        judge.judge_pair(
+                            rules,
+                            customer,
+                            company,
+                            link,
+                            memory.get(cid, {}),
+                            conflicts.get(cid, ()),
+                        )
+                    )
+                    claimed[cid] = company.id
+                continue
+            if ban is None:
+                findings.append(Finding(Category.UNMANAGED, company_id=company.id))
+                continue
+            customer = by_ban.get(ban)
+            if customer is None:
+                why = (
+                    f"its linked customer {link.warp_customer_id} is no longer in WARP and "
+                    f"warp_ban {ban} matches no customer; reported, never deleted"
+                    if link is not None and link.warp_customer_id
+                    else ""
+                )
+                findings.append(judge.orphan(company, ban, why))
+                continue
+            cid = customer["id"]
+            other = customer_links.get(cid)
+            holder = owner_of(cid)
+            if holder is None and other is not None and other.hubspot_company_id:
+                holder = other.hubspot_company_id if other.state == "active" else None
+            if holder is not None and holder != company.id:
+                findings.append(judge.duplicate(company, cid, ban, keep=holder))
+                continue
+            findings.append(judge.judge_pair(rules, customer, company, None, memory.get(cid, {})))
+            claimed[cid] = company.id
+        return findings, claimed
+
+    # -- pass 2: WARP's customers ------------------------------------------------------------
+
+    async def _warp_pass(self, run: RunRecord, state: _State) -> None:
+        async for customers in self.warp.iter_customers(
+            self.warp_page_size, after=state.warp_after
+        ):
+            ids = [customer["id"] for customer in customers]
+            async with self.engine.connect() as connection:
+                paired = await runs.paired_customers(connection, run.id, ids)
+                links = await sync_state.links_by_customer(
+                    connection, [i for i in ids if i not in paired]
+                )
+            lost = [
+                link.hubspot_company_id
+                for link in links.values()
+                if link.hubspot_company_id and link.state == "active"
+            ]
+            survivors = await self._survivors(lost, state)
+            findings: list[Finding] = []
+            for customer in customers:
+                if customer["id"] in paired:
+                    continue
+                link = links.get(customer["id"])
+                if link is None or not link.hubspot_company_id:
+                    findings.append(judge.missing_in_hubspot(customer))
+                elif survivors.get(link.hubspot_company_id) == link.hubspot_company_id:
+                    # Listed after the HubSpot pass went by (created or restored meanwhile).
+                    findings.append(Finding(Category.IN_SYNC, customer["id"]))
+                else:
+                    survivor = survivors.get(link.hubspot_company_id)
+                    findings.append(judge.lost_company(customer, link, survivor))
+            await self._commit(
+                run, state, findings, {}, phase="warp", hubspot_after=None, warp_after=ids[-1]
+            )
+
+    async def _survivors(self, company_ids: list[str], state: _State) -> dict[str, str]:
+        """Of linked companies the list did not show: the id each now answers as (itself when
+        it is live after all, the survivor after a merge); absent = archived or deleted."""
+        if not company_ids:
+            return {}
+        result = await self._with_retries(
+            lambda: self.hubspot.batch_read_companies(company_ids, [IDENTITY_HUBSPOT_PROPERTY])
+        )
+        state.hubspot_calls += -(-len(company_ids) // 100)
+        return {o.key: o.company.id for o in result if o.company is not None}
+
+    # -- one page's transaction ------------------------------------------------------------
+
+    async def _commit(
+        self,
+        run: RunRecord,
+        state: _State,
+        findings: list[Finding],
+        claimed: dict[str, str],
+        *,
+        phase: str,
+        hubspot_after: str | None,
+        warp_after: str | None,
+    ) -> None:
+        counts = state.counts + Counter(str(f.category) for f in findings)
+        for finding in findings:  # Counter addition drops zeros; keep every category seen
+            counts.setdefault(str(finding.category), 0)
+        jobs: dict[str, int] = {}
+        async with self.engine.begin() as connection:
+            fixable = [f.customer_id for f in findings if f.fixable and f.customer_id]
+            if run.mode == FIX and fixable:
+                enqueued = await self.queue.enqueue_many(
+                    connection,
+                    EntityType.CUSTOMER,
+                    fixable,
+                    priority=JOB_PRIORITY,
+                    source=JobSource.RECONCILIATION,
+                    direction=JobDirection.BOTH,
+                )
+                jobs = enqueued.job_ids
+            items = [
+                f.item(jobs.get(f.customer_id or "")) for f in findings if f.category in REPORTED
+            ]
+            await runs.add_items(connection, run.id, items)
+            await runs.add_pairs(connection, run.id, claimed.items())
+            checkpoint = Checkpoint(
+                phase=phase,
+                hubspot_after=hubspot_after,
+                warp_after=warp_after,
+                counts=dict(counts),
+                hubspot_calls=state.hubspot_calls,
+                jobs_created=state.jobs_created + len(jobs),
+            )
+            await runs.save_checkpoint(
+                connection, run.id, self.owner, checkpoint, self.lease_seconds
+            )
+        state.counts = counts
+        state.jobs_created += len(jobs)
+        state.phase, state.hubspot_after, state.warp_after = phase, hubspot_after, warp_after
+        state.pages += 1
+        if jobs and self.after_commit is not None:
+            self.after_commit()
+        if self.on_progress is not None:
+            self.on_progress(
+                Progress(
+                    run.id,
+                    phase,
+                    state.pages,
+                    dict(counts),
+                    state.hubspot_calls,
+                    state.jobs_created,
+                )
+            )
+
+    async def _with_retries(self, call: Callable[[], Any]) -> Any:
+        """A page HubSpot could not serve right now is asked again (after the client's own
+        retries), rather than failing a run that may be hours in."""
+        for attempt in range(PAGE_ATTEMPTS):
+            try:
+                return await call()
+            except HubSpotRetryableError as exc:
+                if attempt == PAGE_ATTEMPTS - 1:
+                    raise
+                wait = exc.retry_after if exc.retry_after is not None else 2.0**attempt
+                log.info("reconciliation: HubSpot %s; page asked again in %.1f s", exc, wait)
+                await asyncio.sleep(min(wait, 60.0))
+        raise HubSpotError("unreachable")  # pragma: no cover
+
+
+def _merged_ids(company: HubSpotCompany) -> list[str]:
+    raw = company.properties.get(MERGED_IDS) or ""
+    return [part.strip() for part in raw.split(";") if part.strip()]
+
+
+def _ban(company: HubSpotCompany) -> str | None:
+    value = company.properties.get(IDENTITY_HUBSPOT_PROPERTY)
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def _report(state: _State) -> dict[str, Any]:
+    return {
+        "counts": dict(state.counts),
+        "hubspot_calls": state.hubspot_calls,
+        "jobs_created": state.jobs_created,
+    }

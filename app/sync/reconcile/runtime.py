@@ -1,0 +1,71 @@
+"""Start and stop reconciliation inside the service's lifespan.
+
+`start_reconciliation(context, client)` puts on `context.extras`:
+
+    "reconciler"  Reconciler   always (the API starts runs through it)
+    "catchup"     CatchUp      always (its scheduled pass runs only with the scheduler)
+
+and, when this process runs the scheduler, adds the daily run, the takeover check, the
+catch-up and the pruning to it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Protocol
+
+from app.context import AppContext
+from app.sync.reconcile.catchup import CatchUp, SearchHubSpot
+from app.sync.reconcile.full_run import ReconcileHubSpot
+from app.sync.reconcile.schedule import schedule_reconciliation
+from app.sync.reconcile.service import Reconciler
+from app.sync.runtime import wake_worker
+
+
+class ReconcileClient(ReconcileHubSpot, SearchHubSpot, Protocol):
+    """The HubSpot client as both the full run and the catch-up see it."""
+
+
+async def start_reconciliation(context: AppContext, client: ReconcileClient) -> Reconciler:
+    settings = context.settings
+
+    def wake() -> None:
+        wake_worker(context)
+
+    reconciler = Reconciler(
+        engine=context.engine,
+        warp=context.warp,
+        hubspot=client,
+        queue=context.extras["queue"],
+        lease_seconds=settings.reconcile_lease_seconds,
+        after_commit=wake,
+    )
+    catchup = CatchUp(
+        engine=context.engine,
+        warp=context.warp,
+        hubspot=client,
+        queue=context.extras["queue"],
+        owner=reconciler.owner,
+        interval_seconds=settings.catchup_interval_seconds or 300.0,
+        overlap_seconds=settings.catchup_overlap_seconds,
+        after_commit=wake,
+    )
+    context.extras.update(reconciler=reconciler, catchup=catchup)
+    scheduler = context.extras.get("scheduler")
+    if scheduler is not None:
+        schedule_reconciliation(
+            scheduler,
+            reconciler,
+            cron=settings.reconcile_cron,
+            mode=settings.reconcile_mode,
+            catchup=catchup,
+            catchup_interval=settings.catchup_interval_seconds,
+            retention=timedelta(seconds=settings.reconcile_retention_seconds),
+        )
+    return reconciler
+
+
+async def stop_reconciliation(context: AppContext) -> None:
+    reconciler: Reconciler | None = context.extras.pop("reconciler", None)
+    if reconciler is not None:
+        await reconciler.stop()

@@ -67,7 +67,9 @@ class CatchUp:
         interval_seconds: float,
         overlap_seconds: float,
         after_commit: Callable[[], None] | None = None,
+        search_cap: int = SEARCH_CAP,
     ) -> None:
+        self.search_cap = search_cap
         self.engine = engine
         self.warp = warp
         self.hubspot = hubspot
@@ -135,14 +137,14 @@ class CatchUp:
         queued, after, first = 0, None, True
         while True:
             page = await self._search(since, until, after)
-            if first and page.total > SEARCH_CAP and until - since > timedelta(milliseconds=2):
+            if first and page.total > self.search_cap and until - since > timedelta(milliseconds=2):
                 middle = since + (until - since) / 2
                 return await self._search_window(since, middle) + await self._search_window(
                     middle, until
                 )
             first = False
             queued += await self._queue_companies(page.companies)
-            if page.after is None or int(page.after) + SEARCH_PAGE > SEARCH_CAP:
+            if page.after is None or int(page.after) >= self.search_cap:
                 return queued
             after = page.after
 

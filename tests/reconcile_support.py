@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from app.store import reconciliation as runs
 from app.store.queue import QueueRepository
@@ -72,8 +72,3 @@ async def sql_update_customer(env: SyncEnv, customer_id: str, **values: Any) -> 
     table = customers_table(env.db.customers_table)
     async with env.db.engine.begin() as connection:
         await connection.execute(table.update().where(table.c.id == customer_id).values(**values))
-
-
-async def count_rows(env: SyncEnv, table: str) -> int:
-    async with env.db.engine.connect() as connection:
-        return int((await connection.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())  # noqa: S608 -- test-owned names

@@ -180,9 +180,7 @@ async def test_fix_queues_through_the_engine_and_converges(db: Database) -> None
     async with sync_env(db) as env:
         drifted, merged, other = await synced(env, 3)
         await sql_update_customer(env, drifted, credit_limit=Decimal("7500"))
-        env.sandbox.companies.merge(
-            await link_of(env, other), await link_of(env, merged), CRM_USER
-        )
+        env.sandbox.companies.merge(await link_of(env, other), await link_of(env, merged), CRM_USER)
         missing = await env.add_customer()
         ban = (await env.customer(adoptee := await env.add_customer()))["ban"]
         env.sandbox.companies.create({"name": "Adopt me", "warp_ban": ban}, CRM_USER)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -41,14 +42,19 @@ def fire_key(trigger: CronTrigger, now: datetime) -> str:
     return f"schedule:{latest.astimezone(UTC).isoformat()}"
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class DailyRun:
     reconciler: Reconciler
     trigger: CronTrigger
     mode: str
+    clock: Callable[[], datetime] = utc_now
 
     async def __call__(self) -> None:
-        key = fire_key(self.trigger, datetime.now(UTC))
+        key = fire_key(self.trigger, self.clock())
         record = await self.reconciler.start(self.mode, "schedule", fire_key=key)
         if record is None:
             log.info("scheduled reconciliation %s: another replica runs it (or a run is on)", key)

@@ -17,6 +17,7 @@ from app.sandbox.store import ALL
 
 PREFIX = "/_sandbox"
 RECENT = 100
+MAX_SEED = 10_000
 
 
 def _user_id(body: object) -> int:
@@ -47,6 +48,19 @@ async def list_all_companies(request: Request) -> Response:
     archived = bool_param(request, "archived")
     results = [c.to_json(ALL) for c in sandbox.companies.all(archived=archived)]
     return JSONResponse({"total": len(results), "results": results})
+
+
+async def seed_companies(request: Request) -> Response:
+    """Body: {"companies": [{"properties": {...}}, ...], "userId": 1}, at most 10,000: create
+    them as a person would, without counting against the limits (benchmarks' set-up)."""
+    body = await json_body(request)
+    items = body.get("companies") if isinstance(body, dict) else None
+    if not isinstance(items, list) or len(items) > MAX_SEED:
+        raise bad_request(f"companies must be a list of at most {MAX_SEED}")
+    sandbox = sandbox_of(request)
+    source = sandbox.user_source(_user_id(body))
+    ids = [sandbox.companies.create(input_properties(item), source).id for item in items]
+    return JSONResponse({"ids": ids}, status_code=201)
 
 
 async def stats(request: Request) -> Response:
@@ -97,6 +111,7 @@ async def list_webhooks(request: Request) -> Response:
 def control_routes() -> list[Route]:
     return [
         Route(f"{PREFIX}/companies", list_all_companies, methods=["GET"]),
+        Route(f"{PREFIX}/companies", seed_companies, methods=["POST"]),
         Route(f"{PREFIX}/companies/{{company_id}}", edit_company, methods=["PATCH"]),
         Route(f"{PREFIX}/companies/{{company_id}}/restore", restore_company, methods=["POST"]),
         Route(f"{PREFIX}/stats", stats, methods=["GET"]),

@@ -95,3 +95,17 @@ async def test_stats_count_writes_not_reads() -> None:
         assert hub.sandbox.stats()["writes"] == 0
         await hub.client.post(LIST, json={"properties": {"name": "New"}})
         assert hub.sandbox.stats()["writes"] == 1
+
+
+async def test_companies_seeded_through_the_control_api_cost_no_quota() -> None:
+    async with running_sandbox(SandboxConfig(rate_limit=RateLimit(1, 60.0))) as hub:
+        seeded = await hub.client.post(
+            "/_sandbox/companies",
+            json={"companies": [{"properties": {"name": f"Co {n}"}} for n in range(300)]},
+        )
+        assert seeded.status_code == 201
+        assert len(seeded.json()["ids"]) == 300
+        assert len(hub.sandbox.companies) == 300
+        assert hub.sandbox.stats()["requests"] == 0
+        too_many = await hub.client.post("/_sandbox/companies", json={"companies": [{}] * 10_001})
+        assert too_many.status_code == 400

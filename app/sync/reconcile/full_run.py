@@ -39,6 +39,7 @@ from app.sync.jobs import EntityType, JobDirection, JobSource
 from app.sync.pairs import LAST_MODIFIED
 from app.sync.reconcile import categories as judge
 from app.sync.reconcile.categories import REPORTED, Category, Finding
+from app.sync.reconcile.company_page import MERGED_IDS, PageFacts, company_ban, merged_ids
 from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
 from app.warp.connector import WarpConnector
 
@@ -48,7 +49,7 @@ FIX, DRY_RUN = "fix", "dry_run"
 MODES = (DRY_RUN, FIX)
 JOB_PRIORITY = 8  # behind live work (1 = most urgent, 5 = the API's default)
 PAGE_ATTEMPTS = 6
-MERGED_IDS = "hs_merged_object_ids"
+YIELD_EVERY = 10  # companies judged between two turns of the event loop
 
 
 class ReconcileHubSpot(Protocol):
@@ -169,109 +170,74 @@ class FullRun:
         properties = list(
             dict.fromkeys([*properties, IDENTITY_HUBSPOT_PROPERTY, LAST_MODIFIED, MERGED_IDS])
         )
-        while True:
-            page = await self._with_retries(
-                lambda: self.hubspot.list_companies_page(properties, state.hubspot_after)
+
+        def fetch(after: str | None) -> asyncio.Task[CompanyPage]:
+            return asyncio.create_task(
+                self._with_retries(lambda: self.hubspot.list_companies_page(properties, after))
             )
-            state.hubspot_calls += 1
-            findings, claimed = await self._judge_companies(run.id, page.companies, rules)
-            done = page.after is None
-            await self._commit(
-                run,
-                state,
-                findings,
-                claimed,
-                phase="warp" if done else "hubspot",
-                hubspot_after=page.after,
-                warp_after=None,
-            )
-            if done:
-                return
+
+        # The next page is asked for while this one is judged: HubSpot's pace and our own
+        # work overlap instead of adding up. Only a committed page moves the checkpoint.
+        upcoming = fetch(state.hubspot_after)
+        try:
+            while True:
+                page = await upcoming
+                state.hubspot_calls += 1
+                done = page.after is None
+                if not done:
+                    upcoming = fetch(page.after)
+                findings, claimed = await self._judge_companies(run.id, page.companies, rules)
+                await self._commit(
+                    run,
+                    state,
+                    findings,
+                    claimed,
+                    phase="warp" if done else "hubspot",
+                    hubspot_after=page.after,
+                    warp_after=None,
+                )
+                if done:
+                    return
+        finally:
+            upcoming.cancel()
 
     async def _judge_companies(
         self, run_id: int, companies: list[HubSpotCompany], rules: list[FieldRule]
     ) -> tuple[list[Finding], dict[str, str]]:
         """Each company's finding, and the customers this page claims (customer -> company)."""
-        merged_away = {c.id: _merged_ids(c) for c in companies}
+        merged_away = {c.id: merged_ids(c) for c in companies}
         company_ids = [c.id for c in companies] + [m for ids in merged_away.values() for m in ids]
         async with self.engine.connect() as connection:
             links = await sync_state.links_by_company(connection, company_ids)
         by_id = await self.warp.fetch_customers(
             [link.warp_customer_id for link in links.values() if link.warp_customer_id]
         )
-        bans = {_ban(c) for c in companies} - {None}
-        by_ban = await self.warp.fetch_customers_by_ban(sorted(b for b in bans if b))
+        # Only companies their link does not pair are looked up by warp_ban.
+        linked = {
+            c.id for c in companies if (link := links.get(c.id)) and link.warp_customer_id in by_id
+        }
+        bans = {b for c in companies if c.id not in linked and (b := company_ban(c))}
+        by_ban = await self.warp.fetch_customers_by_ban(sorted(bans)) if bans else {}
         customer_ids = sorted({*by_id, *(c["id"] for c in by_ban.values())})
         async with self.engine.connect() as connection:
-            customer_links = await sync_state.links_by_customer(connection, customer_ids)
-            claimed_before = await runs.paired_customers(connection, run_id, customer_ids)
-            memory = await sync_state.field_memory(connection, customer_ids)
-            conflicts = await runs.open_conflict_fields(connection, customer_ids)
-        claimed: dict[str, str] = {}
+            facts = PageFacts(
+                links=links,
+                merged_away=merged_away,
+                by_id=by_id,
+                by_ban=by_ban,
+                customer_links=await sync_state.links_by_customer(
+                    connection, [c["id"] for c in by_ban.values()]
+                ),
+                claimed_before=await runs.paired_customers(connection, run_id, customer_ids),
+                memory=await sync_state.field_memory(connection, customer_ids),
+                conflicts=await runs.open_conflict_fields(connection, customer_ids),
+            )
         findings: list[Finding] = []
-
-        def owner_of(customer_id: str) -> str | None:
-            return claimed_before.get(customer_id) or claimed.get(customer_id)
-
-        for company in companies:
-            ban = _ban(company)
-            link = links.get(company.id)
-            # Links still naming ids merged into this company: the merge left them behind.
-            relinked = False
-            for stale in (links[m] for m in merged_away[company.id] if m in links):
-                customer = by_id.get(stale.warp_customer_id or "")
-                if customer is None or owner_of(customer["id"]) is not None:
-                    continue
-                findings.append(judge.merged_link(customer, stale, company, ban))
-                claimed[customer["id"]] = company.id
-                relinked = relinked or customer.get("ban") == ban
-            if relinked and link is None:
-                continue
-            customer = by_id.get(link.warp_customer_id) if link and link.warp_customer_id else None
-            if link is not None and customer is not None:
-                cid = customer["id"]
-                if (holder := owner_of(cid)) is not None:
-                    findings.append(judge.duplicate(company, cid, ban, keep=holder))
-                elif link.state != "active":
-                    findings.append(judge.broken_link(company, link))
-                    claimed[cid] = company.id
-                else:
-                    findings.append(
-                        judge.judge_pair(
-                            rules,
-                            customer,
-                            company,
-                            link,
-                            memory.get(cid, {}),
-                            conflicts.get(cid, ()),
-                        )
-                    )
-                    claimed[cid] = company.id
-                continue
-            if ban is None:
-                findings.append(Finding(Category.UNMANAGED, company_id=company.id))
-                continue
-            customer = by_ban.get(ban)
-            if customer is None:
-                why = (
-                    f"its linked customer {link.warp_customer_id} is no longer in WARP and "
-                    f"warp_ban {ban} matches no customer; reported, never deleted"
-                    if link is not None and link.warp_customer_id
-                    else ""
-                )
-                findings.append(judge.orphan(company, ban, why))
-                continue
-            cid = customer["id"]
-            other = customer_links.get(cid)
-            holder = owner_of(cid)
-            if holder is None and other is not None and other.hubspot_company_id:
-                holder = other.hubspot_company_id if other.state == "active" else None
-            if holder is not None and holder != company.id:
-                findings.append(judge.duplicate(company, cid, ban, keep=holder))
-                continue
-            findings.append(judge.judge_pair(rules, customer, company, None, memory.get(cid, {})))
-            claimed[cid] = company.id
-        return findings, claimed
+        for number, company in enumerate(companies):
+            if number % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # judging is CPU work: let live syncs in between
+            findings += facts.judge(company, rules)
+        return findings, facts.claimed
 
     # -- pass 2: WARP's customers ------------------------------------------------------------
 
@@ -395,16 +361,6 @@ class FullRun:
                 log.info("reconciliation: HubSpot %s; page asked again in %.1f s", exc, wait)
                 await asyncio.sleep(min(wait, 60.0))
         raise HubSpotError("unreachable")  # pragma: no cover
-
-
-def _merged_ids(company: HubSpotCompany) -> list[str]:
-    raw = company.properties.get(MERGED_IDS) or ""
-    return [part.strip() for part in raw.split(";") if part.strip()]
-
-
-def _ban(company: HubSpotCompany) -> str | None:
-    value = company.properties.get(IDENTITY_HUBSPOT_PROPERTY)
-    return value.strip() or None if isinstance(value, str) else None
 
 
 def _report(state: _State) -> dict[str, Any]:

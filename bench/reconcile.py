@@ -1,0 +1,315 @@
+"""The full reconciliation at size: N WARP customers x N HubSpot companies, 1 % drift.
+
+Real processes on loopback: `hubsync sandbox` as HubSpot (100 requests / 10 s) and hubsync on
+a fresh PostgreSQL database. Set-up: N customers in `accounts.customers` (bench.outbound's
+rows), N companies seeded in the sandbox with the values hubsync would have written, a link
+for each pair (the state after a complete sync), then 1 % drift seeded in known fields: half
+changed in HubSpot (warp_status, warp_credit_limit or name), half straight in WARP's table
+(status or credit_limit).
+
+Phases:
+- dry run (`hubsync reconcile --dry-run`, its own process, the whole limit available after an
+  empty window), RUNS times: wall time from process start to exit, the process's peak RSS
+  (`wait4`), and the report checked against the seeded drift: every drift found exactly once
+  in its field, nothing else reported (no false positive).
+- live latency during a run capped at 50 %: `hubsync serve` with
+  HUBSYNC_RECONCILE_RATE_SHARE=50%, a dry run started through the API, and meanwhile 10 queue
+  POSTs/s; latency = the sync log's record of that job minus the POST (an upper bound of the
+  HubSpot write, which precedes the record).
+
+Usage: python -m bench.reconcile [--customers 100000] [--runs 3] [--latency-seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import psycopg
+
+from app.hubspot.client import HubSpotClient
+from app.hubspot.properties import ensure_properties
+from app.hubspot.ratelimit import LocalRateLimiter
+from app.settings import RateLimit
+from app.sync.mapping import hubspot_properties, read_warp_values
+from app.sync.rules import DEFAULT_RULES
+from bench.outbound import (
+    LIMIT,
+    ROOT,
+    TOKEN,
+    WINDOW_SECONDS,
+    clean_env,
+    database,
+    free_port,
+    libpq,
+    machine,
+    percentile,
+    prepare,
+    process,
+    sandbox_stats,
+)
+
+SEED_CHUNK = 10_000
+HUBSPOT_DRIFT = ("warp_status", "warp_credit_limit", "name")
+WARP_DRIFT = ("status", "credit_limit")
+FIELD_OF = {"warp_status": "status", "warp_credit_limit": "credit_limit", "name": "company_name"}
+
+
+def customers(name: str) -> list[dict[str, Any]]:
+    with psycopg.connect(libpq(name)) as conn:
+        cursor = conn.cursor(row_factory=psycopg.rows.dict_row)
+        rows = cursor.execute("SELECT * FROM accounts.customers ORDER BY ban").fetchall()
+    for row in rows:
+        row["id"] = str(row["id"])
+    return rows
+
+
+async def seed(
+    sandbox: str, name: str, rows: list[dict[str, Any]], rng: random.Random
+) -> dict[str, str]:
+    """Companies as a complete sync leaves them, links, then the drift; returns the seeded
+    drift as {customer id: WARP field}."""
+    limiter = LocalRateLimiter(RateLimit.parse(LIMIT))
+    async with HubSpotClient(base_url=sandbox, access_token=None, limiter=limiter) as client:
+        await ensure_properties(client)
+    drifted = rng.sample(range(len(rows)), len(rows) // 100)
+    in_hubspot = set(drifted[: len(drifted) // 2])
+    expected: dict[str, str] = {}
+    companies = []
+    for n, row in enumerate(rows):
+        values = read_warp_values(DEFAULT_RULES, row)
+        by_property = {rule.hubspot_property: values[rule.warp_field] for rule in DEFAULT_RULES}
+        properties = {k: v for k, v in hubspot_properties(DEFAULT_RULES, by_property).items() if v}
+        if n in in_hubspot:
+            prop = HUBSPOT_DRIFT[n % len(HUBSPOT_DRIFT)]
+            properties[prop] = {"warp_status": "SUSPENDED", "warp_credit_limit": "1",
+                                "name": f"Renamed {n}"}[prop]  # fmt: skip
+            expected[row["id"]] = FIELD_OF[prop]
+        companies.append({"properties": properties})
+    ids: list[str] = []
+    async with httpx.AsyncClient(base_url=sandbox, timeout=600) as http:
+        for start in range(0, len(companies), SEED_CHUNK):
+            answer = await http.post(
+                "/_sandbox/companies", json={"companies": companies[start : start + SEED_CHUNK]}
+            )
+            answer.raise_for_status()
+            ids += answer.json()["ids"]
+    now = datetime.now(UTC)
+    with psycopg.connect(libpq(name)) as conn:
+        with conn.cursor().copy(
+            "COPY hubspot_entity_links (warp_customer_id, hubspot_company_id, warp_ban, state,"
+            " last_synced_at, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for row, company_id in zip(rows, ids, strict=True):
+                copy.write_row((row["id"], company_id, row["ban"], "active", now, now, now))
+        for n in drifted:
+            if n in in_hubspot:
+                continue
+            row = rows[n]
+            field = WARP_DRIFT[n % len(WARP_DRIFT)]
+            value: Any = "SUSPENDED" if field == "status" else Decimal(3)
+            conn.execute(
+                f"UPDATE accounts.customers SET {field} = %s, updated_at = now() WHERE id = %s",
+                (value, row["id"]),
+            )
+            expected[row["id"]] = field
+        conn.execute("ANALYZE")
+    return expected
+
+
+def cli_env(name: str, sandbox: str, **extra: str) -> dict[str, str]:
+    return {
+        **clean_env(),
+        "HUBSYNC_DATABASE_URL": libpq(name),
+        "HUBSPOT_ACCESS_TOKEN": "pat-bench-not-a-secret",
+        "HUBSPOT_BASE_URL": sandbox,
+        "HUBSPOT_RATE_LIMIT": LIMIT,
+        "HUBSYNC_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def dry_run(name: str, sandbox: str) -> tuple[float, float, int]:
+    """Seconds, peak RSS (MB) of the hubsync process, and the run's id."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "reconcile", "--dry-run"],
+        env=cli_env(name, sandbox, HUBSYNC_RECONCILE_RATE_SHARE="100%"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    output = proc.stdout.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"hubsync reconcile failed ({proc.returncode}):\n{output}")
+    run_id = int(output.split("reconciliation run ", 1)[1].split(" ", 1)[0])
+    return elapsed, usage.ru_maxrss / 1024, run_id
+
+
+def check(name: str, run_id: int, expected: dict[str, str], total: int) -> str:
+    """Every seeded drift found once, in its field; nothing else reported."""
+    with psycopg.connect(libpq(name)) as conn:
+        items = conn.execute(
+            "SELECT category, warp_customer_id, fields FROM hubspot_reconciliation_items"
+            " WHERE run_id = %s",
+            (run_id,),
+        ).fetchall()
+        counts = conn.execute(
+            "SELECT counts FROM hubspot_reconciliation_runs WHERE id = %s", (run_id,)
+        ).fetchone()[0]
+    drift = [(customer, fields) for category, customer, fields in items if category == "drift"]
+    others = [item for item in items if item[0] != "drift"]
+    found = {customer for customer, _ in drift}
+    wrong_field = [c for c, fields in drift if expected.get(c) not in {f["field"] for f in fields}]
+    missed = set(expected) - found
+    false_positive = found - set(expected)
+    ok = (
+        len(drift) == len(found) == len(expected)
+        and not missed
+        and not false_positive
+        and not others
+        and not wrong_field
+        and counts.get("in_sync") == total - len(expected)
+    )
+    return (
+        f"{'OK' if ok else 'WRONG'}: {len(found)}/{len(expected)} drifts found, "
+        f"{len(drift) - len(found)} twice, {len(missed)} missed, {len(false_positive)} false "
+        f"positive(s), {len(wrong_field)} in the wrong field, {len(others)} other item(s); "
+        f"counts {counts}"
+    )
+
+
+async def live_latency(
+    name: str, sandbox: str, rows: list[dict[str, Any]], seconds: float
+) -> tuple[list[float], str]:
+    """10 queue POSTs/s while a dry run capped at 50 % runs inside `hubsync serve`."""
+    port = free_port()
+    hubsync = f"http://127.0.0.1:{port}"
+    env = cli_env(
+        name,
+        sandbox,
+        HUBSYNC_API_TOKENS=TOKEN,
+        HUBSYNC_RECONCILE_RATE_SHARE="50%",
+        HUBSYNC_RECONCILE_CRON="",
+        HUBSYNC_CATCHUP_INTERVAL="0",
+    )
+    serve = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    chosen = [row["id"] for row in rows[-int(seconds * 10) :]]
+    sent: dict[str, float] = {}
+    with process(serve, env, f"{hubsync}/readyz"):
+        async with httpx.AsyncClient(base_url=hubsync, headers=headers, timeout=30) as client:
+            await asyncio.sleep(WINDOW_SECONDS + 0.5)
+            run = (await client.post("/v1/reconciliation/runs", json={"mode": "dry_run"})).json()
+            run_started = time.monotonic()
+            await asyncio.sleep(3)  # the run is under way
+            start = time.monotonic()
+            with psycopg.connect(libpq(name), autocommit=True) as conn:
+                for n, customer_id in enumerate(chosen):
+                    await asyncio.sleep(max(0.0, start + n / 10 - time.monotonic()))
+                    conn.execute(
+                        "UPDATE accounts.customers SET current_balance = current_balance + 7,"
+                        " updated_at = now() WHERE id = %s",
+                        (customer_id,),
+                    )
+                    sent[customer_id] = time.time()
+                    (
+                        await client.post(f"/v1/sync/customers/{customer_id}/queue")
+                    ).raise_for_status()
+            state = run
+            while state["state"] == "running":
+                await asyncio.sleep(1)
+                state = (await client.get(f"/v1/reconciliation/runs/{run['id']}")).json()
+            run_seconds = time.monotonic() - run_started
+    with psycopg.connect(libpq(name)) as conn:
+        logged = dict(
+            conn.execute(
+                "SELECT warp_customer_id, min(created_at) FROM hubspot_sync_log"
+                " WHERE warp_customer_id = ANY(%s) AND outcome = 'updated'"
+                " GROUP BY warp_customer_id",
+                (chosen,),
+            ).fetchall()
+        )
+    latencies = [(logged[c].timestamp() - sent[c]) * 1000 for c in chosen if c in logged]
+    note = (
+        f"capped run {run['id']}: {state['state']} in {run_seconds:.0f} s, "
+        f"{state['hubspot_calls']} HubSpot calls; {len(latencies)}/{len(chosen)} live jobs logged"
+    )
+    return latencies, note
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--latency-seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    print(f"machine: {machine()}; load average {os.getloadavg()}")
+    print(f"command: python -m bench.reconcile --customers {args.customers} --runs {args.runs}")
+    rng = random.Random(9)
+    with database() as name:
+        prepare(name, args.customers)
+        rows = customers(name)
+        sandbox_port = free_port()
+        sandbox = f"http://127.0.0.1:{sandbox_port}"
+        sandbox_cmd = [sys.executable, "-m", "app.cli", "sandbox", "--port", str(sandbox_port)]
+        sandbox_cmd += ["--rate-limit", LIMIT]
+        with process(sandbox_cmd, clean_env(), f"{sandbox}/_sandbox/stats"):
+            t0 = time.monotonic()
+            expected = asyncio.run(seed(sandbox, name, rows, rng))
+            print(f"set-up: {len(rows)} customers, companies and links, {len(expected)} drifts "
+                  f"seeded in {time.monotonic() - t0:.0f} s")  # fmt: skip
+            times, peaks = [], []
+            for run in range(args.runs):
+                time.sleep(WINDOW_SECONDS + 0.5)  # the whole limit available
+                before = sandbox_stats(sandbox)
+                elapsed, peak, run_id = dry_run(name, sandbox)
+                after = sandbox_stats(sandbox)
+                times.append(elapsed)
+                peaks.append(peak)
+                print(
+                    f"dry run {run + 1} (run {run_id}): {elapsed:.1f} s, peak RSS {peak:.0f} MB, "
+                    f"{after['requests'] - before['requests']} HubSpot requests, "
+                    f"{after['writes'] - before['writes']} writes, "
+                    f"{after['rate_limited'] - before['rate_limited']} 429s, load "
+                    f"{os.getloadavg()[0]:.1f} — {check(name, run_id, expected, len(rows))}"
+                )
+            latencies, note = asyncio.run(live_latency(name, sandbox, rows, args.latency_seconds))
+            stats = sandbox_stats(sandbox)
+    print()
+    print("| measure | median | runs | target |")
+    print("|---|---|---|---|")
+    print(f"| dry run, s | {statistics.median(times):.1f} | "
+          f"{', '.join(f'{t:.1f}' for t in times)} | <= 120 |")  # fmt: skip
+    print(f"| peak RSS of the hubsync process, MB | {statistics.median(peaks):.0f} | "
+          f"{', '.join(f'{p:.0f}' for p in peaks)} | <= 256 |")  # fmt: skip
+    if latencies:
+        print(f"| live queue -> HubSpot during a 50 % run, p50 ms | "
+              f"{percentile(latencies, 0.5):.0f} | {len(latencies)} jobs | |")  # fmt: skip
+        print(f"| live queue -> HubSpot during a 50 % run, p99 ms | "
+              f"{percentile(latencies, 0.99):.0f} | | <= 1000 |")  # fmt: skip
+    print(note)
+    print(
+        f"sandbox over everything: max requests in any 10 s window "
+        f"{stats['max_requests_in_window']}, 429s served {stats['rate_limited']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.models import Conflict, ReconciliationItem, ReconciliationPair, ReconciliationRun
 from app.store.queue_records import maybe_utc, sql_now
+from app.store.upsert import insert_for
 
 RUNS: Table = ReconciliationRun.__table__  # type: ignore[assignment]
 ITEMS: Table = ReconciliationItem.__table__  # type: ignore[assignment]
@@ -374,7 +375,12 @@ async def add_pairs(
         for customer, company in pairs
     ]
     if rows:
-        await connection.execute(insert(PAIRS), rows)
+        # A customer is paired once per run; a second claim (a race with a takeover's
+        # repeated page) keeps the first rather than failing the run.
+        statement = insert_for(connection, PAIRS).on_conflict_do_nothing(
+            index_elements=["run_id", "warp_customer_id"]
+        )
+        await connection.execute(statement, rows)
 
 
 async def paired_customers(

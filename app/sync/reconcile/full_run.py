@@ -176,33 +176,51 @@ class FullRun:
                 self._with_retries(lambda: self.hubspot.list_companies_page(properties, after))
             )
 
-        # The next page is asked for while this one is judged: HubSpot's pace and our own
-        # work overlap instead of adding up. Only a committed page moves the checkpoint.
+        # The next page is asked for while this one is judged, and a page's transaction
+        # commits while the next is judged: HubSpot's pace, our work and the database's
+        # overlap instead of adding up. Only a committed page moves the checkpoint, and
+        # pages commit in order.
         upcoming = fetch(state.hubspot_after)
+        committing: asyncio.Task[None] | None = None
+        uncommitted: dict[str, str] = {}  # the customers the committing page claims
         try:
             while True:
                 page = await upcoming
-                state.hubspot_calls += 1
                 done = page.after is None
                 if not done:
                     upcoming = fetch(page.after)
-                findings, claimed = await self._judge_companies(run.id, page.companies, rules)
-                await self._commit(
-                    run,
-                    state,
-                    findings,
-                    claimed,
-                    phase="warp" if done else "hubspot",
-                    hubspot_after=page.after,
-                    warp_after=None,
+                findings, claimed = await self._judge_companies(
+                    run.id, page.companies, rules, uncommitted
                 )
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(
+                    self._commit(
+                        run,
+                        state,
+                        findings,
+                        claimed,
+                        phase="warp" if done else "hubspot",
+                        hubspot_after=page.after,
+                        warp_after=None,
+                        calls=1,
+                    )
+                )
+                uncommitted = claimed
                 if done:
+                    await committing
                     return
         finally:
             upcoming.cancel()
+            if committing is not None and not committing.done():
+                committing.cancel()
 
     async def _judge_companies(
-        self, run_id: int, companies: list[HubSpotCompany], rules: list[FieldRule]
+        self,
+        run_id: int,
+        companies: list[HubSpotCompany],
+        rules: list[FieldRule],
+        uncommitted: dict[str, str],
     ) -> tuple[list[Finding], dict[str, str]]:
         """Each company's finding, and the customers this page claims (customer -> company)."""
         merged_away = {c.id: merged_ids(c) for c in companies}
@@ -219,6 +237,17 @@ class FullRun:
         bans = {b for c in companies if c.id not in linked and (b := company_ban(c))}
         by_ban = await self.warp.fetch_customers_by_ban(sorted(bans)) if bans else {}
         customer_ids = sorted({*by_id, *(c["id"] for c in by_ban.values())})
+        # Another page can have paired only a customer met by ban, by a link left behind by
+        # a merge, or by a link that is not active: a customer's one link pairs it once.
+        page_ids = {c.id for c in companies}
+        contested = sorted(
+            {c["id"] for c in by_ban.values()}
+            | {
+                link.warp_customer_id
+                for company_id, link in links.items()
+                if link.warp_customer_id and (company_id not in page_ids or link.state != "active")
+            }
+        )
         async with self.engine.connect() as connection:
             facts = PageFacts(
                 links=links,
@@ -228,7 +257,10 @@ class FullRun:
                 customer_links=await sync_state.links_by_customer(
                     connection, [c["id"] for c in by_ban.values()]
                 ),
-                claimed_before=await runs.paired_customers(connection, run_id, customer_ids),
+                claimed_before={
+                    **await runs.paired_customers(connection, run_id, contested),
+                    **uncommitted,
+                },
                 memory=await sync_state.field_memory(connection, customer_ids),
                 conflicts=await runs.open_conflict_fields(connection, customer_ids),
             )
@@ -297,7 +329,10 @@ class FullRun:
         phase: str,
         hubspot_after: str | None,
         warp_after: str | None,
+        calls: int = 0,
     ) -> None:
+        """Record a page: its items, pairs and jobs with the checkpoint after it (`calls`:
+        HubSpot calls the page cost that `state` does not count yet)."""
         counts = state.counts + Counter(str(f.category) for f in findings)
         for finding in findings:  # Counter addition drops zeros; keep every category seen
             counts.setdefault(str(finding.category), 0)
@@ -324,13 +359,14 @@ class FullRun:
                 hubspot_after=hubspot_after,
                 warp_after=warp_after,
                 counts=dict(counts),
-                hubspot_calls=state.hubspot_calls,
+                hubspot_calls=state.hubspot_calls + calls,
                 jobs_created=state.jobs_created + len(jobs),
             )
             await runs.save_checkpoint(
                 connection, run.id, self.owner, checkpoint, self.lease_seconds
             )
         state.counts = counts
+        state.hubspot_calls += calls
         state.jobs_created += len(jobs)
         state.phase, state.hubspot_after, state.warp_after = phase, hubspot_after, warp_after
         state.pages += 1

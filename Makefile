@@ -30,10 +30,11 @@ lint: $(STAMP) ## ruff and mypy (strict) on app/
 	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~20 min; see bench/README.md)
+bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~35 min; see bench/README.md)
 	$(BIN)/python -m bench.outbound
 	$(BIN)/python -m bench.webhook_intake --runs 5
 	$(BIN)/python -m bench.inbound_latency --runs 3
+	$(BIN)/python -m bench.reconcile --runs 3
 
 clean: ## remove the virtual environment and local databases
 	rm -rf $(VENV) hubsync.db hubsync.db-wal hubsync.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -15,9 +15,10 @@ import pytest
 from app.main import create_app
 from app.settings import Settings
 from app.store import reconciliation as runs
+from app.sync.reconcile.schedule import CATCHUP_JOB_ID, DAILY_JOB_ID, PRUNE_JOB_ID, TAKEOVER_JOB_ID
 from tests.conftest import Database
 from tests.integration.test_job_api import add_customers
-from tests.support import eventually, running
+from tests.support import eventually, running, running_service
 
 TOKEN = "operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -146,3 +147,21 @@ async def test_unknown_category_is_422(db: Database, client: httpx.AsyncClient) 
 async def test_the_bearer_token_is_required(client: httpx.AsyncClient, path: str) -> None:
     assert (await client.get(path)).status_code == 401
     assert (await client.get(path, headers={"Authorization": "Bearer nope"})).status_code == 401
+
+
+async def test_the_scheduler_carries_the_daily_run_catchup_takeover_and_pruning(
+    db: Database,
+) -> None:
+    base = {**db.env, "HUBSYNC_WORKER": "false", "HUBSYNC_DEMO_DATA": "false"}
+    async with running_service(create_app(Settings.from_mapping(base))) as (_, context):
+        scheduler = context.extras["scheduler"]
+        daily = scheduler.get_job(DAILY_JOB_ID)
+        assert daily is not None
+        assert (daily.next_run_time.hour, daily.next_run_time.minute) == (3, 0)
+        for job_id in (CATCHUP_JOB_ID, TAKEOVER_JOB_ID, PRUNE_JOB_ID):
+            assert scheduler.get_job(job_id) is not None
+    off = {**base, "HUBSYNC_RECONCILE_CRON": "", "HUBSYNC_CATCHUP_INTERVAL": "0"}
+    async with running_service(create_app(Settings.from_mapping(off))) as (_, context):
+        scheduler = context.extras["scheduler"]
+        assert scheduler.get_job(DAILY_JOB_ID) is None
+        assert scheduler.get_job(CATCHUP_JOB_ID) is None

@@ -1,0 +1,69 @@
+"""`GET /metrics`: Prometheus' text format, read at scrape time (app/metrics/), and the
+webhook route's delivery counter."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.api.deps import app_context
+from app.api.errors import ApiError
+from app.hubspot.ratelimit import GENERAL_BUCKET, SEARCH_BUCKET
+from app.metrics.exposition import render_metrics
+from app.metrics.instruments import observe_webhook_delivery
+from app.settings import RateLimit, Settings
+from app.store.operations import OperationsSnapshot, read_snapshot
+
+log = logging.getLogger("hubsync.metrics")
+SNAPSHOT_TIMEOUT_SECONDS = 5.0
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def rate_limits_of(settings: Settings) -> dict[str, RateLimit]:
+    return {
+        GENERAL_BUCKET: settings.hubspot_rate_limit,
+        SEARCH_BUCKET: settings.hubspot_search_rate_limit,
+    }
+
+
+async def metrics(request: Request) -> Response:
+    context = app_context(request)
+    snapshot: OperationsSnapshot | None = None
+    try:
+        async with asyncio.timeout(SNAPSHOT_TIMEOUT_SECONDS):
+            async with context.engine.connect() as connection:
+                snapshot = await read_snapshot(connection, rate_limits_of(context.settings))
+    except Exception as exc:  # noqa: BLE001 -- the counters are still worth serving
+        log.warning("metrics: database snapshot failed: %s", type(exc).__name__)
+    body = await asyncio.to_thread(render_metrics, snapshot)  # reads files in multiprocess mode
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def counted_delivery(endpoint: Endpoint) -> Endpoint:
+    """Count each webhook delivery by the status it was answered with."""
+
+    @functools.wraps(endpoint)
+    async def counted(request: Request) -> Response:
+        try:
+            response = await endpoint(request)
+        except ApiError as exc:
+            observe_webhook_delivery(exc.status)
+            raise
+        except Exception:
+            observe_webhook_delivery(500)
+            raise
+        observe_webhook_delivery(response.status_code)
+        return response
+
+    return counted
+
+
+routes = [Route("/metrics", metrics, methods=["GET"])]

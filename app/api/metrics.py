@@ -15,23 +15,14 @@ from starlette.routing import Route
 
 from app.api.deps import app_context
 from app.api.errors import ApiError
-from app.hubspot.ratelimit import GENERAL_BUCKET, SEARCH_BUCKET
-from app.metrics.exposition import render_metrics
+from app.metrics.exposition import rate_limits_of, render_metrics
 from app.metrics.instruments import observe_webhook_delivery
-from app.settings import RateLimit, Settings
 from app.store.operations import OperationsSnapshot, read_snapshot
 
 log = logging.getLogger("hubsync.metrics")
 SNAPSHOT_TIMEOUT_SECONDS = 5.0
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def rate_limits_of(settings: Settings) -> dict[str, RateLimit]:
-    return {
-        GENERAL_BUCKET: settings.hubspot_rate_limit,
-        SEARCH_BUCKET: settings.hubspot_search_rate_limit,
-    }
 
 
 async def metrics(request: Request) -> Response:

@@ -11,9 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.cli import database, sandbox, serve
+from app.cli import database, jobs, sandbox, serve, status
 
-COMMAND_GROUPS = (serve, database, sandbox)
+COMMAND_GROUPS = (serve, database, sandbox, status, jobs)
 
 # Kept importable from here: bench/webhook_intake.py tunes its server the same way.
 tune_garbage_collector = serve.tune_garbage_collector

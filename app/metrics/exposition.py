@@ -12,6 +12,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from app.hubspot.ratelimit import GENERAL_BUCKET, SEARCH_BUCKET
+from app.settings import RateLimit, Settings
 from app.store.operations import DIRECTIONS, LIVE_STATES, OperationsSnapshot
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -19,6 +21,14 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROCESS_ENV) or None
+
+
+def rate_limits_of(settings: Settings) -> dict[str, RateLimit]:
+    """The configured limit of each rate-limit bucket, by the bucket's name in the log."""
+    return {
+        GENERAL_BUCKET: settings.hubspot_rate_limit,
+        SEARCH_BUCKET: settings.hubspot_search_rate_limit,
+    }
 
 
 def counters_registry() -> CollectorRegistry:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.settings import RateLimit
 from app.store.models import (
@@ -26,7 +26,17 @@ from app.store.models import (
     WebhookEvent,
 )
 from app.store.queue_maintenance import database_now
-from app.store.queue_records import FAILED, PENDING, QUEUE, RUNNING, SQL_STATE, as_utc, maybe_utc
+from app.store.queue_records import (
+    FAILED,
+    NOTIFY_CHANNEL,
+    PENDING,
+    QUEUE,
+    RUNNING,
+    SQL_STATE,
+    JobRecord,
+    as_utc,
+    maybe_utc,
+)
 
 LIVE_STATES = (PENDING, RUNNING, FAILED)
 DIRECTIONS = ("to_hubspot", "to_warp", "both")
@@ -185,3 +195,23 @@ async def _last_reconciliation(connection: AsyncConnection) -> LastReconciliatio
         finished_at=maybe_utc(row["finished_at"]),
         counts=dict(row["counts"] or {}),
     )
+
+
+async def failed_jobs(
+    connection: AsyncConnection, *, limit: int = 5, customer_id: str | None = None
+) -> list[JobRecord]:
+    """Failed jobs, newest first; only one customer's with `customer_id`."""
+    query = select(QUEUE).where(QUEUE.c.state == SQL_STATE[FAILED])
+    if customer_id is not None:
+        query = query.where(QUEUE.c.entity_type == "customer", QUEUE.c.entity_key == customer_id)
+    rows = await connection.execute(query.order_by(QUEUE.c.id.desc()).limit(limit))
+    return [JobRecord.from_row(row) for row in rows.mappings()]
+
+
+async def notify_workers(engine: AsyncEngine) -> None:
+    """Wake every replica's worker now (PostgreSQL LISTEN/NOTIFY), as an enqueue does; on
+    SQLite the worker's poll finds the work."""
+    if engine.dialect.name != "postgresql":
+        return
+    async with engine.begin() as connection:
+        await connection.execute(select(func.pg_notify(NOTIFY_CHANNEL, "customer")))

@@ -36,6 +36,11 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     serve_help = run(["serve", "--help"], {}, tmp_path)
     assert "--host" in serve_help.stdout
     assert "--port" in serve_help.stdout
+    assert "--workers" in serve_help.stdout
+    for command in (["status"], ["jobs", "retry"]):
+        helped = run([*command, "--help"], {}, tmp_path)
+        assert helped.returncode == 0
+        assert "--json" in helped.stdout
 
 
 def test_malformed_database_url_exits_non_zero_with_one_clear_line(tmp_path: Path) -> None:

@@ -1,20 +1,27 @@
-"""`GET /metrics`: Prometheus' text format, read at scrape time (app/metrics/), and the
-webhook route's delivery counter."""
+"""`GET /metrics`: Prometheus' text format, read at scrape time (app/metrics/), on the
+service's port or on a port of its own (HUBSYNC_METRICS_PORT), and the webhook route's
+delivery counter."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app.api.deps import app_context
 from app.api.errors import ApiError
+from app.api.middleware import with_lifespan_state
 from app.metrics.exposition import rate_limits_of, render_metrics
 from app.metrics.instruments import observe_webhook_delivery
 from app.store.operations import OperationsSnapshot, read_snapshot
@@ -58,3 +65,24 @@ def counted_delivery(endpoint: Endpoint) -> Endpoint:
 
 
 routes = [Route("/metrics", metrics, methods=["GET"])]
+
+
+@contextlib.asynccontextmanager
+async def metrics_server(port: int, state: dict[str, Any]) -> AsyncIterator[None]:
+    """`/metrics` alone on `port` (all interfaces) while the service runs. The socket is
+    bound with SO_REUSEPORT, so each process of `hubsync serve --workers N` serves it and
+    whichever answers sums them all."""
+    app = with_lifespan_state(Starlette(routes=routes), state)
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("0.0.0.0", port))  # noqa: S104 -- Prometheus scrapes the pod from outside
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="hubsync-metrics")
+    log.info("metrics on port %d", port)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
+        sock.close()

@@ -9,12 +9,15 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from app.main import create_app
 from app.sandbox.faults import Faults
+from app.settings import Settings, SettingsError
 from app.store.db import create_engine
 from app.store.models import Conflict
+from tests.acceptance.deployment import free_port
 from tests.conftest import Database
 from tests.metrics_support import Samples, add_customers, parse_exposition, total
 from tests.support import eventually, running_service
@@ -150,3 +153,22 @@ async def _webhooks_settled(sandbox: Any) -> bool:
         return False
     await asyncio.sleep(0.3)  # a delivery being answered right now
     return bool(sandbox.stats()["webhooks_delivered"] == stats["webhooks_delivered"])
+
+
+async def test_metrics_on_a_port_of_their_own(db: Database) -> None:
+    port = free_port()
+    settings = settings_for(db, HUBSYNC_METRICS_PORT=str(port))
+    async with running_service(create_app(settings)) as (client, _context):
+        assert (await client.get("/metrics")).status_code == 404  # not on the service's port
+        async with httpx.AsyncClient() as scraper:
+            answer = await scraper.get(f"http://127.0.0.1:{port}/metrics")
+        assert answer.status_code == 200
+        assert total(parse_exposition(answer.text), "hubsync_database_up") == 1
+    async with httpx.AsyncClient() as scraper:
+        with pytest.raises(httpx.ConnectError):  # stopped with the service
+            await scraper.get(f"http://127.0.0.1:{port}/metrics")
+
+
+def test_a_bad_metrics_port_is_a_configuration_error() -> None:
+    with pytest.raises(SettingsError, match="HUBSYNC_METRICS_PORT"):
+        Settings.from_mapping({"HUBSYNC_METRICS_PORT": "99999"})

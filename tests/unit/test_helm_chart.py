@@ -44,6 +44,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     },
     "chart-secrets": {"secrets": SECRET_VALUES},
     "migrations-without-hook": {"migrations": {"hook": False}},
+    "metrics-port": {"metrics": {"port": 9100, "serviceMonitor": {"enabled": True}}},
 }
 
 
@@ -258,6 +259,8 @@ def test_the_dashboard_queries_metrics_the_service_exports() -> None:
         ({"securityContext": {"readOnlyRootFilesystem": False}}, "/securityContext"),
         ({"terminationGracePeriodSeconds": 5}, "/terminationGracePeriodSeconds"),
         ({"replicaCount": 3}, "replicaCount"),
+        ({"metrics": {"port": 8000}}, "/metrics/port"),
+        ({"config": {"HUBSYNC_WORKER": "false"}}, "HUBSYNC_WORKER"),
     ],
 )
 def test_a_wrong_value_fails_at_install(values: dict[str, Any], where: str) -> None:
@@ -333,3 +336,18 @@ def _schema_node(schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any
             return None
         node = properties[key]
     return node
+
+
+def test_metrics_on_their_own_port() -> None:
+    objects = render(COMBINATIONS["metrics-port"])
+    (config,) = [c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"] == "hubsync"]
+    assert config["data"]["HUBSYNC_METRICS_PORT"] == "9100"
+    (service,) = of_kind(objects, "Service")
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"http": 80, "metrics": 9100}
+    (monitor,) = of_kind(objects, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    (deployment,) = of_kind(objects, "Deployment")
+    ports = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in ports
+    (policy,) = of_kind(objects, "NetworkPolicy")
+    assert {"port": "metrics", "protocol": "TCP"} in policy["spec"]["ingress"][0]["ports"]

@@ -133,6 +133,11 @@ containers:
       - name: http
         containerPort: 8000
         protocol: TCP
+      {{- if $v.metrics.port }}
+      - name: metrics
+        containerPort: {{ $v.metrics.port }}
+        protocol: TCP
+      {{- end }}
     envFrom:
       - configMapRef:
           name: {{ include "hubsync.fullname" $root }}
@@ -182,4 +187,9 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: 64Mi
+{{- end }}
+
+{{/* The named port Prometheus scrapes. */}}
+{{- define "hubsync.metricsPortName" -}}
+{{- if .Values.metrics.port }}metrics{{ else }}http{{ end }}
 {{- end }}

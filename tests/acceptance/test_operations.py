@@ -156,7 +156,8 @@ def test_status_and_retry_against_the_running_service(postgres_url: str, tmp_pat
 
 
 def test_several_workers_are_refused_where_they_cannot_share(tmp_path: Path) -> None:
-    service = Deployment("", "", {"HUBSYNC_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}, tmp_path)
+    env = {"HUBSYNC_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "HUBSYNC_MODE": "demo"}
+    service = Deployment("", "", env, tmp_path)
     refused = service.cli("serve", "--workers", "2")
     assert refused.returncode == 2
     assert "needs PostgreSQL" in refused.stderr

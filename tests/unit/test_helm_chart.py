@@ -129,7 +129,7 @@ def test_no_secret_is_in_a_config_map() -> None:
             for secret in SECRET_VALUES.values():
                 assert secret not in text
     objects = render(COMBINATIONS["chart-secrets"])
-    (secret,) = [s for s in of_kind(objects, "Secret") if "hook" not in str(s["metadata"])]
+    (secret,) = [s for s in of_kind(objects, "Secret") if not _is_hook(s)]
     assert set(secret["data"]) == {
         "HUBSYNC_DATABASE_URL",
         "HUBSPOT_ACCESS_TOKEN",
@@ -165,13 +165,16 @@ def test_migrations_run_as_a_hook_before_the_deployments() -> None:
     for deployment in of_kind(objects, "Deployment"):
         assert HOOK not in (deployment["metadata"].get("annotations") or {})
     # The Job's database URL exists before it: a hook Secret of lower weight.
-    (hook_secret,) = [
-        s for s in of_kind(objects, "Secret") if HOOK in (s["metadata"].get("annotations") or {})
-    ]
+    (hook_secret,) = [s for s in of_kind(objects, "Secret") if _is_hook(s)]
     weight = int(hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"])
     assert weight < int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
     envs = job["spec"]["template"]["spec"]["containers"][0]["envFrom"]
     assert envs == [{"secretRef": {"name": hook_secret["metadata"]["name"]}}]
+    # It holds what the release's Secret holds: `hubsync migrate` reads the whole configuration.
+    with_secrets = render(COMBINATIONS["chart-secrets"])
+    (hook_secret,) = [s for s in of_kind(with_secrets, "Secret") if _is_hook(s)]
+    (release_secret,) = [s for s in of_kind(with_secrets, "Secret") if not _is_hook(s)]
+    assert hook_secret["data"] == release_secret["data"]
 
 
 def test_the_migration_hook_can_be_switched_off() -> None:
@@ -284,6 +287,10 @@ def test_notes_warn_without_a_database() -> None:
     assert "WARNING: no database configured" in notes()
     assert "WARNING" not in notes(COMBINATIONS["chart-secrets"])
     assert "/v1/webhooks/hubspot" in notes(COMBINATIONS["ingress-servicemonitor-hpa"])
+
+
+def _is_hook(obj: dict[str, Any]) -> bool:
+    return HOOK in (obj["metadata"].get("annotations") or {})
 
 
 def _check_service_monitor(obj: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ that refuses wrong values at install time."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import helm_python as helm
@@ -12,7 +13,7 @@ import kubernetes_validate
 import pytest
 
 from app.cli import build_parser
-from tests.chart_support import CHART, HOOK, notes, of_kind, pod_specs, render
+from tests.chart_support import CHART, HOOK, ROOT, notes, of_kind, pod_specs, render
 
 KUBERNETES = "1.31.0"
 SECRET_NAMES = {
@@ -358,3 +359,16 @@ def test_metrics_on_their_own_port() -> None:
     assert {"name": "metrics", "containerPort": 9100, "protocol": "TCP"} in ports
     (policy,) = of_kind(objects, "NetworkPolicy")
     assert {"port": "metrics", "protocol": "TCP"} in policy["spec"]["ingress"][0]["ports"]
+
+
+def test_the_chart_covers_every_setting_hubsync_reads() -> None:
+    """A setting added to app/settings.py is a value of the chart too (or named here)."""
+    source = (ROOT / "app" / "settings.py").read_text()
+    read = set(re.findall(r"""\bget\(\s*["']([A-Z][A-Z0-9_]+)["']\s*\)""", source))
+    assert {"HUBSYNC_DATABASE_URL", "HUBSPOT_RATE_LIMIT"} <= read  # the pattern still matches
+    with helm.Chart.load(CHART) as chart:
+        config = set(chart.values["config"])
+    by_the_chart = {"HUBSYNC_WORKER", "HUBSYNC_SCHEDULER", "HUBSYNC_METRICS_PORT"}
+    by_the_image = {"HUBSYNC_MIGRATIONS_DIR"}
+    missing = read - config - SECRET_NAMES - by_the_chart - by_the_image
+    assert not missing, f"add to helm/hubsync/values.yaml `config` (and the schema): {missing}"

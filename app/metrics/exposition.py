@@ -105,6 +105,26 @@ class SnapshotCollector(Collector):
                 headroom.add_metric([use.bucket], use.headroom)
             paused.add_metric([use.bucket], use.paused_for_seconds)
         yield from (limit, used, headroom, paused)
+        yield from _reconciliation(snapshot)
+
+
+def _reconciliation(snapshot: OperationsSnapshot) -> Iterator[Metric]:
+    last = snapshot.last_successful_reconciliation
+    finished = last.finished_at.timestamp() if last and last.finished_at else 0.0
+    yield _gauge(
+        "hubsync_reconciliation_last_success_timestamp_seconds",
+        "When the newest reconciliation that finished without an error finished (0: never).",
+        finished,
+    )
+    found = GaugeMetricFamily(
+        "hubsync_reconciliation_last_success_items",
+        "What that reconciliation found, by category (e.g. drift, missing_in_hubspot).",
+        labels=["category"],
+    )
+    for category, count in sorted((last.counts if last else {}).items()):
+        if isinstance(count, int | float):
+            found.add_metric([str(category)], count)
+    yield found
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -80,7 +80,10 @@ class OperationsSnapshot:
     open_conflicts: int
     failed_webhook_events: int
     rate_limits: list[RateLimitUse]
-    last_reconciliation: LastReconciliation | None
+    last_reconciliation: LastReconciliation | None  # the newest run, whatever its state
+    # The newest run that finished without an error; its counts say what it found (e.g.
+    # `drift`), whichever categories the reconciliation writes.
+    last_successful_reconciliation: LastReconciliation | None = None
 
     def jobs_in(self, state: str) -> int:
         return sum(count for (s, _), count in self.queue.items() if s == state)
@@ -157,6 +160,7 @@ async def read_snapshot(
             for bucket, limit in rate_limits.items()
         ],
         last_reconciliation=await _last_reconciliation(connection),
+        last_successful_reconciliation=await _last_reconciliation(connection, successful=True),
     )
 
 
@@ -179,12 +183,13 @@ async def _rate_limit_use(
     return RateLimitUse(bucket, limit.requests, limit.window_seconds, in_window, paused)
 
 
-async def _last_reconciliation(connection: AsyncConnection) -> LastReconciliation | None:
-    row = (
-        (await connection.execute(select(RUNS).order_by(RUNS.c.started_at.desc()).limit(1)))
-        .mappings()
-        .first()
-    )
+async def _last_reconciliation(
+    connection: AsyncConnection, *, successful: bool = False
+) -> LastReconciliation | None:
+    query = select(RUNS).order_by(RUNS.c.started_at.desc(), RUNS.c.id.desc()).limit(1)
+    if successful:
+        query = query.where(RUNS.c.finished_at.is_not(None), RUNS.c.error.is_(None))
+    row = (await connection.execute(query)).mappings().first()
     if row is None:
         return None
     return LastReconciliation(

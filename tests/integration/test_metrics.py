@@ -6,6 +6,7 @@ compares a scrape after its workload with one before.)"""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from app.main import create_app
 from app.sandbox.faults import Faults
 from app.settings import Settings, SettingsError
 from app.store.db import create_engine
-from app.store.models import Conflict
+from app.store.models import Conflict, ReconciliationRun
 from tests.acceptance.deployment import free_port
 from tests.conftest import Database
 from tests.metrics_support import Samples, add_customers, parse_exposition, total
@@ -172,3 +173,47 @@ async def test_metrics_on_a_port_of_their_own(db: Database) -> None:
 def test_a_bad_metrics_port_is_a_configuration_error() -> None:
     with pytest.raises(SettingsError, match="HUBSYNC_METRICS_PORT"):
         Settings.from_mapping({"HUBSYNC_METRICS_PORT": "99999"})
+
+
+async def test_the_last_successful_reconciliation_is_exported(db: Database) -> None:
+    runs = ReconciliationRun.__table__
+    finished = datetime(2026, 11, 28, 3, 0, 42, tzinfo=UTC)
+    async with db.engine.begin() as connection:
+        await connection.execute(
+            runs.insert(),  # type: ignore[attr-defined]
+            [
+                {
+                    "mode": "fix",
+                    "trigger": "schedule",
+                    "status": "done",
+                    "counts": {"drift": 3, "in_sync": 40, "missing_in_hubspot": 1},
+                    "error": None,
+                    "started_at": finished - timedelta(minutes=5),
+                    "finished_at": finished,
+                },
+                {  # a later run that failed: not a success
+                    "mode": "fix",
+                    "trigger": "api",
+                    "status": "failed",
+                    "counts": {"drift": 99},
+                    "error": "HubSpot unreachable",
+                    "started_at": finished + timedelta(hours=1),
+                    "finished_at": finished + timedelta(hours=1, minutes=1),
+                },
+            ],
+        )
+    async with running_service(create_app(settings_for(db))) as (client, _context):
+        samples = await scrape(client)
+    stamp = total(samples, "hubsync_reconciliation_last_success_timestamp_seconds")
+    assert stamp == finished.timestamp()
+    assert total(samples, "hubsync_reconciliation_last_success_items", category="drift") == 3
+    missing = total(
+        samples, "hubsync_reconciliation_last_success_items", category="missing_in_hubspot"
+    )
+    assert missing == 1
+
+
+async def test_never_reconciled_is_zero(db: Database) -> None:
+    async with running_service(create_app(settings_for(db))) as (client, _context):
+        samples = await scrape(client)
+    assert total(samples, "hubsync_reconciliation_last_success_timestamp_seconds") == 0

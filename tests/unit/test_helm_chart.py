@@ -244,6 +244,8 @@ def test_the_dashboard_queries_metrics_the_service_exports() -> None:
         "hubsync_rate_limit_used",
         "hubsync_rate_limit_headroom",
         "hubsync_database_up",
+        "hubsync_reconciliation_last_success_timestamp_seconds",
+        "hubsync_reconciliation_last_success_items",
     }
     dashboard = json.loads((CHART / "dashboards" / "hubsync.json").read_text())
     queried = set()

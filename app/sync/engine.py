@@ -105,6 +105,10 @@ class SyncEngine:
             await self._read_for(to_read, rules, batch)
         live = [p for p in live if not batch.settled(p.job)]
         for pair in live:
+            if (reason := pair.unreadable_reason(rules)) is not None:
+                self._fail(batch, pair, reason, "validation")
+        live = [p for p in live if not batch.settled(p.job)]
+        for pair in live:
             if pair.decision is None or pair.company_read:  # unread pairs decided already
                 pair.decide(rules)
         written = await self._write_hubspot(live, rules, batch)

@@ -29,7 +29,7 @@ from app.sync.batch import SyncBatch, error_kind
 from app.sync.decision import Action
 from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome
 from app.sync.mapping import MappingError, hubspot_properties
-from app.sync.pairing import pairs_from_companies, pairs_from_customers
+from app.sync.pairing import one_pair_per_customer, pairs_from_companies, pairs_from_customers
 from app.sync.pairs import LAST_MODIFIED, Pair
 from app.sync.ports import HubSpotPort
 from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
@@ -77,8 +77,11 @@ class SyncEngine:
                 warp=self.warp,
                 read=lambda ids, id_property: self._read_companies(ids, rules, id_property),
             )
+        pairs, followers = one_pair_per_customer(pairs)
         if pairs:
             await self._settle(pairs, rules, batch)
+        for follower, lead in followers:
+            batch.share(follower, lead)
         outcomes = [batch.outcomes[job.id] for job in jobs]
         elapsed_ms = int((time.perf_counter() - started) * 1000)
         for entry in batch.logs:

@@ -151,6 +151,35 @@ async def _match_customers(
     return pairs
 
 
+def one_pair_per_customer(
+    pairs: list[Pair],
+) -> tuple[list[Pair], list[tuple[ClaimedJob, ClaimedJob]]]:
+    """One pair per customer, and (follower job, lead job) for the jobs that resolved to a
+    customer another job of the batch already holds — a customer job and a company job for
+    the company a person created with that `warp_ban`, say. HubSpot refuses a batch naming one
+    record twice, and both jobs mean the same sync: the lead does it, its followers share
+    its outcome. The lead is the pair that knows the most: the company of the customer's own
+    link, else a company already read, else the first."""
+    groups: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        groups.setdefault(pair.customer_id, []).append(pair)
+    leads: list[Pair] = []
+    followers: list[tuple[ClaimedJob, ClaimedJob]] = []
+    for group in groups.values():
+        lead = min(group, key=_knowledge)
+        leads.append(lead)
+        followers += [(pair.job, lead.job) for pair in group if pair is not lead]
+    return leads, followers
+
+
+def _knowledge(pair: Pair) -> int:
+    """0 for the best lead (see `one_pair_per_customer`)."""
+    linked = pair.link.hubspot_company_id if pair.link else None
+    if pair.company is not None and pair.company.id == linked:
+        return 0
+    return 1 if pair.company is not None else 2
+
+
 def _canonical(key: str) -> str:
     try:
         return canonical_id(key)

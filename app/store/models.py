@@ -245,7 +245,8 @@ class EntityLink(Base):
     hubspot_company_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     warp_ban: Mapped[str | None] = mapped_column(String(64), index=True)
     # 'active', 'deleted' (in HubSpot), 'unmatched' (HubSpot company, no WARP customer),
-    # 'merged' (its company was merged into one another link already holds)
+    # 'merged' (its company was merged into one another link already holds; held for an
+    # operator to relink or split), 'warp_deleted' (the customer is gone from WARP)
     state: Mapped[str] = mapped_column(String(16), server_default="active")
     deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_synced_at: Mapped[datetime | None] = mapped_column(Timestamp)

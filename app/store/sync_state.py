@@ -44,7 +44,9 @@ class Link:
     warp_customer_id: str | None
     hubspot_company_id: str | None
     warp_ban: str | None
-    state: str  # active | deleted | unmatched
+    # active | deleted (in HubSpot) | unmatched (no WARP customer) | merged (its company was
+    # merged into one another customer holds: held for an operator) | warp_deleted
+    state: str
 
 
 def _link(row: Any) -> Link:
@@ -165,6 +167,17 @@ async def set_link_state(connection: AsyncConnection, company_id: str, state: st
         .values(state=state, updated_at=stamp, deleted_at=stamp if state == "deleted" else None)
     )
     return bool(result.rowcount)
+
+
+async def set_customer_link_state(
+    connection: AsyncConnection, customer_ids: Sequence[str], state: str
+) -> None:
+    if customer_ids:
+        await connection.execute(
+            update(links)
+            .where(links.c.warp_customer_id.in_(list(customer_ids)))
+            .values(state=state, updated_at=now())
+        )
 
 
 async def resolve_company_ids(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, str]:

@@ -29,7 +29,12 @@ from app.sync.batch import SyncBatch, error_kind
 from app.sync.decision import Action
 from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome
 from app.sync.mapping import MappingError, hubspot_properties
-from app.sync.pairing import one_pair_per_customer, pairs_from_companies, pairs_from_customers
+from app.sync.pairing import (
+    hold_taken,
+    one_pair_per_customer,
+    pairs_from_companies,
+    pairs_from_customers,
+)
 from app.sync.pairs import LAST_MODIFIED, Pair
 from app.sync.ports import HubSpotPort
 from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
@@ -110,11 +115,13 @@ class SyncEngine:
         for pair in live:
             if (reason := pair.unreadable_reason(rules)) is not None:
                 self._fail(batch, pair, reason, "validation")
-        live = [p for p in live if not batch.settled(p.job)]
+        live = await hold_taken([p for p in live if not batch.settled(p.job)], batch, db=self.engine)
         for pair in live:
             if pair.decision is None or pair.company_read:  # unread pairs decided already
                 pair.decide(rules)
         written = await self._write_hubspot(live, rules, batch)
+        # A write by a stale id HubSpot applied to a merged survivor: keep the link where it is.
+        written = await hold_taken(written, batch, db=self.engine)
         await self._write_warp(written, rules, batch)
         done = [p for p in written if not batch.settled(p.job)]
         await self._record(done, rules, batch)

@@ -151,6 +151,36 @@ async def save_active_links(
     )
 
 
+class CompanyTakenError(Exception):
+    """The company is linked to another customer already."""
+
+    def __init__(self, company_id: str, holder: Link) -> None:
+        super().__init__(
+            f"HubSpot company {company_id} is linked to customer {holder.warp_customer_id} "
+            f"(link state {holder.state})"
+        )
+        self.holder = holder
+
+
+async def relink_customer(
+    connection: AsyncConnection, customer_id: str, company_id: str | None, ban: str | None
+) -> Link:
+    """An operator's decision for a held customer: link it to `company_id`, or to no company
+    (None: its next sync creates one of its own). What hubsync remembered of the old pairing
+    (field state, open conflicts) is dropped: the next sync compares the new pair afresh.
+    Raises `CompanyTakenError` when another customer holds the company."""
+    if company_id is not None:
+        holder = (await links_by_company(connection, [company_id])).get(company_id)
+        if holder is not None and holder.warp_customer_id not in (None, customer_id):
+            raise CompanyTakenError(company_id, holder)
+    await save_link(connection, customer_id=customer_id, company_id=company_id, ban=ban)
+    await connection.execute(
+        field_states.delete().where(field_states.c.warp_customer_id == customer_id)
+    )
+    await resolve_all_conflicts(connection, [customer_id], "RELINK")
+    return (await links_by_customer(connection, [customer_id]))[customer_id]
+
+
 async def mark_synced(connection: AsyncConnection, customer_ids: Iterable[str]) -> None:
     ids = list(customer_ids)
     if ids:

@@ -128,7 +128,10 @@ class SyncEngine:
 
     def _must_read(self, pair: Pair, rules: list[FieldRule]) -> bool:
         """Read HubSpot first unless WARP wins every field that changed whatever HubSpot holds."""
-        if pair.job.direction is not JobDirection.TO_HUBSPOT or pair.link is None:
+        link = pair.link
+        if pair.job.direction is not JobDirection.TO_HUBSPOT or link is None:
+            return True
+        if not link.hubspot_company_id:  # split off by an operator: find its company first
             return True
         return pair.decide(rules).needs_hubspot_read
 

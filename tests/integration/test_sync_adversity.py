@@ -13,6 +13,7 @@ import pytest
 
 from app.store.models import EntityLink, WebhookEvent
 from app.store.queue import QueueRepository
+from app.store.sync_state import CompanyTakenError, relink_customer
 from app.store.sync_config import load_rules, replace_rules
 from app.sync.intake import parse_event
 from app.sync.jobs import EntityType, JobDirection, OutcomeStatus
@@ -327,4 +328,65 @@ async def test_a_merge_seen_before_its_webhook_never_steals_the_other_customers_
     assert outcome.result["outcome"] == "merged", outcome.result
     assert env.company(merged.id)["name"] != "B Renamed"
     assert (await link_of(env, a)).hubspot_company_id == company_a, "A's link is untouched"
+    assert (await link_of(env, b)).state == "merged"
+
+
+async def held_after_merge(env: SyncEnv) -> tuple[str, str, str]:
+    """A and B linked, their companies merged (A's survived): (a, b, survivor id)."""
+    a, company_a = await synced(env)
+    b, company_b = await synced(env)
+    merged = env.sandbox.companies.merge(company_a, company_b, env.sandbox.user_source(7))
+    await deliver(
+        env,
+        {
+            "subscriptionType": "company.merge",
+            "objectId": int(merged.id),
+            "occurredAt": int(time.time() * 1000),
+            "primaryObjectId": int(company_a),
+            "mergedObjectIds": [int(company_b)],
+            "newObjectId": int(merged.id),
+        },
+    )
+    return a, b, merged.id
+
+
+async def test_a_split_gives_the_held_customer_a_company_of_its_own(env: SyncEnv) -> None:
+    a, b, survivor = await held_after_merge(env)
+    ban_b = (await env.customer(b))["ban"]
+    async with env.db.engine.begin() as connection:
+        await relink_customer(connection, b, None, ban_b)
+
+    [outcome] = await env.sync(b)
+
+    assert outcome.status is OutcomeStatus.DONE, outcome.error
+    assert outcome.result is not None
+    assert outcome.result["outcome"] == "created"
+    own = outcome.result["hubspot_company_id"]
+    assert own != survivor
+    assert env.companies_with_ban(ban_b) == [own]
+    assert (await link_of(env, b)).state == "active"
+    assert (await link_of(env, a)).hubspot_company_id == survivor
+    assert (await env.customer(b))["external_ids"] == {"hubspot_company_id": own}
+
+
+async def test_a_relink_points_the_held_customer_at_the_chosen_company(env: SyncEnv) -> None:
+    _a, b, _survivor = await held_after_merge(env)
+    spare = env.sandbox.companies.create({"name": "Spare Co"}, env.sandbox.user_source(5))
+    ban_b = (await env.customer(b))["ban"]
+    async with env.db.engine.begin() as connection:
+        await relink_customer(connection, b, spare.id, ban_b)
+
+    [outcome] = await env.sync(b, direction=JobDirection.BOTH)
+
+    assert outcome.status is OutcomeStatus.DONE, outcome.error
+    assert env.company(spare.id)["warp_ban"] == ban_b
+    link = await link_of(env, b)
+    assert (link.state, link.hubspot_company_id) == ("active", spare.id)
+
+
+async def test_a_relink_to_another_customers_company_is_refused(env: SyncEnv) -> None:
+    a, b, survivor = await held_after_merge(env)
+    async with env.db.engine.begin() as connection:
+        with pytest.raises(CompanyTakenError, match=a):
+            await relink_customer(connection, b, survivor, "ZT-0")
     assert (await link_of(env, b)).state == "merged"

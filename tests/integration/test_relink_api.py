@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.main import create_app
 from app.settings import Settings
 from app.store import sync_state
 from app.store.models import FieldState
@@ -25,8 +26,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 async def service(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
-    from app.main import create_app
-
     settings = Settings.from_mapping(
         {
             **db.env,
@@ -70,7 +69,11 @@ async def test_split_frees_the_customer_and_queues_its_sync(
 
     assert response.status_code == 202, response.text
     body = response.json()
-    assert body["link"] == {"hubspot_company_id": None, "warp_ban": "ZT-000000071", "state": "active"}
+    assert body["link"] == {
+        "hubspot_company_id": None,
+        "warp_ban": "ZT-000000071",
+        "state": "active",
+    }
     job = await QueueRepository(db.engine).get(body["job_id"])
     assert job is not None
     assert (job.entity_key, job.state) == (customer_id, "pending")

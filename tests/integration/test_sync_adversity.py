@@ -13,8 +13,8 @@ import pytest
 
 from app.store.models import EntityLink, WebhookEvent
 from app.store.queue import QueueRepository
-from app.store.sync_state import CompanyTakenError, relink_customer
 from app.store.sync_config import load_rules, replace_rules
+from app.store.sync_state import CompanyTakenError, relink_customer
 from app.sync.intake import parse_event
 from app.sync.jobs import EntityType, JobDirection, OutcomeStatus
 from app.sync.rules import Authority, Direction
@@ -95,7 +95,7 @@ async def test_a_merge_of_two_linked_companies_keeps_the_survivors_customer(env:
 
 
 async def test_a_held_customer_stays_held_on_every_later_job(env: SyncEnv) -> None:
-    a, company_a = await synced(env, ban="ZT-100000911")
+    _a, company_a = await synced(env, ban="ZT-100000911")
     b, company_b = await synced(env, ban="ZT-100000912")
     merged = env.sandbox.companies.merge(company_a, company_b, env.sandbox.user_source(7))
     await deliver(

@@ -99,17 +99,24 @@ async def test_a_single_input_rejected_gets_the_error_as_its_outcome(hubspot: An
 async def test_a_rejection_that_is_not_about_an_input_is_not_split(hubspot: Any) -> None:
     route = hubspot.post(f"{COMPANIES}/batch/update").mock(
         return_value=httpx.Response(
-            401, json={"status": "error", "message": "expired", "category": "INVALID_AUTHENTICATION"}
+            401,
+            json={"status": "error", "message": "expired", "category": "INVALID_AUTHENTICATION"},
         )
     )
     async with make_client(RecordingLimiter()) as client:
         with pytest.raises(HubSpotAuthError):
-            await client.batch_update_companies([UpdateInput(str(n), {"name": "x"}) for n in range(4)])
+            await client.batch_update_companies(
+                [UpdateInput(str(n), {"name": "x"}) for n in range(4)]
+            )
     assert route.call_count == 1
 
 
 async def test_an_unknown_property_is_not_split_either(hubspot: Any) -> None:
-    body = {**REJECTION, "category": "PROPERTY_DOESNT_EXIST", "message": "Property x does not exist"}
+    body = {
+        **REJECTION,
+        "category": "PROPERTY_DOESNT_EXIST",
+        "message": "Property x does not exist",
+    }
     route = hubspot.post(f"{COMPANIES}/batch/update").mock(
         return_value=httpx.Response(400, json=body)
     )

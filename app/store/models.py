@@ -250,6 +250,9 @@ class EntityLink(Base):
     state: Mapped[str] = mapped_column(String(16), server_default="active")
     deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_synced_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # When a sync last read the company: a CRM edit after it that a sync's write overwrote
+    # comes back from its webhook (app/sync/crm_edits.py).
+    hubspot_read_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
 

@@ -47,10 +47,18 @@ class Link:
     # active | deleted (in HubSpot) | unmatched (no WARP customer) | merged (its company was
     # merged into one another customer holds: held for an operator) | warp_deleted
     state: str
+    hubspot_read_at: datetime | None = None  # when a sync last read the company
 
 
 def _link(row: Any) -> Link:
-    return Link(row.id, row.warp_customer_id, row.hubspot_company_id, row.warp_ban, row.state)
+    return Link(
+        row.id,
+        row.warp_customer_id,
+        row.hubspot_company_id,
+        row.warp_ban,
+        row.state,
+        as_utc(row.hubspot_read_at),
+    )
 
 
 async def links_by_customer(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, Link]:
@@ -186,6 +194,20 @@ async def mark_synced(connection: AsyncConnection, customer_ids: Iterable[str]) 
     if ids:
         await connection.execute(
             update(links).where(links.c.warp_customer_id.in_(ids)).values(last_synced_at=now())
+        )
+
+
+async def note_hubspot_reads(
+    connection: AsyncConnection, reads: Sequence[tuple[str, datetime]]
+) -> None:
+    """(customer id, when its company was read): one statement per read time (a batch reads
+    its companies in one or two calls)."""
+    by_time: dict[datetime, list[str]] = {}
+    for customer_id, read_at in reads:
+        by_time.setdefault(read_at, []).append(customer_id)
+    for read_at, ids in by_time.items():
+        await connection.execute(
+            update(links).where(links.c.warp_customer_id.in_(ids)).values(hubspot_read_at=read_at)
         )
 
 

@@ -26,9 +26,10 @@ from app.hubspot.models import BatchOutcome, BatchResult, UpdateInput, UpsertInp
 from app.store import sync_state
 from app.store.sync_config import load_rules
 from app.sync.batch import SyncBatch, error_kind
+from app.sync.crm_edits import recover_overwritten_edits
 from app.sync.decision import Action
 from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome
-from app.sync.mapping import MappingError, get_path, hubspot_properties
+from app.sync.mapping import MappingError, hubspot_properties
 from app.sync.pairing import (
     hold_taken,
     one_pair_per_customer,
@@ -38,7 +39,8 @@ from app.sync.pairing import (
 from app.sync.pairs import LAST_MODIFIED, Pair
 from app.sync.ports import HubSpotPort
 from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
-from app.warp.connector import Refusal, WarpConnector, WarpWrite
+from app.sync.warp_writes import reread_pairs, write_warp
+from app.warp.connector import WarpConnector
 
 log = logging.getLogger("hubsync.sync")
 
@@ -123,17 +125,19 @@ class SyncEngine:
         live = await hold_taken(
             [p for p in live if not batch.settled(p.job)], batch, db=self.engine
         )
+        await recover_overwritten_edits(live, rules, db=self.engine)
         for pair in live:
             if pair.decision is None or pair.company_read:  # unread pairs decided already
                 pair.decide(rules)
         written = await self._write_hubspot(live, rules, batch)
         # A write by a stale id HubSpot applied to a merged survivor: keep the link where it is.
         written = await hold_taken(written, batch, db=self.engine)
-        changed = await self._write_warp(written, rules, batch)
+        changed = await write_warp(self.warp, written, rules, batch)
         done = [p for p in written if not batch.settled(p.job) and p not in changed]
         await self._record(done, rules, batch)
         if changed and round_ < DECIDE_ROUNDS:
-            await self._settle(await self._again(changed, batch), rules, batch, round_=round_ + 1)
+            again = await reread_pairs(changed, batch, db=self.engine, warp=self.warp)
+            await self._settle(again, rules, batch, round_=round_ + 1)
         elif changed:  # WARP keeps changing under this customer: later, from the queue
             for pair in changed:
                 message = "WARP changed this customer during every sync attempt; retrying"
@@ -159,6 +163,7 @@ class SyncEngine:
                 for p in group
             ]
             read = await self._read_companies([k or "" for k in keys], rules, id_property)
+            read_at = datetime.now(UTC)
             for pair, key in zip(group, keys, strict=True):
                 if isinstance(read, HubSpotError):
                     self._fail(batch, pair, str(read), error_kind(read), error=read)
@@ -166,6 +171,7 @@ class SyncEngine:
                 outcome = read.get(key or "")
                 if outcome is not None and outcome.company is not None:
                     pair.read_hubspot(rules, outcome.company)
+                    pair.read_at = read_at
                 elif outcome is None or isinstance(outcome.error, HubSpotNotFoundError):
                     if id_property is None:
                         await self._company_gone(pair, batch)
@@ -248,65 +254,6 @@ class SyncEngine:
             pair.company = outcome.company
         return True
 
-    async def _write_warp(
-        self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch
-    ) -> list[Pair]:
-        """HubSpot-won fields and new HubSpot ids, each customer's row on its own and
-        compare-and-set on the values read; returns the pairs WARP changed under (to decide
-        again). A row the database refuses fails its job for good, with the reason."""
-        writes: list[WarpWrite] = []
-        for pair in pairs:
-            company_id = pair.company_id
-            recorded = (pair.customer.get("external_ids") or {}).get("hubspot_company_id")
-            fields = pair.warp_updates(rules)
-            write = WarpWrite(
-                pair.customer_id,
-                fields,
-                company_id if company_id and recorded != company_id else None,
-                expected={path: get_path(pair.customer, path) for path in fields},
-            )
-            if write.fields or write.hubspot_company_id:
-                writes.append(write)
-        try:
-            refusals = await self.warp.write_many(writes)
-        except Exception as exc:  # noqa: BLE001 -- WARP unreachable: retry these jobs later
-            written = {write.customer_id for write in writes}
-            for pair in pairs:
-                if pair.customer_id in written:
-                    message = f"WARP write failed: {type(exc).__name__}: {exc}"
-                    self._fail(batch, pair, message, "warp", retry=True)
-            return []
-        changed: list[Pair] = []
-        for pair in pairs:
-            refusal = refusals.get(pair.customer_id)
-            if refusal is None:
-                continue
-            if refusal.kind is Refusal.CHANGED:
-                changed.append(pair)
-            elif refusal.kind is Refusal.MISSING:  # deleted meanwhile: the retry says so
-                self._fail(batch, pair, refusal.reason, "not_found", retry=True)
-            else:
-                self._fail(batch, pair, refusal.reason, "warp")
-        return changed
-
-    async def _again(self, pairs: list[Pair], batch: SyncBatch) -> list[Pair]:
-        """Fresh pairs for customers WARP changed during their sync: re-read, to decide again."""
-        ids = [pair.customer_id for pair in pairs]
-        customers = await self.warp.fetch_customers(ids)
-        async with self.engine.connect() as connection:
-            links = await sync_state.links_by_customer(connection, ids)
-            memory = await sync_state.field_memory(connection, ids)
-        fresh = []
-        for pair in pairs:
-            customer = customers.get(pair.customer_id)
-            if customer is None:
-                message = f"customer {pair.customer_id} not found in WARP"
-                self._fail(batch, pair, message, "not_found", retry=True)
-                continue
-            link = links.get(pair.customer_id)
-            fresh.append(Pair(pair.job, customer, link, memory.get(pair.customer_id, {})))
-        return fresh
-
     async def _record(self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch) -> None:
         """Links, field state and conflicts for the whole batch in one transaction, with a
         statement per kind of change rather than per entity: a batch in steady state costs
@@ -331,6 +278,9 @@ class SyncEngine:
                 connection, [p.customer_id for p in pairs if p not in conflicted], "SYNC"
             )
             await sync_state.mark_synced(connection, [p.customer_id for p in pairs])
+            await sync_state.note_hubspot_reads(
+                connection, [(p.customer_id, p.read_at) for p in pairs if p.read_at is not None]
+            )
         for pair in pairs:
             self._finish(pair, batch)
 

@@ -9,6 +9,7 @@ with the reason recorded (unknown customer, deleted company, company without cus
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -181,6 +182,7 @@ async def pairs_from_companies(
     async with db.connect() as connection:
         resolved = await sync_state.resolve_company_ids(connection, [j.entity_key for j in jobs])
     result = await read([resolved[j.entity_key] for j in jobs], None)
+    read_at = datetime.now(UTC)
     if isinstance(result, HubSpotError):
         for job in jobs:
             batch.fail_hubspot(job, result, company_id=job.entity_key)
@@ -203,7 +205,10 @@ async def pairs_from_companies(
                 f"HubSpot company {company_id} no longer exists; link marked deleted",
                 company_id=company_id,
             )
-    return await _match_customers(jobs, companies, rules, batch, db=db, warp=warp)
+    pairs = await _match_customers(jobs, companies, rules, batch, db=db, warp=warp)
+    for pair in pairs:
+        pair.read_at = read_at
+    return pairs
 
 
 async def _match_customers(

@@ -52,6 +52,9 @@ class Pair:
     hubspot_times: dict[str, datetime | None] = field(default_factory=dict)
     # HubSpot values hubsync cannot read, by property: the reason, for the operator.
     unreadable: dict[str, str] = field(default_factory=dict)
+    read_at: datetime | None = None  # when HubSpot's answer with the company arrived
+    # CRM edits a sync overwrote (app/sync/crm_edits.py): property -> what HubSpot holds now.
+    overwritten: dict[str, Canonical] = field(default_factory=dict)
     decision: EntityDecision | None = None
 
     @property
@@ -110,6 +113,25 @@ class Pair:
         ]
         return "; ".join(reasons) or None
 
+    def take_overwritten_edits(
+        self, rules: Sequence[FieldRule], edits: Mapping[str, tuple[str | None, datetime]]
+    ) -> None:
+        """Decide with a CRM edit's value where a sync's write overwrote it: HubSpot still
+        holds what hubsync last wrote or saw, and the newer edit says otherwise."""
+        for rule in rules:
+            edit, seen = edits.get(rule.hubspot_property), self.memory.get(rule.warp_field)
+            if edit is None or seen is None or rule.hubspot_property in self.unreadable:
+                continue
+            try:
+                value = normalize_hubspot(rule, edit[0])
+            except MappingError:
+                continue
+            now_held = self.hubspot_values.get(rule.hubspot_property)
+            if value != now_held and now_held == seen.hubspot_value:
+                self.overwritten[rule.hubspot_property] = now_held
+                self.hubspot_values[rule.hubspot_property] = value
+                self.hubspot_times[rule.warp_field] = edit[1]
+
     def decide(self, rules: Sequence[FieldRule]) -> EntityDecision:
         bases = {name: seen.base_value for name, seen in self.memory.items()}
         self.decision = decide_entity(
@@ -120,6 +142,17 @@ class Pair:
             self.warp_times,
             self.hubspot_times,
         )
+        for decision in self.decision.fields:
+            prop = decision.hubspot_property
+            if prop not in self.overwritten or decision.action is Action.CONFLICT:
+                continue
+            # HubSpot really holds the overwritten value: write it the value both sides end
+            # with, whoever won.
+            final = decision.value if decision.action is Action.WRITE_HUBSPOT else decision.new_base
+            if final != self.overwritten[prop]:
+                self.decision.hubspot_writes[prop] = final
+            else:
+                self.decision.hubspot_writes.pop(prop, None)
         return self.decision
 
     def warp_updates(self, rules: Sequence[FieldRule]) -> dict[str, Any]:
@@ -194,6 +227,24 @@ class Pair:
                     "reason": decision.reason,
                 }
             )
+        for decision in self.decision.fields:
+            prop = decision.hubspot_property
+            if (
+                prop in self.overwritten
+                and decision.action is not Action.WRITE_HUBSPOT
+                and prop in self.decision.hubspot_writes
+            ):
+                entries.append(
+                    {
+                        "field": decision.field,
+                        "property": prop,
+                        "target": "hubspot",
+                        "old": self.overwritten[prop],
+                        "new": self.decision.hubspot_writes[prop],
+                        "reason": "a CRM edit newer than hubsync's read was overwritten by "
+                        "hubsync's write; decided again with it",
+                    }
+                )
         return entries
 
 

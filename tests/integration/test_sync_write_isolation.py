@@ -4,6 +4,7 @@ and a value changed on either side while a sync is under way — on SQLite and P
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -204,6 +205,7 @@ class EditsHubSpotBeforeWrite:
 
     async def batch_update_companies(self, inputs: Sequence[Any]) -> BatchResult:
         if self.properties is not None:
+            await asyncio.sleep(0.005)  # a moment after the engine's read, as a person would
             self.occurred_at_ms = int(time.time() * 1000)
             self.env.sandbox.edit_as_user(self.company_id, self.properties)
             self.properties = None

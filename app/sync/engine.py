@@ -9,6 +9,15 @@ second), write WARP, and commit links, field state, conflicts and the log in one
 The order makes a crash at any point safe: HubSpot first, then WARP, then hubsync's own
 records. A job interrupted anywhere is retried, re-reads both sides, finds what was already
 written equal on both and records it — never a duplicate, never a lost change.
+
+One bad record never holds back the rest: jobs that resolve to one customer are settled as
+one pair (`one_pair_per_customer`); a HubSpot value hubsync cannot read fails only its job
+(unless WARP owns the field, which is simply overwritten); a customer whose company another
+customer holds is held, not written (`hold_taken`); HubSpot's rejections are per input (the
+client splits a batch rejected whole); WARP rows are written one by one and compare-and-set
+(`app.sync.warp_writes`): a refused row fails alone, a row WARP changed meanwhile is decided
+again; a CRM edit a previous write overwrote is recovered from its webhook
+(`app.sync.crm_edits`).
 """
 
 from __future__ import annotations
@@ -209,10 +218,17 @@ class SyncEngine:
         updates: list[tuple[Pair, UpdateInput]] = []
         upserts: list[tuple[Pair, UpsertInput]] = []
         settled: list[Pair] = []
+        targets: set[tuple[bool, str]] = set()
         for pair in pairs:
             assert pair.decision is not None  # noqa: S101
             properties = hubspot_properties(rules, pair.decision.hubspot_writes)
             company_id = pair.company_id
+            target = (company_id is None, company_id or pair.ban)
+            if target in targets:  # HubSpot refuses a batch naming one record twice
+                message = "another customer of this batch writes the same HubSpot company"
+                self._fail(batch, pair, message, "conflict", retry=True)
+                continue
+            targets.add(target)
             if company_id is None:
                 upserts.append((pair, UpsertInput(id_value=pair.ban, properties=properties)))
             elif properties:

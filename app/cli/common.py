@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import sys
-from typing import Any, TypeAlias
+from collections.abc import Coroutine
+from typing import Any, TypeAlias, TypeVar
 
 from app.settings import Settings, SettingsError
 
 # What `register(commands)` receives: argparse names the type privately.
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+T = TypeVar("T")
 
 
 class CommandError(Exception):
@@ -32,5 +38,25 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def run_on_database(command: str, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work`; a database that cannot be reached or read is one line naming the kind of
+    failure (never the URL, which may hold a password) and exit 1."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return asyncio.run(work)
+    except (OSError, SQLAlchemyError) as exc:
+        print(
+            f"hubsync {command}: cannot read the database ({type(exc).__name__}); "
+            "is HUBSYNC_DATABASE_URL right and migrated (`hubsync migrate`)?",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
+
+
 def print_json(document: Any) -> None:
-    print(json.dumps(document, indent=2, sort_keys=True, default=str))
+    try:
+        print(json.dumps(document, indent=2, sort_keys=True, default=str))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `hubsync status --json | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

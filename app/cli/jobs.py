@@ -4,11 +4,16 @@ afresh when it has none failed)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from app.cli.common import CommandError, add_json_flag, load_settings, print_json
+from app.cli.common import (
+    CommandError,
+    add_json_flag,
+    load_settings,
+    print_json,
+    run_on_database,
+)
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,8 +51,8 @@ def run_retry(args: argparse.Namespace) -> int:
         print("hubsync jobs retry: give --failed, --customer ID, or both", file=sys.stderr)
         return 2
     try:
-        result = asyncio.run(
-            retry_jobs(load_settings(), failed=args.failed, customers=args.customer)
+        result = run_on_database(
+            "jobs retry", retry_jobs(load_settings(), failed=args.failed, customers=args.customer)
         )
     except CommandError as exc:
         print(f"hubsync jobs retry: {exc}", file=sys.stderr)

@@ -4,10 +4,9 @@ limit in use, the last reconciliation — read from the database the service use
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import TYPE_CHECKING, Any
 
-from app.cli.common import add_json_flag, load_settings, print_json
+from app.cli.common import add_json_flag, load_settings, print_json, run_on_database
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -27,7 +26,7 @@ def register(commands: Subcommands) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    report = asyncio.run(read_status(load_settings()))
+    report = run_on_database("status", read_status(load_settings()))
     if args.json:
         print_json(report)
     else:

@@ -83,8 +83,9 @@ def prepare_metrics_directory(workers: int) -> str | None:
         os.environ[MULTIPROCESS_ENV] = directory
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink()
+    for kind in ("counter", "gauge", "histogram", "summary"):  # prometheus-client's files only
+        for stale in path.glob(f"{kind}_*.db"):
+            stale.unlink()
     return directory
 
 

@@ -46,6 +46,15 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     "chart-secrets": {"secrets": SECRET_VALUES},
     "migrations-without-hook": {"migrations": {"hook": False}},
     "metrics-port": {"metrics": {"port": 9100, "serviceMonitor": {"enabled": True}}},
+    "extra-env": {
+        "extraEnv": [
+            {
+                "name": "WARP_DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": "warp-db", "key": "url"}},
+            }
+        ],
+        "migrations": {"hook": False},
+    },
 }
 
 
@@ -374,3 +383,11 @@ def test_the_chart_covers_every_setting_hubsync_reads() -> None:
     by_the_image = {"HUBSYNC_MIGRATIONS_DIR"}
     missing = read - config - SECRET_NAMES - by_the_chart - by_the_image
     assert not missing, f"add to helm/hubsync/values.yaml `config` (and the schema): {missing}"
+
+
+@pytest.mark.parametrize("hook", [True, False])
+def test_extra_env_reaches_every_container(hook: bool) -> None:
+    values = {**COMBINATIONS["extra-env"], "migrations": {"hook": hook}}
+    for owner, spec in pod_specs(render(values)):
+        names = [e["name"] for e in spec["containers"][0].get("env", [])]
+        assert "WARP_DATABASE_URL" in names, owner

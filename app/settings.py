@@ -128,6 +128,8 @@ class Settings:
     reconcile_retention_seconds: float = 90 * 86400.0
     catchup_interval_seconds: float | None = 300.0  # None = no catch-up
     catchup_overlap_seconds: float = 60.0
+    # /metrics on a port of its own instead of the service's (None: the service's port).
+    metrics_port: int | None = None
 
     # -- derived views -------------------------------------------------------------------
 
@@ -276,6 +278,11 @@ class Settings:
                 365 * 86400,
             ),
             **_reconciliation(env, get),
+            metrics_port=(
+                _number("HUBSYNC_METRICS_PORT", get("HUBSYNC_METRICS_PORT"), 0, 1, 65535)
+                if get("HUBSYNC_METRICS_PORT") is not None
+                else None
+            ),
         )
 
 

@@ -138,10 +138,10 @@ async def test_link_to_an_archived_or_merged_company_needs_repair(db: Database) 
         repairs = {item["warp_customer_id"]: item for item in await items(env, run, "repair")}
         assert set(repairs) == {archived, merged, other}
         assert repairs[archived]["action"] == "restore_or_relink"
-        # The survivor keeps the primary's ban: its customer is re-pointed by a sync, the
-        # other customer now shares a company with it and needs a person.
-        assert repairs[other]["action"] == "relink"
+        # Two customers' companies became one: the engine holds both for a person.
+        assert repairs[other]["action"] == "review"
         assert repairs[merged]["action"] == "review"
+        assert "relink" in repairs[merged]["detail"]
         assert {repairs[other]["hubspot_company_id"], repairs[merged]["hubspot_company_id"]} == {
             survivor.id
         }
@@ -180,20 +180,25 @@ async def test_fix_queues_through_the_engine_and_converges(db: Database) -> None
     async with sync_env(db) as env:
         drifted, merged, other = await synced(env, 3)
         await sql_update_customer(env, drifted, credit_limit=Decimal("7500"))
-        env.sandbox.companies.merge(await link_of(env, other), await link_of(env, merged), CRM_USER)
+        # A person merged a stray CRM company into one customer's company (the sync follows),
+        # and two customers' companies into one (that needs a person).
+        stray = env.sandbox.companies.create({"name": "Stray"}, CRM_USER)
+        env.sandbox.companies.merge(await link_of(env, merged), stray.id, CRM_USER)
+        [twin] = await synced(env)
+        env.sandbox.companies.merge(await link_of(env, other), await link_of(env, twin), CRM_USER)
         missing = await env.add_customer()
         ban = (await env.customer(adoptee := await env.add_customer()))["ban"]
         env.sandbox.companies.create({"name": "Adopt me", "warp_ban": ban}, CRM_USER)
         run = await reconcile(env, mode="fix")
         found = await items(env, run)
         fixable = [i for i in found if i["job_id"] is not None]
-        assert {i["warp_customer_id"] for i in fixable} == {drifted, other, missing, adoptee}
-        [review] = [i for i in found if i["job_id"] is None]
-        assert review["warp_customer_id"] == merged  # shares the survivor: for a person
+        assert {i["warp_customer_id"] for i in fixable} == {drifted, merged, missing, adoptee}
+        review = {i["warp_customer_id"] for i in found if i["job_id"] is None}
+        assert review == {other, twin}  # two customers, one company: for a person
         assert run.jobs_created == 4
         jobs = [await QueueRepository(db.engine).get(i["job_id"]) for i in fixable]
         assert {job.source for job in jobs if job} == {JobSource.RECONCILIATION}
         assert await work_queue(env) == 4
         assert env.company(await link_of(env, drifted))["warp_credit_limit"] == "7500"
         again = await reconcile(env, mode="dry_run")
-        assert again.counts == {"in_sync": 4, "repair": 1}
+        assert again.counts == {"in_sync": 4, "repair": 2}

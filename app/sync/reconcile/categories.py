@@ -49,6 +49,8 @@ class FixAction(StrEnum):
     REVIEW = "review"  # suggestion only
 
 
+RELINK_HINT = "an operator relinks it (POST /v1/sync/customers/{id}/relink)"
+
 FIXABLE = frozenset({FixAction.SYNC, FixAction.CREATE, FixAction.ADOPT, FixAction.RELINK})
 
 
@@ -181,43 +183,52 @@ def orphan(company: HubSpotCompany, ban: str, why: str = "") -> Finding:
 
 
 def broken_link(company: HubSpotCompany, link: Link) -> Finding:
-    """A live company whose link says otherwise (deleted, merged, or a state h12a's engine
-    gives a customer that left WARP)."""
+    """A live company whose link the engine set aside (deleted, merged into a company another
+    customer holds, the customer deleted in WARP)."""
     return Finding(
         Category.REPAIR,
         link.warp_customer_id,
         company.id,
         link.warp_ban,
         action=FixAction.REVIEW,
-        detail=f"company {company.id} is live but its link is '{link.state}'",
+        detail=f"company {company.id} is live but its link is '{link.state}': {RELINK_HINT}",
     )
 
 
 def merged_link(
-    customer: Mapping[str, Any], link: Link, survivor: HubSpotCompany, survivor_ban: str | None
+    customer: Mapping[str, Any],
+    link: Link,
+    survivor: HubSpotCompany,
+    survivor_ban: str | None,
+    *,
+    shared: bool = False,
 ) -> Finding:
     """A customer linked to a company id that was merged into `survivor`: the sync re-points
-    the link when the survivor holds this customer's ban (or none); otherwise two customers
-    now share one company and a person must split them."""
+    the link when the survivor holds this customer's ban (or none) and no other customer's
+    company went into it (`shared`); otherwise a person decides."""
     ban = str(customer.get(IDENTITY_WARP_FIELD) or "") or None
     old = link.hubspot_company_id
-    if survivor_ban in (None, ban):
+    if shared or survivor_ban not in (None, ban):
+        why = (
+            "together with another customer's company"
+            if shared
+            else f"which holds warp_ban {survivor_ban} of another customer"
+        )
         return Finding(
             Category.REPAIR,
             str(customer["id"]),
             survivor.id,
             ban,
-            action=FixAction.RELINK,
-            detail=f"company {old} was merged into {survivor.id}: the sync re-points the link",
+            action=FixAction.REVIEW,
+            detail=f"company {old} was merged into {survivor.id} {why}: {RELINK_HINT}",
         )
     return Finding(
         Category.REPAIR,
         str(customer["id"]),
         survivor.id,
         ban,
-        action=FixAction.REVIEW,
-        detail=f"company {old} was merged into {survivor.id}, which holds warp_ban "
-        f"{survivor_ban} of another customer: split them in HubSpot or relink by hand",
+        action=FixAction.RELINK,
+        detail=f"company {old} was merged into {survivor.id}: the sync re-points the link",
     )
 
 
@@ -253,5 +264,5 @@ def lost_company(customer: Mapping[str, Any], link: Link, survivor: str | None) 
         ban,
         action=FixAction.RESTORE,
         detail=f"linked company {link.hubspot_company_id} is {what}: restore it in HubSpot or "
-        "relink by hand (never recreated on its own)",
+        f"{RELINK_HINT} (never recreated on its own)",
     )

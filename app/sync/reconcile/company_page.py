@@ -59,15 +59,20 @@ class PageFacts:
         return [*findings, self._by_ban(company, link, ban, rules)]
 
     def _stale_links(self, company: HubSpotCompany, ban: str | None) -> tuple[list[Finding], bool]:
-        """Links still naming ids merged into this company: the merge left them behind."""
+        """Links still naming ids merged into this company: the merge left them behind. The
+        sync re-points one only when it is the survivor's sole claimant; when several
+        customers' companies were merged together, a person decides (the engine holds them)."""
+        stale = [
+            (link, customer)
+            for m in self.merged_away.get(company.id, ())
+            if (link := self.links.get(m)) is not None
+            and (customer := self.by_id.get(link.warp_customer_id or "")) is not None
+            and self.owner_of(customer["id"]) is None
+        ]
+        shared = len(stale) > 1 or company.id in self.links
         findings, relinked = [], False
-        for stale in (
-            self.links[m] for m in self.merged_away.get(company.id, ()) if m in self.links
-        ):
-            customer = self.by_id.get(stale.warp_customer_id or "")
-            if customer is None or self.owner_of(customer["id"]) is not None:
-                continue
-            findings.append(judge.merged_link(customer, stale, company, ban))
+        for link, customer in stale:
+            findings.append(judge.merged_link(customer, link, company, ban, shared=shared))
             self.claimed[customer["id"]] = company.id
             relinked = relinked or customer.get("ban") == ban
         return findings, relinked

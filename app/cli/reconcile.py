@@ -8,15 +8,16 @@ service's workers carry them out.
 
 from __future__ import annotations
 
-import asyncio
+import argparse
 import getpass
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.cli.common import load_settings, run_on_database
 from app.hubspot.connection import build_sandbox_app, open_hubspot
 from app.settings import Settings
 from app.store import reconciliation as runs
@@ -29,7 +30,27 @@ from app.sync.reconcile.report import csv_text
 from app.sync.reconcile.service import Reconciler
 from app.warp.connector import SqlWarpConnector
 
+if TYPE_CHECKING:
+    from app.cli.common import Subcommands
+
 EXIT_BUSY = 3
+
+
+def register(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "reconcile", help="compare every WARP customer with HubSpot now, and report (or fix)"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="only report; write nothing anywhere"
+    )
+    parser.add_argument("--report", metavar="FILE.csv", help="also write the report as CSV")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    report = Path(args.report) if args.report else None
+    return run_on_database("reconcile", reconcile(settings, dry_run=args.dry_run, report=report))
 
 
 class ProgressPrinter:
@@ -146,9 +167,3 @@ def _user() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no user name in a bare container
         return "cli"
-
-
-def main(settings: Settings, *, dry_run: bool, report: str | None) -> int:
-    return asyncio.run(
-        reconcile(settings, dry_run=dry_run, report=Path(report) if report else None)
-    )

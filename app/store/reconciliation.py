@@ -9,29 +9,28 @@ closes, so a page is recorded exactly once whoever finishes the run.
 
 For readers (API, admin UI, metrics): `list_runs`, `get_run`, `items_page`, `iter_items`,
 `last_finished_run`. For the runner: `start_run`, `take_over_dead_run`, `renew_lease`,
-`save_checkpoint`, `finish_run`, `add_pairs`, `paired_customers`. Retention: `prune_runs`.
+`save_checkpoint`, `finish_run` (and `app.store.reconciliation_pairs`). Retention:
+`prune_runs`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.store.models import Conflict, ReconciliationItem, ReconciliationPair, ReconciliationRun
+from app.store.models import ReconciliationItem, ReconciliationPair, ReconciliationRun
 from app.store.queue_records import maybe_utc, sql_now
-from app.store.upsert import insert_for
 
 RUNS: Table = ReconciliationRun.__table__  # type: ignore[assignment]
 ITEMS: Table = ReconciliationItem.__table__  # type: ignore[assignment]
 PAIRS: Table = ReconciliationPair.__table__  # type: ignore[assignment]
-CONFLICTS: Table = Conflict.__table__  # type: ignore[assignment]
 
 RUNNING, DONE, FAILED = "running", "done", "failed"
 ITEM_CHUNK = 1000
@@ -364,55 +363,6 @@ def item_json(row: RowMapping) -> dict[str, Any]:
     }
 
 
-# -- the pairs a run has met -----------------------------------------------------------------
-
-
-async def add_pairs(
-    connection: AsyncConnection, run_id: int, pairs: Iterable[tuple[str, str]]
-) -> None:
-    rows = [
-        {"run_id": run_id, "warp_customer_id": customer, "hubspot_company_id": company}
-        for customer, company in pairs
-    ]
-    if rows:
-        # A customer is paired once per run; a second claim (a race with a takeover's
-        # repeated page) keeps the first rather than failing the run.
-        statement = insert_for(connection, PAIRS).on_conflict_do_nothing(
-            index_elements=["run_id", "warp_customer_id"]
-        )
-        await connection.execute(statement, rows)
-
-
-async def paired_customers(
-    connection: AsyncConnection, run_id: int, customer_ids: Sequence[str]
-) -> dict[str, str]:
-    """Of these customers, the ones this run already paired, with their company."""
-    if not customer_ids:
-        return {}
-    rows = await connection.execute(
-        select(PAIRS.c.warp_customer_id, PAIRS.c.hubspot_company_id).where(
-            PAIRS.c.run_id == run_id, PAIRS.c.warp_customer_id.in_(list(customer_ids))
-        )
-    )
-    return {row.warp_customer_id: row.hubspot_company_id for row in rows}
-
-
-async def open_conflict_fields(
-    connection: AsyncConnection, customer_ids: Sequence[str]
-) -> dict[str, set[str]]:
-    if not customer_ids:
-        return {}
-    rows = await connection.execute(
-        select(CONFLICTS.c.warp_customer_id, CONFLICTS.c.field).where(
-            CONFLICTS.c.warp_customer_id.in_(list(customer_ids)), CONFLICTS.c.state == "open"
-        )
-    )
-    found: dict[str, set[str]] = {}
-    for row in rows:
-        found.setdefault(row.warp_customer_id, set()).add(row.field)
-    return found
-
-
 # -- retention -------------------------------------------------------------------------------
 
 
@@ -432,12 +382,3 @@ async def prune_runs(engine: AsyncEngine, older_than: timedelta) -> int:
             await connection.execute(delete(PAIRS).where(PAIRS.c.run_id.in_(chunk)))
             await connection.execute(delete(RUNS).where(RUNS.c.id.in_(chunk)))
     return len(ids)
-
-
-async def count_items(connection: AsyncConnection, run_id: int) -> dict[str, int]:
-    rows = await connection.execute(
-        select(ITEMS.c.category, func.count())
-        .where(ITEMS.c.run_id == run_id)
-        .group_by(ITEMS.c.category)
-    )
-    return {row[0]: row[1] for row in rows}

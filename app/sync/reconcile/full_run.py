@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.hubspot.errors import HubSpotError, HubSpotRetryableError
 from app.hubspot.models import BatchResult, CompanyPage, HubSpotCompany
 from app.store import reconciliation as runs
+from app.store import reconciliation_pairs as pairs
 from app.store import sync_state
 from app.store.queue import QueueRepository
 from app.store.reconciliation import Checkpoint, LostRunError, RunRecord
@@ -258,11 +259,11 @@ class FullRun:
                     connection, [c["id"] for c in by_ban.values()]
                 ),
                 claimed_before={
-                    **await runs.paired_customers(connection, run_id, contested),
+                    **await pairs.paired_customers(connection, run_id, contested),
                     **uncommitted,
                 },
                 memory=await sync_state.field_memory(connection, customer_ids),
-                conflicts=await runs.open_conflict_fields(connection, customer_ids),
+                conflicts=await pairs.open_conflict_fields(connection, customer_ids),
             )
         findings: list[Finding] = []
         for number, company in enumerate(companies):
@@ -279,7 +280,7 @@ class FullRun:
         ):
             ids = [customer["id"] for customer in customers]
             async with self.engine.connect() as connection:
-                paired = await runs.paired_customers(connection, run.id, ids)
+                paired = await pairs.paired_customers(connection, run.id, ids)
                 links = await sync_state.links_by_customer(
                     connection, [i for i in ids if i not in paired]
                 )
@@ -353,7 +354,7 @@ class FullRun:
                 f.item(jobs.get(f.customer_id or "")) for f in findings if f.category in REPORTED
             ]
             await runs.add_items(connection, run.id, items)
-            await runs.add_pairs(connection, run.id, claimed.items())
+            await pairs.add_pairs(connection, run.id, claimed.items())
             checkpoint = Checkpoint(
                 phase=phase,
                 hubspot_after=hubspot_after,

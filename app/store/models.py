@@ -98,6 +98,11 @@ class SyncJob(Base):
         ),
         Index("ix_hubspot_sync_queue_claim", "state", "priority", "run_at", "id"),
         Index("ix_hubspot_sync_queue_lease", "state", "lease_until"),
+        # The operator's console: an entity's jobs, the failed list (keyset on id), and the
+        # dashboard's jobs finished per minute.
+        Index("ix_hubspot_sync_queue_entity", "entity_type", "entity_key", "id"),
+        Index("ix_hubspot_sync_queue_state_id", "state", "id"),
+        Index("ix_hubspot_sync_queue_finished", "finished_at"),
     )
 
 
@@ -132,6 +137,9 @@ class SyncLog(Base):
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW, index=True)
+
+    # A customer's history, newest first, without sorting all of its rows.
+    __table_args__ = (Index("ix_hubspot_sync_log_customer_id", "warp_customer_id", "id"),)
 
 
 class FieldState(Base):
@@ -293,6 +301,7 @@ class Conflict(Base):
             postgresql_where=text("state = 'open'"),
             sqlite_where=text("state = 'open'"),
         ),
+        Index("ix_hubspot_conflicts_state_id", "state", "id"),
     )
 
 
@@ -330,10 +339,37 @@ class SchedulerTick(Base):
     claimed_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
 
 
+class DirectionPause(Base):
+    """A sync direction an operator paused ('outbound' WARP -> HubSpot, 'inbound' HubSpot ->
+    WARP): workers claim none of its jobs until it is resumed; work still queues."""
+
+    __tablename__ = "hubsync_paused_directions"
+
+    direction: Mapped[str] = mapped_column(String(16), primary_key=True)
+    paused_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
+class AdminAuditEntry(Base):
+    """Every operator action (console or API): who, what, on which object, when."""
+
+    __tablename__ = "hubsync_admin_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
 __all__ = [
+    "AdminAuditEntry",
     "Base",
     "CompanyAlias",
     "Conflict",
+    "DirectionPause",
     "EntityLink",
     "FieldState",
     "IdempotencyKey",

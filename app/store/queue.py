@@ -30,6 +30,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store.pauses import job_not_paused
 from app.store.queue_enqueue import upsert_pending
 from app.store.queue_maintenance import (
     REQUEUE_CHUNK,
@@ -150,6 +151,7 @@ class QueueRepository:
                 .where(
                     QUEUE.c.state == SQL_STATE[PENDING],
                     QUEUE.c.run_at <= sql_now(dialect),
+                    job_not_paused(QUEUE.c.direction),  # an operator's pause holds them back
                     ~exists().where(
                         running.c.state == SQL_STATE[RUNNING],
                         running.c.entity_type == QUEUE.c.entity_type,

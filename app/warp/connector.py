@@ -222,3 +222,7 @@ def _valid_ids(ids: Sequence[str]) -> list[str]:
         except ValueError:
             continue
     return valid
+
+
+# A row of the customers table as a record, for the other readers of WARP's table.
+decode_customer = _decode

@@ -45,6 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--access-token", help="require this bearer token (default: any)")
     sandbox.add_argument("--rate-limit", default="100/10s", help="requests per window (100/10s)")
     commands.add_parser("check-config", help="read the configuration and print it, secrets masked")
+    for name, verb in (("pause", "stop"), ("resume", "restart")):
+        command = commands.add_parser(
+            name,
+            help=f"{verb} taking jobs of a sync direction (both when none is named)",
+            description=f"{name.capitalize()} outbound (WARP -> HubSpot), inbound "
+            "(HubSpot -> WARP), or both. While paused, webhooks are still stored and work "
+            "still queues; the workers leave those jobs waiting. The action is audited.",
+        )
+        command.add_argument(
+            "direction", nargs="?", choices=("outbound", "inbound"), help="default: both"
+        )
+        if name == "pause":
+            command.add_argument("--reason", help="shown on the console while paused")
+        command.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -66,9 +80,51 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         asyncio.run(migrate_database(settings, revision=args.revision, downgrade=args.downgrade))
         return 0
+    if args.command in ("pause", "resume"):
+        return asyncio.run(pause_or_resume(settings, args))
     if args.command == "serve":
         return serve(settings, host=args.host, port=args.port, migrate=args.migrate)
     return 2  # pragma: no cover -- argparse refuses unknown commands
+
+
+async def pause_or_resume(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+    import json
+    import socket
+
+    from app.store.db import create_engine
+    from app.store.pauses import DIRECTIONS, LABELS, paused_directions
+    from app.sync import operations
+
+    actor = f"cli:{getpass.getuser()}@{socket.gethostname()}"
+    directions = [args.direction] if args.direction else list(DIRECTIONS)
+    engine = create_engine(settings.database_url.reveal())
+    try:
+        changed = []
+        for direction in directions:
+            if args.command == "pause":
+                done = await operations.pause(engine, direction, by=actor, reason=args.reason)
+            else:
+                done = await operations.resume(engine, direction, by=actor)
+            if done:
+                changed.append(direction)
+        async with engine.connect() as connection:
+            paused = await paused_directions(connection)
+    finally:
+        await engine.dispose()
+    if args.json:
+        document = {
+            "action": args.command,
+            "changed": changed,
+            "paused": sorted(paused),
+        }
+        print(json.dumps(document))
+        return 0
+    for direction in directions:
+        state = "paused" if direction in paused else "running"
+        note = "" if direction in changed else f" (already {state})"
+        print(f"{direction} ({LABELS[direction]}): {state}{note}")
+    return 0
 
 
 def run_sandbox_command(args: argparse.Namespace) -> int:

@@ -14,7 +14,9 @@ from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
 from app.api.idempotency import Answer, answer_idempotently
 from app.api.sync_jobs import idempotency_store, job_document, queue_of
+from app.context import AppContext
 from app.store import sync_state
+from app.store.pauses import OUTBOUND, paused_directions
 from app.store.queue_records import EntityBusyError
 from app.sync.jobs import (
     EntityType,
@@ -56,6 +58,8 @@ async def sync_customer_now(request: Request) -> Response:
     async def produce(_answer: Answer) -> tuple[int, dict[str, Any]]:
         if not await context.warp.existing_ids([key]):
             raise ApiError(404, f"customer {key} does not exist in WARP")
+        if paused := await _outbound_paused(context, key):
+            return 202, paused
         worker_id = f"api:{uuid.uuid4().hex[:12]}"
         try:
             job = await queue.claim_entity(
@@ -99,6 +103,28 @@ async def sync_customer_now(request: Request) -> Response:
         body=body,
         produce=produce,
     )
+
+
+async def _outbound_paused(context: AppContext, key: str) -> dict[str, Any] | None:
+    """While an operator has paused WARP -> HubSpot, the customer is queued (it syncs on
+    resume) instead of being synced now."""
+    async with context.engine.begin() as connection:
+        if OUTBOUND not in await paused_directions(connection):
+            return None
+        queued = await queue_of(context).enqueue(
+            connection,
+            EntityType.CUSTOMER,
+            key,
+            priority=1,
+            source=JobSource.API,
+            direction=JobDirection.TO_HUBSPOT,
+        )
+    return {
+        "job_id": queued.job_id,
+        "customer_id": key,
+        "status": "queued",
+        "error": "WARP -> HubSpot is paused by an operator; the job waits for the resume",
+    }
 
 
 async def get_customer(request: Request) -> Response:

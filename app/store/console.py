@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import Conflict, SyncLog
 from app.store.queue_records import FAILED, QUEUE, JobRecord
+from app.store.sync_state import as_utc
 
 conflicts: Table = Conflict.__table__  # type: ignore[assignment]
 sync_log: Table = SyncLog.__table__  # type: ignore[assignment]
@@ -132,9 +133,7 @@ async def list_conflicts(
 
 
 async def get_conflict(connection: AsyncConnection, conflict_id: int) -> ConflictRow | None:
-    row = (
-        await connection.execute(select(conflicts).where(conflicts.c.id == conflict_id))
-    ).first()
+    row = (await connection.execute(select(conflicts).where(conflicts.c.id == conflict_id))).first()
     return ConflictRow(**row._mapping) if row is not None else None
 
 
@@ -186,7 +185,5 @@ def last_changes(history: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]
 
 
 def _iso(moment: Any) -> str | None:
-    from app.store.sync_state import as_utc
-
     value = as_utc(moment)
     return value.isoformat() if value is not None else None

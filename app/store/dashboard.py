@@ -51,6 +51,32 @@ class Dashboard:
     hubspot_window: dict[str, Any]
     last_reconciliation: dict[str, Any] | None
     paused: dict[str, Pause] = field(default_factory=dict)
+    customers_total: int | None = None  # WARP's count, when WARP is a table hubsync can count
+
+    @property
+    def customers_not_linked(self) -> int | None:
+        if self.customers_total is None:
+            return None
+        return max(0, self.customers_total - self.linked_customers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "queue": {"by_state": self.queue, "oldest_pending": self.oldest_pending},
+            "jobs_per_minute": [
+                {"minute": m.minute.isoformat(), "done": m.done, "failed": m.failed}
+                for m in self.per_minute
+            ],
+            "webhook_events_24h": self.webhook_events,
+            "open_conflicts": self.open_conflicts,
+            "customers": {
+                "total": self.customers_total,
+                "linked": self.linked_customers,
+                "not_linked": self.customers_not_linked,
+            },
+            "hubspot": self.hubspot_window,
+            "last_reconciliation": self.last_reconciliation,
+            "paused": [pause.to_json() for pause in self.paused.values()],
+        }
 
 
 async def queue_counts(connection: AsyncConnection) -> dict[str, int]:

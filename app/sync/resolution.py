@@ -122,9 +122,7 @@ async def resolve_conflict(
             raise ResolutionError("invalid", str(exc)) from None
         base = hubspot_value
         if chosen != warp_value:  # WARP first: if it fails, nothing is recorded
-            await services.warp.write_many(
-                [WarpWrite(customer_id, {conflict.field: warp_typed})]
-            )
+            await services.warp.write_many([WarpWrite(customer_id, {conflict.field: warp_typed})])
     async with services.engine.begin() as connection:
         await connection.execute(
             update(sync_state.field_states)

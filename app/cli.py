@@ -164,9 +164,10 @@ def serve(settings: Settings, *, host: str, port: int, migrate: bool | None) -> 
         if settings.sandbox_mode
         else f"against HubSpot at {settings.hubspot_base_url}",
     )
+    # Built before migrating, so the embedded default's login link is among the first lines.
+    app = create_app(settings, listen_url=f"http://{host}:{port}")
     if migrate or (migrate is None and is_embedded_default(settings)):
         asyncio.run(migrate_database(settings))
-    app = create_app(settings)
     tune_garbage_collector()
     uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True)
     return 0

@@ -95,6 +95,8 @@ class Settings:
     hubspot_base_url: str = DEFAULT_HUBSPOT_BASE_URL
     hubspot_client_secret: Secret | None = None
     hubspot_app_id: str | None = None
+    # The HubSpot account (portal) id: the console links a company to its page in HubSpot.
+    hubspot_portal_id: str | None = None
     hubspot_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(100, 10.0))
     hubspot_search_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(5, 1.0))
     hubspot_webhook_signature_versions: tuple[str, ...] = ("v3",)
@@ -194,6 +196,11 @@ class Settings:
         app_id = get("HUBSPOT_APP_ID")
         if app_id is not None and not app_id.isdigit():
             raise SettingsError(f"HUBSPOT_APP_ID: expected a numeric app id, got {app_id!r}")
+        portal_id = get("HUBSPOT_PORTAL_ID")
+        if portal_id is not None and not portal_id.isdigit():
+            raise SettingsError(
+                f"HUBSPOT_PORTAL_ID: expected a numeric account id, got {portal_id!r}"
+            )
         versions = tuple(
             v.strip().lower()
             for v in (get("HUBSPOT_WEBHOOK_SIGNATURES") or "v3").split(",")
@@ -219,6 +226,7 @@ class Settings:
             hubspot_base_url=base_url.rstrip("/"),
             hubspot_client_secret=_secret(get("HUBSPOT_CLIENT_SECRET")),
             hubspot_app_id=app_id,
+            hubspot_portal_id=portal_id,
             hubspot_rate_limit=_rate_limit(
                 "HUBSPOT_RATE_LIMIT", get("HUBSPOT_RATE_LIMIT"), "100/10s"
             ),

@@ -30,8 +30,8 @@ class FailedFilter:
     source: str | None = None
     text: str | None = None
 
-    def conditions(self) -> list[ColumnElement[bool]]:
-        found: list[ColumnElement[bool]] = [QUEUE.c.state == FAILED]
+    def conditions(self, state: str = FAILED) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = [QUEUE.c.state == state]
         if self.kind:
             found.append(QUEUE.c.last_error_kind == self.kind)
         if self.source:
@@ -50,12 +50,26 @@ async def failed_jobs(
     *,
     before_id: int | None = None,
     limit: int = PAGE_SIZE,
+    state: str = FAILED,
 ) -> list[JobRecord]:
-    query = select(QUEUE).where(*where.conditions()).order_by(QUEUE.c.id.desc()).limit(limit)
+    query = select(QUEUE).where(*where.conditions(state)).order_by(QUEUE.c.id.desc()).limit(limit)
     if before_id is not None:
         query = query.where(QUEUE.c.id < before_id)
     rows = await connection.execute(query)
     return [JobRecord.from_row(row) for row in rows.mappings()]
+
+
+async def jobs_page(
+    connection: AsyncConnection,
+    state: str,
+    *,
+    before_id: int | None = None,
+    limit: int = PAGE_SIZE,
+) -> list[JobRecord]:
+    """Jobs in one state, newest first (index state, id)."""
+    return await failed_jobs(
+        connection, FailedFilter(), before_id=before_id, limit=limit, state=state
+    )
 
 
 async def failed_job_ids(

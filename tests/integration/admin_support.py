@@ -40,5 +40,10 @@ async def sign_in(client: httpx.AsyncClient, password: str = PASSWORD) -> httpx.
     page = await client.get("/admin/login")
     return await client.post(
         "/admin/login",
-        data={"csrftoken": csrf_of(page), "password": password, "name": "tester", "next": "/admin/"},
+        data={
+            "csrftoken": csrf_of(page),
+            "password": password,
+            "name": "tester",
+            "next": "/admin/",
+        },
     )

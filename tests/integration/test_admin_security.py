@@ -178,7 +178,9 @@ async def test_logout_ends_the_session(db: Database) -> None:
         assert (await client.get("/admin/")).status_code == 303
 
 
-@pytest.mark.parametrize("path", ["/admin/login?next=//evil.example", "/admin/login?next=https://x"])
+@pytest.mark.parametrize(
+    "path", ["/admin/login?next=//evil.example", "/admin/login?next=https://x"]
+)
 async def test_the_next_parameter_never_leaves_the_console(db: Database, path: str) -> None:
     async with running(create_app(admin_settings(db))) as client:
         page = await client.get(path)

@@ -165,7 +165,8 @@ def serve(settings: Settings, *, host: str, port: int, migrate: bool | None) -> 
         else f"against HubSpot at {settings.hubspot_base_url}",
     )
     # Built before migrating, so the embedded default's login link is among the first lines.
-    app = create_app(settings, listen_url=f"http://{host}:{port}")
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- shown only
+    app = create_app(settings, listen_url=f"http://{shown_host}:{port}")
     if migrate or (migrate is None and is_embedded_default(settings)):
         asyncio.run(migrate_database(settings))
     tune_garbage_collector()

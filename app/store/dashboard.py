@@ -79,15 +79,6 @@ class Dashboard:
         }
 
 
-async def queue_counts(connection: AsyncConnection) -> dict[str, int]:
-    counts = {}
-    for state in STATES:  # one index range each (state, id): no scan of the whole table
-        counts[state] = int(
-            await connection.scalar(select(func.count()).where(QUEUE.c.state == state)) or 0
-        )
-    return counts
-
-
 async def oldest_pending(connection: AsyncConnection, now: datetime) -> dict[str, Any] | None:
     row = (
         await connection.execute(
@@ -135,51 +126,16 @@ async def jobs_per_minute(
     return series
 
 
-async def webhook_event_counts(connection: AsyncConnection, since: datetime) -> dict[str, int]:
-    counts = {}
-    for status in EVENT_STATUSES:  # index (status, received_at) per status
-        counts[status] = int(
-            await connection.scalar(
-                select(func.count()).where(events.c.status == status, events.c.received_at >= since)
-            )
-            or 0
-        )
-    return counts
-
-
-async def count_open_conflicts(connection: AsyncConnection) -> int:
-    return int(
-        await connection.scalar(select(func.count()).where(conflicts.c.state == "open")) or 0
-    )
-
-
-async def count_linked_customers(connection: AsyncConnection) -> int:
-    return int(
-        await connection.scalar(
-            select(func.count()).where(
-                links.c.warp_customer_id.is_not(None), links.c.state == "active"
-            )
-        )
-        or 0
-    )
-
-
 async def hubspot_window(
-    connection: AsyncConnection, now: datetime, limit: int, window_seconds: float
+    connection: AsyncConnection,
+    now: datetime,
+    limit: int,
+    window_seconds: float,
+    *,
+    used: int | None,
 ) -> dict[str, Any]:
-    """HubSpot requests granted in the current window (recorded on PostgreSQL, where the
-    limit is shared), the headroom left, and the latest 429 pause."""
-    used: int | None = None
-    if connection.dialect.name == "postgresql":
-        used = int(
-            await connection.scalar(
-                select(func.count()).where(
-                    grants.c.bucket == "general",
-                    grants.c.granted_at > now - timedelta(seconds=window_seconds),
-                )
-            )
-            or 0
-        )
+    """HubSpot requests granted in the current window (`used`: recorded on PostgreSQL, where
+    the limit is shared), the headroom left, and the latest 429 pause."""
     pause = (
         await connection.execute(
             select(limit_pauses).order_by(limit_pauses.c.until.desc()).limit(1)
@@ -211,18 +167,50 @@ async def last_reconciliation(connection: AsyncConnection) -> dict[str, Any] | N
     }
 
 
+async def counted_figures(
+    connection: AsyncConnection, now: datetime, window_seconds: float
+) -> dict[str, int]:
+    """Every count of the dashboard in one statement (one round trip), each a scalar
+    subquery over an index: queue by state, webhook events by status over 24 h, open
+    conflicts, linked customers, and (PostgreSQL) HubSpot requests in the current window."""
+
+    def count(*where: Any) -> Any:
+        return select(func.count()).where(*where).scalar_subquery()
+
+    since = now - EVENTS_WINDOW
+    columns = {
+        **{f"queue_{state}": count(QUEUE.c.state == state) for state in STATES},
+        **{
+            f"events_{status}": count(events.c.status == status, events.c.received_at >= since)
+            for status in EVENT_STATUSES
+        },
+        "open_conflicts": count(conflicts.c.state == "open"),
+        "linked": count(links.c.warp_customer_id.is_not(None), links.c.state == "active"),
+    }
+    if connection.dialect.name == "postgresql":
+        columns["hubspot_used"] = count(
+            grants.c.bucket == "general",
+            grants.c.granted_at > now - timedelta(seconds=window_seconds),
+        )
+    row = (await connection.execute(select(*(c.label(n) for n, c in columns.items())))).one()
+    return {name: int(value or 0) for name, value in row._mapping.items()}
+
+
 async def load_dashboard(
     connection: AsyncConnection, *, rate_limit: int, window_seconds: float
 ) -> Dashboard:
     now = datetime.now(UTC)
+    counted = await counted_figures(connection, now, window_seconds)
     return Dashboard(
-        queue=await queue_counts(connection),
+        queue={state: counted[f"queue_{state}"] for state in STATES},
         oldest_pending=await oldest_pending(connection, now),
         per_minute=await jobs_per_minute(connection, now),
-        webhook_events=await webhook_event_counts(connection, now - EVENTS_WINDOW),
-        open_conflicts=await count_open_conflicts(connection),
-        linked_customers=await count_linked_customers(connection),
-        hubspot_window=await hubspot_window(connection, now, rate_limit, window_seconds),
+        webhook_events={status: counted[f"events_{status}"] for status in EVENT_STATUSES},
+        open_conflicts=counted["open_conflicts"],
+        linked_customers=counted["linked"],
+        hubspot_window=await hubspot_window(
+            connection, now, rate_limit, window_seconds, used=counted.get("hubspot_used")
+        ),
         last_reconciliation=await last_reconciliation(connection),
         paused=await paused_directions(connection),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from app.warp.connector import CustomerRecord, SqlWarpConnector, decode_customer
 
@@ -15,8 +15,8 @@ SUMMARY_COLUMNS = ("id", "ban", "company_name", "status", "customer_type", "upda
 async def search_customers(
     warp: SqlWarpConnector, text: str, *, after_id: str | None = None, limit: int = 50
 ) -> list[CustomerRecord]:
-    """Customers whose BAN is `text` (exact, the unique index) or whose name contains it
-    (case-insensitive; stops at `limit` matches); all customers when `text` is blank."""
+    """The customer whose BAN is `text` (exact, WARP's unique index), else those whose name
+    contains it (case-insensitive; stops at `limit` matches); all when `text` is blank."""
     table = warp.table
     query = (
         select(*(table.c[name] for name in SUMMARY_COLUMNS), table.c.external_ids)
@@ -24,16 +24,20 @@ async def search_customers(
         .limit(limit)
     )
     needle = text.strip()
-    if needle:
-        query = query.where(
-            or_(
-                table.c.ban == needle,
-                func.lower(table.c.company_name).contains(needle.lower(), autoescape=True),
-            )
-        )
     if after_id is not None:
         query = query.where(table.c.id > after_id)
     async with warp.engine.connect() as connection:
+        if needle and after_id is None:
+            by_ban = await connection.execute(query.where(table.c.ban == needle))
+            found = [decode_customer(row._mapping) for row in by_ban]
+            if found:
+                return found
+        if needle:
+            # WARP owns its table and its indexes: a name search scans it (until `limit`
+            # matches); a trigram index on company_name on WARP's side makes it instant.
+            query = query.where(
+                func.lower(table.c.company_name).contains(needle.lower(), autoescape=True)
+            )
         return [decode_customer(row._mapping) for row in await connection.execute(query)]
 
 

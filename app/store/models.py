@@ -219,7 +219,11 @@ class WebhookEvent(Base):
     received_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
     processed_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
-    __table_args__ = (Index("ix_hubspot_webhook_events_status", "status", "received_at"),)
+    __table_args__ = (
+        Index("ix_hubspot_webhook_events_status", "status", "received_at"),
+        # The console's event lists: one status, newest first, paged by id.
+        Index("ix_hubspot_webhook_events_status_id", "status", "id"),
+    )
 
 
 class ReconciliationRun(Base):

@@ -1,6 +1,6 @@
 """The operator's console: paused sync directions, the admin audit trail, and the indexes
 that keep the console's pages fast (an entity's jobs, the failed list, jobs finished per
-minute, a customer's log, the open conflicts).
+minute, a customer's log, the open conflicts, webhook events by status).
 
 Revision ID: 0006
 Revises: 0001
@@ -49,9 +49,13 @@ def upgrade() -> None:
         batch_op.create_index('ix_hubspot_sync_log_customer_id', ['warp_customer_id', 'id'], unique=False)
     with op.batch_alter_table('hubspot_conflicts', schema=None) as batch_op:
         batch_op.create_index('ix_hubspot_conflicts_state_id', ['state', 'id'], unique=False)
+    with op.batch_alter_table('hubspot_webhook_events', schema=None) as batch_op:
+        batch_op.create_index('ix_hubspot_webhook_events_status_id', ['status', 'id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('hubspot_webhook_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_hubspot_webhook_events_status_id')
     with op.batch_alter_table('hubspot_conflicts', schema=None) as batch_op:
         batch_op.drop_index('ix_hubspot_conflicts_state_id')
     with op.batch_alter_table('hubspot_sync_log', schema=None) as batch_op:

@@ -30,9 +30,9 @@ def admin_settings(db: Database, **extra: str) -> Settings:
     )
 
 
-def csrf_of(page: httpx.Response) -> str:
-    match = _CSRF.search(page.text)
-    assert match, f"no CSRF token on {page.url}"
+def csrf_of(page: httpx.Response | str) -> str:
+    match = _CSRF.search(page if isinstance(page, str) else page.text)
+    assert match, "no CSRF token on the page"
     return match.group(1)
 
 

@@ -9,20 +9,32 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.admin.access import Session
 from app.admin.rendering import back_to, render, safe_next, signed_in
 from app.admin.rules_form import rows_from_form, rules_from_rows
 from app.api.deps import app_context
-from app.api.operator import failed_filter, resolve_services
-from app.api.sync_jobs import queue_of
+from app.context import AppContext
+from app.store.console import FailedFilter
 from app.store.pauses import DIRECTIONS
+from app.store.queue import QueueRepository
 from app.store.sync_config import config_history
 from app.sync import operations
-from app.sync.resolution import ResolutionError, parse_choice, resolve_conflict
+from app.sync.resolution import (
+    ResolutionError,
+    ResolveServices,
+    parse_choice,
+    resolve_conflict,
+)
 from app.sync.rules import InvalidRuleError
 from app.sync.runtime import wake_worker
 from app.warp.connector import canonical_id
 
 MAX_SELECTED = 1000
+
+
+def _queue(context: AppContext) -> QueueRepository:
+    queue = context.extras.get("queue")
+    return queue if isinstance(queue, QueueRepository) else QueueRepository(context.engine)
 
 
 def _ids(values: list[Any]) -> list[int]:
@@ -32,7 +44,7 @@ def _ids(values: list[Any]) -> list[int]:
 
 
 @signed_in
-async def change_direction(request: Request, session: Any) -> Response:
+async def change_direction(request: Request, session: Session) -> Response:
     context = app_context(request)
     form = await request.form()
     direction, verb = request.path_params["direction"], request.path_params["verb"]
@@ -50,7 +62,7 @@ async def change_direction(request: Request, session: Any) -> Response:
 
 
 @signed_in
-async def resolve(request: Request, session: Any) -> Response:
+async def resolve(request: Request, session: Session) -> Response:
     context = app_context(request)
     form = await request.form()
     raw_id = request.path_params["conflict_id"]
@@ -59,7 +71,7 @@ async def resolve(request: Request, session: Any) -> Response:
     value = form.get("value")
     try:
         resolution = await resolve_conflict(
-            resolve_services(context),
+            ResolveServices.for_context(context),
             int(raw_id),
             parse_choice(form.get("choice", "")),
             value if isinstance(value, str) else None,
@@ -75,28 +87,28 @@ async def resolve(request: Request, session: Any) -> Response:
 
 
 @signed_in
-async def retry_failed(request: Request, session: Any) -> Response:
+async def retry_failed(request: Request, session: Session) -> Response:
     context = app_context(request)
     form = await request.form()
     only = form.get("only")
     if isinstance(only, str) and only.isdigit():
         count = await operations.retry_failed_jobs(
-            queue_of(context), by=session.who, job_ids=[int(only)]
+            _queue(context), by=session.who, job_ids=[int(only)]
         )
     elif form.get("all") == "1":
         count = await operations.retry_failed_jobs(
-            queue_of(context), by=session.who, matching=failed_filter(form)
+            _queue(context), by=session.who, matching=FailedFilter.from_params(form)
         )
     else:
         count = await operations.retry_failed_jobs(
-            queue_of(context), by=session.who, job_ids=_ids(form.getlist("job_ids"))
+            _queue(context), by=session.who, job_ids=_ids(form.getlist("job_ids"))
         )
     wake_worker(context)
     return back_to("/admin/failed", "retried", n=count)
 
 
 @signed_in
-async def reprocess_events(request: Request, session: Any) -> Response:
+async def reprocess_events(request: Request, session: Session) -> Response:
     context = app_context(request)
     form = await request.form()
     ids = _ids(form.getlist("event_ids"))
@@ -108,7 +120,7 @@ async def reprocess_events(request: Request, session: Any) -> Response:
         return back_to("/admin/failed", "reprocessed", n=0)
     summary = await operations.reprocess_webhook_events(
         context.engine,
-        queue_of(context),
+        _queue(context),
         by=session.who,
         app_id=context.settings.hubspot_app_id,
         event_ids=None if everything else ids,
@@ -119,7 +131,7 @@ async def reprocess_events(request: Request, session: Any) -> Response:
 
 
 @signed_in
-async def sync_now(request: Request, session: Any) -> Response:
+async def sync_now(request: Request, session: Session) -> Response:
     context = app_context(request)
     raw = request.path_params["customer_id"]
     try:
@@ -129,14 +141,14 @@ async def sync_now(request: Request, session: Any) -> Response:
     if not await context.warp.existing_ids([key]):
         return await render(request, session, "missing.html", 404, what=f"customer {key}")
     job_id = await operations.queue_customer_now(
-        context.engine, queue_of(context), key, by=session.who
+        context.engine, _queue(context), key, by=session.who
     )
     wake_worker(context)
     return back_to(f"/admin/customers/{key}", "synced", n=job_id)
 
 
 @signed_in
-async def save_rules(request: Request, session: Any) -> Response:
+async def save_rules(request: Request, session: Session) -> Response:
     context = app_context(request)
     rows = rows_from_form(await request.form())
     try:

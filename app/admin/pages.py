@@ -9,14 +9,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.admin.access import Session
 from app.admin.chart import build_chart
 from app.admin.rendering import company_url, render, signed_in
 from app.admin.rules_form import rules_for_form
 from app.api.deps import app_context
-from app.api.operator import failed_filter
 from app.store import sync_state
 from app.store.admin_audit import recent_actions
 from app.store.console import (
+    FailedFilter,
     customer_history,
     failed_error_kinds,
     failed_jobs,
@@ -42,7 +43,7 @@ def _before(request: Request, name: str = "before") -> int | None:
 
 
 @signed_in
-async def dashboard(request: Request, session: Any) -> Response:
+async def dashboard(request: Request, session: Session) -> Response:
     data = await read_dashboard(app_context(request))
     return await render(
         request, session, "dashboard.html", data=data, chart=build_chart(data.per_minute)
@@ -50,7 +51,7 @@ async def dashboard(request: Request, session: Any) -> Response:
 
 
 @signed_in
-async def customers(request: Request, session: Any) -> Response:
+async def customers(request: Request, session: Session) -> Response:
     context = app_context(request)
     query = request.query_params.get("q", "").strip()[:200]
     after = request.query_params.get("after") or None
@@ -83,7 +84,7 @@ async def customers(request: Request, session: Any) -> Response:
 
 
 @signed_in
-async def customer(request: Request, session: Any) -> Response:
+async def customer(request: Request, session: Session) -> Response:
     context = app_context(request)
     raw = request.path_params["customer_id"]
     try:
@@ -127,7 +128,7 @@ async def customer(request: Request, session: Any) -> Response:
 
 
 @signed_in
-async def conflicts(request: Request, session: Any) -> Response:
+async def conflicts(request: Request, session: Session) -> Response:
     state = "resolved" if request.query_params.get("state") == "resolved" else "open"
     async with app_context(request).engine.connect() as connection:
         rows = await list_conflicts(connection, state=state, before_id=_before(request))
@@ -143,8 +144,8 @@ async def conflicts(request: Request, session: Any) -> Response:
 
 
 @signed_in
-async def failed(request: Request, session: Any) -> Response:
-    where = failed_filter(request.query_params)
+async def failed(request: Request, session: Session) -> Response:
+    where = FailedFilter.from_params(request.query_params)
     async with app_context(request).engine.connect() as connection:
         jobs = await failed_jobs(connection, where, before_id=_before(request))
         kinds = await failed_error_kinds(connection)
@@ -164,7 +165,7 @@ async def failed(request: Request, session: Any) -> Response:
 
 
 @signed_in
-async def jobs(request: Request, session: Any) -> Response:
+async def jobs(request: Request, session: Session) -> Response:
     state = request.query_params.get("state", "pending")
     state = state if state in STATES else "pending"
     async with app_context(request).engine.connect() as connection:
@@ -181,7 +182,7 @@ async def jobs(request: Request, session: Any) -> Response:
 
 
 @signed_in
-async def events(request: Request, session: Any) -> Response:
+async def events(request: Request, session: Session) -> Response:
     status = request.query_params.get("status", "failed")
     status = status if status in EVENT_STATUSES else "failed"
     async with app_context(request).engine.connect() as connection:
@@ -198,7 +199,7 @@ async def events(request: Request, session: Any) -> Response:
 
 
 @signed_in
-async def rules(request: Request, session: Any) -> Response:
+async def rules(request: Request, session: Session) -> Response:
     async with app_context(request).engine.connect() as connection:
         current = [rule_to_dict(rule) for rule in await load_rules(connection)]
         history = await config_history(connection, limit=20)
@@ -208,12 +209,12 @@ async def rules(request: Request, session: Any) -> Response:
 
 
 @signed_in
-async def reconciliation(request: Request, session: Any) -> Response:
+async def reconciliation(request: Request, session: Session) -> Response:
     return await render(request, session, "reconciliation.html")
 
 
 @signed_in
-async def audit(request: Request, session: Any) -> Response:
+async def audit(request: Request, session: Session) -> Response:
     async with app_context(request).engine.connect() as connection:
         entries = await recent_actions(connection, before_id=_before(request))
     return await render(

@@ -14,7 +14,6 @@ from starlette.routing import BaseRoute, Route
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
 from app.api.sync_jobs import job_document, queue_of
-from app.context import AppContext
 from app.store.admin_audit import recent_actions
 from app.store.console import FailedFilter, failed_jobs, list_conflicts
 from app.store.pauses import DIRECTIONS, LABELS, UnknownDirectionError, paused_directions
@@ -126,7 +125,7 @@ async def post_resolve(request: Request) -> JSONResponse:
         raise ApiError(422, "value must be a string", extra={"field": "value"})
     try:
         resolution = await resolve_conflict(
-            resolve_services(context),
+            ResolveServices.for_context(context),
             _int_param(request.path_params["conflict_id"], "conflict_id"),
             parse_choice(body.get("choice")),
             value,
@@ -141,7 +140,7 @@ async def post_resolve(request: Request) -> JSONResponse:
 
 async def get_failed(request: Request) -> JSONResponse:
     require_api_token(request)
-    where = failed_filter(request.query_params)
+    where = FailedFilter.from_params(request.query_params)
     async with app_context(request).engine.connect() as connection:
         jobs = await failed_jobs(
             connection, where, before_id=before_id(request), limit=page_size(request)
@@ -208,16 +207,6 @@ async def get_audit(request: Request) -> JSONResponse:
 # -- shared with the console --------------------------------------------------------------
 
 
-def resolve_services(context: AppContext) -> ResolveServices:
-    return ResolveServices(
-        context.engine,
-        context.warp,
-        queue_of(context),
-        context.extras.get("job_handler"),
-        context.settings.lease_seconds,
-    )
-
-
 def directions_document(paused: dict[str, Any]) -> dict[str, Any]:
     return {
         "directions": [
@@ -230,14 +219,6 @@ def directions_document(paused: dict[str, Any]) -> dict[str, Any]:
             for name in DIRECTIONS
         ]
     }
-
-
-def failed_filter(params: Any) -> FailedFilter:
-    return FailedFilter(
-        kind=params.get("kind") or None,
-        source=params.get("source") or None,
-        text=params.get("text") or None,
-    )
 
 
 def page_size(request: Request) -> int:

@@ -4,7 +4,7 @@ first: failed jobs, open conflicts, a customer's sync history."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,16 @@ class FailedFilter:
 
     def to_json(self) -> dict[str, str | None]:
         return {"kind": self.kind, "source": self.source, "text": self.text}
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> FailedFilter:
+        """From a query string or a form: blank means any."""
+
+        def given(name: str) -> str | None:
+            value = params.get(name)
+            return value.strip() or None if isinstance(value, str) else None
+
+        return cls(kind=given("kind"), source=given("source"), text=given("text"))
 
 
 async def failed_jobs(

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.context import AppContext
 from app.store import sync_state
 from app.store.admin_audit import record_action
 from app.store.console import ConflictRow, get_conflict
@@ -82,6 +83,17 @@ class ResolveServices:
     queue: QueueRepository
     handler: JobHandler | None
     lease_seconds: float = 60.0
+
+    @classmethod
+    def for_context(cls, context: AppContext) -> ResolveServices:
+        queue = context.extras.get("queue")
+        return cls(
+            context.engine,
+            context.warp,
+            queue if isinstance(queue, QueueRepository) else QueueRepository(context.engine),
+            context.extras.get("job_handler"),
+            context.settings.lease_seconds,
+        )
 
 
 def parse_choice(raw: object) -> Choice:

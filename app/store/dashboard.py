@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.hubspot.ratelimit import GENERAL_BUCKET
 from app.store.models import (
     Conflict,
     EntityLink,
@@ -196,7 +197,7 @@ async def counted_figures(
     }
     if connection.dialect.name == "postgresql":
         columns["hubspot_used"] = count(
-            grants.c.bucket == "general",
+            grants.c.bucket == GENERAL_BUCKET,
             grants.c.granted_at > now - timedelta(seconds=window_seconds),
         )
     row = (await connection.execute(select(*(c.label(n) for n, c in columns.items())))).one()

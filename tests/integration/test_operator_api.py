@@ -5,15 +5,17 @@ conflicts resolve through the engine, every action audited under the token's lab
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select, update
 
+from app.hubspot.ratelimit import GENERAL_BUCKET
 from app.main import create_app
 from app.settings import Settings
-from app.store.models import Conflict, FieldState, SyncJob
+from app.store.models import Conflict, FieldState, RateLimitGrant, SyncJob
 from app.store.queue_records import QUEUE
 from tests.conftest import Database
 from tests.integration.test_job_api import add_customers
@@ -83,6 +85,34 @@ async def test_dashboard_figures_equal_the_database(
     assert len(body["jobs_per_minute"]) == 180
     assert body["open_conflicts"] == 0
     assert body["paused"] == []
+
+
+async def test_dashboard_counts_hubspot_requests_in_the_window(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    now = datetime.now(UTC)
+    async with db.engine.begin() as connection:
+        await connection.execute(
+            RateLimitGrant.__table__.insert(),
+            [
+                {"bucket": GENERAL_BUCKET, "granted_at": now - timedelta(seconds=s)}
+                for s in (1, 2, 3, 60)  # the last one is outside the 10 s window
+            ],
+        )
+    in_window = select(func.count()).where(
+        RateLimitGrant.granted_at > func.now() - timedelta(seconds=10)
+    )
+    async with db.engine.connect() as connection:
+        before = await connection.scalar(in_window)
+    hubspot = (await client.get("/v1/sync/dashboard", headers=AUTH)).json()["hubspot"]
+    async with db.engine.connect() as connection:
+        after = await connection.scalar(in_window)
+    if db.kind == "postgresql":  # the shared limit's log (start-up's own requests included)
+        assert before >= hubspot["used"] >= after >= 3
+        assert hubspot["headroom"] == 100 - hubspot["used"]
+    else:  # SQLite: the limit is kept per process, not in the database
+        assert hubspot["used"] is None
+    assert hubspot["limit"] == 100
 
 
 async def test_pause_holds_the_immediate_sync_and_resume_lets_it_run(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, exists, or_, select
+from sqlalchemy import ColumnElement, Table, case, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import DirectionPause
@@ -25,11 +25,6 @@ OUTBOUND = "outbound"  # WARP -> HubSpot
 INBOUND = "inbound"  # HubSpot -> WARP
 DIRECTIONS = (OUTBOUND, INBOUND)
 LABELS = {OUTBOUND: "WARP → HubSpot", INBOUND: "HubSpot → WARP"}
-# The queue's job directions each pause holds back.
-HELD_JOB_DIRECTIONS = {
-    OUTBOUND: (JobDirection.TO_HUBSPOT.value, JobDirection.BOTH.value),
-    INBOUND: (JobDirection.TO_WARP.value, JobDirection.BOTH.value),
-}
 
 
 class UnknownDirectionError(ValueError):
@@ -61,14 +56,21 @@ class Pause:
 
 
 def job_not_paused(job_direction: ColumnElement[Any]) -> ColumnElement[bool]:
-    """For the claim query: true when no pause holds a job going `job_direction`."""
-    held = or_(
-        *(
-            and_(pauses_table.c.direction == pause, job_direction.in_(job_directions))
-            for pause, job_directions in HELD_JOB_DIRECTIONS.items()
+    """For the claim query: true when no pause holds a job going `job_direction`.
+
+    `direction NOT IN (<the job directions the pauses hold>)`: an uncorrelated subquery over
+    a table of at most two rows, evaluated once per claim (a hashed set on PostgreSQL),
+    whatever the planner's statistics say. `direction` is NOT NULL, and the subquery never
+    yields NULL, so NOT IN's NULL trap cannot apply."""
+    known = pauses_table.c.direction.in_(DIRECTIONS)
+    one_way = select(
+        case(
+            (pauses_table.c.direction == OUTBOUND, literal(JobDirection.TO_HUBSPOT.value)),
+            else_=literal(JobDirection.TO_WARP.value),
         )
-    )
-    return ~exists().where(held)
+    ).where(known)
+    both_ways = select(literal(JobDirection.BOTH.value)).where(known)
+    return job_direction.not_in(union_all(one_way, both_ways))
 
 
 async def paused_directions(connection: AsyncConnection) -> dict[str, Pause]:

@@ -30,12 +30,16 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         https = scope.get("scheme") == "https"
+        # Pages hold operational data: never cached. The stylesheet may be.
+        static = str(scope.get("path", "")).startswith("/admin/static/")
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in HEADERS.items():
                     headers.setdefault(name, value)
+                if static:
+                    headers["Cache-Control"] = "public, max-age=3600"
                 if https:
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
             await send(message)

@@ -167,6 +167,10 @@ async def test_security_headers_and_no_secret_on_any_page(db: Database) -> None:
             assert re.search(r"<script(?![^>]*\bsrc=)", response.text) is None, path
             for secret in (PASSWORD, SECRET_KEY, API_TOKEN):
                 assert secret not in response.text, (path, secret)
+            assert response.headers["cache-control"] == "no-store"
+        stylesheet = await client.get("/admin/static/admin.css")
+        assert stylesheet.status_code == 200
+        assert stylesheet.headers["cache-control"] == "public, max-age=3600"
 
 
 async def test_logout_ends_the_session(db: Database) -> None:

@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from app.admin.app import MOUNT as ADMIN_MOUNT
 from app.admin.app import build_admin
 from app.admin.embedded import announce, generate_embedded_access
-from app.api import config, customers, health, operator, sync_jobs, webhooks
+from app.api import config, customers, health, links, operator, sync_jobs, webhooks
 from app.api.deps import app_context
 from app.api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
@@ -49,6 +49,7 @@ def build_routes() -> list[BaseRoute]:
         *health.routes,
         *sync_jobs.routes,
         *customers.routes,
+        *links.routes,
         *webhooks.routes,
         *config.routes,
         *operator.routes,

@@ -3,6 +3,7 @@ disposes everything it holds (engines, HubSpot client, worker, scheduler)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from app.admin.app import MOUNT as ADMIN_MOUNT
 from app.admin.app import build_admin
 from app.admin.embedded import announce, generate_embedded_access
-from app.api import config, customers, health, links, operator, sync_jobs, webhooks
+from app.api import config, customers, health, links, metrics, operator, sync_jobs, webhooks
 from app.api.deps import app_context
 from app.api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
@@ -44,9 +45,10 @@ class LifespanState(TypedDict):
     hubsync: AppContext
 
 
-def build_routes() -> list[BaseRoute]:
+def build_routes(settings: Settings) -> list[BaseRoute]:
     return [
         *health.routes,
+        *(metrics.routes if settings.metrics_port is None else []),
         *sync_jobs.routes,
         *customers.routes,
         *links.routes,
@@ -148,7 +150,12 @@ def create_app(settings: Settings, *, listen_url: str = "http://127.0.0.1:8000")
                 if hubspot.sandbox_app is not None and settings.demo_data:
                     await sync_everything_to_the_sandbox(context)
                 try:
-                    yield state
+                    async with contextlib.AsyncExitStack() as extra_servers:
+                        if settings.metrics_port is not None:
+                            await extra_servers.enter_async_context(
+                                metrics.metrics_server(settings.metrics_port, dict(state))
+                            )
+                        yield state
                 finally:
                     await intake.stop()  # the deliveries already waiting are written first
                     await stop_runtime(context)
@@ -158,7 +165,7 @@ def create_app(settings: Settings, *, listen_url: str = "http://127.0.0.1:8000")
             await engine.dispose()
             log.info("hubsync stopped")
 
-    routes = build_routes()
+    routes = build_routes(settings)
     routes.append(Route("/", root, methods=["GET"]))
     if settings.admin_enabled:
         routes.append(Mount(ADMIN_MOUNT, app=build_admin(settings, one_time=access.one_time)))

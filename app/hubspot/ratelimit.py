@@ -128,10 +128,37 @@ class _Pacing:
         self.window = limit.window_seconds + margin  # what counts as "in the window"
         self.max_pause_wait = max_pause_wait
         self.window_count = 0  # requests in our window as of our latest grant
+        self._latest_grant = 0.0  # monotonic time of that grant
+        # acquire() calls of this process not yet granted: more than one means requests are
+        # queued for the budget, i.e. the limit, not the callers, sets the pace.
+        self.waiting = 0
         self._spacing = 0.0
         self._spacing_until = 0.0
         self._last_start = 0.0
         self._warned_max = False
+
+    @property
+    def used_share(self) -> float:
+        """The share of the window's budget in use at our latest grant (0 once that grant is
+        older than a window): how much room a caller who is in no hurry may assume."""
+        if time.monotonic() - self._latest_grant > self.window:
+            return 0.0
+        return self.window_count / self.limit.requests
+
+    async def acquire(self) -> Grant:
+        """Wait until one more request may start, and count it (see `RateLimiter`)."""
+        self.waiting += 1
+        try:
+            return await self._acquire()
+        finally:
+            self.waiting -= 1
+
+    async def _acquire(self) -> Grant:
+        raise NotImplementedError
+
+    def _granted(self, window_count: int) -> None:
+        self.window_count = window_count
+        self._latest_grant = time.monotonic()
 
     async def observe(self, headers: RateLimitHeaders) -> None:
         if headers.max is None or headers.remaining is None or not headers.interval_seconds:
@@ -182,7 +209,7 @@ class LocalRateLimiter(_Pacing):
     def __repr__(self) -> str:
         return f"LocalRateLimiter({self.limit}, bucket={self.bucket!r})"
 
-    async def acquire(self) -> Grant:
+    async def _acquire(self) -> Grant:
         async with self._lock:
             await self.wait_for_spacing()
             while True:
@@ -199,7 +226,7 @@ class LocalRateLimiter(_Pacing):
                 else:
                     grant = Grant(at=now)
                     self._grants.append(grant)
-                    self.window_count = len(self._grants)
+                    self._granted(len(self._grants))
                     return grant
 
     async def settle(self, grant: Grant) -> None:
@@ -236,7 +263,7 @@ class PostgresRateLimiter(_Pacing):
     def __repr__(self) -> str:
         return f"PostgresRateLimiter({self.limit}, bucket={self.bucket!r})"
 
-    async def acquire(self) -> Grant:
+    async def _acquire(self) -> Grant:
         async with self._lock:
             await self.wait_for_spacing()
             while True:
@@ -273,7 +300,7 @@ class PostgresRateLimiter(_Pacing):
                 await conn.execute(
                     _PRUNE, {"bucket": self.bucket, "now": now, "horizon": 2 * self.window}
                 )
-        self.window_count = used + 1
+        self._granted(used + 1)
         return Grant(row_id=row_id)
 
     async def pause(self, seconds: float, reason: str) -> None:

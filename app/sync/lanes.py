@@ -3,7 +3,7 @@
 Each lane runs one batch at a time, and a batch spends most of its time waiting: on the
 database, then on HubSpot (a batch read, a batch write, each a network round trip). To send
 HubSpot its limit's worth of requests (100 per 10 s, deployment-wide), enough batches must
-be in flight to cover those waits — Little's law: requests in flight = rate × time per
+be in flight to cover those waits — Little's law: requests in flight = rate x time per
 request. A fixed number of lanes fits one latency only: 4 lanes were enough for a sandbox
 that answers in milliseconds and ran at 40 % of the limit with HubSpot's real latency.
 

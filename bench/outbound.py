@@ -33,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -133,8 +134,13 @@ def prepare(name: str, customers: int) -> list[str]:
 def process(
     args: list[str], env: dict[str, str], ready_url: str
 ) -> Iterator[subprocess.Popen[bytes]]:
+    # The log goes to a file (BENCH_LOG_DIR, default the temporary directory): an unread
+    # pipe would block the process once it filled.
+    log_dir = Path(os.environ.get("BENCH_LOG_DIR", tempfile.gettempdir()))
+    log_path = log_dir / f"hubsync-bench-{args[3]}-{os.getpid()}-{uuid.uuid4().hex[:6]}.log"
+    log_file = log_path.open("wb")
     proc = subprocess.Popen(  # noqa: S603
-        args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_file
     )
     try:
         deadline = time.monotonic() + 30
@@ -145,7 +151,7 @@ def process(
             except httpx.HTTPError:
                 time.sleep(0.2)
         else:
-            raise RuntimeError(f"{args} did not become ready")
+            raise RuntimeError(f"{args} did not become ready; its log: {log_path}")
         yield proc
     finally:
         proc.terminate()
@@ -153,6 +159,7 @@ def process(
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log_file.close()
 
 
 def analyze(name: str) -> None:

@@ -22,7 +22,10 @@ callers.
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
+
+log = logging.getLogger("hubsync.worker")
 
 TRICKLE_SHARE = 0.5
 START_LANES = 4
@@ -71,7 +74,12 @@ class LaneControl:
         if self.budget is None or not full:
             return
         waiting = self.budget.waiting
+        before = self.target
         if waiting == 0:
             self.target = min(self.lanes, self.target + 1)
         elif waiting >= 2:
             self.target = max(1, self.target - 1)
+        if self.target != before:
+            log.debug(
+                "lanes: %d claiming (%d request(s) waiting for a grant)", self.target, waiting
+            )

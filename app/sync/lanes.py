@@ -16,8 +16,8 @@ frees). Never more than the configured maximum, never fewer than one.
 Without a backlog the first lane alone gathers a trickle of jobs into batches, and another
 lane joins only when jobs arrive while the lanes before it are busy and the budget is mostly
 unused (below `TRICKLE_SHARE` of the window): jobs then wait for a free lane, not for the
-round trip of a batch they missed, and half the budget stays free for bursts and for other
-callers.
+round trip of a batch they missed, and three quarters of the budget stay free for bursts and
+for other callers.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from typing import Protocol
 
 log = logging.getLogger("hubsync.worker")
 
-TRICKLE_SHARE = 0.5
+# A trickle may take lanes while less than this share of the window is used. Simulated at
+# 10 jobs/s with hubspot-2026's batch writes: 0 (one lane) p50 786 ms, 57 requests per 200
+# jobs; 0.2: p50 584 ms, 77 requests; 0.5: p50 593 ms, 125 requests.
+TRICKLE_SHARE = 0.25
 START_LANES = 4
 
 

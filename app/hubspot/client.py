@@ -128,6 +128,7 @@ class HubSpotClient:
             limiter=limiter,
             search_limiter=search_limiter,
             transport=transport,
+            daily_reset_timezone=settings.account_timezone,
         )
 
     def __repr__(self) -> str:

@@ -45,6 +45,7 @@ def build_sandbox_app(settings: Settings, webhook_secret: Secret | None) -> Star
         search_rate_limit=settings.hubspot_search_rate_limit,
         client_secret=webhook_secret.reveal() if webhook_secret else SandboxConfig().client_secret,
         app_id=settings.hubspot_app_id or SANDBOX_APP_ID,
+        account_timezone=settings.hubspot_account_timezone,
     )
     return create_sandbox_app(config)
 

@@ -19,8 +19,8 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from app.hubspot.client import HubSpotClient
-from app.hubspot.readiness import PropertyBootstrap
 from app.hubspot.ratelimit import SEARCH_BUCKET, create_rate_limiter
+from app.hubspot.readiness import PropertyBootstrap
 from app.sandbox.app import SandboxConfig, create_sandbox_app
 from app.settings import Secret, Settings
 

@@ -141,8 +141,8 @@ def parse_event(index: int, item: object) -> IncomingEvent:
     `problem` set when its shape is right but a value cannot be stored or acted on."""
     if not isinstance(item, dict):
         raise DeliveryError(f"event {index}: expected an object, got {_json_type(item)}")
-    item, text_problem = storable(item)
-    event = _parse_fields(index, item)
+    clean, text_problem = storable(item)
+    event = _parse_fields(index, clean)
     problem = text_problem or _range_problem(event)
     return dataclasses.replace(event, problem=problem) if problem else event
 
@@ -151,9 +151,7 @@ def _range_problem(event: IncomingEvent) -> str | None:
     if event.storable_occurred_at is None:
         return f"occurredAt {event.occurred_at_ms} is out of range (0 to {MAX_OCCURRED_AT_MS} ms)"
     if event.attempt_number is not None and event.storable_attempt_number is None:
-        return (
-            f"attemptNumber {event.attempt_number} is out of range (0 to {MAX_ATTEMPT_NUMBER})"
-        )
+        return f"attemptNumber {event.attempt_number} is out of range (0 to {MAX_ATTEMPT_NUMBER})"
     if len(event.merged_object_ids) > MAX_MERGED_IDS:
         return (
             f"mergedObjectIds names {len(event.merged_object_ids)} ids; a merge names at most "

@@ -145,6 +145,9 @@ class FieldState(Base):
 
     warp_customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     field: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # The HubSpot property this state (and its merge base) belongs to: the base is the pair's,
+    # so a rule pointed at another property starts with none.
+    hubspot_property: Mapped[str | None] = mapped_column(String(128))
     warp_value: Mapped[str | None] = mapped_column(Text)
     hubspot_value: Mapped[str | None] = mapped_column(Text)
     base_value: Mapped[str | None] = mapped_column(Text)
@@ -248,6 +251,9 @@ class EntityLink(Base):
     # 'merged' (its company was merged into one another link already holds)
     state: Mapped[str] = mapped_column(String(16), server_default="active")
     deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The event time of the latest deletion or restore applied: an older one is refused, so
+    # deletion and restore are ordered by when they happened, never by processing order.
+    state_changed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_synced_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)

@@ -157,13 +157,23 @@ async def mark_synced(connection: AsyncConnection, customer_ids: Iterable[str]) 
         )
 
 
-async def set_link_state(connection: AsyncConnection, company_id: str, state: str) -> bool:
+async def set_link_state(
+    connection: AsyncConnection, company_id: str, state: str, *, at: datetime | None = None
+) -> bool:
+    """Set the link's state; whether a link changed. With `at` (a deletion or restore: when
+    it happened, or when a 404 was seen) the change applies only if nothing newer was applied
+    before it, so deletions and restores take effect in the order they happened."""
     stamp = now()
-    result = await connection.execute(
-        update(links)
-        .where(links.c.hubspot_company_id == company_id)
-        .values(state=state, updated_at=stamp, deleted_at=stamp if state == "deleted" else None)
-    )
+    values: dict[str, Any] = {
+        "state": state,
+        "updated_at": stamp,
+        "deleted_at": (at or stamp) if state == "deleted" else None,
+    }
+    query = update(links).where(links.c.hubspot_company_id == company_id)
+    if at is not None:
+        values["state_changed_at"] = at
+        query = query.where(links.c.state_changed_at.is_(None) | (links.c.state_changed_at <= at))
+    result = await connection.execute(query.values(**values))
     return bool(result.rowcount)
 
 

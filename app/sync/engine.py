@@ -128,6 +128,7 @@ class SyncEngine:
                 p.link.hubspot_company_id if id_property is None and p.link else p.ban
                 for p in group
             ]
+            seen_at = datetime.now(UTC)  # a 404 in this answer is "gone as of" this moment
             read = await self._read_companies([k or "" for k in keys], rules, id_property)
             for pair, key in zip(group, keys, strict=True):
                 if isinstance(read, HubSpotError):
@@ -138,24 +139,30 @@ class SyncEngine:
                     pair.read_hubspot(rules, outcome.company)
                 elif outcome is None or isinstance(outcome.error, HubSpotNotFoundError):
                     if id_property is None:
-                        await self._company_gone(pair, batch)
+                        await self._company_gone(pair, batch, seen_at)
                     else:
                         pair.read_hubspot(rules, None)  # not in HubSpot yet: create it
                 elif outcome.error is not None:
                     error = outcome.error
                     self._fail(batch, pair, str(error), error_kind(error), error=error)
 
-    async def _company_gone(self, pair: Pair, batch: SyncBatch) -> None:
+    async def _company_gone(self, pair: Pair, batch: SyncBatch, seen_at: datetime) -> None:
+        """HubSpot answered 404 for the linked company (asked at `seen_at`): mark the link
+        deleted — unless a restore that happened after `seen_at` was applied meanwhile."""
         company_id = pair.link.hubspot_company_id if pair.link else None
-        async with self.engine.begin() as connection:
-            if company_id:
-                await sync_state.set_link_state(connection, company_id, "deleted")
-        batch.skip(
-            pair.job,
-            f"HubSpot company {company_id} no longer exists; link marked deleted, not recreated",
-            customer_id=pair.customer_id,
-            company_id=company_id,
+        marked = False
+        if company_id:
+            async with self.engine.begin() as connection:
+                marked = await sync_state.set_link_state(
+                    connection, company_id, "deleted", at=seen_at
+                )
+        message = (
+            f"HubSpot company {company_id} no longer exists; link marked deleted, not recreated"
+            if marked
+            else f"HubSpot company {company_id} answered 404, but a restore newer than that "
+            "answer was applied (or it has no link); the link is left as it is"
         )
+        batch.skip(pair.job, message, customer_id=pair.customer_id, company_id=company_id)
 
     async def _read_companies(
         self, ids: list[str], rules: list[FieldRule], id_property: str | None
@@ -194,6 +201,7 @@ class SyncEngine:
     async def _sent(
         self, pairs: list[Pair], call: Awaitable[BatchResult], batch: SyncBatch
     ) -> list[Pair]:
+        seen_at = datetime.now(UTC)
         try:
             result = await call
         except HubSpotError as exc:
@@ -203,12 +211,14 @@ class SyncEngine:
         return [
             pair
             for pair, outcome in zip(pairs, result.outcomes, strict=True)
-            if await self._written(pair, outcome, batch)
+            if await self._written(pair, outcome, batch, seen_at)
         ]
 
-    async def _written(self, pair: Pair, outcome: BatchOutcome, batch: SyncBatch) -> bool:
+    async def _written(
+        self, pair: Pair, outcome: BatchOutcome, batch: SyncBatch, seen_at: datetime
+    ) -> bool:
         if isinstance(outcome.error, HubSpotNotFoundError) and pair.link is not None:
-            await self._company_gone(pair, batch)  # deleted in HubSpot since we last looked
+            await self._company_gone(pair, batch, seen_at)  # deleted since we last looked
             return False
         if outcome.error is not None:
             error = outcome.error

@@ -9,6 +9,7 @@ with the reason recorded (unknown customer, deleted company, company without cus
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -67,6 +68,7 @@ async def pairs_from_companies(
     """Inbound work: read each company, then find its customer."""
     async with db.connect() as connection:
         resolved = await sync_state.resolve_company_ids(connection, [j.entity_key for j in jobs])
+    seen_at = datetime.now(UTC)  # a 404 in the answer means "gone as of" this moment
     result = await read([resolved[j.entity_key] for j in jobs], None)
     if isinstance(result, HubSpotError):
         for job in jobs:
@@ -84,10 +86,16 @@ async def pairs_from_companies(
             if error is not None and not isinstance(error, HubSpotNotFoundError):
                 batch.fail_hubspot(job, error, company_id=company_id)
                 continue
-            await sync_state.set_link_state(connection, company_id, "deleted")
+            # Unless a restore that happened after our read was applied meanwhile.
+            marked = await sync_state.set_link_state(connection, company_id, "deleted", at=seen_at)
             batch.skip(
                 job,
-                f"HubSpot company {company_id} no longer exists; link marked deleted",
+                f"HubSpot company {company_id} no longer exists; "
+                + (
+                    "link marked deleted"
+                    if marked
+                    else "no link changed (none, or a newer restore)"
+                ),
                 company_id=company_id,
             )
     return await _match_customers(jobs, companies, rules, batch, db=db, warp=warp)

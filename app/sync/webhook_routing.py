@@ -173,10 +173,14 @@ class _Router:
         link = self.links.get(company)
         if link is None:
             reason = f"company {company} has no link; nothing to stop"
-        else:
-            await sync_state.set_link_state(self.connection, company, "deleted")
+        elif await sync_state.set_link_state(
+            self.connection, company, "deleted", at=event.occurred_at
+        ):
             self.links[company] = _with(link, state="deleted")
             reason = f"link of company {company} marked deleted; syncing it stopped"
+        else:
+            self.ignore(row_id, "superseded by a later restore already applied")
+            return
         self.statuses.append(EventStatus(row_id, PROCESSED, reason))
 
     async def restore(self, row_id: int, event: IncomingEvent, company: str) -> bool:
@@ -186,9 +190,16 @@ class _Router:
             self.ignore(row_id, "superseded by a later deletion")
             return False
         link = self.links.get(company)
-        if link is not None and link.state == "deleted":
-            state = "active" if link.warp_customer_id is not None else "unmatched"
-            await sync_state.set_link_state(self.connection, company, state)
+        if link is not None:
+            # Stamped even on a live link: a 404 seen before this restore must not undo it.
+            state = link.state
+            if state == "deleted":
+                state = "active" if link.warp_customer_id is not None else "unmatched"
+            if not await sync_state.set_link_state(
+                self.connection, company, state, at=event.occurred_at
+            ):
+                self.ignore(row_id, "superseded by a later deletion already applied")
+                return False
             self.links[company] = _with(link, state=state)
         return True
 

@@ -232,6 +232,13 @@ class FieldMemory:
     warp_changed_at: datetime | None
     hubspot_changed_at: datetime | None
     synced_at: datetime | None
+    # The HubSpot property all this was remembered with (None: from before it was recorded).
+    hubspot_property: str | None = None
+
+    def belongs_to(self, hubspot_property: str) -> bool:
+        """Whether this memory (its merge base above all) is the (field, property) pair's:
+        a rule re-pointed at another property must start with no base."""
+        return self.hubspot_property in (None, hubspot_property)
 
 
 async def field_memory(
@@ -252,6 +259,7 @@ async def field_memory(
             as_utc(row.warp_changed_at),
             as_utc(row.hubspot_changed_at),
             as_utc(row.synced_at),
+            row.hubspot_property,
         )
     return memory
 

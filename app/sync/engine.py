@@ -35,6 +35,7 @@ from app.hubspot.models import BatchOutcome, BatchResult, UpdateInput, UpsertInp
 from app.store import sync_state
 from app.store.sync_config import load_rules
 from app.sync.batch import SyncBatch, error_kind
+from app.sync.change_times import settle_latest_wins
 from app.sync.crm_edits import recover_overwritten_edits
 from app.sync.decision import Action
 from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome
@@ -138,6 +139,8 @@ class SyncEngine:
         for pair in live:
             if pair.decision is None or pair.company_read:  # unread pairs decided already
                 pair.decide(rules)
+        # LATEST_WINS changed on both sides: decide on per-field times, not row-level ones.
+        await settle_latest_wins(live, rules, db=self.engine, hubspot=self.hubspot)
         written = await self._write_hubspot(live, rules, batch)
         # A write by a stale id HubSpot applied to a merged survivor: keep the link where it is.
         written = await hold_taken(written, batch, db=self.engine)

@@ -329,6 +329,28 @@ async def field_memory(
     return memory
 
 
+async def note_warp_values(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Remember WARP values (and when they changed) as soon as a sync reads them, even if
+    the sync then fails: WARP keeps no per-field times, so the first sighting is the best
+    per-field time there is. Rows: warp_customer_id, field, hubspot_property, warp_value,
+    warp_changed_at. The merge base and HubSpot's side are left as they are."""
+    if not rows:
+        return
+    stamp = now()
+    statement = insert_for(connection, field_states)
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["warp_customer_id", "field"],
+            set_={
+                "warp_value": statement.excluded.warp_value,
+                "warp_changed_at": statement.excluded.warp_changed_at,
+                "updated_at": statement.excluded.updated_at,
+            },
+        ),
+        [{**row, "updated_at": stamp} for row in rows],
+    )
+
+
 async def save_field_states(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Upsert rows of `hubspot_field_state` (keys: the table's columns)."""
     if not rows:

@@ -10,8 +10,10 @@ both sides, HubSpot's time for the value it holds is taken, in this order:
 3. otherwise (no event, history unavailable) the documented fallback: `hs_lastmodifieddate`,
    an upper bound for when the field changed.
 
-WARP's side: WARP keeps no per-field times, so a field's time is when hubsync first saw its
-current value (kept in `hubspot_field_state`), else the row's `updated_at` (an upper bound).
+WARP's side: WARP keeps no per-field times, so a field's time is the row's `updated_at` when
+hubsync first saw its current value — noted in `hubspot_field_state` as soon as a sync reads
+it, even one that then fails — so a later unrelated edit does not move it. A value changed
+and then left unseen until after another edit keeps that later time (an upper bound).
 When either time is still unknown, WARP wins (the decision's fixed tiebreak).
 """
 

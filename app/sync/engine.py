@@ -125,6 +125,7 @@ class SyncEngine:
                 self._fail(batch, pair, f"WARP value refused: {exc}", "validation")
                 continue
             live.append(pair)
+        await self._note_warp_sightings(live, rules)
         to_read = [p for p in live if not p.company_read and self._must_read(p, rules)]
         if to_read:
             await self._read_for(to_read, rules, batch)
@@ -154,6 +155,15 @@ class SyncEngine:
             for pair in changed:
                 message = "WARP changed this customer during every sync attempt; retrying"
                 self._fail(batch, pair, message, "warp", retry=True)
+
+    async def _note_warp_sightings(self, pairs: list[Pair], rules: list[FieldRule]) -> None:
+        """WARP's new values, remembered before anything can fail: a retry then knows when
+        each was first seen, rather than taking a later unrelated edit's `updated_at` as the
+        field's change time (LATEST_WINS; see app/sync/change_times.py)."""
+        rows = [row for pair in pairs for row in pair.new_warp_sightings(rules)]
+        if rows:
+            async with self.engine.begin() as connection:
+                await sync_state.note_warp_values(connection, rows)
 
     def _must_read(self, pair: Pair, rules: list[FieldRule]) -> bool:
         """Read HubSpot first unless WARP wins every field that changed whatever HubSpot holds."""

@@ -96,6 +96,22 @@ class Pair:
             else:
                 self.warp_times[name] = seen.warp_changed_at
 
+    def new_warp_sightings(self, rules: Sequence[FieldRule]) -> list[dict[str, Any]]:
+        """WARP values hubsync has not seen before, with their time, for `note_warp_values`."""
+        property_of = {rule.warp_field: rule.hubspot_property for rule in rules}
+        return [
+            {
+                "warp_customer_id": self.customer_id,
+                "field": name,
+                "hubspot_property": property_of[name],
+                "warp_value": value,
+                "warp_changed_at": self.warp_times.get(name),
+            }
+            for name, value in self.warp_values.items()
+            if name in property_of
+            and ((seen := self.memory.get(name)) is None or seen.warp_value != value)
+        ]
+
     def read_hubspot(self, rules: Sequence[FieldRule], company: HubSpotCompany | None) -> None:
         """HubSpot's values (all blank when the company does not exist yet)."""
         self._own_memory(rules)

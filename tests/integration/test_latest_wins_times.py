@@ -13,6 +13,7 @@ import time
 import httpx
 import respx
 
+from app.sandbox.faults import Faults
 from app.store.queue import QueueRepository
 from app.sync.intake import parse_event
 from app.sync.jobs import JobDirection
@@ -93,3 +94,27 @@ async def test_the_client_reads_history_at_most_50_companies_a_request() -> None
             )
     assert len(plain.outcomes) == len(history.outcomes) == 120
     assert asked == [100, 20, 50, 50, 20]
+
+
+async def test_warps_change_time_is_its_first_sighting_not_a_later_unrelated_edit(
+    db: Database,
+) -> None:
+    """WARP renames; its sync fails (HubSpot down); a person renames in HubSpot later; then an
+    unrelated WARP edit moves updated_at. The HubSpot rename is the later one and wins."""
+    async with sync_env(db) as env:
+        customer = await env.add_customer(company_name="Original")
+        [first] = await env.sync(customer)
+        company_id: str = first.result["hubspot_company_id"]  # type: ignore[index]
+        await env.warp.write_fields(customer, {"company_name": "WARP Name"})
+        env.sandbox.set_faults(Faults(error_rate=1.0, statuses=(503,)))
+        [failed] = await env.sync(customer, direction=JobDirection.BOTH)
+        assert failed.status == "retry"
+        env.sandbox.set_faults(Faults())
+        await asyncio.sleep(0.05)
+        env.sandbox.edit_as_user(company_id, {"name": "HubSpot Name"})
+        await asyncio.sleep(0.05)
+        await env.warp.write_fields(customer, {"status": "SUSPENDED"})
+        [outcome] = await env.sync(customer, direction=JobDirection.BOTH)
+        assert outcome.status == "done", outcome.error
+        assert (await env.customer(customer))["company_name"] == "HubSpot Name"
+        assert env.company(company_id)["name"] == "HubSpot Name"

@@ -127,6 +127,8 @@ class Settings:
     sync_now_timeout_seconds: float = 25.0
     # HubSpot resets the daily request limit at midnight in the account's time zone.
     hubspot_account_timezone: str = "UTC"
+    # /metrics on a port of its own instead of the service's (None: the service's port).
+    metrics_port: int | None = None
 
     # -- derived views -------------------------------------------------------------------
 
@@ -286,6 +288,11 @@ class Settings:
             ),
             hubspot_account_timezone=_timezone(
                 "HUBSPOT_ACCOUNT_TIMEZONE", get("HUBSPOT_ACCOUNT_TIMEZONE")
+            ),
+            metrics_port=(
+                _number("HUBSYNC_METRICS_PORT", get("HUBSYNC_METRICS_PORT"), 0, 1, 65535)
+                if get("HUBSYNC_METRICS_PORT") is not None
+                else None
             ),
         )
 

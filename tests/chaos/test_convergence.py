@@ -6,6 +6,9 @@ When it has quiesced: every pair holds what the rules decide from the edit histo
 is duplicated, no job is pending, running or failed, no webhook event is left unprocessed, and
 the log explains every write without ping-pong. It prints its seed and counts.
 
+One case the rules cannot date is set apart (see `Run.undatable_rename` and the strict xfail
+in tests/integration/test_latest_wins_times.py): there both sides must still agree.
+
 Seeded and bounded: CHAOS_SEED (default: random, printed), CHAOS_SECONDS of edits (default
 20), CHAOS_CUSTOMERS (default 20). `make chaos` runs a longer one.
 """
@@ -200,6 +203,23 @@ class Run:
             await asyncio.sleep(0.7)
         raise AssertionError(f"not quiet within {within} s: {busy} jobs busy, {stats}")
 
+    def undatable_rename(self, customer: str) -> bool:
+        """The one case the rules cannot date (the strict xfail in
+        tests/integration/test_latest_wins_times.py): WARP's last rename, then a later HubSpot
+        rename, then another WARP edit of the same customer — if hubsync had not read the WARP
+        rename before that edit, it takes the edit's updated_at and wins."""
+        warp_rename = self.history.last(customer, "company_name", "warp")
+        last_rename = self.history.last(customer, "company_name")
+        if warp_rename is None or last_rename is None or last_rename.side != "hubspot":
+            return False
+        return (
+            any(
+                e.side == "warp" and e.customer == customer and e.at > last_rename.at
+                for e in self.history.edits
+            )
+            and warp_rename.at < last_rename.at
+        )
+
     def expected(self, customer: str) -> dict[str, str]:
         """What the rules decide from the edit history, per WARP field (canonical text)."""
         want = dict(self.initial[customer])
@@ -218,6 +238,18 @@ class Run:
 
 def canonical_number(value: object) -> str:
     return format(Decimal(str(value)).normalize(), "f") if value not in (None, "") else ""
+
+
+async def drop(run: Run) -> None:
+    run.history.counts["connections dropped"] += await run.drop_database_connections()
+
+
+async def kill_and_replace(run: Run) -> None:
+    victim = run.cluster.services["b"]
+    victim.process.send_signal(signal.SIGKILL)  # kill -9, mid-whatever it was doing
+    await victim.process.wait()
+    run.history.counts["workers killed"] += 1
+    await run.cluster.start_service("b2")  # two workers again
 
 
 async def count_by(connection: AsyncConnection, column: Any) -> Counter[str]:
@@ -251,6 +283,14 @@ async def check_pairs(run: Run) -> list[str]:
         }
         for name, value in want.items():
             expected = canonical_number(value) if name.endswith(("balance", "limit")) else value
+            if name == "company_name" and run.undatable_rename(customer):
+                # Known limitation (strict xfail elsewhere): either rename may win here, but
+                # both sides must still agree on one of them.
+                allowed = {expected, run.history.last(customer, "company_name", "warp").value}  # type: ignore[union-attr]
+                if have_warp[name] != have_hubspot[name] or have_warp[name] not in allowed:
+                    problems.append(f"{customer} {name}: sides differ or neither rename won")
+                run.history.counts["undatable renames"] += 1
+                continue
             if have_warp[name] != expected or have_hubspot[name] != expected:
                 problems.append(
                     f"{customer} {name}: rules say {expected!r}, WARP has {have_warp[name]!r}, "
@@ -281,20 +321,25 @@ async def test_two_workers_converge_through_faults_kills_and_dropped_connections
                     await run.edit_warp(customer)
                 else:
                     await run.edit_hubspot(customer)
-                if not killed and elapsed > SECONDS * 0.4:
-                    running.services["b"].process.send_signal(signal.SIGKILL)  # kill -9
-                    await running.services["b"].process.wait()
-                    await running.start_service("b2")  # two workers again
-                    killed = True
-                    run.history.counts["workers killed"] += 1
-                if not dropped and elapsed > SECONDS * 0.6:
-                    run.history.counts[
-                        "connections dropped"
-                    ] += await run.drop_database_connections()
+                if not dropped and elapsed > SECONDS * 0.3:
+                    await drop(run)
                     dropped = True
+                if not killed and elapsed > SECONDS * 0.5:
+                    await kill_and_replace(run)
+                    killed = True
                 await asyncio.sleep(rng.uniform(0.02, 0.1))
+            if not dropped:  # a slow machine: the edits ended first
+                await drop(run)
+            if not killed:
+                await kill_and_replace(run)
             await run.http.put(running.sandbox.url + "/_sandbox/faults", json={})
             await run.quiesce()
+            (tmp_path / "history.txt").write_text(
+                "\n".join(
+                    f"{e.at:.3f} {e.side} {e.customer} {e.field} {e.value}"
+                    for e in run.history.edits
+                )
+            )
             stats = (await run.http.get(running.sandbox.url + "/_sandbox/stats")).json()
             run.history.counts["faults injected"] = stats.get("faults_injected", 0)
             pair_problems = await check_pairs(run)

@@ -111,13 +111,7 @@ async def test_warps_change_time_is_its_first_sighting_not_a_later_unrelated_edi
         [failed] = await env.sync(customer, direction=JobDirection.BOTH)
         assert failed.status == "retry"
         env.sandbox.set_faults(Faults())
-        await asyncio.sleep(0.05)
-        env.sandbox.edit_as_user(company_id, {"name": "HubSpot Name"})
-        await asyncio.sleep(0.05)
-        await env.warp.write_fields(customer, {"status": "SUSPENDED"})
-        [outcome] = await env.sync(customer, direction=JobDirection.BOTH)
-        assert outcome.status == "done", outcome.error
-        assert (await env.customer(customer))["company_name"] == "HubSpot Name"
+        await hubspot_renames_then_warp_edits_status(env, customer, company_id)
         assert env.company(company_id)["name"] == "HubSpot Name"
 
 
@@ -138,10 +132,18 @@ async def test_an_unseen_warp_rename_is_not_dated_by_a_later_unrelated_warp_edit
         [first] = await env.sync(customer)
         company_id: str = first.result["hubspot_company_id"]  # type: ignore[index]
         await env.warp.write_fields(customer, {"company_name": "WARP Name"})  # not synced yet
-        await asyncio.sleep(0.05)
-        env.sandbox.edit_as_user(company_id, {"name": "HubSpot Name"})
-        await asyncio.sleep(0.05)
-        await env.warp.write_fields(customer, {"status": "SUSPENDED"})
-        [outcome] = await env.sync(customer, direction=JobDirection.BOTH)
-        assert outcome.status == "done", outcome.error
-        assert (await env.customer(customer))["company_name"] == "HubSpot Name"
+        await hubspot_renames_then_warp_edits_status(env, customer, company_id)
+
+
+async def hubspot_renames_then_warp_edits_status(
+    env: SyncEnv, customer: str, company_id: str
+) -> None:
+    """After WARP's rename: a later HubSpot rename, then an unrelated WARP edit; the sync
+    must let the HubSpot rename (the later one) win."""
+    await asyncio.sleep(0.05)
+    env.sandbox.edit_as_user(company_id, {"name": "HubSpot Name"})
+    await asyncio.sleep(0.05)
+    await env.warp.write_fields(customer, {"status": "SUSPENDED"})
+    [outcome] = await env.sync(customer, direction=JobDirection.BOTH)
+    assert outcome.status == "done", outcome.error
+    assert (await env.customer(customer))["company_name"] == "HubSpot Name"

@@ -38,9 +38,15 @@ async def test_a_stale_404_never_undoes_a_restore_processed_meanwhile(db: Databa
         read = env.hubspot.client.batch_read_companies
 
         async def read_then_restore(
-            ids: Sequence[str], properties: Sequence[str], id_property: str | None = None
+            ids: Sequence[str],
+            properties: Sequence[str],
+            id_property: str | None = None,
+            *,
+            properties_with_history: Sequence[str] = (),
         ) -> BatchResult:
-            result = await read(ids, properties, id_property)  # the 404 is seen here...
+            result = await read(
+                ids, properties, id_property, properties_with_history=properties_with_history
+            )  # the 404 is seen here...
             await restore_now(env, company_id)  # ...and the restore lands before it is acted on
             return result
 
@@ -63,9 +69,15 @@ async def test_a_stale_404_on_a_company_job_never_undoes_a_restore(db: Database)
         read = env.hubspot.client.batch_read_companies
 
         async def read_then_restore(
-            ids: Sequence[str], properties: Sequence[str], id_property: str | None = None
+            ids: Sequence[str],
+            properties: Sequence[str],
+            id_property: str | None = None,
+            *,
+            properties_with_history: Sequence[str] = (),
         ) -> BatchResult:
-            result = await read(ids, properties, id_property)
+            result = await read(
+                ids, properties, id_property, properties_with_history=properties_with_history
+            )
             await restore_now(env, company_id)
             return result
 

@@ -117,6 +117,7 @@ def create_app(settings: Settings) -> Starlette:
                 webhook_receiver=with_lifespan_state(app, dict(state)),
             ) as hubspot:
                 context.extras["hubspot"] = hubspot.client
+                context.extras["hubspot_limiter"] = hubspot.client.limiter
                 if hubspot.sandbox_app is not None:
                     context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
                 context.extras["properties"] = hubspot.properties

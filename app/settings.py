@@ -111,8 +111,9 @@ class Settings:
     demo_data: bool = True
     # The sync queue and its worker (app/sync/worker.py, app/store/queue.py).
     worker_batch_size: int = 100
-    # Batches in flight per process; None = 4 on PostgreSQL (overlaps database and HubSpot
-    # round trips), 1 on SQLite (one writer at a time anyway).
+    # The most batches in flight per process; None = 16 on PostgreSQL, of which the worker
+    # runs as many as fill HubSpot's limit (app/sync/lanes.py), 1 on SQLite (one writer at a
+    # time anyway).
     worker_concurrency: int | None = None
     worker_poll_seconds: float = 1.0
     lease_seconds: float = 60.0
@@ -152,7 +153,7 @@ class Settings:
     def effective_worker_concurrency(self) -> int:
         if self.worker_concurrency is not None:
             return self.worker_concurrency
-        return 1 if make_url(self.database_url.reveal()).get_backend_name() == "sqlite" else 4
+        return 1 if make_url(self.database_url.reveal()).get_backend_name() == "sqlite" else 16
 
     @property
     def account_timezone(self) -> tzinfo:

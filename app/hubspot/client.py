@@ -149,6 +149,11 @@ class HubSpotClient:
         auth = "bearer" if self._token is not None else "none"
         return f"HubSpotClient(base_url={self.base_url!r}, auth={auth!r})"
 
+    @property
+    def limiter(self) -> RateLimiter:
+        """The general bucket's limiter (the worker sizes its lanes by it)."""
+        return self._limiter
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

@@ -38,5 +38,8 @@ class SandboxConfig:
     # Real HubSpot answers requested-but-unset properties as null; its OpenAPI schema says
     # strings only. False (default) omits them; True mimics the real API.
     unset_properties_as_null: bool = False
+    # A latency model (app/sandbox/latency.py) to start with and keep after a reset, e.g.
+    # "hubspot-2026"; None answers as fast as the machine can.
+    latency_model: str | None = None
     first_company_id: int = 1001
     request_log_size: int = 100_000  # newest request records kept for inspection

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, tuple_, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -161,10 +161,16 @@ class QueueRepository:
                 .where(
                     QUEUE.c.state == SQL_STATE[PENDING],
                     QUEUE.c.run_at <= sql_now(dialect),
-                    ~exists().where(
-                        running.c.state == SQL_STATE[RUNNING],
-                        running.c.entity_type == QUEUE.c.entity_type,
-                        running.c.entity_key == QUEUE.c.entity_key,
+                    # NOT IN, not NOT EXISTS: PostgreSQL turns NOT EXISTS into an anti-join
+                    # whose plan follows the statistics, and a queue's are stale by nature
+                    # (with an empty queue's, it scanned every running job per pending one:
+                    # 1.4 s per claim under a backlog of 10,000). NOT IN is a hashed set of
+                    # the few running entities, probed per row, whatever the estimates. The
+                    # columns are NOT NULL, so NOT IN's NULL trap cannot apply.
+                    tuple_(QUEUE.c.entity_type, QUEUE.c.entity_key).not_in(
+                        select(running.c.entity_type, running.c.entity_key).where(
+                            running.c.state == SQL_STATE[RUNNING]
+                        )
                     ),
                 )
                 .order_by(QUEUE.c.priority, QUEUE.c.run_at, QUEUE.c.id)

@@ -32,6 +32,7 @@ from app.store import sync_state
 from app.store.db import create_engine
 from app.store.webhook_events import finish_events_for_jobs
 from app.sync.engine import SyncEngine
+from app.sync.gate import gated
 from app.sync.intake_writer import IntakeWriter
 from app.sync.jobs import EntityType, JobDirection, JobSource
 from app.sync.runtime import start_runtime, stop_runtime
@@ -136,11 +137,16 @@ def create_app(settings: Settings, *, listen_url: str = "http://127.0.0.1:8000")
                 context.extras["hubspot_limiter"] = hubspot.client.limiter
                 if hubspot.sandbox_app is not None:
                     context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
-                context.extras["job_handler"] = SyncEngine(
-                    engine=engine,
-                    warp=context.warp,
-                    hubspot=hubspot.client,
-                    after_batch=finish_events_for_jobs,
+                context.extras["properties"] = hubspot.properties
+                # Jobs wait while hubsync's HubSpot properties are not there yet.
+                context.extras["job_handler"] = gated(
+                    SyncEngine(
+                        engine=engine,
+                        warp=context.warp,
+                        hubspot=hubspot.client,
+                        after_batch=finish_events_for_jobs,
+                    ),
+                    hubspot.properties,
                 )
                 await start_runtime(context)  # queue, worker, listener, scheduler
                 intake = IntakeWriter(

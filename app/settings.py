@@ -11,8 +11,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -121,6 +123,13 @@ class Settings:
     retry_max_delay_seconds: float = 900.0
     retry_max_age_seconds: float = 86400.0
     queue_retention_seconds: float = 7 * 86400.0
+    # A pending job gains one priority level per this many seconds waited (1 = most urgent),
+    # so a steady stream of urgent work cannot starve a priority-10 backfill.
+    queue_ageing_seconds: float = 60.0
+    # The immediate-sync route gives up waiting after this long (the job stays queued).
+    sync_now_timeout_seconds: float = 25.0
+    # HubSpot resets the daily request limit at midnight in the account's time zone.
+    hubspot_account_timezone: str = "UTC"
     # /metrics on a port of its own instead of the service's (None: the service's port).
     metrics_port: int | None = None
 
@@ -147,6 +156,10 @@ class Settings:
         if self.worker_concurrency is not None:
             return self.worker_concurrency
         return 1 if make_url(self.database_url.reveal()).get_backend_name() == "sqlite" else 16
+
+    @property
+    def account_timezone(self) -> tzinfo:
+        return ZoneInfo(self.hubspot_account_timezone)
 
     @property
     def admin_enabled(self) -> bool:
@@ -276,6 +289,15 @@ class Settings:
                 60,
                 365 * 86400,
             ),
+            queue_ageing_seconds=_duration(
+                "HUBSYNC_QUEUE_AGEING", get("HUBSYNC_QUEUE_AGEING"), 60.0, 1, 86400
+            ),
+            sync_now_timeout_seconds=_duration(
+                "HUBSYNC_SYNC_NOW_TIMEOUT", get("HUBSYNC_SYNC_NOW_TIMEOUT"), 25.0, 1, 600
+            ),
+            hubspot_account_timezone=_timezone(
+                "HUBSPOT_ACCOUNT_TIMEZONE", get("HUBSPOT_ACCOUNT_TIMEZONE")
+            ),
             metrics_port=(
                 _number("HUBSYNC_METRICS_PORT", get("HUBSYNC_METRICS_PORT"), 0, 1, 65535)
                 if get("HUBSYNC_METRICS_PORT") is not None
@@ -367,6 +389,19 @@ def _duration(
             f"{name}: expected between {minimum:g}s and {maximum:g}s, got {value!r}"
         )
     return seconds
+
+
+def _timezone(name: str, value: str | None) -> str:
+    """An IANA time zone name such as 'America/New_York' (default UTC)."""
+    if value is None:
+        return "UTC"
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"{name}: expected an IANA time zone like 'America/New_York', got {value!r}"
+        ) from None
+    return value
 
 
 def _number(name: str, value: str | None, default: int, minimum: int, maximum: int) -> int:

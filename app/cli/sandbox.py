@@ -22,6 +22,9 @@ def register(commands: Subcommands) -> None:
     sandbox.add_argument("--access-token", help="require this bearer token (default: any)")
     sandbox.add_argument("--rate-limit", default="100/10s", help="requests per window (100/10s)")
     sandbox.add_argument(
+        "--account-timezone", default="UTC", help="the daily limit resets at its midnight (UTC)"
+    )
+    sandbox.add_argument(
         "--latency-model",
         help="answer as slowly as HubSpot: a preset such as hubspot-2026 (default: at once)",
     )
@@ -50,6 +53,7 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
         webhook_url=args.webhook_url,
         app_id=args.app_id,
         access_token=args.access_token,
+        account_timezone=args.account_timezone,
         latency_model=args.latency_model,
         **({"client_secret": args.client_secret} if args.client_secret else {}),
     )

@@ -15,6 +15,8 @@ class SandboxConfig:
     rate_limit: RateLimit = field(default_factory=lambda: RateLimit(100, 10.0))
     search_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(5, 1.0))
     daily_limit: int = 250_000  # private app, Free/Starter
+    # The daily limit resets at midnight here (HubSpot: the account's time zone).
+    account_timezone: str = "UTC"
     client_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     app_id: str = "1"
     portal_id: int = 1

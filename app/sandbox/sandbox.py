@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -32,7 +33,12 @@ class Sandbox:
         self.companies = CompanyStore(
             self.properties, self.webhooks.publish, first_id=config.first_company_id
         )
-        self.limiter = ApiLimiter(config.rate_limit, config.search_rate_limit, config.daily_limit)
+        self.limiter = ApiLimiter(
+            config.rate_limit,
+            config.search_rate_limit,
+            config.daily_limit,
+            account_timezone=ZoneInfo(config.account_timezone),
+        )
         self.log = RequestLog(config.rate_limit.window_seconds, keep=config.request_log_size)
         self.rate_limited = 0
 

@@ -153,6 +153,9 @@ class FieldState(Base):
 
     warp_customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     field: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # The HubSpot property this state (and its merge base) belongs to: the base is the pair's,
+    # so a rule pointed at another property starts with none.
+    hubspot_property: Mapped[str | None] = mapped_column(String(128))
     warp_value: Mapped[str | None] = mapped_column(Text)
     hubspot_value: Mapped[str | None] = mapped_column(Text)
     base_value: Mapped[str | None] = mapped_column(Text)
@@ -261,6 +264,9 @@ class EntityLink(Base):
     # operator to relink or split), 'warp_deleted' (the customer is gone from WARP)
     state: Mapped[str] = mapped_column(String(16), server_default="active")
     deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The event time of the latest deletion or restore applied: an older one is refused, so
+    # deletion and restore are ordered by when they happened, never by processing order.
+    state_changed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_synced_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # When a sync last read the company: a CRM edit after it that a sync's write overwrote
     # comes back from its webhook (app/sync/crm_edits.py).

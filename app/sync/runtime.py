@@ -59,7 +59,11 @@ def context_handler(context: AppContext) -> JobHandler:
 
 async def start_runtime(context: AppContext) -> None:
     settings = context.settings
-    queue = QueueRepository(context.engine, policy=RetryPolicy.from_settings(settings))
+    queue = QueueRepository(
+        context.engine,
+        policy=RetryPolicy.from_settings(settings),
+        ageing_seconds=settings.queue_ageing_seconds,
+    )
     idempotency = IdempotencyRepository(context.engine)
     worker = Worker(
         queue,

@@ -28,6 +28,7 @@ from app.store.queue import QueueRepository
 from app.store.queue_records import CompletionSummary
 from app.sync.jobs import ClaimedJob, JobHandler, JobOutcome, OutcomeStatus
 from app.sync.lanes import Budget, LaneControl
+from app.sync.lease import LeaseLostError, holding_lease
 
 log = logging.getLogger("hubsync.worker")
 
@@ -224,18 +225,14 @@ class Worker:
         return counts
 
     async def _handle(self, lane: str, jobs: Sequence[ClaimedJob]) -> list[JobOutcome]:
-        work = asyncio.create_task(self._call_handler(jobs))
-        heartbeat = asyncio.create_task(self._heartbeat(lane, [job.id for job in jobs], work))
+        job_ids = [job.id for job in jobs]
         try:
-            await asyncio.wait({work})
-        finally:
-            heartbeat.cancel()
-            work.cancel()
-            await asyncio.gather(heartbeat, work, return_exceptions=True)
-        if work.cancelled():
+            return await holding_lease(
+                self.queue, lane, job_ids, self.lease_seconds, self._call_handler(jobs)
+            )
+        except LeaseLostError:
             reason = "the worker lost its lease on the batch; it will run again"
             return [_retry(job, reason, "lease_lost") for job in jobs]
-        return work.result()
 
     async def _call_handler(self, jobs: Sequence[ClaimedJob]) -> list[JobOutcome]:
         try:
@@ -245,32 +242,6 @@ class Worker:
             error = f"the sync handler raised {type(exc).__name__}: {exc}"
             return [_retry(job, error, "handler_error") for job in jobs]
         return _one_outcome_each(jobs, outcomes)
-
-    async def _heartbeat(
-        self, lane: str, job_ids: list[int], work: asyncio.Task[list[JobOutcome]]
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        interval = self.lease_seconds / 3
-        last_renewed = loop.time()
-        wanted = set(job_ids)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                held = await self.queue.extend_lease(lane, job_ids, self.lease_seconds)
-            except Exception:
-                log.warning("heartbeat of %s failed", lane, exc_info=True)
-                if loop.time() - last_renewed > self.lease_seconds * 0.8:
-                    log.error(  # noqa: TRY400 -- the traceback was logged just above
-                        "%s cannot renew its lease; cancelling its batch", lane
-                    )
-                    work.cancel()
-                    return
-                continue
-            last_renewed = loop.time()
-            if held != wanted:
-                log.error("%s lost %d job(s) to a rescue; cancelling", lane, len(wanted - held))
-                work.cancel()
-                return
 
     async def _complete(self, lane: str, outcomes: list[JobOutcome]) -> CompletionSummary:
         for attempt in range(1, COMPLETE_TRIES + 1):

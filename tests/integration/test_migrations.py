@@ -33,6 +33,8 @@ HUBSYNC_TABLES = {
     "hubspot_reconciliation_items",
     "hubspot_reconciliation_pairs",
     "hubspot_catchup_watermarks",
+    "hubsync_paused_directions",
+    "hubsync_admin_audit",
 }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from app.sandbox.clock import now_iso
 from app.sandbox.errors import ApiError, JsonDict, PropertyIssue, bad_request, validation_error
+from app.sandbox.request_io import int_value, optional_bool
 from app.sandbox.values import InvalidValueError, issue_code, normalize_value
 
 MAX_UNIQUE_PROPERTIES = 10
@@ -195,7 +196,7 @@ class PropertyRegistry:
             raise bad_request(f"fieldType {field_type!r} is not valid for type {type_!r}")
         if body["groupName"] not in self.groups:
             raise bad_request(f"Property group {body['groupName']!r} does not exist")
-        unique = bool(body.get("hasUniqueValue", False))
+        unique = optional_bool(body, "hasUniqueValue")
         if unique and len(self.unique_names()) >= MAX_UNIQUE_PROPERTIES:
             raise bad_request(
                 f"An object may have at most {MAX_UNIQUE_PROPERTIES} unique value properties"
@@ -208,10 +209,10 @@ class PropertyRegistry:
             group_name=str(body["groupName"]),
             description=str(body.get("description", "")),
             options=self._options(type_, field_type, body.get("options")),
-            display_order=int(body.get("displayOrder", -1)),
+            display_order=int_value(body.get("displayOrder"), "displayOrder", -1),
             has_unique_value=unique,
-            hidden=bool(body.get("hidden", False)),
-            form_field=bool(body.get("formField", False)),
+            hidden=optional_bool(body, "hidden"),
+            form_field=optional_bool(body, "formField"),
         )
         self.properties[name] = prop
         return prop
@@ -237,9 +238,9 @@ class PropertyRegistry:
                 setattr(prop, attr, str(body[key]))
         for key, attr in (("hidden", "hidden"), ("formField", "form_field")):
             if key in body:
-                setattr(prop, attr, bool(body[key]))
+                setattr(prop, attr, optional_bool(body, key))
         if "displayOrder" in body:
-            prop.display_order = int(body["displayOrder"])
+            prop.display_order = int_value(body["displayOrder"], "displayOrder", -1)
         prop.updated_at = now_iso()
         return prop
 
@@ -270,7 +271,7 @@ class PropertyRegistry:
         group: JsonDict = {
             "name": str(name),
             "label": str(label),
-            "displayOrder": int(body.get("displayOrder", -1)),
+            "displayOrder": int_value(body.get("displayOrder"), "displayOrder", -1),
             "archived": False,
         }
         self.groups[group["name"]] = group
@@ -290,13 +291,26 @@ class PropertyRegistry:
         if "label" in body:
             group["label"] = str(body["label"])
         if "displayOrder" in body:
-            group["displayOrder"] = int(body["displayOrder"])
+            group["displayOrder"] = int_value(body["displayOrder"], "displayOrder", -1)
         return group
 
     # -- values --------------------------------------------------------------------------
 
     def normalize(self, values: Mapping[str, object]) -> dict[str, str]:
         """Validated, string-normalised values; raises HubSpot's VALIDATION_ERROR otherwise."""
+        result, issues = self._checked(values)
+        if issues:
+            raise validation_error(issues)
+        return result
+
+    def validate_batch(self, inputs: list[Mapping[str, object]]) -> None:
+        """HubSpot refuses a whole batch write when any input has an invalid value: one
+        VALIDATION_ERROR listing every bad value, and nothing written."""
+        issues = [issue for values in inputs for issue in self._checked(values)[1]]
+        if issues:
+            raise validation_error(issues)
+
+    def _checked(self, values: Mapping[str, object]) -> tuple[dict[str, str], list[PropertyIssue]]:
         if not isinstance(values, Mapping):
             raise bad_request("properties must be an object of property names to values")
         issues: list[PropertyIssue] = []
@@ -321,9 +335,7 @@ class PropertyRegistry:
                     result[name] = normalize_value(prop, raw)
                 except InvalidValueError as exc:
                     issues.append(PropertyIssue(name, issue_code(prop), str(exc)))
-        if issues:
-            raise validation_error(issues)
-        return result
+        return result, issues
 
 
 def _clean_options(raw: object) -> list[JsonDict]:
@@ -336,7 +348,7 @@ def _clean_options(raw: object) -> list[JsonDict]:
                 {
                     "label": str(item.get("label", item["value"])),
                     "value": str(item["value"]),
-                    "displayOrder": int(item.get("displayOrder", i)),
+                    "displayOrder": int_value(item.get("displayOrder"), "displayOrder", i),
                     "hidden": bool(item.get("hidden", False)),
                 }
             )

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--client-secret", help="secret that signs webhooks (default: random)")
     sandbox.add_argument("--app-id", default="1", help="app id of API writes (default 1)")
     sandbox.add_argument("--access-token", help="require this bearer token (default: any)")
+    sandbox.add_argument(
+        "--open", action="store_true", help="take requests without a bearer token (HubSpot won't)"
+    )
     sandbox.add_argument("--rate-limit", default="100/10s", help="requests per window (100/10s)")
     commands.add_parser("check-config", help="read the configuration and print it, secrets masked")
     return parser
@@ -85,6 +88,7 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
         webhook_url=args.webhook_url,
         app_id=args.app_id,
         access_token=args.access_token,
+        open_access=args.open,
         **({"client_secret": args.client_secret} if args.client_secret else {}),
     )
     print(f"HubSpot sandbox on http://{args.host}:{args.port} (rate limit {limit})")

@@ -34,8 +34,13 @@ from typing import Any
 
 import httpx
 
-from app.hubspot import paths
-from app.hubspot.batch import chunks, map_batch_response, write_chunks
+from app.hubspot.batch import (
+    BATCH_LIMIT,
+    HISTORY_BATCH_LIMIT,
+    chunks,
+    map_batch_response,
+    write_chunks,
+)
 from app.hubspot.errors import (
     HubSpotDailyLimitError,
     HubSpotError,
@@ -53,6 +58,7 @@ from app.hubspot.models import (
     UpdateInput,
     UpsertInput,
 )
+from app.hubspot.paths import DEFAULT_API_VERSION, ApiPaths
 from app.hubspot.ratelimit import (
     DAILY_PAUSE_REASON,
     RateLimiter,
@@ -96,8 +102,10 @@ class HubSpotClient:
         max_retries: int = 2,
         max_retry_wait: float = 30.0,
         daily_reset_timezone: tzinfo = UTC,
+        api_version: str = DEFAULT_API_VERSION,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.paths = ApiPaths(api_version)
         self._token = access_token
         self._limiter = limiter
         self._search_limiter = search_limiter or limiter
@@ -128,6 +136,7 @@ class HubSpotClient:
             limiter=limiter,
             search_limiter=search_limiter,
             transport=transport,
+            api_version=settings.hubspot_api_version,
         )
 
     def __repr__(self) -> str:
@@ -160,7 +169,7 @@ class HubSpotClient:
             params["propertiesWithHistory"] = ",".join(properties_with_history)
         if id_property:
             params["idProperty"] = id_property
-        data = await self._call("GET", paths.company(company_id), params=params)
+        data = await self._call("GET", self.paths.company(company_id), params=params)
         return HubSpotCompany.from_json(data)
 
     async def batch_read_companies(
@@ -171,13 +180,15 @@ class HubSpotClient:
         *,
         properties_with_history: Sequence[str] = (),
     ) -> BatchResult:
-        """Outcomes keyed by the ids given (duplicates are read once and share the outcome)."""
+        """Outcomes keyed by the ids given (duplicates are read once and share the outcome).
+        Requests carry 100 ids, or 50 with history (HubSpot refuses more)."""
         unique = list(dict.fromkeys(ids))
         # hs_merged_object_ids lets a merged-away id be matched to the survivor that answers.
         extra = [id_property] if id_property else ["hs_merged_object_ids"]
         wanted = list(dict.fromkeys([*properties, *extra]))
         outcomes: dict[str, BatchOutcome] = {}
-        for chunk in chunks(unique):
+        size = HISTORY_BATCH_LIMIT if properties_with_history else BATCH_LIMIT
+        for chunk in chunks(unique, size):
             body: JsonDict = {
                 "inputs": [{"id": key} for key in chunk],
                 "properties": wanted,
@@ -185,7 +196,7 @@ class HubSpotClient:
             }
             if id_property:
                 body["idProperty"] = id_property
-            payload = await self._call("POST", paths.COMPANIES_BATCH_READ, json=body)
+            payload = await self._call("POST", self.paths.companies_batch("read"), json=body)
             for outcome in map_batch_response(chunk, payload, id_property=id_property):
                 outcomes[outcome.key] = outcome
         return BatchResult([outcomes[key] for key in ids])
@@ -206,7 +217,7 @@ class HubSpotClient:
             )
             for item in inputs
         ]
-        return await self._batch_write(paths.COMPANIES_BATCH_UPSERT, entries, id_property)
+        return await self._batch_write(self.paths.companies_batch("upsert"), entries, id_property)
 
     async def batch_update_companies(
         self, inputs: Sequence[UpdateInput], id_property: str | None = None
@@ -221,7 +232,7 @@ class HubSpotClient:
             )
             for item in inputs
         ]
-        return await self._batch_write(paths.COMPANIES_BATCH_UPDATE, entries, id_property)
+        return await self._batch_write(self.paths.companies_batch("update"), entries, id_property)
 
     async def _batch_write(
         self, path: str, entries: Sequence[tuple[str, JsonDict]], id_property: str | None
@@ -236,7 +247,7 @@ class HubSpotClient:
 
     async def archive_company(self, company_id: str) -> None:
         """Archive (HubSpot's delete; restorable for 90 days)."""
-        await self._call("DELETE", paths.company(company_id))
+        await self._call("DELETE", self.paths.company(company_id))
 
     async def iter_companies(
         self, properties: Sequence[str], *, archived: bool = False
@@ -251,7 +262,7 @@ class HubSpotClient:
             }
             if after:
                 params["after"] = after
-            data = await self._call("GET", paths.COMPANIES, params=params)
+            data = await self._call("GET", self.paths.companies, params=params)
             for raw in data.get("results") or []:
                 yield HubSpotCompany.from_json(raw)
             after = _next_after(data)
@@ -282,34 +293,34 @@ class HubSpotClient:
             body["after"] = after
         if query is not None:
             body["query"] = query
-        data = await self._call("POST", paths.COMPANIES_SEARCH, json=body, search=True)
+        data = await self._call("POST", self.paths.companies_search, json=body, search=True)
         companies = [HubSpotCompany.from_json(raw) for raw in data.get("results") or []]
         return SearchPage(companies, int(data.get("total") or 0), _next_after(data))
 
     # -- properties ----------------------------------------------------------------------
 
     async def list_property_groups(self) -> list[JsonDict]:
-        data = await self._call("GET", paths.COMPANY_PROPERTY_GROUPS)
+        data = await self._call("GET", self.paths.company_property_groups)
         return list(data.get("results") or [])
 
     async def create_property_group(
         self, name: str, label: str, display_order: int = -1
     ) -> JsonDict:
         body = {"name": name, "label": label, "displayOrder": display_order}
-        return await self._call("POST", paths.COMPANY_PROPERTY_GROUPS, json=body)
+        return await self._call("POST", self.paths.company_property_groups, json=body)
 
     async def list_properties(self) -> list[JsonDict]:
-        data = await self._call("GET", paths.COMPANY_PROPERTIES, params={"archived": "false"})
+        data = await self._call("GET", self.paths.company_properties, params={"archived": "false"})
         return list(data.get("results") or [])
 
     async def get_property(self, name: str) -> JsonDict:
-        return await self._call("GET", paths.company_property(name))
+        return await self._call("GET", self.paths.company_property(name))
 
     async def create_property(self, definition: Mapping[str, Any]) -> JsonDict:
-        return await self._call("POST", paths.COMPANY_PROPERTIES, json=dict(definition))
+        return await self._call("POST", self.paths.company_properties, json=dict(definition))
 
     async def update_property(self, name: str, changes: Mapping[str, Any]) -> JsonDict:
-        return await self._call("PATCH", paths.company_property(name), json=dict(changes))
+        return await self._call("PATCH", self.paths.company_property(name), json=dict(changes))
 
     # -- transport -----------------------------------------------------------------------
 

@@ -177,6 +177,7 @@ class PropertyRegistry:
     # -- definitions ---------------------------------------------------------------------
 
     def create(self, body: JsonDict) -> PropertyDef:
+        _require_text(body)
         missing = [
             k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)
         ]
@@ -219,6 +220,7 @@ class PropertyRegistry:
 
     def update(self, name: str, body: JsonDict) -> PropertyDef:
         prop = self.require(name)
+        _require_text(body)
         if prop.hubspot_defined:
             raise bad_request(f"Property {name!r} is read-only and cannot be modified")
         if "hasUniqueValue" in body:
@@ -258,6 +260,7 @@ class PropertyRegistry:
     # -- groups --------------------------------------------------------------------------
 
     def create_group(self, body: JsonDict) -> JsonDict:
+        _require_text(body)
         name, label = body.get("name"), body.get("label")
         if not name or not label:
             raise bad_request("A property group needs a name and a label")
@@ -288,6 +291,7 @@ class PropertyRegistry:
 
     def update_group(self, name: str, body: JsonDict) -> JsonDict:
         group = self.require_group(name)
+        _require_text(body)
         if "label" in body:
             group["label"] = str(body["label"])
         if "displayOrder" in body:
@@ -336,6 +340,16 @@ class PropertyRegistry:
                 except InvalidValueError as exc:
                     issues.append(PropertyIssue(name, issue_code(prop), str(exc)))
         return result, issues
+
+
+_TEXT_FIELDS = ("name", "label", "type", "fieldType", "groupName", "description")
+
+
+def _require_text(body: JsonDict) -> None:
+    """A definition's text fields, where given, must be JSON strings (HubSpot answers 400)."""
+    wrong = [key for key in _TEXT_FIELDS if key in body and not isinstance(body[key], str)]
+    if wrong:
+        raise bad_request(f"These fields must be strings: {', '.join(wrong)}", fields=wrong)
 
 
 def _clean_options(raw: object) -> list[JsonDict]:

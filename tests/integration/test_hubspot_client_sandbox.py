@@ -262,3 +262,17 @@ async def test_the_limiter_keeps_the_sandbox_from_refusing(portal: Portal) -> No
         # Bootstrap: list groups, create the group, list properties, create 8; then 20 upserts.
         assert stats["requests"] == 31
         assert stats["max_requests_in_window"] <= 8
+
+
+async def test_a_history_read_of_120_ids_goes_in_requests_of_50(
+    client: HubSpotClient, portal: Portal
+) -> None:
+    created = await client.batch_upsert_companies([customer(n) for n in range(120)])
+    ids = [o.company.id for o in created if o.company]
+    before = len(portal.sandbox.request_log)
+    result = await client.batch_read_companies(
+        ids, ["name"], properties_with_history=["warp_status"]
+    )
+    reads = [r for r in portal.sandbox.request_log[before:] if r.path.endswith("/batch/read")]
+    assert [r.status for r in reads] == [200, 200, 200]  # 50 + 50 + 20, none refused
+    assert all(o.company and o.company.properties_with_history["warp_status"] for o in result)

@@ -146,29 +146,51 @@ async def test_upsert_creates_then_updates_by_ban(client: HubSpotClient) -> None
     ]
 
 
+async def test_upsert_of_250_with_one_bad_value_maps_the_error(client: HubSpotClient) -> None:
+    inputs = [customer(n) for n in range(250)]
+    inputs[137] = customer(137, warp_credit_limit="lots")
+    result = await client.batch_upsert_companies(inputs)
+    assert len(result) == 250
+    assert [o.key for o in result.errors] == ["ZT-000000137"]
+    error = result.errors[0].error
+    assert isinstance(error, HubSpotValidationError)
+    assert "warp_credit_limit" in error.message
+    assert all(o.company is not None and o.company.new for o in result if o.key != "ZT-000000137")
+    assert len({o.company.id for o in result if o.company}) == 249
+
+
 @pytest.mark.parametrize("operation", ["upsert", "update"])
-async def test_a_batch_with_one_bad_value_is_refused_whole(
+async def test_a_batch_with_one_bad_value_is_refused_whole_and_the_client_isolates_it(
     client: HubSpotClient, portal: Portal, operation: str
 ) -> None:
-    """HubSpot answers 400 for the whole request, not 207: nothing of the batch is written,
-    and the client raises (finding the bad input is the engine's business)."""
+    """The sandbox answers 400 for the whole request, as HubSpot does, not 207; the client
+    splits the batch until the bad input stands alone, so the other 99 are still written."""
     existing = await client.batch_upsert_companies([customer(n) for n in range(100)])
     inputs = [customer(n, warp_status="SUSPENDED") for n in range(100)]
     inputs[37] = customer(37, warp_status="SUSPENDED", warp_credit_limit="lots")
     ids = {o.key: o.company.id for o in existing if o.company}
-    updates = [UpdateInput(ids[i.id_value], i.properties) for i in inputs]
-    send = (
-        client.batch_upsert_companies(inputs)
-        if operation == "upsert"
-        else client.batch_update_companies(updates)
-    )
-    with pytest.raises(HubSpotValidationError) as caught:
-        await send
-    assert caught.value.status == 400
-    assert "Property values were not valid" in caught.value.message
-    assert "warp_credit_limit" in caught.value.message
-    statuses = {c.value("warp_status") for c in portal.sandbox.companies.active()}
-    assert statuses == {"ACTIVE"}  # not one of the 99 good inputs was applied
+    before = len(portal.sandbox.request_log)
+    if operation == "upsert":
+        result = await client.batch_upsert_companies(inputs)
+        keys = [i.id_value for i in inputs]
+    else:
+        result = await client.batch_update_companies(
+            [UpdateInput(ids[i.id_value], i.properties) for i in inputs]
+        )
+        keys = [ids[i.id_value] for i in inputs]
+    writes = [r.status for r in portal.sandbox.request_log[before:]]
+    assert writes[0] == 400  # the whole first batch refused, nothing of it written
+    assert 207 not in writes
+    assert [o.key for o in result.errors] == [keys[37]]
+    error = result.errors[0].error
+    assert isinstance(error, HubSpotValidationError)
+    assert "Property values were not valid" in error.message
+    assert "warp_credit_limit" in error.message
+    statuses = {
+        c.value("warp_ban"): c.value("warp_status") for c in portal.sandbox.companies.active()
+    }
+    assert statuses.pop("ZT-000000037") == "ACTIVE"
+    assert set(statuses.values()) == {"SUSPENDED"}  # the other 99 written
 
 
 async def test_batch_read_by_id_and_by_ban_with_a_missing_one(client: HubSpotClient) -> None:

@@ -199,12 +199,6 @@ async def test_a_company_created_by_hand_with_the_same_ban_is_adopted_not_duplic
     assert env.companies_with_ban("ZT-777") == [existing.id]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HubSpot (and now the sandbox) refuses a whole batch for one bad value; isolating "
-    "the bad input and retrying the rest is the engine work of the correctness issue (h12a). "
-    "Remove this marker when that lands.",
-)
 async def test_hubspot_validation_error_fails_that_job_only(env: SyncEnv) -> None:
     # Sales removed an option in HubSpot that WARP still uses: HubSpot refuses that value.
     await env.client.update_property(

@@ -3,6 +3,7 @@ disposes everything it holds (engines, HubSpot client, worker, scheduler)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
-from app.api import config, customers, health, links, sync_jobs, webhooks
+from app.api import config, customers, health, links, metrics, sync_jobs, webhooks
 from app.api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.context import AppContext
@@ -38,9 +39,10 @@ class LifespanState(TypedDict):
     hubsync: AppContext
 
 
-def build_routes() -> list[BaseRoute]:
+def build_routes(settings: Settings) -> list[BaseRoute]:
     return [
         *health.routes,
+        *(metrics.routes if settings.metrics_port is None else []),
         *sync_jobs.routes,
         *customers.routes,
         *links.routes,
@@ -131,7 +133,12 @@ def create_app(settings: Settings) -> Starlette:
                 if hubspot.sandbox_app is not None and settings.demo_data:
                     await sync_everything_to_the_sandbox(context)
                 try:
-                    yield state
+                    async with contextlib.AsyncExitStack() as extra_servers:
+                        if settings.metrics_port is not None:
+                            await extra_servers.enter_async_context(
+                                metrics.metrics_server(settings.metrics_port, dict(state))
+                            )
+                        yield state
                 finally:
                     await intake.stop()  # the deliveries already waiting are written first
                     await stop_runtime(context)
@@ -141,7 +148,7 @@ def create_app(settings: Settings) -> Starlette:
             await engine.dispose()
             log.info("hubsync stopped")
 
-    routes = build_routes()
+    routes = build_routes(settings)
     if sandbox_app is not None:
         # For people: the sandbox's HubSpot API and /_sandbox control routes, browsable.
         routes.append(Mount(SANDBOX_MOUNT, app=sandbox_app))

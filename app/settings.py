@@ -123,6 +123,8 @@ class Settings:
     retry_max_delay_seconds: float = 900.0
     retry_max_age_seconds: float = 86400.0
     queue_retention_seconds: float = 7 * 86400.0
+    # /metrics on a port of its own instead of the service's (None: the service's port).
+    metrics_port: int | None = None
 
     # -- derived views -------------------------------------------------------------------
 
@@ -277,6 +279,11 @@ class Settings:
                 7 * 86400.0,
                 60,
                 365 * 86400,
+            ),
+            metrics_port=(
+                _number("HUBSYNC_METRICS_PORT", get("HUBSYNC_METRICS_PORT"), 0, 1, 65535)
+                if get("HUBSYNC_METRICS_PORT") is not None
+                else None
             ),
         )
 

@@ -63,12 +63,14 @@ from app.hubspot.models import (
     UpsertInput,
 )
 from app.hubspot.paths import DEFAULT_API_VERSION, ApiPaths
+from app.hubspot.paths import operation as request_operation
 from app.hubspot.ratelimit import (
     DAILY_PAUSE_REASON,
     RateLimiter,
     RateLimitHeaders,
     RateLimitPausedError,
 )
+from app.metrics.instruments import observe_hubspot_request
 from app.settings import Secret, Settings
 
 logger = logging.getLogger(__name__)
@@ -400,10 +402,12 @@ class HubSpotClient:
         try:
             response = await self._http.request(method, path, params=params, json=json)
         except httpx.TimeoutException as exc:
+            observe_hubspot_request(request_operation(method, path), None, 0.0)
             raise HubSpotTransportError(
                 f"{method} {path}: no answer in time ({type(exc).__name__})"
             ) from exc
         except httpx.TransportError as exc:
+            observe_hubspot_request(request_operation(method, path), None, 0.0)
             raise HubSpotTransportError(
                 f"{method} {path}: connection failed ({type(exc).__name__}: {exc})"
             ) from exc
@@ -412,6 +416,7 @@ class HubSpotClient:
             # been well after the grant on a busy machine.
             await limiter.settle(grant)
         elapsed = time.monotonic() - started
+        observe_hubspot_request(request_operation(method, path), response.status_code, elapsed)
         logger.debug("HubSpot %s %s -> %d in %.3f s", method, path, response.status_code, elapsed)
         if not search:
             await limiter.observe(RateLimitHeaders.from_headers(response.headers))

@@ -56,3 +56,24 @@ class ApiPaths:
 
     def company_property(self, name: str) -> str:
         return f"{self.company_properties}/{quote(name, safe='')}"
+
+
+_VERSIONS = [ApiPaths(version) for version in API_VERSIONS]
+
+
+def operation(method: str, path: str) -> str:
+    """A request's operation, a small fixed set fit for a metric label (never an id), the
+    same whichever API version the path belongs to."""
+    if path.startswith(tuple(v.properties_root for v in _VERSIONS)):
+        return "properties"
+    for version in _VERSIONS:
+        companies = version.companies
+        if path.startswith(f"{companies}/batch/"):
+            return "batch_" + path.rsplit("/", 1)[-1]
+        if path == version.companies_search:
+            return "search"
+        if path == companies:
+            return "list_companies"
+        if path.startswith(f"{companies}/"):
+            return "archive_company" if method == "DELETE" else "get_company"
+    return "other"

@@ -9,7 +9,7 @@ import respx
 
 from app.hubspot.client import HubSpotClient
 from app.hubspot.models import UpdateInput, UpsertInput
-from app.hubspot.paths import ApiPaths
+from app.hubspot.paths import ApiPaths, operation
 from app.hubspot.ratelimit import LocalRateLimiter
 from app.settings import RateLimit, Secret, Settings, SettingsError
 
@@ -76,3 +76,15 @@ async def test_every_call_goes_to_the_chosen_versions_paths(version: str) -> Non
             await client.list_property_groups()
             await client.create_property_group("g", "G")
     assert all(route.call_count == 1 for route in routes)
+
+
+@pytest.mark.parametrize("version", ["2026-03", "v3"])
+def test_metric_operations_are_the_same_for_both_versions(version: str) -> None:
+    paths = ApiPaths(version)
+    assert operation("POST", paths.companies_batch("upsert")) == "batch_upsert"
+    assert operation("POST", paths.companies_search) == "search"
+    assert operation("GET", paths.companies) == "list_companies"
+    assert operation("GET", paths.company("42")) == "get_company"
+    assert operation("DELETE", paths.company("42")) == "archive_company"
+    assert operation("GET", paths.company_property("warp_ban")) == "properties"
+    assert operation("GET", "/crm/v4/somewhere") == "other"

@@ -14,9 +14,15 @@ from typing import TypedDict
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 
-from app.api import config, customers, health, links, metrics, sync_jobs, webhooks
+from app.admin.app import MOUNT as ADMIN_MOUNT
+from app.admin.app import build_admin
+from app.admin.embedded import announce, generate_embedded_access
+from app.api import config, customers, health, links, metrics, operator, sync_jobs, webhooks
+from app.api.deps import app_context
 from app.api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.context import AppContext
@@ -26,6 +32,7 @@ from app.store import sync_state
 from app.store.db import create_engine
 from app.store.webhook_events import finish_events_for_jobs
 from app.sync.engine import SyncEngine
+from app.sync.gate import gated
 from app.sync.intake_writer import IntakeWriter
 from app.sync.jobs import EntityType, JobDirection, JobSource
 from app.sync.runtime import start_runtime, stop_runtime
@@ -48,6 +55,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         *links.routes,
         *webhooks.routes,
         *config.routes,
+        *operator.routes,
     ]
 
 
@@ -76,7 +84,17 @@ async def sync_everything_to_the_sandbox(context: AppContext) -> None:
     log.info("sandbox: queued all %d WARP customers for a first sync", queued)
 
 
-def create_app(settings: Settings) -> Starlette:
+async def root(request: Request) -> Response:
+    """`/` leads people to the console when it is enabled."""
+    if app_context(request).settings.admin_enabled:
+        return RedirectResponse(f"{ADMIN_MOUNT}/", status_code=307)
+    raise ApiError(404, "nothing here: the API is under /v1 (see openapi.yaml)")
+
+
+def create_app(settings: Settings, *, listen_url: str = "http://127.0.0.1:8000") -> Starlette:
+    access = generate_embedded_access(settings)  # sandbox mode with no credentials only
+    settings = access.settings
+    announce(access, settings.public_url or listen_url)
     if settings.sandbox_mode and settings.hubspot_app_id is None:
         # The sandbox attributes API writes to this app id; knowing it marks our own echoes.
         settings = replace(settings, hubspot_app_id=SANDBOX_APP_ID)
@@ -116,13 +134,19 @@ def create_app(settings: Settings) -> Starlette:
                 webhook_receiver=with_lifespan_state(app, dict(state)),
             ) as hubspot:
                 context.extras["hubspot"] = hubspot.client
+                context.extras["hubspot_limiter"] = hubspot.client.limiter
                 if hubspot.sandbox_app is not None:
                     context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
-                context.extras["job_handler"] = SyncEngine(
-                    engine=engine,
-                    warp=context.warp,
-                    hubspot=hubspot.client,
-                    after_batch=finish_events_for_jobs,
+                context.extras["properties"] = hubspot.properties
+                # Jobs wait while hubsync's HubSpot properties are not there yet.
+                context.extras["job_handler"] = gated(
+                    SyncEngine(
+                        engine=engine,
+                        warp=context.warp,
+                        hubspot=hubspot.client,
+                        after_batch=finish_events_for_jobs,
+                    ),
+                    hubspot.properties,
                 )
                 await start_runtime(context)  # queue, worker, listener, scheduler
                 intake = IntakeWriter(
@@ -149,6 +173,9 @@ def create_app(settings: Settings) -> Starlette:
             log.info("hubsync stopped")
 
     routes = build_routes(settings)
+    routes.append(Route("/", root, methods=["GET"]))
+    if settings.admin_enabled:
+        routes.append(Mount(ADMIN_MOUNT, app=build_admin(settings, one_time=access.one_time)))
     if sandbox_app is not None:
         # For people: the sandbox's HubSpot API and /_sandbox control routes, browsable.
         routes.append(Mount(SANDBOX_MOUNT, app=sandbox_app))

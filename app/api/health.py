@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from app.api.deps import app_context
 from app.store.migrate import current_revision, head_revision
+from app.sync.gate import Readiness
 
 log = logging.getLogger("hubsync.health")
 READY_TIMEOUT_SECONDS = 3.0
@@ -40,6 +41,11 @@ async def readyz(request: Request) -> JSONResponse:
     else:
         ready = False
         checks["migrations"] = f"at {current or 'nothing'}, head is {head}; run `hubsync migrate`"
+    properties: Readiness | None = context.extras.get("properties")
+    if properties is not None:
+        # Jobs wait until hubsync's HubSpot properties exist (app/hubspot/readiness.py).
+        checks["hubspot_properties"] = properties.reason
+        ready = ready and properties.ready
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,

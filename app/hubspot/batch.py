@@ -26,7 +26,7 @@ from app.hubspot.errors import HubSpotError, HubSpotRetryableError, error_from_i
 from app.hubspot.models import BatchOutcome, HubSpotCompany, JsonDict
 
 BATCH_LIMIT = 100  # HubSpot's maximum inputs per batch request
-HISTORY_BATCH_LIMIT = 50  # ... and per batch read that asks for propertiesWithHistory
+HISTORY_BATCH_LIMIT = 50  # ... and per batch read asking for propertiesWithHistory
 NO_RESULT = "NO_RESULT"
 T = TypeVar("T")
 

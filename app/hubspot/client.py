@@ -146,11 +146,17 @@ class HubSpotClient:
             search_limiter=search_limiter,
             transport=transport,
             api_version=settings.hubspot_api_version,
+            daily_reset_timezone=settings.account_timezone,
         )
 
     def __repr__(self) -> str:
         auth = "bearer" if self._token is not None else "none"
         return f"HubSpotClient(base_url={self.base_url!r}, auth={auth!r})"
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The general bucket's limiter (the worker sizes its lanes by it)."""
+        return self._limiter
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -190,7 +196,7 @@ class HubSpotClient:
         properties_with_history: Sequence[str] = (),
     ) -> BatchResult:
         """Outcomes keyed by the ids given (duplicates are read once and share the outcome).
-        Requests carry 100 ids, or 50 with history (HubSpot refuses more)."""
+        With `properties_with_history`, at most 50 companies a request (HubSpot's limit)."""
         unique = list(dict.fromkeys(ids))
         # hs_merged_object_ids lets a merged-away id be matched to the survivor that answers.
         extra = [id_property] if id_property else ["hs_merged_object_ids"]

@@ -26,6 +26,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("json", "text")
 DEFAULT_RECONCILE_CRON = "0 3 * * *"
 RECONCILE_MODES = ("fix", "dry_run")
+API_VERSIONS = ("2026-03", "v3")
 _RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -103,6 +104,10 @@ class Settings:
     hubspot_portal_id: str | None = None
     hubspot_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(100, 10.0))
     hubspot_search_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(5, 1.0))
+    # Which of HubSpot's CRM API versions the client calls: the dated "2026-03" or legacy "v3".
+    hubspot_api_version: str = "2026-03"
+    # The built-in sandbox's own limit (sandbox mode only), independent of the client's.
+    sandbox_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(100, 10.0))
     hubspot_webhook_signature_versions: tuple[str, ...] = ("v3",)
     public_url: str | None = None
     api_tokens: tuple[Secret, ...] = ()
@@ -183,6 +188,8 @@ class Settings:
             "warp_customers_table": self.effective_customers_table,
             "hubspot": "sandbox" if self.sandbox_mode else self.hubspot_base_url,
             "hubspot_rate_limit": str(self.hubspot_rate_limit),
+            "hubspot_api_version": self.hubspot_api_version,
+            **({"sandbox_rate_limit": str(self.sandbox_rate_limit)} if self.sandbox_mode else {}),
             "api_tokens": len(self.api_tokens),
             "admin": "enabled" if self.admin_enabled else "disabled",
         }
@@ -258,6 +265,12 @@ class Settings:
             ),
             hubspot_search_rate_limit=_rate_limit(
                 "HUBSPOT_SEARCH_RATE_LIMIT", get("HUBSPOT_SEARCH_RATE_LIMIT"), "5/1s"
+            ),
+            hubspot_api_version=_choice(
+                "HUBSPOT_API_VERSION", get("HUBSPOT_API_VERSION") or "2026-03", API_VERSIONS
+            ),
+            sandbox_rate_limit=_rate_limit(
+                "HUBSYNC_SANDBOX_RATE_LIMIT", get("HUBSYNC_SANDBOX_RATE_LIMIT"), "100/10s"
             ),
             hubspot_webhook_signature_versions=versions,
             public_url=public_url.rstrip("/") if public_url else None,

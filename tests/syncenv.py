@@ -22,8 +22,8 @@ from app.hubspot.ratelimit import LocalRateLimiter
 from app.sandbox.config import SandboxConfig
 from app.sandbox.sandbox import Sandbox
 from app.sandbox.store import ALL
-from app.sandbox.testing import SANDBOX_BASE_URL, running_sandbox
-from app.settings import RateLimit
+from app.sandbox.testing import SANDBOX_BASE_URL, TEST_TOKEN, running_sandbox
+from app.settings import RateLimit, Secret
 from app.sync.engine import SyncEngine
 from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome, JobSource
 from app.warp.connector import SqlWarpConnector
@@ -158,7 +158,7 @@ async def sync_env(db: Database, config: SandboxConfig | None = None) -> AsyncIt
     async with running_sandbox(config) as running:
         client = HubSpotClient(
             base_url=SANDBOX_BASE_URL,
-            access_token=None,
+            access_token=Secret(TEST_TOKEN),
             limiter=LocalRateLimiter(config.rate_limit),
             transport=running.client._transport,
         )

@@ -20,6 +20,9 @@ def register(commands: Subcommands) -> None:
     sandbox.add_argument("--client-secret", help="secret that signs webhooks (default: random)")
     sandbox.add_argument("--app-id", default="1", help="app id of API writes (default 1)")
     sandbox.add_argument("--access-token", help="require this bearer token (default: any)")
+    sandbox.add_argument(
+        "--open", action="store_true", help="take requests without a bearer token (HubSpot won't)"
+    )
     sandbox.add_argument("--rate-limit", default="100/10s", help="requests per window (100/10s)")
     sandbox.add_argument(
         "--account-timezone", default="UTC", help="the daily limit resets at its midnight (UTC)"
@@ -53,6 +56,7 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
         webhook_url=args.webhook_url,
         app_id=args.app_id,
         access_token=args.access_token,
+        open_access=args.open,
         account_timezone=args.account_timezone,
         latency_model=args.latency_model,
         **({"client_secret": args.client_secret} if args.client_secret else {}),

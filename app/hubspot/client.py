@@ -37,7 +37,6 @@ from typing import Any
 
 import httpx
 
-from app.hubspot import paths
 from app.hubspot.batch import (
     BATCH_LIMIT,
     HISTORY_BATCH_LIMIT,
@@ -65,6 +64,8 @@ from app.hubspot.models import (
     UpdateInput,
     UpsertInput,
 )
+from app.hubspot.paths import DEFAULT_API_VERSION, ApiPaths
+from app.hubspot.paths import operation as request_operation
 from app.hubspot.ratelimit import (
     DAILY_PAUSE_REASON,
     RateLimiter,
@@ -112,8 +113,10 @@ class HubSpotClient:
         max_retries: int = 2,
         max_retry_wait: float = 30.0,
         daily_reset_timezone: tzinfo = UTC,
+        api_version: str = DEFAULT_API_VERSION,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.paths = ApiPaths(api_version)
         self._token = access_token
         self._limiter = limiter
         self._search_limiter = search_limiter or limiter
@@ -144,6 +147,7 @@ class HubSpotClient:
             limiter=limiter,
             search_limiter=search_limiter,
             transport=transport,
+            api_version=settings.hubspot_api_version,
             daily_reset_timezone=settings.account_timezone,
         )
 
@@ -182,7 +186,7 @@ class HubSpotClient:
             params["propertiesWithHistory"] = ",".join(properties_with_history)
         if id_property:
             params["idProperty"] = id_property
-        data = await self._call("GET", paths.company(company_id), params=params)
+        data = await self._call("GET", self.paths.company(company_id), params=params)
         return HubSpotCompany.from_json(data)
 
     async def batch_read_companies(
@@ -209,7 +213,7 @@ class HubSpotClient:
             }
             if id_property:
                 body["idProperty"] = id_property
-            payload = await self._call("POST", paths.COMPANIES_BATCH_READ, json=body)
+            payload = await self._call("POST", self.paths.companies_batch("read"), json=body)
             for outcome in map_batch_response(chunk, payload, id_property=id_property):
                 outcomes[outcome.key] = outcome
         return BatchResult([outcomes[key] for key in ids])
@@ -230,7 +234,7 @@ class HubSpotClient:
             )
             for item in inputs
         ]
-        return await self._batch_write(paths.COMPANIES_BATCH_UPSERT, entries, id_property)
+        return await self._batch_write(self.paths.companies_batch("upsert"), entries, id_property)
 
     async def batch_update_companies(
         self, inputs: Sequence[UpdateInput], id_property: str | None = None
@@ -245,7 +249,7 @@ class HubSpotClient:
             )
             for item in inputs
         ]
-        return await self._batch_write(paths.COMPANIES_BATCH_UPDATE, entries, id_property)
+        return await self._batch_write(self.paths.companies_batch("update"), entries, id_property)
 
     async def _batch_write(
         self, path: str, entries: Sequence[tuple[str, JsonDict]], id_property: str | None
@@ -281,7 +285,7 @@ class HubSpotClient:
 
     async def archive_company(self, company_id: str) -> None:
         """Archive (HubSpot's delete; restorable for 90 days)."""
-        await self._call("DELETE", paths.company(company_id))
+        await self._call("DELETE", self.paths.company(company_id))
 
     async def iter_companies(
         self, properties: Sequence[str], *, archived: bool = False
@@ -308,7 +312,7 @@ class HubSpotClient:
         }
         if after:
             params["after"] = after
-        data = await self._call("GET", paths.COMPANIES, params=params)
+        data = await self._call("GET", self.paths.companies, params=params)
         companies = [HubSpotCompany.from_json(raw) for raw in data.get("results") or []]
         return CompanyPage(companies, _next_after(data))
 
@@ -344,34 +348,34 @@ class HubSpotClient:
             body["after"] = after
         if query is not None:
             body["query"] = query
-        data = await self._call("POST", paths.COMPANIES_SEARCH, json=body, search=True)
+        data = await self._call("POST", self.paths.companies_search, json=body, search=True)
         companies = [HubSpotCompany.from_json(raw) for raw in data.get("results") or []]
         return SearchPage(companies, int(data.get("total") or 0), _next_after(data))
 
     # -- properties ----------------------------------------------------------------------
 
     async def list_property_groups(self) -> list[JsonDict]:
-        data = await self._call("GET", paths.COMPANY_PROPERTY_GROUPS)
+        data = await self._call("GET", self.paths.company_property_groups)
         return list(data.get("results") or [])
 
     async def create_property_group(
         self, name: str, label: str, display_order: int = -1
     ) -> JsonDict:
         body = {"name": name, "label": label, "displayOrder": display_order}
-        return await self._call("POST", paths.COMPANY_PROPERTY_GROUPS, json=body)
+        return await self._call("POST", self.paths.company_property_groups, json=body)
 
     async def list_properties(self) -> list[JsonDict]:
-        data = await self._call("GET", paths.COMPANY_PROPERTIES, params={"archived": "false"})
+        data = await self._call("GET", self.paths.company_properties, params={"archived": "false"})
         return list(data.get("results") or [])
 
     async def get_property(self, name: str) -> JsonDict:
-        return await self._call("GET", paths.company_property(name))
+        return await self._call("GET", self.paths.company_property(name))
 
     async def create_property(self, definition: Mapping[str, Any]) -> JsonDict:
-        return await self._call("POST", paths.COMPANY_PROPERTIES, json=dict(definition))
+        return await self._call("POST", self.paths.company_properties, json=dict(definition))
 
     async def update_property(self, name: str, changes: Mapping[str, Any]) -> JsonDict:
-        return await self._call("PATCH", paths.company_property(name), json=dict(changes))
+        return await self._call("PATCH", self.paths.company_property(name), json=dict(changes))
 
     # -- transport -----------------------------------------------------------------------
 
@@ -423,12 +427,12 @@ class HubSpotClient:
         try:
             response = await self._http.request(method, path, params=params, json=json)
         except httpx.TimeoutException as exc:
-            observe_hubspot_request(paths.operation(method, path), None, 0.0)
+            observe_hubspot_request(request_operation(method, path), None, 0.0)
             raise HubSpotTransportError(
                 f"{method} {path}: no answer in time ({type(exc).__name__})"
             ) from exc
         except httpx.TransportError as exc:
-            observe_hubspot_request(paths.operation(method, path), None, 0.0)
+            observe_hubspot_request(request_operation(method, path), None, 0.0)
             raise HubSpotTransportError(
                 f"{method} {path}: connection failed ({type(exc).__name__}: {exc})"
             ) from exc
@@ -437,7 +441,7 @@ class HubSpotClient:
             # been well after the grant on a busy machine.
             await limiter.settle(grant)
         elapsed = time.monotonic() - started
-        observe_hubspot_request(paths.operation(method, path), response.status_code, elapsed)
+        observe_hubspot_request(request_operation(method, path), response.status_code, elapsed)
         logger.debug("HubSpot %s %s -> %d in %.3f s", method, path, response.status_code, elapsed)
         if not search:
             await limiter.observe(RateLimitHeaders.from_headers(response.headers))

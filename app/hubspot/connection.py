@@ -9,6 +9,7 @@ signed webhooks are delivered straight into hubsync's own webhook route.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -47,10 +48,15 @@ class HubSpotConnection:
 
 
 def build_sandbox_app(settings: Settings, webhook_secret: Secret | None) -> Starlette:
-    """The in-process sandbox, signing with hubsync's webhook secret."""
+    """The in-process sandbox, signing with hubsync's webhook secret.
+
+    Its rate limit is its own setting (HUBSYNC_SANDBOX_RATE_LIMIT, HubSpot's 100 / 10 s by
+    default), not the client's HUBSPOT_RATE_LIMIT: a client set above the portal's limit meets
+    429s here as it would at HubSpot. Like HubSpot it refuses a request without a Bearer token
+    (any token will do: a person can browse it with `Authorization: Bearer x`).
+    """
     config = SandboxConfig(
-        rate_limit=settings.hubspot_rate_limit,
-        search_rate_limit=settings.hubspot_search_rate_limit,
+        rate_limit=settings.sandbox_rate_limit,
         client_secret=webhook_secret.reveal() if webhook_secret else SandboxConfig().client_secret,
         app_id=settings.hubspot_app_id or SANDBOX_APP_ID,
         account_timezone=settings.hubspot_account_timezone,
@@ -87,7 +93,8 @@ async def open_hubspot(
     async with sandbox_app.router.lifespan_context(sandbox_app):
         client = HubSpotClient(
             base_url=SANDBOX_BASE_URL,
-            access_token=None,
+            access_token=Secret(secrets.token_urlsafe(24)),
+            api_version=settings.hubspot_api_version,
             limiter=limiter,
             search_limiter=search_limiter,
             transport=httpx.ASGITransport(app=sandbox_app),

@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--client-secret", help="signs webhooks (default: random)")
     parser.add_argument("--app-id", default="1")
     parser.add_argument("--access-token", help="require this Bearer token (default: any)")
+    parser.add_argument("--open", action="store_true", help="take requests without a token")
     parser.add_argument(
         "--rate-limit", type=RateLimit.parse, default=RateLimit(100, 10.0), help="e.g. 100/10s"
     )
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         app_id=args.app_id,
         webhook_url=args.webhook_url,
         access_token=args.access_token,
+        open_access=args.open,
         latency_model=args.latency_model,
     )
     if args.client_secret:

@@ -23,6 +23,7 @@ from app.sandbox.config import SandboxConfig
 from app.sandbox.control import control_routes
 from app.sandbox.errors import ApiError
 from app.sandbox.gate import ApiGate
+from app.sandbox.property_routes import PREFIXES as PROPERTY_PREFIXES
 from app.sandbox.property_routes import property_routes
 from app.sandbox.sandbox import Sandbox
 
@@ -57,8 +58,9 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> Starlette:
             await sandbox.webhooks.stop()
 
     routes = [route for prefix in COMPANY_PREFIXES for route in company_routes(prefix)]
+    routes += [route for prefix in PROPERTY_PREFIXES for route in property_routes(prefix)]
     app = Starlette(
-        routes=[*routes, *property_routes(), *control_routes()],
+        routes=[*routes, *control_routes()],
         middleware=[Middleware(ApiGate, sandbox=sandbox)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=lifespan,

@@ -1,8 +1,13 @@
 """The CRM companies API: single-object, list, batch, search and merge routes.
 
 The same handlers answer under `/crm/v3/objects/companies` and the date-based
-`/crm/objects/2026-03/companies`. Batches process each input on its own: a failed input becomes
-an entry of `errors` and the answer a 207, the others still apply.
+`/crm/objects/2026-03/companies`. As HubSpot does, a batch write with an invalid property value
+in any input is refused whole (400 VALIDATION_ERROR, nothing written); after that check each
+input is processed on its own: a missing record or a taken unique value becomes an entry of
+`errors` and the answer a 207, the others still apply.
+
+The list API caps `limit` at 100 without complaint, as HubSpot does, but refuses more than 50
+with `propertiesWithHistory`; batch read refuses more than 50 inputs with history likewise.
 """
 
 from __future__ import annotations
@@ -20,15 +25,23 @@ from app.sandbox.request_io import (
     batch_inputs,
     bool_param,
     csv_param,
+    input_objects,
     input_properties,
     json_body,
+    object_body,
+    object_id,
+    optional_bool,
+    optional_string,
     refuse_duplicate_ids,
     sandbox_of,
+    string_list,
 )
 from app.sandbox.search import run_search
 from app.sandbox.store import ALL
 
 MAX_PAGE = 100
+MAX_WITH_HISTORY = 50  # list page size and batch read inputs when history is asked for
+_NOTHING_TO_UPDATE = "No properties found to update, please provide at least one."
 _NOT_FOUND_MESSAGE = (
     "Could not get some COMPANY objects, they may be deleted or not exist. "
     "Check that ids are valid."
@@ -90,6 +103,8 @@ async def get_company(request: Request) -> Response:
 async def update_company(request: Request) -> Response:
     sandbox = sandbox_of(request)
     properties = input_properties(await json_body(request))
+    if not properties:
+        raise bad_request(_NOTHING_TO_UPDATE)
     company = sandbox.companies.update(
         request.path_params["company_id"],
         properties,
@@ -108,22 +123,26 @@ async def archive_company(request: Request) -> Response:
 async def list_companies(request: Request) -> Response:
     sandbox = sandbox_of(request)
     try:
-        limit = min(max(int(request.query_params.get("limit", "10")), 1), MAX_PAGE)
+        asked = int(request.query_params.get("limit", "10"))
     except ValueError:
         raise bad_request("limit must be an integer") from None
+    properties = csv_param(request, "properties")
+    history = csv_param(request, "propertiesWithHistory")
+    if history and asked > MAX_WITH_HISTORY:
+        raise bad_request(
+            f"Paging limit with propertiesWithHistory is {MAX_WITH_HISTORY}, got {asked}",
+            limit=[str(asked)],
+        )
+    limit = min(max(asked, 1), MAX_PAGE)
     companies, next_after = sandbox.companies.page(
         request.query_params.get("after"), limit, archived=bool_param(request, "archived")
     )
-    properties = csv_param(request, "properties")
-    history = csv_param(request, "propertiesWithHistory")
-    body: JsonDict = {
-        "results": [
-            c.to_json(properties, history, null_for_unset=sandbox.config.unset_properties_as_null)
-            for c in companies
-        ]
-    }
+    null_for_unset = sandbox.config.unset_properties_as_null
+    results = [c.to_json(properties, history, null_for_unset=null_for_unset) for c in companies]
+    body: JsonDict = {"results": results}
     if next_after is not None:
-        body["paging"] = {"next": {"after": next_after, "link": f"?after={next_after}"}}
+        link = str(request.url.include_query_params(after=next_after))
+        body["paging"] = {"next": {"after": next_after, "link": link}}
     return JSONResponse(body)
 
 
@@ -133,9 +152,11 @@ async def list_companies(request: Request) -> Response:
 async def batch_create(request: Request) -> Response:
     requested_at = now_iso()
     sandbox = sandbox_of(request)
+    inputs = input_objects(batch_inputs(await json_body(request)))
+    sandbox.properties.validate_batch([item.get("properties", {}) for item in inputs])
     results: list[JsonDict] = []
     errors: list[JsonDict] = []
-    for item in batch_inputs(await json_body(request)):
+    for item in inputs:
         try:
             company = sandbox.companies.create(input_properties(item), sandbox.api_source)
         except ApiError as exc:
@@ -148,27 +169,30 @@ async def batch_create(request: Request) -> Response:
 async def batch_read(request: Request) -> Response:
     requested_at = now_iso()
     sandbox = sandbox_of(request)
-    body = await json_body(request)
+    body = object_body(await json_body(request))
     inputs = batch_inputs(body)
-    id_property = body.get("idProperty") or request.query_params.get("idProperty")
-    archived = bool_param(request, "archived") or bool(body.get("archived", False))
-    properties = body.get("properties") or None
-    history = body.get("propertiesWithHistory") or None
+    id_property = optional_string(body, "idProperty") or request.query_params.get("idProperty")
+    archived = bool_param(request, "archived") or optional_bool(body, "archived")
+    properties = string_list(body, "properties")
+    history = string_list(body, "propertiesWithHistory")
+    refs = [object_id(item.get("id") if isinstance(item, dict) else None) for item in inputs]
+    if history and len(refs) > MAX_WITH_HISTORY:
+        raise bad_request(
+            f"Batch read with propertiesWithHistory takes at most {MAX_WITH_HISTORY} inputs, "
+            f"got {len(refs)}",
+            inputs=[str(len(refs))],
+        )
     results: list[JsonDict] = []
     seen: set[str] = set()
     missing: list[str] = []
-    for item in inputs:
-        ref = str(item.get("id")) if isinstance(item, dict) else ""
+    null_for_unset = sandbox.config.unset_properties_as_null
+    for ref in refs:
         company = sandbox.companies.find(ref, id_property=id_property, archived=archived)
         if company is None:
             missing.append(ref)
         elif company.id not in seen:
             seen.add(company.id)
-            results.append(
-                company.to_json(
-                    properties, history, null_for_unset=sandbox.config.unset_properties_as_null
-                )
-            )
+            results.append(company.to_json(properties, history, null_for_unset=null_for_unset))
     errors = [_not_found_error(missing)] if missing else []
     return _batch_answer(requested_at, results, errors, 200)
 
@@ -176,21 +200,22 @@ async def batch_read(request: Request) -> Response:
 async def batch_update(request: Request) -> Response:
     requested_at = now_iso()
     sandbox = sandbox_of(request)
-    inputs = batch_inputs(await json_body(request))
+    inputs = input_objects(batch_inputs(await json_body(request)))
+    refs = [object_id(item.get("id")) for item in inputs]
+    id_properties = [optional_string(item, "idProperty") for item in inputs]
     refuse_duplicate_ids(inputs)
+    sandbox.properties.validate_batch([item.get("properties", {}) for item in inputs])
     results: list[JsonDict] = []
     errors: list[JsonDict] = []
     missing: list[str] = []
-    for item in inputs:
+    for item, ref, id_property in zip(inputs, refs, id_properties, strict=True):
         try:
-            properties = input_properties(item)
             company = sandbox.companies.update(
-                str(item.get("id")), properties, sandbox.api_source,
-                id_property=item.get("idProperty"),
-            )  # fmt: skip
+                ref, input_properties(item), sandbox.api_source, id_property=id_property
+            )
         except ApiError as exc:
             if exc.category == "OBJECT_NOT_FOUND" and exc.status == 404:
-                missing.append(str(item.get("id")))
+                missing.append(ref)
             else:
                 errors.append(exc.standard_error(_trace(item)))
         else:
@@ -203,24 +228,27 @@ async def batch_update(request: Request) -> Response:
 async def batch_upsert(request: Request) -> Response:
     requested_at = now_iso()
     sandbox = sandbox_of(request)
-    inputs = batch_inputs(await json_body(request))
-    refuse_duplicate_ids(inputs)
+    inputs = input_objects(batch_inputs(await json_body(request)))
+    keys = [object_id(item.get("id")) for item in inputs]
     default_id_property = request.query_params.get("idProperty")
+    id_properties = [
+        sandbox.companies.upsert_key(optional_string(item, "idProperty") or default_id_property)
+        for item in inputs
+    ]
+    refuse_duplicate_ids(inputs)
+    sandbox.properties.validate_batch(
+        [{**item.get("properties", {}), name: key}
+         for item, name, key in zip(inputs, id_properties, keys, strict=True)]
+    )  # fmt: skip
     results: list[JsonDict] = []
     errors: list[JsonDict] = []
-    for item in inputs:
+    for item, key, id_property in zip(inputs, keys, id_properties, strict=True):
         try:
-            properties = input_properties(item)
-            if item.get("id") in (None, ""):
-                raise bad_request("Each upsert input needs an `id`")
             company, new = sandbox.companies.upsert(
-                str(item["id"]),
-                item.get("idProperty") or default_id_property,
-                properties,
-                sandbox.api_source,
+                key, id_property, input_properties(item), sandbox.api_source
             )
         except ApiError as exc:
-            errors.append(exc.standard_error({"ids": [str(item.get("id"))], **_trace(item)}))
+            errors.append(exc.standard_error({"ids": [key], **_trace(item)}))
         else:
             results.append(_with_trace({**company.to_json(ALL), "new": new}, item))
     return _batch_answer(requested_at, results, errors, 200)
@@ -228,9 +256,10 @@ async def batch_upsert(request: Request) -> Response:
 
 async def batch_archive(request: Request) -> Response:
     sandbox = sandbox_of(request)
-    for item in batch_inputs(await json_body(request)):
-        if isinstance(item, dict) and item.get("id") is not None:
-            sandbox.companies.archive(str(item["id"]), sandbox.api_source)
+    inputs = batch_inputs(await json_body(request))
+    refs = [object_id(item.get("id") if isinstance(item, dict) else None) for item in inputs]
+    for ref in refs:
+        sandbox.companies.archive(ref, sandbox.api_source)
     return Response(status_code=204)
 
 
@@ -251,16 +280,10 @@ async def search_companies(request: Request) -> Response:
 
 async def merge_companies(request: Request) -> Response:
     sandbox = sandbox_of(request)
-    body = await json_body(request)
-    if (
-        not isinstance(body, dict)
-        or not body.get("primaryObjectId")
-        or not body.get("objectIdToMerge")
-    ):
-        raise bad_request("primaryObjectId and objectIdToMerge are required")
-    company = sandbox.companies.merge(
-        str(body["primaryObjectId"]), str(body["objectIdToMerge"]), sandbox.api_source
-    )
+    body = object_body(await json_body(request))
+    primary = object_id(body.get("primaryObjectId"), "primaryObjectId")
+    other = object_id(body.get("objectIdToMerge"), "objectIdToMerge")
+    company = sandbox.companies.merge(primary, other, sandbox.api_source)
     return JSONResponse(company.to_json(ALL))
 
 

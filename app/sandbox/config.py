@@ -21,8 +21,10 @@ class SandboxConfig:
     app_id: str = "1"
     portal_id: int = 1
     webhook_url: str | None = None
-    # None accepts any (or no) Bearer token; a value requires exactly that token.
+    # A value requires exactly that Bearer token; None accepts any Bearer token. Either way a
+    # request without one is refused 401, as HubSpot does, unless the sandbox is started open.
     access_token: str | None = None
+    open_access: bool = False
     webhook_batch_size: int = 100
     webhook_delay_seconds: float = 0.05  # the batch window after the first pending event
     # Tests route deliveries into an in-process ASGI app with httpx.ASGITransport.
@@ -34,10 +36,11 @@ class SandboxConfig:
     webhook_concurrency: int = 10  # HubSpot sends at most 10 requests at once per app
     search_result_cap: int = 10_000
     # HubSpot's search index lags writes by "a few moments"; search answers as of this long ago.
-    search_index_delay_seconds: float = 0.0
-    # Real HubSpot answers requested-but-unset properties as null; its OpenAPI schema says
-    # strings only. False (default) omits them; True mimics the real API.
-    unset_properties_as_null: bool = False
+    # Tests that search right after writing set 0.
+    search_index_delay_seconds: float = 2.0
+    # HubSpot answers a requested property that has no value as null (its OpenAPI schema says
+    # strings only); False omits such properties instead.
+    unset_properties_as_null: bool = True
     # A latency model (app/sandbox/latency.py) to start with and keep after a reset, e.g.
     # "hubspot-2026"; None answers as fast as the machine can.
     latency_model: str | None = None

@@ -42,8 +42,8 @@ class ApiGate:
             await self.app(scope, receive, send)
             return
         sandbox = self.sandbox
-        record = sandbox.log.start(scope["method"], path)
         is_search = scope["method"] == "POST" and path.endswith("/search")
+        record = sandbox.log.start(scope["method"], path, search=is_search)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -66,11 +66,8 @@ class ApiGate:
     def _refusal(self, scope: Scope, *, is_search: bool) -> Response | None:
         """The answer that replaces the real one, if any: 401, 429 or an injected fault."""
         sandbox = self.sandbox
-        token = sandbox.config.access_token
-        if token is not None:
-            given = Headers(scope=scope).get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return ApiError(401, "INVALID_AUTHENTICATION", _AUTH_MESSAGE).response()
+        if not self._authorized(Headers(scope=scope).get("authorization", "")):
+            return ApiError(401, "INVALID_AUTHENTICATION", _AUTH_MESSAGE).response()
         policy = sandbox.limiter.admit(search=is_search)
         if policy is not None:
             sandbox.rate_limited += 1
@@ -79,3 +76,10 @@ class ApiGate:
         if status is not None:
             return sandbox.faults.response(status)
         return None
+
+    def _authorized(self, given: str) -> bool:
+        config = self.sandbox.config
+        if config.access_token is not None:
+            return hmac.compare_digest(given.encode(), f"Bearer {config.access_token}".encode())
+        scheme, _, token = given.partition(" ")
+        return config.open_access or (scheme.lower() == "bearer" and bool(token.strip()))

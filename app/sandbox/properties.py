@@ -15,6 +15,7 @@ from typing import Any
 
 from app.sandbox.clock import now_iso
 from app.sandbox.errors import ApiError, JsonDict, PropertyIssue, bad_request, validation_error
+from app.sandbox.request_io import int_value, optional_bool
 from app.sandbox.values import InvalidValueError, issue_code, normalize_value
 
 MAX_UNIQUE_PROPERTIES = 10
@@ -176,6 +177,7 @@ class PropertyRegistry:
     # -- definitions ---------------------------------------------------------------------
 
     def create(self, body: JsonDict) -> PropertyDef:
+        _require_text(body)
         missing = [
             k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)
         ]
@@ -195,7 +197,7 @@ class PropertyRegistry:
             raise bad_request(f"fieldType {field_type!r} is not valid for type {type_!r}")
         if body["groupName"] not in self.groups:
             raise bad_request(f"Property group {body['groupName']!r} does not exist")
-        unique = bool(body.get("hasUniqueValue", False))
+        unique = optional_bool(body, "hasUniqueValue")
         if unique and len(self.unique_names()) >= MAX_UNIQUE_PROPERTIES:
             raise bad_request(
                 f"An object may have at most {MAX_UNIQUE_PROPERTIES} unique value properties"
@@ -208,16 +210,17 @@ class PropertyRegistry:
             group_name=str(body["groupName"]),
             description=str(body.get("description", "")),
             options=self._options(type_, field_type, body.get("options")),
-            display_order=int(body.get("displayOrder", -1)),
+            display_order=int_value(body.get("displayOrder"), "displayOrder", -1),
             has_unique_value=unique,
-            hidden=bool(body.get("hidden", False)),
-            form_field=bool(body.get("formField", False)),
+            hidden=optional_bool(body, "hidden"),
+            form_field=optional_bool(body, "formField"),
         )
         self.properties[name] = prop
         return prop
 
     def update(self, name: str, body: JsonDict) -> PropertyDef:
         prop = self.require(name)
+        _require_text(body)
         if prop.hubspot_defined:
             raise bad_request(f"Property {name!r} is read-only and cannot be modified")
         if "hasUniqueValue" in body:
@@ -237,9 +240,9 @@ class PropertyRegistry:
                 setattr(prop, attr, str(body[key]))
         for key, attr in (("hidden", "hidden"), ("formField", "form_field")):
             if key in body:
-                setattr(prop, attr, bool(body[key]))
+                setattr(prop, attr, optional_bool(body, key))
         if "displayOrder" in body:
-            prop.display_order = int(body["displayOrder"])
+            prop.display_order = int_value(body["displayOrder"], "displayOrder", -1)
         prop.updated_at = now_iso()
         return prop
 
@@ -257,6 +260,7 @@ class PropertyRegistry:
     # -- groups --------------------------------------------------------------------------
 
     def create_group(self, body: JsonDict) -> JsonDict:
+        _require_text(body)
         name, label = body.get("name"), body.get("label")
         if not name or not label:
             raise bad_request("A property group needs a name and a label")
@@ -270,7 +274,7 @@ class PropertyRegistry:
         group: JsonDict = {
             "name": str(name),
             "label": str(label),
-            "displayOrder": int(body.get("displayOrder", -1)),
+            "displayOrder": int_value(body.get("displayOrder"), "displayOrder", -1),
             "archived": False,
         }
         self.groups[group["name"]] = group
@@ -287,16 +291,30 @@ class PropertyRegistry:
 
     def update_group(self, name: str, body: JsonDict) -> JsonDict:
         group = self.require_group(name)
+        _require_text(body)
         if "label" in body:
             group["label"] = str(body["label"])
         if "displayOrder" in body:
-            group["displayOrder"] = int(body["displayOrder"])
+            group["displayOrder"] = int_value(body["displayOrder"], "displayOrder", -1)
         return group
 
     # -- values --------------------------------------------------------------------------
 
     def normalize(self, values: Mapping[str, object]) -> dict[str, str]:
         """Validated, string-normalised values; raises HubSpot's VALIDATION_ERROR otherwise."""
+        result, issues = self._checked(values)
+        if issues:
+            raise validation_error(issues)
+        return result
+
+    def validate_batch(self, inputs: list[Mapping[str, object]]) -> None:
+        """HubSpot refuses a whole batch write when any input has an invalid value: one
+        VALIDATION_ERROR listing every bad value, and nothing written."""
+        issues = [issue for values in inputs for issue in self._checked(values)[1]]
+        if issues:
+            raise validation_error(issues)
+
+    def _checked(self, values: Mapping[str, object]) -> tuple[dict[str, str], list[PropertyIssue]]:
         if not isinstance(values, Mapping):
             raise bad_request("properties must be an object of property names to values")
         issues: list[PropertyIssue] = []
@@ -321,9 +339,17 @@ class PropertyRegistry:
                     result[name] = normalize_value(prop, raw)
                 except InvalidValueError as exc:
                     issues.append(PropertyIssue(name, issue_code(prop), str(exc)))
-        if issues:
-            raise validation_error(issues)
-        return result
+        return result, issues
+
+
+_TEXT_FIELDS = ("name", "label", "type", "fieldType", "groupName", "description")
+
+
+def _require_text(body: JsonDict) -> None:
+    """A definition's text fields, where given, must be JSON strings (HubSpot answers 400)."""
+    wrong = [key for key in _TEXT_FIELDS if key in body and not isinstance(body[key], str)]
+    if wrong:
+        raise bad_request(f"These fields must be strings: {', '.join(wrong)}", fields=wrong)
 
 
 def _clean_options(raw: object) -> list[JsonDict]:
@@ -336,7 +362,7 @@ def _clean_options(raw: object) -> list[JsonDict]:
                 {
                     "label": str(item.get("label", item["value"])),
                     "value": str(item["value"]),
-                    "displayOrder": int(item.get("displayOrder", i)),
+                    "displayOrder": int_value(item.get("displayOrder"), "displayOrder", i),
                     "hidden": bool(item.get("hidden", False)),
                 }
             )

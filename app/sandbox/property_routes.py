@@ -1,4 +1,8 @@
-"""The CRM properties API for companies: definitions and groups, as hubsync's bootstrap uses it."""
+"""The CRM properties API for companies: definitions and groups, as hubsync's bootstrap uses it.
+
+The same handlers answer under `/crm/v3/properties/{objectType}` and the date-based
+`/crm/properties/2026-03/{objectType}`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from app.sandbox.errors import ApiError, JsonDict, bad_request
 from app.sandbox.properties import PropertyRegistry
 from app.sandbox.request_io import batch_envelope, batch_inputs, json_body, sandbox_of
 
-PREFIX = "/crm/v3/properties/{object_type}"
+PREFIXES = ("/crm/v3/properties/{object_type}", "/crm/properties/2026-03/{object_type}")
 _COMPANY_TYPES = ("companies", "company", "0-2")
 
 
@@ -31,6 +35,13 @@ async def _object_body(request: Request) -> dict[str, object]:
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object")
     return body
+
+
+def input_definitions(body: object) -> list[dict[str, object]]:
+    inputs = batch_inputs(body)
+    if not all(isinstance(item, dict) for item in inputs):
+        raise bad_request("Each input must be a JSON object")
+    return inputs
 
 
 async def list_properties(request: Request) -> Response:
@@ -78,8 +89,7 @@ async def batch_create_properties(request: Request) -> Response:
     registry = _registry(request)
     results: list[JsonDict] = []
     errors: list[JsonDict] = []
-    for item in batch_inputs(await json_body(request)):
-        definition = item if isinstance(item, dict) else {}
+    for definition in input_definitions(await json_body(request)):
         try:
             results.append(registry.create(definition).to_json())
         except ApiError as exc:
@@ -93,8 +103,10 @@ async def batch_read_properties(request: Request) -> Response:
     registry = _registry(request)
     results: list[JsonDict] = []
     missing: list[str] = []
-    for item in batch_inputs(await json_body(request)):
-        name = str(item.get("name")) if isinstance(item, dict) else ""
+    for item in input_definitions(await json_body(request)):
+        name = item.get("name")
+        if not isinstance(name, str):
+            raise bad_request("Each input needs a `name` (a string)")
         prop = registry.get(name)
         if prop is None:
             missing.append(name)
@@ -108,17 +120,17 @@ async def batch_read_properties(request: Request) -> Response:
     return JSONResponse(batch_envelope(requested_at, results, errors), status_code=status)
 
 
-def property_routes() -> list[Route]:
+def property_routes(prefix: str) -> list[Route]:
     # Groups and batches come first: otherwise `/groups` would be read as a property name.
     return [
-        Route(f"{PREFIX}/groups", list_groups, methods=["GET"]),
-        Route(f"{PREFIX}/groups", create_group, methods=["POST"]),
-        Route(f"{PREFIX}/groups/{{name}}", get_group, methods=["GET"]),
-        Route(f"{PREFIX}/groups/{{name}}", update_group, methods=["PATCH"]),
-        Route(f"{PREFIX}/batch/create", batch_create_properties, methods=["POST"]),
-        Route(f"{PREFIX}/batch/read", batch_read_properties, methods=["POST"]),
-        Route(PREFIX, list_properties, methods=["GET"]),
-        Route(PREFIX, create_property, methods=["POST"]),
-        Route(f"{PREFIX}/{{name}}", get_property, methods=["GET"]),
-        Route(f"{PREFIX}/{{name}}", update_property, methods=["PATCH"]),
+        Route(f"{prefix}/groups", list_groups, methods=["GET"]),
+        Route(f"{prefix}/groups", create_group, methods=["POST"]),
+        Route(f"{prefix}/groups/{{name}}", get_group, methods=["GET"]),
+        Route(f"{prefix}/groups/{{name}}", update_group, methods=["PATCH"]),
+        Route(f"{prefix}/batch/create", batch_create_properties, methods=["POST"]),
+        Route(f"{prefix}/batch/read", batch_read_properties, methods=["POST"]),
+        Route(prefix, list_properties, methods=["GET"]),
+        Route(prefix, create_property, methods=["POST"]),
+        Route(f"{prefix}/{{name}}", get_property, methods=["GET"]),
+        Route(f"{prefix}/{{name}}", update_property, methods=["PATCH"]),
     ]

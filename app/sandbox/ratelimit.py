@@ -1,8 +1,9 @@
 """HubSpot's rate limits for a private app, and the record of every request the sandbox saw.
 
-Three policies: a rolling window over every API call (TEN_SECONDLY_ROLLING, 100 per 10 s by
-default), a per-second limit on search (SECONDLY, 5/s), and a daily quota (DAILY). Refused
-calls do not consume quota. Separately, `RequestLog` keeps every request (refused or not) so
+Three policies: a rolling window over every API call but search (TEN_SECONDLY_ROLLING, 100 per
+10 s by default), a per-second limit on search alone (SECONDLY, 5/s: HubSpot exempts search
+from the ten-second limit), and a daily quota over all calls (DAILY). Refused calls do not
+consume quota. Separately, `RequestLog` keeps every request (refused or not) so
 tests and benchmarks can prove a client never put more than the limit into any window.
 """
 
@@ -23,6 +24,7 @@ class RequestRecord:
     method: str
     path: str
     status: int = 0  # filled in when the answer is sent
+    search: bool = False  # outside the general limit
 
 
 class SlidingWindow:
@@ -81,13 +83,12 @@ class ApiLimiter:
             self._day, self.daily_used = today, 0
         if self.daily_used >= self.daily_limit:
             return "DAILY"
-        if not self.window.has_room(now):
-            return "TEN_SECONDLY_ROLLING"
-        if search and not self.search_window.has_room(now):
-            return "SECONDLY"
-        self.window.take(now)
-        if search:
-            self.search_window.take(now)
+        window, policy = (
+            (self.search_window, "SECONDLY") if search else (self.window, "TEN_SECONDLY_ROLLING")
+        )
+        if not window.has_room(now):
+            return policy
+        window.take(now)
         self.daily_used += 1
         return None
 
@@ -109,7 +110,8 @@ def is_write(method: str, path: str) -> bool:
 
 
 class RequestLog:
-    """Every counted request, and the most seen in any window of the general limit.
+    """Every request, and the most seen in any window of the general limit (search, which
+    that limit does not cover, is logged but not counted in the window).
 
     The records are bounded (`keep` newest) so a long-running embedded sandbox does not grow
     without end; the totals and the window maximum are exact regardless.
@@ -130,14 +132,16 @@ class RequestLog:
         self._clock = clock
         self._recent: deque[float] = deque()
 
-    def start(self, method: str, path: str) -> RequestRecord:
+    def start(self, method: str, path: str, *, search: bool = False) -> RequestRecord:
         """Log a request on arrival; `finish` records its answer."""
         at = self._clock()
-        record = RequestRecord(at, method, path)
+        record = RequestRecord(at, method, path, search=search)
         self.records.append(record)
         self.total += 1
         if is_write(method, path):
             self.writes += 1
+        if search:
+            return record
         self._recent.append(at)
         while self._recent and self._recent[0] <= at - self.window_seconds:
             self._recent.popleft()
@@ -151,7 +155,7 @@ class RequestLog:
     def max_requests_in_window(self, window_seconds: float | None = None) -> int:
         """The most kept requests inside any window of this length (default: the limit's)."""
         width = self.window_seconds if window_seconds is None else window_seconds
-        times = sorted(r.at for r in self.records)
+        times = sorted(r.at for r in self.records if not r.search)
         best, start = 0, 0
         for end, at in enumerate(times):
             while times[start] <= at - width:

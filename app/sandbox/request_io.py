@@ -41,6 +41,56 @@ def bool_param(request: Request, name: str) -> bool:
     return request.query_params.get(name, "false").lower() == "true"
 
 
+def object_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object")
+    return body
+
+
+def string_list(body: dict[str, Any], name: str) -> list[str] | None:
+    """An optional array of strings in a JSON body (None when absent or empty)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad_request(f"`{name}` must be an array of strings", **{name: [str(value)]})
+    return value or None
+
+
+def optional_string(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"`{name}` must be a string", **{name: [str(value)]})
+    return value
+
+
+def optional_bool(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise bad_request(f"`{name}` must be true or false", **{name: [str(value)]})
+    return value
+
+
+def int_value(raw: object, name: str, default: int) -> int:
+    """An integer field of a body; a JSON number or digits, never a bool or a fraction."""
+    if raw is None:
+        return default
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        return int(raw)
+    raise bad_request(f"`{name}` must be an integer, got {raw!r}", **{name: [str(raw)]})
+
+
+def object_id(raw: object, name: str = "id") -> str:
+    """An object id (or unique value) as given in a batch input: a string or an integer."""
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)) or raw == "":
+        raise bad_request(f"Each input needs an `{name}` (a string)", **{name: [str(raw)]})
+    return str(raw)
+
+
 def batch_inputs(body: Any) -> list[Any]:
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise bad_request("The request body needs an `inputs` array")
@@ -60,12 +110,19 @@ def input_properties(item: Any) -> dict[str, Any]:
     return properties
 
 
-def refuse_duplicate_ids(inputs: list[Any]) -> None:
+def input_objects(inputs: list[Any]) -> list[dict[str, Any]]:
+    """Batch inputs that are all objects, each with a `properties` object."""
+    for item in inputs:
+        input_properties(item)
+    return inputs
+
+
+def refuse_duplicate_ids(inputs: list[dict[str, Any]]) -> None:
     """HubSpot refuses a whole batch that names the same record twice."""
     seen: set[str] = set()
     duplicates: list[str] = []
     for item in inputs:
-        key = str(item.get("id")) if isinstance(item, dict) else ""
+        key = str(item.get("id"))
         if key in seen:
             duplicates.append(key)
         seen.add(key)

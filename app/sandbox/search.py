@@ -2,7 +2,8 @@
 
 HubSpot ORs filter groups and ANDs the filters inside each; it compares by property type
 (numbers numerically, datetimes as instants, text case-insensitively), pages with an offset
-cursor, and refuses to page past 10,000 results.
+cursor, and refuses to page past 10,000 results. It takes at most 5 groups of at most 6
+filters, 18 filters in all, and a `limit` from 1 to 200.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from app.sandbox.clock import now_ms
 from app.sandbox.errors import JsonDict, bad_request
 from app.sandbox.properties import PropertyDef, PropertyRegistry
+from app.sandbox.request_io import int_value, object_body, optional_string, string_list
 from app.sandbox.store import Company, CompanyStore
 from app.sandbox.values import epoch_ms
 
@@ -34,22 +36,33 @@ def run_search(
     index_delay_ms: int = 0,
 ) -> JsonDict:
     """Answer a search; with `index_delay_ms`, as of that long ago (HubSpot's index lag)."""
-    if not isinstance(body, dict):
-        raise bad_request("The search request must be a JSON object")
-    limit = _int(body.get("limit", 10), "limit")
-    if not 0 <= limit <= MAX_LIMIT:
-        raise bad_request(f"limit must be between 0 and {MAX_LIMIT}, got {limit}")
-    offset = _int(body.get("after") or 0, "after")
+    body = object_body(body)
+    limit = int_value(body.get("limit"), "limit", 10)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise bad_request(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    offset = int_value(body.get("after") if body.get("after") != "" else None, "after", 0)
+    if offset < 0:
+        raise bad_request(f"after must not be negative, got {offset}", after=[str(offset)])
     if offset >= cap:
         raise bad_request(
             f"Search results are limited to {cap} per query; "
             f"after={offset} is past the end. Narrow the query instead of paging further.",
             after=[str(offset)],
         )
-    groups = body.get("filterGroups") or []
+    groups = body.get("filterGroups", [])
+    if groups is None:
+        groups = []
     if not isinstance(groups, list) or len(groups) > MAX_GROUPS:
         raise bad_request(f"At most {MAX_GROUPS} filterGroups are allowed")
     predicates = [_group(store.registry, group) for group in groups]
+    count = sum(len(group) for group in predicates)
+    if count > MAX_FILTERS:
+        raise bad_request(
+            f"A search takes at most {MAX_FILTERS} filters in all, got {count}",
+            filters=[str(count)],
+        )
+    query = optional_string(body, "query")
+    properties = string_list(body, "properties")
     indexed = store.active()
     if index_delay_ms > 0:
         moment = now_ms() - index_delay_ms
@@ -58,11 +71,10 @@ def run_search(
         company
         for company in indexed
         if (not predicates or any(all(p(company) for p in group) for group in predicates))
-        and _matches_query(company, body.get("query"))
+        and _matches_query(company, query)
     ]
-    _sort(store.registry, matches, body.get("sorts") or [])
+    _sort(store.registry, matches, body.get("sorts") if body.get("sorts") is not None else [])
     page = matches[offset : min(offset + limit, cap)]
-    properties = body.get("properties") or None
     result: JsonDict = {
         "total": len(matches),
         "results": [company.to_json(properties, null_for_unset=null_for_unset) for company in page],
@@ -70,13 +82,6 @@ def run_search(
     if offset + limit < len(matches):
         result["paging"] = {"next": {"after": str(offset + limit)}}
     return result
-
-
-def _int(value: object, name: str) -> int:
-    try:
-        return int(str(value))
-    except ValueError:
-        raise bad_request(f"{name} must be an integer, got {value!r}") from None
 
 
 Predicate = Callable[[Company], bool]
@@ -109,7 +114,10 @@ def _predicate(registry: PropertyRegistry, spec: object) -> Predicate:
     if operator == "NOT_HAS_PROPERTY":
         return lambda c: c.value(name) is None
     if operator in ("IN", "NOT_IN"):
-        wanted = {typed(v) for v in spec.get("values") or []}
+        values = spec.get("values") or []
+        if not isinstance(values, list):
+            raise bad_request(f"`values` of an {operator} filter must be an array")
+        wanted = {typed(v) for v in values}
         if operator == "IN":
             return lambda c: (v := c.value(name)) is not None and key(v) in wanted
         return lambda c: (v := c.value(name)) is None or key(v) not in wanted

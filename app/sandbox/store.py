@@ -130,7 +130,9 @@ class Company:
         *,
         null_for_unset: bool = False,
     ) -> JsonDict:
-        """HubSpot's object shape; `properties` None means the defaults, ALL means every value."""
+        """HubSpot's object shape; `properties` None means the defaults, ALL means every value.
+        With `null_for_unset`, a property asked for by name that has no value answers null."""
+        null_for_unset = null_for_unset and properties not in (None, ALL)
         if properties == ALL:
             names = [n for n in self.names() if self.value(n) is not None]
         else:
@@ -279,18 +281,28 @@ class CompanyStore:
             self._emit(ChangeEvent("propertyChange", company.id, now, source, name, value))
         return company
 
+    def upsert_key(self, id_property: str | None) -> str:
+        """The unique property an upsert matches on; HubSpot refuses a missing one, the
+        record id (`hs_object_id`) and any property without unique values."""
+        if not id_property:
+            raise bad_request(
+                "An upsert needs an idProperty naming a property with unique values",
+                idProperty=[""],
+            )
+        prop = self.registry.get(id_property)
+        if id_property == "hs_object_id" or prop is None or not prop.has_unique_value:
+            raise bad_request(
+                f"Unable to perform upsert by non-unique property {id_property}; "
+                "use a property with unique values as the idProperty",
+                idProperty=[id_property],
+            )
+        return id_property
+
     def upsert(
-        self, key: str, id_property: str | None, raw: Mapping[str, object], source: WriteSource
+        self, key: str, id_property: str, raw: Mapping[str, object], source: WriteSource
     ) -> tuple[Company, bool]:
         """Update the company whose `id_property` equals `key`, or create it: (company, new)."""
-        if not id_property or id_property == "hs_object_id":
-            return self.update(key, raw, source), False
-        prop = self.registry.get(id_property)
-        if prop is None or not prop.has_unique_value:
-            raise bad_request(
-                f"{id_property} is not a unique identifier property", idProperty=[id_property]
-            )
-        existing = self.find(key, id_property=id_property)
+        existing = self.find(key, id_property=self.upsert_key(id_property))
         if existing is not None:
             return self.update(existing.id, raw, source), False
         return self.create({**raw, id_property: key}, source), True

@@ -14,13 +14,16 @@ from app.sandbox.config import SandboxConfig
 from app.sandbox.sandbox import Sandbox
 
 SANDBOX_BASE_URL = "https://api.hubapi.sandbox"
+# What the test client sends when the sandbox names no token (it then takes any).
+TEST_TOKEN = "pat-sandbox-test"  # noqa: S105 - a placeholder the sandbox accepts, no secret
 
 
 @dataclass
 class RunningSandbox:
     app: Starlette
     sandbox: Sandbox
-    client: httpx.AsyncClient  # talks to the app in-process, base URL SANDBOX_BASE_URL
+    # Talks to the app in-process, base URL SANDBOX_BASE_URL, with the sandbox's Bearer token.
+    client: httpx.AsyncClient
 
 
 @contextlib.asynccontextmanager
@@ -29,5 +32,10 @@ async def running_sandbox(config: SandboxConfig | None = None) -> AsyncIterator[
     app = create_sandbox_app(config)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=SANDBOX_BASE_URL) as client:
+        token = app.state.sandbox.config.access_token or TEST_TOKEN
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url=SANDBOX_BASE_URL,
+            headers={"Authorization": f"Bearer {token}"},
+        ) as client:
             yield RunningSandbox(app, app.state.sandbox, client)

@@ -2,6 +2,9 @@
 
 Numbers lose trailing zeros ("1.50" -> "1.5"), booleans become "true"/"false", datetimes ISO 8601
 with milliseconds and `Z`, dates `YYYY-MM-DD`; an empty string (or null) clears a value.
+
+Strict as HubSpot has been since January 2025: a number or boolean with surrounding spaces is
+refused, and so is a date property given a time of day (a date is midnight UTC).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from app.sandbox.clock import iso_from_ms
 
 if TYPE_CHECKING:
     from app.sandbox.properties import PropertyDef
+
+
+_DAY_MS = 86_400_000
 
 
 class InvalidValueError(ValueError):
@@ -39,7 +45,7 @@ def normalize_value(prop: PropertyDef, raw: object) -> str:
     if isinstance(raw, (dict, list)):
         raise InvalidValueError(f"{raw!r} is not a valid value for {prop.name}")
     if prop.is_boolean:
-        text = str(raw).strip().lower() if not isinstance(raw, bool) else str(raw).lower()
+        text = str(raw).lower()
         if text not in ("true", "false"):
             raise InvalidValueError(f"{raw!r} is not a valid boolean value. Use true or false.")
         return text
@@ -60,13 +66,25 @@ def normalize_value(prop: PropertyDef, raw: object) -> str:
     if prop.type == "datetime":
         return iso_from_ms(epoch_ms(text))
     if prop.type == "date":
-        return datetime.fromtimestamp(epoch_ms(text) / 1000, UTC).date().isoformat()
+        return _midnight_date(text)
     return text
 
 
+def _midnight_date(text: str) -> str:
+    ms = epoch_ms(text)
+    if ms % _DAY_MS:
+        raise InvalidValueError(
+            f"{text!r} is not a valid date: a date property takes midnight UTC "
+            "(YYYY-MM-DD or epoch milliseconds of a midnight), not a time of day"
+        )
+    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+
+
 def _canonical_number(text: str) -> str:
+    if text != text.strip():
+        raise InvalidValueError(f"{text!r} is not a valid number: remove the surrounding spaces.")
     try:
-        number = Decimal(text.strip())
+        number = Decimal(text)
     except InvalidOperation:
         raise InvalidValueError(f"{text!r} is not a valid number.") from None
     if not number.is_finite():
@@ -79,6 +97,8 @@ def _canonical_number(text: str) -> str:
 def epoch_ms(text: str) -> int:
     """Epoch milliseconds from digits, an ISO 8601 datetime, or a plain date."""
     stripped = text.strip()
+    if stripped != text:
+        raise InvalidValueError(f"{text!r} is not a valid date: remove the surrounding spaces.")
     if re.fullmatch(r"-?\d+", stripped):
         return int(stripped)
     try:

@@ -120,6 +120,7 @@ async def service(db: Database) -> AsyncIterator[Service]:
             **db.env,
             "HUBSYNC_API_TOKENS": "e2e-token",
             "HUBSPOT_RATE_LIMIT": "1000/1s",  # HubSpot's speed is not what these tests measure
+            "HUBSYNC_SANDBOX_RATE_LIMIT": "1000/1s",  # ... so the built-in sandbox's neither
             "HUBSYNC_SCHEDULER": "false",
         }
     )

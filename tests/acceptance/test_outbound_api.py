@@ -67,6 +67,7 @@ async def api(db: Database) -> AsyncIterator[Api]:
             "HUBSYNC_SCHEDULER": "false",
             "HUBSYNC_RETRY_BASE_SECONDS": "0.1",
             "HUBSPOT_RATE_LIMIT": "1000/1s",
+            "HUBSYNC_SANDBOX_RATE_LIMIT": "1000/1s",  # the built-in sandbox's own limit
         }
     )
     async with running_service(create_app(settings)) as (client, context):

@@ -52,7 +52,8 @@ async def start(config: SandboxConfig) -> AsyncIterator[Portal]:
 
 @pytest.fixture
 async def portal() -> AsyncIterator[Portal]:
-    async for p in start(SandboxConfig(access_token=TOKEN)):
+    # Search without the index's lag: these tests search right after writing.
+    async for p in start(SandboxConfig(access_token=TOKEN, search_index_delay_seconds=0)):
         yield p
 
 
@@ -158,6 +159,40 @@ async def test_upsert_of_250_with_one_bad_value_maps_the_error(client: HubSpotCl
     assert len({o.company.id for o in result if o.company}) == 249
 
 
+@pytest.mark.parametrize("operation", ["upsert", "update"])
+async def test_a_batch_with_one_bad_value_is_refused_whole_and_the_client_isolates_it(
+    client: HubSpotClient, portal: Portal, operation: str
+) -> None:
+    """The sandbox answers 400 for the whole request, as HubSpot does, not 207; the client
+    splits the batch until the bad input stands alone, so the other 99 are still written."""
+    existing = await client.batch_upsert_companies([customer(n) for n in range(100)])
+    inputs = [customer(n, warp_status="SUSPENDED") for n in range(100)]
+    inputs[37] = customer(37, warp_status="SUSPENDED", warp_credit_limit="lots")
+    ids = {o.key: o.company.id for o in existing if o.company}
+    before = len(portal.sandbox.request_log)
+    if operation == "upsert":
+        result = await client.batch_upsert_companies(inputs)
+        keys = [i.id_value for i in inputs]
+    else:
+        result = await client.batch_update_companies(
+            [UpdateInput(ids[i.id_value], i.properties) for i in inputs]
+        )
+        keys = [ids[i.id_value] for i in inputs]
+    writes = [r.status for r in portal.sandbox.request_log[before:]]
+    assert writes[0] == 400  # the whole first batch refused, nothing of it written
+    assert 207 not in writes
+    assert [o.key for o in result.errors] == [keys[37]]
+    error = result.errors[0].error
+    assert isinstance(error, HubSpotValidationError)
+    assert "Property values were not valid" in error.message
+    assert "warp_credit_limit" in error.message
+    statuses = {
+        c.value("warp_ban"): c.value("warp_status") for c in portal.sandbox.companies.active()
+    }
+    assert statuses.pop("ZT-000000037") == "ACTIVE"
+    assert set(statuses.values()) == {"SUSPENDED"}  # the other 99 written
+
+
 async def test_batch_read_by_id_and_by_ban_with_a_missing_one(client: HubSpotClient) -> None:
     created = await client.batch_upsert_companies([customer(1), customer(2)])
     ids = [o.company.id for o in created if o.company]
@@ -182,13 +217,13 @@ async def test_batch_update_and_archive(client: HubSpotClient) -> None:
         [
             UpdateInput(one, {"warp_status": "CLOSED"}),
             UpdateInput("999999", {"warp_status": "CLOSED"}),
-            UpdateInput(two, {"warp_services_voice": "maybe"}),
+            UpdateInput(two, {"warp_services_voice": "true"}),
         ]
     )
     assert result.outcomes[0].company is not None
     assert result.outcomes[0].company.properties["warp_status"] == "CLOSED"
     assert isinstance(result.outcomes[1].error, HubSpotNotFoundError)
-    assert isinstance(result.outcomes[2].error, HubSpotValidationError)
+    assert result.outcomes[2].company is not None
     await client.archive_company(two)
     with pytest.raises(HubSpotNotFoundError):
         await client.get_company(two, PROPS)
@@ -249,3 +284,17 @@ async def test_the_limiter_keeps_the_sandbox_from_refusing(portal: Portal) -> No
         # Bootstrap: list groups, create the group, list properties, create 8; then 20 upserts.
         assert stats["requests"] == 31
         assert stats["max_requests_in_window"] <= 8
+
+
+async def test_a_history_read_of_120_ids_goes_in_requests_of_50(
+    client: HubSpotClient, portal: Portal
+) -> None:
+    created = await client.batch_upsert_companies([customer(n) for n in range(120)])
+    ids = [o.company.id for o in created if o.company]
+    before = len(portal.sandbox.request_log)
+    result = await client.batch_read_companies(
+        ids, ["name"], properties_with_history=["warp_status"]
+    )
+    reads = [r for r in portal.sandbox.request_log[before:] if r.path.endswith("/batch/read")]
+    assert [r.status for r in reads] == [200, 200, 200]  # 50 + 50 + 20, none refused
+    assert all(o.company and o.company.properties_with_history["warp_status"] for o in result)

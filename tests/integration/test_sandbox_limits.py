@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 
+import httpx
 import pytest
 
 from app.sandbox.config import SandboxConfig
@@ -84,7 +85,7 @@ async def test_daily_limit() -> None:
 
 async def test_access_token_is_required_when_configured() -> None:
     async with running_sandbox(SandboxConfig(access_token="pat-test-token")) as hub:
-        missing = await hub.client.get(V3)
+        missing = await hub.client.get(V3, headers={"Authorization": ""})
         assert missing.status_code == 401
         assert missing.json()["category"] == "INVALID_AUTHENTICATION"
         wrong = await hub.client.get(V3, headers={"Authorization": "Bearer pat-other"})
@@ -93,10 +94,24 @@ async def test_access_token_is_required_when_configured() -> None:
         assert right.status_code == 200
 
 
-async def test_any_token_or_none_is_accepted_by_default() -> None:
+async def test_any_bearer_token_is_accepted_by_default_but_none_is_refused() -> None:
     async with running_sandbox() as hub:
-        assert (await hub.client.get(V3)).status_code == 200
         assert (await hub.client.get(V3, headers={"Authorization": "Bearer x"})).status_code == 200
+        for refused in ("", "Bearer ", "Basic eDp5", "pat-no-scheme"):
+            answer = await hub.client.get(V3, headers={"Authorization": refused})
+            assert answer.status_code == 401, refused
+            assert answer.json()["category"] == "INVALID_AUTHENTICATION"
+        transport = httpx.ASGITransport(app=hub.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as anonymous:
+            assert (await anonymous.get(V3)).status_code == 401
+            assert (await anonymous.get("/_sandbox/stats")).status_code == 200
+
+
+async def test_a_sandbox_started_open_takes_requests_without_a_token() -> None:
+    async with running_sandbox(SandboxConfig(open_access=True)) as hub:
+        transport = httpx.ASGITransport(app=hub.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as anonymous:
+            assert (await anonymous.get(V3)).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ PROPS = "/crm/v3/properties/companies"
 @pytest.fixture
 async def hub() -> AsyncIterator[RunningSandbox]:
     config = SandboxConfig(
-        rate_limit=RateLimit(10_000, 10.0), search_rate_limit=RateLimit(10_000, 1.0)
+        rate_limit=RateLimit(10_000, 10.0),
+        search_rate_limit=RateLimit(10_000, 1.0),
+        search_index_delay_seconds=0,  # these tests search right after writing
     )
     async with running_sandbox(config) as running:
         yield running
@@ -84,7 +86,7 @@ async def test_filters(seeded: RunningSandbox, body: dict[str, Any], expected: l
     assert names(result) == expected
     assert result["total"] == len(expected)
     for row in result["results"]:
-        assert all(isinstance(v, str) for v in row["properties"].values())
+        assert all(v is None or isinstance(v, str) for v in row["properties"].values())
 
 
 async def test_groups_are_ored_and_filters_anded(seeded: RunningSandbox) -> None:
@@ -234,8 +236,15 @@ async def test_search_can_lag_behind_writes_like_hubspots_index() -> None:
         assert names(await search(hub, {"properties": ["name"]})) == ["B"]
 
 
-async def test_unset_properties_can_come_back_as_null_like_the_real_api() -> None:
-    async with running_sandbox(SandboxConfig(unset_properties_as_null=True)) as hub:
+async def test_search_lags_writes_by_default() -> None:
+    assert SandboxConfig().search_index_delay_seconds >= 1.0
+    async with running_sandbox() as hub:
+        await hub.client.post("/crm/v3/objects/companies", json={"properties": {"name": "A"}})
+        assert (await search(hub, {}))["total"] == 0
+
+
+async def test_unset_properties_come_back_as_null_like_the_real_api() -> None:
+    async with running_sandbox(SandboxConfig(search_index_delay_seconds=0)) as hub:
         company = (
             await hub.client.post("/crm/v3/objects/companies", json={"properties": {"name": "A"}})
         ).json()
@@ -245,3 +254,11 @@ async def test_unset_properties_can_come_back_as_null_like_the_real_api() -> Non
             )
         ).json()
         assert body["properties"]["domain"] is None
+        found = await search(hub, {"properties": ["name", "domain"]})
+        assert found["results"][0]["properties"]["domain"] is None
+        assert_shape(found, "CollectionResponseWithTotalSimplePublicObject")
+        listed = await hub.client.get("/crm/v3/objects/companies", params={"properties": "domain"})
+        assert listed.json()["results"][0]["properties"]["domain"] is None
+        # Not requested, not answered: the defaults leave out what has no value.
+        plain = await hub.client.get(f"/crm/v3/objects/companies/{company['id']}")
+        assert "domain" not in plain.json()["properties"]

@@ -18,8 +18,8 @@ from sqlalchemy import CheckConstraint
 from app.hubspot.client import HubSpotClient
 from app.hubspot.models import BatchResult
 from app.hubspot.ratelimit import LocalRateLimiter
-from app.sandbox.testing import SANDBOX_BASE_URL
-from app.settings import RateLimit
+from app.sandbox.testing import SANDBOX_BASE_URL, TEST_TOKEN
+from app.settings import RateLimit, Secret
 from app.store.queue import QueueRepository
 from app.sync.intake import parse_event
 from app.sync.jobs import JobDirection, JobSource, OutcomeStatus
@@ -125,7 +125,7 @@ async def test_a_batch_rejected_whole_fails_only_the_bad_input(env: SyncEnv) -> 
     rejecting = WholeBatchRejection(env.client._http._transport, refused="RESELLER")
     client = HubSpotClient(
         base_url=SANDBOX_BASE_URL,
-        access_token=None,
+        access_token=Secret(TEST_TOKEN),  # the sandbox, like HubSpot, refuses none
         limiter=LocalRateLimiter(RateLimit(1000, 1.0)),
         transport=rejecting,
     )

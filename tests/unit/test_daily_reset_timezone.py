@@ -29,7 +29,11 @@ def test_the_account_time_zone_is_a_validated_setting() -> None:
 
 async def test_the_client_from_settings_waits_until_midnight_in_the_account_zone() -> None:
     settings = Settings.from_mapping(
-        {"HUBSPOT_ACCOUNT_TIMEZONE": NEW_YORK, "HUBSPOT_ACCESS_TOKEN": "pat-test"}
+        {
+            "HUBSPOT_ACCOUNT_TIMEZONE": NEW_YORK,
+            "HUBSPOT_ACCESS_TOKEN": "pat-test",
+            "HUBSPOT_API_VERSION": "v3",  # the mocked paths are v3's
+        }
     )
     client = HubSpotClient.from_settings(settings, limiter=RecordingLimiter(), base_url=BASE)
     async with client:

@@ -76,7 +76,7 @@ def make_client(
         access_token=Secret(TOKEN),
         limiter=limiter,
         search_limiter=search_limiter,
-        **{"max_retries": 0, **kwargs},
+        **{"max_retries": 0, "api_version": "v3", **kwargs},
     )
 
 
@@ -485,7 +485,9 @@ async def test_a_daily_pause_fails_fast_without_calling_hubspot(hubspot: Any) ->
     limiter = LocalRateLimiter(RateLimit(100, 10.0))
     await limiter.pause(7200, DAILY_PAUSE_REASON)
     route = hubspot.get(f"{COMPANIES}/1").mock(return_value=httpx.Response(200, json=company("1")))
-    async with HubSpotClient(base_url=BASE, access_token=Secret(TOKEN), limiter=limiter) as c:
+    async with HubSpotClient(
+        base_url=BASE, access_token=Secret(TOKEN), limiter=limiter, api_version="v3"
+    ) as c:
         with pytest.raises(HubSpotDailyLimitError) as caught:
             await c.get_company("1", ["name"])
     assert caught.value.retry_after is not None

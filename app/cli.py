@@ -43,8 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--client-secret", help="secret that signs webhooks (default: random)")
     sandbox.add_argument("--app-id", default="1", help="app id of API writes (default 1)")
     sandbox.add_argument("--access-token", help="require this bearer token (default: any)")
+    sandbox.add_argument("--portal-id", type=int, default=1, help="the portal's id (default 1)")
     sandbox.add_argument("--rate-limit", default="100/10s", help="requests per window (100/10s)")
     commands.add_parser("check-config", help="read the configuration and print it, secrets masked")
+    relink = commands.add_parser(
+        "relink", help="show the HubSpot portal this database's links belong to; move away from it"
+    )
+    relink.add_argument(
+        "--reset",
+        action="store_true",
+        help="forget every link, field state and open conflict, and the recorded portal, so "
+        "the next start binds to the portal it finds (moving portals on purpose)",
+    )
     return parser
 
 
@@ -60,10 +70,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         for key, value in settings.describe().items():
             print(f"{key}: {value}")
-        return 0
+        for warning in settings.startup_warnings():
+            print(f"hubsync: warning: {warning}", file=sys.stderr)
+        return refuse_problems(settings)
+    if args.command == "relink":
+        return relink(settings, reset=args.reset)
     if args.command == "migrate":
+        from app.settings import sqlite_path_problem
         from app.store.bootstrap import migrate_database
 
+        problem = sqlite_path_problem(settings.database_url.reveal())
+        if problem is not None:
+            print(f"hubsync: configuration error: HUBSYNC_DATABASE_URL: {problem}", file=sys.stderr)
+            return 2
         asyncio.run(migrate_database(settings, revision=args.revision, downgrade=args.downgrade))
         return 0
     if args.command == "serve":
@@ -85,6 +104,7 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
         webhook_url=args.webhook_url,
         app_id=args.app_id,
         access_token=args.access_token,
+        portal_id=args.portal_id,
         **({"client_secret": args.client_secret} if args.client_secret else {}),
     )
     print(f"HubSpot sandbox on http://{args.host}:{args.port} (rate limit {limit})")
@@ -92,24 +112,66 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def refuse_problems(settings: Settings) -> int:
+    """Print what stops a start, one line each; 2 when there is any."""
+    problems = settings.startup_problems()
+    for problem in problems:
+        print(f"hubsync: configuration error: {problem}", file=sys.stderr)
+    return 2 if problems else 0
+
+
+def relink(settings: Settings, *, reset: bool) -> int:
+    from app.store.db import create_engine
+    from app.store.portal import count_links, recorded_portal, reset_portal
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url.reveal())
+        try:
+            async with engine.begin() as connection:
+                portal = await recorded_portal(connection)
+                links = await count_links(connection)
+                if not reset:
+                    print(f"links: {links}, bound to {portal or 'no portal yet'}")
+                    print("`hubsync relink --reset` forgets them to move to another portal")
+                    return 0
+                dropped = await reset_portal(connection)
+            print(
+                f"forgot {dropped} links of {portal or 'no recorded portal'}; the next start "
+                "binds to the portal it finds and syncs every customer there afresh"
+            )
+            return 0
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def serve(settings: Settings, *, host: str, port: int, migrate: bool | None) -> int:
     import uvicorn
 
     from app.logs import configure_logging
     from app.main import create_app
+    from app.preflight import PreflightError, preflight
     from app.store.bootstrap import is_embedded_default, migrate_database
 
+    if refuse_problems(settings):
+        return 2
     configure_logging(settings)
     logging.getLogger("hubsync").info(
         "hubsync serve on http://%s:%d, %s",
         host,
         port,
-        "with the built-in HubSpot sandbox (no HUBSPOT_ACCESS_TOKEN set)"
+        "in demo mode with the built-in HubSpot sandbox (HUBSYNC_MODE=demo)"
         if settings.sandbox_mode
-        else f"against HubSpot at {settings.hubspot_base_url}",
+        else f"against HubSpot at {settings.describe()['hubspot']}",
     )
     if migrate or (migrate is None and is_embedded_default(settings)):
         asyncio.run(migrate_database(settings))
+    try:
+        asyncio.run(preflight(settings))
+    except PreflightError as exc:
+        print(f"hubsync: {exc}", file=sys.stderr)
+        return 2
     app = create_app(settings)
     tune_garbage_collector()
     uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True)

@@ -18,15 +18,17 @@ from starlette.routing import BaseRoute, Mount
 from app.api import config, customers, health, sync_jobs, webhooks
 from app.api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
+from app.api.sandbox_access import SandboxAccess
 from app.context import AppContext
+from app.demo import start_demo
 from app.hubspot.connection import SANDBOX_APP_ID, build_sandbox_app, open_hubspot
-from app.settings import Secret, Settings
-from app.store import sync_state
+from app.settings import Secret, Settings, SettingsError
+from app.store.bootstrap import is_embedded_default
 from app.store.db import create_engine
 from app.store.webhook_events import finish_events_for_jobs
 from app.sync.engine import SyncEngine
 from app.sync.intake_writer import IntakeWriter
-from app.sync.jobs import EntityType, JobDirection, JobSource
+from app.sync.portal import PortalGuard
 from app.sync.runtime import start_runtime, stop_runtime
 from app.warp.connector import SqlWarpConnector
 
@@ -48,32 +50,10 @@ def build_routes() -> list[BaseRoute]:
     ]
 
 
-async def sync_everything_to_the_sandbox(context: AppContext) -> None:
-    """The sandbox starts empty: forget the previous run's HubSpot ids and queue every
-    customer, so the embedded default shows a whole sync at once."""
-    queue = context.extras["queue"]
-    queued = 0
-    try:
-        async with context.engine.begin() as connection:
-            await sync_state.forget_hubspot(connection)
-        async for customers in context.warp.iter_customers():
-            async with context.engine.begin() as connection:
-                await queue.enqueue_many(
-                    connection,
-                    EntityType.CUSTOMER,
-                    [customer["id"] for customer in customers],
-                    source=JobSource.OPERATOR,
-                    direction=JobDirection.TO_HUBSPOT,
-                )
-            queued += len(customers)
-    except Exception:  # e.g. not migrated yet: /readyz reports it
-        log.exception("sandbox: could not queue the first sync")
-        return
-    context.extras["worker"].wake()
-    log.info("sandbox: queued all %d WARP customers for a first sync", queued)
-
-
 def create_app(settings: Settings) -> Starlette:
+    problems = settings.startup_problems()
+    if problems:
+        raise SettingsError(problems[0])
     if settings.sandbox_mode and settings.hubspot_app_id is None:
         # The sandbox attributes API writes to this app id; knowing it marks our own echoes.
         settings = replace(settings, hubspot_app_id=SANDBOX_APP_ID)
@@ -100,10 +80,16 @@ def create_app(settings: Settings) -> Starlette:
         )
         state: LifespanState = {"hubsync": context}
         log.info(
-            "hubsync starting with the built-in HubSpot sandbox (no HUBSPOT_ACCESS_TOKEN)"
+            "hubsync starting in demo mode with the built-in HubSpot sandbox (%s)"
             if settings.sandbox_mode
-            else f"hubsync starting against HubSpot at {settings.hubspot_base_url}",
+            else "hubsync starting against HubSpot at %s",
+            settings.describe()["hubspot"],
             extra={"config": settings.describe()},
+        )
+        for warning in settings.startup_warnings():
+            log.warning(warning)
+        guard = PortalGuard(
+            engine, sandbox=settings.sandbox_mode, base_url=settings.describe()["hubspot"]
         )
         try:
             async with open_hubspot(
@@ -111,24 +97,31 @@ def create_app(settings: Settings) -> Starlette:
                 engine,
                 sandbox_app=sandbox_app,
                 webhook_receiver=with_lifespan_state(app, dict(state)),
+                before_bootstrap=guard.check_at_start,
             ) as hubspot:
                 context.extras["hubspot"] = hubspot.client
                 if hubspot.sandbox_app is not None:
                     context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
-                context.extras["job_handler"] = SyncEngine(
+                sync_engine = SyncEngine(
                     engine=engine,
                     warp=context.warp,
                     hubspot=hubspot.client,
                     after_batch=finish_events_for_jobs,
                 )
+                context.extras["portal_guard"] = guard
+                context.extras["job_handler"] = guard.guard(sync_engine)
                 await start_runtime(context)  # queue, worker, listener, scheduler
                 intake = IntakeWriter(
                     engine, context.extras["queue"], app_id=settings.hubspot_app_id
                 )
                 await intake.start()  # webhook deliveries' group commit
                 context.extras["intake"] = intake
-                if hubspot.sandbox_app is not None and settings.demo_data:
-                    await sync_everything_to_the_sandbox(context)
+                if hubspot.sandbox_app is not None and guard.verified:
+                    await start_demo(
+                        context,
+                        hubspot.sandbox_app.state.sandbox,
+                        queue_everything=settings.demo_data and is_embedded_default(settings),
+                    )
                 try:
                     yield state
                 finally:
@@ -143,7 +136,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = build_routes()
     if sandbox_app is not None:
         # For people: the sandbox's HubSpot API and /_sandbox control routes, browsable.
-        routes.append(Mount(SANDBOX_MOUNT, app=sandbox_app))
+        routes.append(Mount(SANDBOX_MOUNT, app=SandboxAccess(sandbox_app, settings.api_tokens)))
     return Starlette(
         routes=routes,
         middleware=[Middleware(RequestIdMiddleware)],

@@ -286,6 +286,12 @@ class HubSpotClient:
         companies = [HubSpotCompany.from_json(raw) for raw in data.get("results") or []]
         return SearchPage(companies, int(data.get("total") or 0), _next_after(data))
 
+    # -- account -------------------------------------------------------------------------
+
+    async def account_details(self) -> JsonDict:
+        """The portal the token belongs to (`portalId`, `accountType`, time zone, …)."""
+        return await self._call("GET", paths.ACCOUNT_DETAILS)
+
     # -- properties ----------------------------------------------------------------------
 
     async def list_property_groups(self) -> list[JsonDict]:

@@ -9,7 +9,7 @@ signed webhooks are delivered straight into hubsync's own webhook route.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -28,6 +28,8 @@ from app.settings import Secret, Settings
 log = logging.getLogger("hubsync.hubspot")
 
 SANDBOX_APP_ID = "1"
+# The embedded sandbox's portal id: what a demo database records as its portal.
+SANDBOX_PORTAL_ID = 1
 SANDBOX_BASE_URL = "http://hubspot-sandbox.internal"
 WEBHOOK_PATH = "/v1/webhooks/hubspot"
 
@@ -45,6 +47,7 @@ def build_sandbox_app(settings: Settings, webhook_secret: Secret | None) -> Star
         search_rate_limit=settings.hubspot_search_rate_limit,
         client_secret=webhook_secret.reveal() if webhook_secret else SandboxConfig().client_secret,
         app_id=settings.hubspot_app_id or SANDBOX_APP_ID,
+        portal_id=SANDBOX_PORTAL_ID,
     )
     return create_sandbox_app(config)
 
@@ -56,8 +59,11 @@ async def open_hubspot(
     *,
     sandbox_app: Starlette | None,
     webhook_receiver: ASGIApp | None,
+    before_bootstrap: Callable[[HubSpotClient], Awaitable[None]] | None = None,
 ) -> AsyncIterator[HubSpotConnection]:
-    """Open the client (and run the sandbox's lifespan); bootstrap properties; close at exit."""
+    """Open the client (and run the sandbox's lifespan); bootstrap properties; close at exit.
+    `before_bootstrap` runs first, before hubsync writes anything to HubSpot (the portal
+    check)."""
     limiter = create_rate_limiter(engine, settings.hubspot_rate_limit)
     search_limiter = create_rate_limiter(
         engine, settings.hubspot_search_rate_limit, bucket=SEARCH_BUCKET
@@ -67,6 +73,8 @@ async def open_hubspot(
             settings, limiter=limiter, search_limiter=search_limiter
         )
         async with client:
+            if before_bootstrap is not None:
+                await before_bootstrap(client)
             await bootstrap(client)
             yield HubSpotConnection(client, None)
         return
@@ -85,6 +93,8 @@ async def open_hubspot(
             transport=httpx.ASGITransport(app=sandbox_app),
         )
         async with client:
+            if before_bootstrap is not None:
+                await before_bootstrap(client)
             await bootstrap(client)
             yield HubSpotConnection(client, sandbox_app)
 

@@ -18,6 +18,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.sandbox.account_routes import account_routes
 from app.sandbox.companies import company_routes
 from app.sandbox.config import SandboxConfig
 from app.sandbox.control import control_routes
@@ -58,7 +59,7 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> Starlette:
 
     routes = [route for prefix in COMPANY_PREFIXES for route in company_routes(prefix)]
     app = Starlette(
-        routes=[*routes, *property_routes(), *control_routes()],
+        routes=[*routes, *property_routes(), *account_routes(), *control_routes()],
         middleware=[Middleware(ApiGate, sandbox=sandbox)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=lifespan,

@@ -157,6 +157,11 @@ def serve(settings: Settings, *, host: str, port: int, migrate: bool | None) -> 
     if refuse_problems(settings):
         return 2
     configure_logging(settings)
+    try:
+        asyncio.run(preflight(settings))
+    except PreflightError as exc:
+        print(f"hubsync: {exc}", file=sys.stderr)
+        return 2
     logging.getLogger("hubsync").info(
         "hubsync serve on http://%s:%d, %s",
         host,
@@ -167,11 +172,6 @@ def serve(settings: Settings, *, host: str, port: int, migrate: bool | None) -> 
     )
     if migrate or (migrate is None and is_embedded_default(settings)):
         asyncio.run(migrate_database(settings))
-    try:
-        asyncio.run(preflight(settings))
-    except PreflightError as exc:
-        print(f"hubsync: {exc}", file=sys.stderr)
-        return 2
     app = create_app(settings)
     tune_garbage_collector()
     uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True)

@@ -52,6 +52,6 @@ async def preflight(settings: Settings) -> None:
     except PortalRefusedError as exc:
         raise PreflightError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 -- not migrated or down: checked again later
-        log.warning("portal check deferred until the database answers: %s", type(exc).__name__)
+        log.debug("portal check deferred until the database answers: %s", type(exc).__name__)
     finally:
         await engine.dispose()

@@ -56,8 +56,10 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], seconds: float = 3
 def start_sandbox(portal_id: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(  # noqa: S603 -- fixed argv
-        [sys.executable, "-m", "app.cli", "sandbox", "--port", str(port)]
-        + ["--access-token", TOKEN, "--portal-id", str(portal_id)],
+        [
+            *(sys.executable, "-m", "app.cli", "sandbox", "--port", str(port)),
+            *("--access-token", TOKEN, "--portal-id", str(portal_id)),
+        ],
         env=clean_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -44,9 +44,9 @@ async def test_the_first_portal_is_recorded_and_every_other_refused(db: Database
     real = Portal(HUBSPOT, "62515")
     await verify_portal(db.engine, real)
     await verify_portal(db.engine, real)  # the same portal again: fine
-    with pytest.raises(PortalRefusedError, match="portal 62515.*portal 777.*relink --reset"):
+    with pytest.raises(PortalRefusedError, match=r"portal 62515.*portal 777.*relink --reset"):
         await verify_portal(db.engine, Portal(HUBSPOT, "777"))
-    with pytest.raises(PortalRefusedError, match="HUBSYNC_MODE=demo.*portal 62515"):
+    with pytest.raises(PortalRefusedError, match=r"HUBSYNC_MODE=demo.*portal 62515"):
         await verify_portal(db.engine, Portal(SANDBOX, "1"))
     async with db.engine.connect() as connection:
         assert await recorded_portal(connection) == real

@@ -16,7 +16,14 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
 from app.api import config, customers, health, sync_jobs, webhooks
-from app.api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from app.api.errors import (
+    DATABASE_DOWN,
+    ApiError,
+    handle_api_error,
+    handle_database_down,
+    handle_http_exception,
+    handle_unexpected,
+)
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.api.sandbox_access import SandboxAccess
 from app.context import AppContext
@@ -143,6 +150,7 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: handle_http_exception,
+            **dict.fromkeys(DATABASE_DOWN, handle_database_down),
             Exception: handle_unexpected,
         },
         lifespan=lifespan,

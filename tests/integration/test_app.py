@@ -27,7 +27,11 @@ async def test_healthz_and_readyz_on_a_migrated_database(db: Database) -> None:
     assert alive.status_code == 200
     assert alive.json() == {"status": "ok"}
     assert ready.status_code == 200, ready.text
-    assert ready.json()["checks"] == {"database": "ok", "migrations": "ok"}
+    assert ready.json()["checks"] == {
+        "database": "ok",
+        "migrations": "ok",
+        "warp_customers_table": "ok",
+    }
 
 
 async def test_readyz_is_503_with_the_reason_when_migrations_are_behind(db: Database) -> None:

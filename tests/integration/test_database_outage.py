@@ -8,6 +8,7 @@ import yaml
 
 from app.main import create_app
 from app.settings import Settings
+from app.sync.rules import DEFAULT_RULES, rule_to_dict
 from tests.support import running
 from tests.unit.test_openapi import DOCUMENT
 from tests.webhook_support import BASE, change, encode, v3_headers
@@ -19,6 +20,7 @@ VALID_BODIES = {
     ("POST", "/v1/sync/customers/queue"): {"customer_ids": [CUSTOMER]},
     ("POST", "/v1/sync/process-queue"): {},
     ("POST", "/v1/webhooks/events/reprocess"): {"status": "failed"},
+    ("PUT", "/v1/sync/config"): {"rules": [rule_to_dict(rule) for rule in DEFAULT_RULES]},
 }
 
 

@@ -152,14 +152,14 @@ class Settings:
         problems = []
         if not self.sandbox_mode and self.hubspot_access_token is None:
             problems.append(NO_HUBSPOT_CREDENTIALS)
-        for name, url in (
-            ("HUBSYNC_DATABASE_URL", self.database_url),
-            ("WARP_DATABASE_URL", self.effective_warp_database_url),
-        ):
+        urls = [("HUBSYNC_DATABASE_URL", self.database_url)]
+        if self.warp_database_url not in (None, self.database_url):
+            urls.append(("WARP_DATABASE_URL", self.effective_warp_database_url))
+        for name, url in urls:
             problem = sqlite_path_problem(url.reveal())
             if problem is not None:
                 problems.append(f"{name}: {problem}")
-        return list(dict.fromkeys(problems))
+        return problems
 
     def startup_warnings(self) -> list[str]:
         """What lets hubsync start but not do all its work, one line each."""

@@ -52,7 +52,7 @@ def test_check_config_masks_database_and_hubspot_credentials(
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "fragments"),
+    "case",
     [
         ("HUBSYNC_DATABASE_URL", "postgresql://x:pw-secret@h:notaport/db", ["pw-secret"]),
         ("WARP_DATABASE_URL", "notaurl://::", ["notaurl"]),
@@ -64,10 +64,9 @@ def test_a_malformed_url_is_one_line_naming_the_variable_never_the_value(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    variable: str,
-    value: str,
-    fragments: list[str],
+    case: tuple[str, str, list[str]],
 ) -> None:
+    variable, value, fragments = case
     with pytest.raises(SettingsError) as refused:
         Settings.from_mapping({variable: value})
     assert str(refused.value).startswith(f"{variable}: ")

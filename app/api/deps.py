@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
 from starlette.requests import Request
 
 from app.api.errors import ApiError
 from app.context import AppContext
+from app.sync.json_input import JsonInputError, parse_json
 
 
 def app_context(request: Request) -> AppContext:
@@ -45,6 +45,6 @@ async def json_body(request: Request, *, limit: int = 1 << 20, required: bool = 
             raise ApiError(400, "a JSON body is required")
         return None
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+        return parse_json(body)
+    except JsonInputError as exc:
+        raise ApiError(400, str(exc)) from None

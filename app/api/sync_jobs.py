@@ -210,9 +210,10 @@ def _object(document: Any, *, allowed: set[str]) -> dict[str, Any]:
 def _bounded_int(fields: dict[str, Any], name: str, low: int, high: int, *, default: int) -> int:
     value = fields.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}…"
         raise ApiError(
             422,
-            f"{name}: expected a whole number from {low} to {high}, got {value!r}",
+            f"{name}: expected a whole number from {low} to {high}, got {shown}",
             extra={"field": name},
         )
     return value

@@ -38,6 +38,7 @@ from app.sync.webhook_routing import (
 log = logging.getLogger("hubsync.webhooks")
 
 MAX_BODY_BYTES = 1 << 20
+MAX_EVENT_ID = 2**63 - 1  # the ids are BIGINT
 # HubSpot gives up after 5 s; answer 503 before that rather than time out silently.
 INTAKE_TIMEOUT_SECONDS = 4.0
 DATABASE_DOWN = (DBAPIError, PoolTimeoutError, OSError, TimeoutError, IntakeUnavailableError)
@@ -118,7 +119,7 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not raw.isdigit() or len(raw) > len(str(high)) or not low <= int(raw) <= high:
         raise ApiError(400, f"{name} must be an integer from {low} to {high}")
     return int(raw)
 
@@ -159,10 +160,16 @@ async def reprocess_webhook_events(request: Request) -> JSONResponse:
         raise ApiError(400, 'give "event_ids" (a list of ids) or "status" (e.g. "failed")')
     if ids is not None and (
         not isinstance(ids, list)
-        or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= MAX_EVENT_ID for i in ids
+        )
         or len(ids) > REPROCESS_LIMIT
     ):
-        raise ApiError(400, f"event_ids must be a list of at most {REPROCESS_LIMIT} integer ids")
+        raise ApiError(
+            400,
+            f"event_ids must be a list of at most {REPROCESS_LIMIT} integer ids from 1 to "
+            f"{MAX_EVENT_ID}",
+        )
     async with context.engine.begin() as connection:
         summary = await reprocess_events(
             connection,

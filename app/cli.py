@@ -147,8 +147,7 @@ def relink(settings: Settings, *, reset: bool) -> int:
 
 
 def serve(settings: Settings, *, host: str, port: int, migrate: bool | None) -> int:
-    import uvicorn
-
+    from app.http_server import run_server
     from app.logs import configure_logging
     from app.main import create_app
     from app.preflight import PreflightError, preflight
@@ -174,7 +173,13 @@ def serve(settings: Settings, *, host: str, port: int, migrate: bool | None) -> 
         asyncio.run(migrate_database(settings))
     app = create_app(settings)
     tune_garbage_collector()
-    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True)
+    run_server(
+        app,
+        host=host,
+        port=port,
+        header_timeout=settings.header_timeout_seconds,
+        max_connections=settings.max_connections,
+    )
     return 0
 
 

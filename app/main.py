@@ -24,6 +24,7 @@ from app.api.errors import (
     handle_http_exception,
     handle_unexpected,
 )
+from app.api.limits import RequestLimits
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.api.sandbox_access import SandboxAccess
 from app.context import AppContext
@@ -146,7 +147,14 @@ def create_app(settings: Settings) -> Starlette:
         routes.append(Mount(SANDBOX_MOUNT, app=SandboxAccess(sandbox_app, settings.api_tokens)))
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(
+                RequestLimits,
+                body_timeout=settings.body_timeout_seconds,
+                max_unauthenticated=settings.max_unauthenticated_requests,
+            ),
+        ],
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: handle_http_exception,

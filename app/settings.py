@@ -135,6 +135,11 @@ class Settings:
     # Stored webhook events and the sync log are pruned after this long (failed events are
     # kept until handled).
     history_retention_seconds: float = 30 * 86400.0
+    # Against hostile clients (app/api/limits.py, app/http_server.py).
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    max_unauthenticated_requests: int = 64
+    max_connections: int = 1000
     # "demo" runs the built-in HubSpot sandbox; "production" needs HUBSPOT_ACCESS_TOKEN.
     mode: str = "production"
 
@@ -317,6 +322,18 @@ class Settings:
                 7 * 86400.0,
                 60,
                 365 * 86400,
+            ),
+            header_timeout_seconds=_duration(
+                "HUBSYNC_HEADER_TIMEOUT", get("HUBSYNC_HEADER_TIMEOUT"), 10.0, 0.1, 300
+            ),
+            body_timeout_seconds=_duration(
+                "HUBSYNC_BODY_TIMEOUT", get("HUBSYNC_BODY_TIMEOUT"), 30.0, 0.1, 3600
+            ),
+            max_unauthenticated_requests=_number(
+                "HUBSYNC_MAX_UNAUTHENTICATED", get("HUBSYNC_MAX_UNAUTHENTICATED"), 64, 1, 10_000
+            ),
+            max_connections=_number(
+                "HUBSYNC_MAX_CONNECTIONS", get("HUBSYNC_MAX_CONNECTIONS"), 1000, 10, 100_000
             ),
             history_retention_seconds=_duration(
                 "HUBSYNC_HISTORY_RETENTION",

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 
 from app.api.errors import ApiError
+from app.api.limits import mark_authenticated
 from app.context import AppContext
 from app.sync.json_input import JsonInputError, parse_json
 
@@ -32,6 +33,7 @@ def require_api_token(request: Request) -> str:
             matched = index
     if matched is None:
         raise ApiError(401, "the bearer token is not valid")
+    mark_authenticated(request.scope)
     return f"api-token-{matched + 1}"
 
 

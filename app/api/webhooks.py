@@ -1,7 +1,9 @@
 """Where HubSpot webhooks enter: read the raw body, verify the signature, store, answer.
 
-The order matters and each step refuses before the next runs: size (413) → secret configured
-(503) → signature over the raw bytes (401, nothing stored) → JSON shape (400) → one database
+The order matters and each step refuses before the next runs: secret configured (503) →
+signature headers present and the v3 timestamp fresh (401, before a byte of the body is read)
+→ the body, at most 1 MiB, in time (413, 408; app/api/limits.py) → signature over the raw
+bytes (401, nothing stored) → JSON shape (400) → one database
 transaction that stores every event and queues its work — shared with the deliveries arriving
 at the same moment (group commit, app/sync/intake_writer.py) → 200 after the commit (a
 database failure is a 503, so HubSpot retries) → wake the worker. No HubSpot call happens here.
@@ -22,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
-from app.api.webhook_signatures import verify_request
+from app.api.webhook_signatures import precheck_headers, verify_request
 from app.context import AppContext
 from app.store.queue import QueueRepository
 from app.store.webhook_events import STATUSES, list_events
@@ -87,9 +89,10 @@ def wake_worker(context: AppContext) -> None:
 
 async def receive_hubspot(request: Request) -> JSONResponse:
     context = app_context(request)
-    body = await read_limited_body(request)
     if context.webhook_secret is None:
         raise ApiError(503, "webhook secret not configured (set HUBSPOT_CLIENT_SECRET)")
+    precheck_headers(request, accepted=context.settings.hubspot_webhook_signature_versions)
+    body = await read_limited_body(request)
     verify_request(
         request,
         body,

@@ -9,10 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import sync_state
 from app.store.models import PortalBinding
+from app.store.upsert import insert_for
 
 portal_t: Table = PortalBinding.__table__  # type: ignore[assignment]
 SANDBOX = "sandbox"
 HUBSPOT = "hubspot"
+# Set by migration 0002 on a database linked before portals were recorded.
+UNKNOWN_PORTAL = "unknown"
 
 
 @dataclass(frozen=True)
@@ -34,9 +37,16 @@ async def recorded_portal(connection: AsyncConnection) -> Portal | None:
 async def record_portal(
     connection: AsyncConnection, portal: Portal, base_url: str | None = None
 ) -> None:
+    """Record (or, over the UNKNOWN_PORTAL mark, adopt) the portal; replicas starting at the
+    same moment insert the same row, so a conflict keeps the first one's."""
+    statement = insert_for(connection, portal_t).values(
+        id=1, kind=portal.kind, portal_id=portal.portal_id, base_url=base_url
+    )
     await connection.execute(
-        portal_t.insert().values(
-            id=1, kind=portal.kind, portal_id=portal.portal_id, base_url=base_url
+        statement.on_conflict_do_update(
+            index_elements=["id"],
+            set_={"kind": portal.kind, "portal_id": portal.portal_id, "base_url": base_url},
+            where=portal_t.c.portal_id == UNKNOWN_PORTAL,
         )
     )
 

@@ -1,10 +1,11 @@
 """Which HubSpot portal hubsync may sync with: the one its links belong to, and no other.
 
 A database records its portal at the first start (the token's portal from HubSpot's account
-info, or the built-in sandbox). Every later start compares: another portal, the sandbox on a
-database linked to a real portal (or the reverse), or the sandbox on a PostgreSQL database
-holding links of an unknown portal, is refused before anything is written, with one line
-that names `hubsync relink --reset` for moving on purpose.
+info, or the built-in sandbox). Every later start compares: another portal, or the sandbox on
+a database linked to a real portal (or the reverse), is refused before anything is written,
+with one line that names `hubsync relink --reset` for moving on purpose. A PostgreSQL
+database linked before portals were recorded is marked by its migration as linked to a real
+portal not yet known (UNKNOWN_PORTAL): the first start with a token adopts that portal.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.store.portal import (
     HUBSPOT,
     SANDBOX,
+    UNKNOWN_PORTAL,
     Portal,
-    count_links,
     record_portal,
     recorded_portal,
 )
@@ -52,16 +53,14 @@ async def verify_portal(
     """Record `observed` on a database that has no portal yet; refuse a different one."""
     async with engine.begin() as connection:
         recorded = await recorded_portal(connection)
-        if recorded is None:
-            links = await count_links(connection)
-            if links and observed.kind == SANDBOX and engine.dialect.name != "sqlite":
-                raise PortalRefusedError(
-                    f"refusing to start the built-in sandbox: this database holds {links} "
-                    f"links of an unrecorded HubSpot portal; {RELINK}"
-                )
+        if recorded is None or (
+            recorded == Portal(HUBSPOT, UNKNOWN_PORTAL) and observed.kind == HUBSPOT
+        ):
             await record_portal(connection, observed, base_url)
-            log.info("links are now bound to %s", observed)
-            return
+            recorded = await recorded_portal(connection)  # another replica may have been first
+            if recorded == observed:
+                log.info("links are now bound to %s", observed)
+                return
     if recorded == observed:
         return
     if observed.kind == SANDBOX:

@@ -24,6 +24,14 @@ def upgrade() -> None:
     sa.Column('recorded_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_hubsync_portal'))
     )
+    # A PostgreSQL database linked before portals were recorded belongs to a real portal whose
+    # id is not known yet: the first start with a token adopts it; the sandbox never does.
+    # (The embedded SQLite file of older versions was the sandbox's: left unrecorded.)
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute(
+            "INSERT INTO hubsync_portal (id, kind, portal_id) "
+            "SELECT 1, 'hubspot', 'unknown' WHERE EXISTS (SELECT 1 FROM hubspot_entity_links)"
+        )
 
 
 def downgrade() -> None:

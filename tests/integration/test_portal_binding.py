@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from app.api.middleware import with_lifespan_state
 from app.main import create_app
 from app.settings import Settings
+from app.store import migrate
 from app.store.portal import HUBSPOT, SANDBOX, Portal, recorded_portal, reset_portal
 from app.store.sync_state import links
 from app.sync.portal import PortalRefusedError, verify_portal
@@ -63,13 +64,20 @@ async def test_relink_reset_forgets_the_links_and_lets_another_portal_in(db: Dat
         assert (await connection.execute(select(func.count()).select_from(links))).scalar() == 0
 
 
-async def test_the_sandbox_never_adopts_postgres_links_of_an_unknown_portal(db: Database) -> None:
+async def test_links_from_before_portals_were_recorded_go_to_the_first_real_token(
+    db: Database,
+) -> None:
+    await migrate.downgrade(db.engine, "0001")
     await add_link(db)
-    if db.kind == "postgresql":
-        with pytest.raises(PortalRefusedError, match="unrecorded HubSpot portal"):
-            await verify_portal(db.engine, Portal(SANDBOX, "1"))
-    else:  # an embedded demo file from before portals were recorded
+    await migrate.upgrade(db.engine)
+    if db.kind == "sqlite":  # the embedded demo file of older versions: the sandbox's
         await verify_portal(db.engine, Portal(SANDBOX, "1"))
+        return
+    with pytest.raises(PortalRefusedError, match="HUBSYNC_MODE=demo"):
+        await verify_portal(db.engine, Portal(SANDBOX, "1"))
+    await verify_portal(db.engine, Portal(HUBSPOT, "62515"))
+    with pytest.raises(PortalRefusedError, match="portal 777"):
+        await verify_portal(db.engine, Portal(HUBSPOT, "777"))
 
 
 async def test_a_demo_restart_refills_the_sandbox_from_the_links(db: Database) -> None:

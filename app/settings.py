@@ -138,7 +138,7 @@ class Settings:
     # Against hostile clients (app/api/limits.py, app/http_server.py).
     header_timeout_seconds: float = 10.0
     body_timeout_seconds: float = 30.0
-    max_unauthenticated_requests: int = 64
+    max_unauthenticated_requests: int = 1024
     max_connections: int = 1000
     # "demo" runs the built-in HubSpot sandbox; "production" needs HUBSPOT_ACCESS_TOKEN.
     mode: str = "production"
@@ -330,7 +330,7 @@ class Settings:
                 "HUBSYNC_BODY_TIMEOUT", get("HUBSYNC_BODY_TIMEOUT"), 30.0, 0.1, 3600
             ),
             max_unauthenticated_requests=_number(
-                "HUBSYNC_MAX_UNAUTHENTICATED", get("HUBSYNC_MAX_UNAUTHENTICATED"), 64, 1, 10_000
+                "HUBSYNC_MAX_UNAUTHENTICATED", get("HUBSYNC_MAX_UNAUTHENTICATED"), 1024, 1, 100_000
             ),
             max_connections=_number(
                 "HUBSYNC_MAX_CONNECTIONS", get("HUBSYNC_MAX_CONNECTIONS"), 1000, 10, 100_000

@@ -2,12 +2,15 @@
 
 - A body over `max_body_bytes` is refused by its Content-Length before anything is read, and
   otherwise as soon as the bytes read pass the limit (413); the connection is then closed.
-- A body must arrive within `body_timeout` seconds of the request's headers (408): a client
-  sending a byte a second holds nothing for long.
-- At most `max_unauthenticated` request bodies are read at once for callers not yet
-  authenticated (webhook deliveries, whose signature can only be checked on the whole body);
-  past that, 503 with Retry-After at once rather than a queue that grows with the attack.
-  A route marks its caller authenticated (`mark_authenticated`) once its token checked out.
+- A body must arrive within `body_timeout` seconds of the request's headers, and, after a
+  grace of `MIN_RATE_GRACE_SECONDS`, at `MIN_BYTES_PER_SECOND` on average (408): a client
+  sending a byte a second is cut off after about two seconds.
+- For callers not yet authenticated (webhook deliveries, whose signature can only be checked
+  on the whole body), at most `max_unauthenticated` bodies are read at once, and their
+  declared sizes (1 MiB when chunked) add up to at most `UNAUTHENTICATED_BUDGET_BYTES`: the
+  memory such bodies can hold is bounded whatever the number of connections. Past either
+  bound, 503 with Retry-After at once rather than a queue that grows with the attack. A route
+  marks its caller authenticated (`mark_authenticated`) once its token checked out.
 
 Header read time is limited in the HTTP server itself (app/http_server.py).
 """
@@ -25,6 +28,9 @@ from app.api.errors import RETRY_AFTER_SECONDS, ApiError
 from app.api.middleware import REQUEST_ID_HEADER, request_id_of
 
 MAX_BODY_BYTES = 1 << 20
+UNAUTHENTICATED_BUDGET_BYTES = 64 << 20
+MIN_BYTES_PER_SECOND = 1024
+MIN_RATE_GRACE_SECONDS = 2.0
 _AUTHENTICATED = "authenticated"
 
 
@@ -43,13 +49,14 @@ class RequestLimits:
         *,
         max_body_bytes: int = MAX_BODY_BYTES,
         body_timeout: float = 30.0,
-        max_unauthenticated: int = 64,
+        max_unauthenticated: int = 1024,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.max_unauthenticated = max_unauthenticated
         self.unauthenticated_reading = 0
+        self.unauthenticated_bytes = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,7 +68,8 @@ class RequestLimits:
             if refusal is not None:
                 await _send_error(scope, send, refusal)
                 return
-        reader = _BodyReader(self, scope, receive)
+        reserve = int(declared) if declared is not None else self.max_body_bytes
+        reader = _BodyReader(self, scope, receive, reserve)
         try:
             await self.app(scope, reader.receive, send)
         finally:
@@ -78,11 +86,13 @@ class RequestLimits:
 class _BodyReader:
     """One request's `receive`, counted, timed and (unauthenticated) admitted."""
 
-    def __init__(self, limits: RequestLimits, scope: Scope, receive: Receive) -> None:
+    def __init__(self, limits: RequestLimits, scope: Scope, receive: Receive, reserve: int) -> None:
         self.limits = limits
         self.scope = scope
         self.inner = receive
-        self.deadline = asyncio.get_running_loop().time() + limits.body_timeout
+        self.reserve = reserve
+        self.started = asyncio.get_running_loop().time()
+        self.deadline = self.started + limits.body_timeout
         self.size = 0
         self.done = False
         self.holding = False
@@ -91,14 +101,22 @@ class _BodyReader:
         if self.done:  # after the body: waiting for a disconnect is not bounded here
             return await self.inner()
         self._admit()
-        remaining = self.deadline - asyncio.get_running_loop().time()
+        # The next bytes are due by the total deadline, and by when the average rate would
+        # fall under the minimum.
+        due = min(
+            self.deadline,
+            self.started + MIN_RATE_GRACE_SECONDS + (self.size + 1) / MIN_BYTES_PER_SECOND,
+        )
+        remaining = due - asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(max(remaining, 0.0)):
                 message = await self.inner()
         except TimeoutError:
             self._finish()
             raise ApiError(
-                408, f"the request body did not arrive within {self.limits.body_timeout:g} s"
+                408,
+                f"the request body did not arrive in time (within {self.limits.body_timeout:g} s, "
+                f"at {MIN_BYTES_PER_SECOND} bytes/s at least)",
             ) from None
         if message["type"] != "http.request":
             self._finish()
@@ -115,9 +133,13 @@ class _BodyReader:
         if self.holding or _is_authenticated(self.scope):
             return
         limits = self.limits
-        if limits.unauthenticated_reading >= limits.max_unauthenticated:
+        if (
+            limits.unauthenticated_reading >= limits.max_unauthenticated
+            or limits.unauthenticated_bytes + self.reserve > UNAUTHENTICATED_BUDGET_BYTES
+        ):
             raise ApiError(503, "too many requests are being read right now; retry shortly")
         limits.unauthenticated_reading += 1
+        limits.unauthenticated_bytes += self.reserve
         self.holding = True
 
     def _finish(self) -> None:
@@ -128,6 +150,7 @@ class _BodyReader:
         if self.holding:
             self.holding = False
             self.limits.unauthenticated_reading -= 1
+            self.limits.unauthenticated_bytes -= self.reserve
 
 
 async def _send_error(scope: Scope, send: Send, error: ApiError) -> None:

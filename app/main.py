@@ -25,6 +25,7 @@ from app.api.errors import (
     handle_unexpected,
 )
 from app.api.limits import RequestLimits
+from app.api.methods import AllowedMethods
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.api.sandbox_access import SandboxAccess
 from app.context import AppContext
@@ -149,6 +150,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(AllowedMethods, routes=routes),
             Middleware(
                 RequestLimits,
                 body_timeout=settings.body_timeout_seconds,

@@ -66,7 +66,7 @@ class RequestLimits:
         if declared is not None:
             refusal = self._refuse_declared(declared.strip())
             if refusal is not None:
-                await _send_error(scope, send, refusal)
+                await send_error(scope, send, refusal)
                 return
         reserve = int(declared) if declared is not None else self.max_body_bytes
         reader = _BodyReader(self, scope, receive, reserve)
@@ -153,14 +153,18 @@ class _BodyReader:
             self.limits.unauthenticated_bytes -= self.reserve
 
 
-async def _send_error(scope: Scope, send: Send, error: ApiError) -> None:
-    """The JSON error answer, from outside the routed app (no Request object yet)."""
+async def send_error(
+    scope: Scope, send: Send, error: ApiError, headers: dict[str, str] | None = None
+) -> None:
+    """The JSON error answer, from a middleware (no Request object yet); the connection is
+    closed, as the body was not read."""
     request_id = request_id_of(scope)
     body: dict[str, Any] = {"error": error.code, "detail": error.detail, "request_id": request_id}
-    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    headers_out = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    headers_out += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     if request_id:
-        headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
+        headers_out.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
     if error.status == 503:
-        headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        headers_out.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
+    await send({"type": "http.response.start", "status": error.status, "headers": headers_out})
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})

@@ -47,6 +47,9 @@ async def json_body(request: Request, *, limit: int = 1 << 20, required: bool = 
             raise ApiError(400, "a JSON body is required")
         return None
     try:
-        return parse_json(body)
+        document = parse_json(body)
     except JsonInputError as exc:
         raise ApiError(400, str(exc)) from None
+    if document is None:  # JSON null is a body, and no route takes it
+        raise ApiError(400, "the body is JSON null; send an object, or no body")
+    return document

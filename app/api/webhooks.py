@@ -157,6 +157,8 @@ async def reprocess_webhook_events(request: Request) -> JSONResponse:
     body = await json_body(request, required=True)
     if not isinstance(body, dict):
         raise ApiError(400, 'expected {"event_ids": [...]} or {"status": "failed"}')
+    if any(body.get(name, "") is None for name in ("event_ids", "status")):
+        raise ApiError(400, "event_ids and status must not be null; leave out the one not used")
     ids = body.get("event_ids")
     status = _status_param(body.get("status"))
     if ids is None and status is None:

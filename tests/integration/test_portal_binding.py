@@ -4,6 +4,10 @@ the sandbox's routes closed to the network."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+
 import httpx
 import pytest
 from sqlalchemy import func, select
@@ -15,7 +19,7 @@ from app.store import migrate
 from app.store.portal import HUBSPOT, SANDBOX, Portal, recorded_portal, reset_portal
 from app.store.sync_state import links
 from app.sync.portal import PortalRefusedError, verify_portal
-from tests.conftest import Database
+from tests.conftest import REPO_ROOT, Database
 from tests.integration.test_job_api import add_customers
 from tests.support import running
 
@@ -127,3 +131,38 @@ def test_without_a_token_production_refuses_to_build_the_app(db: Database) -> No
     settings = Settings.from_mapping({**db.env, "HUBSYNC_MODE": "production"})
     with pytest.raises(ValueError, match="HUBSPOT_ACCESS_TOKEN is not set"):
         create_app(settings)
+
+
+async def run_cli(db: Database, *argv: str) -> tuple[int, str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("HUBSYNC_", "HUBSPOT_"))},
+        "HUBSYNC_DATABASE_URL": db.url,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app.cli",
+        *argv,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    return process.returncode or 0, output.decode()
+
+
+async def test_hubsync_relink_shows_the_portal_and_resets_it_on_purpose(db: Database) -> None:
+    await verify_portal(db.engine, Portal(HUBSPOT, "62515"))
+    await add_link(db)
+    code, shown = await run_cli(db, "relink")
+    assert code == 0, shown
+    assert "links: 1, bound to HubSpot portal 62515" in shown
+    async with db.engine.connect() as connection:
+        assert await recorded_portal(connection) == Portal(HUBSPOT, "62515")
+    code, done = await run_cli(db, "relink", "--reset")
+    assert code == 0, done
+    assert "forgot 1 links of HubSpot portal 62515" in done
+    async with db.engine.connect() as connection:
+        assert await recorded_portal(connection) is None
+        assert (await connection.execute(select(func.count()).select_from(links))).scalar() == 0

@@ -91,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_sandbox_command(args: argparse.Namespace) -> int:
+    from app.sandbox.access import is_loopback
     from app.sandbox.app import SandboxConfig, run_sandbox
     from app.settings import RateLimit
 
@@ -107,6 +108,14 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
         portal_id=args.portal_id,
         **({"client_secret": args.client_secret} if args.client_secret else {}),
     )
+    if not is_loopback(args.host) and args.access_token is None:
+        # Its control routes edit, reset and fault the portal: not for the network at large.
+        print(
+            f"hubsync sandbox: --host {args.host} is not loopback; give --access-token, which "
+            "callers from elsewhere must then present (also on /_sandbox)",
+            file=sys.stderr,
+        )
+        return 2
     print(f"HubSpot sandbox on http://{args.host}:{args.port} (rate limit {limit})")
     run_sandbox(args.host, args.port, config)
     return 0

@@ -27,10 +27,10 @@ from app.api.errors import (
 from app.api.limits import RequestLimits
 from app.api.methods import AllowedMethods
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
-from app.api.sandbox_access import SandboxAccess
 from app.context import AppContext
 from app.demo import start_demo
 from app.hubspot.connection import SANDBOX_APP_ID, build_sandbox_app, open_hubspot
+from app.sandbox.access import LoopbackOrToken
 from app.settings import Secret, Settings, SettingsError
 from app.store.bootstrap import is_embedded_default
 from app.store.db import create_engine
@@ -145,7 +145,12 @@ def create_app(settings: Settings) -> Starlette:
     routes = build_routes()
     if sandbox_app is not None:
         # For people: the sandbox's HubSpot API and /_sandbox control routes, browsable.
-        routes.append(Mount(SANDBOX_MOUNT, app=SandboxAccess(sandbox_app, settings.api_tokens)))
+        routes.append(
+            Mount(
+                SANDBOX_MOUNT,
+                app=LoopbackOrToken(sandbox_app, [t.reveal() for t in settings.api_tokens]),
+            )
+        )
     return Starlette(
         routes=routes,
         middleware=[

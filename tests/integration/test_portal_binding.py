@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.api.middleware import with_lifespan_state
+from app.cli import main
 from app.main import create_app
 from app.settings import Settings
 from app.store import migrate
@@ -166,3 +167,10 @@ async def test_hubsync_relink_shows_the_portal_and_resets_it_on_purpose(db: Data
     async with db.engine.connect() as connection:
         assert await recorded_portal(connection) is None
         assert (await connection.execute(select(func.count()).select_from(links))).scalar() == 0
+
+
+def test_a_standalone_sandbox_off_loopback_needs_an_access_token(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["sandbox", "--host", "0.0.0.0", "--port", "1"]) == 2  # noqa: S104 -- the point
+    assert "--access-token" in capsys.readouterr().err

@@ -1,17 +1,17 @@
-"""Who may reach the embedded sandbox at `/_hubspot` (demo mode only): callers on this
-machine (loopback), or anyone presenting one of HUBSYNC_API_TOKENS. Its control routes edit
-and reset the emulated portal, so a demo bound to 0.0.0.0 must not open them to the network."""
+"""Who may reach a sandbox: callers on this machine (loopback), or anyone presenting one of
+the given bearer tokens (HUBSYNC_API_TOKENS for the embedded one at `/_hubspot`, the
+`--access-token` of `hubsync sandbox`). Its control routes edit, reset and fault the emulated
+portal, so a sandbox bound to 0.0.0.0 must not open them to the network."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Sequence
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-from app.settings import Secret
 
 
 def is_loopback(host: str | None) -> bool:
@@ -23,10 +23,10 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-class SandboxAccess:
-    def __init__(self, app: ASGIApp, tokens: tuple[Secret, ...]) -> None:
+class LoopbackOrToken:
+    def __init__(self, app: ASGIApp, tokens: Sequence[str]) -> None:
         self.app = app
-        self.tokens = tokens
+        self.tokens = [token.encode() for token in tokens]
 
     def _has_token(self, scope: Scope) -> bool:
         scheme, _, presented = Headers(scope=scope).get("authorization", "").partition(" ")
@@ -35,7 +35,7 @@ class SandboxAccess:
         given = presented.strip().encode()
         matched = False
         for token in self.tokens:
-            matched |= hmac.compare_digest(given, token.reveal().encode())
+            matched |= hmac.compare_digest(given, token)
         return matched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

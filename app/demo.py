@@ -23,7 +23,19 @@ log = logging.getLogger("hubsync.demo")
 
 
 async def refill_sandbox(context: AppContext, sandbox: Sandbox) -> int:
-    """Put every actively linked company back into the empty sandbox; how many."""
+    """Put every actively linked company back into the empty sandbox; how many. A failure
+    (e.g. not migrated yet: /readyz says so) is logged, not fatal."""
+    try:
+        restored = await _refill(context, sandbox)
+    except Exception:
+        log.exception("demo: could not refill the sandbox from the links")
+        return 0
+    if restored:
+        log.info("demo: restored %d linked companies into the sandbox", restored)
+    return restored
+
+
+async def _refill(context: AppContext, sandbox: Sandbox) -> int:
     links, states = sync_state.links, sync_state.field_states
     async with context.engine.connect() as connection:
         rules = {rule.warp_field: rule.hubspot_property for rule in await load_rules(connection)}
@@ -58,18 +70,14 @@ async def refill_sandbox(context: AppContext, sandbox: Sandbox) -> int:
     return restored
 
 
-async def start_demo(context: AppContext, sandbox: Sandbox, *, queue_everything: bool) -> None:
-    try:
-        restored = await refill_sandbox(context, sandbox)
-        if restored:
-            log.info("demo: restored %d linked companies into the sandbox", restored)
-        if queue_everything:
-            await queue_every_customer(context)
-    except Exception:  # e.g. not migrated yet: /readyz reports it
-        log.exception("demo: could not prepare the sandbox")
-
-
 async def queue_every_customer(context: AppContext) -> None:
+    try:
+        await _queue_every_customer(context)
+    except Exception:  # e.g. not migrated yet: /readyz reports it
+        log.exception("demo: could not queue the demo customers")
+
+
+async def _queue_every_customer(context: AppContext) -> None:
     queue = context.extras["queue"]
     queued = 0
     async for customers in context.warp.iter_customers():

@@ -28,7 +28,7 @@ from app.api.limits import RequestLimits
 from app.api.methods import AllowedMethods
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.context import AppContext
-from app.demo import start_demo
+from app.demo import queue_every_customer, refill_sandbox
 from app.hubspot.connection import SANDBOX_APP_ID, build_sandbox_app, open_hubspot
 from app.sandbox.access import LoopbackOrToken
 from app.settings import Secret, Settings, SettingsError
@@ -119,18 +119,17 @@ def create_app(settings: Settings) -> Starlette:
                 )
                 context.extras["portal_guard"] = guard
                 context.extras["job_handler"] = guard.guard(sync_engine)
+                demo = hubspot.sandbox_app is not None and guard.verified
+                if demo:  # before the worker starts: no job may meet the empty sandbox
+                    await refill_sandbox(context, context.extras["sandbox"])
                 await start_runtime(context)  # queue, worker, listener, scheduler
                 intake = IntakeWriter(
                     engine, context.extras["queue"], app_id=settings.hubspot_app_id
                 )
                 await intake.start()  # webhook deliveries' group commit
                 context.extras["intake"] = intake
-                if hubspot.sandbox_app is not None and guard.verified:
-                    await start_demo(
-                        context,
-                        hubspot.sandbox_app.state.sandbox,
-                        queue_everything=settings.demo_data and is_embedded_default(settings),
-                    )
+                if demo and settings.demo_data and is_embedded_default(settings):
+                    await queue_every_customer(context)
                 try:
                     yield state
                 finally:

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
-from app.api import config, customers, health, sync_jobs, webhooks
+from app.api import config, customers, health, links, sync_jobs, webhooks
 from app.api.errors import (
     DATABASE_DOWN,
     ApiError,
@@ -54,6 +54,7 @@ def build_routes() -> list[BaseRoute]:
         *health.routes,
         *sync_jobs.routes,
         *customers.routes,
+        *links.routes,
         *webhooks.routes,
         *config.routes,
     ]

@@ -38,6 +38,14 @@ class WriteChunk:
     traces: list[str]
     inputs: list[JsonDict]
 
+    def halves(self) -> tuple[WriteChunk, WriteChunk]:
+        """The chunk split in two (each input keeps its trace id), to isolate a bad input."""
+        middle = len(self.keys) // 2
+        return (
+            WriteChunk(self.keys[:middle], self.traces[:middle], self.inputs[:middle]),
+            WriteChunk(self.keys[middle:], self.traces[middle:], self.inputs[middle:]),
+        )
+
 
 def chunks(items: Sequence[T]) -> list[Sequence[T]]:
     return [items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT)]

@@ -15,8 +15,10 @@ a short exponential backoff), but never longer than `max_retry_wait` per wait: a
 is raised for the queue to schedule. The daily limit and permanent errors are never retried.
 
 Batch calls take any number of inputs and send them in chunks of at most 100 (HubSpot's
-limit), in order; the `BatchResult` has one outcome per input. A whole-request failure of any
-chunk is raised at once (the calls are idempotent, so the caller may repeat them).
+limit), in order; the `BatchResult` has one outcome per input. A write HubSpot rejects whole
+for a bad value (400 VALIDATION_ERROR) is split until the bad input is isolated, which alone
+fails; any other whole-request failure of a chunk is raised at once (the calls are idempotent,
+so the caller may repeat them).
 
 The access token lives in a `Secret` until the moment a request is sent; it is in no repr,
 log line or error.
@@ -35,13 +37,14 @@ from typing import Any
 import httpx
 
 from app.hubspot import paths
-from app.hubspot.batch import chunks, map_batch_response, write_chunks
+from app.hubspot.batch import WriteChunk, chunks, map_batch_response, write_chunks
 from app.hubspot.errors import (
     HubSpotDailyLimitError,
     HubSpotError,
     HubSpotRateLimitError,
     HubSpotRetryableError,
     HubSpotTransportError,
+    HubSpotValidationError,
     error_from_response,
 )
 from app.hubspot.models import (
@@ -67,6 +70,9 @@ PAGE_LIMIT = 100
 SEARCH_LIMIT = 200
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 USER_AGENT = "hubsync/0.1"
+# A whole-batch refusal with these categories concerns every input alike (a property that
+# does not exist): splitting the batch would only repeat it.
+_NOT_ABOUT_ONE_INPUT = frozenset({"PROPERTY_DOESNT_EXIST"})
 
 
 class _BearerAuth(httpx.Auth):
@@ -228,11 +234,32 @@ class HubSpotClient:
     ) -> BatchResult:
         outcomes: list[BatchOutcome] = []
         for chunk in write_chunks(entries):
-            payload = await self._call("POST", path, json={"inputs": chunk.inputs})
-            outcomes += map_batch_response(
-                chunk.keys, payload, id_property=id_property, trace_ids=chunk.traces
-            )
+            outcomes += await self._write_chunk(path, chunk, id_property)
         return BatchResult(outcomes)
+
+    async def _write_chunk(
+        self, path: str, chunk: WriteChunk, id_property: str | None
+    ) -> list[BatchOutcome]:
+        """One batch write. HubSpot may reject a whole batch (400 "Property values were not
+        valid") for one bad input: then the batch is split in halves and each half sent again,
+        until the bad input stands alone and gets the error as its own outcome — a handful of
+        requests (about 2·log2 n for one bad input), and every other input is written."""
+        try:
+            payload = await self._call("POST", path, json={"inputs": chunk.inputs})
+        except HubSpotValidationError as exc:
+            if exc.category in _NOT_ABOUT_ONE_INPUT:
+                raise
+            if len(chunk.keys) == 1:
+                return [BatchOutcome(key=chunk.keys[0], company=None, error=exc)]
+            first, second = chunk.halves()
+            logger.info("HubSpot rejected a batch of %d whole; splitting it", len(chunk.keys))
+            return [
+                *await self._write_chunk(path, first, id_property),
+                *await self._write_chunk(path, second, id_property),
+            ]
+        return map_batch_response(
+            chunk.keys, payload, id_property=id_property, trace_ids=chunk.traces
+        )
 
     async def archive_company(self, company_id: str) -> None:
         """Archive (HubSpot's delete; restorable for 90 days)."""

@@ -245,10 +245,14 @@ class EntityLink(Base):
     hubspot_company_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     warp_ban: Mapped[str | None] = mapped_column(String(64), index=True)
     # 'active', 'deleted' (in HubSpot), 'unmatched' (HubSpot company, no WARP customer),
-    # 'merged' (its company was merged into one another link already holds)
+    # 'merged' (its company was merged into one another link already holds; held for an
+    # operator to relink or split), 'warp_deleted' (the customer is gone from WARP)
     state: Mapped[str] = mapped_column(String(16), server_default="active")
     deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_synced_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # When a sync last read the company: a CRM edit after it that a sync's write overwrote
+    # comes back from its webhook (app/sync/crm_edits.py).
+    hubspot_read_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
 

@@ -44,11 +44,21 @@ class Link:
     warp_customer_id: str | None
     hubspot_company_id: str | None
     warp_ban: str | None
-    state: str  # active | deleted | unmatched
+    # active | deleted (in HubSpot) | unmatched (no WARP customer) | merged (its company was
+    # merged into one another customer holds: held for an operator) | warp_deleted
+    state: str
+    hubspot_read_at: datetime | None = None  # when a sync last read the company
 
 
 def _link(row: Any) -> Link:
-    return Link(row.id, row.warp_customer_id, row.hubspot_company_id, row.warp_ban, row.state)
+    return Link(
+        row.id,
+        row.warp_customer_id,
+        row.hubspot_company_id,
+        row.warp_ban,
+        row.state,
+        as_utc(row.hubspot_read_at),
+    )
 
 
 async def links_by_customer(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, Link]:
@@ -149,11 +159,55 @@ async def save_active_links(
     )
 
 
+class CompanyTakenError(Exception):
+    """The company is linked to another customer already."""
+
+    def __init__(self, company_id: str, holder: Link) -> None:
+        super().__init__(
+            f"HubSpot company {company_id} is linked to customer {holder.warp_customer_id} "
+            f"(link state {holder.state})"
+        )
+        self.holder = holder
+
+
+async def relink_customer(
+    connection: AsyncConnection, customer_id: str, company_id: str | None, ban: str | None
+) -> Link:
+    """An operator's decision for a held customer: link it to `company_id`, or to no company
+    (None: its next sync creates one of its own). What hubsync remembered of the old pairing
+    (field state, open conflicts) is dropped: the next sync compares the new pair afresh.
+    Raises `CompanyTakenError` when another customer holds the company."""
+    if company_id is not None:
+        holder = (await links_by_company(connection, [company_id])).get(company_id)
+        if holder is not None and holder.warp_customer_id not in (None, customer_id):
+            raise CompanyTakenError(company_id, holder)
+    await save_link(connection, customer_id=customer_id, company_id=company_id, ban=ban)
+    await connection.execute(
+        field_states.delete().where(field_states.c.warp_customer_id == customer_id)
+    )
+    await resolve_all_conflicts(connection, [customer_id], "RELINK")
+    return (await links_by_customer(connection, [customer_id]))[customer_id]
+
+
 async def mark_synced(connection: AsyncConnection, customer_ids: Iterable[str]) -> None:
     ids = list(customer_ids)
     if ids:
         await connection.execute(
             update(links).where(links.c.warp_customer_id.in_(ids)).values(last_synced_at=now())
+        )
+
+
+async def note_hubspot_reads(
+    connection: AsyncConnection, reads: Sequence[tuple[str, datetime]]
+) -> None:
+    """(customer id, when its company was read): one statement per read time (a batch reads
+    its companies in one or two calls)."""
+    by_time: dict[datetime, list[str]] = {}
+    for customer_id, read_at in reads:
+        by_time.setdefault(read_at, []).append(customer_id)
+    for read_at, ids in by_time.items():
+        await connection.execute(
+            update(links).where(links.c.warp_customer_id.in_(ids)).values(hubspot_read_at=read_at)
         )
 
 
@@ -165,6 +219,17 @@ async def set_link_state(connection: AsyncConnection, company_id: str, state: st
         .values(state=state, updated_at=stamp, deleted_at=stamp if state == "deleted" else None)
     )
     return bool(result.rowcount)
+
+
+async def set_customer_link_state(
+    connection: AsyncConnection, customer_ids: Sequence[str], state: str
+) -> None:
+    if customer_ids:
+        await connection.execute(
+            update(links)
+            .where(links.c.warp_customer_id.in_(list(customer_ids)))
+            .values(state=state, updated_at=now())
+        )
 
 
 async def resolve_company_ids(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, str]:

@@ -8,7 +8,7 @@ function runs on the caller's connection, so storing, routing and queueing commi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.store.models import SyncJob, WebhookEvent
 from app.store.queue_records import SUPERSEDED
 from app.store.sync_state import Link, aliases, as_utc, links
-from app.sync.intake import EventKind, IncomingEvent
+from app.sync.intake import OWN_WRITE_REASON, EventKind, IncomingEvent
 from app.sync.jobs import JobOutcome, OutcomeStatus
 
 events: Table = WebhookEvent.__table__  # type: ignore[assignment]
@@ -338,3 +338,31 @@ async def list_events(
 
 def _clip(reason: str | None) -> str | None:
     return None if reason is None else reason[:MAX_REASON_CHARS]
+
+
+async def crm_edits_since(
+    connection: AsyncConnection, since: Mapping[str, datetime], properties: Sequence[str]
+) -> dict[str, dict[str, tuple[str | None, datetime]]]:
+    """Per company, per property: the newest stored change after `since[company]` that was
+    not hubsync's own write — (value, when)."""
+    if not since or not properties:
+        return {}
+    rows = await connection.execute(
+        select(events.c.object_id, events.c.property_name, events.c.property_value,
+               events.c.occurred_at)
+        .where(
+            events.c.subscription_type == "company.propertyChange",
+            events.c.object_id.in_(list(since)),
+            events.c.property_name.in_(list(properties)),
+            events.c.occurred_at > min(since.values()),
+            or_(events.c.status != IGNORED, events.c.status_reason.is_(None),
+                events.c.status_reason != OWN_WRITE_REASON),
+        )
+        .order_by(events.c.occurred_at, events.c.id)
+    )  # fmt: skip
+    newest: dict[str, dict[str, tuple[str | None, datetime]]] = {}
+    for row in rows:
+        at = row.occurred_at if row.occurred_at.tzinfo else row.occurred_at.replace(tzinfo=UTC)
+        if at > since[row.object_id]:
+            newest.setdefault(row.object_id, {})[row.property_name] = (row.property_value, at)
+    return newest

@@ -7,6 +7,7 @@ recorded.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,20 @@ class SyncBatch:
             error=error,
         )
 
+    def share(self, follower: ClaimedJob, lead: ClaimedJob) -> None:
+        """`follower` meant the same sync as `lead` (one pair): it ends with lead's outcome."""
+        outcome = self.outcomes[lead.id]
+        self.outcomes[follower.id] = dataclasses.replace(outcome, job_id=follower.id)
+        self.logs.append(
+            {
+                **next(e for e in reversed(self.logs) if e["job_id"] == _log_id(lead)),
+                "job_id": _log_id(follower),
+                "source": follower.source.value,
+                "direction": follower.direction.value,
+                "changes": None,  # the lead's line holds them: written once, logged once
+            }
+        )
+
     def note(
         self,
         job: ClaimedJob,
@@ -115,7 +130,7 @@ class SyncBatch:
     ) -> None:
         self.logs.append(
             {
-                "job_id": job.id if job.id > 0 else None,
+                "job_id": _log_id(job),
                 "warp_customer_id": customer_id,
                 "hubspot_company_id": company_id,
                 "source": job.source.value,
@@ -125,3 +140,7 @@ class SyncBatch:
                 "error": error,
             }
         )
+
+
+def _log_id(job: ClaimedJob) -> int | None:
+    return job.id if job.id > 0 else None

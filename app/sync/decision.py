@@ -18,7 +18,10 @@ For one field, in this order:
    **WARP wins** (a fixed tiebreak, so the same inputs always give the same decision; naive
    times are read as UTC). `PREFER_X_UNLESS_BLANK`: X wins (both are non-blank by step 2).
    `MANUAL`: a `CONFLICT` for a person; nothing is written and the base stays.
-5. The direction has the last word: a one-way field only ever takes its source's value. A
+5. A field with a lossy transform (`email_domain`) whose WARP value is blank has nothing to
+   send: HubSpot's value is kept, never cleared (a free-mail customer's domain is unknown, not
+   empty).
+6. The direction has the last word: a one-way field only ever takes its source's value. A
    winning change on the wrong side (HubSpot edited a WARP -> HubSpot field) is overwritten
    back with the source's value. WARP_TO_HUBSPOT never yields WRITE_WARP, HUBSPOT_TO_WARP
    never yields WRITE_HUBSPOT.
@@ -167,6 +170,10 @@ class _Decider:
             winner = _Side.HUBSPOT
             reason += "; the field flows HubSpot -> WARP only, so HubSpot's value is written back"
         if winner is _Side.WARP:
+            if self.warp is None and self.rule.transform is not None:
+                # A lossy transform's blank means "nothing to send" (a free-mail address has
+                # no company domain), not "clear HubSpot's value".
+                return self.keep(f"{reason}; WARP has no value to send, HubSpot's is kept")
             return self.answer(Action.WRITE_HUBSPOT, reason, self.warp, new_base=self.warp)
         if self.hubspot is NOT_READ:
             raise RuntimeError(f"{self.rule.warp_field}: HubSpot cannot win unread")

@@ -9,6 +9,15 @@ second), write WARP, and commit links, field state, conflicts and the log in one
 The order makes a crash at any point safe: HubSpot first, then WARP, then hubsync's own
 records. A job interrupted anywhere is retried, re-reads both sides, finds what was already
 written equal on both and records it — never a duplicate, never a lost change.
+
+One bad record never holds back the rest: jobs that resolve to one customer are settled as
+one pair (`one_pair_per_customer`); a HubSpot value hubsync cannot read fails only its job
+(unless WARP owns the field, which is simply overwritten); a customer whose company another
+customer holds is held, not written (`hold_taken`); HubSpot's rejections are per input (the
+client splits a batch rejected whole); WARP rows are written one by one and compare-and-set
+(`app.sync.warp_writes`): a refused row fails alone, a row WARP changed meanwhile is decided
+again; a CRM edit a previous write overwrote is recovered from its webhook
+(`app.sync.crm_edits`).
 """
 
 from __future__ import annotations
@@ -26,17 +35,27 @@ from app.hubspot.models import BatchOutcome, BatchResult, UpdateInput, UpsertInp
 from app.store import sync_state
 from app.store.sync_config import load_rules
 from app.sync.batch import SyncBatch, error_kind
+from app.sync.crm_edits import recover_overwritten_edits
 from app.sync.decision import Action
 from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome
 from app.sync.mapping import MappingError, hubspot_properties
-from app.sync.pairing import pairs_from_companies, pairs_from_customers
+from app.sync.pairing import (
+    hold_taken,
+    one_pair_per_customer,
+    pairs_from_companies,
+    pairs_from_customers,
+)
 from app.sync.pairs import LAST_MODIFIED, Pair
 from app.sync.ports import HubSpotPort
 from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
-from app.warp.connector import WarpConnector, WarpWrite
+from app.sync.warp_writes import reread_pairs, write_warp
+from app.warp.connector import WarpConnector
 
 log = logging.getLogger("hubsync.sync")
 
+# A customer WARP changed during its sync is decided again (compare-and-set on WARP's values);
+# past this many rounds in one batch its job goes back to the queue.
+DECIDE_ROUNDS = 3
 AfterBatch = Callable[[AsyncConnection, Sequence[JobOutcome]], Any]
 
 
@@ -77,8 +96,11 @@ class SyncEngine:
                 warp=self.warp,
                 read=lambda ids, id_property: self._read_companies(ids, rules, id_property),
             )
+        pairs, followers = one_pair_per_customer(pairs)
         if pairs:
             await self._settle(pairs, rules, batch)
+        for follower, lead in followers:
+            batch.share(follower, lead)
         outcomes = [batch.outcomes[job.id] for job in jobs]
         elapsed_ms = int((time.perf_counter() - started) * 1000)
         for entry in batch.logs:
@@ -91,7 +113,9 @@ class SyncEngine:
 
     # -- deciding and writing ------------------------------------------------------------
 
-    async def _settle(self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch) -> None:
+    async def _settle(
+        self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch, *, round_: int = 1
+    ) -> None:
         live: list[Pair] = []
         for pair in pairs:
             try:
@@ -105,16 +129,35 @@ class SyncEngine:
             await self._read_for(to_read, rules, batch)
         live = [p for p in live if not batch.settled(p.job)]
         for pair in live:
+            if (reason := pair.unreadable_reason(rules)) is not None:
+                self._fail(batch, pair, reason, "validation")
+        live = await hold_taken(
+            [p for p in live if not batch.settled(p.job)], batch, db=self.engine
+        )
+        await recover_overwritten_edits(live, rules, db=self.engine)
+        for pair in live:
             if pair.decision is None or pair.company_read:  # unread pairs decided already
                 pair.decide(rules)
         written = await self._write_hubspot(live, rules, batch)
-        await self._write_warp(written, rules, batch)
-        done = [p for p in written if not batch.settled(p.job)]
+        # A write by a stale id HubSpot applied to a merged survivor: keep the link where it is.
+        written = await hold_taken(written, batch, db=self.engine)
+        changed = await write_warp(self.warp, written, rules, batch)
+        done = [p for p in written if not batch.settled(p.job) and p not in changed]
         await self._record(done, rules, batch)
+        if changed and round_ < DECIDE_ROUNDS:
+            again = await reread_pairs(changed, batch, db=self.engine, warp=self.warp)
+            await self._settle(again, rules, batch, round_=round_ + 1)
+        elif changed:  # WARP keeps changing under this customer: later, from the queue
+            for pair in changed:
+                message = "WARP changed this customer during every sync attempt; retrying"
+                self._fail(batch, pair, message, "warp", retry=True)
 
     def _must_read(self, pair: Pair, rules: list[FieldRule]) -> bool:
         """Read HubSpot first unless WARP wins every field that changed whatever HubSpot holds."""
-        if pair.job.direction is not JobDirection.TO_HUBSPOT or pair.link is None:
+        link = pair.link
+        if pair.job.direction is not JobDirection.TO_HUBSPOT or link is None:
+            return True
+        if not link.hubspot_company_id:  # split off by an operator: find its company first
             return True
         return pair.decide(rules).needs_hubspot_read
 
@@ -129,6 +172,7 @@ class SyncEngine:
                 for p in group
             ]
             read = await self._read_companies([k or "" for k in keys], rules, id_property)
+            read_at = datetime.now(UTC)
             for pair, key in zip(group, keys, strict=True):
                 if isinstance(read, HubSpotError):
                     self._fail(batch, pair, str(read), error_kind(read), error=read)
@@ -136,6 +180,7 @@ class SyncEngine:
                 outcome = read.get(key or "")
                 if outcome is not None and outcome.company is not None:
                     pair.read_hubspot(rules, outcome.company)
+                    pair.read_at = read_at
                 elif outcome is None or isinstance(outcome.error, HubSpotNotFoundError):
                     if id_property is None:
                         await self._company_gone(pair, batch)
@@ -173,10 +218,17 @@ class SyncEngine:
         updates: list[tuple[Pair, UpdateInput]] = []
         upserts: list[tuple[Pair, UpsertInput]] = []
         settled: list[Pair] = []
+        targets: set[tuple[bool, str]] = set()
         for pair in pairs:
             assert pair.decision is not None  # noqa: S101
             properties = hubspot_properties(rules, pair.decision.hubspot_writes)
             company_id = pair.company_id
+            target = (company_id is None, company_id or pair.ban)
+            if target in targets:  # HubSpot refuses a batch naming one record twice
+                message = "another customer of this batch writes the same HubSpot company"
+                self._fail(batch, pair, message, "conflict", retry=True)
+                continue
+            targets.add(target)
             if company_id is None:
                 upserts.append((pair, UpsertInput(id_value=pair.ban, properties=properties)))
             elif properties:
@@ -218,30 +270,6 @@ class SyncEngine:
             pair.company = outcome.company
         return True
 
-    async def _write_warp(
-        self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch
-    ) -> None:
-        """HubSpot-won fields and new HubSpot ids, for the whole batch in one WARP transaction."""
-        writes: list[WarpWrite] = []
-        for pair in pairs:
-            company_id = pair.company_id
-            recorded = (pair.customer.get("external_ids") or {}).get("hubspot_company_id")
-            write = WarpWrite(
-                pair.customer_id,
-                pair.warp_updates(rules),
-                company_id if company_id and recorded != company_id else None,
-            )
-            if write.fields or write.hubspot_company_id:
-                writes.append(write)
-        try:
-            await self.warp.write_many(writes)
-        except Exception as exc:  # noqa: BLE001 -- any WARP failure: retry these jobs later
-            written = {write.customer_id for write in writes}
-            for pair in pairs:
-                if pair.customer_id in written:
-                    message = f"WARP write failed: {type(exc).__name__}: {exc}"
-                    self._fail(batch, pair, message, "warp", retry=True)
-
     async def _record(self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch) -> None:
         """Links, field state and conflicts for the whole batch in one transaction, with a
         statement per kind of change rather than per entity: a batch in steady state costs
@@ -266,6 +294,9 @@ class SyncEngine:
                 connection, [p.customer_id for p in pairs if p not in conflicted], "SYNC"
             )
             await sync_state.mark_synced(connection, [p.customer_id for p in pairs])
+            await sync_state.note_hubspot_reads(
+                connection, [(p.customer_id, p.read_at) for p in pairs if p.read_at is not None]
+            )
         for pair in pairs:
             self._finish(pair, batch)
 

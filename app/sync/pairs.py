@@ -12,7 +12,13 @@ from app.hubspot.models import HubSpotCompany
 from app.store.sync_state import FieldMemory, Link
 from app.sync.decision import Action, EntityDecision, decide_entity
 from app.sync.jobs import ClaimedJob
-from app.sync.mapping import Canonical, canonical_to_warp, read_hubspot_values, read_warp_values
+from app.sync.mapping import (
+    Canonical,
+    MappingError,
+    canonical_to_warp,
+    normalize_hubspot,
+    read_warp_values,
+)
 from app.sync.rules import IDENTITY_WARP_FIELD, FieldRule
 
 LAST_MODIFIED = "hs_lastmodifieddate"
@@ -44,6 +50,11 @@ class Pair:
     warp_times: dict[str, datetime | None] = field(default_factory=dict)
     hubspot_values: dict[str, Canonical] = field(default_factory=dict)
     hubspot_times: dict[str, datetime | None] = field(default_factory=dict)
+    # HubSpot values hubsync cannot read, by property: the reason, for the operator.
+    unreadable: dict[str, str] = field(default_factory=dict)
+    read_at: datetime | None = None  # when HubSpot's answer with the company arrived
+    # CRM edits a sync overwrote (app/sync/crm_edits.py): property -> what HubSpot holds now.
+    overwritten: dict[str, Canonical] = field(default_factory=dict)
     decision: EntityDecision | None = None
 
     @property
@@ -78,7 +89,7 @@ class Pair:
         self.company = company
         self.company_read = True
         properties = company.properties if company is not None else {}
-        self.hubspot_values = read_hubspot_values(rules, properties)
+        self.hubspot_values, self.unreadable = _read_each(rules, properties)
         modified = parse_time(properties.get(LAST_MODIFIED))
         by_property = {rule.hubspot_property: rule.warp_field for rule in rules}
         for prop, value in self.hubspot_values.items():
@@ -91,6 +102,36 @@ class Pair:
             else:
                 self.hubspot_times[name] = seen.hubspot_changed_at
 
+    def unreadable_reason(self, rules: Sequence[FieldRule]) -> str | None:
+        """Why this pair cannot be decided: a HubSpot value it cannot read on a field HubSpot
+        may win. (On a WARP -> HubSpot field the value is simply overwritten with WARP's.)"""
+        reasons = [
+            f"HubSpot property {rule.hubspot_property} holds a value hubsync cannot read "
+            f"({self.unreadable[rule.hubspot_property]}); correct it in HubSpot"
+            for rule in rules
+            if rule.hubspot_property in self.unreadable and rule.direction.writes_warp
+        ]
+        return "; ".join(reasons) or None
+
+    def take_overwritten_edits(
+        self, rules: Sequence[FieldRule], edits: Mapping[str, tuple[str | None, datetime]]
+    ) -> None:
+        """Decide with a CRM edit's value where a sync's write overwrote it: HubSpot still
+        holds what hubsync last wrote or saw, and the newer edit says otherwise."""
+        for rule in rules:
+            edit, seen = edits.get(rule.hubspot_property), self.memory.get(rule.warp_field)
+            if edit is None or seen is None or rule.hubspot_property in self.unreadable:
+                continue
+            try:
+                value = normalize_hubspot(rule, edit[0])
+            except MappingError:
+                continue
+            now_held = self.hubspot_values.get(rule.hubspot_property)
+            if value != now_held and now_held == seen.hubspot_value:
+                self.overwritten[rule.hubspot_property] = now_held
+                self.hubspot_values[rule.hubspot_property] = value
+                self.hubspot_times[rule.warp_field] = edit[1]
+
     def decide(self, rules: Sequence[FieldRule]) -> EntityDecision:
         bases = {name: seen.base_value for name, seen in self.memory.items()}
         self.decision = decide_entity(
@@ -101,6 +142,17 @@ class Pair:
             self.warp_times,
             self.hubspot_times,
         )
+        for decision in self.decision.fields:
+            prop = decision.hubspot_property
+            if prop not in self.overwritten or decision.action is Action.CONFLICT:
+                continue
+            # HubSpot really holds the overwritten value: write it the value both sides end
+            # with, whoever won.
+            final = decision.value if decision.action is Action.WRITE_HUBSPOT else decision.new_base
+            if final != self.overwritten[prop]:
+                self.decision.hubspot_writes[prop] = final
+            else:
+                self.decision.hubspot_writes.pop(prop, None)
         return self.decision
 
     def warp_updates(self, rules: Sequence[FieldRule]) -> dict[str, Any]:
@@ -175,4 +227,42 @@ class Pair:
                     "reason": decision.reason,
                 }
             )
+        for decision in self.decision.fields:
+            prop = decision.hubspot_property
+            if (
+                prop in self.overwritten
+                and decision.action is not Action.WRITE_HUBSPOT
+                and prop in self.decision.hubspot_writes
+            ):
+                entries.append(
+                    {
+                        "field": decision.field,
+                        "property": prop,
+                        "target": "hubspot",
+                        "old": self.overwritten[prop],
+                        "new": self.decision.hubspot_writes[prop],
+                        "reason": "a CRM edit newer than hubsync's read was overwritten by "
+                        "hubsync's write; decided again with it",
+                    }
+                )
         return entries
+
+
+def _read_each(
+    rules: Sequence[FieldRule], properties: Mapping[str, str | None]
+) -> tuple[dict[str, Canonical], dict[str, str]]:
+    """HubSpot's canonical values, one property at a time: a value that cannot be read (a URL
+    typed into `domain`, an option WARP does not know) is kept as its raw text — it differs
+    from any canonical value, so a WARP -> HubSpot field overwrites it — and reported."""
+    values: dict[str, Canonical] = {}
+    unreadable: dict[str, str] = {}
+    for rule in rules:
+        if not rule.enabled:
+            continue
+        raw = properties.get(rule.hubspot_property)
+        try:
+            values[rule.hubspot_property] = normalize_hubspot(rule, raw)
+        except MappingError as exc:
+            values[rule.hubspot_property] = str(raw).strip()
+            unreadable[rule.hubspot_property] = exc.message
+    return values, unreadable

@@ -4,7 +4,9 @@
 
 * property change / creation → queue a sync of the company: its WARP customer both ways when
   the company is linked, else the company itself towards WARP;
-* deletion → the link is marked `deleted` (syncing stops, visibly); nothing is queued;
+* deletion → the link is marked `deleted` (syncing stops, visibly); nothing is queued; later
+  edits of a company whose link is `deleted`, `merged` or `warp_deleted` are stored and
+  ignored with the reason, rather than queueing jobs that can only fail;
 * restore → the link becomes live again and a sync is queued;
 * merge → every merged-away id becomes an alias of the survivor (`newObjectId` when HubSpot
   made a new record, else `primaryObjectId`) and the link moves to the survivor. If several
@@ -37,6 +39,14 @@ from app.sync.intake import OWN_WRITE_REASON, EventKind, IncomingEvent, is_own_w
 from app.sync.jobs import EntityType, JobDirection, JobSource
 
 REPROCESS_LIMIT = 1000
+# Link states whose company's CRM edits are stored and ignored, with the reason.
+_STOPPED = {
+    "deleted": "company {company} is deleted in HubSpot; syncing it stopped",
+    "warp_deleted": "customer {link.warp_customer_id} of company {company} is deleted in WARP; "
+    "syncing it stopped",
+    "merged": "company {company} was merged; customer {link.warp_customer_id} is held for an "
+    "operator to relink or split",
+}
 _ROUTED = (EventKind.CREATION, EventKind.PROPERTY_CHANGE, EventKind.RESTORE, EventKind.MERGE)
 
 
@@ -141,8 +151,8 @@ class _Router:
         if kind is EventKind.RESTORE:
             if not await self.restore(row_id, event, company):
                 return
-        elif (link := self.links.get(company)) is not None and link.state == "deleted":
-            self.ignore(row_id, f"company {company} is deleted in HubSpot; syncing it stopped")
+        elif (link := self.links.get(company)) is not None and link.state in _STOPPED:
+            self.ignore(row_id, _STOPPED[link.state].format(company=company, link=link))
             return
         self.targets[row_id] = self.target(company)
 

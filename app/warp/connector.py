@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from sqlalchemy import Table, bindparam, select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.warp.schema import customers_table
@@ -32,11 +34,25 @@ class CustomerNotFoundError(LookupError):
 @dataclass(frozen=True)
 class WarpWrite:
     """Fields (top-level columns or JSON paths) to write on one customer, and optionally the
-    HubSpot id to record in its `external_ids`."""
+    HubSpot id to record in its `external_ids`. `expected` makes it a compare-and-set: the
+    value each path held when it was read; the write is refused if any path holds another."""
 
     customer_id: str
     fields: Mapping[str, Any]
     hubspot_company_id: str | None = None
+    expected: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Refusal(StrEnum):
+    MISSING = "missing"  # no such customer (deleted since it was read)
+    CHANGED = "changed"  # compare-and-set: a path no longer holds the value read
+    REFUSED = "refused"  # the database refused the row (a constraint, a value out of range)
+
+
+@dataclass(frozen=True)
+class WriteRefusal:
+    kind: Refusal
+    reason: str
 
 
 class WarpConnector(Protocol):
@@ -55,8 +71,10 @@ class WarpConnector(Protocol):
         """Write top-level columns or JSON paths (`contact.email`) and, when given, the
         HubSpot id into `external_ids`, keeping every other key. Returns the new record."""
 
-    async def write_many(self, writes: Sequence[WarpWrite]) -> None:
-        """`write_fields` for many customers in one transaction (all or nothing)."""
+    async def write_many(self, writes: Sequence[WarpWrite]) -> dict[str, WriteRefusal]:
+        """`write_fields` for many customers; each row stands alone: the rows not written
+        come back, by customer id, with the reason (missing, changed since read, refused by
+        the database). Raises only when the database cannot be reached."""
 
     def iter_customers(self, batch_size: int = 500) -> AsyncIterator[list[CustomerRecord]]:
         """Every customer, in batches ordered by id."""
@@ -136,34 +154,59 @@ class SqlWarpConnector:
             )
             return {**current, **values}
 
-    async def write_many(self, writes: Sequence[WarpWrite]) -> None:
+    async def write_many(self, writes: Sequence[WarpWrite]) -> dict[str, WriteRefusal]:
         if not writes:
-            return
-        async with self.engine.begin() as connection:
-            query = select(self.table).where(
-                self.table.c.id.in_([canonical_id(w.customer_id) for w in writes])
-            )
-            if connection.dialect.name == "postgresql":
-                query = query.order_by(self.table.c.id).with_for_update()
-            rows = {str(row.id): _decode(row._mapping) for row in await connection.execute(query)}
-            # One statement per set of columns written: the usual batch writes the same ones.
-            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-            for write in writes:
-                current = rows.get(canonical_id(write.customer_id))
-                if current is None:
-                    raise CustomerNotFoundError(write.customer_id)
-                values = self._new_values(current, write.fields, write.hubspot_company_id)
-                if values:
-                    groups.setdefault(tuple(sorted(values)), []).append(
-                        {"_id": current["id"], **values}
-                    )
-            for columns, params in groups.items():
-                statement = (
-                    self.table.update()
-                    .where(self.table.c.id == bindparam("_id"))
-                    .values({column: bindparam(column) for column in columns})
+            return {}
+        try:
+            async with self.engine.begin() as connection:
+                return await self._write_rows(connection, writes)
+        except (IntegrityError, DataError):
+            pass  # a row the database refuses: find it by writing each row on its own
+        refusals: dict[str, WriteRefusal] = {}
+        for write in writes:
+            try:
+                async with self.engine.begin() as connection:
+                    refusals.update(await self._write_rows(connection, [write]))
+            except (IntegrityError, DataError) as exc:
+                refusals[write.customer_id] = WriteRefusal(Refusal.REFUSED, _database_reason(exc))
+        return refusals
+
+    async def _write_rows(
+        self, connection: AsyncConnection, writes: Sequence[WarpWrite]
+    ) -> dict[str, WriteRefusal]:
+        refusals: dict[str, WriteRefusal] = {}
+        query = select(self.table).where(
+            self.table.c.id.in_([canonical_id(w.customer_id) for w in writes])
+        )
+        if connection.dialect.name == "postgresql":
+            query = query.order_by(self.table.c.id).with_for_update()
+        rows = {str(row.id): _decode(row._mapping) for row in await connection.execute(query)}
+        # One statement per set of columns written: the usual batch writes the same ones.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for write in writes:
+            current = rows.get(canonical_id(write.customer_id))
+            if current is None:
+                reason = f"customer {write.customer_id} not found in WARP"
+                refusals[write.customer_id] = WriteRefusal(Refusal.MISSING, reason)
+                continue
+            changed = [p for p, value in write.expected.items() if _at(current, p) != value]
+            if changed:
+                reason = f"changed in WARP since it was read: {', '.join(sorted(changed))}"
+                refusals[write.customer_id] = WriteRefusal(Refusal.CHANGED, reason)
+                continue
+            values = self._new_values(current, write.fields, write.hubspot_company_id)
+            if values:
+                groups.setdefault(tuple(sorted(values)), []).append(
+                    {"_id": current["id"], **values}
                 )
-                await connection.execute(statement, params)
+        for columns, params in groups.items():
+            statement = (
+                self.table.update()
+                .where(self.table.c.id == bindparam("_id"))
+                .values({column: bindparam(column) for column in columns})
+            )
+            await connection.execute(statement, params)
+        return refusals
 
     def _new_values(
         self,
@@ -222,3 +265,19 @@ def _valid_ids(ids: Sequence[str]) -> list[str]:
         except ValueError:
             continue
     return valid
+
+
+def _at(record: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path of a decoded record (None where any part is missing)."""
+    node: Any = record
+    for key in path.split("."):
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node
+
+
+def _database_reason(exc: DBAPIError) -> str:
+    """The database's own words (first line), without the driver's `<class …>: ` prefix."""
+    text = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+    if text.startswith("<class"):
+        text = text.split(": ", 1)[-1]
+    return f"WARP refused the write: {text}"

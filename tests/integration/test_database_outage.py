@@ -20,6 +20,7 @@ VALID_BODIES = {
     ("POST", "/v1/sync/customers/queue"): {"customer_ids": [CUSTOMER]},
     ("POST", "/v1/sync/process-queue"): {},
     ("POST", "/v1/webhooks/events/reprocess"): {"status": "failed"},
+    ("POST", "/v1/sync/customers/{customer_id}/relink"): {"action": "split"},
     ("PUT", "/v1/sync/config"): {"rules": [rule_to_dict(rule) for rule in DEFAULT_RULES]},
 }
 

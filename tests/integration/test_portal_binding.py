@@ -72,7 +72,7 @@ async def test_relink_reset_forgets_the_links_and_lets_another_portal_in(db: Dat
 async def test_links_from_before_portals_were_recorded_go_to_the_first_real_token(
     db: Database,
 ) -> None:
-    await migrate.downgrade(db.engine, "0001")
+    await migrate.downgrade(db.engine, "0003")  # before portals were recorded
     await add_link(db)
     await migrate.upgrade(db.engine)
     if db.kind == "sqlite":  # the embedded demo file of older versions: the sandbox's

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.warp.connector import CustomerNotFoundError, SqlWarpConnector, WarpWrite
+from app.warp.connector import Refusal, SqlWarpConnector, WarpWrite
 from app.warp.schema import customers_table
 from tests.conftest import Database
 
@@ -62,15 +62,18 @@ async def test_json_path_writes_keep_every_other_key(db: Database) -> None:
     assert record["credit_limit"] == Decimal("5")
 
 
-async def test_write_many_is_one_transaction(db: Database) -> None:
+async def test_write_many_writes_each_row_and_returns_the_ones_it_could_not(
+    db: Database,
+) -> None:
     warp = SqlWarpConnector(db.engine, db.customers_table)
     first, second = await add(db), await add(db)
-    await warp.write_many(
+    refusals = await warp.write_many(
         [
             WarpWrite(first, {}, hubspot_company_id="1"),
             WarpWrite(second, {"company_name": "Renamed"}, hubspot_company_id="2"),
         ]
     )
+    assert refusals == {}
     records = await warp.fetch_customers([first, second])
     assert records[first]["external_ids"]["hubspot_company_id"] == "1"
     assert (
@@ -78,14 +81,36 @@ async def test_write_many_is_one_transaction(db: Database) -> None:
         records[second]["external_ids"]["hubspot_company_id"],
     ) == ("Renamed", "2")
 
-    with pytest.raises(CustomerNotFoundError):
-        await warp.write_many(
-            [
-                WarpWrite(first, {"company_name": "Never"}),
-                WarpWrite(str(uuid.uuid4()), {"status": "X"}),
-            ]
-        )
-    assert (await warp.fetch_customers([first]))[first]["company_name"] == "Conn Co"
+    gone = str(uuid.uuid4())
+    refusals = await warp.write_many(
+        [WarpWrite(first, {"company_name": "Written"}), WarpWrite(gone, {"status": "X"})]
+    )
+    assert list(refusals) == [gone]
+    assert refusals[gone].kind is Refusal.MISSING
+    assert (await warp.fetch_customers([first]))[first]["company_name"] == "Written"
+
+
+async def test_write_many_is_compare_and_set_on_the_values_read(db: Database) -> None:
+    warp = SqlWarpConnector(db.engine, db.customers_table)
+    customer_id = await add(db)
+    read = (await warp.fetch_customers([customer_id]))[customer_id]
+    await warp.write_fields(customer_id, {"company_name": "Changed Meanwhile"})
+
+    refusals = await warp.write_many(
+        [
+            WarpWrite(
+                customer_id,
+                {"company_name": "From HubSpot"},
+                expected={"company_name": read["company_name"]},
+            )
+        ]
+    )
+
+    assert refusals[customer_id].kind is Refusal.CHANGED
+    assert "company_name" in refusals[customer_id].reason
+    assert (await warp.fetch_customers([customer_id]))[customer_id]["company_name"] == (
+        "Changed Meanwhile"
+    )
 
 
 async def test_unknown_columns_are_refused(db: Database) -> None:

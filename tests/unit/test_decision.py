@@ -85,10 +85,17 @@ HUBSPOT_WINS = {
     "both_changed_same_time": (Action.WRITE_WARP, "h"),
     "first_sync_both_set": (Action.WRITE_WARP, "h"),
 }
+# A lossy transform's blank is "nothing to send": HubSpot's domain is kept, never cleared.
+DOMAIN = {**WARP_OWNED, "blanked_in_warp": (Action.NONE, None)}
 EXPECTED = {
     "company_name": LATEST_WINS,
     "credit_limit": HUBSPOT_WINS,
-    **{name: WARP_OWNED for name in SAMPLES if name not in ("company_name", "credit_limit")},
+    "contact.email": DOMAIN,
+    **{
+        name: WARP_OWNED
+        for name in SAMPLES
+        if name not in ("company_name", "credit_limit", "contact.email")
+    },
 }
 
 

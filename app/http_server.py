@@ -2,7 +2,7 @@
 
 uvicorn bounds the time between requests on a kept-alive connection but not the time a
 request's headers take to arrive: a client sending one header byte a second holds its
-connection for ever. `header_timeout_protocol` closes a connection whose request headers are
+connection for ever. `HeaderTimeoutProtocol` closes a connection whose request headers are
 not complete within the limit. Bodies are bounded in the app (app/api/limits.py); the number
 of connections and tasks by uvicorn's `limit_concurrency` (503 past it).
 """
@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.settings import Settings
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
@@ -52,19 +53,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def header_timeout_protocol(seconds: float) -> type[HeaderTimeoutProtocol]:
-    return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout": seconds})
-
-
-def run_server(
-    app: Any, *, host: str, port: int, header_timeout: float, max_connections: int
-) -> None:
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        proxy_headers=True,
-        http=header_timeout_protocol(header_timeout),
-        limit_concurrency=max_connections,
-    )
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options against slow and numerous clients, for this process. The header
+    limit is a class attribute: uvicorn builds protocols from the class (and, with several
+    worker processes, each sets it again when it builds its app)."""
+    HeaderTimeoutProtocol.header_timeout = settings.header_timeout_seconds
+    return {"http": HeaderTimeoutProtocol, "limit_concurrency": settings.max_connections}

@@ -3,6 +3,7 @@ disposes everything it holds (engines, HubSpot client, worker, scheduler)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
-from app.api import config, customers, health, links, sync_jobs, webhooks
+from app.api import config, customers, health, links, metrics, sync_jobs, webhooks
 from app.api.errors import (
     DATABASE_DOWN,
     ApiError,
@@ -49,14 +50,40 @@ class LifespanState(TypedDict):
     hubsync: AppContext
 
 
-def build_routes() -> list[BaseRoute]:
+def build_routes(settings: Settings) -> list[BaseRoute]:
     return [
         *health.routes,
+        *(metrics.routes if settings.metrics_port is None else []),
         *sync_jobs.routes,
         *customers.routes,
         *links.routes,
         *webhooks.routes,
         *config.routes,
+    ]
+
+
+def log_start(settings: Settings) -> None:
+    log.info(
+        "hubsync starting in demo mode with the built-in HubSpot sandbox (%s)"
+        if settings.sandbox_mode
+        else "hubsync starting against HubSpot at %s",
+        settings.describe()["hubspot"],
+        extra={"config": settings.describe()},
+    )
+    for warning in settings.startup_warnings():
+        log.warning(warning)
+
+
+def build_middleware(settings: Settings, routes: list[BaseRoute]) -> list[Middleware]:
+    """Request ids outermost (every answer has one), then methods, then the body limits."""
+    return [
+        Middleware(RequestIdMiddleware),
+        Middleware(AllowedMethods, routes=routes),
+        Middleware(
+            RequestLimits,
+            body_timeout=settings.body_timeout_seconds,
+            max_unauthenticated=settings.max_unauthenticated_requests,
+        ),
     ]
 
 
@@ -89,15 +116,7 @@ def create_app(settings: Settings) -> Starlette:
             webhook_secret=webhook_secret,
         )
         state: LifespanState = {"hubsync": context}
-        log.info(
-            "hubsync starting in demo mode with the built-in HubSpot sandbox (%s)"
-            if settings.sandbox_mode
-            else "hubsync starting against HubSpot at %s",
-            settings.describe()["hubspot"],
-            extra={"config": settings.describe()},
-        )
-        for warning in settings.startup_warnings():
-            log.warning(warning)
+        log_start(settings)
         guard = PortalGuard(
             engine, sandbox=settings.sandbox_mode, base_url=settings.describe()["hubspot"]
         )
@@ -132,7 +151,12 @@ def create_app(settings: Settings) -> Starlette:
                 if demo and settings.demo_data and is_embedded_default(settings):
                     await queue_every_customer(context)
                 try:
-                    yield state
+                    async with contextlib.AsyncExitStack() as extra_servers:
+                        if settings.metrics_port is not None:
+                            await extra_servers.enter_async_context(
+                                metrics.metrics_server(settings.metrics_port, dict(state))
+                            )
+                        yield state
                 finally:
                     await intake.stop()  # the deliveries already waiting are written first
                     await stop_runtime(context)
@@ -142,7 +166,7 @@ def create_app(settings: Settings) -> Starlette:
             await engine.dispose()
             log.info("hubsync stopped")
 
-    routes = build_routes()
+    routes = build_routes(settings)
     if sandbox_app is not None:
         # For people: the sandbox's HubSpot API and /_sandbox control routes, browsable.
         routes.append(
@@ -153,15 +177,7 @@ def create_app(settings: Settings) -> Starlette:
         )
     return Starlette(
         routes=routes,
-        middleware=[
-            Middleware(RequestIdMiddleware),
-            Middleware(AllowedMethods, routes=routes),
-            Middleware(
-                RequestLimits,
-                body_timeout=settings.body_timeout_seconds,
-                max_unauthenticated=settings.max_unauthenticated_requests,
-            ),
-        ],
+        middleware=build_middleware(settings, routes),
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: handle_http_exception,

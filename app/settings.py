@@ -142,6 +142,8 @@ class Settings:
     max_connections: int = 1000
     # "demo" runs the built-in HubSpot sandbox; "production" needs HUBSPOT_ACCESS_TOKEN.
     mode: str = "production"
+    # /metrics on a port of its own instead of the service's (None: the service's port).
+    metrics_port: int | None = None
 
     # -- derived views -------------------------------------------------------------------
 
@@ -341,6 +343,11 @@ class Settings:
                 30 * 86400.0,
                 60,
                 10 * 365 * 86400,
+            ),
+            metrics_port=(
+                _number("HUBSYNC_METRICS_PORT", get("HUBSYNC_METRICS_PORT"), 0, 1, 65535)
+                if get("HUBSYNC_METRICS_PORT") is not None
+                else None
             ),
         )
 

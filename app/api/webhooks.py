@@ -24,8 +24,10 @@ from starlette.routing import BaseRoute, Route
 
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
+from app.api.metrics import counted_delivery
 from app.api.webhook_signatures import precheck_headers, verify_request
 from app.context import AppContext
+from app.metrics.instruments import observe_webhook_events
 from app.store.queue import QueueRepository
 from app.store.webhook_events import STATUSES, list_events
 from app.sync.intake import DeliveryError, IncomingEvent, parse_delivery
@@ -112,6 +114,7 @@ async def receive_hubspot(request: Request) -> JSONResponse:
         raise ApiError(
             503, "the database is unavailable; the delivery was not stored, retry later"
         ) from None
+    observe_webhook_events(summary.duplicates, summary.queued, summary.ignored, summary.processed)
     if summary.job_ids:
         wake_worker(context)
     log.debug("webhook delivery stored", extra={"webhook": summary.to_json()})
@@ -198,8 +201,8 @@ async def reprocess_webhook_events(request: Request) -> JSONResponse:
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/webhooks/hubspot", receive_hubspot, methods=["POST"]),
-    Route("/v1/webhooks/hubspot/company", receive_hubspot, methods=["POST"]),
+    Route("/v1/webhooks/hubspot", counted_delivery(receive_hubspot), methods=["POST"]),
+    Route("/v1/webhooks/hubspot/company", counted_delivery(receive_hubspot), methods=["POST"]),
     Route("/v1/webhooks/events", list_webhook_events, methods=["GET"]),
     Route("/v1/webhooks/events/reprocess", reprocess_webhook_events, methods=["POST"]),
 ]

@@ -62,6 +62,7 @@ from app.hubspot.ratelimit import (
     RateLimitHeaders,
     RateLimitPausedError,
 )
+from app.metrics.instruments import observe_hubspot_request
 from app.settings import Secret, Settings
 
 logger = logging.getLogger(__name__)
@@ -394,10 +395,12 @@ class HubSpotClient:
         try:
             response = await self._http.request(method, path, params=params, json=json)
         except httpx.TimeoutException as exc:
+            observe_hubspot_request(paths.operation(method, path), None, 0.0)
             raise HubSpotTransportError(
                 f"{method} {path}: no answer in time ({type(exc).__name__})"
             ) from exc
         except httpx.TransportError as exc:
+            observe_hubspot_request(paths.operation(method, path), None, 0.0)
             raise HubSpotTransportError(
                 f"{method} {path}: connection failed ({type(exc).__name__}: {exc})"
             ) from exc
@@ -406,6 +409,7 @@ class HubSpotClient:
             # been well after the grant on a busy machine.
             await limiter.settle(grant)
         elapsed = time.monotonic() - started
+        observe_hubspot_request(paths.operation(method, path), response.status_code, elapsed)
         logger.debug("HubSpot %s %s -> %d in %.3f s", method, path, response.status_code, elapsed)
         if not search:
             await limiter.observe(RateLimitHeaders.from_headers(response.headers))

@@ -31,3 +31,18 @@ def company(company_id: str) -> str:
 
 def company_property(name: str) -> str:
     return f"{COMPANY_PROPERTIES}/{quote(name, safe='')}"
+
+
+def operation(method: str, path: str) -> str:
+    """A request's operation, a small fixed set fit for a metric label (never an id)."""
+    if path.startswith(PROPERTIES_ROOT):
+        return "properties"
+    if path.startswith(f"{COMPANIES}/batch/"):
+        return "batch_" + path.rsplit("/", 1)[-1]
+    if path == COMPANIES_SEARCH:
+        return "search"
+    if path == COMPANIES:
+        return "list_companies"
+    if path.startswith(f"{COMPANIES}/"):
+        return "archive_company" if method == "DELETE" else "get_company"
+    return "other"

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from app.metrics.instruments import observe_batch
 from app.store.queue import QueueRepository
 from app.store.queue_records import CompletionSummary
 from app.sync.jobs import ClaimedJob, JobHandler, JobOutcome, OutcomeStatus
@@ -208,6 +209,7 @@ class Worker:
             await asyncio.shield(self.queue.release(lane, [job.id for job in jobs]))
             raise
         summary = await self._complete(lane, outcomes)
+        observe_batch(jobs, outcomes)
         counts = ProcessCounts.of(len(jobs), summary)
         self.totals += counts
         log.info("batch of %d by %s: %s", len(jobs), lane, counts.as_dict())

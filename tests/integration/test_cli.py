@@ -36,6 +36,11 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     serve_help = run(["serve", "--help"], {}, tmp_path)
     assert "--host" in serve_help.stdout
     assert "--port" in serve_help.stdout
+    assert "--workers" in serve_help.stdout
+    for command in (["status"], ["jobs", "retry"]):
+        helped = run([*command, "--help"], {}, tmp_path)
+        assert helped.returncode == 0
+        assert "--json" in helped.stdout
 
 
 def test_malformed_database_url_exits_non_zero_with_one_clear_line(tmp_path: Path) -> None:
@@ -60,3 +65,16 @@ def test_migrate_creates_schema_and_demo_customers(tmp_path: Path) -> None:
     assert len(customers) == 5
     assert ("ZT-487392012", "Acme Telecom Ltd") in customers
     assert rules == (10,)
+
+
+def test_status_without_a_reachable_database_is_one_line_without_the_password(
+    tmp_path: Path,
+) -> None:
+    unreachable = {"HUBSYNC_DATABASE_URL": "postgresql://hubsync:secretpw@127.0.0.1:1/hubsync"}
+    for args in (["status"], ["status", "--json"], ["jobs", "retry", "--failed"]):
+        result = run(args, unreachable, tmp_path)
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert "cannot read the database" in lines[0]
+        assert "secretpw" not in result.stderr + result.stdout

@@ -1,0 +1,97 @@
+"""`hubsync status`: the operator's one look — queue, failures, conflicts, HubSpot's rate
+limit in use, the last reconciliation — read from the database the service uses."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from app.cli.common import add_json_flag, load_settings, print_json, run_on_database
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.cli.common import Subcommands
+
+RECENT_FAILURES = 5
+
+
+def register(commands: Subcommands) -> None:
+    status = commands.add_parser(
+        "status",
+        help="queue, failures, conflicts, rate-limit use and the last reconciliation",
+        description="Read the service's database and say how the sync is doing.",
+    )
+    add_json_flag(status)
+    status.set_defaults(run=run_status)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    report = run_on_database("status", read_status(load_settings()))
+    if args.json:
+        print_json(report)
+    else:
+        print(format_status(report))
+    return 0
+
+
+async def read_status(settings: Settings) -> dict[str, Any]:
+    from app.metrics.exposition import rate_limits_of
+    from app.store.db import create_engine
+    from app.store.operations import failed_jobs, read_snapshot
+
+    engine = create_engine(settings.database_url.reveal(), pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            snapshot = await read_snapshot(connection, rate_limits_of(settings))
+            failures = await failed_jobs(connection, limit=RECENT_FAILURES)
+    finally:
+        await engine.dispose()
+    report = snapshot.to_json()
+    report["hubspot"] = "sandbox" if settings.sandbox_mode else settings.hubspot_base_url
+    report["recent_failures"] = [
+        {
+            "job_id": job.id,
+            "entity": f"{job.entity_type} {job.entity_key}",
+            "direction": job.direction,
+            "attempts": job.attempts,
+            "error_kind": job.last_error_kind,
+            "error": job.last_error,
+            "failed_at": (job.finished_at or job.updated_at).isoformat(),
+        }
+        for job in failures
+    ]
+    return report
+
+
+def format_status(report: dict[str, Any]) -> str:
+    queue = report["queue"]
+    lines = [
+        f"HubSpot:    {report['hubspot']}",
+        "queue:      "
+        + ", ".join(
+            f"{queue[state]['total']} {state}" for state in ("pending", "running", "failed")
+        )
+        + f"; oldest waiting {report['oldest_waiting_seconds']:.1f} s",
+        f"conflicts:  {report['open_conflicts']} open",
+        f"webhooks:   {report['failed_webhook_events']} failed event(s)",
+    ]
+    for use in report["rate_limits"]:
+        used = "not shared (one process)" if use["in_window"] is None else use["in_window"]
+        paused = f", paused {use['paused_for_seconds']:.0f} s" if use["paused_for_seconds"] else ""
+        lines.append(
+            f"rate limit: {use['bucket']}: {used} of {use['limit']} per "
+            f"{use['window_seconds']:g} s{paused}"
+        )
+    last = report["last_reconciliation"]
+    lines.append(
+        "reconciled: never"
+        if last is None
+        else f"reconciled: run {last['id']} ({last['mode']}) {last['status']}, "
+        f"started {last['started_at']}"
+    )
+    for failure in report["recent_failures"]:
+        lines.append(
+            f"failed:     job {failure['job_id']} {failure['entity']} "
+            f"({failure['error_kind'] or 'error'}): {failure['error']}"
+        )
+    return "\n".join(lines)

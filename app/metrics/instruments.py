@@ -1,0 +1,130 @@
+"""The counters and histograms, and the few calls that record them.
+
+Each call site is one line at a choke point: the HubSpot client's request path, the worker's
+batch completion, the webhook route. Under several uvicorn workers prometheus-client's
+multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set up by `hubsync serve --workers N`) keeps each
+process's values in a file of that directory and `/metrics` sums them, so a counter is the
+deployment pod's total whichever process answers the scrape.
+
+Label values are a small fixed set (operations, outcomes, directions): never ids or paths.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import prometheus_client
+
+from app.sync.jobs import ClaimedJob, JobDirection, JobOutcome, JobSource, OutcomeStatus
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+JOBS_FINISHED = prometheus_client.Counter(
+    "hubsync_jobs_finished",
+    "Sync job attempts finished, by direction and outcome (done; retry: back to the queue "
+    "after a backoff; failed: for good, visible and re-runnable).",
+    ["direction", "outcome"],
+)
+QUEUE_TO_HUBSPOT = prometheus_client.Histogram(
+    "hubsync_queue_to_hubspot_seconds",
+    "From a WARP -> HubSpot job's creation to its successful write.",
+    buckets=LATENCY_BUCKETS,
+)
+EVENT_TO_WARP = prometheus_client.Histogram(
+    "hubsync_event_to_warp_seconds",
+    "From a HubSpot webhook's arrival (its job's creation) to WARP written.",
+    buckets=LATENCY_BUCKETS,
+)
+WEBHOOK_DELIVERIES = prometheus_client.Counter(
+    "hubsync_webhook_deliveries",
+    "HubSpot webhook deliveries by outcome (accepted, invalid, unauthorized, too_large, "
+    "unavailable, error).",
+    ["outcome"],
+)
+WEBHOOK_EVENTS = prometheus_client.Counter(
+    "hubsync_webhook_events",
+    "Events of accepted deliveries by outcome (duplicate, queued, ignored, processed).",
+    ["outcome"],
+)
+HUBSPOT_REQUESTS = prometheus_client.Counter(
+    "hubsync_hubspot_requests",
+    "Requests to HubSpot by operation and HTTP status (`transport_error`: no answer).",
+    ["operation", "status"],
+)
+HUBSPOT_REQUEST_SECONDS = prometheus_client.Histogram(
+    "hubsync_hubspot_request_seconds",
+    "HubSpot request duration by operation (answered requests).",
+    ["operation"],
+    buckets=REQUEST_BUCKETS,
+)
+HUBSPOT_RATE_LIMITED = prometheus_client.Counter(
+    "hubsync_hubspot_rate_limited",
+    "HubSpot answers 429 (rate limited), by operation.",
+    ["operation"],
+)
+
+_DELIVERY_OUTCOMES = {
+    200: "accepted",
+    400: "invalid",
+    401: "unauthorized",
+    413: "too_large",
+    503: "unavailable",
+}
+# The webhook route's children resolved once: `.labels()` takes a lock and builds a key on
+# every call, and this is the intake's hot path (thousands of deliveries a second).
+_DELIVERIES = {
+    status: WEBHOOK_DELIVERIES.labels(name) for status, name in _DELIVERY_OUTCOMES.items()
+}
+_DELIVERY_ERROR = WEBHOOK_DELIVERIES.labels("error")
+_EVENTS = {
+    name: WEBHOOK_EVENTS.labels(name) for name in ("duplicate", "queued", "ignored", "processed")
+}
+
+
+def observe_hubspot_request(operation: str, status: int | None, seconds: float) -> None:
+    """One HubSpot request answered with `status` (None: it got no answer)."""
+    HUBSPOT_REQUESTS.labels(operation, "transport_error" if status is None else str(status)).inc()
+    if status is None:
+        return
+    HUBSPOT_REQUEST_SECONDS.labels(operation).observe(seconds)
+    if status == 429:
+        HUBSPOT_RATE_LIMITED.labels(operation).inc()
+
+
+def observe_batch(jobs: Sequence[ClaimedJob], outcomes: Sequence[JobOutcome]) -> None:
+    """A batch's outcomes as the worker recorded them; latency for the jobs done."""
+    by_id = {job.id: job for job in jobs}
+    now = datetime.now(UTC)
+    finished: Counter[tuple[str, str]] = Counter()  # one increment per label set, not per job
+    for outcome in outcomes:
+        job = by_id.get(outcome.job_id)
+        if job is None:
+            continue
+        finished[job.direction.value, outcome.status.value] += 1
+        if outcome.status is not OutcomeStatus.DONE:
+            continue
+        waited = max(0.0, (now - job.created_at).total_seconds())
+        if job.direction is JobDirection.TO_HUBSPOT:
+            QUEUE_TO_HUBSPOT.observe(waited)
+        elif job.source is JobSource.WEBHOOK:
+            EVENT_TO_WARP.observe(waited)
+    for (direction, status), count in finished.items():
+        JOBS_FINISHED.labels(direction, status).inc(count)
+
+
+def observe_webhook_delivery(status: int) -> None:
+    _DELIVERIES.get(status, _DELIVERY_ERROR).inc()
+
+
+def observe_webhook_events(duplicates: int, queued: int, ignored: int, processed: int) -> None:
+    if duplicates:
+        _EVENTS["duplicate"].inc(duplicates)
+    if queued:
+        _EVENTS["queued"].inc(queued)
+    if ignored:
+        _EVENTS["ignored"].inc(ignored)
+    if processed:
+        _EVENTS["processed"].inc(processed)

@@ -112,10 +112,13 @@ def serve(
 
     from app.http_server import server_options
     from app.logs import configure_logging
-    from app.preflight import PreflightError, preflight
     from app.store.bootstrap import is_embedded_default, migrate_database
 
     configure_logging(settings)
+    # Before anything imports the metrics (the preflight's HubSpot client does).
+    prepare_metrics_directory(workers)
+    from app.preflight import PreflightError, preflight
+
     try:  # before anything is written: is this the portal the links belong to?
         asyncio.run(preflight(settings))
     except PreflightError as exc:
@@ -132,7 +135,6 @@ def serve(
     options = server_options(settings)
     if migrate or (migrate is None and is_embedded_default(settings)):
         asyncio.run(migrate_database(settings))
-    prepare_metrics_directory(workers)
     if workers > 1:
         # Each worker process imports the app anew (uvicorn spawns them).
         uvicorn.run(

@@ -64,6 +64,7 @@ async def test_every_route_answers_503_with_retry_after_when_the_database_is_dow
                 )
             answers[method, template] = response
     assert answers.pop(("GET", "/healthz")).status_code == 200
+    assert answers.pop(("GET", "/metrics")).status_code == 200  # says hubsync_database_up 0
     assert ("PUT", "/v1/sync/config") in answers
     ready = answers.pop(("GET", "/readyz"))
     assert ready.status_code == 503

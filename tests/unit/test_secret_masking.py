@@ -27,7 +27,10 @@ def run_cli(
     monkeypatch.chdir(tmp_path)  # no .env file here
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    return main(list(argv))
+    try:
+        return main(list(argv))
+    except SystemExit as exit_:  # how the commands stop on a configuration error
+        return int(exit_.code or 0)
 
 
 def test_check_config_masks_database_and_hubspot_credentials(

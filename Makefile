@@ -30,12 +30,17 @@ lint: $(STAMP) ## ruff and mypy (strict) on app/
 	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
 
+chaos: $(STAMP) ## the convergence suite, longer: 10 min of edits, 100 customers (CHAOS_SEED=n to replay)
+	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} CHAOS_CUSTOMERS=$${CHAOS_CUSTOMERS:-100} \
+		$(BIN)/pytest tests/chaos -s
+
 bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~20 min; see bench/README.md)
 	$(BIN)/python -m bench.outbound
 	$(BIN)/python -m bench.webhook_intake --runs 5
 	$(BIN)/python -m bench.inbound_latency --runs 3
+	$(BIN)/python -m bench.console --rounds 5
 
 clean: ## remove the virtual environment and local databases
 	rm -rf $(VENV) hubsync.db hubsync.db-wal hubsync.db-shm .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install run test lint bench clean
+.PHONY: help install run test lint chaos bench clean

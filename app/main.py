@@ -14,9 +14,15 @@ from typing import TypedDict
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 
-from app.api import config, customers, health, links, metrics, sync_jobs, webhooks
+from app.admin.app import MOUNT as ADMIN_MOUNT
+from app.admin.app import build_admin
+from app.admin.embedded import announce, generate_embedded_access
+from app.api import config, customers, health, links, metrics, operator, sync_jobs, webhooks
+from app.api.deps import app_context
 from app.api.errors import (
     DATABASE_DOWN,
     ApiError,
@@ -37,6 +43,7 @@ from app.store.bootstrap import is_embedded_default
 from app.store.db import create_engine
 from app.store.webhook_events import finish_events_for_jobs
 from app.sync.engine import SyncEngine
+from app.sync.gate import gated
 from app.sync.intake_writer import IntakeWriter
 from app.sync.portal import PortalGuard
 from app.sync.runtime import start_runtime, stop_runtime
@@ -59,6 +66,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         *links.routes,
         *webhooks.routes,
         *config.routes,
+        *operator.routes,
     ]
 
 
@@ -87,10 +95,22 @@ def build_middleware(settings: Settings, routes: list[BaseRoute]) -> list[Middle
     ]
 
 
-def create_app(settings: Settings) -> Starlette:
+async def root(request: Request) -> Response:
+    """`/` leads people to the console when it is enabled."""
+    if app_context(request).settings.admin_enabled:
+        return RedirectResponse(f"{ADMIN_MOUNT}/", status_code=307)
+    raise ApiError(404, "nothing here: the API is under /v1 (see openapi.yaml)")
+
+
+def create_app(  # noqa: PLR0915 -- one lifespan closure; to split once the merges settle
+    settings: Settings, *, listen_url: str = "http://127.0.0.1:8000"
+) -> Starlette:
     problems = settings.startup_problems()
     if problems:
         raise SettingsError(problems[0])
+    access = generate_embedded_access(settings)  # sandbox mode with no credentials only
+    settings = access.settings
+    announce(access, settings.public_url or listen_url)
     if settings.sandbox_mode and settings.hubspot_app_id is None:
         # The sandbox attributes API writes to this app id; knowing it marks our own echoes.
         settings = replace(settings, hubspot_app_id=SANDBOX_APP_ID)
@@ -129,16 +149,24 @@ def create_app(settings: Settings) -> Starlette:
                 before_bootstrap=guard.check_at_start,
             ) as hubspot:
                 context.extras["hubspot"] = hubspot.client
+                context.extras["hubspot_limiter"] = hubspot.client.limiter
                 if hubspot.sandbox_app is not None:
                     context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
-                sync_engine = SyncEngine(
-                    engine=engine,
-                    warp=context.warp,
-                    hubspot=hubspot.client,
-                    after_batch=finish_events_for_jobs,
-                )
+                context.extras["properties"] = hubspot.properties
+                # Jobs wait while hubsync's HubSpot properties are not there yet.
                 context.extras["portal_guard"] = guard
-                context.extras["job_handler"] = guard.guard(sync_engine)
+                # Jobs wait while the portal is unchecked or hubsync's properties are missing.
+                context.extras["job_handler"] = guard.guard(
+                    gated(
+                        SyncEngine(
+                            engine=engine,
+                            warp=context.warp,
+                            hubspot=hubspot.client,
+                            after_batch=finish_events_for_jobs,
+                        ),
+                        hubspot.properties,
+                    )
+                )
                 demo = hubspot.sandbox_app is not None and guard.verified
                 if demo:  # before the worker starts: no job may meet the empty sandbox
                     await refill_sandbox(context, context.extras["sandbox"])
@@ -167,6 +195,9 @@ def create_app(settings: Settings) -> Starlette:
             log.info("hubsync stopped")
 
     routes = build_routes(settings)
+    routes.append(Route("/", root, methods=["GET"]))
+    if settings.admin_enabled:
+        routes.append(Mount(ADMIN_MOUNT, app=build_admin(settings, one_time=access.one_time)))
     if sandbox_app is not None:
         # For people: the sandbox's HubSpot API and /_sandbox control routes, browsable.
         routes.append(

@@ -11,9 +11,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -109,6 +111,8 @@ class Settings:
     hubspot_base_url: str = DEFAULT_HUBSPOT_BASE_URL
     hubspot_client_secret: Secret | None = None
     hubspot_app_id: str | None = None
+    # The HubSpot account (portal) id: the console links a company to its page in HubSpot.
+    hubspot_portal_id: str | None = None
     hubspot_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(100, 10.0))
     hubspot_search_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(5, 1.0))
     hubspot_webhook_signature_versions: tuple[str, ...] = ("v3",)
@@ -123,8 +127,9 @@ class Settings:
     demo_data: bool = True
     # The sync queue and its worker (app/sync/worker.py, app/store/queue.py).
     worker_batch_size: int = 100
-    # Batches in flight per process; None = 4 on PostgreSQL (overlaps database and HubSpot
-    # round trips), 1 on SQLite (one writer at a time anyway).
+    # The most batches in flight per process; None = 16 on PostgreSQL, of which the worker
+    # runs as many as fill HubSpot's limit (app/sync/lanes.py), 1 on SQLite (one writer at a
+    # time anyway).
     worker_concurrency: int | None = None
     worker_poll_seconds: float = 1.0
     lease_seconds: float = 60.0
@@ -142,6 +147,13 @@ class Settings:
     max_connections: int = 1000
     # "demo" runs the built-in HubSpot sandbox; "production" needs HUBSPOT_ACCESS_TOKEN.
     mode: str = "production"
+    # A pending job gains one priority level per this many seconds waited (1 = most urgent),
+    # so a steady stream of urgent work cannot starve a priority-10 backfill.
+    queue_ageing_seconds: float = 60.0
+    # The immediate-sync route gives up waiting after this long (the job stays queued).
+    sync_now_timeout_seconds: float = 25.0
+    # HubSpot resets the daily request limit at midnight in the account's time zone.
+    hubspot_account_timezone: str = "UTC"
     # /metrics on a port of its own instead of the service's (None: the service's port).
     metrics_port: int | None = None
 
@@ -193,7 +205,11 @@ class Settings:
     def effective_worker_concurrency(self) -> int:
         if self.worker_concurrency is not None:
             return self.worker_concurrency
-        return 1 if make_url(self.database_url.reveal()).get_backend_name() == "sqlite" else 4
+        return 1 if make_url(self.database_url.reveal()).get_backend_name() == "sqlite" else 16
+
+    @property
+    def account_timezone(self) -> tzinfo:
+        return ZoneInfo(self.hubspot_account_timezone)
 
     @property
     def admin_enabled(self) -> bool:
@@ -253,6 +269,11 @@ class Settings:
         app_id = get("HUBSPOT_APP_ID")
         if app_id is not None and not app_id.isdigit():
             raise SettingsError(f"HUBSPOT_APP_ID: expected a numeric app id, got {app_id!r}")
+        portal_id = get("HUBSPOT_PORTAL_ID")
+        if portal_id is not None and not portal_id.isdigit():
+            raise SettingsError(
+                f"HUBSPOT_PORTAL_ID: expected a numeric account id, got {portal_id!r}"
+            )
         versions = tuple(
             v.strip().lower()
             for v in (get("HUBSPOT_WEBHOOK_SIGNATURES") or "v3").split(",")
@@ -279,6 +300,7 @@ class Settings:
             hubspot_base_url=base_url.rstrip("/"),
             hubspot_client_secret=_secret(get("HUBSPOT_CLIENT_SECRET")),
             hubspot_app_id=app_id,
+            hubspot_portal_id=portal_id,
             hubspot_rate_limit=_rate_limit(
                 "HUBSPOT_RATE_LIMIT", get("HUBSPOT_RATE_LIMIT"), "100/10s"
             ),
@@ -343,6 +365,15 @@ class Settings:
                 30 * 86400.0,
                 60,
                 10 * 365 * 86400,
+            ),
+            queue_ageing_seconds=_duration(
+                "HUBSYNC_QUEUE_AGEING", get("HUBSYNC_QUEUE_AGEING"), 60.0, 1, 86400
+            ),
+            sync_now_timeout_seconds=_duration(
+                "HUBSYNC_SYNC_NOW_TIMEOUT", get("HUBSYNC_SYNC_NOW_TIMEOUT"), 25.0, 1, 600
+            ),
+            hubspot_account_timezone=_timezone(
+                "HUBSPOT_ACCOUNT_TIMEZONE", get("HUBSPOT_ACCOUNT_TIMEZONE")
             ),
             metrics_port=(
                 _number("HUBSYNC_METRICS_PORT", get("HUBSYNC_METRICS_PORT"), 0, 1, 65535)
@@ -465,6 +496,19 @@ def _duration(
             f"{name}: expected between {minimum:g}s and {maximum:g}s, got {value!r}"
         )
     return seconds
+
+
+def _timezone(name: str, value: str | None) -> str:
+    """An IANA time zone name such as 'America/New_York' (default UTC)."""
+    if value is None:
+        return "UTC"
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(
+            f"{name}: expected an IANA time zone like 'America/New_York', got {value!r}"
+        ) from None
+    return value
 
 
 def _number(name: str, value: str | None, default: int, minimum: int, maximum: int) -> int:

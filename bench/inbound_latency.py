@@ -15,6 +15,11 @@ late). Reports p50/p99 per run and the median of the runs; also the first leg, e
 stored by hubsync, from the events' `received_at`.
 
     .venv/bin/python -m bench.inbound_latency [--runs 3] [--edits 200] [--rate 5]
+        [--latency-model hubspot-2026]
+
+The sandbox answers hubsync's API calls (the read of the company) with a latency model, by
+default "hubspot-2026" (app/sandbox/latency.py; `none` turns it off); webhook deliveries keep
+the sandbox's own 50 ms batching window.
 
 PostgreSQL: HUBSYNC_TEST_POSTGRES_URL (default postgresql://root@127.0.0.1:5432/postgres).
 """
@@ -35,6 +40,7 @@ import httpx
 import psycopg
 
 from bench.outbound import (
+    DEFAULT_LATENCY_MODEL,
     TOKEN,
     database,
     enqueue_all,
@@ -140,9 +146,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--edits", type=int, default=200, help="edits per run")
     parser.add_argument("--rate", type=float, default=5.0, help="edits per second")
+    parser.add_argument("--latency-model", default=DEFAULT_LATENCY_MODEL, help="or 'none'")
     args = parser.parse_args()
     customers = args.edits * args.runs
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f} at the start")
+    print(f"sandbox latency model: {args.latency_model}")
     invocation = [Path(sys.executable).name, "-m", "bench.inbound_latency", *sys.argv[1:]]
     print(f"command: {' '.join(invocation)}", flush=True)
     sandbox_port, hubsync_port = free_port(), free_port()
@@ -156,6 +164,8 @@ def main() -> int:
         sandbox_cmd = [sys.executable, "-m", "app.cli", "sandbox", "--port", str(sandbox_port)]
         sandbox_cmd += ["--webhook-url", f"{hubsync}/v1/webhooks/hubspot"]
         sandbox_cmd += ["--client-secret", SECRET, "--app-id", APP_ID]
+        if args.latency_model != "none":
+            sandbox_cmd += ["--latency-model", args.latency_model]
         env = {
             **base_env,
             "HUBSYNC_DATABASE_URL": libpq(name),

@@ -39,14 +39,25 @@ class RecordingHubSpot:
     def __init__(self, client: HubSpotClient) -> None:
         self.client = client
         self.reads: list[list[str]] = []
+        self.history_reads: list[list[str]] = []  # reads asking for propertiesWithHistory
         self.updates: list[list[UpdateInput]] = []
         self.upserts: list[list[UpsertInput]] = []
 
     async def batch_read_companies(
-        self, ids: Sequence[str], properties: Sequence[str], id_property: str | None = None
+        self,
+        ids: Sequence[str],
+        properties: Sequence[str],
+        id_property: str | None = None,
+        *,
+        properties_with_history: Sequence[str] = (),
     ) -> BatchResult:
-        self.reads.append(list(ids))
-        return await self.client.batch_read_companies(ids, properties, id_property)
+        if properties_with_history:
+            self.history_reads.append(list(ids))
+        else:
+            self.reads.append(list(ids))
+        return await self.client.batch_read_companies(
+            ids, properties, id_property, properties_with_history=properties_with_history
+        )
 
     async def batch_upsert_companies(
         self, inputs: Sequence[UpsertInput], id_property: str = "warp_ban"
@@ -60,6 +71,7 @@ class RecordingHubSpot:
 
     def forget(self) -> None:
         self.reads.clear()
+        self.history_reads.clear()
         self.updates.clear()
         self.upserts.clear()
 

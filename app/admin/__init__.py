@@ -1,0 +1,1 @@
+"""The operator's console: server-rendered pages behind a login (`/admin`)."""

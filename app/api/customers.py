@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
@@ -14,9 +15,13 @@ from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
 from app.api.idempotency import Answer, answer_idempotently
 from app.api.sync_jobs import idempotency_store, job_document, queue_of
+from app.context import AppContext
 from app.store import sync_state
+from app.store.pauses import OUTBOUND, paused_directions
+from app.store.queue import QueueRepository
 from app.store.queue_records import EntityBusyError
 from app.sync.jobs import (
+    ClaimedJob,
     EntityType,
     JobDirection,
     JobHandler,
@@ -24,6 +29,7 @@ from app.sync.jobs import (
     JobSource,
     OutcomeStatus,
 )
+from app.sync.lease import LeaseLostError, holding_lease
 from app.warp.connector import canonical_id
 
 # What the caller learns from the status code alone.
@@ -40,8 +46,9 @@ def _customer_key(request: Request) -> str:
 
 async def sync_customer_now(request: Request) -> Response:
     """POST /v1/sync/customers/{customer_id}/to-hubspot — sync now and answer with the outcome:
-    200 done, 202 not yet (a transient error: the job stays queued and retries), 422 failed
-    for good (the reason is in `error`), 409 while another worker is syncing this customer."""
+    200 done, 202 not yet (a transient error, or not finished within HUBSYNC_SYNC_NOW_TIMEOUT:
+    the job stays queued and retries), 422 failed for good (the reason is in `error`), 409
+    while another worker is syncing this customer. The lease is heartbeated like a worker's."""
     caller = require_api_token(request)
     context = app_context(request)
     queue = queue_of(context)
@@ -56,6 +63,8 @@ async def sync_customer_now(request: Request) -> Response:
     async def produce(_answer: Answer) -> tuple[int, dict[str, Any]]:
         if not await context.warp.existing_ids([key]):
             raise ApiError(404, f"customer {key} does not exist in WARP")
+        if paused := await _outbound_paused(context, key):
+            return 202, paused
         worker_id = f"api:{uuid.uuid4().hex[:12]}"
         try:
             job = await queue.claim_entity(
@@ -73,15 +82,7 @@ async def sync_customer_now(request: Request) -> Response:
                 "retry shortly or queue it",
                 code="busy",
             ) from None
-        try:
-            [outcome] = await handler([job])
-        except BaseException as exc:
-            failure = JobOutcome(
-                job.id, OutcomeStatus.RETRY, error=f"{type(exc).__name__}", error_kind="internal"
-            )
-            await queue.complete(worker_id, [failure])
-            raise
-        await queue.complete(worker_id, [outcome])
+        outcome = await _run_bounded(context, queue, handler, job, worker_id)
         payload = {
             "job_id": job.id,
             "customer_id": key,
@@ -99,6 +100,67 @@ async def sync_customer_now(request: Request) -> Response:
         body=body,
         produce=produce,
     )
+
+
+async def _outbound_paused(context: AppContext, key: str) -> dict[str, Any] | None:
+    """While an operator has paused WARP -> HubSpot, the customer is queued (it syncs on
+    resume) instead of being synced now."""
+    async with context.engine.begin() as connection:
+        if OUTBOUND not in await paused_directions(connection):
+            return None
+        queued = await queue_of(context).enqueue(
+            connection,
+            EntityType.CUSTOMER,
+            key,
+            priority=1,
+            source=JobSource.API,
+            direction=JobDirection.TO_HUBSPOT,
+        )
+    return {
+        "job_id": queued.job_id,
+        "customer_id": key,
+        "status": "queued",
+        "error": "WARP -> HubSpot is paused by an operator; the job waits for the resume",
+    }
+
+
+# Immediate syncs still running after their request answered, kept so they are not collected.
+_BACKGROUND: set[asyncio.Task[JobOutcome]] = set()
+
+
+async def _run_bounded(
+    context: AppContext, queue: QueueRepository, handler: JobHandler, job: ClaimedJob, holder: str
+) -> JobOutcome:
+    """Run the job as the worker would — its lease renewed by the same heartbeat — and wait
+    for it at most HUBSYNC_SYNC_NOW_TIMEOUT. A sync still running then is left to finish in
+    the background (never cut off halfway through its writes) and the caller gets a 202."""
+    lease = context.settings.lease_seconds
+
+    async def run() -> JobOutcome:
+        try:
+            [outcome] = await holding_lease(queue, holder, [job.id], lease, handler([job]))
+        except LeaseLostError as exc:
+            outcome = JobOutcome(
+                job.id, OutcomeStatus.RETRY, error=str(exc), error_kind="lease_lost"
+            )
+        except BaseException as exc:
+            failure = JobOutcome(
+                job.id, OutcomeStatus.RETRY, error=f"{type(exc).__name__}", error_kind="internal"
+            )
+            await asyncio.shield(queue.complete(holder, [failure]))
+            raise
+        await queue.complete(holder, [outcome])
+        return outcome
+
+    task = asyncio.create_task(run(), name=f"hubsync-sync-now {job.id}")
+    limit = context.settings.sync_now_timeout_seconds
+    done, _ = await asyncio.wait({task}, timeout=limit)
+    if task in done:
+        return task.result()
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
+    message = f"not finished within {limit:g} s; it goes on in the background, see the job"
+    return JobOutcome(job.id, OutcomeStatus.RETRY, error=message, error_kind="timeout")
 
 
 async def get_customer(request: Request) -> Response:

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from app.api.deps import app_context
 from app.api.errors import RETRY_AFTER_SECONDS
 from app.store.migrate import current_revision, head_revision
+from app.sync.gate import Readiness
 from app.warp.columns import TableMissingError, real_columns
 
 log = logging.getLogger("hubsync.health")
@@ -59,6 +60,11 @@ async def readyz(request: Request) -> JSONResponse:
     for warning in context.settings.startup_warnings():
         ready = False
         checks["webhooks"] = warning
+    properties: Readiness | None = context.extras.get("properties")
+    if properties is not None:
+        # Jobs wait until hubsync's HubSpot properties exist (app/hubspot/readiness.py).
+        checks["hubspot_properties"] = properties.reason
+        ready = ready and properties.ready
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,

@@ -11,9 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.cli import database, jobs, portal, sandbox, serve, status
+from app.cli import database, jobs, pausing, portal, sandbox, serve, status
 
-COMMAND_GROUPS = (serve, database, portal, sandbox, status, jobs)
+COMMAND_GROUPS = (serve, database, portal, sandbox, status, jobs, pausing)
 
 # Kept importable from here: bench/webhook_intake.py tunes its server the same way.
 tune_garbage_collector = serve.tune_garbage_collector

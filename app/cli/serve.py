@@ -133,9 +133,10 @@ def serve(
         else f"against HubSpot at {settings.describe()['hubspot']}",
     )
     options = server_options(settings)
-    if migrate or (migrate is None and is_embedded_default(settings)):
-        asyncio.run(migrate_database(settings))
+    migrating = migrate or (migrate is None and is_embedded_default(settings))
     if workers > 1:
+        if migrating:
+            asyncio.run(migrate_database(settings))
         # Each worker process imports the app anew (uvicorn spawns them).
         uvicorn.run(
             f"{__name__}:app_from_env",
@@ -150,7 +151,11 @@ def serve(
         return 0
     from app.main import create_app
 
-    app = create_app(settings)
+    # Built before migrating, so the embedded default's login link is among the first lines.
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- shown only
+    app = create_app(settings, listen_url=f"http://{shown_host}:{port}")
+    if migrating:
+        asyncio.run(migrate_database(settings))
     tune_garbage_collector()
     uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True, **options)
     return 0

@@ -26,6 +26,7 @@ from app.hubspot.errors import HubSpotError, HubSpotRetryableError, error_from_i
 from app.hubspot.models import BatchOutcome, HubSpotCompany, JsonDict
 
 BATCH_LIMIT = 100  # HubSpot's maximum inputs per batch request
+HISTORY_BATCH_LIMIT = 50  # ... and per batch read asking for propertiesWithHistory
 NO_RESULT = "NO_RESULT"
 T = TypeVar("T")
 
@@ -47,8 +48,8 @@ class WriteChunk:
         )
 
 
-def chunks(items: Sequence[T]) -> list[Sequence[T]]:
-    return [items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT)]
+def chunks(items: Sequence[T], size: int = BATCH_LIMIT) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def write_chunks(entries: Sequence[tuple[str, JsonDict]]) -> list[WriteChunk]:

@@ -37,7 +37,14 @@ from typing import Any
 import httpx
 
 from app.hubspot import paths
-from app.hubspot.batch import WriteChunk, chunks, map_batch_response, write_chunks
+from app.hubspot.batch import (
+    BATCH_LIMIT,
+    HISTORY_BATCH_LIMIT,
+    WriteChunk,
+    chunks,
+    map_batch_response,
+    write_chunks,
+)
 from app.hubspot.errors import (
     HubSpotDailyLimitError,
     HubSpotError,
@@ -135,11 +142,17 @@ class HubSpotClient:
             limiter=limiter,
             search_limiter=search_limiter,
             transport=transport,
+            daily_reset_timezone=settings.account_timezone,
         )
 
     def __repr__(self) -> str:
         auth = "bearer" if self._token is not None else "none"
         return f"HubSpotClient(base_url={self.base_url!r}, auth={auth!r})"
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The general bucket's limiter (the worker sizes its lanes by it)."""
+        return self._limiter
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -178,13 +191,15 @@ class HubSpotClient:
         *,
         properties_with_history: Sequence[str] = (),
     ) -> BatchResult:
-        """Outcomes keyed by the ids given (duplicates are read once and share the outcome)."""
+        """Outcomes keyed by the ids given (duplicates are read once and share the outcome).
+        With `properties_with_history`, at most 50 companies a request (HubSpot's limit)."""
         unique = list(dict.fromkeys(ids))
         # hs_merged_object_ids lets a merged-away id be matched to the survivor that answers.
         extra = [id_property] if id_property else ["hs_merged_object_ids"]
         wanted = list(dict.fromkeys([*properties, *extra]))
         outcomes: dict[str, BatchOutcome] = {}
-        for chunk in chunks(unique):
+        size = HISTORY_BATCH_LIMIT if properties_with_history else BATCH_LIMIT
+        for chunk in chunks(unique, size):
             body: JsonDict = {
                 "inputs": [{"id": key} for key in chunk],
                 "properties": wanted,

@@ -19,9 +19,8 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from app.hubspot.client import HubSpotClient
-from app.hubspot.errors import HubSpotError
-from app.hubspot.properties import PropertySchemaError, ensure_properties
 from app.hubspot.ratelimit import SEARCH_BUCKET, create_rate_limiter
+from app.hubspot.readiness import PropertyBootstrap
 from app.sandbox.app import SandboxConfig, create_sandbox_app
 from app.settings import Secret, Settings
 
@@ -38,6 +37,7 @@ WEBHOOK_PATH = "/v1/webhooks/hubspot"
 class HubSpotConnection:
     client: HubSpotClient
     sandbox_app: Starlette | None  # set in sandbox mode
+    properties: PropertyBootstrap  # ready once hubsync's properties exist in HubSpot
 
 
 def build_sandbox_app(settings: Settings, webhook_secret: Secret | None) -> Starlette:
@@ -48,6 +48,7 @@ def build_sandbox_app(settings: Settings, webhook_secret: Secret | None) -> Star
         client_secret=webhook_secret.reveal() if webhook_secret else SandboxConfig().client_secret,
         app_id=settings.hubspot_app_id or SANDBOX_APP_ID,
         portal_id=SANDBOX_PORTAL_ID,
+        account_timezone=settings.hubspot_account_timezone,
     )
     return create_sandbox_app(config)
 
@@ -75,8 +76,8 @@ async def open_hubspot(
         async with client:
             if before_bootstrap is not None:
                 await before_bootstrap(client)
-            await bootstrap(client)
-            yield HubSpotConnection(client, None)
+            async with _bootstrapped(client) as properties:
+                yield HubSpotConnection(client, None, properties)
         return
     sandbox = sandbox_app.state.sandbox
     if webhook_receiver is not None:
@@ -95,22 +96,18 @@ async def open_hubspot(
         async with client:
             if before_bootstrap is not None:
                 await before_bootstrap(client)
-            await bootstrap(client)
-            yield HubSpotConnection(client, sandbox_app)
+            async with _bootstrapped(client) as properties:
+                yield HubSpotConnection(client, sandbox_app, properties)
 
 
-async def bootstrap(client: HubSpotClient) -> None:
-    """Make sure hubsync's properties exist; a failure is logged loudly, not fatal, so the
-    service still takes jobs (they retry until HubSpot is reachable)."""
+@asynccontextmanager
+async def _bootstrapped(client: HubSpotClient) -> AsyncIterator[PropertyBootstrap]:
+    """Make sure hubsync's properties exist: once now, and until they do in the background.
+    A failure is not fatal: the service takes jobs, which wait until the properties are ready
+    (see app/hubspot/readiness.py)."""
+    properties = PropertyBootstrap(client)
+    await properties.first_attempt()
     try:
-        report = await ensure_properties(client)
-    # The message says what an operator must fix; a traceback would add nothing.
-    except PropertySchemaError as exc:
-        log.error("HubSpot properties are not as hubsync needs them: %s", exc)  # noqa: TRY400
-    except HubSpotError as exc:
-        log.error("could not check HubSpot properties at start: %s", exc)  # noqa: TRY400
-    except Exception:  # e.g. the schema is not migrated yet: /readyz says so
-        log.exception("could not check HubSpot properties at start")
-    else:
-        for note in report.notes:
-            log.info("HubSpot property note: %s", note)
+        yield properties
+    finally:
+        await properties.stop()

@@ -128,10 +128,50 @@ class _Pacing:
         self.window = limit.window_seconds + margin  # what counts as "in the window"
         self.max_pause_wait = max_pause_wait
         self.window_count = 0  # requests in our window as of our latest grant
+        self._latest_grant = 0.0  # monotonic time of that grant
+        self._in_acquire = 0  # acquire() calls of this process not yet granted
+        self._held_back = False  # the one asking now was told to wait for room (or a pause)
         self._spacing = 0.0
         self._spacing_until = 0.0
         self._last_start = 0.0
         self._warned_max = False
+
+    @property
+    def waiting(self) -> int:
+        """Requests of this process waiting because the limit is reached (not those merely
+        in line for their turn to ask): above zero, the limit, not the callers, sets the
+        pace."""
+        return self._in_acquire if self._held_back else 0
+
+    @property
+    def used_share(self) -> float:
+        """The share of the window's budget in use at our latest grant (0 once that grant is
+        older than a window): how much room a caller who is in no hurry may assume."""
+        if time.monotonic() - self._latest_grant > self.window:
+            return 0.0
+        return self.window_count / self.limit.requests
+
+    async def acquire(self) -> Grant:
+        """Wait until one more request may start, and count it (see `RateLimiter`)."""
+        self._in_acquire += 1
+        try:
+            return await self._acquire()
+        finally:
+            self._in_acquire -= 1
+            if not self._in_acquire:
+                self._held_back = False
+
+    async def _acquire(self) -> Grant:
+        raise NotImplementedError
+
+    def _granted(self, window_count: int) -> None:
+        self.window_count = window_count
+        self._latest_grant = time.monotonic()
+        self._held_back = False
+
+    async def _hold_back(self, seconds: float) -> None:
+        self._held_back = True
+        await asyncio.sleep(seconds)
 
     async def observe(self, headers: RateLimitHeaders) -> None:
         if headers.max is None or headers.remaining is None or not headers.interval_seconds:
@@ -182,7 +222,7 @@ class LocalRateLimiter(_Pacing):
     def __repr__(self) -> str:
         return f"LocalRateLimiter({self.limit}, bucket={self.bucket!r})"
 
-    async def acquire(self) -> Grant:
+    async def _acquire(self) -> Grant:
         async with self._lock:
             await self.wait_for_spacing()
             while True:
@@ -192,14 +232,14 @@ class LocalRateLimiter(_Pacing):
                     wait = self._paused_until - now
                     if wait > self.max_pause_wait:
                         raise RateLimitPausedError(wait, self._pause_reason)
-                    await asyncio.sleep(wait)
+                    await self._hold_back(wait)
                 elif len(self._grants) >= self.limit.requests:
                     oldest = min(g.at for g in self._grants)
-                    await asyncio.sleep(oldest + self.window - now)
+                    await self._hold_back(oldest + self.window - now)
                 else:
                     grant = Grant(at=now)
                     self._grants.append(grant)
-                    self.window_count = len(self._grants)
+                    self._granted(len(self._grants))
                     return grant
 
     async def settle(self, grant: Grant) -> None:
@@ -236,14 +276,14 @@ class PostgresRateLimiter(_Pacing):
     def __repr__(self) -> str:
         return f"PostgresRateLimiter({self.limit}, bucket={self.bucket!r})"
 
-    async def acquire(self) -> Grant:
+    async def _acquire(self) -> Grant:
         async with self._lock:
             await self.wait_for_spacing()
             while True:
                 outcome = await self._try_grant()
                 if isinstance(outcome, Grant):
                     return outcome
-                await asyncio.sleep(outcome)
+                await self._hold_back(outcome)
 
     async def settle(self, grant: Grant) -> None:
         if grant.row_id is not None:
@@ -251,30 +291,39 @@ class PostgresRateLimiter(_Pacing):
                 await conn.execute(_SETTLE, {"id": grant.row_id})
 
     async def _try_grant(self) -> Grant | float:
-        """Record a grant and return it, or return how long to wait before asking again."""
-        params = {"bucket": self.bucket, "window": self.window}
+        """Record a grant and return it, or return how long to wait before asking again.
+
+        Three round trips under the lock (take it, count and maybe insert, commit): every
+        other request of the deployment waits for them, so they are kept few and the commit
+        does not wait for the disk (see _LOCK)."""
+        params = {"bucket": self.bucket, "window": self.window, "limit": self.limit.requests}
         async with self._engine.begin() as conn:
-            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._lock_key})
-            row = (await conn.execute(_STATE, params)).one()
+            await conn.execute(_LOCK, {"key": self._lock_key})
+            # A statement of its own after the lock: its snapshot sees every grant committed
+            # before the lock was ours.
+            row = (await conn.execute(_STATE_AND_GRANT, params)).one()
             now: datetime = row[0]
             paused_until: datetime | None = row[1]
             used: int = row[2]
             oldest: datetime | None = row[3]
-            if paused_until is not None and paused_until > now:
-                wait = (paused_until - now).total_seconds()
-                if wait > self.max_pause_wait:
-                    raise RateLimitPausedError(wait, row[4] or "")
-                return wait
-            if used >= self.limit.requests and oldest is not None:
-                return max(0.001, (oldest - now).total_seconds() + self.window)
-            row_id = (await conn.execute(_GRANT, {"bucket": self.bucket, "now": now})).scalar_one()
-            self._grants_made += 1
-            if self._grants_made % _PRUNE_EVERY == 0:
-                await conn.execute(
-                    _PRUNE, {"bucket": self.bucket, "now": now, "horizon": 2 * self.window}
-                )
-        self.window_count = used + 1
-        return Grant(row_id=row_id)
+            row_id: int | None = row[5]
+            if row_id is not None:
+                self._grants_made += 1
+                if self._grants_made % _PRUNE_EVERY == 0:
+                    await conn.execute(
+                        _PRUNE, {"bucket": self.bucket, "now": now, "horizon": 2 * self.window}
+                    )
+        if row_id is not None:
+            self._granted(used + 1)
+            return Grant(row_id=row_id)
+        if paused_until is not None and paused_until > now:
+            wait = (paused_until - now).total_seconds()
+            if wait > self.max_pause_wait:
+                raise RateLimitPausedError(wait, row[4] or "")
+            return wait
+        if oldest is None:  # pragma: no cover -- refused only when the window holds grants
+            return 0.001
+        return max(0.001, (oldest - now).total_seconds() + self.window)
 
     async def pause(self, seconds: float, reason: str) -> None:
         logger.warning("HubSpot %s requests paused for %.1f s: %s", self.bucket, seconds, reason)
@@ -285,24 +334,40 @@ class PostgresRateLimiter(_Pacing):
 
 
 # The database's clock is the one clock every process agrees on.
-_STATE = text(
+#
+# The grants' log does not wait for the disk on commit (synchronous_commit off, for these
+# transactions only): each grant commits while every other request of the deployment waits for
+# the lock, and on a busy disk the flush was most of that time. What a crash of PostgreSQL can
+# lose is the last fraction of a second of grants; the window then undercounts by those few
+# for up to ten seconds, and HubSpot's 429 (which pauses every process) covers the rest.
+_LOCK = text("SELECT pg_advisory_xact_lock(:key), set_config('synchronous_commit', 'off', true)")
+_STATE_AND_GRANT = text(
     """
-    WITH t AS (SELECT clock_timestamp() AS now)
-    SELECT t.now,
-           (SELECT p.until FROM hubspot_rate_limit_pauses p WHERE p.bucket = :bucket),
-           (SELECT count(*) FROM hubspot_rate_limit_grants g
-             WHERE g.bucket = :bucket AND g.granted_at > t.now - make_interval(secs => :window)),
-           (SELECT min(g.granted_at) FROM hubspot_rate_limit_grants g
-             WHERE g.bucket = :bucket AND g.granted_at > t.now - make_interval(secs => :window)),
-           (SELECT p.reason FROM hubspot_rate_limit_pauses p WHERE p.bucket = :bucket)
-    FROM t
+    WITH s AS (
+      SELECT t.now,
+             (SELECT p.until FROM hubspot_rate_limit_pauses p WHERE p.bucket = :bucket)
+               AS paused_until,
+             (SELECT count(*) FROM hubspot_rate_limit_grants g
+               WHERE g.bucket = :bucket AND g.granted_at > t.now - make_interval(secs => :window))
+               AS used,
+             (SELECT min(g.granted_at) FROM hubspot_rate_limit_grants g
+               WHERE g.bucket = :bucket AND g.granted_at > t.now - make_interval(secs => :window))
+               AS oldest,
+             (SELECT p.reason FROM hubspot_rate_limit_pauses p WHERE p.bucket = :bucket)
+               AS reason
+      FROM (SELECT clock_timestamp() AS now) t
+    ), granted AS (
+      INSERT INTO hubspot_rate_limit_grants (bucket, granted_at)
+      SELECT :bucket, s.now FROM s
+      WHERE (s.paused_until IS NULL OR s.paused_until <= s.now) AND s.used < :limit
+      RETURNING id
+    )
+    SELECT s.now, s.paused_until, s.used, s.oldest, s.reason, (SELECT id FROM granted) FROM s
     """
-)
-_GRANT = text(
-    "INSERT INTO hubspot_rate_limit_grants (bucket, granted_at) VALUES (:bucket, :now) RETURNING id"
 )
 _SETTLE = text(
     "UPDATE hubspot_rate_limit_grants SET granted_at = greatest(granted_at, clock_timestamp()) "
+    "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush "
     "WHERE id = :id"
 )
 _PRUNE = text(

@@ -20,12 +20,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--rate-limit", type=RateLimit.parse, default=RateLimit(100, 10.0), help="e.g. 100/10s"
     )
+    parser.add_argument("--latency-model", help="a latency preset, e.g. hubspot-2026")
     args = parser.parse_args(argv)
     config = SandboxConfig(
         rate_limit=args.rate_limit,
         app_id=args.app_id,
         webhook_url=args.webhook_url,
         access_token=args.access_token,
+        latency_model=args.latency_model,
     )
     if args.client_secret:
         config.client_secret = args.client_secret

@@ -15,6 +15,8 @@ class SandboxConfig:
     rate_limit: RateLimit = field(default_factory=lambda: RateLimit(100, 10.0))
     search_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(5, 1.0))
     daily_limit: int = 250_000  # private app, Free/Starter
+    # The daily limit resets at midnight here (HubSpot: the account's time zone).
+    account_timezone: str = "UTC"
     client_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     app_id: str = "1"
     portal_id: int = 1
@@ -36,5 +38,8 @@ class SandboxConfig:
     # Real HubSpot answers requested-but-unset properties as null; its OpenAPI schema says
     # strings only. False (default) omits them; True mimics the real API.
     unset_properties_as_null: bool = False
+    # A latency model (app/sandbox/latency.py) to start with and keep after a reset, e.g.
+    # "hubspot-2026"; None answers as fast as the machine can.
+    latency_model: str | None = None
     first_company_id: int = 1001
     request_log_size: int = 100_000  # newest request records kept for inspection

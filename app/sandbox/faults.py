@@ -1,5 +1,7 @@
 """Deliberate trouble: random HubSpot errors, latency, and duplicated or reordered webhooks.
 
+Latency is a fixed `latency_ms`, a per-operation `latency_model` (app/sandbox/latency.py:
+a preset's name such as "hubspot-2026", or per-operation means and p99s), or both added.
 A seeded random generator makes a faulty run repeatable. An injected error answers before the
 request does anything, as HubSpot's gateway would, so a retried write is never applied twice.
 """
@@ -13,6 +15,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from app.sandbox.errors import ApiError, JsonDict, rate_limit_body
+from app.sandbox.latency import LatencyModel
 
 DEFAULT_STATUSES = (429, 500, 502, 503, 423, 477)
 _MESSAGES = {
@@ -34,6 +37,11 @@ class Faults:
     duplicate_webhooks: float = 0.0
     reorder_webhooks: bool = False
     retry_after_seconds: int = 1  # what 477 (and injected 429) answers carry in Retry-After
+    latency_model: str | dict[str, Any] | None = None  # as given; `model` is it parsed
+
+    @property
+    def model(self) -> LatencyModel | None:
+        return None if self.latency_model is None else LatencyModel.from_json(self.latency_model)
 
     @classmethod
     def from_json(cls, body: object) -> Faults:
@@ -54,23 +62,42 @@ class Faults:
                 raise ValueError(f"{name} must be between 0 and 1")
         if faults.latency_ms < 0:
             raise ValueError("latency_ms must not be negative")
+        _ = faults.model  # a bad model is refused here, not on the first request
         return faults
 
-    def to_json(self) -> JsonDict:
+    def settings(self) -> JsonDict:
+        """The fields as `from_json` takes them."""
         body = asdict(self)
         body["statuses"] = list(self.statuses)
+        return body
+
+    def to_json(self) -> JsonDict:
+        body = self.settings()
+        model = self.model
+        if model is not None:
+            body["latency"] = model.to_json()  # what the model means, for the reader
         return body
 
 
 class FaultInjector:
     def __init__(self, faults: Faults | None = None) -> None:
-        self.faults = faults or Faults()
-        self.rng = random.Random(self.faults.seed)  # noqa: S311 - chaos, not cryptography
         self.injected = 0
+        self.configure(faults or Faults())
 
     def configure(self, faults: Faults) -> None:
         self.faults = faults
+        self.model = faults.model
         self.rng = random.Random(faults.seed)  # noqa: S311 - chaos, not cryptography
+        # Its own generator: turning latency on does not change which requests fail.
+        seed = None if faults.seed is None else f"latency:{faults.seed}"
+        self.latency_rng = random.Random(seed)  # noqa: S311 - chaos, not cryptography
+
+    def delay_seconds(self, method: str, path: str) -> float:
+        """How long to hold this request back before handling it."""
+        delay = self.faults.latency_ms / 1000
+        if self.model is not None:
+            delay += self.model.delay_seconds(method, path, self.latency_rng)
+        return delay
 
     def pick_status(self) -> int | None:
         """The status of an error to inject instead of answering, or None."""

@@ -58,8 +58,9 @@ class ApiGate:
         if refusal is not None:
             await refusal(scope, receive, send_with_headers)
             return
-        if sandbox.faults.faults.latency_ms > 0:
-            await asyncio.sleep(sandbox.faults.faults.latency_ms / 1000)
+        delay = sandbox.faults.delay_seconds(scope["method"], path)
+        if delay > 0:
+            await asyncio.sleep(delay)
         await self.app(scope, receive, send_with_headers)
 
     def _refusal(self, scope: Scope, *, is_search: bool) -> Response | None:

@@ -12,6 +12,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
 
 from app.settings import RateLimit
 
@@ -55,18 +56,27 @@ class ApiLimiter:
         search_rate_limit: RateLimit,
         daily_limit: int,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        account_timezone: tzinfo = UTC,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.window = SlidingWindow(rate_limit)
         self.search_window = SlidingWindow(search_rate_limit)
         self.daily_limit = daily_limit
         self.daily_used = 0
         self._clock = clock
-        self._day = time.gmtime().tm_yday
+        # Like HubSpot, the day turns at midnight in the account's time zone, not UTC's.
+        self._zone = account_timezone
+        self._wall_clock = wall_clock
+        self._day = self._today()
+
+    def _today(self) -> date:
+        return self._wall_clock().astimezone(self._zone).date()
 
     def admit(self, *, search: bool) -> str | None:
         """None when admitted (quota taken), else the policy name that refused the call."""
         now = self._clock()
-        today = time.gmtime().tm_yday
+        today = self._today()
         if today != self._day:
             self._day, self.daily_used = today, 0
         if self.daily_used >= self.daily_limit:

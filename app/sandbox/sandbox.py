@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -22,7 +23,7 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
-        self.faults = FaultInjector()
+        self.faults = FaultInjector(self.started_faults())
         self.webhooks = WebhookDispatcher(self.config, self.faults)
         self.properties = PropertyRegistry()
         self._build()
@@ -32,7 +33,12 @@ class Sandbox:
         self.companies = CompanyStore(
             self.properties, self.webhooks.publish, first_id=config.first_company_id
         )
-        self.limiter = ApiLimiter(config.rate_limit, config.search_rate_limit, config.daily_limit)
+        self.limiter = ApiLimiter(
+            config.rate_limit,
+            config.search_rate_limit,
+            config.daily_limit,
+            account_timezone=ZoneInfo(config.account_timezone),
+        )
         self.log = RequestLog(config.rate_limit.window_seconds, keep=config.request_log_size)
         self.rate_limited = 0
 
@@ -83,18 +89,22 @@ class Sandbox:
     # -- control -------------------------------------------------------------------------
 
     def reset(self, *, keep_properties: bool = False) -> None:
-        """Back to a fresh portal: no companies, no faults, empty logs and webhook queues."""
+        """Back to a fresh portal: no companies, no faults (but the latency model it was
+        started with), empty logs and webhook queues."""
         self.webhooks.clear()
-        self.faults.configure(Faults())
+        self.faults.configure(self.started_faults())
         self.faults.injected = 0
         if not keep_properties:
             self.properties = PropertyRegistry()
         self._build()
 
+    def started_faults(self) -> Faults:
+        return Faults(latency_model=self.config.latency_model)
+
     def set_faults(self, faults: Faults | None = None, **changes: Any) -> Faults:
         """Replace the faults (`faults`), or change some fields of the current ones."""
         chosen = faults if faults is not None else Faults.from_json(
-            {**self.faults.faults.to_json(), **changes}
+            {**self.faults.faults.settings(), **changes}
         )  # fmt: skip
         self.faults.configure(chosen)
         return chosen

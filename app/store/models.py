@@ -98,6 +98,11 @@ class SyncJob(Base):
         ),
         Index("ix_hubspot_sync_queue_claim", "state", "priority", "run_at", "id"),
         Index("ix_hubspot_sync_queue_lease", "state", "lease_until"),
+        # The operator's console: an entity's jobs, the failed list (keyset on id), and the
+        # dashboard's jobs finished per minute.
+        Index("ix_hubspot_sync_queue_entity", "entity_type", "entity_key", "id"),
+        Index("ix_hubspot_sync_queue_state_id", "state", "id"),
+        Index("ix_hubspot_sync_queue_finished", "finished_at"),
     )
 
 
@@ -133,6 +138,9 @@ class SyncLog(Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW, index=True)
 
+    # A customer's history, newest first, without sorting all of its rows.
+    __table_args__ = (Index("ix_hubspot_sync_log_customer_id", "warp_customer_id", "id"),)
+
 
 class FieldState(Base):
     """Per customer and field: both sides' values, the merge base, and when each side changed.
@@ -145,6 +153,9 @@ class FieldState(Base):
 
     warp_customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     field: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # The HubSpot property this state (and its merge base) belongs to: the base is the pair's,
+    # so a rule pointed at another property starts with none.
+    hubspot_property: Mapped[str | None] = mapped_column(String(128))
     warp_value: Mapped[str | None] = mapped_column(Text)
     hubspot_value: Mapped[str | None] = mapped_column(Text)
     base_value: Mapped[str | None] = mapped_column(Text)
@@ -211,7 +222,11 @@ class WebhookEvent(Base):
     received_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
     processed_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
-    __table_args__ = (Index("ix_hubspot_webhook_events_status", "status", "received_at"),)
+    __table_args__ = (
+        Index("ix_hubspot_webhook_events_status", "status", "received_at"),
+        # The console's event lists: one status, newest first, paged by id.
+        Index("ix_hubspot_webhook_events_status_id", "status", "id"),
+    )
 
 
 class ReconciliationRun(Base):
@@ -249,6 +264,9 @@ class EntityLink(Base):
     # operator to relink or split), 'warp_deleted' (the customer is gone from WARP)
     state: Mapped[str] = mapped_column(String(16), server_default="active")
     deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The event time of the latest deletion or restore applied: an older one is refused, so
+    # deletion and restore are ordered by when they happened, never by processing order.
+    state_changed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_synced_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # When a sync last read the company: a CRM edit after it that a sync's write overwrote
     # comes back from its webhook (app/sync/crm_edits.py).
@@ -297,6 +315,7 @@ class Conflict(Base):
             postgresql_where=text("state = 'open'"),
             sqlite_where=text("state = 'open'"),
         ),
+        Index("ix_hubspot_conflicts_state_id", "state", "id"),
     )
 
 
@@ -347,10 +366,37 @@ class PortalBinding(Base):
     recorded_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
 
 
+class DirectionPause(Base):
+    """A sync direction an operator paused ('outbound' WARP -> HubSpot, 'inbound' HubSpot ->
+    WARP): workers claim none of its jobs until it is resumed; work still queues."""
+
+    __tablename__ = "hubsync_paused_directions"
+
+    direction: Mapped[str] = mapped_column(String(16), primary_key=True)
+    paused_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
+class AdminAuditEntry(Base):
+    """Every operator action (console or API): who, what, on which object, when."""
+
+    __tablename__ = "hubsync_admin_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
 __all__ = [
+    "AdminAuditEntry",
     "Base",
     "CompanyAlias",
     "Conflict",
+    "DirectionPause",
     "EntityLink",
     "FieldState",
     "IdempotencyKey",

@@ -3,7 +3,8 @@
 Runs on the caller's connection, inside the caller's transaction, so a job exists iff that
 transaction commits. A request for an entity that already has a pending job is merged into it
 by the partial unique index (`INSERT … ON CONFLICT … WHERE state = 'pending' DO UPDATE`): the
-more urgent priority and the earlier run time win, two directions become `both`, the newest
+more urgent priority and the earlier run time win (except that a job waiting out a retry's
+backoff keeps it), two directions become `both`, the newest
 payload is kept. Never check-then-insert: concurrent duplicates cannot make two rows.
 """
 
@@ -97,7 +98,7 @@ def _postgres_upsert() -> Any:
         index_where=PENDING_ONLY,
         set_={
             "priority": func.least(QUEUE.c.priority, new.priority),
-            "run_at": func.least(QUEUE.c.run_at, new.run_at),
+            "run_at": _merged_run_at(func.least(QUEUE.c.run_at, new.run_at)),
             "direction": _merged_direction(new.direction),
             "payload": func.coalesce(new.payload, QUEUE.c.payload),
             "updated_at": new.updated_at,
@@ -148,7 +149,7 @@ async def _upsert_sqlite(
         sample = rows[0]
         merged: dict[str, Any] = {
             "priority": func.min(QUEUE.c.priority, sample["priority"]),
-            "run_at": func.min(QUEUE.c.run_at, sample["run_at"]),
+            "run_at": _merged_run_at(func.min(QUEUE.c.run_at, sample["run_at"])),
             "direction": _merged_direction(sample["direction"]),
             "updated_at": sample["updated_at"],
         }
@@ -166,6 +167,13 @@ async def _upsert_sqlite(
         )
         job_ids.update({row.entity_key: row.id for row in await connection.execute(merge)})
     return job_ids, created
+
+
+def _merged_run_at(earliest: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A job that has been tried (it is waiting out a backoff) keeps its run time: a stream
+    of requests for a failing entity must not defeat the backoff. A job never tried runs at
+    the earlier of the two times."""
+    return case((QUEUE.c.attempts > 0, QUEUE.c.run_at), else_=earliest)
 
 
 def _merged_direction(new: Any) -> ColumnElement[Any]:

@@ -11,13 +11,14 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.queue_pending import PendingReturn, return_to_pending
 from app.store.queue_records import (
     DONE,
     FAILED,
+    PENDING,
     QUEUE,
     RUNNING,
     SQL_STATE,
@@ -85,6 +86,42 @@ async def rescue_expired(engine: AsyncEngine, policy: RetryPolicy, limit: int) -
         await return_to_pending(connection, now, items, guard)
     log.warning("rescued %d job(s) whose lease expired", len(rows))
     return len(rows)
+
+
+LOWEST_PRIORITY = 10
+AGEING_CHUNK = 5000
+
+
+async def age_pending(engine: AsyncEngine, step_seconds: float) -> int:
+    """Ageing: a pending job due for k steps is at least as urgent as priority 10 - k (never
+    above 1, never lowered), so strict priority cannot starve a backfill. The level follows
+    from how long the job has been due (`run_at`), not from how often this ran, so running it
+    from every replica at any rate gives the same answer. Returns the jobs lifted."""
+    async with engine.begin() as connection:
+        now = await database_now(connection)
+        thresholds = [
+            (now - timedelta(seconds=step_seconds * steps), LOWEST_PRIORITY - steps)
+            for steps in range(LOWEST_PRIORITY - 1, 0, -1)  # the longest wait first
+        ]
+        aged = case(*((QUEUE.c.run_at <= moment, level) for moment, level in thresholds))
+        candidates = (
+            select(QUEUE.c.id)
+            .where(
+                QUEUE.c.state == SQL_STATE[PENDING],
+                QUEUE.c.run_at <= thresholds[-1][0],
+                QUEUE.c.priority > aged,
+            )
+            .limit(AGEING_CHUNK)
+        )
+        if connection.dialect.name == "postgresql":
+            # Rows a claim holds right now are simply aged on the next tick.
+            candidates = candidates.with_for_update(skip_locked=True, of=QUEUE)
+        result = await connection.execute(
+            update(QUEUE)
+            .where(QUEUE.c.id.in_(candidates.scalar_subquery()), QUEUE.c.priority > aged)
+            .values(priority=aged)
+        )
+        return result.rowcount or 0
 
 
 async def requeue_failed(engine: AsyncEngine, job_ids: Sequence[int] | None) -> int:

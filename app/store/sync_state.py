@@ -211,13 +211,23 @@ async def note_hubspot_reads(
         )
 
 
-async def set_link_state(connection: AsyncConnection, company_id: str, state: str) -> bool:
+async def set_link_state(
+    connection: AsyncConnection, company_id: str, state: str, *, at: datetime | None = None
+) -> bool:
+    """Set the link's state; whether a link changed. With `at` (a deletion or restore: when
+    it happened, or when a 404 was seen) the change applies only if nothing newer was applied
+    before it, so deletions and restores take effect in the order they happened."""
     stamp = now()
-    result = await connection.execute(
-        update(links)
-        .where(links.c.hubspot_company_id == company_id)
-        .values(state=state, updated_at=stamp, deleted_at=stamp if state == "deleted" else None)
-    )
+    values: dict[str, Any] = {
+        "state": state,
+        "updated_at": stamp,
+        "deleted_at": (at or stamp) if state == "deleted" else None,
+    }
+    query = update(links).where(links.c.hubspot_company_id == company_id)
+    if at is not None:
+        values["state_changed_at"] = at
+        query = query.where(links.c.state_changed_at.is_(None) | (links.c.state_changed_at <= at))
+    result = await connection.execute(query.values(**values))
     return bool(result.rowcount)
 
 
@@ -287,6 +297,13 @@ class FieldMemory:
     warp_changed_at: datetime | None
     hubspot_changed_at: datetime | None
     synced_at: datetime | None
+    # The HubSpot property all this was remembered with (None: from before it was recorded).
+    hubspot_property: str | None = None
+
+    def belongs_to(self, hubspot_property: str) -> bool:
+        """Whether this memory (its merge base above all) is the (field, property) pair's:
+        a rule re-pointed at another property must start with no base."""
+        return self.hubspot_property in (None, hubspot_property)
 
 
 async def field_memory(
@@ -307,8 +324,31 @@ async def field_memory(
             as_utc(row.warp_changed_at),
             as_utc(row.hubspot_changed_at),
             as_utc(row.synced_at),
+            row.hubspot_property,
         )
     return memory
+
+
+async def note_warp_values(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Remember WARP values (and when they changed) as soon as a sync reads them, even if
+    the sync then fails: WARP keeps no per-field times, so the first sighting is the best
+    per-field time there is. Rows: warp_customer_id, field, hubspot_property, warp_value,
+    warp_changed_at. The merge base and HubSpot's side are left as they are."""
+    if not rows:
+        return
+    stamp = now()
+    statement = insert_for(connection, field_states)
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=["warp_customer_id", "field"],
+            set_={
+                "warp_value": statement.excluded.warp_value,
+                "warp_changed_at": statement.excluded.warp_changed_at,
+                "updated_at": statement.excluded.updated_at,
+            },
+        ),
+        [{**row, "updated_at": stamp} for row in rows],
+    )
 
 
 async def save_field_states(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:

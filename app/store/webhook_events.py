@@ -79,8 +79,8 @@ def _row(event: IncomingEvent, received_at: datetime) -> dict[str, Any]:
         "property_value": event.property_value,
         "change_source": event.change_source[:64] if event.change_source else None,
         "source_id": event.source_id[:128] if event.source_id else None,
-        "occurred_at": event.occurred_at,
-        "attempt_number": event.attempt_number,
+        "occurred_at": event.storable_occurred_at,
+        "attempt_number": event.storable_attempt_number,
         "raw": event.raw,
         "status": RECEIVED,
         "received_at": received_at,
@@ -366,3 +366,28 @@ async def crm_edits_since(
         if at > since[row.object_id]:
             newest.setdefault(row.object_id, {})[row.property_name] = (row.property_value, at)
     return newest
+
+
+async def property_change_times(
+    connection: AsyncConnection, company_ids: Sequence[str], properties: Sequence[str]
+) -> dict[tuple[str, str], list[tuple[str | None, datetime]]]:
+    """Per (company, property): every stored propertyChange as (value, occurredAt), newest
+    first — HubSpot's own word on when each value was set."""
+    if not company_ids or not properties:
+        return {}
+    rows = await connection.execute(
+        select(events.c.object_id, events.c.property_name, events.c.property_value,
+               events.c.occurred_at)
+        .where(
+            events.c.subscription_type == "company.propertyChange",
+            events.c.object_id.in_(list(company_ids)),
+            events.c.property_name.in_(list(properties)),
+            events.c.occurred_at.is_not(None),
+        )
+        .order_by(events.c.occurred_at.desc(), events.c.id.desc())
+    )  # fmt: skip
+    found: dict[tuple[str, str], list[tuple[str | None, datetime]]] = {}
+    for row in rows:
+        at = row.occurred_at if row.occurred_at.tzinfo else row.occurred_at.replace(tzinfo=UTC)
+        found.setdefault((row.object_id, row.property_name), []).append((row.property_value, at))
+    return found

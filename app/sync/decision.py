@@ -14,7 +14,8 @@ For one field, in this order:
 3. Changed on one side only (the other still equals the base): that change wins.
 4. Changed on both sides to different values: a one-way field takes its source's value;
    otherwise the authority settles it. `WARP` / `HUBSPOT`: that side wins. `LATEST_WINS`: the
-   side whose change time is later wins; when either time is unknown or both are equal,
+   side whose change time is later wins (per-field times: see `app.sync.change_times`);
+   when either time is unknown or both are equal,
    **WARP wins** (a fixed tiebreak, so the same inputs always give the same decision; naive
    times are read as UTC). `PREFER_X_UNLESS_BLANK`: X wins (both are non-blank by step 2).
    `MANUAL`: a `CONFLICT` for a person; nothing is written and the base stays.

@@ -35,6 +35,7 @@ from app.hubspot.models import BatchOutcome, BatchResult, UpdateInput, UpsertInp
 from app.store import sync_state
 from app.store.sync_config import load_rules
 from app.sync.batch import SyncBatch, error_kind
+from app.sync.change_times import settle_latest_wins
 from app.sync.crm_edits import recover_overwritten_edits
 from app.sync.decision import Action
 from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome
@@ -124,6 +125,7 @@ class SyncEngine:
                 self._fail(batch, pair, f"WARP value refused: {exc}", "validation")
                 continue
             live.append(pair)
+        await self._note_warp_sightings(live, rules)
         to_read = [p for p in live if not p.company_read and self._must_read(p, rules)]
         if to_read:
             await self._read_for(to_read, rules, batch)
@@ -138,6 +140,8 @@ class SyncEngine:
         for pair in live:
             if pair.decision is None or pair.company_read:  # unread pairs decided already
                 pair.decide(rules)
+        # LATEST_WINS changed on both sides: decide on per-field times, not row-level ones.
+        await settle_latest_wins(live, rules, db=self.engine, hubspot=self.hubspot)
         written = await self._write_hubspot(live, rules, batch)
         # A write by a stale id HubSpot applied to a merged survivor: keep the link where it is.
         written = await hold_taken(written, batch, db=self.engine)
@@ -151,6 +155,15 @@ class SyncEngine:
             for pair in changed:
                 message = "WARP changed this customer during every sync attempt; retrying"
                 self._fail(batch, pair, message, "warp", retry=True)
+
+    async def _note_warp_sightings(self, pairs: list[Pair], rules: list[FieldRule]) -> None:
+        """WARP's new values, remembered before anything can fail: a retry then knows when
+        each was first seen, rather than taking a later unrelated edit's `updated_at` as the
+        field's change time (LATEST_WINS; see app/sync/change_times.py)."""
+        rows = [row for pair in pairs for row in pair.new_warp_sightings(rules)]
+        if rows:
+            async with self.engine.begin() as connection:
+                await sync_state.note_warp_values(connection, rows)
 
     def _must_read(self, pair: Pair, rules: list[FieldRule]) -> bool:
         """Read HubSpot first unless WARP wins every field that changed whatever HubSpot holds."""
@@ -171,6 +184,7 @@ class SyncEngine:
                 p.link.hubspot_company_id if id_property is None and p.link else p.ban
                 for p in group
             ]
+            seen_at = datetime.now(UTC)  # a 404 in this answer is "gone as of" this moment
             read = await self._read_companies([k or "" for k in keys], rules, id_property)
             read_at = datetime.now(UTC)
             for pair, key in zip(group, keys, strict=True):
@@ -183,24 +197,30 @@ class SyncEngine:
                     pair.read_at = read_at
                 elif outcome is None or isinstance(outcome.error, HubSpotNotFoundError):
                     if id_property is None:
-                        await self._company_gone(pair, batch)
+                        await self._company_gone(pair, batch, seen_at)
                     else:
                         pair.read_hubspot(rules, None)  # not in HubSpot yet: create it
                 elif outcome.error is not None:
                     error = outcome.error
                     self._fail(batch, pair, str(error), error_kind(error), error=error)
 
-    async def _company_gone(self, pair: Pair, batch: SyncBatch) -> None:
+    async def _company_gone(self, pair: Pair, batch: SyncBatch, seen_at: datetime) -> None:
+        """HubSpot answered 404 for the linked company (asked at `seen_at`): mark the link
+        deleted — unless a restore that happened after `seen_at` was applied meanwhile."""
         company_id = pair.link.hubspot_company_id if pair.link else None
-        async with self.engine.begin() as connection:
-            if company_id:
-                await sync_state.set_link_state(connection, company_id, "deleted")
-        batch.skip(
-            pair.job,
-            f"HubSpot company {company_id} no longer exists; link marked deleted, not recreated",
-            customer_id=pair.customer_id,
-            company_id=company_id,
+        marked = False
+        if company_id:
+            async with self.engine.begin() as connection:
+                marked = await sync_state.set_link_state(
+                    connection, company_id, "deleted", at=seen_at
+                )
+        message = (
+            f"HubSpot company {company_id} no longer exists; link marked deleted, not recreated"
+            if marked
+            else f"HubSpot company {company_id} answered 404, but a restore newer than that "
+            "answer was applied (or it has no link); the link is left as it is"
         )
+        batch.skip(pair.job, message, customer_id=pair.customer_id, company_id=company_id)
 
     async def _read_companies(
         self, ids: list[str], rules: list[FieldRule], id_property: str | None
@@ -246,6 +266,7 @@ class SyncEngine:
     async def _sent(
         self, pairs: list[Pair], call: Awaitable[BatchResult], batch: SyncBatch
     ) -> list[Pair]:
+        seen_at = datetime.now(UTC)
         try:
             result = await call
         except HubSpotError as exc:
@@ -255,12 +276,14 @@ class SyncEngine:
         return [
             pair
             for pair, outcome in zip(pairs, result.outcomes, strict=True)
-            if await self._written(pair, outcome, batch)
+            if await self._written(pair, outcome, batch, seen_at)
         ]
 
-    async def _written(self, pair: Pair, outcome: BatchOutcome, batch: SyncBatch) -> bool:
+    async def _written(
+        self, pair: Pair, outcome: BatchOutcome, batch: SyncBatch, seen_at: datetime
+    ) -> bool:
         if isinstance(outcome.error, HubSpotNotFoundError) and pair.link is not None:
-            await self._company_gone(pair, batch)  # deleted in HubSpot since we last looked
+            await self._company_gone(pair, batch, seen_at)  # deleted since we last looked
             return False
         if outcome.error is not None:
             error = outcome.error

@@ -8,6 +8,7 @@ so each event is fingerprinted by its content instead (`dedup_key`).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import hashlib
@@ -24,6 +25,12 @@ OWN_WRITE_REASON = "our own write"
 # here (400) rather than failing the insert (which would be a 503 HubSpot retries forever).
 MAX_ID_DIGITS = 64
 INTEGRATION_SOURCE = "INTEGRATION"
+# What the database can hold. An event outside these is stored (made storable) and marked
+# failed with the reason, never allowed to fail the insert of the whole delivery.
+MAX_OCCURRED_AT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last datetime
+MAX_ATTEMPT_NUMBER = 2**31 - 1  # an INTEGER column
+# HubSpot merges two records at a time; a merge naming more ids than this is not a real one.
+MAX_MERGED_IDS = 100
 
 
 class DeliveryError(ValueError):
@@ -61,6 +68,8 @@ class IncomingEvent:
     primary_object_id: str | None = None
     merged_object_ids: tuple[str, ...] = field(default=())
     new_object_id: str | None = None
+    # Why hubsync cannot act on this event (stored, then marked failed); None when it can.
+    problem: str | None = None
 
     @property
     def kind(self) -> EventKind:
@@ -68,7 +77,18 @@ class IncomingEvent:
 
     @property
     def occurred_at(self) -> datetime:
-        return datetime.fromtimestamp(self.occurred_at_ms / 1000, UTC)
+        # Clamped so that an out-of-range time (an event with a `problem`) cannot raise.
+        moment = min(max(self.occurred_at_ms, 0), MAX_OCCURRED_AT_MS)
+        return datetime.fromtimestamp(moment / 1000, UTC)
+
+    @property
+    def storable_occurred_at(self) -> datetime | None:
+        return self.occurred_at if 0 <= self.occurred_at_ms <= MAX_OCCURRED_AT_MS else None
+
+    @property
+    def storable_attempt_number(self) -> int | None:
+        number = self.attempt_number
+        return number if number is not None and 0 <= number <= MAX_ATTEMPT_NUMBER else None
 
     @functools.cached_property
     def dedup_key(self) -> str:
@@ -119,8 +139,64 @@ def parse_delivery(body: bytes) -> list[IncomingEvent]:
 
 
 def parse_event(index: int, item: object) -> IncomingEvent:
+    """One event; `DeliveryError` when its shape is wrong (the delivery is refused whole),
+    `problem` set when its shape is right but a value cannot be stored or acted on."""
     if not isinstance(item, dict):
         raise DeliveryError(f"event {index}: expected an object, got {_json_type(item)}")
+    clean, text_problem = storable(item)
+    event = _parse_fields(index, clean)
+    problem = text_problem or _range_problem(event)
+    return dataclasses.replace(event, problem=problem) if problem else event
+
+
+def _range_problem(event: IncomingEvent) -> str | None:
+    if event.storable_occurred_at is None:
+        return f"occurredAt {event.occurred_at_ms} is out of range (0 to {MAX_OCCURRED_AT_MS} ms)"
+    if event.attempt_number is not None and event.storable_attempt_number is None:
+        return f"attemptNumber {event.attempt_number} is out of range (0 to {MAX_ATTEMPT_NUMBER})"
+    if len(event.merged_object_ids) > MAX_MERGED_IDS:
+        return (
+            f"mergedObjectIds names {len(event.merged_object_ids)} ids; a merge names at most "
+            f"{MAX_MERGED_IDS}"
+        )
+    return None
+
+
+def storable(value: Any, path: str = "") -> tuple[Any, str | None]:
+    """`value` with every string the database cannot hold made holdable — a NUL character
+    becomes the text `\\u0000`, a lone surrogate its `\\udXXX` escape — and the first
+    problem found, naming where (None when nothing had to change)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            fixed, _ = storable(value.replace("\x00", "\\u0000"), path)
+            return fixed, f"{path or 'a value'} contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            fixed = value.encode("utf-8", "backslashreplace").decode("utf-8")
+            return fixed, f"{path or 'a value'} contains a lone surrogate (invalid Unicode)"
+        return value, None
+    if isinstance(value, dict):
+        problem: str | None = None
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            clean_key, key_problem = storable(key, f"{path}.{key!r}" if path else "a key")
+            clean, item_problem = storable(item, f"{path}.{clean_key}" if path else clean_key)
+            result[clean_key] = clean
+            problem = problem or key_problem or item_problem
+        return result, problem
+    if isinstance(value, list):
+        problem = None
+        items = []
+        for n, item in enumerate(value):
+            clean, item_problem = storable(item, f"{path}[{n}]")
+            items.append(clean)
+            problem = problem or item_problem
+        return items, problem
+    return value, None
+
+
+def _parse_fields(index: int, item: dict[str, Any]) -> IncomingEvent:
     fields = _Fields(index, item)
     subscription_type = item.get("subscriptionType", item.get("eventType"))
     if not isinstance(subscription_type, str) or not subscription_type.strip():

@@ -181,6 +181,7 @@ async def pairs_from_companies(
     """Inbound work: read each company, then find its customer."""
     async with db.connect() as connection:
         resolved = await sync_state.resolve_company_ids(connection, [j.entity_key for j in jobs])
+    seen_at = datetime.now(UTC)  # a 404 in the answer means "gone as of" this moment
     result = await read([resolved[j.entity_key] for j in jobs], None)
     read_at = datetime.now(UTC)
     if isinstance(result, HubSpotError):
@@ -199,10 +200,16 @@ async def pairs_from_companies(
             if error is not None and not isinstance(error, HubSpotNotFoundError):
                 batch.fail_hubspot(job, error, company_id=company_id)
                 continue
-            await sync_state.set_link_state(connection, company_id, "deleted")
+            # Unless a restore that happened after our read was applied meanwhile.
+            marked = await sync_state.set_link_state(connection, company_id, "deleted", at=seen_at)
             batch.skip(
                 job,
-                f"HubSpot company {company_id} no longer exists; link marked deleted",
+                f"HubSpot company {company_id} no longer exists; "
+                + (
+                    "link marked deleted"
+                    if marked
+                    else "no link changed (none, or a newer restore)"
+                ),
                 company_id=company_id,
             )
     pairs = await _match_customers(jobs, companies, rules, batch, db=db, warp=warp)

@@ -71,10 +71,22 @@ class Pair:
             return self.company.id
         return self.link.hubspot_company_id if self.link else None
 
+    def _own_memory(self, rules: Sequence[FieldRule]) -> None:
+        """Keep only what was remembered for each rule's current (field, property) pair: after
+        a rule is pointed at another property, that field starts with no base, so the new,
+        empty property never reads as "cleared in HubSpot" and a blank never wins."""
+        property_of = {rule.warp_field: rule.hubspot_property for rule in rules}
+        self.memory = {
+            name: seen
+            for name, seen in self.memory.items()
+            if name not in property_of or seen.belongs_to(property_of[name])
+        }
+
     def read_warp(self, rules: Sequence[FieldRule]) -> None:
         """WARP's canonical values, and when each last changed: the customer's own
         `updated_at` when the value differs from what hubsync last saw (the source's time,
         never hubsync's clock)."""
+        self._own_memory(rules)
         self.warp_values = read_warp_values(rules, self.customer)
         updated_at = parse_time(self.customer.get("updated_at"))
         for name, value in self.warp_values.items():
@@ -84,8 +96,25 @@ class Pair:
             else:
                 self.warp_times[name] = seen.warp_changed_at
 
+    def new_warp_sightings(self, rules: Sequence[FieldRule]) -> list[dict[str, Any]]:
+        """WARP values hubsync has not seen before, with their time, for `note_warp_values`."""
+        property_of = {rule.warp_field: rule.hubspot_property for rule in rules}
+        return [
+            {
+                "warp_customer_id": self.customer_id,
+                "field": name,
+                "hubspot_property": property_of[name],
+                "warp_value": value,
+                "warp_changed_at": self.warp_times.get(name),
+            }
+            for name, value in self.warp_values.items()
+            if name in property_of
+            and ((seen := self.memory.get(name)) is None or seen.warp_value != value)
+        ]
+
     def read_hubspot(self, rules: Sequence[FieldRule], company: HubSpotCompany | None) -> None:
         """HubSpot's values (all blank when the company does not exist yet)."""
+        self._own_memory(rules)
         self.company = company
         self.company_read = True
         properties = company.properties if company is not None else {}
@@ -184,17 +213,26 @@ class Pair:
             elif decision.action is Action.WRITE_WARP:
                 warp_value, warp_time = decision.value, hubspot_time
             if seen is not None and (
+                seen.hubspot_property,
                 seen.warp_value,
                 seen.hubspot_value,
                 seen.base_value,
                 seen.warp_changed_at,
                 seen.hubspot_changed_at,
-            ) == (warp_value, hubspot_value, decision.new_base, warp_time, hubspot_time):
+            ) == (
+                decision.hubspot_property,
+                warp_value,
+                hubspot_value,
+                decision.new_base,
+                warp_time,
+                hubspot_time,
+            ):
                 continue
             rows.append(
                 {
                     "warp_customer_id": self.customer_id,
                     "field": name,
+                    "hubspot_property": decision.hubspot_property,
                     "warp_value": warp_value,
                     "hubspot_value": hubspot_value,
                     "base_value": decision.new_base,

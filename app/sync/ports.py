@@ -15,6 +15,8 @@ class HubSpotPort(Protocol):
         ids: Sequence[str],
         properties: Sequence[str],
         id_property: str | None = None,
+        *,
+        properties_with_history: Sequence[str] = (),
     ) -> BatchResult: ...
 
     async def batch_upsert_companies(

@@ -13,6 +13,9 @@ puts them on `context.extras`:
                                            and the history pruning (app/store/retention.py);
                                            other layers may add their own jobs to it
 
+The worker sizes its lanes by `context.extras["hubspot_limiter"]` when the lead layer put the
+HubSpot rate limiter there (app/sync/lanes.py): enough batches in flight to fill the limit.
+
 The worker runs whatever handler is in `context.extras["job_handler"]` at the time of each
 batch (the sync engine sets it); without one, every job fails visibly with "no sync engine
 configured" rather than being dropped.
@@ -60,7 +63,11 @@ def context_handler(context: AppContext) -> JobHandler:
 
 async def start_runtime(context: AppContext) -> None:
     settings = context.settings
-    queue = QueueRepository(context.engine, policy=RetryPolicy.from_settings(settings))
+    queue = QueueRepository(
+        context.engine,
+        policy=RetryPolicy.from_settings(settings),
+        ageing_seconds=settings.queue_ageing_seconds,
+    )
     idempotency = IdempotencyRepository(context.engine)
     worker = Worker(
         queue,
@@ -69,6 +76,7 @@ async def start_runtime(context: AppContext) -> None:
         lease_seconds=settings.lease_seconds,
         concurrency=settings.effective_worker_concurrency,
         poll_interval=settings.worker_poll_seconds,
+        budget=context.extras.get("hubspot_limiter"),
     )
     context.extras.update(queue=queue, idempotency=idempotency, worker=worker)
     if settings.worker_enabled:

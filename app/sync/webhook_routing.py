@@ -15,7 +15,10 @@
   company id, left for an operator (two WARP customers now point at one company; a link
   without a customer is simply superseded by the survivor's sync);
 * our own writes (`changeSource` INTEGRATION from HUBSPOT_APP_ID) and unknown types are stored
-  and marked ignored.
+  and marked ignored;
+* an event hubsync cannot act on (a value the database cannot hold, a time out of range; see
+  `IncomingEvent.problem`) is stored in a storable form and marked failed with the reason,
+  and the log says why; the rest of the delivery goes on as usual.
 
 Deletions and restores arriving out of order never undo a newer one already stored. Work is
 queued with `QueueRepository.enqueue_many` on the same connection, so an event is `queued`
@@ -25,6 +28,7 @@ exactly when its job exists. No HubSpot call happens here: the job reads the com
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -34,9 +38,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import sync_state, webhook_events
 from app.store.sync_state import Link
-from app.store.webhook_events import IGNORED, PROCESSED, QUEUED, EventStatus
+from app.store.webhook_events import FAILED, IGNORED, PROCESSED, QUEUED, EventStatus
 from app.sync.intake import OWN_WRITE_REASON, EventKind, IncomingEvent, is_own_write, parse_event
 from app.sync.jobs import EntityType, JobDirection, JobSource
+
+log = logging.getLogger("hubsync.webhooks")
 
 REPROCESS_LIMIT = 1000
 # Link states whose company's CRM edits are stored and ignored, with the reason.
@@ -74,6 +80,7 @@ class DeliverySummary:
     queued: int = 0
     ignored: int = 0
     processed: int = 0
+    failed: int = 0
     job_ids: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -84,6 +91,7 @@ class DeliverySummary:
             "queued": self.queued,
             "ignored": self.ignored,
             "processed": self.processed,
+            "failed": self.failed,
         }
 
 
@@ -130,6 +138,16 @@ class _Router:
         self.statuses.append(EventStatus(row_id, IGNORED, reason))
 
     async def route(self, row_id: int, event: IncomingEvent, *, honour_own_writes: bool) -> None:
+        if event.problem is not None:
+            # Stored (made storable) so nothing is lost, but not acted on: a person looks.
+            log.warning(
+                "webhook event %s for company %s not processed: %s",
+                event.event_id,
+                event.object_id,
+                event.problem,
+            )
+            self.statuses.append(EventStatus(row_id, FAILED, event.problem))
+            return
         kind = event.kind
         if kind is EventKind.UNSUPPORTED:
             self.ignore(row_id, f"subscription type {event.subscription_type} is not synced")
@@ -165,10 +183,14 @@ class _Router:
         link = self.links.get(company)
         if link is None:
             reason = f"company {company} has no link; nothing to stop"
-        else:
-            await sync_state.set_link_state(self.connection, company, "deleted")
+        elif await sync_state.set_link_state(
+            self.connection, company, "deleted", at=event.occurred_at
+        ):
             self.links[company] = _with(link, state="deleted")
             reason = f"link of company {company} marked deleted; syncing it stopped"
+        else:
+            self.ignore(row_id, "superseded by a later restore already applied")
+            return
         self.statuses.append(EventStatus(row_id, PROCESSED, reason))
 
     async def restore(self, row_id: int, event: IncomingEvent, company: str) -> bool:
@@ -178,9 +200,16 @@ class _Router:
             self.ignore(row_id, "superseded by a later deletion")
             return False
         link = self.links.get(company)
-        if link is not None and link.state == "deleted":
-            state = "active" if link.warp_customer_id is not None else "unmatched"
-            await sync_state.set_link_state(self.connection, company, state)
+        if link is not None:
+            # Stamped even on a live link: a 404 seen before this restore must not undo it.
+            state = link.state
+            if state == "deleted":
+                state = "active" if link.warp_customer_id is not None else "unmatched"
+            if not await sync_state.set_link_state(
+                self.connection, company, state, at=event.occurred_at
+            ):
+                self.ignore(row_id, "superseded by a later deletion already applied")
+                return False
             self.links[company] = _with(link, state=state)
         return True
 
@@ -245,7 +274,11 @@ async def _route_all(
     honour_own_writes: bool,
 ) -> list[EventStatus]:
     router = _Router(connection, app_id=app_id)
-    routed = [event for _, event in rows if event.kind is not EventKind.UNSUPPORTED]
+    routed = [
+        event
+        for _, event in rows
+        if event.kind is not EventKind.UNSUPPORTED and event.problem is None
+    ]
     if routed:
         await router.load(routed)
     # Oldest first, so a delivery holding a deletion and a restore ends in the newer state.
@@ -344,3 +377,5 @@ def _count(summary: DeliverySummary, statuses: Sequence[EventStatus]) -> None:
             summary.ignored += 1
         elif status.status == PROCESSED:
             summary.processed += 1
+        elif status.status == FAILED:
+            summary.failed += 1

@@ -27,6 +27,8 @@ from app.metrics.instruments import observe_batch
 from app.store.queue import QueueRepository
 from app.store.queue_records import CompletionSummary
 from app.sync.jobs import ClaimedJob, JobHandler, JobOutcome, OutcomeStatus
+from app.sync.lanes import Budget, LaneControl
+from app.sync.lease import LeaseLostError, holding_lease
 
 log = logging.getLogger("hubsync.worker")
 
@@ -73,7 +75,11 @@ class Worker:
         poll_interval: float = 1.0,
         rescue_interval: float | None = None,
         shutdown_timeout: float = 10.0,
+        budget: Budget | None = None,
     ) -> None:
+        """`concurrency` is the most batches in flight; with a `budget` (the HubSpot rate
+        limiter) as many run as keep its limit filled (app/sync/lanes.py), else all of them
+        while there is a backlog."""
         if batch_size < 1 or concurrency < 1 or lease_seconds <= 0 or poll_interval <= 0:
             raise ValueError("batch_size, concurrency, lease and poll interval must be positive")
         self.queue = queue
@@ -94,7 +100,7 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._stop_requested = asyncio.Event()
-        self._backlog = False  # the latest claim came back full
+        self.lanes = LaneControl(concurrency, budget)
 
     @property
     def running(self) -> bool:
@@ -106,8 +112,8 @@ class Worker:
         self._stopping = False
         self._stop_requested.clear()
         self._tasks = [
-            asyncio.create_task(self._lane(lane, wakeup), name=f"hubsync-worker {lane}")
-            for lane, wakeup in zip(self._lanes, self._wakeups, strict=True)
+            asyncio.create_task(self._lane(n, lane, wakeup), name=f"hubsync-worker {lane}")
+            for n, (lane, wakeup) in enumerate(zip(self._lanes, self._wakeups, strict=True))
         ]
         self._tasks.append(asyncio.create_task(self._rescuer(), name="hubsync-rescuer"))
         log.info("worker %s started (%d lane(s))", self.worker_id, len(self._lanes))
@@ -159,29 +165,32 @@ class Worker:
 
     # -- the loops ---------------------------------------------------------------------------
 
-    async def _lane(self, lane: str, wakeup: asyncio.Event) -> None:
-        # The first lane takes whatever is due. The others join only while there is a
-        # backlog (the last claim came back full): under a trickle of jobs at HubSpot's limit,
-        # one lane lets jobs gather while it waits for the rate limit, so they go out together
-        # in one batch call instead of one call each.
-        helper = lane != self._lanes[0]
+    async def _lane(self, index: int, lane: str, wakeup: asyncio.Event) -> None:
+        # The first lane takes whatever is due; the others join as `self.lanes` allows
+        # (app/sync/lanes.py): while a backlog needs them to fill HubSpot's limit, or when
+        # jobs arrive while the lanes before them are busy and the budget has room.
         failures = 0
+        woken = True
         while not self._stopping:
             wakeup.clear()  # before claiming: a wake-up during the claim is not missed
-            if helper and not self._backlog:
-                await _wait(wakeup, self.poll_interval)
+            if not self.lanes.may_claim(index, woken):
+                woken = await _wait(wakeup, self.poll_interval)
                 continue
+            self.lanes.busy.add(index)
             try:
                 counts = await self._run_batch(lane, self.batch_size)
             except Exception:
                 failures += 1
                 delay = min(self.poll_interval * 2**failures, MAX_IDLE_BACKOFF)
                 log.exception("worker lane %s failed; retrying in %.1f s", lane, delay)
-                await _wait(wakeup, delay)
+                woken = await _wait(wakeup, delay)
                 continue
+            finally:
+                self.lanes.busy.discard(index)
             failures = 0
+            woken = False
             if counts.claimed == 0:
-                await _wait(wakeup, self.poll_interval)
+                woken = await _wait(wakeup, self.poll_interval)
 
     async def _rescuer(self) -> None:
         while not self._stopping:
@@ -196,10 +205,10 @@ class Worker:
 
     async def _run_batch(self, lane: str, limit: int) -> ProcessCounts:
         jobs = await self.queue.claim(lane, limit, self.lease_seconds)
-        backlog = len(jobs) >= self.batch_size
-        if backlog and not self._backlog:
-            self.wake()  # a full batch: more may be waiting, bring in the other lanes
-        self._backlog = backlog
+        full = len(jobs) >= self.batch_size
+        self.lanes.after_claim(full)
+        if full:
+            self.wake()  # more may be waiting: the lanes allowed to join look now
         if not jobs:
             return ProcessCounts()
         try:
@@ -216,18 +225,14 @@ class Worker:
         return counts
 
     async def _handle(self, lane: str, jobs: Sequence[ClaimedJob]) -> list[JobOutcome]:
-        work = asyncio.create_task(self._call_handler(jobs))
-        heartbeat = asyncio.create_task(self._heartbeat(lane, [job.id for job in jobs], work))
+        job_ids = [job.id for job in jobs]
         try:
-            await asyncio.wait({work})
-        finally:
-            heartbeat.cancel()
-            work.cancel()
-            await asyncio.gather(heartbeat, work, return_exceptions=True)
-        if work.cancelled():
+            return await holding_lease(
+                self.queue, lane, job_ids, self.lease_seconds, self._call_handler(jobs)
+            )
+        except LeaseLostError:
             reason = "the worker lost its lease on the batch; it will run again"
             return [_retry(job, reason, "lease_lost") for job in jobs]
-        return work.result()
 
     async def _call_handler(self, jobs: Sequence[ClaimedJob]) -> list[JobOutcome]:
         try:
@@ -237,32 +242,6 @@ class Worker:
             error = f"the sync handler raised {type(exc).__name__}: {exc}"
             return [_retry(job, error, "handler_error") for job in jobs]
         return _one_outcome_each(jobs, outcomes)
-
-    async def _heartbeat(
-        self, lane: str, job_ids: list[int], work: asyncio.Task[list[JobOutcome]]
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        interval = self.lease_seconds / 3
-        last_renewed = loop.time()
-        wanted = set(job_ids)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                held = await self.queue.extend_lease(lane, job_ids, self.lease_seconds)
-            except Exception:
-                log.warning("heartbeat of %s failed", lane, exc_info=True)
-                if loop.time() - last_renewed > self.lease_seconds * 0.8:
-                    log.error(  # noqa: TRY400 -- the traceback was logged just above
-                        "%s cannot renew its lease; cancelling its batch", lane
-                    )
-                    work.cancel()
-                    return
-                continue
-            last_renewed = loop.time()
-            if held != wanted:
-                log.error("%s lost %d job(s) to a rescue; cancelling", lane, len(wanted - held))
-                work.cancel()
-                return
 
     async def _complete(self, lane: str, outcomes: list[JobOutcome]) -> CompletionSummary:
         for attempt in range(1, COMPLETE_TRIES + 1):
@@ -293,8 +272,9 @@ def _one_outcome_each(
     return [given.get(job.id) or _retry(job, missing, "no_outcome") for job in jobs]
 
 
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    """Until `event` is set or `seconds` have passed."""
+async def _wait(event: asyncio.Event, seconds: float) -> bool:
+    """Until `event` is set (True) or `seconds` have passed (False)."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
+    return event.is_set()

@@ -281,3 +281,7 @@ def _database_reason(exc: DBAPIError) -> str:
     if text.startswith("<class"):
         text = text.split(": ", 1)[-1]
     return f"WARP refused the write: {text}"
+
+
+# A row of the customers table as a record, for the other readers of WARP's table.
+decode_customer = _decode

@@ -1,7 +1,7 @@
 """The HubSpot portal this database's links belong to.
 
 Revision ID: 0002
-Revises: 0003
+Revises: 0006
 Create Date: 2026-11-29
 """
 from typing import Sequence, Union
@@ -10,7 +10,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision: str = '0002'
-down_revision: Union[str, Sequence[str], None] = '0003'
+down_revision: Union[str, Sequence[str], None] = '0006'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -30,6 +30,8 @@ HUBSYNC_TABLES = {
     "hubspot_rate_limit_grants",
     "hubspot_rate_limit_pauses",
     "hubsync_scheduler_ticks",
+    "hubsync_paused_directions",
+    "hubsync_admin_audit",
 }
 
 

@@ -165,9 +165,16 @@ class EditsWarpAfterRead:
         return getattr(self.env.hubspot, name)
 
     async def batch_read_companies(
-        self, ids: Sequence[str], properties: Sequence[str], id_property: str | None = None
+        self,
+        ids: Sequence[str],
+        properties: Sequence[str],
+        id_property: str | None = None,
+        *,
+        properties_with_history: Sequence[str] = (),
     ) -> BatchResult:
-        result = await self.env.hubspot.batch_read_companies(ids, properties, id_property)
+        result = await self.env.hubspot.batch_read_companies(
+            ids, properties, id_property, properties_with_history=properties_with_history
+        )
         if self.fields is not None:
             await self.env.warp.write_fields(self.customer_id, self.fields)
             self.fields = None

@@ -48,6 +48,7 @@ async def test_a_v3_signed_delivery_is_stored_and_queued(db: Database) -> None:
         "queued": 1,
         "ignored": 0,
         "processed": 0,
+        "failed": 0,
     }
     [event] = await stored(db)
     [job] = await jobs(db)

@@ -1,0 +1,103 @@
+"""Who may use the console: the password check, the signed session cookie, the login limit,
+and the one-time login link of the embedded default.
+
+The session is a cookie signed with itsdangerous by HUBSYNC_SECRET_KEY (HttpOnly,
+SameSite=Lax, Secure behind HTTPS, expiring). It carries a fingerprint of the password, so
+changing HUBSYNC_ADMIN_PASSWORD ends every session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from app.settings import Secret
+
+SESSION_COOKIE = "hubsync_admin"
+SESSION_SECONDS = 8 * 3600
+LOGIN_TRIES_PER_MINUTE = 5
+ONE_TIME_LINK_SECONDS = 3600
+MAX_NAME_CHARS = 40
+
+
+@dataclass(frozen=True)
+class Session:
+    who: str  # "admin:<name>", the actor in the audit trail
+
+
+class SessionSigner:
+    def __init__(self, secret_key: Secret, password: Secret) -> None:
+        self._serializer = URLSafeTimedSerializer(secret_key.reveal(), salt="hubsync.admin.session")
+        self._password = password
+        self._fingerprint = hmac.new(
+            secret_key.reveal().encode(), password.reveal().encode(), hashlib.sha256
+        ).hexdigest()[:16]
+
+    def password_matches(self, presented: str) -> bool:
+        return hmac.compare_digest(presented.encode(), self._password.reveal().encode())
+
+    def issue(self, name: str) -> str:
+        return self._serializer.dumps({"who": f"admin:{clean_name(name)}", "k": self._fingerprint})
+
+    def read(self, cookie: str | None) -> Session | None:
+        if not cookie:
+            return None
+        try:
+            data = self._serializer.loads(cookie, max_age=SESSION_SECONDS)
+        except BadSignature:  # also SignatureExpired
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("who"), str):
+            return None
+        if not hmac.compare_digest(str(data.get("k", "")), self._fingerprint):
+            return None
+        return Session(who=data["who"])
+
+
+def clean_name(name: str) -> str:
+    """The name typed at login, reduced to something safe to show and audit."""
+    kept = "".join(ch for ch in name.strip() if ch.isalnum() or ch in "._-@ ")
+    return kept[:MAX_NAME_CHARS].strip() or "operator"
+
+
+@dataclass
+class LoginLimiter:
+    """At most `per_minute` login attempts per client in any minute (this process)."""
+
+    per_minute: int = LOGIN_TRIES_PER_MINUTE
+    _attempts: dict[str, deque[float]] = field(default_factory=dict)
+
+    def allow(self, client: str, now: float | None = None) -> bool:
+        moment = time.monotonic() if now is None else now
+        attempts = self._attempts.setdefault(client, deque())
+        while attempts and attempts[0] <= moment - 60:
+            attempts.popleft()
+        if len(attempts) >= self.per_minute:
+            return False
+        attempts.append(moment)
+        if len(self._attempts) > 10_000:  # forget idle clients rather than grow forever
+            for key in [k for k, v in self._attempts.items() if not v]:
+                del self._attempts[key]
+        return True
+
+
+class OneTimeLogin:
+    """The embedded default's login link: valid once, for an hour."""
+
+    def __init__(self) -> None:
+        self.token = secrets.token_urlsafe(32)
+        self._expires = time.monotonic() + ONE_TIME_LINK_SECONDS
+        self._used = False
+
+    def redeem(self, presented: str) -> bool:
+        if self._used or time.monotonic() > self._expires:
+            return False
+        if not hmac.compare_digest(presented.encode(), self.token.encode()):
+            return False
+        self._used = True
+        return True

@@ -1,0 +1,173 @@
+"""The console as an ASGI app mounted at `/admin`: its routes, the login, and the layers
+around it — CSRF on every form (asgi-csrf's signed double-submit token), then security
+headers on every answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgi_csrf import asgi_csrf
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp
+
+from app.admin import actions, pages
+from app.admin.access import (
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    LoginLimiter,
+    OneTimeLogin,
+    SessionSigner,
+)
+from app.admin.headers import SecurityHeaders
+from app.admin.rendering import (
+    STATIC_DIR,
+    TEMPLATES_DIR,
+    AdminState,
+    NotSignedInError,
+    admin_state,
+    client_address,
+    not_signed_in,
+    render,
+    safe_next,
+    session_of,
+)
+from app.api.deps import app_context
+from app.settings import Settings
+from app.store.admin_audit import record_action
+
+MOUNT = "/admin"
+
+
+async def login_page(request: Request) -> Response:
+    if session_of(request) is not None:
+        return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
+    return await render(
+        request, None, "login.html", next=safe_next(request.query_params.get("next")), error=None
+    )
+
+
+async def login(request: Request) -> Response:
+    state = admin_state(request)
+    form = await request.form()
+    target = safe_next(str(form.get("next", "")))
+    if not state.limiter.allow(client_address(request)):
+        return await render(
+            request,
+            None,
+            "login.html",
+            429,
+            next=target,
+            error="Too many attempts from your address; wait a minute.",
+        )
+    password = form.get("password")
+    if not isinstance(password, str) or not state.signer.password_matches(password):
+        return await render(
+            request, None, "login.html", 401, next=target, error="That password is not right."
+        )
+    name = form.get("name")
+    return await _signed_in_as(request, str(name) if isinstance(name, str) else "", target)
+
+
+async def login_once(request: Request) -> Response:
+    """The embedded default's one-time link, printed at start-up."""
+    state = admin_state(request)
+    token = request.query_params.get("token", "")
+    if not state.limiter.allow(client_address(request)):
+        return await render(request, None, "login.html", 429, next="/admin/", error="Wait.")
+    if state.one_time is None or not state.one_time.redeem(token):
+        return await render(
+            request,
+            None,
+            "login.html",
+            401,
+            next="/admin/",
+            error="That login link was used already or has expired; sign in with the password.",
+        )
+    return await _signed_in_as(request, "first-login", "/admin/")
+
+
+async def _signed_in_as(request: Request, name: str, target: str) -> Response:
+    state = admin_state(request)
+    cookie = state.signer.issue(name)
+    session = state.signer.read(cookie)
+    assert session is not None  # noqa: S101 -- just issued
+    async with app_context(request).engine.begin() as connection:
+        await record_action(
+            connection,
+            actor=session.who,
+            action="admin.login",
+            detail={"client": client_address(request)},
+        )
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=SESSION_SECONDS,
+        path=MOUNT,
+        httponly=True,
+        samesite="lax",
+        secure=state.https_only or request.url.scheme == "https",
+    )
+    return response
+
+
+async def logout(request: Request) -> Response:
+    session = session_of(request)
+    if session is not None:
+        async with app_context(request).engine.begin() as connection:
+            await record_action(connection, actor=session.who, action="admin.logout")
+    response = RedirectResponse("/admin/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=MOUNT, httponly=True, samesite="lax")
+    return response
+
+
+def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> ASGIApp:
+    """The console; only called when HUBSYNC_ADMIN_PASSWORD and HUBSYNC_SECRET_KEY are set."""
+    assert settings.admin_password is not None  # noqa: S101 -- checked by the caller
+    assert settings.secret_key is not None  # noqa: S101
+    https_only = bool(settings.public_url and settings.public_url.startswith("https://"))
+    routes = [
+        Route("/", pages.dashboard, methods=["GET"]),
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/login/once", login_once, methods=["GET"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/customers", pages.customers, methods=["GET"]),
+        Route("/customers/{customer_id}", pages.customer, methods=["GET"]),
+        Route("/customers/{customer_id}/sync", actions.sync_now, methods=["POST"]),
+        Route("/conflicts", pages.conflicts, methods=["GET"]),
+        Route("/conflicts/{conflict_id}/resolve", actions.resolve, methods=["POST"]),
+        Route("/failed", pages.failed, methods=["GET"]),
+        Route("/failed/retry", actions.retry_failed, methods=["POST"]),
+        Route("/events", pages.events, methods=["GET"]),
+        Route("/events/reprocess", actions.reprocess_events, methods=["POST"]),
+        Route("/jobs", pages.jobs, methods=["GET"]),
+        Route("/rules", pages.rules, methods=["GET"]),
+        Route("/rules", actions.save_rules, methods=["POST"]),
+        Route("/reconciliation", pages.reconciliation, methods=["GET"]),
+        Route("/audit", pages.audit, methods=["GET"]),
+        Route("/directions/{direction}/{verb}", actions.change_direction, methods=["POST"]),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    console = Starlette(routes=routes, exception_handlers={NotSignedInError: not_signed_in})
+    console.state.admin = AdminState(
+        signer=SessionSigner(settings.secret_key, settings.admin_password),
+        limiter=LoginLimiter(),
+        templates=Jinja2Templates(directory=TEMPLATES_DIR),
+        one_time=one_time,
+        https_only=https_only,
+    )
+    protected: Any = asgi_csrf(
+        console,
+        signing_secret="csrf:" + settings.secret_key.reveal(),
+        cookie_path=MOUNT,
+        cookie_secure=https_only,
+        # A form post without any cookie is still checked on the login (login CSRF).
+        always_protect={f"{MOUNT}/login"},
+    )
+    return SecurityHeaders(protected)

@@ -1,0 +1,226 @@
+"""The console's pages (GET): dashboard, customers, a customer, conflicts, failed work, job
+and event lists, rules, reconciliation, audit. Each reads through app/store and renders; the
+same figures are served as JSON by app/api/operator.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.admin.access import Session
+from app.admin.chart import build_chart
+from app.admin.rendering import company_url, render, signed_in
+from app.admin.rules_form import rules_for_form
+from app.api.deps import app_context
+from app.store import sync_state
+from app.store.admin_audit import recent_actions
+from app.store.console import (
+    FailedFilter,
+    customer_history,
+    failed_error_kinds,
+    failed_jobs,
+    jobs_page,
+    last_changes,
+    list_conflicts,
+)
+from app.store.queue_records import STATES
+from app.store.sync_config import config_history, load_rules
+from app.store.webhook_events import STATUSES as EVENT_STATUSES
+from app.store.webhook_events import list_events
+from app.sync.overview import read_dashboard, unlinked_customers
+from app.sync.rules import rule_to_dict
+from app.warp.connector import SqlWarpConnector, canonical_id
+from app.warp.search import search_customers
+
+HISTORY_ROWS = 50
+
+
+def _before(request: Request, name: str = "before") -> int | None:
+    raw = request.query_params.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+
+
+@signed_in
+async def dashboard(request: Request, session: Session) -> Response:
+    data = await read_dashboard(app_context(request))
+    return await render(
+        request, session, "dashboard.html", data=data, chart=build_chart(data.per_minute)
+    )
+
+
+@signed_in
+async def customers(request: Request, session: Session) -> Response:
+    context = app_context(request)
+    query = request.query_params.get("q", "").strip()[:200]
+    after = request.query_params.get("after") or None
+    unlinked = request.query_params.get("unlinked") == "1"
+    found: list[dict[str, Any]] = []
+    by_company = None
+    warp = context.warp
+    if isinstance(warp, SqlWarpConnector):
+        if unlinked:
+            found = await unlinked_customers(context.engine, warp, after_id=after)
+        else:
+            if query.isdigit():  # a HubSpot company id
+                async with context.engine.connect() as connection:
+                    by_company = (await sync_state.links_by_company(connection, [query])).get(query)
+            found = await search_customers(warp, query, after_id=after)
+    ids = [c["id"] for c in found]
+    async with context.engine.connect() as connection:
+        links = await sync_state.links_by_customer(connection, ids)
+    return await render(
+        request,
+        session,
+        "customers.html",
+        q=query,
+        unlinked=unlinked,
+        customers=found,
+        links=links,
+        by_company=by_company,
+        next_after=found[-1]["id"] if len(found) >= 50 else None,
+    )
+
+
+@signed_in
+async def customer(request: Request, session: Session) -> Response:
+    context = app_context(request)
+    raw = request.path_params["customer_id"]
+    try:
+        key = canonical_id(raw)
+    except ValueError:
+        return await render(request, session, "missing.html", 404, what=f"customer {raw}")
+    before = _before(request)
+    records = await context.warp.fetch_customers([key])
+    async with context.engine.connect() as connection:
+        link = (await sync_state.links_by_customer(connection, [key])).get(key)
+        memory = (await sync_state.field_memory(connection, [key])).get(key, {})
+        history = await customer_history(connection, key, before_id=before, limit=HISTORY_ROWS)
+        conflicts = await sync_state.open_conflicts_of(connection, key)
+        rules = await load_rules(connection)
+    if key not in records and link is None:
+        return await render(request, session, "missing.html", 404, what=f"customer {key}")
+    jobs = await context.extras["queue"].jobs_for("customer", key, limit=10)
+    changed = last_changes(history)
+    fields = [
+        {
+            "rule": rule,
+            "memory": memory.get(rule.warp_field),
+            "last": changed.get(rule.warp_field),
+            "conflict": next((c for c in conflicts if c.field == rule.warp_field), None),
+        }
+        for rule in rules
+    ]
+    return await render(
+        request,
+        session,
+        "customer.html",
+        key=key,
+        record=records.get(key),
+        link=link,
+        fields=fields,
+        history=history,
+        next_before=history[-1]["id"] if len(history) >= HISTORY_ROWS else None,
+        jobs=jobs,
+        hubspot_url=company_url(context, link.hubspot_company_id if link else None),
+    )
+
+
+@signed_in
+async def conflicts(request: Request, session: Session) -> Response:
+    state = "resolved" if request.query_params.get("state") == "resolved" else "open"
+    async with app_context(request).engine.connect() as connection:
+        rows = await list_conflicts(connection, state=state, before_id=_before(request))
+    return await render(
+        request,
+        session,
+        "conflicts.html",
+        rows=rows,
+        state=state,
+        error=request.query_params.get("error_id"),
+        next_before=rows[-1].id if len(rows) >= 50 else None,
+    )
+
+
+@signed_in
+async def failed(request: Request, session: Session) -> Response:
+    where = FailedFilter.from_params(request.query_params)
+    async with app_context(request).engine.connect() as connection:
+        jobs = await failed_jobs(connection, where, before_id=_before(request))
+        kinds = await failed_error_kinds(connection)
+        events = await list_events(
+            connection, status="failed", before_id=_before(request, "ebefore")
+        )
+    return await render(
+        request,
+        session,
+        "failed.html",
+        jobs=jobs,
+        where=where,
+        kinds=kinds,
+        events=events,
+        next_before=jobs[-1].id if len(jobs) >= 50 else None,
+    )
+
+
+@signed_in
+async def jobs(request: Request, session: Session) -> Response:
+    state = request.query_params.get("state", "pending")
+    state = state if state in STATES else "pending"
+    async with app_context(request).engine.connect() as connection:
+        rows = await jobs_page(connection, state, before_id=_before(request))
+    return await render(
+        request,
+        session,
+        "jobs.html",
+        rows=rows,
+        state=state,
+        states=STATES,
+        next_before=rows[-1].id if len(rows) >= 50 else None,
+    )
+
+
+@signed_in
+async def events(request: Request, session: Session) -> Response:
+    status = request.query_params.get("status", "failed")
+    status = status if status in EVENT_STATUSES else "failed"
+    async with app_context(request).engine.connect() as connection:
+        rows = await list_events(connection, status=status, before_id=_before(request))
+    return await render(
+        request,
+        session,
+        "events.html",
+        rows=rows,
+        status=status,
+        statuses=EVENT_STATUSES,
+        next_before=rows[-1].id if len(rows) >= 50 else None,
+    )
+
+
+@signed_in
+async def rules(request: Request, session: Session) -> Response:
+    async with app_context(request).engine.connect() as connection:
+        current = [rule_to_dict(rule) for rule in await load_rules(connection)]
+        history = await config_history(connection, limit=20)
+    return await render(
+        request, session, "rules.html", rows=rules_for_form(current), history=history, error=None
+    )
+
+
+@signed_in
+async def reconciliation(request: Request, session: Session) -> Response:
+    return await render(request, session, "reconciliation.html")
+
+
+@signed_in
+async def audit(request: Request, session: Session) -> Response:
+    async with app_context(request).engine.connect() as connection:
+        entries = await recent_actions(connection, before_id=_before(request))
+    return await render(
+        request,
+        session,
+        "audit.html",
+        entries=entries,
+        next_before=entries[-1].id if len(entries) >= 50 else None,
+    )

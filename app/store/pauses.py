@@ -1,0 +1,110 @@
+"""Paused sync directions (`hubsync_paused_directions`): an operator stops one way of the sync
+without losing anything. Jobs of a paused direction stay pending (webhooks are still stored
+and queued); the workers' claim leaves them alone until the direction is resumed.
+
+A job that goes both ways (`both`: a webhook for a linked customer, or two requests folded
+into one) writes both systems, so it waits while either direction is paused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, case, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.models import DirectionPause
+from app.store.upsert import insert_for
+from app.sync.jobs import JobDirection
+
+pauses_table: Table = DirectionPause.__table__  # type: ignore[assignment]
+
+OUTBOUND = "outbound"  # WARP -> HubSpot
+INBOUND = "inbound"  # HubSpot -> WARP
+DIRECTIONS = (OUTBOUND, INBOUND)
+LABELS = {OUTBOUND: "WARP → HubSpot", INBOUND: "HubSpot → WARP"}
+
+
+class UnknownDirectionError(ValueError):
+    def __init__(self, given: object) -> None:
+        super().__init__(f"direction must be one of {', '.join(DIRECTIONS)}, got {given!r}")
+
+
+def check_direction(value: object) -> str:
+    if value not in DIRECTIONS:
+        raise UnknownDirectionError(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Pause:
+    direction: str
+    paused_by: str
+    reason: str | None
+    paused_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "direction": self.direction,
+            "label": LABELS[self.direction],
+            "paused_by": self.paused_by,
+            "reason": self.reason,
+            "paused_at": self.paused_at.isoformat(),
+        }
+
+
+def job_not_paused(job_direction: ColumnElement[Any]) -> ColumnElement[bool]:
+    """For the claim query: true when no pause holds a job going `job_direction`.
+
+    `direction NOT IN (<the job directions the pauses hold>)`: an uncorrelated subquery over
+    a table of at most two rows, evaluated once per claim (a hashed set on PostgreSQL),
+    whatever the planner's statistics say. `direction` is NOT NULL, and the subquery never
+    yields NULL, so NOT IN's NULL trap cannot apply."""
+    known = pauses_table.c.direction.in_(DIRECTIONS)
+    one_way = select(
+        case(
+            (pauses_table.c.direction == OUTBOUND, literal(JobDirection.TO_HUBSPOT.value)),
+            else_=literal(JobDirection.TO_WARP.value),
+        )
+    ).where(known)
+    both_ways = select(literal(JobDirection.BOTH.value)).where(known)
+    return job_direction.not_in(union_all(one_way, both_ways))
+
+
+async def paused_directions(connection: AsyncConnection) -> dict[str, Pause]:
+    rows = await connection.execute(select(pauses_table))
+    return {
+        row.direction: Pause(row.direction, row.paused_by, row.reason, _utc(row.paused_at))
+        for row in rows
+        if row.direction in DIRECTIONS
+    }
+
+
+async def pause_direction(
+    connection: AsyncConnection, direction: str, *, by: str, reason: str | None = None
+) -> bool:
+    """Pause `direction`; False when it already was (the first pause's record is kept)."""
+    statement = insert_for(connection, pauses_table).values(
+        direction=check_direction(direction),
+        paused_by=by,
+        reason=reason,
+        paused_at=datetime.now(UTC),
+    )
+    result = await connection.execute(
+        statement.on_conflict_do_nothing(index_elements=["direction"])
+    )
+    return bool(result.rowcount)
+
+
+async def resume_direction(connection: AsyncConnection, direction: str) -> bool:
+    """Resume `direction`; False when it was not paused."""
+    result = await connection.execute(
+        pauses_table.delete().where(pauses_table.c.direction == check_direction(direction))
+    )
+    return bool(result.rowcount)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -1,0 +1,110 @@
+"""Resolving a MANUAL conflict by hand: the chosen value reaches both sides through the
+engine, the conflict is closed with who and how, and the action is audited."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace as change
+
+import pytest
+
+from app.store.admin_audit import recent_actions
+from app.store.models import Conflict
+from app.store.pauses import pause_direction
+from app.store.queue import QueueRepository
+from app.store.sync_config import load_rules, replace_rules
+from app.sync.jobs import JobDirection, OutcomeStatus
+from app.sync.resolution import Choice, ResolutionError, ResolveServices, resolve_conflict
+from app.sync.rules import Authority
+from tests.conftest import Database
+from tests.syncenv import SyncEnv, rows, sync_env
+
+
+@pytest.fixture
+async def env(db: Database) -> AsyncIterator[SyncEnv]:
+    async with sync_env(db) as environment:
+        yield environment
+
+
+async def open_conflict(env: SyncEnv) -> tuple[int, str, str]:
+    """A customer whose name was changed on both sides under a MANUAL rule."""
+    async with env.db.engine.begin() as connection:
+        rules = await load_rules(connection)
+        manual = [
+            change(r, authority=Authority.MANUAL) if r.warp_field == "company_name" else r
+            for r in rules
+        ]
+        await replace_rules(connection, manual, "test")
+    customer_id = await env.add_customer(company_name="Original")
+    [first] = await env.sync(customer_id)
+    company_id = first.result["hubspot_company_id"]  # type: ignore[index]
+    env.sandbox.edit_as_user(company_id, {"name": "Sales Name"})
+    await env.warp.write_fields(customer_id, {"company_name": "Billing Name"})
+    await env.sync(customer_id, direction=JobDirection.BOTH)
+    [conflict] = await rows(env.db, Conflict, Conflict.warp_customer_id == customer_id)
+    return conflict.id, customer_id, company_id
+
+
+def services(env: SyncEnv) -> ResolveServices:
+    return ResolveServices(env.db.engine, env.warp, QueueRepository(env.db.engine), env.engine)
+
+
+@pytest.mark.parametrize(
+    ("choice", "typed", "expected"),
+    [
+        (Choice.WARP, None, "Billing Name"),
+        (Choice.HUBSPOT, None, "Sales Name"),
+        (Choice.VALUE, "  Agreed Name Ltd ", "Agreed Name Ltd"),
+    ],
+)
+async def test_the_chosen_value_reaches_both_sides(
+    env: SyncEnv, choice: Choice, typed: str | None, expected: str
+) -> None:
+    conflict_id, customer_id, company_id = await open_conflict(env)
+
+    resolution = await resolve_conflict(services(env), conflict_id, choice, typed, by="alice")
+
+    assert resolution.outcome is not None
+    assert resolution.outcome.status is OutcomeStatus.DONE, resolution.outcome.error
+    assert env.company(company_id)["name"] == expected
+    assert (await env.customer(customer_id))["company_name"] == expected
+    [conflict] = await rows(env.db, Conflict, Conflict.id == conflict_id)
+    assert (conflict.state, conflict.resolution, conflict.resolved_by) == (
+        "resolved",
+        choice.value,
+        "alice",
+    )
+    assert conflict.resolved_value == expected
+    assert await rows(env.db, Conflict, Conflict.state == "open") == []
+    async with env.db.engine.connect() as connection:
+        [entry] = await recent_actions(connection)
+    assert (entry.actor, entry.action, entry.target) == (
+        "alice",
+        "conflict.resolve",
+        f"conflict:{conflict_id}",
+    )
+    # A second sync finds both sides in agreement: no conflict comes back.
+    [again] = await env.sync(customer_id, direction=JobDirection.BOTH)
+    assert again.result is not None
+    assert again.result["outcome"] == "unchanged"
+
+
+async def test_a_resolved_or_unknown_conflict_is_refused(env: SyncEnv) -> None:
+    conflict_id, _, _ = await open_conflict(env)
+    await resolve_conflict(services(env), conflict_id, Choice.WARP, None, by="alice")
+    with pytest.raises(ResolutionError, match="already resolved"):
+        await resolve_conflict(services(env), conflict_id, Choice.HUBSPOT, None, by="bob")
+    with pytest.raises(ResolutionError, match="does not exist"):
+        await resolve_conflict(services(env), 999_999, Choice.HUBSPOT, None, by="bob")
+
+
+async def test_while_paused_the_resolution_is_queued(env: SyncEnv) -> None:
+    conflict_id, customer_id, company_id = await open_conflict(env)
+    async with env.db.engine.begin() as connection:
+        await pause_direction(connection, "outbound", by="test")
+    resolution = await resolve_conflict(services(env), conflict_id, Choice.WARP, None, by="a")
+    assert resolution.outcome is None
+    job = await QueueRepository(env.db.engine).get(resolution.job_id or 0)
+    assert job is not None
+    assert (job.state, job.direction, job.entity_key) == ("pending", "both", customer_id)
+    assert env.company(company_id)["name"] == "Sales Name"  # nothing written while paused

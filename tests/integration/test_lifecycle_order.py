@@ -1,0 +1,87 @@
+"""Issue 12, case 9: a job that got a 404 marked the link deleted after the company's restore
+had been processed, and the company was never synced again. Deletion and restore are now
+ordered by when they happened (the event's occurredAt, the time of the read that saw the
+404), never by when hubsync got round to processing them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from app.hubspot.models import BatchResult
+from app.sandbox.store import WriteSource
+from app.store.queue import QueueRepository
+from app.sync.intake import parse_event
+from app.sync.jobs import EntityType, JobDirection
+from app.sync.webhook_routing import accept_delivery
+from tests.conftest import Database
+from tests.syncenv import SyncEnv, sync_env
+from tests.webhook_support import lifecycle, links
+
+PERSON = WriteSource("CRM_UI", "userId:7", 7)
+
+
+async def restore_now(env: SyncEnv, company_id: str) -> None:
+    """A person restores the company, and its webhook is processed at once."""
+    env.sandbox.companies.restore(company_id, PERSON)
+    event = parse_event(0, lifecycle("restore", int(company_id), at=int(time.time() * 1000)))
+    async with env.db.engine.begin() as connection:
+        await accept_delivery(connection, [event], queue=QueueRepository(env.db.engine), app_id="1")
+
+
+async def test_a_stale_404_never_undoes_a_restore_processed_meanwhile(db: Database) -> None:
+    async with sync_env(db) as env:
+        customer = await env.add_customer()
+        [created] = await env.sync(customer)
+        company_id = created.result["hubspot_company_id"]  # type: ignore[index]
+        env.sandbox.companies.archive(company_id, PERSON)
+        read = env.hubspot.client.batch_read_companies
+
+        async def read_then_restore(
+            ids: Sequence[str],
+            properties: Sequence[str],
+            id_property: str | None = None,
+            *,
+            properties_with_history: Sequence[str] = (),
+        ) -> BatchResult:
+            result = await read(
+                ids, properties, id_property, properties_with_history=properties_with_history
+            )  # the 404 is seen here...
+            await restore_now(env, company_id)  # ...and the restore lands before it is acted on
+            return result
+
+        env.hubspot.client.batch_read_companies = read_then_restore  # type: ignore[method-assign]
+        await env.sync(customer, direction=JobDirection.BOTH)
+        env.hubspot.client.batch_read_companies = read  # type: ignore[method-assign]
+        assert (await links(db))[company_id] == (customer, "active")
+        [after] = await env.sync(customer)
+    assert after.status == "done"
+    assert after.result is not None
+    assert after.result["outcome"] in ("updated", "unchanged")
+
+
+async def test_a_stale_404_on_a_company_job_never_undoes_a_restore(db: Database) -> None:
+    async with sync_env(db) as env:
+        customer = await env.add_customer()
+        [created] = await env.sync(customer)
+        company_id = created.result["hubspot_company_id"]  # type: ignore[index]
+        env.sandbox.companies.archive(company_id, PERSON)
+        read = env.hubspot.client.batch_read_companies
+
+        async def read_then_restore(
+            ids: Sequence[str],
+            properties: Sequence[str],
+            id_property: str | None = None,
+            *,
+            properties_with_history: Sequence[str] = (),
+        ) -> BatchResult:
+            result = await read(
+                ids, properties, id_property, properties_with_history=properties_with_history
+            )
+            await restore_now(env, company_id)
+            return result
+
+        env.hubspot.client.batch_read_companies = read_then_restore  # type: ignore[method-assign]
+        await env.sync(company_id, entity_type=EntityType.COMPANY, direction=JobDirection.TO_WARP)
+        env.hubspot.client.batch_read_companies = read  # type: ignore[method-assign]
+        assert (await links(db))[company_id] == (customer, "active")

@@ -1,0 +1,42 @@
+"""What the worker's lanes read from the rate limiter: requests held back by the limit (not
+those in line for their turn to ask), and the share of the window in use."""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.hubspot.ratelimit import create_rate_limiter
+from app.settings import RateLimit
+from tests.conftest import Database
+from tests.support import eventually
+
+
+async def test_requests_held_back_by_a_full_window_are_counted(db: Database) -> None:
+    limiter = create_rate_limiter(db.engine, RateLimit(2, 1.0), margin_seconds=0.0)
+    assert (limiter.waiting, limiter.used_share) == (0, 0.0)
+    await asyncio.gather(limiter.acquire(), limiter.acquire())
+    assert limiter.waiting == 0  # both granted at once: nobody was held back
+    assert limiter.used_share == 1.0
+
+    queued = [asyncio.create_task(limiter.acquire()) for _ in range(3)]
+
+    async def held_back() -> bool:
+        return limiter.waiting == 3
+
+    await eventually(held_back, timeout=2)
+    await asyncio.wait_for(asyncio.gather(*queued), timeout=5)  # the window moves on
+    assert limiter.waiting == 0
+
+
+async def test_requests_in_line_for_a_window_with_room_are_not_held_back(db: Database) -> None:
+    limiter = create_rate_limiter(db.engine, RateLimit(100, 10.0))
+    seen: list[int] = []
+
+    async def ask() -> None:
+        seen.append(limiter.waiting)
+        await limiter.acquire()
+        seen.append(limiter.waiting)
+
+    await asyncio.gather(*(ask() for _ in range(10)))
+    assert set(seen) == {0}
+    assert limiter.used_share == 0.1

@@ -1,0 +1,79 @@
+"""Which worker lanes claim: enough to fill HubSpot's limit, never a crowd at the limiter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.settings import Settings
+from app.sync.lanes import START_LANES, TRICKLE_SHARE, LaneControl
+
+
+@dataclass
+class FakeBudget:
+    waiting: int = 0
+    used_share: float = 0.0
+
+
+def test_a_backlog_with_room_in_the_limit_brings_in_one_more_lane_per_claim() -> None:
+    control = LaneControl(16, FakeBudget(waiting=0))
+    assert control.target == START_LANES
+    for expected in range(START_LANES + 1, 17):
+        control.after_claim(full=True)
+        assert control.target == expected
+    control.after_claim(full=True)
+    assert control.target == 16  # never above the configured maximum
+
+
+def test_requests_queued_at_the_limiter_mean_one_lane_fewer_is_enough() -> None:
+    budget = FakeBudget(waiting=3)
+    control = LaneControl(16, budget)
+    for _ in range(10):
+        control.after_claim(full=True)
+    assert control.target == 1
+    budget.waiting = 1  # one queued request: the limit is filled, nothing to change
+    control.after_claim(full=True)
+    assert control.target == 1
+
+
+def test_a_partial_claim_changes_nothing_but_ends_the_backlog() -> None:
+    control = LaneControl(16, FakeBudget(waiting=0))
+    control.after_claim(full=True)
+    control.after_claim(full=False)
+    assert (control.target, control.backlog) == (START_LANES + 1, False)
+
+
+def test_lanes_join_in_order_within_the_target_while_a_backlog_lasts() -> None:
+    control = LaneControl(16, FakeBudget(waiting=5))
+    control.after_claim(full=True)  # target 3
+    assert control.may_claim(0, woken=False)
+    assert not control.may_claim(1, woken=False)  # lane 0 is not busy: it takes the work
+    control.busy.update({0, 1})
+    assert control.may_claim(2, woken=False)
+    assert not control.may_claim(3, woken=False)  # beyond the target
+
+
+def test_a_trickle_gets_a_second_lane_only_with_budget_to_spare() -> None:
+    budget = FakeBudget(used_share=0.1)
+    control = LaneControl(16, budget)
+    control.busy.add(0)
+    assert control.may_claim(1, woken=True)
+    assert not control.may_claim(1, woken=False)  # nothing new arrived
+    budget.used_share = TRICKLE_SHARE
+    assert not control.may_claim(1, woken=True)  # half the window spent: lane 0 gathers
+
+
+def test_without_a_budget_every_lane_joins_a_backlog_and_none_a_trickle() -> None:
+    control = LaneControl(3, None)
+    control.busy.update({0, 1})
+    assert not control.may_claim(1, woken=True)
+    control.after_claim(full=True)
+    assert control.may_claim(2, woken=False)
+    assert control.target == 3
+
+
+def test_postgres_allows_sixteen_lanes_and_sqlite_one() -> None:
+    postgres = Settings.from_env(
+        {"HUBSYNC_DATABASE_URL": "postgresql+asyncpg://h@db/hubsync"}, env_file=None
+    )
+    sqlite = Settings.from_env({"HUBSYNC_DATABASE_URL": "sqlite+aiosqlite:///x.db"}, env_file=None)
+    assert (postgres.effective_worker_concurrency, sqlite.effective_worker_concurrency) == (16, 1)

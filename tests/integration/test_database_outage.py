@@ -21,6 +21,8 @@ VALID_BODIES = {
     ("POST", "/v1/sync/process-queue"): {},
     ("POST", "/v1/webhooks/events/reprocess"): {"status": "failed"},
     ("POST", "/v1/sync/customers/{customer_id}/relink"): {"action": "split"},
+    ("POST", "/v1/sync/conflicts/{conflict_id}/resolve"): {"choice": "WARP"},
+    ("POST", "/v1/sync/failed/retry"): {"job_ids": [1]},
     ("PUT", "/v1/sync/config"): {"rules": [rule_to_dict(rule) for rule in DEFAULT_RULES]},
 }
 
@@ -49,7 +51,12 @@ async def test_every_route_answers_503_with_retry_after_when_the_database_is_dow
     answers = {}
     async with running(create_app(settings), base_url=BASE) as client:
         for method, template in operations():
-            path = template.replace("{customer_id}", CUSTOMER).replace("{job_id}", "1")
+            path = (
+                template.replace("{customer_id}", CUSTOMER)
+                .replace("{job_id}", "1")
+                .replace("{direction}", "outbound")
+                .replace("{conflict_id}", "1")
+            )
             if path.startswith("/v1/webhooks/hubspot"):
                 body = encode([change(501)])
                 response = await client.post(
@@ -65,6 +72,7 @@ async def test_every_route_answers_503_with_retry_after_when_the_database_is_dow
             answers[method, template] = response
     assert answers.pop(("GET", "/healthz")).status_code == 200
     assert answers.pop(("GET", "/metrics")).status_code == 200  # says hubsync_database_up 0
+    assert answers.pop(("GET", "/")).status_code in (307, 404)  # a pointer, no database
     assert ("PUT", "/v1/sync/config") in answers
     ready = answers.pop(("GET", "/readyz"))
     assert ready.status_code == 503

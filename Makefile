@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install hubsync with its dev tools
 
 run: $(STAMP) ## run hubsync on its embedded default (SQLite + HubSpot sandbox) on :8000
-	$(BIN)/hubsync migrate
-	$(BIN)/hubsync serve --host 127.0.0.1 --port 8000
+	HUBSYNC_MODE=demo $(BIN)/hubsync migrate
+	HUBSYNC_MODE=demo $(BIN)/hubsync serve --host 127.0.0.1 --port 8000
 
 test: $(STAMP) ## run the whole test suite (SQLite and PostgreSQL)
 	$(BIN)/pytest $(PYTEST_ARGS)

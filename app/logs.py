@@ -14,7 +14,8 @@ from typing import Any
 from app.settings import Secret, Settings
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+(@)")
+# Up to the last @ of the URL: a password may hold one (P@ssw0rd).
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)\S*(@)")
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "color_message",  # uvicorn's ANSI-coloured copy of the message

@@ -33,18 +33,29 @@ from app.api import (
     webhooks,
 )
 from app.api.deps import app_context
-from app.api.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from app.api.errors import (
+    DATABASE_DOWN,
+    ApiError,
+    handle_api_error,
+    handle_database_down,
+    handle_http_exception,
+    handle_unexpected,
+)
+from app.api.limits import RequestLimits
+from app.api.methods import AllowedMethods
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.context import AppContext
+from app.demo import queue_every_customer, refill_sandbox
 from app.hubspot.connection import SANDBOX_APP_ID, build_sandbox_app, open_hubspot
-from app.settings import Secret, Settings
-from app.store import sync_state
+from app.sandbox.access import LoopbackOrToken
+from app.settings import Secret, Settings, SettingsError
+from app.store.bootstrap import is_embedded_default
 from app.store.db import create_engine
 from app.store.webhook_events import finish_events_for_jobs
 from app.sync.engine import SyncEngine
 from app.sync.gate import gated
 from app.sync.intake_writer import IntakeWriter
-from app.sync.jobs import EntityType, JobDirection, JobSource
+from app.sync.portal import PortalGuard
 from app.sync.reconcile.runtime import start_reconciliation, stop_reconciliation
 from app.sync.runtime import start_runtime, stop_runtime
 from app.warp.connector import SqlWarpConnector
@@ -71,29 +82,29 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
     ]
 
 
-async def sync_everything_to_the_sandbox(context: AppContext) -> None:
-    """The sandbox starts empty: forget the previous run's HubSpot ids and queue every
-    customer, so the embedded default shows a whole sync at once."""
-    queue = context.extras["queue"]
-    queued = 0
-    try:
-        async with context.engine.begin() as connection:
-            await sync_state.forget_hubspot(connection)
-        async for customers in context.warp.iter_customers():
-            async with context.engine.begin() as connection:
-                await queue.enqueue_many(
-                    connection,
-                    EntityType.CUSTOMER,
-                    [customer["id"] for customer in customers],
-                    source=JobSource.OPERATOR,
-                    direction=JobDirection.TO_HUBSPOT,
-                )
-            queued += len(customers)
-    except Exception:  # e.g. not migrated yet: /readyz reports it
-        log.exception("sandbox: could not queue the first sync")
-        return
-    context.extras["worker"].wake()
-    log.info("sandbox: queued all %d WARP customers for a first sync", queued)
+def log_start(settings: Settings) -> None:
+    log.info(
+        "hubsync starting in demo mode with the built-in HubSpot sandbox (%s)"
+        if settings.sandbox_mode
+        else "hubsync starting against HubSpot at %s",
+        settings.describe()["hubspot"],
+        extra={"config": settings.describe()},
+    )
+    for warning in settings.startup_warnings():
+        log.warning(warning)
+
+
+def build_middleware(settings: Settings, routes: list[BaseRoute]) -> list[Middleware]:
+    """Request ids outermost (every answer has one), then methods, then the body limits."""
+    return [
+        Middleware(RequestIdMiddleware),
+        Middleware(AllowedMethods, routes=routes),
+        Middleware(
+            RequestLimits,
+            body_timeout=settings.body_timeout_seconds,
+            max_unauthenticated=settings.max_unauthenticated_requests,
+        ),
+    ]
 
 
 async def root(request: Request) -> Response:
@@ -103,9 +114,12 @@ async def root(request: Request) -> Response:
     raise ApiError(404, "nothing here: the API is under /v1 (see openapi.yaml)")
 
 
-def create_app(  # noqa: PLR0915 -- the lifespan wires every layer, in order, in one place
+def create_app(  # noqa: PLR0915 -- one lifespan closure; to split once the merges settle
     settings: Settings, *, listen_url: str = "http://127.0.0.1:8000"
 ) -> Starlette:
+    problems = settings.startup_problems()
+    if problems:
+        raise SettingsError(problems[0])
     access = generate_embedded_access(settings)  # sandbox mode with no credentials only
     settings = access.settings
     announce(access, settings.public_url or listen_url)
@@ -134,11 +148,9 @@ def create_app(  # noqa: PLR0915 -- the lifespan wires every layer, in order, in
             webhook_secret=webhook_secret,
         )
         state: LifespanState = {"hubsync": context}
-        log.info(
-            "hubsync starting with the built-in HubSpot sandbox (no HUBSPOT_ACCESS_TOKEN)"
-            if settings.sandbox_mode
-            else f"hubsync starting against HubSpot at {settings.hubspot_base_url}",
-            extra={"config": settings.describe()},
+        log_start(settings)
+        guard = PortalGuard(
+            engine, sandbox=settings.sandbox_mode, base_url=settings.describe()["hubspot"]
         )
         try:
             async with open_hubspot(
@@ -146,6 +158,7 @@ def create_app(  # noqa: PLR0915 -- the lifespan wires every layer, in order, in
                 engine,
                 sandbox_app=sandbox_app,
                 webhook_receiver=with_lifespan_state(app, dict(state)),
+                before_bootstrap=guard.check_at_start,
             ) as hubspot:
                 context.extras["hubspot"] = hubspot.client
                 context.extras["hubspot_limiter"] = hubspot.client.limiter
@@ -153,15 +166,22 @@ def create_app(  # noqa: PLR0915 -- the lifespan wires every layer, in order, in
                     context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
                 context.extras["properties"] = hubspot.properties
                 # Jobs wait while hubsync's HubSpot properties are not there yet.
-                context.extras["job_handler"] = gated(
-                    SyncEngine(
-                        engine=engine,
-                        warp=context.warp,
-                        hubspot=hubspot.client,
-                        after_batch=finish_events_for_jobs,
-                    ),
-                    hubspot.properties,
+                context.extras["portal_guard"] = guard
+                # Jobs wait while the portal is unchecked or hubsync's properties are missing.
+                context.extras["job_handler"] = guard.guard(
+                    gated(
+                        SyncEngine(
+                            engine=engine,
+                            warp=context.warp,
+                            hubspot=hubspot.client,
+                            after_batch=finish_events_for_jobs,
+                        ),
+                        hubspot.properties,
+                    )
                 )
+                demo = hubspot.sandbox_app is not None and guard.verified
+                if demo:  # before the worker starts: no job may meet the empty sandbox
+                    await refill_sandbox(context, context.extras["sandbox"])
                 await start_runtime(context)  # queue, worker, listener, scheduler
                 await start_reconciliation(context, hubspot.reconcile_client or hubspot.client)
                 intake = IntakeWriter(
@@ -169,8 +189,8 @@ def create_app(  # noqa: PLR0915 -- the lifespan wires every layer, in order, in
                 )
                 await intake.start()  # webhook deliveries' group commit
                 context.extras["intake"] = intake
-                if hubspot.sandbox_app is not None and settings.demo_data:
-                    await sync_everything_to_the_sandbox(context)
+                if demo and settings.demo_data and is_embedded_default(settings):
+                    await queue_every_customer(context)
                 try:
                     async with contextlib.AsyncExitStack() as extra_servers:
                         if settings.metrics_port is not None:
@@ -194,13 +214,19 @@ def create_app(  # noqa: PLR0915 -- the lifespan wires every layer, in order, in
         routes.append(Mount(ADMIN_MOUNT, app=build_admin(settings, one_time=access.one_time)))
     if sandbox_app is not None:
         # For people: the sandbox's HubSpot API and /_sandbox control routes, browsable.
-        routes.append(Mount(SANDBOX_MOUNT, app=sandbox_app))
+        routes.append(
+            Mount(
+                SANDBOX_MOUNT,
+                app=LoopbackOrToken(sandbox_app, [t.reveal() for t in settings.api_tokens]),
+            )
+        )
     return Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=build_middleware(settings, routes),
         exception_handlers={
             ApiError: handle_api_error,
             HTTPException: handle_http_exception,
+            **dict.fromkeys(DATABASE_DOWN, handle_database_down),
             Exception: handle_unexpected,
         },
         lifespan=lifespan,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import URL, make_url
@@ -27,6 +28,11 @@ LOG_FORMATS = ("json", "text")
 DEFAULT_RECONCILE_CRON = "0 3 * * *"
 RECONCILE_MODES = ("fix", "dry_run")
 API_VERSIONS = ("2026-03", "v3")
+MODES = ("production", "demo")
+NO_HUBSPOT_CREDENTIALS = (
+    "HUBSPOT_ACCESS_TOKEN is not set: set it to sync with HubSpot, or set HUBSYNC_MODE=demo "
+    "to run the built-in HubSpot sandbox (`make run` does)"
+)
 _RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -84,11 +90,19 @@ class RateLimit:
 
 
 def mask_url(url: str | URL) -> str:
-    """The URL with any password replaced, safe for logs and errors."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
+    """The URL with its whole password replaced, safe for logs and errors.
+
+    Done on the text rather than through a URL parser: a password holding an unescaped `@`
+    (`app:P@ssw0rd@db`) makes parsers split it at the first `@` and show its tail. The
+    credentials end at the last `@` of the URL.
+    """
+    text = url.render_as_string(hide_password=False) if isinstance(url, URL) else str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep or "@" not in rest:
+        return text
+    userinfo, _, host = rest.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,16 @@ class Settings:
     reconcile_retention_seconds: float = 90 * 86400.0
     catchup_interval_seconds: float | None = 300.0  # None = no catch-up
     catchup_overlap_seconds: float = 60.0
+    # Stored webhook events and the sync log are pruned after this long (failed events are
+    # kept until handled).
+    history_retention_seconds: float = 30 * 86400.0
+    # Against hostile clients (app/api/limits.py, app/http_server.py).
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    max_unauthenticated_requests: int = 1024
+    max_connections: int = 1000
+    # "demo" runs the built-in HubSpot sandbox; "production" needs HUBSPOT_ACCESS_TOKEN.
+    mode: str = "production"
     # A pending job gains one priority level per this many seconds waited (1 = most urgent),
     # so a steady stream of urgent work cannot starve a priority-10 backfill.
     queue_ageing_seconds: float = 60.0
@@ -152,8 +176,34 @@ class Settings:
 
     @property
     def sandbox_mode(self) -> bool:
-        """No HubSpot token: hubsync runs its built-in HubSpot sandbox."""
-        return self.hubspot_access_token is None
+        """HUBSYNC_MODE=demo: hubsync runs its built-in HubSpot sandbox. Never inferred from
+        a missing token: a production deployment restarted without its token must stop, not
+        fall into the sandbox."""
+        return self.mode == "demo"
+
+    def startup_problems(self) -> list[str]:
+        """What stops `hubsync serve` from starting, one line each (empty: it may start)."""
+        problems = []
+        if not self.sandbox_mode and self.hubspot_access_token is None:
+            problems.append(NO_HUBSPOT_CREDENTIALS)
+        urls = [("HUBSYNC_DATABASE_URL", self.database_url)]
+        if self.warp_database_url not in (None, self.database_url):
+            urls.append(("WARP_DATABASE_URL", self.effective_warp_database_url))
+        for name, url in urls:
+            problem = sqlite_path_problem(url.reveal())
+            if problem is not None:
+                problems.append(f"{name}: {problem}")
+        return problems
+
+    def startup_warnings(self) -> list[str]:
+        """What lets hubsync start but not do all its work, one line each."""
+        warnings = []
+        if self.hubspot_access_token is not None and self.hubspot_client_secret is None:
+            warnings.append(
+                "HUBSPOT_CLIENT_SECRET is not set: HubSpot's webhooks cannot be verified and "
+                "are refused (503) until it is"
+            )
+        return warnings
 
     @property
     def effective_warp_database_url(self) -> Secret:
@@ -186,7 +236,8 @@ class Settings:
             "database": mask_url(self.database_url.reveal()),
             "warp_database": mask_url(self.effective_warp_database_url.reveal()),
             "warp_customers_table": self.effective_customers_table,
-            "hubspot": "sandbox" if self.sandbox_mode else self.hubspot_base_url,
+            "mode": self.mode,
+            "hubspot": "sandbox" if self.sandbox_mode else mask_url(self.hubspot_base_url),
             "hubspot_rate_limit": str(self.hubspot_rate_limit),
             "hubspot_api_version": self.hubspot_api_version,
             **({"sandbox_rate_limit": str(self.sandbox_rate_limit)} if self.sandbox_mode else {}),
@@ -221,6 +272,12 @@ class Settings:
                 f"WARP_CUSTOMERS_TABLE: expected a table name like 'accounts.customers', "
                 f"got {table!r}"
             )
+        mode = _choice("HUBSYNC_MODE", (get("HUBSYNC_MODE") or "production").lower(), MODES)
+        if mode == "demo" and get("HUBSPOT_ACCESS_TOKEN") is not None:
+            raise SettingsError(
+                "HUBSYNC_MODE: demo runs the built-in HubSpot sandbox, but HUBSPOT_ACCESS_TOKEN "
+                "is set; unset one of them"
+            )
         base_url = get("HUBSPOT_BASE_URL") or DEFAULT_HUBSPOT_BASE_URL
         _http_url("HUBSPOT_BASE_URL", base_url)
         public_url = get("HUBSYNC_PUBLIC_URL")
@@ -250,6 +307,7 @@ class Settings:
         log_level = (get("HUBSYNC_LOG_LEVEL") or "INFO").upper()
         log_format = (get("HUBSYNC_LOG_FORMAT") or "json").lower()
         return cls(
+            mode=mode,
             database_url=Secret(database_url),
             warp_database_url=(
                 Secret(_database_url("WARP_DATABASE_URL", warp_url)) if warp_url else None
@@ -313,6 +371,25 @@ class Settings:
                 365 * 86400,
             ),
             **_reconciliation(env, get),
+            header_timeout_seconds=_duration(
+                "HUBSYNC_HEADER_TIMEOUT", get("HUBSYNC_HEADER_TIMEOUT"), 10.0, 0.1, 300
+            ),
+            body_timeout_seconds=_duration(
+                "HUBSYNC_BODY_TIMEOUT", get("HUBSYNC_BODY_TIMEOUT"), 30.0, 0.1, 3600
+            ),
+            max_unauthenticated_requests=_number(
+                "HUBSYNC_MAX_UNAUTHENTICATED", get("HUBSYNC_MAX_UNAUTHENTICATED"), 1024, 1, 100_000
+            ),
+            max_connections=_number(
+                "HUBSYNC_MAX_CONNECTIONS", get("HUBSYNC_MAX_CONNECTIONS"), 1000, 10, 100_000
+            ),
+            history_retention_seconds=_duration(
+                "HUBSYNC_HISTORY_RETENTION",
+                get("HUBSYNC_HISTORY_RETENTION"),
+                30 * 86400.0,
+                60,
+                10 * 365 * 86400,
+            ),
             queue_ageing_seconds=_duration(
                 "HUBSYNC_QUEUE_AGEING", get("HUBSYNC_QUEUE_AGEING"), 60.0, 1, 86400
             ),
@@ -420,7 +497,8 @@ def _database_url(name: str, value: str | None) -> str:
         return DEFAULT_DATABASE_URL
     try:
         url = make_url(value)
-    except ArgumentError:
+    # A bad port raises ValueError with the text of the URL in it: never shown.
+    except (ArgumentError, ValueError):
         raise SettingsError(
             f"{name}: expected a database URL like 'postgresql+asyncpg://user@host/db' or "
             f"'sqlite+aiosqlite:///./hubsync.db', got something unparseable"
@@ -440,8 +518,37 @@ def _database_url(name: str, value: str | None) -> str:
 
 
 def _http_url(name: str, value: str) -> None:
-    if not re.match(r"^https?://[^\s/]+", value):
-        raise SettingsError(f"{name}: expected an http(s) URL, got {value!r}")
+    """An http(s) URL; a refused value is never echoed (it may carry credentials)."""
+    try:
+        parsed = urlsplit(value)
+        parsed.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        raise SettingsError(f"{name}: expected an http(s) URL; the value is malformed") from None
+    if (
+        parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or any(c.isspace() for c in value)
+    ):
+        raise SettingsError(f"{name}: expected an http(s) URL like 'https://host'")
+
+
+def sqlite_path_problem(url: str) -> str | None:
+    """Why the SQLite file of `url` cannot be used, or None (also for other databases)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return "the URL is malformed"
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    folder = path.parent if str(path.parent) else Path()
+    if path.is_dir():
+        return f"the SQLite path {path} is a directory"
+    if not folder.is_dir():
+        return f"the SQLite file's directory {folder} does not exist"
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"the SQLite file {path} is not writable by this user"
+    return None
 
 
 def _rate_limit(name: str, value: str | None, default: str) -> RateLimit:

@@ -43,6 +43,8 @@ class Database:
     def env(self) -> dict[str, str]:
         """The environment a hubsync process needs to use this database."""
         return {
+            # The built-in sandbox, on a database of its own (a test's HubSpot is the sandbox).
+            "HUBSYNC_MODE": "demo",
             "HUBSYNC_DATABASE_URL": self.url,
             "WARP_CUSTOMERS_TABLE": self.customers_table,
         }

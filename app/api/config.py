@@ -11,7 +11,9 @@ from starlette.routing import BaseRoute, Route
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
 from app.store.sync_config import config_history, load_rules, replace_rules
+from app.sync.rule_columns import check_rules_fit_columns
 from app.sync.rules import InvalidRuleError, rule_to_dict, rules_from_dicts
+from app.warp.columns import TableMissingError, real_columns
 
 
 async def get_config(request: Request) -> JSONResponse:
@@ -34,11 +36,19 @@ async def put_config(request: Request) -> JSONResponse:
         )
     if not all(isinstance(item, dict) for item in items):
         raise ApiError(422, "every rule must be a JSON object", extra={"field": "rules"})
+    context = app_context(request)
+    try:
+        columns = await real_columns(
+            context.warp_engine, context.settings.effective_customers_table
+        )
+    except TableMissingError as exc:
+        raise ApiError(503, f"{exc}; check WARP_CUSTOMERS_TABLE") from None
     try:
         rules = rules_from_dicts(items)
+        check_rules_fit_columns(rules, columns)
     except InvalidRuleError as exc:
         raise ApiError(422, str(exc), extra={"field": exc.field}) from None
-    async with app_context(request).engine.begin() as connection:
+    async with context.engine.begin() as connection:
         before, after = await replace_rules(connection, rules, changed_by=caller)
     return JSONResponse({"rules": after, "previous": before})
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
 from starlette.requests import Request
 
 from app.api.errors import ApiError
+from app.api.limits import mark_authenticated
 from app.context import AppContext
+from app.sync.json_input import JsonInputError, parse_json
 
 
 def app_context(request: Request) -> AppContext:
@@ -32,6 +33,7 @@ def require_api_token(request: Request) -> str:
             matched = index
     if matched is None:
         raise ApiError(401, "the bearer token is not valid")
+    mark_authenticated(request.scope)
     return f"api-token-{matched + 1}"
 
 
@@ -45,6 +47,9 @@ async def json_body(request: Request, *, limit: int = 1 << 20, required: bool = 
             raise ApiError(400, "a JSON body is required")
         return None
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+        document = parse_json(body)
+    except JsonInputError as exc:
+        raise ApiError(400, str(exc)) from None
+    if document is None:  # JSON null is a body, and no route takes it
+        raise ApiError(400, "the body is JSON null; send an object, or no body")
+    return document

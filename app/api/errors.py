@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -13,6 +15,10 @@ from starlette.responses import JSONResponse, Response
 from app.api.middleware import REQUEST_ID_HEADER, request_id_of
 
 log = logging.getLogger("hubsync.api")
+# Seconds a client is told to wait after a 503: a database restart or failover, typically.
+RETRY_AFTER_SECONDS = 5
+# What a route raises when its database cannot be reached, whichever layer it comes from.
+DATABASE_DOWN = (DBAPIError, DisconnectionError, PoolTimeoutError, OSError)
 
 _TITLES = {
     400: "bad_request",
@@ -54,6 +60,12 @@ def error_response(
     body: dict[str, Any] = {"error": code, "detail": detail, "request_id": request_id}
     body.update(extra or {})
     headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
+    if status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if status in (408, 413, 500):
+        # The request may be half read (or the process in a bad way): end this connection
+        # rather than parse whatever follows on it as a new request.
+        headers["Connection"] = "close"
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -71,6 +83,29 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+def is_database_down(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, DATABASE_DOWN)
+
+
+async def handle_database_down(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After when the database cannot be reached; any other database error
+    (a bug) stays a 500."""
+    if not is_database_down(exc):
+        return await handle_unexpected(request, exc)
+    log.warning(
+        "database unavailable on %s %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        extra={"request_id": request_id_of(request.scope)},
+    )
+    return error_response(
+        request, 503, "unavailable", "the database is unavailable; nothing was done, retry later"
+    )
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

@@ -11,11 +11,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.api.deps import app_context
+from app.api.errors import RETRY_AFTER_SECONDS
 from app.store.migrate import current_revision, head_revision
 from app.sync.gate import Readiness
+from app.warp.columns import TableMissingError, real_columns
 
 log = logging.getLogger("hubsync.health")
 READY_TIMEOUT_SECONDS = 3.0
+RETRY_LATER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
 
 async def healthz(_request: Request) -> JSONResponse:
@@ -35,12 +38,28 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception as exc:  # noqa: BLE001 -- any failure to reach the database means not ready
         log.warning("readiness: database unreachable: %s", type(exc).__name__)
         checks["database"] = f"unreachable ({type(exc).__name__})"
-        return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "checks": checks}, status_code=503, headers=RETRY_LATER
+        )
     if current == head:
         checks["migrations"] = "ok"
     else:
         ready = False
         checks["migrations"] = f"at {current or 'nothing'}, head is {head}; run `hubsync migrate`"
+    table = context.settings.effective_customers_table
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            await real_columns(context.warp_engine, table)
+        checks["warp_customers_table"] = "ok"
+    except TableMissingError:
+        ready = False
+        checks["warp_customers_table"] = f"{table} does not exist; check WARP_CUSTOMERS_TABLE"
+    except Exception as exc:  # noqa: BLE001 -- WARP's database unreachable: not ready
+        ready = False
+        checks["warp_customers_table"] = f"unreachable ({type(exc).__name__})"
+    for warning in context.settings.startup_warnings():
+        ready = False
+        checks["webhooks"] = warning
     properties: Readiness | None = context.extras.get("properties")
     if properties is not None:
         # Jobs wait until hubsync's HubSpot properties exist (app/hubspot/readiness.py).
@@ -49,6 +68,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,
+        headers=None if ready else RETRY_LATER,
     )
 
 

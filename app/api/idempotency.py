@@ -24,6 +24,7 @@ from app.store.idempotency import (
     IdempotencyMismatchError,
     IdempotencyRepository,
 )
+from app.sync.json_input import JsonInputError, parse_json
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -99,8 +100,8 @@ async def answer_idempotently(
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
     """The request's identity: method, path and body (JSON compared by meaning, not bytes)."""
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        canonical = json.dumps(parse_json(body), sort_keys=True, separators=(",", ":")).encode()
+    except JsonInputError:  # the route refuses it; the bytes identify it meanwhile
         canonical = body
     digest = hashlib.sha256(f"{method} {path}\n".encode())
     digest.update(canonical)

@@ -76,8 +76,10 @@ async def pause_direction(request: Request) -> JSONResponse:
     context = app_context(request)
     direction = _direction(request)
     body = await json_body(request)
-    reason = body.get("reason") if isinstance(body, dict) else None
-    if reason is not None and not isinstance(reason, str):
+    if body is not None and not isinstance(body, dict):
+        raise ApiError(422, 'the body must be a JSON object like {"reason": "…"}')
+    reason = body.get("reason") if body else None
+    if body and "reason" in body and not isinstance(reason, str):
         raise ApiError(422, "reason must be a string", extra={"field": "reason"})
     changed = await operations.pause(context.engine, direction, by=caller, reason=reason)
     async with context.engine.connect() as connection:
@@ -164,12 +166,14 @@ async def post_retry_failed(request: Request) -> JSONResponse:
     ids = body.get("job_ids")
     if ids is not None and (
         not isinstance(ids, list)
-        or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 1 <= i < 2**63 for i in ids
+        )  # the ids are BIGINT: past 64 bits the database would refuse the query (a 500)
         or len(ids) > MAX_RETRY_IDS
     ):
         raise ApiError(
             422,
-            f"job_ids: expected at most {MAX_RETRY_IDS} integer ids",
+            f"job_ids: expected at most {MAX_RETRY_IDS} integer ids from 1 to 2^63-1",
             extra={"field": "job_ids"},
         )
     matching = None

@@ -20,6 +20,7 @@ from app.context import AppContext
 from app.store.idempotency import IdempotencyRepository
 from app.store.queue import QueueRepository
 from app.store.queue_records import JobRecord
+from app.store.sync_state import as_utc
 from app.sync.jobs import EntityType, JobDirection, JobSource
 from app.sync.runtime import wake_worker
 from app.sync.worker import Worker
@@ -167,7 +168,8 @@ async def get_job(request: Request) -> Response:
 
 def job_document(record: JobRecord) -> dict[str, Any]:
     def when(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
+        moment = as_utc(value)  # naive on SQLite: UTC, and RFC 3339 wants the offset
+        return moment.isoformat() if moment is not None else None
 
     return {
         "job_id": record.id,
@@ -210,9 +212,10 @@ def _object(document: Any, *, allowed: set[str]) -> dict[str, Any]:
 def _bounded_int(fields: dict[str, Any], name: str, low: int, high: int, *, default: int) -> int:
     value = fields.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}…"
         raise ApiError(
             422,
-            f"{name}: expected a whole number from {low} to {high}, got {value!r}",
+            f"{name}: expected a whole number from {low} to {high}, got {shown}",
             extra={"field": name},
         )
     return value

@@ -12,7 +12,14 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from app.api.errors import ApiError
-from app.hubspot.signatures import V3_MAX_AGE_MS, V3Result, check_v3, verify_v1, verify_v2
+from app.hubspot.signatures import (
+    V3_MAX_AGE_MS,
+    V3Result,
+    check_v3,
+    check_v3_timestamp,
+    verify_v1,
+    verify_v2,
+)
 
 V3_SIGNATURE = "X-HubSpot-Signature-v3"
 V3_TIMESTAMP = "X-HubSpot-Request-Timestamp"
@@ -42,6 +49,30 @@ def signed_uri(request: Request, public_url: str | None) -> str:
 
 def _refuse(check: str) -> ApiError:
     return ApiError(401, f"webhook signature refused: {check}", code="invalid_signature")
+
+
+def precheck_headers(request: Request, *, accepted: tuple[str, ...]) -> None:
+    """Refuse (401) before the body is read: no signature header of an accepted version, or
+    a v3 timestamp that is malformed, stale or in the future. Costs a forger nothing to
+    pass, but costs hubsync nothing to refuse everyone who does not."""
+    headers = request.headers
+    if headers.get(V3_SIGNATURE) is not None and "v3" in accepted:
+        timestamp = headers.get(V3_TIMESTAMP)
+        if timestamp is None:
+            raise _refuse(f"{V3_SIGNATURE} is present but {V3_TIMESTAMP} is missing")
+        refused = check_v3_timestamp(timestamp.strip())
+        if refused is not None:
+            raise _refuse(_V3_REFUSALS[refused])
+        return
+    if headers.get(LEGACY_SIGNATURE) is None:
+        raise _refuse(f"no accepted signature header; expected {_wanted(accepted)}")
+
+
+def _wanted(accepted: tuple[str, ...]) -> str:
+    return " or ".join(
+        f"{V3_SIGNATURE} with {V3_TIMESTAMP}" if v == "v3" else f"{LEGACY_SIGNATURE} ({v})"
+        for v in accepted
+    )
 
 
 def verify_request(
@@ -76,11 +107,7 @@ def verify_request(
         return
     legacy = headers.get(LEGACY_SIGNATURE)
     if legacy is None:
-        wanted = " or ".join(
-            f"{V3_SIGNATURE} with {V3_TIMESTAMP}" if v == "v3" else f"{LEGACY_SIGNATURE} ({v})"
-            for v in accepted
-        )
-        raise _refuse(f"no accepted signature header; expected {wanted}")
+        raise _refuse(f"no accepted signature header; expected {_wanted(accepted)}")
     version = (headers.get(LEGACY_VERSION) or "v1").strip().lower()
     if version not in ("v1", "v2"):
         raise _refuse(f"{LEGACY_VERSION} {version!r} is not v1 or v2")

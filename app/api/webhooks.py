@@ -1,7 +1,9 @@
 """Where HubSpot webhooks enter: read the raw body, verify the signature, store, answer.
 
-The order matters and each step refuses before the next runs: size (413) → secret configured
-(503) → signature over the raw bytes (401, nothing stored) → JSON shape (400) → one database
+The order matters and each step refuses before the next runs: secret configured (503) →
+signature headers present and the v3 timestamp fresh (401, before a byte of the body is read)
+→ the body, at most 1 MiB, in time (413, 408; app/api/limits.py) → signature over the raw
+bytes (401, nothing stored) → JSON shape (400) → one database
 transaction that stores every event and queues its work — shared with the deliveries arriving
 at the same moment (group commit, app/sync/intake_writer.py) → 200 after the commit (a
 database failure is a 503, so HubSpot retries) → wake the worker. No HubSpot call happens here.
@@ -23,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
 from app.api.metrics import counted_delivery
-from app.api.webhook_signatures import verify_request
+from app.api.webhook_signatures import precheck_headers, verify_request
 from app.context import AppContext
 from app.metrics.instruments import observe_webhook_events
 from app.store.queue import QueueRepository
@@ -40,6 +42,7 @@ from app.sync.webhook_routing import (
 log = logging.getLogger("hubsync.webhooks")
 
 MAX_BODY_BYTES = 1 << 20
+MAX_EVENT_ID = 2**63 - 1  # the ids are BIGINT
 # HubSpot gives up after 5 s; answer 503 before that rather than time out silently.
 INTAKE_TIMEOUT_SECONDS = 4.0
 DATABASE_DOWN = (DBAPIError, PoolTimeoutError, OSError, TimeoutError, IntakeUnavailableError)
@@ -88,9 +91,10 @@ def wake_worker(context: AppContext) -> None:
 
 async def receive_hubspot(request: Request) -> JSONResponse:
     context = app_context(request)
-    body = await read_limited_body(request)
     if context.webhook_secret is None:
         raise ApiError(503, "webhook secret not configured (set HUBSPOT_CLIENT_SECRET)")
+    precheck_headers(request, accepted=context.settings.hubspot_webhook_signature_versions)
+    body = await read_limited_body(request)
     verify_request(
         request,
         body,
@@ -121,7 +125,7 @@ def _int_param(request: Request, name: str, default: int | None, low: int, high:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not raw.isdigit() or len(raw) > len(str(high)) or not low <= int(raw) <= high:
         raise ApiError(400, f"{name} must be an integer from {low} to {high}")
     return int(raw)
 
@@ -156,16 +160,24 @@ async def reprocess_webhook_events(request: Request) -> JSONResponse:
     body = await json_body(request, required=True)
     if not isinstance(body, dict):
         raise ApiError(400, 'expected {"event_ids": [...]} or {"status": "failed"}')
+    if any(body.get(name, "") is None for name in ("event_ids", "status")):
+        raise ApiError(400, "event_ids and status must not be null; leave out the one not used")
     ids = body.get("event_ids")
     status = _status_param(body.get("status"))
     if ids is None and status is None:
         raise ApiError(400, 'give "event_ids" (a list of ids) or "status" (e.g. "failed")')
     if ids is not None and (
         not isinstance(ids, list)
-        or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 1 <= i <= MAX_EVENT_ID for i in ids
+        )
         or len(ids) > REPROCESS_LIMIT
     ):
-        raise ApiError(400, f"event_ids must be a list of at most {REPROCESS_LIMIT} integer ids")
+        raise ApiError(
+            400,
+            f"event_ids must be a list of at most {REPROCESS_LIMIT} integer ids from 1 to "
+            f"{MAX_EVENT_ID}",
+        )
     async with context.engine.begin() as connection:
         summary = await reprocess_events(
             connection,

@@ -32,6 +32,14 @@ def load_settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def refuse_problems(settings: Settings) -> int:
+    """Print what stops a start, one line each; 2 when there is any."""
+    problems = settings.startup_problems()
+    for problem in problems:
+        print(f"hubsync: configuration error: {problem}", file=sys.stderr)
+    return 2 if problems else 0
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document instead of text"

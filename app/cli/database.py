@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import TYPE_CHECKING
 
-from app.cli.common import load_settings
+from app.cli.common import load_settings, refuse_problems
 
 if TYPE_CHECKING:
     from app.cli.common import Subcommands
@@ -26,9 +27,14 @@ def register(commands: Subcommands) -> None:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
+    from app.settings import sqlite_path_problem
     from app.store.bootstrap import migrate_database
 
     settings = load_settings()
+    problem = sqlite_path_problem(settings.database_url.reveal())
+    if problem is not None:
+        print(f"hubsync: configuration error: HUBSYNC_DATABASE_URL: {problem}", file=sys.stderr)
+        return 2
     asyncio.run(migrate_database(settings, revision=args.revision, downgrade=args.downgrade))
     return 0
 
@@ -37,4 +43,6 @@ def run_check_config(_args: argparse.Namespace) -> int:
     settings = load_settings()
     for key, value in settings.describe().items():
         print(f"{key}: {value}")
-    return 0
+    for warning in settings.startup_warnings():
+        print(f"hubsync: warning: {warning}", file=sys.stderr)
+    return refuse_problems(settings)

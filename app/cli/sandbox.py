@@ -23,6 +23,7 @@ def register(commands: Subcommands) -> None:
     sandbox.add_argument(
         "--open", action="store_true", help="take requests without a bearer token (HubSpot won't)"
     )
+    sandbox.add_argument("--portal-id", type=int, default=1, help="the portal's id (default 1)")
     sandbox.add_argument("--rate-limit", default="100/10s", help="requests per window (100/10s)")
     sandbox.add_argument(
         "--account-timezone", default="UTC", help="the daily limit resets at its midnight (UTC)"
@@ -35,6 +36,7 @@ def register(commands: Subcommands) -> None:
 
 
 def run_sandbox_command(args: argparse.Namespace) -> int:
+    from app.sandbox.access import is_loopback
     from app.sandbox.app import SandboxConfig, run_sandbox
     from app.sandbox.latency import PRESETS
     from app.settings import RateLimit
@@ -57,10 +59,19 @@ def run_sandbox_command(args: argparse.Namespace) -> int:
         app_id=args.app_id,
         access_token=args.access_token,
         open_access=args.open,
+        portal_id=args.portal_id,
         account_timezone=args.account_timezone,
         latency_model=args.latency_model,
         **({"client_secret": args.client_secret} if args.client_secret else {}),
     )
+    if not is_loopback(args.host) and args.access_token is None:
+        # Its control routes edit, reset and fault the portal: not for the network at large.
+        print(
+            f"hubsync sandbox: --host {args.host} is not loopback; give --access-token, which "
+            "callers from elsewhere must then present (also on /_sandbox)",
+            file=sys.stderr,
+        )
+        return 2
     latency = f", latency model {args.latency_model}" if args.latency_model else ""
     print(f"HubSpot sandbox on http://{args.host}:{args.port} (rate limit {limit}{latency})")
     run_sandbox(args.host, args.port, config)

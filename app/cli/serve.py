@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
-from app.cli.common import load_settings
+from app.cli.common import load_settings, refuse_problems
 from app.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ def register(commands: Subcommands) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     settings = load_settings()
+    if refuse_problems(settings):
+        return 2
     if args.workers < 1:
         print("hubsync serve: --workers must be at least 1", file=sys.stderr)
         return 2
@@ -91,11 +93,13 @@ def prepare_metrics_directory(workers: int) -> str | None:
 
 def app_from_env() -> Starlette:
     """The app of one worker process under `--workers N` (uvicorn's factory)."""
+    from app.http_server import server_options
     from app.logs import configure_logging
     from app.main import create_app
 
     settings = load_settings()
     configure_logging(settings)
+    server_options(settings)  # this process's header limit
     app = create_app(settings)
     tune_garbage_collector()
     return app
@@ -106,19 +110,29 @@ def serve(
 ) -> int:
     import uvicorn
 
+    from app.http_server import server_options
     from app.logs import configure_logging
     from app.store.bootstrap import is_embedded_default, migrate_database
 
     configure_logging(settings)
+    # Before anything imports the metrics (the preflight's HubSpot client does).
+    prepare_metrics_directory(workers)
+    from app.preflight import PreflightError, preflight
+
+    try:  # before anything is written: is this the portal the links belong to?
+        asyncio.run(preflight(settings))
+    except PreflightError as exc:
+        print(f"hubsync: {exc}", file=sys.stderr)
+        return 2
     logging.getLogger("hubsync").info(
         "hubsync serve on http://%s:%d, %s",
         host,
         port,
-        "with the built-in HubSpot sandbox (no HUBSPOT_ACCESS_TOKEN set)"
+        "in demo mode with the built-in HubSpot sandbox (HUBSYNC_MODE=demo)"
         if settings.sandbox_mode
-        else f"against HubSpot at {settings.hubspot_base_url}",
+        else f"against HubSpot at {settings.describe()['hubspot']}",
     )
-    prepare_metrics_directory(workers)
+    options = server_options(settings)
     migrating = migrate or (migrate is None and is_embedded_default(settings))
     if workers > 1:
         if migrating:
@@ -132,6 +146,7 @@ def serve(
             port=port,
             log_config=None,
             proxy_headers=True,
+            **options,
         )
         return 0
     from app.main import create_app
@@ -142,7 +157,7 @@ def serve(
     if migrating:
         asyncio.run(migrate_database(settings))
     tune_garbage_collector()
-    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True)
+    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True, **options)
     return 0
 
 

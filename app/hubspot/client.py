@@ -64,7 +64,7 @@ from app.hubspot.models import (
     UpdateInput,
     UpsertInput,
 )
-from app.hubspot.paths import DEFAULT_API_VERSION, ApiPaths
+from app.hubspot.paths import ACCOUNT_DETAILS, DEFAULT_API_VERSION, ApiPaths
 from app.hubspot.paths import operation as request_operation
 from app.hubspot.ratelimit import (
     DAILY_PAUSE_REASON,
@@ -351,6 +351,12 @@ class HubSpotClient:
         data = await self._call("POST", self.paths.companies_search, json=body, search=True)
         companies = [HubSpotCompany.from_json(raw) for raw in data.get("results") or []]
         return SearchPage(companies, int(data.get("total") or 0), _next_after(data))
+
+    # -- account -------------------------------------------------------------------------
+
+    async def account_details(self) -> JsonDict:
+        """The portal the token belongs to (`portalId`, `accountType`, time zone, …)."""
+        return await self._call("GET", ACCOUNT_DETAILS)
 
     # -- properties ----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -34,6 +34,8 @@ from app.settings import Secret, Settings
 log = logging.getLogger("hubsync.hubspot")
 
 SANDBOX_APP_ID = "1"
+# The embedded sandbox's portal id: what a demo database records as its portal.
+SANDBOX_PORTAL_ID = 1
 SANDBOX_BASE_URL = "http://hubspot-sandbox.internal"
 WEBHOOK_PATH = "/v1/webhooks/hubspot"
 
@@ -59,6 +61,7 @@ def build_sandbox_app(settings: Settings, webhook_secret: Secret | None) -> Star
         rate_limit=settings.sandbox_rate_limit,
         client_secret=webhook_secret.reveal() if webhook_secret else SandboxConfig().client_secret,
         app_id=settings.hubspot_app_id or SANDBOX_APP_ID,
+        portal_id=SANDBOX_PORTAL_ID,
         account_timezone=settings.hubspot_account_timezone,
     )
     return create_sandbox_app(config)
@@ -71,8 +74,11 @@ async def open_hubspot(
     *,
     sandbox_app: Starlette | None,
     webhook_receiver: ASGIApp | None,
+    before_bootstrap: Callable[[HubSpotClient], Awaitable[None]] | None = None,
 ) -> AsyncIterator[HubSpotConnection]:
-    """Open the client (and run the sandbox's lifespan); bootstrap properties; close at exit."""
+    """Open the client (and run the sandbox's lifespan); bootstrap properties; close at exit.
+    `before_bootstrap` runs first, before hubsync writes anything to HubSpot (the portal
+    check)."""
     limiter = create_rate_limiter(engine, settings.hubspot_rate_limit)
     search_limiter = create_rate_limiter(
         engine, settings.hubspot_search_rate_limit, bucket=SEARCH_BUCKET
@@ -81,8 +87,11 @@ async def open_hubspot(
         client = HubSpotClient.from_settings(
             settings, limiter=limiter, search_limiter=search_limiter
         )
-        async with client, _bootstrapped(client) as properties:
-            yield HubSpotConnection(client, None, properties, _capped(client, limiter, settings))
+        async with client:
+            if before_bootstrap is not None:
+                await before_bootstrap(client)
+            async with _bootstrapped(client) as properties:
+                yield HubSpotConnection(client, None, properties, _capped(client, limiter, settings))
         return
     sandbox = sandbox_app.state.sandbox
     if webhook_receiver is not None:
@@ -99,10 +108,13 @@ async def open_hubspot(
             search_limiter=search_limiter,
             transport=httpx.ASGITransport(app=sandbox_app),
         )
-        async with client, _bootstrapped(client) as properties:
-            yield HubSpotConnection(
-                client, sandbox_app, properties, _capped(client, limiter, settings)
-            )
+        async with client:
+            if before_bootstrap is not None:
+                await before_bootstrap(client)
+            async with _bootstrapped(client) as properties:
+                yield HubSpotConnection(
+                    client, sandbox_app, properties, _capped(client, limiter, settings)
+                )
 
 
 def _capped(

@@ -14,6 +14,9 @@ from urllib.parse import quote
 API_VERSIONS = ("2026-03", "v3")
 DEFAULT_API_VERSION = "2026-03"
 
+# Account details are not date-versioned with the CRM objects.
+ACCOUNT_DETAILS = "/account-info/v3/details"
+
 
 @dataclass(frozen=True)
 class ApiPaths:

@@ -88,6 +88,27 @@ def verify_v2(secret: str, method: str, uri: str, body: bytes | str, signature: 
     return _same(sign_v2(secret, method, uri, body), signature.lower())
 
 
+def check_v3_timestamp(
+    timestamp: str, *, now_ms: int | None = None, max_age_ms: int = V3_MAX_AGE_MS
+) -> V3Result | None:
+    """Why the v3 timestamp header is refused, or None when it is fresh: checkable before
+    the body is read."""
+    if len(timestamp) > 32:  # float() of a long string costs; no real timestamp is that long
+        return V3Result.MALFORMED_TIMESTAMP
+    try:
+        sent_ms = float(timestamp)
+    except ValueError:
+        return V3Result.MALFORMED_TIMESTAMP
+    if math.isnan(sent_ms):  # NaN would pass neither window check and fail silently
+        return V3Result.MALFORMED_TIMESTAMP
+    now = time.time() * 1000 if now_ms is None else now_ms
+    if sent_ms < now - max_age_ms:
+        return V3Result.STALE
+    if sent_ms > now + max_age_ms:
+        return V3Result.FUTURE
+    return None
+
+
 def check_v3(  # noqa: PLR0917 - the signed parts in HubSpot's order read best positionally
     secret: str,
     method: str,
@@ -104,17 +125,9 @@ def check_v3(  # noqa: PLR0917 - the signed parts in HubSpot's order read best p
     The timestamp header is epoch milliseconds; it is signed as the raw header string, so a
     float-looking value still verifies as long as it is fresh.
     """
-    try:
-        sent_ms = float(timestamp)
-    except ValueError:
-        return V3Result.MALFORMED_TIMESTAMP
-    if math.isnan(sent_ms):  # NaN would pass neither window check and fail silently
-        return V3Result.MALFORMED_TIMESTAMP
-    now = time.time() * 1000 if now_ms is None else now_ms
-    if sent_ms < now - max_age_ms:
-        return V3Result.STALE
-    if sent_ms > now + max_age_ms:
-        return V3Result.FUTURE
+    refused = check_v3_timestamp(timestamp, now_ms=now_ms, max_age_ms=max_age_ms)
+    if refused is not None:
+        return refused
     if not _same(sign_v3(secret, method, uri, body, timestamp), signature):
         return V3Result.BAD_SIGNATURE
     return V3Result.VALID

@@ -17,7 +17,10 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
+from app.sandbox.access import LoopbackOrToken
+from app.sandbox.account_routes import account_routes
 from app.sandbox.companies import company_routes
 from app.sandbox.config import SandboxConfig
 from app.sandbox.control import control_routes
@@ -60,7 +63,7 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> Starlette:
     routes = [route for prefix in COMPANY_PREFIXES for route in company_routes(prefix)]
     routes += [route for prefix in PROPERTY_PREFIXES for route in property_routes(prefix)]
     app = Starlette(
-        routes=[*routes, *control_routes()],
+        routes=[*routes, *account_routes(), *control_routes()],
         middleware=[Middleware(ApiGate, sandbox=sandbox)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=lifespan,
@@ -72,5 +75,10 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> Starlette:
 def run_sandbox(
     host: str = "127.0.0.1", port: int = 8090, config: SandboxConfig | None = None
 ) -> None:
-    """Serve the sandbox with uvicorn until interrupted (the `hubsync sandbox` command)."""
-    uvicorn.run(create_sandbox_app(config), host=host, port=port, log_level="info")
+    """Serve the sandbox with uvicorn until interrupted (the `hubsync sandbox` command). With
+    an access token, callers from elsewhere than loopback must present it on every route,
+    the control routes included."""
+    app: ASGIApp = create_sandbox_app(config)
+    if config is not None and config.access_token is not None:
+        app = LoopbackOrToken(app, [config.access_token])
+    uvicorn.run(app, host=host, port=port, log_level="info")

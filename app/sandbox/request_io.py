@@ -25,7 +25,7 @@ async def json_body(request: Request) -> Any:
     raw = await request.body()
     try:
         return json.loads(raw or b"null")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ApiError(400, "VALIDATION_ERROR", f"Invalid input JSON on line 1: {exc}") from None
 
 

@@ -257,6 +257,21 @@ class CompanyStore:
             self._emit(ChangeEvent("propertyChange", company.id, now, source, name, value))
         return company
 
+    def seed(self, company_id: str, raw: Mapping[str, object], source: WriteSource) -> Company:
+        """Put back a company known from elsewhere under its own id, without webhooks: how
+        the embedded demo refills a restarted (empty) sandbox from hubsync's links."""
+        values = {k: v for k, v in self.registry.normalize(raw).items() if v != ""}
+        self._check_unique(values, owner=company_id)
+        now = self._clock()
+        company = Company(id=company_id, created_ms=now, updated_ms=now)
+        for name, value in values.items():
+            company.history[name] = [self._version(value, now, source)]
+        self._companies[company.id] = company
+        self._index(company)
+        if company_id.isdigit():
+            self._next_id = max(self._next_id, int(company_id) + 1)
+        return company
+
     def update(
         self,
         ref: str,

@@ -422,6 +422,19 @@ class SchedulerTick(Base):
     claimed_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
 
 
+class PortalBinding(Base):
+    """Which HubSpot portal this database's links belong to (one row, id 1): a real portal
+    (from the token's account info) or the built-in sandbox. Start-up refuses another one."""
+
+    __tablename__ = "hubsync_portal"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # 'hubspot' | 'sandbox'
+    portal_id: Mapped[str] = mapped_column(String(32))
+    base_url: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
 class DirectionPause(Base):
     """A sync direction an operator paused ('outbound' WARP -> HubSpot, 'inbound' HubSpot ->
     WARP): workers claim none of its jobs until it is resumed; work still queues."""
@@ -457,6 +470,7 @@ __all__ = [
     "EntityLink",
     "FieldState",
     "IdempotencyKey",
+    "PortalBinding",
     "RateLimitGrant",
     "RateLimitPause",
     "ReconciliationItem",

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import SyncJob, WebhookEvent
 from app.store.queue_records import SUPERSEDED
-from app.store.sync_state import Link, aliases, links
+from app.store.sync_state import Link, aliases, as_utc, links
 from app.sync.intake import OWN_WRITE_REASON, EventKind, IncomingEvent
 from app.sync.jobs import JobOutcome, OutcomeStatus
 
@@ -274,7 +274,9 @@ class StoredEvent:
 
     def to_json(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
-            return value.isoformat() if value else None
+            # SQLite hands timestamps back naive; they are UTC, and RFC 3339 wants the offset.
+            moment = as_utc(value)
+            return moment.isoformat() if moment else None
 
         return {
             "id": self.id,

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app.sync.json_input import JsonInputError, parse_json
+
 OWN_WRITE_REASON = "our own write"
 # HubSpot ids are 64-bit integers; the id columns hold 64 characters. A longer "id" is refused
 # here (400) rather than failing the insert (which would be a 503 HubSpot retries forever).
@@ -128,9 +130,9 @@ def is_own_write(event: IncomingEvent, app_id: str | None) -> bool:
 def parse_delivery(body: bytes) -> list[IncomingEvent]:
     """The events of a verified body, or `DeliveryError` naming the index and field at fault."""
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DeliveryError(f"the body is not valid JSON: {exc}") from None
+        document = parse_json(body)
+    except JsonInputError as exc:
+        raise DeliveryError(str(exc)) from None
     if not isinstance(document, list):
         raise DeliveryError(f"expected a JSON array of events, got {_json_type(document)}")
     return [parse_event(index, item) for index, item in enumerate(document)]

@@ -9,8 +9,9 @@ puts them on `context.extras`:
     "worker"       Worker                  always (started only when HUBSYNC_WORKER is on;
                                            POST /v1/sync/process-queue uses it either way)
     "queue_listener" QueueListener         PostgreSQL with the worker on
-    "scheduler"    AsyncIOScheduler        when HUBSYNC_SCHEDULER is on; other layers may add
-                                           their own jobs to it
+    "scheduler"    AsyncIOScheduler        when HUBSYNC_SCHEDULER is on, with the queue's tick
+                                           and the history pruning (app/store/retention.py);
+                                           other layers may add their own jobs to it
 
 The worker sizes its lanes by `context.extras["hubspot_limiter"]` when the lead layer put the
 HubSpot rate limiter there (app/sync/lanes.py): enough batches in flight to fill the limit.
@@ -24,11 +25,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, timedelta
+
+from apscheduler.triggers.interval import IntervalTrigger
 
 from app.context import AppContext
 from app.store.idempotency import IdempotencyRepository
 from app.store.queue import QueueRepository
+from app.store.retention import HistoryPruning
 from app.sync.backoff import RetryPolicy
 from app.sync.jobs import ClaimedJob, JobHandler, JobOutcome, OutcomeStatus
 from app.sync.notify import QueueListener
@@ -90,6 +94,13 @@ async def start_runtime(context: AppContext) -> None:
             retention=timedelta(seconds=settings.queue_retention_seconds),
         )
         schedule_queue_tick(scheduler, tick)
+        scheduler.add_job(
+            HistoryPruning(context.engine, timedelta(seconds=settings.history_retention_seconds)),
+            IntervalTrigger(minutes=10, timezone=UTC),
+            id="history-pruning",
+            name="prune old webhook events and sync log entries",
+            replace_existing=True,
+        )
         scheduler.start()
         context.extras["scheduler"] = scheduler
 

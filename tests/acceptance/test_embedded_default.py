@@ -27,6 +27,7 @@ def test_serve_is_ready_within_30_seconds_and_syncs_the_demo_customers(tmp_path:
         k: v for k, v in os.environ.items() if not k.startswith(("HUBSYNC_", "HUBSPOT_", "WARP_"))
     }
     env["PYTHONPATH"] = str(ROOT)
+    env["HUBSYNC_MODE"] = "demo"  # what `make run` sets
     server = subprocess.Popen(  # noqa: S603 -- fixed argv
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
         cwd=tmp_path,  # the default database is ./hubsync.db

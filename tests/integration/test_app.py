@@ -30,6 +30,7 @@ async def test_healthz_and_readyz_on_a_migrated_database(db: Database) -> None:
     assert ready.json()["checks"] == {
         "database": "ok",
         "migrations": "ok",
+        "warp_customers_table": "ok",
         "hubspot_properties": "ok",
     }
 
@@ -47,6 +48,7 @@ async def test_readyz_is_503_with_the_reason_when_migrations_are_behind(db: Data
 async def test_readyz_is_503_when_the_database_is_unreachable() -> None:
     settings = Settings.from_mapping(
         {
+            "HUBSYNC_MODE": "demo",
             "HUBSYNC_DATABASE_URL": "postgresql://nobody:topsecret@127.0.0.1:1/none",
             "HUBSYNC_WORKER": "false",
             "HUBSYNC_SCHEDULER": "false",

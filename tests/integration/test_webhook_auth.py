@@ -159,7 +159,12 @@ async def test_v2_signs_method_and_uri_when_configured(db: Database) -> None:
 
 async def test_no_secret_configured_is_503(db: Database) -> None:
     settings = Settings.from_mapping(
-        {**db.env, "HUBSYNC_WORKER": "false", "HUBSPOT_ACCESS_TOKEN": "pat-not-real"}
+        {
+            **db.env,
+            "HUBSYNC_MODE": "production",
+            "HUBSYNC_WORKER": "false",
+            "HUBSPOT_ACCESS_TOKEN": "pat-not-real",
+        }
     )
     async with running(create_app(settings), base_url=BASE) as client:
         response = await deliver(client, [change(501)])
@@ -254,6 +259,7 @@ async def test_database_down_is_503_never_2xx(postgres_url: str) -> None:
     through_proxy = url.set(host="127.0.0.1", port=proxy.port)
     settings = Settings.from_mapping(
         {
+            "HUBSYNC_MODE": "demo",
             "HUBSYNC_DATABASE_URL": through_proxy.render_as_string(hide_password=False),
             "WARP_CUSTOMERS_TABLE": "accounts.customers",
             "HUBSYNC_WORKER": "false",

@@ -9,12 +9,20 @@ import pytest
 from app.settings import RateLimit, Secret, Settings, SettingsError
 
 
-def test_defaults_are_the_embedded_default() -> None:
+def test_defaults_are_the_embedded_default_but_the_sandbox_needs_demo_mode() -> None:
     settings = Settings.from_mapping({})
     assert settings.database_url.reveal() == "sqlite+aiosqlite:///./hubsync.db"
     assert settings.effective_warp_database_url == settings.database_url
     assert settings.effective_customers_table == "customers"
-    assert settings.sandbox_mode
+    assert settings.mode == "production"
+    assert not settings.sandbox_mode
+    assert settings.startup_problems() == [
+        "HUBSPOT_ACCESS_TOKEN is not set: set it to sync with HubSpot, or set HUBSYNC_MODE=demo "
+        "to run the built-in HubSpot sandbox (`make run` does)"
+    ]
+    demo = Settings.from_mapping({"HUBSYNC_MODE": "demo"})
+    assert demo.sandbox_mode
+    assert demo.startup_problems() == []
     assert settings.hubspot_base_url == "https://api.hubapi.com"
     assert settings.hubspot_rate_limit == RateLimit(100, 10.0)
     assert settings.api_tokens == ()

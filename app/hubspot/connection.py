@@ -91,7 +91,9 @@ async def open_hubspot(
             if before_bootstrap is not None:
                 await before_bootstrap(client)
             async with _bootstrapped(client) as properties:
-                yield HubSpotConnection(client, None, properties, _capped(client, limiter, settings))
+                yield HubSpotConnection(
+                    client, None, properties, _capped(client, limiter, settings)
+                )
         return
     sandbox = sandbox_app.state.sandbox
     if webhook_receiver is not None:

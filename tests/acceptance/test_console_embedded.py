@@ -43,6 +43,7 @@ def test_the_printed_link_signs_in_once_and_shows_the_demo_customers(tmp_path: P
         k: v for k, v in os.environ.items() if not k.startswith(("HUBSYNC_", "HUBSPOT_", "WARP_"))
     }
     env["PYTHONPATH"] = str(ROOT)
+    env["HUBSYNC_MODE"] = "demo"  # the embedded default, as `make run` starts it
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(  # noqa: S603 -- fixed argv

@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
-from app.admin import actions, pages
+from app.admin import actions, pages, reconciliation_pages
 from app.admin.access import (
     SESSION_COOKIE,
     SESSION_SECONDS,
@@ -149,7 +149,13 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         Route("/jobs", pages.jobs, methods=["GET"]),
         Route("/rules", pages.rules, methods=["GET"]),
         Route("/rules", actions.save_rules, methods=["POST"]),
-        Route("/reconciliation", pages.reconciliation, methods=["GET"]),
+        Route("/reconciliation", reconciliation_pages.reconciliation, methods=["GET"]),
+        Route("/reconciliation/run", reconciliation_pages.run_now, methods=["POST"]),
+        Route(
+            "/reconciliation/{run_id}/report.csv",
+            reconciliation_pages.report_csv,
+            methods=["GET"],
+        ),
         Route("/audit", pages.audit, methods=["GET"]),
         Route("/directions/{direction}/{verb}", actions.change_direction, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),

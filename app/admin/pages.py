@@ -1,6 +1,6 @@
 """The console's pages (GET): dashboard, customers, a customer, conflicts, failed work, job
-and event lists, rules, reconciliation, audit. Each reads through app/store and renders; the
-same figures are served as JSON by app/api/operator.py."""
+and event lists, rules, audit (reconciliation has its own module). Each reads through
+app/store and renders; the same figures are served as JSON by app/api/operator.py."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from app.store.sync_config import config_history, load_rules
 from app.store.webhook_events import STATUSES as EVENT_STATUSES
 from app.store.webhook_events import list_events
 from app.sync.overview import read_dashboard, unlinked_customers
+from app.sync.reconcile.schedule import next_fire_time, utc_now
 from app.sync.rules import rule_to_dict
 from app.warp.connector import SqlWarpConnector, canonical_id
 from app.warp.search import search_customers
@@ -44,9 +45,15 @@ def _before(request: Request, name: str = "before") -> int | None:
 
 @signed_in
 async def dashboard(request: Request, session: Session) -> Response:
-    data = await read_dashboard(app_context(request))
+    context = app_context(request)
+    data = await read_dashboard(context)
     return await render(
-        request, session, "dashboard.html", data=data, chart=build_chart(data.per_minute)
+        request,
+        session,
+        "dashboard.html",
+        data=data,
+        chart=build_chart(data.per_minute),
+        next_reconciliation=next_fire_time(context.settings.reconcile_cron, utc_now()),
     )
 
 
@@ -206,11 +213,6 @@ async def rules(request: Request, session: Session) -> Response:
     return await render(
         request, session, "rules.html", rows=rules_for_form(current), history=history, error=None
     )
-
-
-@signed_in
-async def reconciliation(request: Request, session: Session) -> Response:
-    return await render(request, session, "reconciliation.html")
 
 
 @signed_in

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -86,12 +87,15 @@ async def list_items(request: Request) -> Response:
 
 async def report_csv(request: Request) -> Response:
     require_api_token(request)
-    run = await _run(request)
-    chunks = runs.iter_items(app_context(request).engine, run.id)
+    return csv_download(app_context(request).engine, (await _run(request)).id)
+
+
+def csv_download(engine: AsyncEngine, run_id: int) -> StreamingResponse:
+    """A run's CSV report, streamed a chunk of items at a time (also the console's download)."""
     return StreamingResponse(
-        csv_text(run.id, chunks),
+        csv_text(run_id, runs.iter_items(engine, run_id)),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="reconciliation-{run.id}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="reconciliation-{run_id}.csv"'},
     )
 
 

@@ -46,6 +46,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def next_fire_time(cron: str | None, now: datetime) -> datetime | None:
+    """When the daily run fires next (UTC), or None when no run is scheduled."""
+    if not cron:
+        return None
+    moment = CronTrigger.from_crontab(cron, timezone=UTC).get_next_fire_time(None, now)
+    return moment.astimezone(UTC) if moment is not None else None
+
+
 @dataclass
 class DailyRun:
     reconciler: Reconciler

@@ -50,6 +50,7 @@ async def test_the_console_is_404_when_not_configured(db: Database) -> None:
     settings = Settings.from_mapping(
         {
             **db.env,
+            "HUBSYNC_MODE": "production",
             "HUBSPOT_ACCESS_TOKEN": "pat-real",
             "HUBSPOT_BASE_URL": "http://127.0.0.1:9",
         }

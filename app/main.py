@@ -165,19 +165,19 @@ def create_app(  # noqa: PLR0915 -- one lifespan closure; to split once the merg
                 if hubspot.sandbox_app is not None:
                     context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
                 context.extras["properties"] = hubspot.properties
-                # Jobs wait while hubsync's HubSpot properties are not there yet.
                 context.extras["portal_guard"] = guard
-                # Jobs wait while the portal is unchecked or hubsync's properties are missing.
-                context.extras["job_handler"] = guard.guard(
-                    gated(
+                # Jobs wait while hubsync's properties are missing (HubSpot not ready: the
+                # gate, outermost, so they wait without an error) or the portal is unchecked.
+                context.extras["job_handler"] = gated(
+                    guard.guard(
                         SyncEngine(
                             engine=engine,
                             warp=context.warp,
                             hubspot=hubspot.client,
                             after_batch=finish_events_for_jobs,
-                        ),
-                        hubspot.properties,
-                    )
+                        )
+                    ),
+                    hubspot.properties,
                 )
                 demo = hubspot.sandbox_app is not None and guard.verified
                 if demo:  # before the worker starts: no job may meet the empty sandbox

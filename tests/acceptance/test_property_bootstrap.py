@@ -10,6 +10,7 @@ from typing import Any
 from starlette.routing import Mount
 
 from app.main import SANDBOX_MOUNT, create_app
+from app.sandbox.access import LoopbackOrToken
 from app.sandbox.faults import Faults
 from app.sandbox.sandbox import Sandbox
 from app.settings import Settings
@@ -20,7 +21,9 @@ from tests.support import eventually, running_service
 
 def sandbox_of(app: Any) -> Sandbox:
     [mount] = [r for r in app.routes if isinstance(r, Mount) and r.path == SANDBOX_MOUNT]
-    sandbox: Sandbox = mount.app.state.sandbox
+    # In demo mode the sandbox's mount is guarded (loopback or an API token): unwrap it.
+    inner = mount.app.app if isinstance(mount.app, LoopbackOrToken) else mount.app
+    sandbox: Sandbox = inner.state.sandbox
     return sandbox
 
 

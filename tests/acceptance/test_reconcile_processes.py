@@ -27,7 +27,7 @@ from app.hubspot.client import HubSpotClient
 from app.hubspot.models import CompanyPage
 from app.hubspot.properties import ensure_properties
 from app.hubspot.ratelimit import LocalRateLimiter
-from app.settings import RateLimit
+from app.settings import RateLimit, Secret
 from app.store import reconciliation as runs
 from app.store.models import ReconciliationRun
 from app.store.queue import QueueRepository
@@ -88,12 +88,16 @@ async def seed(db: Database, base: str) -> None:
     async with db.engine.begin() as connection:
         await connection.execute(table.insert(), rows)
     limiter = LocalRateLimiter(RateLimit.parse(RATE))
-    async with HubSpotClient(base_url=base, access_token=None, limiter=limiter) as hubspot:
+    async with HubSpotClient(
+        base_url=base, access_token=Secret("sandbox-token"), limiter=limiter
+    ) as hubspot:
         await ensure_properties(hubspot)
     companies = [{"name": r["company_name"], "warp_ban": r["ban"]} for r in rows[:900]]
     companies += [{"name": f"Ghost {n}", "warp_ban": f"ZT-GHOST-{n}"} for n in range(50)]
     created: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": "Bearer sandbox-token"}
+    ) as client:
         for start in range(0, len(companies), 100):
             inputs = [{"properties": p} for p in companies[start : start + 100]]
             while True:
@@ -117,6 +121,7 @@ def cli_env(db: Database, base: str) -> dict[str, str]:
         **os.environ,
         **db.env,
         "PYTHONPATH": str(REPO_ROOT),
+        "HUBSYNC_MODE": "production",  # a HubSpot (the sandbox process) with a token
         "HUBSPOT_ACCESS_TOKEN": "sandbox-token",
         "HUBSPOT_BASE_URL": base,
         "HUBSPOT_RATE_LIMIT": RATE,

@@ -60,6 +60,7 @@ def server_env(database_url: str) -> dict[str, str]:
     env.update(
         {
             "PYTHONPATH": str(ROOT),
+            "HUBSYNC_MODE": "demo",  # the built-in HubSpot sandbox
             "HUBSYNC_DATABASE_URL": database_url,
             "WARP_CUSTOMERS_TABLE": TABLE,
             "HUBSYNC_ADMIN_PASSWORD": PASSWORD,
@@ -98,7 +99,14 @@ async def start_console(database_url: str, tmp_path: Path) -> AsyncIterator[Cons
                 return False
 
         await console.wait_for(ready, timeout=60)
-        # The sandbox starts empty: hubsync's first sync brings the five demo customers over.
+        # The sandbox starts empty; demo data is queued by itself only on the embedded SQLite
+        # default, so the gateway's call does it here: the first sync brings the five over.
+        async with engine.connect() as connection:
+            ids = [
+                str(row[0]) for row in await connection.exec_driver_sql(f"SELECT id FROM {TABLE}")
+            ]
+        queued = await api.post("/v1/sync/customers/queue", json={"customer_ids": ids})
+        assert queued.status_code == 202, queued.text
         await console.wait_for(lambda: _count_companies(console, 5), timeout=60)
         yield console
     finally:

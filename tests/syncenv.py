@@ -154,7 +154,7 @@ def job(
 
 @asynccontextmanager
 async def sync_env(db: Database, config: SandboxConfig | None = None) -> AsyncIterator[SyncEnv]:
-    config = config or SandboxConfig(rate_limit=RateLimit(1000, 1.0))
+    config = config or SandboxConfig(rate_limit=RateLimit(1000, 1.0), search_index_delay_seconds=0)
     async with running_sandbox(config) as running:
         client = HubSpotClient(
             base_url=SANDBOX_BASE_URL,

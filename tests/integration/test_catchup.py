@@ -77,7 +77,8 @@ async def test_one_replica_per_pass(db: Database) -> None:
 
 async def test_a_window_too_full_for_one_search_is_split(db: Database) -> None:
     config = SandboxConfig(rate_limit=RateLimit(1000, 1.0), search_result_cap=5,
-                           search_rate_limit=RateLimit(1000, 1.0))  # fmt: skip
+                           search_rate_limit=RateLimit(1000, 1.0),
+                           search_index_delay_seconds=0)  # fmt: skip
     async with sync_env(db, config) as env:
         passes = catchup(env, search_cap=5)
         await passes()

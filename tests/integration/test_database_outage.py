@@ -23,6 +23,7 @@ VALID_BODIES = {
     ("POST", "/v1/sync/customers/{customer_id}/relink"): {"action": "split"},
     ("POST", "/v1/sync/conflicts/{conflict_id}/resolve"): {"choice": "WARP"},
     ("POST", "/v1/sync/failed/retry"): {"job_ids": [1]},
+    ("POST", "/v1/reconciliation/runs"): {"mode": "dry_run"},
     ("PUT", "/v1/sync/config"): {"rules": [rule_to_dict(rule) for rule in DEFAULT_RULES]},
 }
 
@@ -56,6 +57,7 @@ async def test_every_route_answers_503_with_retry_after_when_the_database_is_dow
                 .replace("{job_id}", "1")
                 .replace("{direction}", "outbound")
                 .replace("{conflict_id}", "1")
+                .replace("{run_id}", "1")
             )
             if path.startswith("/v1/webhooks/hubspot"):
                 body = encode([change(501)])

@@ -93,7 +93,7 @@ async def test_a_demo_restart_refills_the_sandbox_from_the_links(db: Database) -
         assert synced.status_code == 200, synced.text
         company_id = synced.json()["hubspot_company_id"]
     async with running(create_app(demo_settings(db))) as client:
-        company = await client.get(f"/_hubspot/crm/v3/objects/companies/{company_id}")
+        company = await client.get(f"/_hubspot/crm/v3/objects/companies/{company_id}", headers=auth)
         again = await client.post(f"/v1/sync/customers/{customer}/to-hubspot", headers=auth)
     assert company.status_code == 200, company.text
     assert company.json()["properties"]["name"] == "Co 0"

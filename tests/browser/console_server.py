@@ -110,15 +110,18 @@ async def start_console(database_url: str, tmp_path: Path) -> AsyncIterator[Cons
         await console.wait_for(lambda: _count_companies(console, 5), timeout=60)
         yield console
     finally:
-        await api.aclose()
-        server.terminate()
         try:
-            await asyncio.wait_for(server.wait(), timeout=20)
-        except TimeoutError:
-            server.kill()
-            await server.wait()
-        log.close()
-        await engine.dispose()
+            await api.aclose()
+            if server.returncode is None:
+                server.terminate()
+            try:
+                await asyncio.wait_for(server.wait(), timeout=20)
+            except TimeoutError:
+                server.kill()
+                await server.wait()
+        finally:
+            log.close()  # also when the server had already exited
+            await engine.dispose()
 
 
 async def _count_companies(console: Console, wanted: int) -> bool:

@@ -10,7 +10,7 @@ from app.settings import RateLimit, Settings, SettingsError
 
 
 def test_the_sandbox_keeps_hubspots_limit_whatever_the_client_is_told() -> None:
-    settings = Settings.from_mapping({"HUBSPOT_RATE_LIMIT": "1000/10s"})
+    settings = Settings.from_mapping({"HUBSYNC_MODE": "demo", "HUBSPOT_RATE_LIMIT": "1000/10s"})
     sandbox = build_sandbox_app(settings, None).state.sandbox
     assert settings.hubspot_rate_limit == RateLimit(1000, 10.0)
     assert sandbox.config.rate_limit == RateLimit(100, 10.0)  # so the client meets 429s

@@ -45,7 +45,7 @@ from app.api.limits import RequestLimits
 from app.api.methods import AllowedMethods
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.context import AppContext
-from app.demo import queue_every_customer, refill_sandbox
+from app.demo import SandboxRefill, queue_every_customer
 from app.hubspot.connection import SANDBOX_APP_ID, build_sandbox_app, open_hubspot
 from app.sandbox.access import LoopbackOrToken
 from app.settings import Secret, Settings, SettingsError
@@ -55,6 +55,7 @@ from app.store.webhook_events import finish_events_for_jobs
 from app.sync.engine import SyncEngine
 from app.sync.gate import gated
 from app.sync.intake_writer import IntakeWriter
+from app.sync.jobs import JobHandler
 from app.sync.portal import PortalGuard
 from app.sync.reconcile.runtime import start_reconciliation, stop_reconciliation
 from app.sync.runtime import start_runtime, stop_runtime
@@ -166,22 +167,21 @@ def create_app(  # noqa: PLR0915 -- one lifespan closure; to split once the merg
                     context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
                 context.extras["properties"] = hubspot.properties
                 context.extras["portal_guard"] = guard
-                # Jobs wait while hubsync's properties are missing (HubSpot not ready: the
-                # gate, outermost, so they wait without an error) or the portal is unchecked.
-                context.extras["job_handler"] = gated(
-                    guard.guard(
-                        SyncEngine(
-                            engine=engine,
-                            warp=context.warp,
-                            hubspot=hubspot.client,
-                            after_batch=finish_events_for_jobs,
-                        )
-                    ),
-                    hubspot.properties,
+                handler: JobHandler = SyncEngine(
+                    engine=engine,
+                    warp=context.warp,
+                    hubspot=hubspot.client,
+                    after_batch=finish_events_for_jobs,
                 )
                 demo = hubspot.sandbox_app is not None and guard.verified
-                if demo:  # before the worker starts: no job may meet the empty sandbox
-                    await refill_sandbox(context, context.extras["sandbox"])
+                if hubspot.sandbox_app is not None:
+                    refill = SandboxRefill(context, context.extras["sandbox"])
+                    if guard.verified:  # before the worker starts
+                        await refill.at_start()
+                    handler = refill.first(handler)  # the portal was checked late, or it failed
+                # Jobs wait while hubsync's properties are missing (HubSpot not ready: the
+                # gate, outermost, so they wait without an error) or the portal is unchecked.
+                context.extras["job_handler"] = gated(guard.guard(handler), hubspot.properties)
                 await start_runtime(context)  # queue, worker, listener, scheduler
                 await start_reconciliation(context, hubspot.reconcile_client or hubspot.client)
                 intake = IntakeWriter(

@@ -21,22 +21,13 @@ from app.sync.rules import Authority, Direction
 from app.sync.webhook_routing import accept_delivery
 from app.warp.schema import customers_table
 from tests.conftest import Database
-from tests.syncenv import SyncEnv, job, rows, sync_env
+from tests.syncenv import SyncEnv, job, rows, sync_env, synced
 
 
 @pytest.fixture
 async def env(db: Database) -> AsyncIterator[SyncEnv]:
     async with sync_env(db) as environment:
         yield environment
-
-
-async def synced(env: SyncEnv, **values: Any) -> tuple[str, str]:
-    """A new customer, synced once: (customer id, company id)."""
-    customer_id = await env.add_customer(**values)
-    [outcome] = await env.sync(customer_id)
-    assert outcome.status is OutcomeStatus.DONE, outcome.error
-    assert outcome.result is not None
-    return customer_id, outcome.result["hubspot_company_id"]
 
 
 async def deliver(env: SyncEnv, *events: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from app.sandbox.store import Company
 from app.store.models import EntityLink, WebhookEvent
 from app.store.queue import QueueRepository
 from app.store.sync_config import load_rules, replace_rules
@@ -39,17 +40,8 @@ async def deliver(env: SyncEnv, *events: dict[str, Any]) -> None:
         )
 
 
-async def link_of(env: SyncEnv, customer_id: str) -> Any:
-    [link] = await rows(env.db, EntityLink, EntityLink.warp_customer_id == customer_id)
-    return link
-
-
-# -- case 1: a merge of two linked companies ---------------------------------------------------
-
-
-async def test_a_merge_of_two_linked_companies_keeps_the_survivors_customer(env: SyncEnv) -> None:
-    a, company_a = await synced(env, ban="ZT-100000901", status="ACTIVE")
-    b, company_b = await synced(env, ban="ZT-100000902", status="ACTIVE")
+async def merged_by_a_person(env: SyncEnv, company_a: str, company_b: str) -> Company:
+    """A person merges B's company into A's in HubSpot, and the merge webhook is routed."""
     merged = env.sandbox.companies.merge(company_a, company_b, env.sandbox.user_source(7))
     await deliver(
         env,
@@ -62,6 +54,21 @@ async def test_a_merge_of_two_linked_companies_keeps_the_survivors_customer(env:
             "newObjectId": int(merged.id),
         },
     )
+    return merged
+
+
+async def link_of(env: SyncEnv, customer_id: str) -> Any:
+    [link] = await rows(env.db, EntityLink, EntityLink.warp_customer_id == customer_id)
+    return link
+
+
+# -- case 1: a merge of two linked companies ---------------------------------------------------
+
+
+async def test_a_merge_of_two_linked_companies_keeps_the_survivors_customer(env: SyncEnv) -> None:
+    a, company_a = await synced(env, ban="ZT-100000901", status="ACTIVE")
+    b, company_b = await synced(env, ban="ZT-100000902", status="ACTIVE")
+    merged = await merged_by_a_person(env, company_a, company_b)
     await env.warp.write_fields(b, {"status": "SUSPENDED"})
     await env.warp.write_fields(a, {"company_name": "A After The Merge"})
 
@@ -88,18 +95,7 @@ async def test_a_merge_of_two_linked_companies_keeps_the_survivors_customer(env:
 async def test_a_held_customer_stays_held_on_every_later_job(env: SyncEnv) -> None:
     _a, company_a = await synced(env, ban="ZT-100000911")
     b, company_b = await synced(env, ban="ZT-100000912")
-    merged = env.sandbox.companies.merge(company_a, company_b, env.sandbox.user_source(7))
-    await deliver(
-        env,
-        {
-            "subscriptionType": "company.merge",
-            "objectId": int(merged.id),
-            "occurredAt": int(time.time() * 1000),
-            "primaryObjectId": int(company_a),
-            "mergedObjectIds": [int(company_b)],
-            "newObjectId": int(merged.id),
-        },
-    )
+    merged = await merged_by_a_person(env, company_a, company_b)
     for _ in range(2):
         [outcome] = await env.sync(b, direction=JobDirection.BOTH)
         assert outcome.result is not None
@@ -326,18 +322,7 @@ async def held_after_merge(env: SyncEnv) -> tuple[str, str, str]:
     """A and B linked, their companies merged (A's survived): (a, b, survivor id)."""
     a, company_a = await synced(env)
     b, company_b = await synced(env)
-    merged = env.sandbox.companies.merge(company_a, company_b, env.sandbox.user_source(7))
-    await deliver(
-        env,
-        {
-            "subscriptionType": "company.merge",
-            "objectId": int(merged.id),
-            "occurredAt": int(time.time() * 1000),
-            "primaryObjectId": int(company_a),
-            "mergedObjectIds": [int(company_b)],
-            "newObjectId": int(merged.id),
-        },
-    )
+    merged = await merged_by_a_person(env, company_a, company_b)
     return a, b, merged.id
 
 

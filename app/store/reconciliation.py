@@ -166,17 +166,19 @@ async def start_run(
 
 
 async def take_over_dead_run(
-    engine: AsyncEngine, owner: str, lease_seconds: float
+    engine: AsyncEngine, owner: str, lease_seconds: float, *, mode: str | None = None
 ) -> RunRecord | None:
-    """Claim the running run whose owner stopped renewing its lease, if there is one."""
+    """Claim the running run whose owner stopped renewing its lease, if there is one (only
+    one of `mode`, when given)."""
     async with engine.begin() as connection:
+        dead = [RUNS.c.status == RUNNING, RUNS.c.lease_until < sql_now(connection.dialect)]
+        if mode is not None:
+            dead.append(RUNS.c.mode == mode)
         row = (
             (
                 await connection.execute(
                     update(RUNS)
-                    .where(
-                        RUNS.c.status == RUNNING, RUNS.c.lease_until < sql_now(connection.dialect)
-                    )
+                    .where(*dead)
                     .values(
                         claimed_by=owner,
                         lease_until=sql_now(connection.dialect, lease_seconds),

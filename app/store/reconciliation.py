@@ -7,8 +7,8 @@ out is taken over by one replica (a conditional UPDATE) and resumed from its che
 which is written in the same transaction as the findings and queue jobs of the page it
 closes, so a page is recorded exactly once whoever finishes the run.
 
-For readers (API, admin UI, metrics): `list_runs`, `get_run`, `items_page`, `iter_items`,
-`last_finished_run`. For the runner: `start_run`, `take_over_dead_run`, `renew_lease`,
+For readers (API, admin UI): `get_run`, `running_run`, `list_runs`, `items_page`,
+`iter_items`. For the runner: `start_run`, `take_over_dead_run`, `renew_lease`,
 `save_checkpoint`, `finish_run` (and `app.store.reconciliation_pairs`). Retention:
 `prune_runs`.
 """
@@ -300,13 +300,6 @@ async def list_runs(
     if before_id is not None:
         query = query.where(RUNS.c.id < before_id)
     return [RunRecord.from_row(row) for row in (await connection.execute(query)).mappings()]
-
-
-async def last_finished_run(connection: AsyncConnection) -> RunRecord | None:
-    """The newest run that finished (successfully or not), e.g. for metrics."""
-    query = select(RUNS).where(RUNS.c.finished_at.is_not(None)).order_by(RUNS.c.id.desc())
-    row = (await connection.execute(query.limit(1))).mappings().first()
-    return RunRecord.from_row(row) if row is not None else None
 
 
 # -- items -----------------------------------------------------------------------------------

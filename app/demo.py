@@ -10,6 +10,7 @@ data never goes into PostgreSQL), every demo customer is queued so a newcomer se
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from sqlalchemy import select
 
@@ -17,22 +18,48 @@ from app.context import AppContext
 from app.sandbox.sandbox import Sandbox
 from app.store import sync_state
 from app.store.sync_config import load_rules
-from app.sync.jobs import EntityType, JobDirection, JobSource
+from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobHandler, JobOutcome, JobSource
 
 log = logging.getLogger("hubsync.demo")
 
 
-async def refill_sandbox(context: AppContext, sandbox: Sandbox) -> int:
-    """Put every actively linked company back into the empty sandbox; how many. A failure
-    (e.g. not migrated yet: /readyz says so) is logged, not fatal."""
-    try:
-        restored = await _refill(context, sandbox)
-    except Exception:
-        log.exception("demo: could not refill the sandbox from the links")
-        return 0
-    if restored:
-        log.info("demo: restored %d linked companies into the sandbox", restored)
-    return restored
+class SandboxRefill:
+    """Puts every actively linked company back into the empty sandbox, once.
+
+    At start-up when the portal is verified then (before the worker starts: no job may meet
+    the empty sandbox); a failure there (e.g. not migrated yet: /readyz says so) is logged,
+    not fatal. Otherwise — the portal could not be checked at start, the database was down —
+    before the first batch, once the portal guard lets it through: a 404 from an empty
+    sandbox would mark a link deleted. A failed refill there fails the batch, which the worker
+    retries. The refill skips companies already there, so two racing do no harm."""
+
+    def __init__(self, context: AppContext, sandbox: Sandbox) -> None:
+        self.context = context
+        self.sandbox = sandbox
+        self.done = False
+
+    async def at_start(self) -> None:
+        try:
+            await self.run()
+        except Exception:
+            log.exception("demo: could not refill the sandbox from the links")
+
+    async def run(self) -> None:
+        if self.done:
+            return
+        restored = await _refill(self.context, self.sandbox)
+        self.done = True
+        if restored:
+            log.info("demo: restored %d linked companies into the sandbox", restored)
+
+    def first(self, handler: JobHandler) -> JobHandler:
+        """`handler`, run only after the refill."""
+
+        async def handle(jobs: Sequence[ClaimedJob]) -> Sequence[JobOutcome]:
+            await self.run()
+            return await handler(jobs)
+
+        return handle
 
 
 async def _refill(context: AppContext, sandbox: Sandbox) -> int:

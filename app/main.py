@@ -45,8 +45,13 @@ from app.api.limits import RequestLimits
 from app.api.methods import AllowedMethods
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.context import AppContext
-from app.demo import queue_every_customer, refill_sandbox
-from app.hubspot.connection import SANDBOX_APP_ID, build_sandbox_app, open_hubspot
+from app.demo import SandboxRefill, queue_every_customer
+from app.hubspot.connection import (
+    SANDBOX_APP_ID,
+    HubSpotConnection,
+    build_sandbox_app,
+    open_hubspot,
+)
 from app.sandbox.access import LoopbackOrToken
 from app.settings import Secret, Settings, SettingsError
 from app.store.bootstrap import is_embedded_default
@@ -55,6 +60,7 @@ from app.store.webhook_events import finish_events_for_jobs
 from app.sync.engine import SyncEngine
 from app.sync.gate import gated
 from app.sync.intake_writer import IntakeWriter
+from app.sync.jobs import JobHandler
 from app.sync.portal import PortalGuard
 from app.sync.reconcile.runtime import start_reconciliation, stop_reconciliation
 from app.sync.runtime import start_runtime, stop_runtime
@@ -114,9 +120,63 @@ async def root(request: Request) -> Response:
     raise ApiError(404, "nothing here: the API is under /v1 (see openapi.yaml)")
 
 
-def create_app(  # noqa: PLR0915 -- one lifespan closure; to split once the merges settle
-    settings: Settings, *, listen_url: str = "http://127.0.0.1:8000"
-) -> Starlette:
+def open_context(settings: Settings, webhook_secret: Secret | None) -> AppContext:
+    """The engines (one when WARP lives in hubsync's database) and what uses them."""
+    engine = create_engine(settings.database_url.reveal())
+    same_database = settings.effective_warp_database_url == settings.database_url
+    warp_engine = (
+        engine if same_database else create_engine(settings.effective_warp_database_url.reveal())
+    )
+    return AppContext(
+        settings=settings,
+        engine=engine,
+        warp_engine=warp_engine,
+        warp=SqlWarpConnector(warp_engine, settings.effective_customers_table),
+        webhook_secret=webhook_secret,
+    )
+
+
+async def close_context(context: AppContext) -> None:
+    if context.warp_engine is not context.engine:
+        await context.warp_engine.dispose()
+    await context.engine.dispose()
+
+
+async def attach_hubspot(
+    context: AppContext, hubspot: HubSpotConnection, guard: PortalGuard
+) -> None:
+    """What the routes and the worker take from the open HubSpot connection."""
+    context.extras["hubspot"] = hubspot.client
+    context.extras["hubspot_limiter"] = hubspot.client.limiter
+    if hubspot.sandbox_app is not None:
+        context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
+    context.extras["properties"] = hubspot.properties
+    context.extras["portal_guard"] = guard
+    context.extras["job_handler"] = await build_job_handler(context, guard, hubspot)
+
+
+async def build_job_handler(
+    context: AppContext, guard: PortalGuard, hubspot: HubSpotConnection
+) -> JobHandler:
+    """The sync engine, behind what must hold before a batch reaches HubSpot. Jobs wait while
+    hubsync's properties are missing (HubSpot not ready: the gate, outermost, so they wait
+    without an error) or the portal is unchecked; in demo mode the sandbox is refilled from
+    the links first (now, when the portal was checked at start)."""
+    handler: JobHandler = SyncEngine(
+        engine=context.engine,
+        warp=context.warp,
+        hubspot=hubspot.client,
+        after_batch=finish_events_for_jobs,
+    )
+    if hubspot.sandbox_app is not None:
+        refill = SandboxRefill(context, context.extras["sandbox"])
+        if guard.verified:  # before the worker starts
+            await refill.at_start()
+        handler = refill.first(handler)  # the portal was checked late, or the refill failed
+    return gated(guard.guard(handler), hubspot.properties)
+
+
+def create_app(settings: Settings, *, listen_url: str = "http://127.0.0.1:8000") -> Starlette:
     problems = settings.startup_problems()
     if problems:
         raise SettingsError(problems[0])
@@ -133,20 +193,8 @@ def create_app(  # noqa: PLR0915 -- one lifespan closure; to split once the merg
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[LifespanState]:
-        engine = create_engine(settings.database_url.reveal())
-        same_database = settings.effective_warp_database_url == settings.database_url
-        warp_engine = (
-            engine
-            if same_database
-            else create_engine(settings.effective_warp_database_url.reveal())
-        )
-        context = AppContext(
-            settings=settings,
-            engine=engine,
-            warp_engine=warp_engine,
-            warp=SqlWarpConnector(warp_engine, settings.effective_customers_table),
-            webhook_secret=webhook_secret,
-        )
+        context = open_context(settings, webhook_secret)
+        engine = context.engine
         state: LifespanState = {"hubsync": context}
         log_start(settings)
         guard = PortalGuard(
@@ -160,28 +208,8 @@ def create_app(  # noqa: PLR0915 -- one lifespan closure; to split once the merg
                 webhook_receiver=with_lifespan_state(app, dict(state)),
                 before_bootstrap=guard.check_at_start,
             ) as hubspot:
-                context.extras["hubspot"] = hubspot.client
-                context.extras["hubspot_limiter"] = hubspot.client.limiter
-                if hubspot.sandbox_app is not None:
-                    context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
-                context.extras["properties"] = hubspot.properties
-                context.extras["portal_guard"] = guard
-                # Jobs wait while hubsync's properties are missing (HubSpot not ready: the
-                # gate, outermost, so they wait without an error) or the portal is unchecked.
-                context.extras["job_handler"] = gated(
-                    guard.guard(
-                        SyncEngine(
-                            engine=engine,
-                            warp=context.warp,
-                            hubspot=hubspot.client,
-                            after_batch=finish_events_for_jobs,
-                        )
-                    ),
-                    hubspot.properties,
-                )
+                await attach_hubspot(context, hubspot, guard)
                 demo = hubspot.sandbox_app is not None and guard.verified
-                if demo:  # before the worker starts: no job may meet the empty sandbox
-                    await refill_sandbox(context, context.extras["sandbox"])
                 await start_runtime(context)  # queue, worker, listener, scheduler
                 await start_reconciliation(context, hubspot.reconcile_client or hubspot.client)
                 intake = IntakeWriter(
@@ -203,9 +231,7 @@ def create_app(  # noqa: PLR0915 -- one lifespan closure; to split once the merg
                     await stop_reconciliation(context)
                     await stop_runtime(context)
         finally:
-            if warp_engine is not engine:
-                await warp_engine.dispose()
-            await engine.dispose()
+            await close_context(context)
             log.info("hubsync stopped")
 
     routes = build_routes(settings)

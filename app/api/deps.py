@@ -37,11 +37,10 @@ def require_api_token(request: Request) -> str:
     return f"api-token-{matched + 1}"
 
 
-async def json_body(request: Request, *, limit: int = 1 << 20, required: bool = False) -> Any:
-    """The parsed JSON body; 413 past `limit` bytes, 400 when it is not JSON."""
+async def json_body(request: Request, *, required: bool = False) -> Any:
+    """The parsed JSON body; 400 when it is not JSON. RequestLimits (app/api/limits.py) has
+    already bounded its size (413) and time (408)."""
     body = await request.body()
-    if len(body) > limit:
-        raise ApiError(413, f"the body is larger than {limit} bytes")
     if not body.strip():
         if required:
             raise ApiError(400, "a JSON body is required")

@@ -41,29 +41,10 @@ from app.sync.webhook_routing import (
 
 log = logging.getLogger("hubsync.webhooks")
 
-MAX_BODY_BYTES = 1 << 20
 MAX_EVENT_ID = 2**63 - 1  # the ids are BIGINT
 # HubSpot gives up after 5 s; answer 503 before that rather than time out silently.
 INTAKE_TIMEOUT_SECONDS = 4.0
 DATABASE_DOWN = (DBAPIError, PoolTimeoutError, OSError, TimeoutError, IntakeUnavailableError)
-
-
-async def read_limited_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The raw body; 413 as soon as Content-Length or the bytes read pass `limit`."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise ApiError(400, "Content-Length is not a number")
-        if int(declared) > limit:
-            raise ApiError(413, f"the body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def queue_of(context: AppContext) -> QueueRepository:
@@ -94,7 +75,7 @@ async def receive_hubspot(request: Request) -> JSONResponse:
     if context.webhook_secret is None:
         raise ApiError(503, "webhook secret not configured (set HUBSPOT_CLIENT_SECRET)")
     precheck_headers(request, accepted=context.settings.hubspot_webhook_signature_versions)
-    body = await read_limited_body(request)
+    body = await request.body()  # bounded in size and time by RequestLimits (app/api/limits.py)
     verify_request(
         request,
         body,

@@ -69,9 +69,11 @@ def start_sandbox(portal_id: int) -> tuple[subprocess.Popen[bytes], str]:
     return process, base
 
 
-def serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def serve(env: dict[str, str], port: int, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """`hubsync serve` as a real process; its stderr is `stop`'s answer."""
     return subprocess.Popen(  # noqa: S603 -- fixed argv
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.acceptance.test_embedded_default import free_port
-from tests.acceptance.test_production_safety import ROOT, clean_env, stop, wait_until_up
+from tests.acceptance.test_production_safety import ROOT, clean_env, serve, stop, wait_until_up
 
 pytestmark = pytest.mark.slow
 CHECKS = (
@@ -33,13 +33,7 @@ def test_the_running_service_keeps_its_openapi_contract(tmp_path: Path) -> None:
         HUBSPOT_CLIENT_SECRET="fuzz-secret",
         HUBSYNC_LOG_LEVEL="ERROR",
     )
-    server = subprocess.Popen(  # noqa: S603 -- fixed argv
-        [str(ROOT / ".venv" / "bin" / "python"), "-m", "app.cli", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    server = serve(env, port, cwd=tmp_path)
     try:
         wait_until_up(f"{base}/readyz", server)
         fuzz = subprocess.run(  # noqa: S603 -- fixed argv

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import httpx
 import pytest
 
 from tests.acceptance.test_embedded_default import free_port
-from tests.acceptance.test_production_safety import clean_env, stop, wait_until_up
+from tests.acceptance.test_production_safety import clean_env, serve, stop, wait_until_up
 from tests.webhook_support import SECRET, change, v3_headers
 
 pytestmark = pytest.mark.slow
@@ -102,13 +100,7 @@ def test_slow_clients_cost_bounded_memory_and_leave_deliveries_fast(tmp_path: Pa
         HUBSYNC_BODY_TIMEOUT=f"{BODY_TIMEOUT}s",
         HUBSYNC_LOG_LEVEL="WARNING",
     )
-    server = subprocess.Popen(  # noqa: S603 -- fixed argv
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    server = serve(env, port, cwd=tmp_path)
     try:
         wait_until_up(f"{base}/readyz", server)
         quiet = sorted(asyncio.run(deliveries(base, 3.0)))  # warm up, and the quiet figure

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,9 @@ from app.settings import Settings
 from app.store import migrate
 from app.store.portal import HUBSPOT, SANDBOX, Portal, recorded_portal, reset_portal
 from app.store.sync_state import links
+from app.sync import portal
 from app.sync.portal import PortalRefusedError, verify_portal
+from app.warp.schema import customers_table
 from tests.conftest import REPO_ROOT, Database
 from tests.integration.test_job_api import add_customers
 from tests.support import running
@@ -101,6 +104,44 @@ async def test_a_demo_restart_refills_the_sandbox_from_the_links(db: Database) -
     async with db.engine.connect() as connection:
         rows = (await connection.execute(select(links.c.hubspot_company_id))).scalars().all()
     assert rows == [company_id]
+
+
+async def test_a_demo_restart_checked_late_still_refills_before_the_first_sync(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The portal check could not run at start (database down then): the first sync checks
+    it, and must find the sandbox refilled, not mark the link gone on an empty sandbox."""
+    [customer] = await add_customers(db, 1)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with running(create_app(demo_settings(db))) as client:
+        synced = await client.post(f"/v1/sync/customers/{customer}/to-hubspot", headers=auth)
+        company_id = synced.json()["hubspot_company_id"]
+    table = customers_table(db.customers_table)
+    async with db.engine.begin() as connection:  # a change, so the sync reads the company
+        await connection.execute(
+            table.update().where(table.c.id == customer).values(company_name="Co renamed")
+        )
+    real_verify = portal.verify_portal
+    calls = 0
+
+    async def down_at_start(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionRefusedError("the database is not up yet")
+        await real_verify(*args, **kwargs)
+
+    monkeypatch.setattr(portal, "verify_portal", down_at_start)
+    async with running(create_app(demo_settings(db))) as client:
+        again = await client.post(f"/v1/sync/customers/{customer}/to-hubspot", headers=auth)
+        company = await client.get(f"/_hubspot/crm/v3/objects/companies/{company_id}", headers=auth)
+    assert calls == 2
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "done", again.text
+    assert company.json()["properties"]["name"] == "Co renamed"
+    async with db.engine.connect() as connection:
+        states = (await connection.execute(select(links.c.state))).scalars().all()
+    assert states == ["active"]
 
 
 async def test_the_sandbox_answers_loopback_or_an_api_token_only(db: Database) -> None:

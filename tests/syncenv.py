@@ -25,7 +25,14 @@ from app.sandbox.store import ALL
 from app.sandbox.testing import SANDBOX_BASE_URL, TEST_TOKEN, running_sandbox
 from app.settings import RateLimit, Secret
 from app.sync.engine import SyncEngine
-from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome, JobSource
+from app.sync.jobs import (
+    ClaimedJob,
+    EntityType,
+    JobDirection,
+    JobOutcome,
+    JobSource,
+    OutcomeStatus,
+)
 from app.warp.connector import SqlWarpConnector
 from app.warp.schema import customers_table
 from tests.conftest import Database
@@ -132,6 +139,15 @@ class SyncEnv:
 
     def companies_with_ban(self, ban: str) -> list[str]:
         return [c.id for c in self.sandbox.companies.active() if c.value("warp_ban") == ban]
+
+
+async def synced(env: SyncEnv, **values: Any) -> tuple[str, str]:
+    """A new customer, synced once: (customer id, company id)."""
+    customer_id = await env.add_customer(**values)
+    [outcome] = await env.sync(customer_id)
+    assert outcome.status is OutcomeStatus.DONE, outcome.error
+    assert outcome.result is not None
+    return customer_id, outcome.result["hubspot_company_id"]
 
 
 def job(

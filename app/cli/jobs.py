@@ -86,11 +86,13 @@ async def retry_jobs(settings: Settings, *, failed: bool, customers: list[str]) 
             queued: list[int] = []
         else:
             warp = SqlWarpConnector(warp_engine, settings.effective_customers_table)
-            unknown = sorted(set(customers) - await warp.existing_ids(customers))
+            known = await warp.existing_ids(customers)  # canonical ids, as jobs are keyed
+            keys = {raw: _canonical(raw) for raw in customers}
+            unknown = sorted(raw for raw, key in keys.items() if key not in known)
             if unknown:
                 raise CommandError(f"no such WARP customer: {', '.join(unknown)}")
             requeued, queued = 0, []
-            for customer in dict.fromkeys(customers):
+            for customer in dict.fromkeys(keys.values()):
                 async with engine.connect() as connection:
                     jobs = await failed_jobs(
                         connection, limit=MAX_FAILED_PER_CUSTOMER, customer_id=customer
@@ -115,3 +117,13 @@ async def retry_jobs(settings: Settings, *, failed: bool, customers: list[str]) 
             await warp_engine.dispose()
         await engine.dispose()
     return {"requeued": requeued, "queued": queued}
+
+
+def _canonical(customer_id: str) -> str:
+    """The id as jobs are keyed (`canonical_id`); blank for text that is no UUID."""
+    from app.warp.connector import canonical_id
+
+    try:
+        return canonical_id(customer_id)
+    except ValueError:
+        return ""

@@ -103,8 +103,10 @@ async def reconcile(
 
 
 async def _claim(reconciler: Reconciler, dry_run: bool, err: TextIO) -> RunRecord | None:
+    mode = DRY_RUN if dry_run else FIX
+    # Only a dead run of the mode asked for: `--dry-run` must never carry on a fix run.
     dead = await runs.take_over_dead_run(
-        reconciler.engine, reconciler.owner, reconciler.lease_seconds
+        reconciler.engine, reconciler.owner, reconciler.lease_seconds, mode=mode
     )
     if dead is not None:
         print(
@@ -113,7 +115,7 @@ async def _claim(reconciler: Reconciler, dry_run: bool, err: TextIO) -> RunRecor
             file=err,
         )
         return dead
-    record = await reconciler.claim_new(DRY_RUN if dry_run else FIX, "cli", requested_by=_user())
+    record = await reconciler.claim_new(mode, "cli", requested_by=_user())
     if record is None:
         async with reconciler.engine.connect() as connection:
             running = await runs.running_run(connection)

@@ -135,6 +135,9 @@ class _Pacing:
         self._spacing_until = 0.0
         self._last_start = 0.0
         self._warned_max = False
+        # One task per process at a time asks for a grant (on PostgreSQL: asks the database);
+        # the others queue here, in order.
+        self._lock = asyncio.Lock()
 
     @property
     def waiting(self) -> int:
@@ -162,6 +165,27 @@ class _Pacing:
                 self._held_back = False
 
     async def _acquire(self) -> Grant:
+        async with self._lock:
+            await self.wait_for_spacing()
+            while True:
+                outcome = await self._try_grant()
+                if isinstance(outcome, Grant):
+                    return outcome
+                await self._hold_back(outcome)
+
+    async def acquire_below(self, ceiling: int) -> Grant:
+        """`acquire`, but only while fewer than `ceiling` grants are in the (deployment's)
+        window (a background task's share). It waits outside the line, so `acquire` passes
+        meanwhile."""
+        ceiling = max(1, min(ceiling, self.limit.requests))
+        while True:
+            async with self._lock:
+                outcome = await self._try_grant(ceiling)
+            if isinstance(outcome, Grant):
+                return outcome
+            await asyncio.sleep(outcome)
+
+    async def _try_grant(self, ceiling: int | None = None) -> Grant | float:
         raise NotImplementedError
 
     def _granted(self, window_count: int) -> None:
@@ -217,53 +241,29 @@ class LocalRateLimiter(_Pacing):
         self._grants: list[Grant] = []
         self._paused_until = 0.0
         self._pause_reason = ""
-        self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return f"LocalRateLimiter({self.limit}, bucket={self.bucket!r})"
 
-    async def _acquire(self) -> Grant:
-        async with self._lock:
-            await self.wait_for_spacing()
-            while True:
-                now = time.monotonic()
-                self._grants = [g for g in self._grants if g.at > now - self.window]
-                if now < self._paused_until:
-                    wait = self._paused_until - now
-                    if wait > self.max_pause_wait:
-                        raise RateLimitPausedError(wait, self._pause_reason)
-                    await self._hold_back(wait)
-                elif len(self._grants) >= self.limit.requests:
-                    oldest = min(g.at for g in self._grants)
-                    await self._hold_back(oldest + self.window - now)
-                else:
-                    grant = Grant(at=now)
-                    self._grants.append(grant)
-                    self._granted(len(self._grants))
-                    return grant
-
-    async def acquire_below(self, ceiling: int) -> Grant:
-        """`acquire`, but only while fewer than `ceiling` grants are in the window (a
-        background task's share). It waits outside the line, so `acquire` passes meanwhile."""
-        ceiling = max(1, min(ceiling, self.limit.requests))
-        while True:
-            async with self._lock:
-                now = time.monotonic()
-                self._grants = [g for g in self._grants if g.at > now - self.window]
-                if now < self._paused_until:
-                    wait = self._paused_until - now
-                    if wait > self.max_pause_wait:
-                        raise RateLimitPausedError(wait, self._pause_reason)
-                elif len(self._grants) >= ceiling:
-                    # Room opens when enough of the oldest grants leave the window.
-                    times = sorted(g.at for g in self._grants)
-                    wait = times[len(times) - ceiling] + self.window - now
-                else:
-                    grant = Grant(at=now)
-                    self._grants.append(grant)
-                    self.window_count = len(self._grants)
-                    return grant
-            await asyncio.sleep(max(wait, 0.001))
+    async def _try_grant(self, ceiling: int | None = None) -> Grant | float:
+        """Record a grant and return it, or return how long to wait before asking again
+        (`ceiling`: grant only while fewer than that many are in the window)."""
+        limit = self.limit.requests if ceiling is None else ceiling
+        now = time.monotonic()
+        self._grants = [g for g in self._grants if g.at > now - self.window]
+        if now < self._paused_until:
+            wait = self._paused_until - now
+            if wait > self.max_pause_wait:
+                raise RateLimitPausedError(wait, self._pause_reason)
+            return wait
+        if len(self._grants) >= limit:
+            # Room opens when enough of the oldest grants leave the window.
+            times = sorted(g.at for g in self._grants)
+            return max(0.001, times[len(times) - limit] + self.window - now)
+        grant = Grant(at=now)
+        self._grants.append(grant)
+        self._granted(len(self._grants))
+        return grant
 
     async def settle(self, grant: Grant) -> None:
         grant.at = max(grant.at, time.monotonic())
@@ -292,33 +292,10 @@ class PostgresRateLimiter(_Pacing):
         # A stable 64-bit key per bucket, the same in every process.
         digest = hashlib.sha256(f"hubsync.ratelimit:{bucket}".encode()).digest()
         self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
-        # One task per process at a time asks the database; the others queue here, in order.
-        self._lock = asyncio.Lock()
         self._grants_made = 0
 
     def __repr__(self) -> str:
         return f"PostgresRateLimiter({self.limit}, bucket={self.bucket!r})"
-
-    async def _acquire(self) -> Grant:
-        async with self._lock:
-            await self.wait_for_spacing()
-            while True:
-                outcome = await self._try_grant()
-                if isinstance(outcome, Grant):
-                    return outcome
-                await self._hold_back(outcome)
-
-    async def acquire_below(self, ceiling: int) -> Grant:
-        """`acquire`, but only while fewer than `ceiling` grants are in the deployment's
-        window (a background task's share). It waits outside the line, so `acquire` passes
-        meanwhile."""
-        ceiling = max(1, min(ceiling, self.limit.requests))
-        while True:
-            async with self._lock:
-                outcome = await self._try_grant(ceiling)
-            if isinstance(outcome, Grant):
-                return outcome
-            await asyncio.sleep(outcome)
 
     async def settle(self, grant: Grant) -> None:
         if grant.row_id is not None:

@@ -7,8 +7,8 @@ out is taken over by one replica (a conditional UPDATE) and resumed from its che
 which is written in the same transaction as the findings and queue jobs of the page it
 closes, so a page is recorded exactly once whoever finishes the run.
 
-For readers (API, admin UI, metrics): `list_runs`, `get_run`, `items_page`, `iter_items`,
-`last_finished_run`. For the runner: `start_run`, `take_over_dead_run`, `renew_lease`,
+For readers (API, admin UI): `get_run`, `running_run`, `list_runs`, `items_page`,
+`iter_items`. For the runner: `start_run`, `take_over_dead_run`, `renew_lease`,
 `save_checkpoint`, `finish_run` (and `app.store.reconciliation_pairs`). Retention:
 `prune_runs`.
 """
@@ -166,17 +166,19 @@ async def start_run(
 
 
 async def take_over_dead_run(
-    engine: AsyncEngine, owner: str, lease_seconds: float
+    engine: AsyncEngine, owner: str, lease_seconds: float, *, mode: str | None = None
 ) -> RunRecord | None:
-    """Claim the running run whose owner stopped renewing its lease, if there is one."""
+    """Claim the running run whose owner stopped renewing its lease, if there is one (only
+    one of `mode`, when given)."""
     async with engine.begin() as connection:
+        dead = [RUNS.c.status == RUNNING, RUNS.c.lease_until < sql_now(connection.dialect)]
+        if mode is not None:
+            dead.append(RUNS.c.mode == mode)
         row = (
             (
                 await connection.execute(
                     update(RUNS)
-                    .where(
-                        RUNS.c.status == RUNNING, RUNS.c.lease_until < sql_now(connection.dialect)
-                    )
+                    .where(*dead)
                     .values(
                         claimed_by=owner,
                         lease_until=sql_now(connection.dialect, lease_seconds),
@@ -298,13 +300,6 @@ async def list_runs(
     if before_id is not None:
         query = query.where(RUNS.c.id < before_id)
     return [RunRecord.from_row(row) for row in (await connection.execute(query)).mappings()]
-
-
-async def last_finished_run(connection: AsyncConnection) -> RunRecord | None:
-    """The newest run that finished (successfully or not), e.g. for metrics."""
-    query = select(RUNS).where(RUNS.c.finished_at.is_not(None)).order_by(RUNS.c.id.desc())
-    row = (await connection.execute(query.limit(1))).mappings().first()
-    return RunRecord.from_row(row) if row is not None else None
 
 
 # -- items -----------------------------------------------------------------------------------

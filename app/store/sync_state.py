@@ -280,7 +280,7 @@ async def add_alias(connection: AsyncConnection, old_id: str, new_id: str, reaso
 
 async def forget_hubspot(connection: AsyncConnection) -> None:
     """Drop everything hubsync knows about HubSpot's side (links, field state, aliases, open
-    conflicts): for the in-memory sandbox, which starts empty at every start."""
+    conflicts): for moving to another portal on purpose (`app.store.portal.reset_portal`)."""
     for table in (links, field_states, aliases):
         await connection.execute(table.delete())
     await connection.execute(conflicts.delete().where(conflicts.c.state == "open"))

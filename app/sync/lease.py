@@ -1,7 +1,8 @@
 """Holding a claimed job's lease while its work runs: one heartbeat for every holder.
 
-The worker and the immediate-sync route (`POST /v1/sync/customers/{id}/to-hubspot`) both hold
-leases; both renew them with `heartbeat`, every third of the lease. If a renewal cannot be made
+The worker, the immediate-sync route (`POST /v1/sync/customers/{id}/to-hubspot`) and a
+conflict's resolution (app/sync/resolution.py) hold leases; all renew them with `heartbeat`,
+every third of the lease. If a renewal cannot be made
 in time (the database is unreachable) or the jobs were taken from us (rescued after a pause),
 the work is cancelled before the lease ends, so two holders never sync one entity at once.
 """

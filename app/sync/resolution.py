@@ -34,7 +34,15 @@ from app.store.pauses import paused_directions
 from app.store.queue import QueueRepository
 from app.store.queue_records import EntityBusyError
 from app.store.sync_config import load_rules
-from app.sync.jobs import EntityType, JobDirection, JobHandler, JobOutcome, JobSource
+from app.sync.jobs import (
+    EntityType,
+    JobDirection,
+    JobHandler,
+    JobOutcome,
+    JobSource,
+    OutcomeStatus,
+)
+from app.sync.lease import LeaseLostError, holding_lease
 from app.sync.mapping import MappingError, canonical_to_warp, normalize
 from app.warp.connector import WarpConnector, WarpWrite
 
@@ -194,8 +202,18 @@ async def sync_customer(
         except EntityBusyError:
             pass
         else:
-            try:
-                [outcome] = await services.handler([job])
+            try:  # the lease is renewed while the sync runs, as a worker's is
+                [outcome] = await holding_lease(
+                    services.queue,
+                    worker_id,
+                    [job.id],
+                    services.lease_seconds,
+                    services.handler([job]),
+                )
+            except LeaseLostError as exc:
+                outcome = JobOutcome(
+                    job.id, OutcomeStatus.RETRY, error=str(exc), error_kind="lease_lost"
+                )
             except BaseException:
                 await services.queue.release(worker_id, [job.id])
                 raise

@@ -19,13 +19,13 @@ from tests.reconcile_support import sql_update_customer, work_queue
 from tests.syncenv import SyncEnv, sync_env
 
 
-def catchup(env: SyncEnv, **options: object) -> CatchUp:
+def catchup(env: SyncEnv, owner: str = "test-replica", **options: object) -> CatchUp:
     return CatchUp(
         engine=env.db.engine,
         warp=env.warp,
         hubspot=env.client,
         queue=QueueRepository(env.db.engine),
-        owner="test-replica",
+        owner=owner,
         interval_seconds=60,
         overlap_seconds=2,
         **options,  # type: ignore[arg-type]
@@ -61,16 +61,7 @@ async def test_lost_changes_on_both_sides_arrive_within_one_pass(db: Database) -
 async def test_one_replica_per_pass(db: Database) -> None:
     async with sync_env(db) as env:
         first = await catchup(env)()
-        other = CatchUp(
-            engine=env.db.engine,
-            warp=env.warp,
-            hubspot=env.client,
-            queue=QueueRepository(env.db.engine),
-            owner="another-replica",
-            interval_seconds=60,
-            overlap_seconds=2,
-        )
-        second = await other()
+        second = await catchup(env, owner="another-replica")()
         assert (first.hubspot, first.warp) == (0, 0)
         assert (second.hubspot, second.warp) == (None, None)  # the lease is the first's
 

@@ -3,17 +3,19 @@ engine, the conflict is closed with who and how, and the action is audited."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace as change
+from datetime import UTC, datetime
 
 import pytest
 
 from app.store.admin_audit import recent_actions
-from app.store.models import Conflict
+from app.store.models import Conflict, SyncJob
 from app.store.pauses import pause_direction
 from app.store.queue import QueueRepository
 from app.store.sync_config import load_rules, replace_rules
-from app.sync.jobs import JobDirection, OutcomeStatus
+from app.sync.jobs import ClaimedJob, JobDirection, JobOutcome, OutcomeStatus
 from app.sync.resolution import Choice, ResolutionError, ResolveServices, resolve_conflict
 from app.sync.rules import Authority
 from tests.conftest import Database
@@ -108,3 +110,27 @@ async def test_while_paused_the_resolution_is_queued(env: SyncEnv) -> None:
     assert job is not None
     assert (job.state, job.direction, job.entity_key) == ("pending", "both", customer_id)
     assert env.company(company_id)["name"] == "Sales Name"  # nothing written while paused
+
+
+async def test_a_long_resolution_sync_keeps_its_lease(env: SyncEnv) -> None:
+    """The resolution's immediate sync holds its claimed job like a worker does: its lease is
+    renewed while the sync runs, so no other worker takes the customer meanwhile."""
+    conflict_id, _customer_id, _company_id = await open_conflict(env)
+    lease = 0.3
+    leases_seen: list[datetime] = []
+
+    async def slow_engine(jobs: Sequence[ClaimedJob]) -> list[JobOutcome]:
+        await asyncio.sleep(lease * 4)  # far past the lease it was claimed with
+        [job] = await rows(env.db, SyncJob, SyncJob.id == jobs[0].id)
+        assert job.lease_until is not None
+        leases_seen.append(job.lease_until.replace(tzinfo=job.lease_until.tzinfo or UTC))
+        leases_seen.append(datetime.now(UTC))
+        return await env.engine(jobs)
+
+    slow = change(services(env), handler=slow_engine, lease_seconds=lease)
+    resolution = await resolve_conflict(slow, conflict_id, Choice.WARP, None, by="alice")
+
+    assert resolution.outcome is not None
+    assert resolution.outcome.status is OutcomeStatus.DONE, resolution.outcome.error
+    lease_until, now = leases_seen
+    assert lease_until > now, "the lease ran out while the sync was still running"

@@ -6,7 +6,8 @@ ordered by when they happened (the event's occurredAt, the time of the read that
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from app.hubspot.models import BatchResult
 from app.sandbox.store import WriteSource
@@ -29,30 +30,46 @@ async def restore_now(env: SyncEnv, company_id: str) -> None:
         await accept_delivery(connection, [event], queue=QueueRepository(env.db.engine), app_id="1")
 
 
+async def synced_then_archived(env: SyncEnv) -> tuple[str, str]:
+    """A customer synced to a company a person then archived: (customer id, company id)."""
+    customer = await env.add_customer()
+    [created] = await env.sync(customer)
+    company_id = created.result["hubspot_company_id"]  # type: ignore[index]
+    env.sandbox.companies.archive(company_id, PERSON)
+    return customer, company_id
+
+
+@asynccontextmanager
+async def restored_during_read(env: SyncEnv, company_id: str) -> AsyncIterator[None]:
+    """HubSpot's reads return as usual, and the company's restore is processed right after
+    each — the 404 is seen, then the restore lands before the engine acts on the 404."""
+    read = env.hubspot.client.batch_read_companies
+
+    async def read_then_restore(
+        ids: Sequence[str],
+        properties: Sequence[str],
+        id_property: str | None = None,
+        *,
+        properties_with_history: Sequence[str] = (),
+    ) -> BatchResult:
+        result = await read(
+            ids, properties, id_property, properties_with_history=properties_with_history
+        )  # the 404 is seen here...
+        await restore_now(env, company_id)  # ...and the restore lands before it is acted on
+        return result
+
+    env.hubspot.client.batch_read_companies = read_then_restore  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        env.hubspot.client.batch_read_companies = read  # type: ignore[method-assign]
+
+
 async def test_a_stale_404_never_undoes_a_restore_processed_meanwhile(db: Database) -> None:
     async with sync_env(db) as env:
-        customer = await env.add_customer()
-        [created] = await env.sync(customer)
-        company_id = created.result["hubspot_company_id"]  # type: ignore[index]
-        env.sandbox.companies.archive(company_id, PERSON)
-        read = env.hubspot.client.batch_read_companies
-
-        async def read_then_restore(
-            ids: Sequence[str],
-            properties: Sequence[str],
-            id_property: str | None = None,
-            *,
-            properties_with_history: Sequence[str] = (),
-        ) -> BatchResult:
-            result = await read(
-                ids, properties, id_property, properties_with_history=properties_with_history
-            )  # the 404 is seen here...
-            await restore_now(env, company_id)  # ...and the restore lands before it is acted on
-            return result
-
-        env.hubspot.client.batch_read_companies = read_then_restore  # type: ignore[method-assign]
-        await env.sync(customer, direction=JobDirection.BOTH)
-        env.hubspot.client.batch_read_companies = read  # type: ignore[method-assign]
+        customer, company_id = await synced_then_archived(env)
+        async with restored_during_read(env, company_id):
+            await env.sync(customer, direction=JobDirection.BOTH)
         assert (await links(db))[company_id] == (customer, "active")
         [after] = await env.sync(customer)
     assert after.status == "done"
@@ -62,26 +79,9 @@ async def test_a_stale_404_never_undoes_a_restore_processed_meanwhile(db: Databa
 
 async def test_a_stale_404_on_a_company_job_never_undoes_a_restore(db: Database) -> None:
     async with sync_env(db) as env:
-        customer = await env.add_customer()
-        [created] = await env.sync(customer)
-        company_id = created.result["hubspot_company_id"]  # type: ignore[index]
-        env.sandbox.companies.archive(company_id, PERSON)
-        read = env.hubspot.client.batch_read_companies
-
-        async def read_then_restore(
-            ids: Sequence[str],
-            properties: Sequence[str],
-            id_property: str | None = None,
-            *,
-            properties_with_history: Sequence[str] = (),
-        ) -> BatchResult:
-            result = await read(
-                ids, properties, id_property, properties_with_history=properties_with_history
+        customer, company_id = await synced_then_archived(env)
+        async with restored_during_read(env, company_id):
+            await env.sync(
+                company_id, entity_type=EntityType.COMPANY, direction=JobDirection.TO_WARP
             )
-            await restore_now(env, company_id)
-            return result
-
-        env.hubspot.client.batch_read_companies = read_then_restore  # type: ignore[method-assign]
-        await env.sync(company_id, entity_type=EntityType.COMPANY, direction=JobDirection.TO_WARP)
-        env.hubspot.client.batch_read_companies = read  # type: ignore[method-assign]
         assert (await links(db))[company_id] == (customer, "active")

@@ -40,3 +40,10 @@ async def test_requests_in_line_for_a_window_with_room_are_not_held_back(db: Dat
     await asyncio.gather(*(ask() for _ in range(10)))
     assert set(seen) == {0}
     assert limiter.used_share == 0.1
+
+
+async def test_a_background_share_s_grants_count_in_the_share_in_use(db: Database) -> None:
+    limiter = create_rate_limiter(db.engine, RateLimit(10, 10.0))
+    for _ in range(3):
+        await limiter.acquire_below(5)
+    assert limiter.used_share == 0.3  # the lanes see what the background task spends

@@ -4,17 +4,21 @@ a checkpoint only its owner can write, retention; the share cap on the shared li
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import update
 
+from app.cli.reconcile_run import _claim
 from app.hubspot.ratelimit import create_rate_limiter
 from app.hubspot.ratelimit_share import ShareCappedLimiter
 from app.settings import RateLimit
 from app.store import reconciliation as runs
 from app.store.reconciliation import RUNS, Checkpoint, LostRunError
+from app.sync.reconcile.service import Reconciler
 from tests.conftest import Database
 
 
@@ -40,10 +44,6 @@ async def test_one_running_run_and_a_silent_one_is_taken_over(db: Database) -> N
     done = await runs.finish_run(db.engine, first.id, "b", status="done", report={})
     assert done is not None
     assert (done.status, done.counts, done.warp_after) == ("done", {"drift": 2}, "c-1")
-    async with db.engine.connect() as connection:
-        last = await runs.last_finished_run(connection)
-    assert last is not None
-    assert last.id == first.id
 
 
 async def test_old_reports_are_pruned(db: Database) -> None:
@@ -81,3 +81,24 @@ async def test_a_capped_share_of_the_deployment_wide_window(db: Database) -> Non
         await shared.acquire()
     assert time.monotonic() - started < 0.5  # the other half is live traffic's at once
     await asyncio.wait_for(blocked, timeout=5)
+
+
+async def test_cli_dry_run_does_not_take_over_a_dead_fix_run(db: Database) -> None:
+    """`hubsync reconcile --dry-run` promises to write nothing: a fix run whose process died is
+    left to a process asked for fix (the service's takeover), never carried on under it."""
+    dead = await runs.start_run(db.engine, mode="fix", trigger="api", owner="a", lease_seconds=0)
+    assert dead is not None
+    await asyncio.sleep(0.3)
+    nothing = cast(Any, None)  # `_claim` reaches neither side nor the queue
+    cli = Reconciler(engine=db.engine, warp=nothing, hubspot=nothing, queue=nothing, owner="cli")
+    err = io.StringIO()
+    assert await _claim(cli, dry_run=True, err=err) is None
+    assert "in progress" in err.getvalue()
+    async with db.engine.connect() as connection:
+        still = await runs.get_run(connection, dead.id)
+    assert still is not None
+    assert (still.claimed_by, still.resumed) == ("a", 0)
+    # Asked for the run's own mode, the CLI resumes it from its checkpoint.
+    resumed = await _claim(cli, dry_run=False, err=err)
+    assert resumed is not None
+    assert (resumed.id, resumed.mode, resumed.claimed_by) == (dead.id, "fix", "cli")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from app.sandbox.store import Company
 from app.store.models import EntityLink, WebhookEvent
 from app.store.queue import QueueRepository
 from app.store.sync_config import load_rules, replace_rules
@@ -21,22 +22,13 @@ from app.sync.rules import Authority, Direction
 from app.sync.webhook_routing import accept_delivery
 from app.warp.schema import customers_table
 from tests.conftest import Database
-from tests.syncenv import SyncEnv, job, rows, sync_env
+from tests.syncenv import SyncEnv, job, rows, sync_env, synced
 
 
 @pytest.fixture
 async def env(db: Database) -> AsyncIterator[SyncEnv]:
     async with sync_env(db) as environment:
         yield environment
-
-
-async def synced(env: SyncEnv, **values: Any) -> tuple[str, str]:
-    """A new customer, synced once: (customer id, company id)."""
-    customer_id = await env.add_customer(**values)
-    [outcome] = await env.sync(customer_id)
-    assert outcome.status is OutcomeStatus.DONE, outcome.error
-    assert outcome.result is not None
-    return customer_id, outcome.result["hubspot_company_id"]
 
 
 async def deliver(env: SyncEnv, *events: dict[str, Any]) -> None:
@@ -46,6 +38,23 @@ async def deliver(env: SyncEnv, *events: dict[str, Any]) -> None:
         await accept_delivery(
             connection, incoming, queue=QueueRepository(env.db.engine), app_id=None
         )
+
+
+async def merged_by_a_person(env: SyncEnv, company_a: str, company_b: str) -> Company:
+    """A person merges B's company into A's in HubSpot, and the merge webhook is routed."""
+    merged = env.sandbox.companies.merge(company_a, company_b, env.sandbox.user_source(7))
+    await deliver(
+        env,
+        {
+            "subscriptionType": "company.merge",
+            "objectId": int(merged.id),
+            "occurredAt": int(time.time() * 1000),
+            "primaryObjectId": int(company_a),
+            "mergedObjectIds": [int(company_b)],
+            "newObjectId": int(merged.id),
+        },
+    )
+    return merged
 
 
 async def link_of(env: SyncEnv, customer_id: str) -> Any:
@@ -59,18 +68,7 @@ async def link_of(env: SyncEnv, customer_id: str) -> Any:
 async def test_a_merge_of_two_linked_companies_keeps_the_survivors_customer(env: SyncEnv) -> None:
     a, company_a = await synced(env, ban="ZT-100000901", status="ACTIVE")
     b, company_b = await synced(env, ban="ZT-100000902", status="ACTIVE")
-    merged = env.sandbox.companies.merge(company_a, company_b, env.sandbox.user_source(7))
-    await deliver(
-        env,
-        {
-            "subscriptionType": "company.merge",
-            "objectId": int(merged.id),
-            "occurredAt": int(time.time() * 1000),
-            "primaryObjectId": int(company_a),
-            "mergedObjectIds": [int(company_b)],
-            "newObjectId": int(merged.id),
-        },
-    )
+    merged = await merged_by_a_person(env, company_a, company_b)
     await env.warp.write_fields(b, {"status": "SUSPENDED"})
     await env.warp.write_fields(a, {"company_name": "A After The Merge"})
 
@@ -97,18 +95,7 @@ async def test_a_merge_of_two_linked_companies_keeps_the_survivors_customer(env:
 async def test_a_held_customer_stays_held_on_every_later_job(env: SyncEnv) -> None:
     _a, company_a = await synced(env, ban="ZT-100000911")
     b, company_b = await synced(env, ban="ZT-100000912")
-    merged = env.sandbox.companies.merge(company_a, company_b, env.sandbox.user_source(7))
-    await deliver(
-        env,
-        {
-            "subscriptionType": "company.merge",
-            "objectId": int(merged.id),
-            "occurredAt": int(time.time() * 1000),
-            "primaryObjectId": int(company_a),
-            "mergedObjectIds": [int(company_b)],
-            "newObjectId": int(merged.id),
-        },
-    )
+    merged = await merged_by_a_person(env, company_a, company_b)
     for _ in range(2):
         [outcome] = await env.sync(b, direction=JobDirection.BOTH)
         assert outcome.result is not None
@@ -335,18 +322,7 @@ async def held_after_merge(env: SyncEnv) -> tuple[str, str, str]:
     """A and B linked, their companies merged (A's survived): (a, b, survivor id)."""
     a, company_a = await synced(env)
     b, company_b = await synced(env)
-    merged = env.sandbox.companies.merge(company_a, company_b, env.sandbox.user_source(7))
-    await deliver(
-        env,
-        {
-            "subscriptionType": "company.merge",
-            "objectId": int(merged.id),
-            "occurredAt": int(time.time() * 1000),
-            "primaryObjectId": int(company_a),
-            "mergedObjectIds": [int(company_b)],
-            "newObjectId": int(merged.id),
-        },
-    )
+    merged = await merged_by_a_person(env, company_a, company_b)
     return a, b, merged.id
 
 

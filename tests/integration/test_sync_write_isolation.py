@@ -26,21 +26,13 @@ from app.sync.jobs import JobDirection, JobSource, OutcomeStatus
 from app.sync.webhook_routing import accept_delivery
 from app.warp.schema import customers_table
 from tests.conftest import Database
-from tests.syncenv import RecordingHubSpot, SyncEnv, job, sync_env
+from tests.syncenv import RecordingHubSpot, SyncEnv, job, sync_env, synced
 
 
 @pytest.fixture
 async def env(db: Database) -> AsyncIterator[SyncEnv]:
     async with sync_env(db) as environment:
         yield environment
-
-
-async def synced(env: SyncEnv, **values: Any) -> tuple[str, str]:
-    customer_id = await env.add_customer(**values)
-    [outcome] = await env.sync(customer_id)
-    assert outcome.status is OutcomeStatus.DONE, outcome.error
-    assert outcome.result is not None
-    return customer_id, outcome.result["hubspot_company_id"]
 
 
 # -- case 4: one WARP write the database refuses -------------------------------------------------

@@ -59,7 +59,7 @@ def test_a_trickle_gets_a_second_lane_only_with_budget_to_spare() -> None:
     assert control.may_claim(1, woken=True)
     assert not control.may_claim(1, woken=False)  # nothing new arrived
     budget.used_share = TRICKLE_SHARE
-    assert not control.may_claim(1, woken=True)  # half the window spent: lane 0 gathers
+    assert not control.may_claim(1, woken=True)  # a quarter of the window spent: lane 0 gathers
 
 
 def test_without_a_budget_every_lane_joins_a_backlog_and_none_a_trickle() -> None:

@@ -82,6 +82,10 @@ class Finding:
         }
 
 
+def customer_ban(customer: Mapping[str, Any]) -> str | None:
+    return str(customer.get(IDENTITY_WARP_FIELD) or "") or None
+
+
 def reconciliation_job(customer_id: str) -> ClaimedJob:
     """The job a reconciliation pair stands in for while it is judged (never queued)."""
     return ClaimedJob(
@@ -107,7 +111,7 @@ def judge_pair(  # noqa: PLR0917 - the pair's facts, each from its own store
     """A customer and its company (by link, or by warp_ban when `link` is None): in sync,
     drift, conflict, adopt (no link yet) or error."""
     customer_id = str(customer["id"])
-    ban = str(customer.get(IDENTITY_WARP_FIELD) or "") or None
+    ban = customer_ban(customer)
     pair = Pair(reconciliation_job(customer_id), dict(customer), link, memory)
     try:
         pair.read_warp(rules)
@@ -206,7 +210,7 @@ def merged_link(
     """A customer linked to a company id that was merged into `survivor`: the sync re-points
     the link when the survivor holds this customer's ban (or none) and no other customer's
     company went into it (`shared`); otherwise a person decides."""
-    ban = str(customer.get(IDENTITY_WARP_FIELD) or "") or None
+    ban = customer_ban(customer)
     old = link.hubspot_company_id
     if shared or survivor_ban not in (None, ban):
         why = (
@@ -237,7 +241,7 @@ def missing_in_hubspot(customer: Mapping[str, Any]) -> Finding:
         Category.MISSING_IN_HUBSPOT,
         str(customer["id"]),
         None,
-        str(customer.get(IDENTITY_WARP_FIELD) or "") or None,
+        customer_ban(customer),
         action=FixAction.CREATE,
         detail="no company in HubSpot: the sync creates it (upsert on warp_ban)",
     )
@@ -245,7 +249,7 @@ def missing_in_hubspot(customer: Mapping[str, Any]) -> Finding:
 
 def lost_company(customer: Mapping[str, Any], link: Link, survivor: str | None) -> Finding:
     """A customer whose linked company is not among HubSpot's live companies."""
-    ban = str(customer.get(IDENTITY_WARP_FIELD) or "") or None
+    ban = customer_ban(customer)
     if survivor is not None and link.state == "active":
         return Finding(
             Category.REPAIR,

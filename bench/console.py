@@ -24,23 +24,13 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from app.sync.rules import DEFAULT_RULES
 from bench.outbound import ROOT, database, libpq, machine, prepare, services
 
 PASSWORD = "bench-console-password"  # noqa: S105 -- a throwaway password for a local benchmark
 SECRET_KEY = "bench-console-secret-key-" + "x" * 24
 TOKEN = "bench-token"  # noqa: S105 -- bench.outbound's token
-FIELDS = (
-    "ban",
-    "company_name",
-    "status",
-    "credit_limit",
-    "current_balance",
-    "customer_type",
-    "services.voice.enabled",
-    "services.messaging.enabled",
-    "services.data.enabled",
-    "contact.email",
-)
+FIELDS = tuple(rule.warp_field for rule in DEFAULT_RULES)  # a field state for each
 CHANGES = (
     '[{"field": "current_balance", "property": "warp_current_balance", "target": "hubspot",'
     ' "old": "10.00", "new": "12.50", "reason": "WARP changed"}]'

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from app.admin.access import Session
 from app.admin.rendering import back_to, render, safe_next, signed_in
-from app.admin.rules_form import rows_from_form, rules_from_rows
+from app.admin.rules_form import CHOICES, rows_from_form, rules_from_rows
 from app.api.deps import app_context
 from app.context import AppContext
 from app.store.console import FailedFilter
@@ -163,6 +163,7 @@ async def save_rules(request: Request, session: Session) -> Response:
             "rules.html",
             422,
             rows=rows,
+            choices=CHOICES,
             history=history,
             error={"detail": str(exc), "field": exc.field},
         )

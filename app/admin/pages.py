@@ -12,7 +12,7 @@ from starlette.responses import Response
 from app.admin.access import Session
 from app.admin.chart import build_chart
 from app.admin.rendering import company_url, render, signed_in
-from app.admin.rules_form import rules_for_form
+from app.admin.rules_form import CHOICES, rules_for_form
 from app.api.deps import app_context
 from app.store import sync_state
 from app.store.admin_audit import recent_actions
@@ -211,7 +211,13 @@ async def rules(request: Request, session: Session) -> Response:
         current = [rule_to_dict(rule) for rule in await load_rules(connection)]
         history = await config_history(connection, limit=20)
     return await render(
-        request, session, "rules.html", rows=rules_for_form(current), history=history, error=None
+        request,
+        session,
+        "rules.html",
+        rows=rules_for_form(current),
+        choices=CHOICES,
+        history=history,
+        error=None,
     )
 
 

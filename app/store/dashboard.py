@@ -17,9 +17,9 @@ from app.store.models import (
     EntityLink,
     RateLimitGrant,
     RateLimitPause,
-    ReconciliationRun,
     WebhookEvent,
 )
+from app.store.operations import last_reconciliation
 from app.store.pauses import Pause, paused_directions
 from app.store.queue_records import DONE, FAILED, PENDING, QUEUE, STATES, as_utc
 from app.store.webhook_events import STATUSES as EVENT_STATUSES
@@ -29,7 +29,6 @@ conflicts: Table = Conflict.__table__  # type: ignore[assignment]
 links: Table = EntityLink.__table__  # type: ignore[assignment]
 grants: Table = RateLimitGrant.__table__  # type: ignore[assignment]
 limit_pauses: Table = RateLimitPause.__table__  # type: ignore[assignment]
-runs: Table = ReconciliationRun.__table__  # type: ignore[assignment]
 
 CHART_MINUTES = 180
 RECENT_WINDOW = timedelta(hours=24)
@@ -155,18 +154,9 @@ async def hubspot_window(
     }
 
 
-async def last_reconciliation(connection: AsyncConnection) -> dict[str, Any] | None:
-    row = (await connection.execute(select(runs).order_by(runs.c.id.desc()).limit(1))).first()
-    if row is None:
-        return None
-    return {
-        "id": row.id,
-        "mode": row.mode,
-        "status": row.status,
-        "started_at": as_utc(row.started_at).isoformat(),
-        "finished_at": as_utc(row.finished_at).isoformat() if row.finished_at else None,
-        "counts": row.counts,
-    }
+async def _last_reconciliation_json(connection: AsyncConnection) -> dict[str, Any] | None:
+    run = await last_reconciliation(connection)
+    return None if run is None else run.to_json()
 
 
 async def counted_figures(
@@ -234,7 +224,7 @@ async def load_dashboard(
                 hubspot_window=await hubspot_window(
                     connection, now, rate_limit, window_seconds, used=None
                 ),
-                last_reconciliation=await last_reconciliation(connection),
+                last_reconciliation=await _last_reconciliation_json(connection),
                 paused=await paused_directions(connection),
             )
 

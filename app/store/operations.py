@@ -71,6 +71,16 @@ class LastReconciliation:
     finished_at: datetime | None
     counts: dict[str, int]
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "mode": self.mode,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "counts": self.counts,
+        }
+
 
 @dataclass(frozen=True)
 class OperationsSnapshot:
@@ -113,16 +123,7 @@ class OperationsSnapshot:
                 }
                 for use in self.rate_limits
             ],
-            "last_reconciliation": None
-            if last is None
-            else {
-                "id": last.id,
-                "mode": last.mode,
-                "status": last.status,
-                "started_at": last.started_at.isoformat(),
-                "finished_at": last.finished_at.isoformat() if last.finished_at else None,
-                "counts": last.counts,
-            },
+            "last_reconciliation": None if last is None else last.to_json(),
         }
 
 
@@ -159,8 +160,8 @@ async def read_snapshot(
             await _rate_limit_use(connection, now, bucket, limit)
             for bucket, limit in rate_limits.items()
         ],
-        last_reconciliation=await _last_reconciliation(connection),
-        last_successful_reconciliation=await _last_reconciliation(connection, successful=True),
+        last_reconciliation=await last_reconciliation(connection),
+        last_successful_reconciliation=await last_reconciliation(connection, successful=True),
     )
 
 
@@ -183,7 +184,7 @@ async def _rate_limit_use(
     return RateLimitUse(bucket, limit.requests, limit.window_seconds, in_window, paused)
 
 
-async def _last_reconciliation(
+async def last_reconciliation(
     connection: AsyncConnection, *, successful: bool = False
 ) -> LastReconciliation | None:
     query = select(RUNS).order_by(RUNS.c.started_at.desc(), RUNS.c.id.desc()).limit(1)

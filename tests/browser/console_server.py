@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from app.store.db import create_engine
 from app.warp.demo import ensure_demo_customers
 from tests.acceptance.test_embedded_default import free_port
 from tests.integration.admin_support import API_TOKEN, PASSWORD, SECRET_KEY
+from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "tests" / "screenshots"  # gitignored
@@ -39,14 +39,7 @@ class Console:
     api: httpx.AsyncClient  # hubsync's API and the sandbox's control routes
 
     async def wait_for(self, check: Any, timeout: float = 30.0) -> Any:  # noqa: ASYNC109 -- a polling deadline
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = await check()
-            if last:
-                return last
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"not within {timeout} s (last: {last!r})")
+        return await eventually(check, timeout, interval=0.2)
 
     async def sandbox_companies(self) -> list[dict[str, Any]]:
         response = await self.api.get("/_hubspot/_sandbox/companies")

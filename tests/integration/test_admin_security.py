@@ -130,9 +130,11 @@ async def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(db: Database
         for data in ({}, {"csrftoken": "wrong"}, {"csrftoken": token[:-1] + "x"}):
             response = await client.post("/admin/directions/outbound/pause", data=data)
             assert response.status_code == 403, data
-        assert "outbound is paused" not in (await client.get("/admin/")).text.lower()
+        banner = 'id="paused-outbound"'  # base.html's banner while outbound is paused
+        assert banner not in (await client.get("/admin/")).text
         ok = await client.post("/admin/directions/outbound/pause", data={"csrftoken": token})
         assert ok.status_code == 303
+        assert banner in (await client.get("/admin/")).text
         # Without the CSRF cookie the form's token alone is not enough either.
         del client.cookies["csrftoken"]
         again = await client.post("/admin/directions/outbound/resume", data={"csrftoken": token})

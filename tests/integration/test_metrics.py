@@ -11,13 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.main import create_app
 from app.sandbox.faults import Faults
 from app.settings import Settings, SettingsError
 from app.store.db import create_engine
 from app.store.models import Conflict, ReconciliationRun
+from app.store.queue_records import QUEUE
 from tests.acceptance.deployment import free_port
 from tests.conftest import Database
 from tests.metrics_support import Samples, add_customers, parse_exposition, total
@@ -125,12 +126,19 @@ async def test_gauges_are_read_from_the_database(db: Database) -> None:
                 )
             )
             conflicts = await connection.scalar(select(func.count()).select_from(Conflict))
+            # The oldest job has waited two minutes (the others were queued just now).
+            oldest = await connection.scalar(select(func.min(QUEUE.c.id)))
+            await connection.execute(
+                update(QUEUE)
+                .where(QUEUE.c.id == oldest)
+                .values(created_at=datetime.now(UTC) - timedelta(minutes=2))
+            )
         assert conflicts == 1
         samples = await scrape(client)
     assert total(samples, "hubsync_queue_jobs", state="pending", direction="to_hubspot") == 3
     assert total(samples, "hubsync_queue_jobs", state="running") == 0
     assert total(samples, "hubsync_conflicts_open") == 1
-    assert total(samples, "hubsync_queue_oldest_waiting_seconds") >= 0
+    assert 110 <= total(samples, "hubsync_queue_oldest_waiting_seconds") < 180
     if db.kind == "postgresql":  # the shared rate-limit log lives in PostgreSQL
         assert ("hubsync_rate_limit_headroom", (("bucket", "hubspot"),)) in samples
 

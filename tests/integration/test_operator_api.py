@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from app.hubspot.ratelimit import GENERAL_BUCKET
 from app.main import create_app
 from app.settings import Settings
-from app.store.models import Conflict, FieldState, RateLimitGrant, SyncJob
+from app.store.models import Conflict, FieldState, RateLimitGrant, ReconciliationRun, SyncJob
 from app.store.queue_records import QUEUE
 from tests.conftest import Database
 from tests.integration.test_job_api import add_customers
@@ -85,6 +85,48 @@ async def test_dashboard_figures_equal_the_database(
     assert len(body["jobs_per_minute"]) == 180
     assert body["open_conflicts"] == 0
     assert body["paused"] == []
+
+
+async def test_dashboard_shows_the_newest_reconciliation(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    assert (await client.get("/v1/sync/dashboard", headers=AUTH)).json()[
+        "last_reconciliation"
+    ] is None
+    started = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
+    async with db.engine.begin() as connection:
+        await connection.execute(
+            ReconciliationRun.__table__.insert(),  # type: ignore[attr-defined]
+            [
+                {
+                    "mode": "fix",
+                    "trigger": "schedule",
+                    "status": "done",
+                    "counts": {"drift": 3},
+                    "started_at": started,
+                    "finished_at": started + timedelta(minutes=5),
+                },
+                {
+                    "mode": "dry_run",
+                    "trigger": "api",
+                    "status": "running",
+                    "counts": None,
+                    "started_at": started + timedelta(hours=1),
+                    "finished_at": None,
+                },
+            ],
+        )
+
+    body = (await client.get("/v1/sync/dashboard", headers=AUTH)).json()
+
+    last = body["last_reconciliation"]
+    assert {k: last[k] for k in ("mode", "status", "finished_at", "counts")} == {
+        "mode": "dry_run",
+        "status": "running",
+        "finished_at": None,
+        "counts": {},
+    }
+    assert last["started_at"] == (started + timedelta(hours=1)).isoformat()
 
 
 async def test_dashboard_counts_hubspot_requests_in_the_window(

@@ -48,6 +48,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.store.db import create_engine
 from app.store.migrate import upgrade
+from app.warp.schema import customers_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ADMIN_URL = "postgresql+asyncpg://root@127.0.0.1:5432/postgres"
@@ -121,6 +122,9 @@ async def prepare(url: str) -> None:
     engine = create_engine(url)
     try:
         await upgrade(engine)
+        async with engine.begin() as connection:  # WARP's table, which /readyz checks
+            await connection.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS accounts")
+            await connection.run_sync(customers_table("accounts.customers").create)
     finally:
         await engine.dispose()
     with psycopg.connect(libpq(url), autocommit=True) as connection:
@@ -154,6 +158,7 @@ def start_server(
         command += ["--proxy-headers", "--log-level", "warning"]
     env = {
         **os.environ,
+        "HUBSYNC_MODE": "demo",  # no HubSpot token: the built-in sandbox, never called here
         "HUBSYNC_DATABASE_URL": url,
         "HUBSPOT_CLIENT_SECRET": SECRET,
         "HUBSPOT_APP_ID": "4242",

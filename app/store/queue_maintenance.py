@@ -8,10 +8,11 @@ and every write re-checks the state it expects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import ColumnElement, Table, and_, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.queue_pending import PendingReturn, return_to_pending
@@ -144,25 +145,47 @@ async def requeue_failed(engine: AsyncEngine, job_ids: Sequence[int] | None) -> 
     return len(rows)
 
 
-async def prune_done(
-    engine: AsyncEngine, older_than: timedelta, batch_size: int, max_batches: int
+async def delete_in_batches(
+    engine: AsyncEngine,
+    table: Table,
+    condition: Callable[[Any], ColumnElement[bool]],
+    older_than: timedelta,
+    *,
+    batch_size: int,
+    max_batches: int,
 ) -> int:
-    """Delete done jobs finished more than `older_than` ago, one short transaction per batch."""
+    """Delete the rows `condition(cutoff)` selects (cutoff = the database's now minus `older_than`),
+    oldest id first, one short transaction per batch, at most `max_batches` batches."""
     total = 0
     for _ in range(max_batches):
         async with engine.begin() as connection:
             cutoff = await database_now(connection) - older_than
             oldest = (
-                select(QUEUE.c.id)
-                .where(QUEUE.c.state == SQL_STATE[DONE], QUEUE.c.finished_at < cutoff)
-                .order_by(QUEUE.c.id)
-                .limit(batch_size)
+                select(table.c.id).where(condition(cutoff)).order_by(table.c.id).limit(batch_size)
             )
             result = await connection.execute(
-                delete(QUEUE).where(QUEUE.c.id.in_(oldest.scalar_subquery()))
+                delete(table).where(table.c.id.in_(oldest.scalar_subquery()))
             )
             deleted = result.rowcount or 0
         total += deleted
         if deleted < batch_size:
             break
     return total
+
+
+async def prune_done(
+    engine: AsyncEngine, older_than: timedelta, batch_size: int, max_batches: int
+) -> int:
+    """Delete done jobs finished more than `older_than` ago, one short transaction per batch."""
+
+    def finished_before(cutoff: Any) -> ColumnElement[bool]:
+        return and_(QUEUE.c.state == SQL_STATE[DONE], QUEUE.c.finished_at < cutoff)
+
+    return await delete_in_batches(
+        engine,
+        QUEUE,
+        finished_before,
+        older_than,
+        batch_size=batch_size,
+        max_batches=max_batches,
+    )

@@ -13,42 +13,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, delete, exists, or_, select
+from sqlalchemy import ColumnElement, Table, and_, exists, or_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.models import SyncLog, WebhookEvent
-from app.store.queue_maintenance import database_now
+from app.store.queue_maintenance import delete_in_batches
 from app.store.webhook_events import IGNORED, PROCESSED
 
 log = logging.getLogger("hubsync.retention")
 events_t: Table = WebhookEvent.__table__  # type: ignore[assignment]
 sync_log_t: Table = SyncLog.__table__  # type: ignore[assignment]
-
-
-async def _delete_in_batches(
-    engine: AsyncEngine,
-    table: Table,
-    condition: Any,
-    older_than: timedelta,
-    *,
-    batch_size: int,
-    max_batches: int,
-) -> int:
-    total = 0
-    for _ in range(max_batches):
-        async with engine.begin() as connection:
-            cutoff = await database_now(connection) - older_than
-            oldest = (
-                select(table.c.id).where(condition(cutoff)).order_by(table.c.id).limit(batch_size)
-            )
-            result = await connection.execute(
-                delete(table).where(table.c.id.in_(oldest.scalar_subquery()))
-            )
-            deleted = result.rowcount or 0
-        total += deleted
-        if deleted < batch_size:
-            break
-    return total
 
 
 def _finished_events(cutoff: Any) -> ColumnElement[bool]:
@@ -68,7 +42,7 @@ def _settled_log_entries(cutoff: Any) -> ColumnElement[bool]:
 async def prune_webhook_events(
     engine: AsyncEngine, older_than: timedelta, *, batch_size: int = 1000, max_batches: int = 20
 ) -> int:
-    return await _delete_in_batches(
+    return await delete_in_batches(
         engine,
         events_t,
         _finished_events,
@@ -81,7 +55,7 @@ async def prune_webhook_events(
 async def prune_sync_log(
     engine: AsyncEngine, older_than: timedelta, *, batch_size: int = 1000, max_batches: int = 20
 ) -> int:
-    return await _delete_in_batches(
+    return await delete_in_batches(
         engine,
         sync_log_t,
         _settled_log_entries,

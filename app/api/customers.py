@@ -16,7 +16,7 @@ from app.api.errors import ApiError
 from app.api.idempotency import Answer, answer_idempotently
 from app.api.sync_jobs import idempotency_store, job_document, queue_of
 from app.context import AppContext
-from app.store import sync_state
+from app.store import console, sync_state
 from app.store.pauses import OUTBOUND, paused_directions
 from app.store.queue import QueueRepository
 from app.store.queue_records import EntityBusyError
@@ -172,7 +172,7 @@ async def get_customer(request: Request) -> Response:
     async with context.engine.connect() as connection:
         links = await sync_state.links_by_customer(connection, [key])
         memory = (await sync_state.field_memory(connection, [key])).get(key, {})
-        log = await sync_state.recent_log(connection, key)
+        log = await console.customer_history(connection, key, limit=10)
         conflicts = await sync_state.open_conflicts_of(connection, key)
     if key not in customers and not links:
         raise ApiError(404, f"customer {key} does not exist in WARP")
@@ -212,18 +212,7 @@ async def get_customer(request: Request) -> Response:
                 }
                 for row in conflicts
             ],
-            "recent_syncs": [
-                {
-                    "at": _iso(row.created_at),
-                    "job_id": row.job_id,
-                    "source": row.source,
-                    "direction": row.direction,
-                    "outcome": row.outcome,
-                    "changes": row.changes or [],
-                    "error": row.error,
-                }
-                for row in log
-            ],
+            "recent_syncs": log,
             "jobs": [job_document(job) for job in jobs],
         }
     )

@@ -431,16 +431,6 @@ async def write_log(connection: AsyncConnection, entries: list[dict[str, Any]]) 
         )
 
 
-async def recent_log(connection: AsyncConnection, customer_id: str, limit: int = 10) -> list[Any]:
-    rows = await connection.execute(
-        select(sync_log)
-        .where(sync_log.c.warp_customer_id == customer_id)
-        .order_by(sync_log.c.id.desc())
-        .limit(limit)
-    )
-    return list(rows)
-
-
 async def open_conflicts_of(connection: AsyncConnection, customer_id: str) -> list[Any]:
     rows = await connection.execute(
         select(conflicts).where(

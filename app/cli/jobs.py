@@ -67,8 +67,9 @@ def run_retry(args: argparse.Namespace) -> int:
 
 
 async def retry_jobs(settings: Settings, *, failed: bool, customers: list[str]) -> dict[str, Any]:
+    from app.store.console import FailedFilter, failed_jobs
     from app.store.db import create_engine
-    from app.store.operations import failed_jobs, notify_workers
+    from app.store.operations import notify_workers
     from app.store.queue import QueueRepository
     from app.sync.jobs import EntityType, JobDirection, JobSource
     from app.warp.connector import SqlWarpConnector
@@ -95,7 +96,9 @@ async def retry_jobs(settings: Settings, *, failed: bool, customers: list[str]) 
             for customer in dict.fromkeys(keys.values()):
                 async with engine.connect() as connection:
                     jobs = await failed_jobs(
-                        connection, limit=MAX_FAILED_PER_CUSTOMER, customer_id=customer
+                        connection,
+                        FailedFilter(customer_id=customer),
+                        limit=MAX_FAILED_PER_CUSTOMER,
                     )
                 if jobs:
                     requeued += await queue.requeue_failed([job.id for job in jobs])

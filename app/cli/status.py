@@ -36,14 +36,15 @@ def run_status(args: argparse.Namespace) -> int:
 
 async def read_status(settings: Settings) -> dict[str, Any]:
     from app.metrics.exposition import rate_limits_of
+    from app.store.console import FailedFilter, failed_jobs
     from app.store.db import create_engine
-    from app.store.operations import failed_jobs, read_snapshot
+    from app.store.operations import read_snapshot
 
     engine = create_engine(settings.database_url.reveal(), pool_size=1)
     try:
         async with engine.connect() as connection:
             snapshot = await read_snapshot(connection, rate_limits_of(settings))
-            failures = await failed_jobs(connection, limit=RECENT_FAILURES)
+            failures = await failed_jobs(connection, FailedFilter(), limit=RECENT_FAILURES)
     finally:
         await engine.dispose()
     report = snapshot.to_json()

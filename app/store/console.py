@@ -24,14 +24,17 @@ MAX_MATCHING = 10_000  # "re-sync all that match": at most this many jobs per cl
 
 @dataclass(frozen=True)
 class FailedFilter:
-    """Which failed jobs: by error kind, source, and a piece of the error text."""
+    """Which failed jobs: by error kind, source, a piece of the error text, one customer."""
 
     kind: str | None = None
     source: str | None = None
     text: str | None = None
+    customer_id: str | None = None
 
     def conditions(self, state: str = FAILED) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = [QUEUE.c.state == state]
+        if self.customer_id:
+            found += [QUEUE.c.entity_type == "customer", QUEUE.c.entity_key == self.customer_id]
         if self.kind:
             found.append(QUEUE.c.last_error_kind == self.kind)
         if self.source:

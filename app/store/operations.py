@@ -33,7 +33,6 @@ from app.store.queue_records import (
     QUEUE,
     RUNNING,
     SQL_STATE,
-    JobRecord,
     as_utc,
     maybe_utc,
 )
@@ -201,17 +200,6 @@ async def last_reconciliation(
         finished_at=maybe_utc(row["finished_at"]),
         counts=dict(row["counts"] or {}),
     )
-
-
-async def failed_jobs(
-    connection: AsyncConnection, *, limit: int = 5, customer_id: str | None = None
-) -> list[JobRecord]:
-    """Failed jobs, newest first; only one customer's with `customer_id`."""
-    query = select(QUEUE).where(QUEUE.c.state == SQL_STATE[FAILED])
-    if customer_id is not None:
-        query = query.where(QUEUE.c.entity_type == "customer", QUEUE.c.entity_key == customer_id)
-    rows = await connection.execute(query.order_by(QUEUE.c.id.desc()).limit(limit))
-    return [JobRecord.from_row(row) for row in rows.mappings()]
 
 
 async def notify_workers(engine: AsyncEngine) -> None:

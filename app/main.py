@@ -43,6 +43,7 @@ from app.api.errors import (
 )
 from app.api.limits import RequestLimits
 from app.api.methods import AllowedMethods
+from app.api.metrics import refused_delivery_counter
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
 from app.context import AppContext
 from app.demo import SandboxRefill, queue_every_customer
@@ -109,6 +110,7 @@ def build_middleware(settings: Settings, routes: list[BaseRoute]) -> list[Middle
             RequestLimits,
             body_timeout=settings.body_timeout_seconds,
             max_unauthenticated=settings.max_unauthenticated_requests,
+            on_refusal=refused_delivery_counter(webhooks.DELIVERY_PATHS),
         ),
     ]
 

@@ -12,13 +12,15 @@
   bound, 503 with Retry-After at once rather than a queue that grows with the attack. A route
   marks its caller authenticated (`mark_authenticated`) once its token checked out.
 
-Header read time is limited in the HTTP server itself (app/http_server.py).
+Header read time is limited in the HTTP server itself (app/http_server.py). `on_refusal` hears
+of a refusal given before the route ran (the webhook route counts its deliveries by answer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -50,8 +52,10 @@ class RequestLimits:
         max_body_bytes: int = MAX_BODY_BYTES,
         body_timeout: float = 30.0,
         max_unauthenticated: int = 1024,
+        on_refusal: Callable[[Scope, int], None] | None = None,
     ) -> None:
         self.app = app
+        self.on_refusal = on_refusal
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.max_unauthenticated = max_unauthenticated
@@ -66,6 +70,8 @@ class RequestLimits:
         if declared is not None:
             refusal = self._refuse_declared(declared.strip())
             if refusal is not None:
+                if self.on_refusal is not None:
+                    self.on_refusal(scope, refusal.status)
                 await send_error(scope, send, refusal)
                 return
         reserve = int(declared) if declared is not None else self.max_body_bytes

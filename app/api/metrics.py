@@ -9,7 +9,7 @@ import contextlib
 import functools
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 import uvicorn
@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from app.api.deps import app_context
 from app.api.errors import ApiError
@@ -62,6 +63,17 @@ def counted_delivery(endpoint: Endpoint) -> Endpoint:
         return response
 
     return counted
+
+
+def refused_delivery_counter(paths: Collection[str]) -> Callable[[Scope, int], None]:
+    """For RequestLimits: count a delivery to one of `paths` it refused before the route ran
+    (a Content-Length over the limit), as `counted_delivery` counts the rest."""
+
+    def count(scope: Scope, status: int) -> None:
+        if scope.get("path") in paths:
+            observe_webhook_delivery(status)
+
+    return count
 
 
 routes = [Route("/metrics", metrics, methods=["GET"])]

@@ -41,6 +41,7 @@ from app.sync.webhook_routing import (
 
 log = logging.getLogger("hubsync.webhooks")
 
+DELIVERY_PATHS = ("/v1/webhooks/hubspot", "/v1/webhooks/hubspot/company")
 MAX_EVENT_ID = 2**63 - 1  # the ids are BIGINT
 # HubSpot gives up after 5 s; answer 503 before that rather than time out silently.
 INTAKE_TIMEOUT_SECONDS = 4.0
@@ -182,8 +183,7 @@ async def reprocess_webhook_events(request: Request) -> JSONResponse:
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/webhooks/hubspot", counted_delivery(receive_hubspot), methods=["POST"]),
-    Route("/v1/webhooks/hubspot/company", counted_delivery(receive_hubspot), methods=["POST"]),
+    *(Route(path, counted_delivery(receive_hubspot), methods=["POST"]) for path in DELIVERY_PATHS),
     Route("/v1/webhooks/events", list_webhook_events, methods=["GET"]),
     Route("/v1/webhooks/events/reprocess", reprocess_webhook_events, methods=["POST"]),
 ]

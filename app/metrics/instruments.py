@@ -40,8 +40,8 @@ EVENT_TO_WARP = prometheus_client.Histogram(
 )
 WEBHOOK_DELIVERIES = prometheus_client.Counter(
     "hubsync_webhook_deliveries",
-    "HubSpot webhook deliveries by outcome (accepted, invalid, unauthorized, too_large, "
-    "unavailable, error).",
+    "HubSpot webhook deliveries by outcome (accepted, invalid, unauthorized, timeout, "
+    "too_large, unavailable, error).",
     ["outcome"],
 )
 WEBHOOK_EVENTS = prometheus_client.Counter(
@@ -70,6 +70,7 @@ _DELIVERY_OUTCOMES = {
     200: "accepted",
     400: "invalid",
     401: "unauthorized",
+    408: "timeout",
     413: "too_large",
     503: "unavailable",
 }

@@ -14,7 +14,9 @@ from starlette.types import ASGIApp, Message
 
 from app.api.middleware import with_lifespan_state
 from app.main import create_app
+from app.metrics.exposition import render_metrics
 from tests.conftest import Database
+from tests.metrics_support import parse_exposition, total
 from tests.webhook_support import TOKEN, settings_for, v3_headers
 
 CHUNK = b"x" * 65536
@@ -143,3 +145,31 @@ async def test_unauthenticated_bodies_in_flight_are_bounded(db: Database) -> Non
             Feed(1),
         )
         assert status != 503
+
+
+def _deliveries(outcome: str) -> float:
+    samples = parse_exposition(render_metrics(None).decode())
+    return total(samples, "hubsync_webhook_deliveries_total", outcome=outcome)
+
+
+async def test_deliveries_refused_for_their_size_or_pace_are_counted(db: Database) -> None:
+    """The delivery counter sees every answer of the webhook route, also those the limits
+    give before the route runs: an operator alerting on `too_large` or `timeout` must not
+    see zero while HubSpot's deliveries are being refused."""
+    async with served(db, HUBSYNC_BODY_TIMEOUT="0.3s") as app:
+        too_large, timeout = _deliveries("too_large"), _deliveries("timeout")
+        declared = {**v3_headers(b"[]"), "content-length": str(2 << 20)}
+        status, _, _ = await call(app, "POST", "/v1/webhooks/hubspot", declared, Feed())
+        assert status == 413
+        status, _, _ = await call(app, "POST", "/v1/webhooks/hubspot", v3_headers(b"[]"), Feed())
+        assert status == 413  # chunked, refused while read
+        stalled = Feed(stall_after=1)
+        status, _, _ = await call(app, "POST", "/v1/webhooks/hubspot", v3_headers(b"[]"), stalled)
+        assert status == 408
+        assert _deliveries("too_large") - too_large == 2
+        assert _deliveries("timeout") - timeout == 1
+        # Other routes' refusals are not deliveries.
+        auth = {"authorization": f"Bearer {TOKEN}", "content-length": str(2 << 20)}
+        status, _, _ = await call(app, "PUT", "/v1/sync/config", auth, Feed())
+        assert status == 413
+        assert _deliveries("too_large") - too_large == 2

@@ -144,14 +144,20 @@ def process(
     )
     try:
         deadline = time.monotonic() + 30
+        last = "no answer"
         while time.monotonic() < deadline:
             try:
-                if httpx.get(ready_url, timeout=1).status_code < 500:
+                answer = httpx.get(ready_url, timeout=1)
+                if answer.status_code < 500:
                     break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+                last = f"{answer.status_code} {answer.text[:300]}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(0.2)
         else:
-            raise RuntimeError(f"{args} did not become ready; its log: {log_path}")
+            raise RuntimeError(
+                f"{args} did not become ready (last answer: {last}); its log: {log_path}"
+            )
         yield proc
     finally:
         proc.terminate()
@@ -327,6 +333,7 @@ def services(
         **clean_env(),
         "HUBSYNC_DATABASE_URL": libpq(name),
         "HUBSPOT_ACCESS_TOKEN": "pat-bench-not-a-secret",
+        "HUBSPOT_CLIENT_SECRET": "bench-client-secret",  # /readyz wants one beside a token
         "HUBSPOT_BASE_URL": sandbox,
         "HUBSPOT_RATE_LIMIT": LIMIT,
         "HUBSYNC_API_TOKENS": TOKEN,

@@ -132,6 +132,7 @@ def cli_env(name: str, sandbox: str, **extra: str) -> dict[str, str]:
         **clean_env(),
         "HUBSYNC_DATABASE_URL": libpq(name),
         "HUBSPOT_ACCESS_TOKEN": "pat-bench-not-a-secret",
+        "HUBSPOT_CLIENT_SECRET": "bench-client-secret",  # /readyz wants one beside a token
         "HUBSPOT_BASE_URL": sandbox,
         "HUBSPOT_RATE_LIMIT": LIMIT,
         "HUBSYNC_LOG_LEVEL": "WARNING",

@@ -25,7 +25,7 @@ import httpx
 import psycopg
 
 from app.sync.rules import DEFAULT_RULES
-from bench.outbound import ROOT, database, libpq, machine, prepare, services
+from bench.outbound import database, libpq, machine, prepare, services
 
 PASSWORD = "bench-console-password"  # noqa: S105 -- a throwaway password for a local benchmark
 SECRET_KEY = "bench-console-secret-key-" + "x" * 24
@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--log-rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=20, help="per page per round")
+    parser.add_argument("--out", help="also write the results to this file")
     args = parser.parse_args()
     lines = [
         f"bench.console {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}",
@@ -167,8 +168,8 @@ def main() -> None:
         rounds = ", ".join(f"{m:.1f}" for m in medians)
         lines.append(f"{label} | {statistics.median(medians):.1f} | {rounds}")
     print(*lines[2:], sep="\n")
-    out = ROOT / "bench" / "results" / f"console-{datetime.now(UTC):%Y-%m-%d}.txt"
-    Path(out).write_text("\n".join(lines) + "\n")
+    if args.out is not None:
+        Path(args.out).write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

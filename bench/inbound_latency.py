@@ -41,6 +41,7 @@ import psycopg
 
 from bench.outbound import (
     DEFAULT_LATENCY_MODEL,
+    HUBSPOT_TOKEN,
     TOKEN,
     database,
     enqueue_all,
@@ -169,7 +170,7 @@ def main() -> int:
         env = {
             **base_env,
             "HUBSYNC_DATABASE_URL": libpq(name),
-            "HUBSPOT_ACCESS_TOKEN": "pat-bench-not-a-secret",
+            "HUBSPOT_ACCESS_TOKEN": HUBSPOT_TOKEN,
             "HUBSPOT_BASE_URL": sandbox,
             "HUBSPOT_CLIENT_SECRET": SECRET,
             "HUBSPOT_APP_ID": APP_ID,

@@ -1,6 +1,7 @@
 """The full reconciliation at size: N WARP customers x N HubSpot companies, 1 % drift.
 
-Real processes on loopback: `hubsync sandbox` as HubSpot (100 requests / 10 s) and hubsync on
+Real processes on loopback: `hubsync sandbox` as HubSpot (100 requests / 10 s, answering
+with the latency model `hubspot-2026` unless `--latency-model none`) and hubsync on
 a fresh PostgreSQL database. Set-up: N customers in `accounts.customers` (bench.outbound's
 rows), N companies seeded in the sandbox with the values hubsync would have written, a link
 for each pair (the state after a complete sync), then 1 % drift seeded in known fields: half
@@ -18,6 +19,7 @@ Phases:
   HubSpot write, which precedes the record).
 
 Usage: python -m bench.reconcile [--customers 100000] [--runs 3] [--latency-seconds 60]
+           [--latency-model hubspot-2026]
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ import psycopg
 from app.hubspot.client import HubSpotClient
 from app.hubspot.properties import ensure_properties
 from app.hubspot.ratelimit import LocalRateLimiter
-from app.settings import RateLimit
+from app.settings import RateLimit, Secret
 from app.sync.mapping import hubspot_properties, read_warp_values
 from app.sync.rules import DEFAULT_RULES
 from bench.outbound import (
+    DEFAULT_LATENCY_MODEL,
+    HUBSPOT_TOKEN,
     LIMIT,
     ROOT,
     TOKEN,
@@ -80,7 +84,8 @@ async def seed(
     """Companies as a complete sync leaves them, links, then the drift; returns the seeded
     drift as {customer id: WARP field}."""
     limiter = LocalRateLimiter(RateLimit.parse(LIMIT))
-    async with HubSpotClient(base_url=sandbox, access_token=None, limiter=limiter) as client:
+    token = Secret(HUBSPOT_TOKEN)
+    async with HubSpotClient(base_url=sandbox, access_token=token, limiter=limiter) as client:
         await ensure_properties(client)
     drifted = rng.sample(range(len(rows)), len(rows) // 100)
     in_hubspot = set(drifted[: len(drifted) // 2])
@@ -131,7 +136,7 @@ def cli_env(name: str, sandbox: str, **extra: str) -> dict[str, str]:
     return {
         **clean_env(),
         "HUBSYNC_DATABASE_URL": libpq(name),
-        "HUBSPOT_ACCESS_TOKEN": "pat-bench-not-a-secret",
+        "HUBSPOT_ACCESS_TOKEN": HUBSPOT_TOKEN,
         "HUBSPOT_CLIENT_SECRET": "bench-client-secret",  # /readyz wants one beside a token
         "HUBSPOT_BASE_URL": sandbox,
         "HUBSPOT_RATE_LIMIT": LIMIT,
@@ -286,9 +291,13 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument("--latency-model", default=DEFAULT_LATENCY_MODEL, help="or 'none'")
     args = parser.parse_args()
     print(f"machine: {machine()}; load average {os.getloadavg()}")
-    print(f"command: python -m bench.reconcile --customers {args.customers} --runs {args.runs}")
+    print(
+        f"command: python -m bench.reconcile --customers {args.customers} --runs {args.runs}"
+        f" --latency-model {args.latency_model}"
+    )
     rng = random.Random(9)
     with database() as name:
         prepare(name, args.customers)
@@ -297,6 +306,8 @@ def main() -> None:
         sandbox = f"http://127.0.0.1:{sandbox_port}"
         sandbox_cmd = [sys.executable, "-m", "app.cli", "sandbox", "--port", str(sandbox_port)]
         sandbox_cmd += ["--rate-limit", LIMIT]
+        if args.latency_model != "none":
+            sandbox_cmd += ["--latency-model", args.latency_model]
         with process(sandbox_cmd, clean_env(), f"{sandbox}/_sandbox/stats"):
             t0 = time.monotonic()
             expected = asyncio.run(seed(sandbox, name, rows, rng))
@@ -342,6 +353,7 @@ def main() -> None:
     print(
         f"sandbox over everything: max requests in any 10 s window "
         f"{stats['max_requests_in_window']}, 429s served {stats['rate_limited']}"
+        + (f" {stats['rate_limited_by_policy']}" if stats["rate_limited"] else "")
     )
 
 

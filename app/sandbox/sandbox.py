@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -41,6 +42,7 @@ class Sandbox:
         )
         self.log = RequestLog(config.rate_limit.window_seconds, keep=config.request_log_size)
         self.rate_limited = 0
+        self.rate_limited_by_policy: Counter[str] = Counter()
 
     @property
     def api_source(self) -> WriteSource:
@@ -74,6 +76,7 @@ class Sandbox:
             "max_requests_in_window": self.log.max_in_window,
             "rate_limit": {"requests": limit.requests, "window_seconds": limit.window_seconds},
             "rate_limited": self.rate_limited,
+            "rate_limited_by_policy": dict(self.rate_limited_by_policy),
             "faults_injected": self.faults.injected,
             "responses_by_status": statuses,
             "daily_used": self.limiter.daily_used,

@@ -47,6 +47,7 @@ async def test_rolling_window_refuses_with_hubspots_429() -> None:
         assert (await hub.client.get(V3)).status_code == 200
         stats = hub.sandbox.stats()
         assert stats["rate_limited"] == 1
+        assert stats["rate_limited_by_policy"] == {"TEN_SECONDLY_ROLLING": 1}
         assert stats["requests"] == 7
         assert stats["max_requests_in_window"] == 6  # the refused one arrived inside the window
         assert hub.sandbox.log.max_requests_in_window() == 6

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TypedDict
@@ -77,12 +77,12 @@ class LifespanState(TypedDict):
 
 def build_routes(settings: Settings) -> list[BaseRoute]:
     return [
+        *webhooks.routes,  # first: HubSpot's deliveries are most of the requests
         *health.routes,
         *(metrics.routes if settings.metrics_port is None else []),
         *sync_jobs.routes,
         *customers.routes,
         *links.routes,
-        *webhooks.routes,
         *config.routes,
         *reconciliation.routes,
         *operator.routes,
@@ -178,7 +178,14 @@ async def build_job_handler(
     return gated(guard.guard(handler), hubspot.properties)
 
 
-def create_app(settings: Settings, *, listen_url: str = "http://127.0.0.1:8000") -> Starlette:
+def create_app(
+    settings: Settings,
+    *,
+    listen_url: str = "http://127.0.0.1:8000",
+    when_started: Callable[[], None] | None = None,
+) -> Starlette:
+    """`when_started` runs once the lifespan has started everything, before the first
+    request (`hubsync serve` tunes the garbage collector there)."""
     problems = settings.startup_problems()
     if problems:
         raise SettingsError(problems[0])
@@ -227,6 +234,8 @@ def create_app(settings: Settings, *, listen_url: str = "http://127.0.0.1:8000")
                             await extra_servers.enter_async_context(
                                 metrics.metrics_server(settings.metrics_port, dict(state))
                             )
+                        if when_started is not None:
+                            when_started()
                         yield state
                 finally:
                     await intake.stop()  # the deliveries already waiting are written first

@@ -18,9 +18,17 @@ class AllowedMethods:
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.routes = [route for route in routes if isinstance(route, Route)]
+        # Paths without parameters, by their methods: most requests (every webhook delivery)
+        # are known to be taken as they are without matching each route's pattern.
+        self.static: dict[str, set[str]] = {}
+        for route in self.routes:
+            if "{" not in route.path:
+                self.static.setdefault(route.path, set()).update(route.methods or ())
 
     def allowed(self, scope: Scope) -> set[str] | None:
         """The methods of the request's path; None when one of its routes takes it as is."""
+        if not scope.get("root_path") and scope["method"] in self.static.get(scope["path"], ()):
+            return None
         methods: set[str] = set()
         for route in self.routes:
             match, _ = route.matches(scope)

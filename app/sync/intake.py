@@ -135,15 +135,29 @@ def parse_delivery(body: bytes) -> list[IncomingEvent]:
         raise DeliveryError(str(exc)) from None
     if not isinstance(document, list):
         raise DeliveryError(f"expected a JSON array of events, got {_json_type(document)}")
-    return [parse_event(index, item) for index, item in enumerate(document)]
+    checked = not may_hold_unstorable_text(body)
+    return [parse_event(index, item, storable_text=checked) for index, item in enumerate(document)]
 
 
-def parse_event(index: int, item: object) -> IncomingEvent:
+# The only ways a NUL character or a lone surrogate gets into a string json.loads returns
+# from bytes: a `\u0000` or `\uDxxx` escape, a raw surrogate (json.loads decodes bytes with
+# "surrogatepass"; its UTF-8 form starts with 0xED), or a UTF-16/32 body (holding 0x00 bytes).
+_UNSTORABLE_MARKERS = (b"\\u0000", b"\\ud", b"\\uD", b"\xed", b"\x00")
+
+
+def may_hold_unstorable_text(body: bytes) -> bool:
+    """False when no string parsed from `body` can hold what the database refuses, so the
+    per-value walk (`storable`) can be skipped: the intake's hot path. True is only a maybe."""
+    return any(marker in body for marker in _UNSTORABLE_MARKERS)
+
+
+def parse_event(index: int, item: object, *, storable_text: bool = False) -> IncomingEvent:
     """One event; `DeliveryError` when its shape is wrong (the delivery is refused whole),
-    `problem` set when its shape is right but a value cannot be stored or acted on."""
+    `problem` set when its shape is right but a value cannot be stored or acted on.
+    `storable_text`: the caller knows every string in `item` is storable."""
     if not isinstance(item, dict):
         raise DeliveryError(f"event {index}: expected an object, got {_json_type(item)}")
-    clean, text_problem = storable(item)
+    clean, text_problem = (item, None) if storable_text else storable(item)
     event = _parse_fields(index, clean)
     problem = text_problem or _range_problem(event)
     return dataclasses.replace(event, problem=problem) if problem else event

@@ -28,25 +28,32 @@ def parse_json(body: bytes | str) -> Any:
         raise JsonInputError(f"the body is not valid JSON: {exc}") from None
     except ValueError:  # an integer past Python's 4,300-digit conversion limit
         raise JsonInputError("the body holds a number too long to read") from None
-    if json_depth(document) > MAX_DEPTH:
+    if _may_nest_deeper(body) and json_depth(document) > MAX_DEPTH:
         raise JsonInputError(f"the JSON is nested deeper than {MAX_DEPTH} levels")
     return document
 
 
+def _may_nest_deeper(body: bytes | str) -> bool:
+    """Whether the document can nest past MAX_DEPTH at all: it cannot open more arrays and
+    objects than it has brackets (those inside strings only make the count larger), and
+    counting them is much cheaper than walking the parsed document."""
+    if isinstance(body, bytes):
+        return body.count(b"[") + body.count(b"{") > MAX_DEPTH
+    return body.count("[") + body.count("{") > MAX_DEPTH
+
+
 def json_depth(document: Any) -> int:
-    """How deeply arrays and objects nest (a scalar is 0), without recursion."""
+    """How deeply arrays and objects nest (a scalar is 0), without recursion; only
+    containers are visited, so a delivery of flat events costs one pass over its values."""
     deepest = 0
-    stack: list[tuple[Any, int]] = [(document, 0)]
+    stack: list[tuple[Any, int]] = [(document, 1)] if isinstance(document, (dict, list)) else []
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Any = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        deepest = max(deepest, depth + 1)
-        if deepest > MAX_DEPTH:
-            return deepest
-        stack.extend((child, depth + 1) for child in children)
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_DEPTH:
+                return deepest
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
     return deepest

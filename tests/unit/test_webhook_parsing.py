@@ -6,13 +6,17 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.sync.intake import (
     DeliveryError,
     EventKind,
     IncomingEvent,
     is_own_write,
+    may_hold_unstorable_text,
     parse_delivery,
+    parse_event,
 )
 
 
@@ -147,3 +151,49 @@ def test_scalar_property_values_are_kept_as_text() -> None:
         "true",
         None,
     )
+
+
+# -- the hot path skips the per-value walk only when no string can need it ------------------
+
+_TEXT = st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF))
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_TEXT, name=_TEXT, ensure_ascii=st.booleans())
+def test_skipping_the_storable_walk_never_lets_unstorable_text_through(
+    value: str, name: str, ensure_ascii: bool
+) -> None:
+    """Whatever the text (NUL, lone surrogates, any plane) and however it is encoded, parsing
+    with the fast path gives what the full walk gives."""
+    document = [event(propertyValue=value, propertyName=name or "name")]
+    body = json.dumps(document, ensure_ascii=ensure_ascii).encode("utf-8", "surrogatepass")
+    fast = parse_delivery(body)
+    walked = [parse_event(0, item) for item in json.loads(body)]
+    assert fast == walked
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b'[{"propertyValue": "Ac\\u0000me"}]', "NUL"),
+        (b'[{"propertyValue": "Acme \\ud800"}]', "surrogate"),
+        (b'[{"propertyValue": "Acme \\uDBFF"}]', "surrogate"),
+        ('[{"propertyValue": "Acme \ud800"}]'.encode("utf-8", "surrogatepass"), "surrogate"),
+        ('[{"propertyValue": "Ac\\u0000me"}]'.encode("utf-16"), "NUL"),  # json.loads detects it
+    ],
+)
+def test_every_way_unstorable_text_arrives_is_caught(body: bytes, problem: str) -> None:
+    document = json.loads(body)
+    document[0] = event(**document[0])
+    assert may_hold_unstorable_text(body)
+    encoded = json.dumps(document).encode(
+        "utf-16" if body.startswith(b"\xff\xfe") else "utf-8", "surrogatepass"
+    )
+    (parsed,) = parse_delivery(encoded)
+    assert parsed.problem is not None
+    assert problem in parsed.problem
+
+
+def test_plain_text_takes_the_fast_path() -> None:
+    body = json.dumps([event(propertyValue="Zürich GmbH ✓ 東京 😀")], ensure_ascii=False).encode()
+    assert not may_hold_unstorable_text(body)

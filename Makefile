@@ -34,7 +34,7 @@ chaos: $(STAMP) ## the convergence suite, longer: 10 min of edits, 100 customers
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} CHAOS_CUSTOMERS=$${CHAOS_CUSTOMERS:-100} \
 		$(BIN)/pytest tests/chaos -s
 
-bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~35 min; see bench/README.md)
+bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~25 min; see bench/README.md)
 	$(BIN)/python -m bench.outbound
 	$(BIN)/python -m bench.webhook_intake --runs 5
 	$(BIN)/python -m bench.inbound_latency --runs 3

@@ -15,13 +15,13 @@ from app.hubspot.client import HubSpotClient
 from app.hubspot.connection import SANDBOX_PORTAL_ID
 from app.hubspot.errors import HubSpotAuthError, HubSpotError
 from app.hubspot.ratelimit import (
-    GRANTS_TABLE,
     LocalRateLimiter,
     PostgresRateLimiter,
     create_rate_limiter,
 )
 from app.settings import Settings
 from app.store.db import create_engine
+from app.store.models import RateLimitGrant
 from app.store.portal import SANDBOX, Portal
 from app.sync.portal import PortalRefusedError, observe_portal, verify_portal
 
@@ -43,7 +43,9 @@ async def deployment_limiter(
     if isinstance(limiter, PostgresRateLimiter):
         try:
             async with engine.connect() as connection:
-                ready = await connection.scalar(text(f"SELECT to_regclass('{GRANTS_TABLE}')"))
+                ready = await connection.scalar(
+                    text("SELECT to_regclass(:table)"), {"table": RateLimitGrant.__tablename__}
+                )
         except Exception as exc:  # noqa: BLE001 -- down: checked again by the service
             log.debug("rate-limit log not reachable for the preflight: %s", type(exc).__name__)
             ready = None

@@ -45,7 +45,6 @@ from app.store.db import is_postgres
 logger = logging.getLogger(__name__)
 
 GENERAL_BUCKET = "hubspot"
-GRANTS_TABLE = "hubspot_rate_limit_grants"  # the shared log (PostgreSQL)
 SEARCH_BUCKET = "hubspot_search"
 LOW_REMAINING_FRACTION = 0.05
 MAX_PAUSE_WAIT = 30.0

@@ -70,7 +70,6 @@ class ApiGate:
             return ApiError(401, "INVALID_AUTHENTICATION", _AUTH_MESSAGE).response()
         policy = sandbox.limiter.admit(search=is_search)
         if policy is not None:
-            sandbox.rate_limited += 1
             sandbox.rate_limited_by_policy[policy] += 1
             return JSONResponse(rate_limit_body(policy), status_code=429)
         status = sandbox.faults.pick_status()

@@ -41,8 +41,12 @@ class Sandbox:
             account_timezone=ZoneInfo(config.account_timezone),
         )
         self.log = RequestLog(config.rate_limit.window_seconds, keep=config.request_log_size)
-        self.rate_limited = 0
         self.rate_limited_by_policy: Counter[str] = Counter()
+
+    @property
+    def rate_limited(self) -> int:
+        """429s served, every policy."""
+        return self.rate_limited_by_policy.total()
 
     @property
     def api_source(self) -> WriteSource:

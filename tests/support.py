@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 
 from app.api.middleware import with_lifespan_state
+from app.settings import Settings
+
+
+def api_only_settings(env: Mapping[str, str], tokens: str) -> Settings:
+    """hubsync's HTTP API alone, behind `tokens`: no worker, no scheduler, no demo data, so
+    what a test queues stays where the API put it."""
+    return Settings.from_mapping(
+        {
+            **env,
+            "HUBSYNC_API_TOKENS": tokens,
+            "HUBSYNC_WORKER": "false",
+            "HUBSYNC_SCHEDULER": "false",
+            "HUBSYNC_DEMO_DATA": "false",
+        }
+    )
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ from app.store.queue import QueueRepository
 from app.warp.schema import customers_table
 from tests.conftest import Database
 from tests.integration.queue_support import eventually
-from tests.support import running
+from tests.support import api_only_settings, running
 
 TOKEN = "gateway-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -37,15 +37,7 @@ async def add_customers(db: Database, count: int) -> list[str]:
 
 @pytest.fixture
 async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings.from_mapping(
-        {
-            **db.env,
-            "HUBSYNC_API_TOKENS": f"other-token,{TOKEN}",
-            "HUBSYNC_WORKER": "false",
-            "HUBSYNC_SCHEDULER": "false",
-            "HUBSYNC_DEMO_DATA": "false",
-        }
-    )
+    settings = api_only_settings(db.env, f"other-token,{TOKEN}")
     async with running(create_app(settings)) as http:
         yield http
 

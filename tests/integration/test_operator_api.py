@@ -14,12 +14,11 @@ from sqlalchemy import func, select, update
 
 from app.hubspot.ratelimit import GENERAL_BUCKET
 from app.main import create_app
-from app.settings import Settings
 from app.store.models import Conflict, FieldState, RateLimitGrant, ReconciliationRun, SyncJob
 from app.store.queue_records import QUEUE
 from tests.conftest import Database
 from tests.integration.test_job_api import add_customers
-from tests.support import running
+from tests.support import api_only_settings, running
 
 TOKEN = "operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -27,15 +26,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings.from_mapping(
-        {
-            **db.env,
-            "HUBSYNC_API_TOKENS": TOKEN,
-            "HUBSYNC_WORKER": "false",
-            "HUBSYNC_SCHEDULER": "false",
-            "HUBSYNC_DEMO_DATA": "false",
-        }
-    )
+    settings = api_only_settings(db.env, TOKEN)
     async with running(create_app(settings)) as http:
         yield http
 

@@ -18,7 +18,7 @@ from app.store import reconciliation as runs
 from app.sync.reconcile.schedule import CATCHUP_JOB_ID, DAILY_JOB_ID, PRUNE_JOB_ID, TAKEOVER_JOB_ID
 from tests.conftest import Database
 from tests.integration.test_job_api import add_customers
-from tests.support import eventually, running, running_service
+from tests.support import api_only_settings, eventually, running, running_service
 
 TOKEN = "operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -26,15 +26,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings.from_mapping(
-        {
-            **db.env,
-            "HUBSYNC_API_TOKENS": TOKEN,
-            "HUBSYNC_WORKER": "false",
-            "HUBSYNC_SCHEDULER": "false",
-            "HUBSYNC_DEMO_DATA": "false",
-        }
-    )
+    settings = api_only_settings(db.env, TOKEN)
     async with running(create_app(settings)) as http:
         yield http
 

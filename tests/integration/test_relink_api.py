@@ -11,13 +11,12 @@ import httpx
 import pytest
 
 from app.main import create_app
-from app.settings import Settings
 from app.store import sync_state
 from app.store.models import FieldState
 from app.store.queue import QueueRepository
 from app.warp.schema import customers_table
 from tests.conftest import Database
-from tests.support import running_service
+from tests.support import api_only_settings, running_service
 from tests.syncenv import rows
 
 TOKEN = "operator-token"
@@ -26,15 +25,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 async def service(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
-    settings = Settings.from_mapping(
-        {
-            **db.env,
-            "HUBSYNC_API_TOKENS": TOKEN,
-            "HUBSYNC_WORKER": "false",
-            "HUBSYNC_SCHEDULER": "false",
-            "HUBSYNC_DEMO_DATA": "false",
-        }
-    )
+    settings = api_only_settings(db.env, TOKEN)
     async with running_service(create_app(settings)) as (client, context):
         yield client, context
 

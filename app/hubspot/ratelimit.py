@@ -154,6 +154,11 @@ class _Pacing:
             return 0.0
         return self.window_count / self.limit.requests
 
+    @property
+    def request_interval(self) -> float:
+        """Seconds per request at the limit (the counted window over its count)."""
+        return self.window / self.limit.requests
+
     async def acquire(self) -> Grant:
         """Wait until one more request may start, and count it (see `RateLimiter`)."""
         self._in_acquire += 1

@@ -18,11 +18,23 @@ lane joins only when jobs arrive while the lanes before it are busy and the budg
 unused (below `TRICKLE_SHARE` of the window): jobs then wait for a free lane, not for the
 round trip of a batch they missed, and three quarters of the budget stay free for bursts and
 for other callers.
+
+Past half the window (`PACE_SHARE`), lane 0 also spaces its claims of a trickle: each claim
+costs about two requests (a batch read and a batch write) whatever its size, so jobs taken one
+by one as they arrive can spend the window faster than it drains — 10 jobs/s is 20 requests/s
+against a limit of 10/s — and once it is full every job waits seconds for room. Spacing claims
+by two requests' share of the room left (2 x window/limit / (1 - used share): 0.4 s at half
+used, at most a tenth of the window) lets a trickle gather into batches and keeps the window
+from filling. In `bench.reconcile` (10 live jobs/s, read and write each, sandbox without a
+latency model) the live p99 went from 5.3 s alone and 3.1 s beside a reconciliation run to
+0.72 and 0.73 s. Several processes each see the deployment's window, so their spacing grows
+together. A backlog (full claims) is never paced.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Protocol
 
 log = logging.getLogger("hubsync.worker")
@@ -32,6 +44,11 @@ log = logging.getLogger("hubsync.worker")
 # jobs; 0.2: p50 584 ms, 77 requests; 0.5: p50 593 ms, 125 requests.
 TRICKLE_SHARE = 0.25
 START_LANES = 4
+# Past this share of the window lane 0 spaces its claims of a trickle, by this many requests'
+# share of the room left, at most by this many requests' time at the limit.
+PACE_SHARE = 0.5
+REQUESTS_PER_CLAIM = 2
+MOST_PACED_REQUESTS = 10
 
 
 class Budget(Protocol):
@@ -47,6 +64,11 @@ class Budget(Protocol):
         """Share of the window's budget in use (as of the latest grant)."""
         ...
 
+    @property
+    def request_interval(self) -> float:
+        """Seconds per request at the limit (the window over its count)."""
+        ...
+
 
 class LaneControl:
     """Which lanes may claim now; lane 0 always may."""
@@ -59,6 +81,7 @@ class LaneControl:
         self.target = lanes if budget is None else min(lanes, START_LANES)
         self.busy: set[int] = set()
         self.backlog = False  # the latest claim came back full
+        self.last_claim = float("-inf")  # monotonic time of the latest claim that took work
 
     def may_claim(self, lane: int, woken: bool) -> bool:
         """Lane `lane` may claim: it is within the target, the lanes before it are busy,
@@ -72,8 +95,23 @@ class LaneControl:
             return True
         return woken and self.budget is not None and self.budget.used_share < TRICKLE_SHARE
 
-    def after_claim(self, full: bool) -> None:
+    def claim_delay(self, lane: int) -> float:
+        """Seconds lane `lane` should wait before it claims a trickle (see the module's
+        docstring): 0 but for lane 0 past `PACE_SHARE` of the window without a backlog."""
+        if lane != 0 or self.backlog or self.budget is None:
+            return 0.0
+        used = self.budget.used_share
+        if used < PACE_SHARE:
+            return 0.0
+        interval = self.budget.request_interval
+        spacing = REQUESTS_PER_CLAIM * interval / max(1.0 - used, 1e-6)
+        spacing = min(spacing, MOST_PACED_REQUESTS * interval)
+        return max(0.0, self.last_claim + spacing - time.monotonic())
+
+    def after_claim(self, claimed: int, full: bool) -> None:
         self.backlog = full
+        if claimed:
+            self.last_claim = time.monotonic()
         if self.budget is None or not full:
             return
         waiting = self.budget.waiting

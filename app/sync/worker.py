@@ -176,6 +176,10 @@ class Worker:
             if not self.lanes.may_claim(index, woken):
                 woken = await _wait(wakeup, self.poll_interval)
                 continue
+            delay = self.lanes.claim_delay(index)
+            if delay:  # a trickle gathers while the window fills (app/sync/lanes.py)
+                await _wait(self._stop_requested, delay)
+                continue
             self.lanes.busy.add(index)
             try:
                 counts = await self._run_batch(lane, self.batch_size)
@@ -206,7 +210,7 @@ class Worker:
     async def _run_batch(self, lane: str, limit: int) -> ProcessCounts:
         jobs = await self.queue.claim(lane, limit, self.lease_seconds)
         full = len(jobs) >= self.batch_size
-        self.lanes.after_claim(full)
+        self.lanes.after_claim(len(jobs), full)
         if full:
             self.wake()  # more may be waiting: the lanes allowed to join look now
         if not jobs:

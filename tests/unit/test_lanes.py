@@ -5,22 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.settings import Settings
-from app.sync.lanes import START_LANES, TRICKLE_SHARE, LaneControl
+from app.sync.lanes import PACE_SHARE, START_LANES, TRICKLE_SHARE, LaneControl
 
 
 @dataclass
 class FakeBudget:
     waiting: int = 0
     used_share: float = 0.0
+    request_interval: float = 0.1  # HubSpot's 100 per 10 s
 
 
 def test_a_backlog_with_room_in_the_limit_brings_in_one_more_lane_per_claim() -> None:
     control = LaneControl(16, FakeBudget(waiting=0))
     assert control.target == START_LANES
     for expected in range(START_LANES + 1, 17):
-        control.after_claim(full=True)
+        control.after_claim(claimed=100, full=True)
         assert control.target == expected
-    control.after_claim(full=True)
+    control.after_claim(claimed=100, full=True)
     assert control.target == 16  # never above the configured maximum
 
 
@@ -28,23 +29,23 @@ def test_requests_queued_at_the_limiter_mean_one_lane_fewer_is_enough() -> None:
     budget = FakeBudget(waiting=3)
     control = LaneControl(16, budget)
     for _ in range(10):
-        control.after_claim(full=True)
+        control.after_claim(claimed=100, full=True)
     assert control.target == 1
     budget.waiting = 1  # one queued request: the limit is filled, nothing to change
-    control.after_claim(full=True)
+    control.after_claim(claimed=100, full=True)
     assert control.target == 1
 
 
 def test_a_partial_claim_changes_nothing_but_ends_the_backlog() -> None:
     control = LaneControl(16, FakeBudget(waiting=0))
-    control.after_claim(full=True)
-    control.after_claim(full=False)
+    control.after_claim(claimed=100, full=True)
+    control.after_claim(claimed=3, full=False)
     assert (control.target, control.backlog) == (START_LANES + 1, False)
 
 
 def test_lanes_join_in_order_within_the_target_while_a_backlog_lasts() -> None:
     control = LaneControl(16, FakeBudget(waiting=5))
-    control.after_claim(full=True)  # target 3
+    control.after_claim(claimed=100, full=True)  # target 3
     assert control.may_claim(0, woken=False)
     assert not control.may_claim(1, woken=False)  # lane 0 is not busy: it takes the work
     control.busy.update({0, 1})
@@ -62,11 +63,45 @@ def test_a_trickle_gets_a_second_lane_only_with_budget_to_spare() -> None:
     assert not control.may_claim(1, woken=True)  # a quarter of the window spent: lane 0 gathers
 
 
+def test_past_half_the_window_lane_0_spaces_its_claims_by_the_room_left() -> None:
+    budget = FakeBudget(used_share=0.2)
+    control = LaneControl(16, budget)
+    control.after_claim(claimed=1, full=False)
+    assert control.claim_delay(0) == 0  # most of the window free: take jobs as they come
+    budget.used_share = PACE_SHARE
+    # Two requests (a read and a write) per claim, spread over the free half: 2 x 0.1 / 0.5.
+    assert 0.35 < control.claim_delay(0) <= 0.4
+    budget.used_share = 0.75
+    assert 0.75 < control.claim_delay(0) <= 0.8
+    budget.used_share = 1.0
+    assert 0.9 < control.claim_delay(0) <= 1.0  # at most a tenth of the window
+    assert control.claim_delay(1) == 0  # other lanes join only a backlog or a quiet trickle
+
+
+def test_the_spacing_counts_from_the_latest_claim_that_took_work() -> None:
+    budget = FakeBudget(used_share=0.5)
+    control = LaneControl(16, budget)
+    assert control.claim_delay(0) == 0  # nothing claimed yet
+    control.after_claim(claimed=3, full=False)
+    spaced = control.claim_delay(0)
+    control.after_claim(claimed=0, full=False)  # an empty claim spent no request
+    assert control.claim_delay(0) <= spaced
+    control.last_claim -= 1.0  # the spacing has passed
+    assert control.claim_delay(0) == 0
+
+
+def test_a_backlog_is_never_paced() -> None:
+    control = LaneControl(16, FakeBudget(used_share=0.9))
+    control.after_claim(claimed=100, full=True)
+    assert control.claim_delay(0) == 0
+    assert LaneControl(16, None).claim_delay(0) == 0  # no budget to read
+
+
 def test_without_a_budget_every_lane_joins_a_backlog_and_none_a_trickle() -> None:
     control = LaneControl(3, None)
     control.busy.update({0, 1})
     assert not control.may_claim(1, woken=True)
-    control.after_claim(full=True)
+    control.after_claim(claimed=100, full=True)
     assert control.may_claim(2, woken=False)
     assert control.target == 3
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app.hubspot.client import HubSpotClient
 from app.hubspot.models import BatchResult, UpdateInput, UpsertInput
 from app.hubspot.properties import ensure_properties
-from app.hubspot.ratelimit import LocalRateLimiter
+from app.hubspot.ratelimit import SEARCH_BUCKET, LocalRateLimiter
 from app.sandbox.config import SandboxConfig
 from app.sandbox.sandbox import Sandbox
 from app.sandbox.store import ALL
@@ -176,6 +176,7 @@ async def sync_env(db: Database, config: SandboxConfig | None = None) -> AsyncIt
             base_url=SANDBOX_BASE_URL,
             access_token=Secret(TEST_TOKEN),
             limiter=LocalRateLimiter(config.rate_limit),
+            search_limiter=LocalRateLimiter(config.search_rate_limit, bucket=SEARCH_BUCKET),
             transport=running.client._transport,
         )
         async with client:

@@ -160,6 +160,11 @@ class HubSpotClient:
         """The general bucket's limiter (the worker sizes its lanes by it)."""
         return self._limiter
 
+    @property
+    def search_limiter(self) -> RateLimiter:
+        """The search bucket's limiter."""
+        return self._search_limiter
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -316,12 +321,16 @@ class HubSpotClient:
         companies = [HubSpotCompany.from_json(raw) for raw in data.get("results") or []]
         return CompanyPage(companies, _next_after(data))
 
-    def with_limiter(self, limiter: RateLimiter) -> HubSpotClient:
+    def with_limiter(
+        self, limiter: RateLimiter, search_limiter: RateLimiter | None = None
+    ) -> HubSpotClient:
         """This client over the same connection pool, its general calls paced by `limiter`
-        (e.g. one capped to a share of the window). Closing it closes the shared pool:
-        close only the original."""
+        and its searches by `search_limiter` (unchanged if None), e.g. limiters capped to a
+        share of the window. Closing it closes the shared pool: close only the original."""
         twin = copy.copy(self)
         twin._limiter = limiter
+        if search_limiter is not None:
+            twin._search_limiter = search_limiter
         return twin
 
     async def search_companies(

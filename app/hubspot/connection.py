@@ -91,9 +91,8 @@ async def open_hubspot(
             if before_bootstrap is not None:
                 await before_bootstrap(client)
             async with _bootstrapped(client) as properties:
-                yield HubSpotConnection(
-                    client, None, properties, _capped(client, limiter, settings)
-                )
+                capped = share_capped_client(client, limiter, search_limiter, settings)
+                yield HubSpotConnection(client, None, properties, capped)
         return
     sandbox = sandbox_app.state.sandbox
     if webhook_receiver is not None:
@@ -114,18 +113,22 @@ async def open_hubspot(
             if before_bootstrap is not None:
                 await before_bootstrap(client)
             async with _bootstrapped(client) as properties:
-                yield HubSpotConnection(
-                    client, sandbox_app, properties, _capped(client, limiter, settings)
-                )
+                capped = share_capped_client(client, limiter, search_limiter, settings)
+                yield HubSpotConnection(client, sandbox_app, properties, capped)
 
 
-def _capped(
-    client: HubSpotClient, limiter: LocalRateLimiter | PostgresRateLimiter, settings: Settings
+def share_capped_client(
+    client: HubSpotClient,
+    limiter: LocalRateLimiter | PostgresRateLimiter,
+    search_limiter: LocalRateLimiter | PostgresRateLimiter,
+    settings: Settings,
 ) -> HubSpotClient:
-    share = ShareCappedLimiter(
-        limiter, settings.reconcile_rate_share, settings.hubspot_rate_limit.requests
+    """The client the reconciliation uses: its calls, searches too, within its share."""
+    share = settings.reconcile_rate_share
+    return client.with_limiter(
+        ShareCappedLimiter(limiter, share, settings.hubspot_rate_limit.requests),
+        ShareCappedLimiter(search_limiter, share, settings.hubspot_search_rate_limit.requests),
     )
-    return client.with_limiter(share)
 
 
 @asynccontextmanager

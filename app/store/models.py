@@ -233,8 +233,9 @@ class ReconciliationRun(Base):
     """One reconciliation: when, mode, counts and report. `fire_key` makes each scheduled
     fire time run exactly once across replicas; the partial unique index on `status` makes
     at most one run *running* at a time. `phase` with `hubspot_after` (HubSpot's paging
-    cursor) and `warp_after` (WARP's keyset position) is the checkpoint a takeover resumes
-    from; `lease_until` says when a silent owner counts as dead."""
+    cursor), `hubspot_scan` (the search from the top) and `warp_after` (WARP's keyset
+    position) is the checkpoint a takeover resumes from; `lease_until` says when a silent
+    owner counts as dead."""
 
     __tablename__ = "hubspot_reconciliation_runs"
 
@@ -250,6 +251,9 @@ class ReconciliationRun(Base):
     # 'hubspot' (listing companies) -> 'warp' (customers HubSpot lacks) -> 'done'
     phase: Mapped[str] = mapped_column(String(16), server_default="hubspot")
     hubspot_after: Mapped[str | None] = mapped_column(String(256))
+    # The search from the highest id down, and where the two streams stand against each
+    # other (app/sync/reconcile/scan.py).
+    hubspot_scan: Mapped[dict[str, Any] | None] = mapped_column(Json)
     warp_after: Mapped[str | None] = mapped_column(String(64))
     hubspot_calls: Mapped[int] = mapped_column(Integer, server_default="0")
     jobs_created: Mapped[int] = mapped_column(Integer, server_default="0")

@@ -55,6 +55,7 @@ class RunRecord:
     hubspot_calls: int
     jobs_created: int
     resumed: int
+    hubspot_scan: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     fire_key: str | None = None
@@ -73,6 +74,7 @@ class RunRecord:
             claimed_by=row["claimed_by"],
             lease_until=maybe_utc(row["lease_until"]),
             hubspot_after=row["hubspot_after"],
+            hubspot_scan=dict(row["hubspot_scan"] or {}),
             warp_after=row["warp_after"],
             hubspot_calls=row["hubspot_calls"],
             jobs_created=row["jobs_created"],
@@ -113,6 +115,7 @@ class Checkpoint:
     counts: Mapping[str, int]
     hubspot_calls: int
     jobs_created: int
+    hubspot_scan: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -233,6 +236,7 @@ async def save_checkpoint(
         .values(
             phase=checkpoint.phase,
             hubspot_after=checkpoint.hubspot_after,
+            hubspot_scan=dict(checkpoint.hubspot_scan) or None,
             warp_after=checkpoint.warp_after,
             counts=dict(checkpoint.counts),
             hubspot_calls=checkpoint.hubspot_calls,

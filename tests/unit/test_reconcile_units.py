@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from app.hubspot.ratelimit import LocalRateLimiter
+from app.hubspot.client import HubSpotClient
+from app.hubspot.connection import share_capped_client
+from app.hubspot.ratelimit import SEARCH_BUCKET, LocalRateLimiter
 from app.hubspot.ratelimit_share import ShareCappedLimiter
 from app.settings import RateLimit, Settings, SettingsError
 from app.sync.reconcile.report import CSV_COLUMNS, csv_rows
@@ -107,3 +109,20 @@ def test_csv_has_a_row_per_drifting_field() -> None:
     )
     assert rows[1][CSV_COLUMNS.index("hubspot_value")] == ""
     assert rows[2][CSV_COLUMNS.index("category")] == "orphan"
+
+
+def test_the_reconciliation_client_searches_within_its_share_too() -> None:
+    settings = Settings.from_env(
+        {"HUBSYNC_RECONCILE_RATE_SHARE": "50%", "HUBSYNC_DATABASE_URL": "sqlite+aiosqlite://"},
+        env_file=None,
+    )
+    limiter = LocalRateLimiter(settings.hubspot_rate_limit)
+    search = LocalRateLimiter(settings.hubspot_search_rate_limit, bucket=SEARCH_BUCKET)
+    client = HubSpotClient(
+        base_url="https://api.hubapi.com", access_token=None, limiter=limiter, search_limiter=search
+    )
+    capped = share_capped_client(client, limiter, search, settings)
+    assert isinstance(capped.limiter, ShareCappedLimiter)
+    assert isinstance(capped.search_limiter, ShareCappedLimiter)
+    assert (capped.limiter.ceiling, capped.search_limiter.ceiling) == (50, 2)  # of 100/10 s, 5/s
+    assert client.search_limiter is search  # live traffic keeps the whole budget

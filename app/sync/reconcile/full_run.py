@@ -3,8 +3,10 @@ page with flat memory, from a checkpoint.
 
 Two passes, each a stream:
 
-1. **HubSpot** (`phase = 'hubspot'`): the list API, 100 companies a page, only the synced
-   properties plus `warp_ban` and `hs_lastmodifieddate`. Each company is paired by its link,
+1. **HubSpot** (`phase = 'hubspot'`): the list API from the lowest id up, 100 companies a
+   page, and a search by `hs_object_id` from the highest id down, 200 a page, meeting in
+   between (`scan.py`), only the synced properties plus `warp_ban` and
+   `hs_lastmodifieddate`. Each company is paired by its link,
    else by `warp_ban`, with its customer (read from WARP for that page only) and judged
    (`categories`). The customers met are written to `hubspot_reconciliation_pairs`, which is
    how a second company for one customer shows up as a duplicate.
@@ -12,7 +14,8 @@ Two passes, each a stream:
    missing in HubSpot, or hold a link to a company that is archived or merged (repair).
 
 Each page ends in one transaction holding its items, its pairs, the queue jobs `fix` made
-for it and the checkpoint (HubSpot's paging cursor, WARP's keyset position), so a run taken
+for it and the checkpoint (HubSpot's paging cursor and the search's position, WARP's keyset
+position), so a run taken
 over after its process died resumes at the next page and its report is the one an
 uninterrupted run would have written. `dry_run` writes only the run's own report.
 """
@@ -20,16 +23,19 @@ uninterrupted run would have written. `dry_run` writes only the run's own report
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.hubspot.client import SEARCH_LIMIT
 from app.hubspot.errors import HubSpotError, HubSpotRetryableError
-from app.hubspot.models import BatchResult, CompanyPage, HubSpotCompany
+from app.hubspot.models import BatchResult, CompanyPage, HubSpotCompany, SearchPage
 from app.store import reconciliation as runs
 from app.store import reconciliation_pairs as pairs
 from app.store import sync_state
@@ -39,8 +45,10 @@ from app.store.sync_config import load_rules
 from app.sync.jobs import EntityType, JobDirection, JobSource
 from app.sync.pairs import LAST_MODIFIED
 from app.sync.reconcile import categories as judge
+from app.sync.reconcile.catchup import SearchHubSpot
 from app.sync.reconcile.categories import REPORTED, Category, Finding
 from app.sync.reconcile.company_page import MERGED_IDS, PageFacts, company_ban, merged_ids
+from app.sync.reconcile.scan import Scan
 from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
 from app.warp.connector import WarpConnector
 
@@ -51,10 +59,17 @@ MODES = (DRY_RUN, FIX)
 JOB_PRIORITY = 8  # behind live work (1 = most urgent, 5 = the API's default)
 PAGE_ATTEMPTS = 6
 YIELD_EVERY = 10  # companies judged between two turns of the event loop
+# The search from the top joins once the list has read this many pages: a smaller portal is
+# read by the list alone (and only a long pass is worth a second stream).
+TOP_AFTER_LIST_PAGES = 10
+# How far HubSpot's search index lags writes ("a few moments"; the sandbox: 2 s): the search
+# above the first page waits until this long after that page was asked for.
+INDEX_LAG_SECONDS = 5.0
 
 
-class ReconcileHubSpot(Protocol):
-    """What the full run needs from HubSpot (the client, capped to the run's share)."""
+class ReconcileHubSpot(SearchHubSpot, Protocol):
+    """What the full run needs from HubSpot (the client, capped to the run's share): the
+    list, batch reads and (from the top, `scan.py`) search."""
 
     async def list_companies_page(
         self, properties: Sequence[str], after: str | None = None
@@ -82,6 +97,7 @@ class _State:
     phase: str
     hubspot_after: str | None
     warp_after: str | None
+    scan: Scan = field(default_factory=Scan)
     counts: Counter[str] = field(default_factory=Counter)
     hubspot_calls: int = 0
     jobs_created: int = 0
@@ -93,10 +109,22 @@ class _State:
             run.phase,
             run.hubspot_after,
             run.warp_after,
+            Scan.from_json(run.hubspot_scan),
             Counter(run.counts),
             run.hubspot_calls,
             run.jobs_created,
         )
+
+
+@dataclass(frozen=True)
+class _Page:
+    """A page of companies from one of the two streams (`scan.py`); `last`: the stream's
+    end; `after`: the list's cursor past it."""
+
+    from_top: bool
+    companies: list[HubSpotCompany]
+    last: bool
+    after: str | None = None
 
 
 class FullRun:
@@ -122,6 +150,10 @@ class FullRun:
         self.warp_page_size = warp_page_size
         self.on_progress = on_progress
         self.after_commit = after_commit
+        # The HubSpot pass's pipeline: the page committing now, and the customers it claims.
+        self._committing: asyncio.Task[None] | None = None
+        self._uncommitted: dict[str, str] = {}
+        self._top_began: float | None = None  # when this process first searched from the top
 
     async def execute(self, run: RunRecord) -> RunRecord | None:
         """Carry `run` (ours: just started or taken over) to its end from its checkpoint.
@@ -171,50 +203,147 @@ class FullRun:
         properties = list(
             dict.fromkeys([*properties, IDENTITY_HUBSPOT_PROPERTY, LAST_MODIFIED, MERGED_IDS])
         )
-
-        def fetch(after: str | None) -> asyncio.Task[CompanyPage]:
-            return asyncio.create_task(
-                self._with_retries(lambda: self.hubspot.list_companies_page(properties, after))
-            )
-
-        # The next page is asked for while this one is judged, and a page's transaction
-        # commits while the next is judged: HubSpot's pace, our work and the database's
-        # overlap instead of adding up. Only a committed page moves the checkpoint, and
-        # pages commit in order.
-        upcoming = fetch(state.hubspot_after)
-        committing: asyncio.Task[None] | None = None
-        uncommitted: dict[str, str] = {}  # the customers the committing page claims
+        # Both streams read ahead into a short queue while pages are judged one at a time, in
+        # the order they came, and a page's transaction commits while the next is judged:
+        # HubSpot's pace, our work and the database's overlap instead of adding up. Only a
+        # committed page moves the checkpoint, and pages commit in order.
+        pages: asyncio.Queue[_Page | BaseException] = asyncio.Queue(maxsize=4)
+        list_far = asyncio.Event()  # the list is long enough to read from the top too
+        if state.scan.top_low is not None:
+            list_far.set()
+        streams = []
+        if not state.scan.list_done:
+            streams.append(self._list_stream(properties, state.hubspot_after, pages, list_far))
+        if not state.scan.top_done:
+            streams.append(self._top_stream(properties, state.scan.top_low, pages, list_far))
+        readers = [asyncio.create_task(stream) for stream in streams]
+        scan = Scan(**state.scan.to_json())  # as judged so far (committed or committing)
+        list_after = state.hubspot_after
+        self._committing = None
+        self._uncommitted = {}
+        self._top_began = None
         try:
-            while True:
-                page = await upcoming
-                done = page.after is None
-                if not done:
-                    upcoming = fetch(page.after)
-                findings, claimed = await self._judge_companies(
-                    run.id, page.companies, rules, uncommitted
+            while not scan.met:
+                page = await pages.get()
+                if isinstance(page, BaseException):
+                    raise page
+                ids = [int(c.id) for c in page.companies]
+                if page.from_top:
+                    judged = scan.take_top_page(ids, page.last)
+                else:
+                    judged = scan.take_list_page(ids, page.last)
+                    list_after = page.after
+                await self._judge_and_commit(
+                    run, state, rules, page.companies, judged, scan=scan, list_after=list_after
                 )
-                if committing is not None:
-                    await committing
-                committing = asyncio.create_task(
-                    self._commit(
-                        run,
-                        state,
-                        findings,
-                        claimed,
-                        phase="warp" if done else "hubspot",
-                        hubspot_after=page.after,
-                        warp_after=None,
-                        calls=1,
-                    )
+            for reader in readers:
+                reader.cancel()
+            if not scan.done and self._top_began is not None:
+                lag = self._top_began + INDEX_LAG_SECONDS - asyncio.get_running_loop().time()
+                await asyncio.sleep(max(0.0, lag))
+            while not scan.done:
+                tail = await self._search(properties, "GT", scan.top_high, "ASCENDING")
+                ids = [int(c.id) for c in tail.companies]
+                judged = scan.take_tail_page(ids, len(ids) < SEARCH_LIMIT)
+                await self._judge_and_commit(
+                    run, state, rules, tail.companies, judged, scan=scan, list_after=list_after
                 )
-                uncommitted = claimed
-                if done:
-                    await committing
-                    return
+            if self._committing is not None:
+                await self._committing
         finally:
-            upcoming.cancel()
-            if committing is not None and not committing.done():
-                committing.cancel()
+            for reader in readers:
+                reader.cancel()
+            if self._committing is not None and not self._committing.done():
+                self._committing.cancel()
+
+    async def _judge_and_commit(
+        self,
+        run: RunRecord,
+        state: _State,
+        rules: list[FieldRule],
+        companies: list[HubSpotCompany],
+        judged: set[int],
+        *,
+        scan: Scan,
+        list_after: str | None,
+    ) -> None:
+        """Judge a page's `judged` companies and start its commit once the page before it
+        has committed (`scan`, `list_after`: where HubSpot's streams stand after it)."""
+        chosen = [c for c in companies if int(c.id) in judged]
+        findings, claimed = await self._judge_companies(run.id, chosen, rules, self._uncommitted)
+        if self._committing is not None:
+            await self._committing
+        self._committing = asyncio.create_task(
+            self._commit(
+                run,
+                state,
+                findings,
+                claimed,
+                phase="warp" if scan.done else "hubspot",
+                hubspot_after=list_after,
+                warp_after=None,
+                calls=1,
+                scan=Scan(**scan.to_json()),
+            )
+        )
+        self._uncommitted = claimed
+
+    async def _list_stream(
+        self,
+        properties: list[str],
+        after: str | None,
+        pages: asyncio.Queue[_Page | BaseException],
+        far: asyncio.Event,
+    ) -> None:
+        """The list API's pages from cursor `after` to the end, into `pages`; sets `far`
+        after `TOP_AFTER_LIST_PAGES` of them."""
+        try:
+            for number in itertools.count(1):
+                page: CompanyPage = await self._with_retries(
+                    partial(self.hubspot.list_companies_page, properties, after)
+                )
+                after = page.after
+                await pages.put(_Page(False, page.companies, last=after is None, after=after))
+                if after is None:
+                    return
+                if number >= TOP_AFTER_LIST_PAGES:
+                    far.set()
+        except Exception as exc:  # noqa: BLE001 -- the judging loop raises it
+            await pages.put(exc)
+
+    async def _top_stream(
+        self,
+        properties: list[str],
+        below: int | None,
+        pages: asyncio.Queue[_Page | BaseException],
+        far: asyncio.Event,
+    ) -> None:
+        """Search pages from the highest id down (below `below`), into `pages`, once `far`
+        is set: keyset by `hs_object_id`, so the search's 10,000-result cap never applies."""
+        try:
+            await far.wait()
+            self._top_began = asyncio.get_running_loop().time()
+            while True:
+                found = await self._search(properties, "LT", below, "DESCENDING")
+                last = len(found.companies) < SEARCH_LIMIT
+                await pages.put(_Page(True, found.companies, last=last))
+                if last:
+                    return
+                below = min(int(c.id) for c in found.companies)
+        except Exception as exc:  # noqa: BLE001 -- the judging loop raises it
+            await pages.put(exc)
+
+    async def _search(
+        self, properties: list[str], operator: str, bound: int | None, direction: str
+    ) -> SearchPage:
+        """One keyset page of companies by `hs_object_id` (`operator` `bound`, if any)."""
+        filters = [{"propertyName": "hs_object_id", "operator": operator, "value": str(bound)}]
+        groups = [{"filters": filters}] if bound is not None else []
+        sorts = [{"propertyName": "hs_object_id", "direction": direction}]
+        page: SearchPage = await self._with_retries(
+            partial(self.hubspot.search_companies, groups, properties, sorts, SEARCH_LIMIT)
+        )
+        return page
 
     async def _judge_companies(
         self,
@@ -331,9 +460,12 @@ class FullRun:
         hubspot_after: str | None,
         warp_after: str | None,
         calls: int = 0,
+        scan: Scan | None = None,
     ) -> None:
         """Record a page: its items, pairs and jobs with the checkpoint after it (`calls`:
-        HubSpot calls the page cost that `state` does not count yet)."""
+        HubSpot calls the page cost that `state` does not count yet; `scan`: where HubSpot's
+        two streams stand after it, unchanged if None)."""
+        scan = scan or state.scan
         counts = state.counts + Counter(str(f.category) for f in findings)
         for finding in findings:  # Counter addition drops zeros; keep every category seen
             counts.setdefault(str(finding.category), 0)
@@ -362,6 +494,7 @@ class FullRun:
                 counts=dict(counts),
                 hubspot_calls=state.hubspot_calls + calls,
                 jobs_created=state.jobs_created + len(jobs),
+                hubspot_scan=scan.to_json(),
             )
             await runs.save_checkpoint(
                 connection, run.id, self.owner, checkpoint, self.lease_seconds
@@ -370,6 +503,7 @@ class FullRun:
         state.hubspot_calls += calls
         state.jobs_created += len(jobs)
         state.phase, state.hubspot_after, state.warp_after = phase, hubspot_after, warp_after
+        state.scan = scan
         state.pages += 1
         if jobs and self.after_commit is not None:
             self.after_commit()

@@ -15,15 +15,15 @@ from datetime import timedelta
 from typing import Protocol
 
 from app.context import AppContext
-from app.sync.reconcile.catchup import CatchUp, SearchHubSpot
+from app.sync.reconcile.catchup import CatchUp
 from app.sync.reconcile.full_run import ReconcileHubSpot
 from app.sync.reconcile.schedule import schedule_reconciliation
 from app.sync.reconcile.service import Reconciler
 from app.sync.runtime import wake_worker
 
 
-class ReconcileClient(ReconcileHubSpot, SearchHubSpot, Protocol):
-    """The HubSpot client as both the full run and the catch-up see it."""
+class ReconcileClient(ReconcileHubSpot, Protocol):
+    """The HubSpot client as both the full run and the catch-up (its search) see it."""
 
 
 async def start_reconciliation(context: AppContext, client: ReconcileClient) -> Reconciler:

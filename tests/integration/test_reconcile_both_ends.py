@@ -1,0 +1,57 @@
+"""The full run reads HubSpot from both ends (app/sync/reconcile/scan.py) once the portal is
+big enough: the list from the lowest id up, a search from the highest down. Every company is
+judged exactly once, wherever it sits, and companies the search's index did not show yet
+are read at the end."""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.sandbox.config import SandboxConfig
+from app.sandbox.sandbox import Sandbox
+from app.settings import RateLimit
+from app.sync.reconcile.full_run import TOP_AFTER_LIST_PAGES
+from tests.conftest import Database
+from tests.reconcile_support import items, reconcile
+from tests.syncenv import SyncEnv, sync_env
+
+CRM_USER = Sandbox.user_source(7)
+UNMANAGED = 100 * (TOP_AFTER_LIST_PAGES + 8)  # companies without a warp_ban: 18 list pages
+
+
+def seed_portal(env: SyncEnv) -> list[str]:
+    """Orphans (a warp_ban no customer has) at the bottom, the middle and the top of the
+    ids, between companies hubsync does not manage. Their ids, in that order."""
+    orphans = []
+    for n in range(UNMANAGED):
+        if n in (0, UNMANAGED // 2, UNMANAGED - 1):
+            ghost = {"name": f"Ghost {n}", "warp_ban": f"ZT-GHOST-{n}"}
+            orphans.append(env.sandbox.companies.create(ghost, CRM_USER).id)
+        env.sandbox.companies.create({"name": f"Prospect {n}"}, CRM_USER)
+    return orphans
+
+
+async def test_a_big_portal_is_read_from_both_ends_each_company_once(db: Database) -> None:
+    async with sync_env(db) as env:
+        orphans = seed_portal(env)
+        run = await reconcile(env)
+        assert run.counts == {"orphan": 3, "unmanaged": UNMANAGED}
+        found = [item["hubspot_company_id"] for item in await items(env, run, "orphan")]
+        assert sorted(found) == sorted(orphans)
+        # The list alone would have taken 19 pages; the search read from the top meanwhile.
+        searches = [r for r in env.sandbox.request_log if r.search]
+        assert searches
+        assert run.hubspot_calls < 19
+
+
+async def test_companies_the_index_did_not_show_yet_are_read_at_the_end(db: Database) -> None:
+    config = SandboxConfig(rate_limit=RateLimit(1000, 1.0), search_index_delay_seconds=1.0)
+    async with sync_env(db, config) as env:
+        orphans = seed_portal(env)
+        await asyncio.sleep(1.1)  # the index shows them
+        # Made just now: the search's index does not show it for another second.
+        late = env.sandbox.companies.create({"name": "Late", "warp_ban": "ZT-LATE"}, CRM_USER)
+        run = await reconcile(env)
+        assert run.counts == {"orphan": 4, "unmanaged": UNMANAGED}
+        found = [item["hubspot_company_id"] for item in await items(env, run, "orphan")]
+        assert sorted(found) == sorted([*orphans, late.id])

@@ -4,12 +4,20 @@ HubSpot ORs filter groups and ANDs the filters inside each; it compares by prope
 (numbers numerically, datetimes as instants, text case-insensitively), pages with an offset
 cursor, and refuses to page past 10,000 results. It takes at most 5 groups of at most 6
 filters, 18 filters in all, and a `limit` from 1 to 200.
+
+A keyset paging through every company (`hs_object_id` LT the last id, sorted by id) is
+answered from the store's sorted ids, in milliseconds at 100,000 companies where the scan of
+every company takes ~200 ms; it answers exactly what the scan would.
 """
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
+import itertools
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -26,6 +34,8 @@ MAX_FILTERS_PER_GROUP = 6
 MAX_FILTERS = 18
 _QUERY_PROPERTIES = ("name", "domain", "website", "phone")
 
+Predicate = Callable[[Company], bool]
+
 
 def run_search(
     store: CompanyStore,
@@ -35,7 +45,33 @@ def run_search(
     null_for_unset: bool = False,
     index_delay_ms: int = 0,
 ) -> JsonDict:
-    """Answer a search; with `index_delay_ms`, as of that long ago (HubSpot's index lag)."""
+    """Answer a search; with `index_delay_ms`, as of that long ago (HubSpot's index lag).
+    A search by record id alone takes the fast path, any other reads every company."""
+    request = parse_search(store.registry, body, cap=cap)
+    as_of_ms = now_ms() - index_delay_ms if index_delay_ms > 0 else None
+    answer = search_by_id_range(store, request, null_for_unset=null_for_unset, as_of_ms=as_of_ms)
+    if answer is None:
+        answer = scan_search(store, request, null_for_unset=null_for_unset, as_of_ms=as_of_ms)
+    return answer
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A search body past every check made before a company is read (sorts are checked
+    when sorting); `groups` are the filter groups as sent, `predicates` the same compiled."""
+
+    limit: int
+    offset: int
+    cap: int
+    groups: list[Any]
+    predicates: list[list[Predicate]]
+    query: str | None
+    properties: list[str] | None
+    sorts: object
+
+
+def parse_search(registry: PropertyRegistry, body: object, *, cap: int) -> SearchRequest:
+    """Check a search body, refusing its first fault with a 400: one order for both paths."""
     body = object_body(body)
     limit = int_value(body.get("limit"), "limit", 10)
     if not 1 <= limit <= MAX_LIMIT:
@@ -54,37 +90,168 @@ def run_search(
         groups = []
     if not isinstance(groups, list) or len(groups) > MAX_GROUPS:
         raise bad_request(f"At most {MAX_GROUPS} filterGroups are allowed")
-    predicates = [_group(store.registry, group) for group in groups]
+    predicates = [_group(registry, group) for group in groups]
     count = sum(len(group) for group in predicates)
     if count > MAX_FILTERS:
         raise bad_request(
             f"A search takes at most {MAX_FILTERS} filters in all, got {count}",
             filters=[str(count)],
         )
-    query = optional_string(body, "query")
-    properties = string_list(body, "properties")
+    return SearchRequest(
+        limit=limit,
+        offset=offset,
+        cap=cap,
+        groups=groups,
+        predicates=predicates,
+        query=optional_string(body, "query"),
+        properties=string_list(body, "properties"),
+        sorts=body.get("sorts") if body.get("sorts") is not None else [],
+    )
+
+
+def scan_search(
+    store: CompanyStore,
+    request: SearchRequest,
+    *,
+    null_for_unset: bool = False,
+    as_of_ms: int | None = None,
+) -> JsonDict:
+    """Any search: every company not archived (as of `as_of_ms`, when given) through the
+    filters, then all the matches sorted."""
     indexed = store.active()
-    if index_delay_ms > 0:
-        moment = now_ms() - index_delay_ms
-        indexed = (view for c in store.active() if (view := c.as_of(moment)) is not None)
+    if as_of_ms is not None:
+        indexed = (view for c in store.active() if (view := c.as_of(as_of_ms)) is not None)
+    predicates = request.predicates
     matches = [
         company
         for company in indexed
         if (not predicates or any(all(p(company) for p in group) for group in predicates))
-        and _matches_query(company, query)
+        and _matches_query(company, request.query)
     ]
-    _sort(store.registry, matches, body.get("sorts") if body.get("sorts") is not None else [])
-    page = matches[offset : min(offset + limit, cap)]
+    _sort(store.registry, matches, request.sorts)
+    page = matches[request.offset : min(request.offset + request.limit, request.cap)]
+    return _answer(request, page, len(matches), null_for_unset)
+
+
+def search_by_id_range(
+    store: CompanyStore,
+    request: SearchRequest,
+    *,
+    null_for_unset: bool = False,
+    as_of_ms: int | None = None,
+) -> JsonDict | None:
+    """`scan_search`'s answer to a search by record id alone, or None for any other search.
+
+    A keyset paging through every company (`hs_object_id` LT the last id seen, sorted by
+    `hs_object_id`) would otherwise read all 100,000 companies for each page of 200. Here
+    the range comes from bisecting the store's sorted ids, the total from subtracting the
+    companies the index does not show yet (created after `as_of_ms`), and only the page,
+    with the offset before it, is read and seen as of `as_of_ms`.
+    """
+    bounds = _id_bounds(request.groups)
+    descending = _id_order(request.sorts)
+    if request.query or bounds is None or descending is None:
+        return None
+    ids = store.live_ids()
+    low, high = _positions(ids, bounds)
+    hidden = 0
+    if as_of_ms is not None and low < high:
+        recent = store.live_created_after(as_of_ms)
+        hidden = sum(1 for company_id in recent if ids[low] <= company_id <= ids[high - 1])
+    positions = range(high - 1, low - 1, -1) if descending else range(low, high)
+    visible = (
+        view
+        for position in positions
+        if (view := _seen(store.by_id(ids[position]), as_of_ms)) is not None
+    )
+    stop = min(request.offset + request.limit, request.cap)
+    page = list(itertools.islice(visible, request.offset, stop))
+    return _answer(request, page, high - low - hidden, null_for_unset)
+
+
+def _answer(
+    request: SearchRequest, page: list[Company], total: int, null_for_unset: bool
+) -> JsonDict:
+    """HubSpot's answer: the page, the total, and the offset cursor when more follow."""
     result: JsonDict = {
-        "total": len(matches),
-        "results": [company.to_json(properties, null_for_unset=null_for_unset) for company in page],
+        "total": total,
+        "results": [
+            company.to_json(request.properties, null_for_unset=null_for_unset) for company in page
+        ],
     }
-    if offset + limit < len(matches):
-        result["paging"] = {"next": {"after": str(offset + limit)}}
+    if request.offset + request.limit < total:
+        result["paging"] = {"next": {"after": str(request.offset + request.limit)}}
     return result
 
 
-Predicate = Callable[[Company], bool]
+# -- the range of a search by id --------------------------------------------------------
+
+_ID = "hs_object_id"
+_ID_OPERATORS = ("EQ", "GT", "GTE", "LT", "LTE")
+
+
+def _id_bounds(groups: list[Any]) -> list[tuple[str, Decimal]] | None:
+    """The (operator, value) filters of a search by id alone: at most one group, each of
+    its filters a comparison of `hs_object_id` with a finite number (NaN and infinities
+    keep the scan, whose comparisons decide what they mean). None for any other filters.
+    The values were checked by `parse_search`, so they parse."""
+    if len(groups) > 1:
+        return None
+    filters = groups[0].get("filters", []) if groups else []
+    bounds = []
+    for spec in filters:
+        if str(spec["propertyName"]) != _ID or str(spec["operator"]) not in _ID_OPERATORS:
+            return None
+        value = Decimal(str(spec.get("value")))
+        if not value.is_finite():
+            return None
+        bounds.append((str(spec["operator"]), value))
+    return bounds
+
+
+def _id_order(sorts: object) -> bool | None:
+    """Whether a search by id goes DESCENDING (no sort is id order, ascending); None when
+    it sorts by another property or the sort is malformed (the scan refuses it)."""
+    if not isinstance(sorts, list) or len(sorts) > 1:
+        return None
+    if not sorts:
+        return False
+    spec = _sort_spec(sorts[0])
+    return spec[1] if spec is not None and spec[0] == _ID else None
+
+
+def _positions(ids: list[int], bounds: list[tuple[str, Decimal]]) -> tuple[int, int]:
+    """The slice `ids[low:high]` of the ids every bound admits (empty: low == high)."""
+    low, high = 0, len(ids)
+    for operator, value in bounds:
+        first_from, first_past = _bisect(ids, value)
+        admitted = {
+            "EQ": (first_from, first_past),
+            "GT": (first_past, len(ids)),
+            "GTE": (first_from, len(ids)),
+            "LT": (0, first_from),
+            "LTE": (0, first_past),
+        }[operator]
+        low, high = max(low, admitted[0]), min(high, admitted[1])
+    return low, max(low, high)
+
+
+def _bisect(ids: list[int], value: Decimal) -> tuple[int, int]:
+    """The positions of the first id >= `value` and of the first id > `value`.
+
+    The ids are integers, so `>= 7.5` is `>= 8` and `> 7.5` is `> 7`; the value is clamped
+    to just outside the ids first, so `1e999999` does not become an integer of a million
+    digits.
+    """
+    if not ids:
+        return 0, 0
+    clamped = min(max(value, Decimal(ids[0] - 1)), Decimal(ids[-1] + 1))
+    first_from = bisect.bisect_left(ids, math.ceil(clamped))
+    return first_from, bisect.bisect_right(ids, math.floor(clamped))
+
+
+def _seen(company: Company, as_of_ms: int | None) -> Company | None:
+    return company if as_of_ms is None else company.as_of(as_of_ms)
 
 
 def _group(registry: PropertyRegistry, group: object) -> list[Predicate]:
@@ -174,14 +341,10 @@ def _sort(registry: PropertyRegistry, companies: list[Company], sorts: object) -
     if not sorts:
         companies.sort(key=lambda c: int(c.id))
         return
-    spec = sorts[0]
-    if isinstance(spec, str):
-        name, descending = spec.lstrip("-"), spec.startswith("-")
-    elif isinstance(spec, dict) and "propertyName" in spec:
-        name = str(spec["propertyName"])
-        descending = str(spec.get("direction", "ASCENDING")).upper() == "DESCENDING"
-    else:
+    spec = _sort_spec(sorts[0])
+    if spec is None:
         raise bad_request("A sort is a property name or {propertyName, direction}")
+    name, descending = spec
     prop = registry.get(name)
     if prop is None:
         raise bad_request(f"Property {name!r} does not exist", propertyName=[name])
@@ -191,3 +354,13 @@ def _sort(registry: PropertyRegistry, companies: list[Company], sorts: object) -
     absent = [c for c in companies if c.value(name) is None]
     present.sort(key=lambda c: key(c.value(name) or ""), reverse=descending)
     companies[:] = present + absent
+
+
+def _sort_spec(spec: object) -> tuple[str, bool] | None:
+    """(property, descending) of a sort: `"name"`, `"-name"` or {propertyName, direction}."""
+    if isinstance(spec, str):
+        return spec.lstrip("-"), spec.startswith("-")
+    if isinstance(spec, dict) and "propertyName" in spec:
+        direction = str(spec.get("direction", "ASCENDING")).upper()
+        return str(spec["propertyName"]), direction == "DESCENDING"
+    return None

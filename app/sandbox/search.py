@@ -272,9 +272,12 @@ def _predicate(registry: PropertyRegistry, spec: object) -> Predicate:
 
     def typed(raw: object) -> Any:
         try:
-            return key(str(raw))
+            value = key(str(raw))
         except (ValueError, InvalidOperation):
             raise bad_request(f"{raw!r} is not a valid value for {name}") from None
+        if isinstance(value, Decimal) and value.is_nan():  # NaN compares with nothing: a 400
+            raise bad_request(f"{raw!r} is not a valid value for {name}")
+        return value
 
     if operator == "HAS_PROPERTY":
         return lambda c: c.value(name) is not None

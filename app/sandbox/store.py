@@ -227,8 +227,8 @@ class CompanyStore:
         binary search into the sorted ids, so the 1,000th page of 100,000 costs what the
         first does."""
         start = int(after) if after and after.isdigit() else 0
-        if self._order is None:  # dict order is id order: ids only grow, merges append
-            self._order = [int(company_id) for company_id in self._companies]
+        if self._order is None:  # rebuilt after a change; seeds come in any id order
+            self._order = sorted(int(company_id) for company_id in self._companies)
         chosen: list[Company] = []
         for number in self._order[bisect.bisect_left(self._order, start) :]:
             company = self._companies.get(str(number))
@@ -288,6 +288,7 @@ class CompanyStore:
             company.history[name] = [self._version(value, now, source)]
         self._companies[company.id] = company
         self._live = None
+        self._order = None
         self._index(company)
         if company_id.isdigit():
             self._next_id = max(self._next_id, int(company_id) + 1)

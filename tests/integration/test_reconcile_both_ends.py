@@ -44,6 +44,15 @@ async def test_a_big_portal_is_read_from_both_ends_each_company_once(db: Databas
         assert run.hubspot_calls < 19
 
 
+async def test_a_run_that_gives_way_to_live_syncs_finds_the_same(db: Database) -> None:
+    async with sync_env(db) as env:
+        orphans = seed_portal(env)
+        run = await reconcile(env, time_share=0.5)  # as `serve` runs it beside live syncs
+        assert run.counts == {"orphan": 3, "unmanaged": UNMANAGED}
+        found = [item["hubspot_company_id"] for item in await items(env, run, "orphan")]
+        assert sorted(found) == sorted(orphans)
+
+
 async def test_companies_the_index_did_not_show_yet_are_read_at_the_end(db: Database) -> None:
     config = SandboxConfig(rate_limit=RateLimit(1000, 1.0), search_index_delay_seconds=1.0)
     async with sync_env(db, config) as env:

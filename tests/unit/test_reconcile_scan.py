@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.sync.reconcile.full_run import pause_after
 from app.sync.reconcile.scan import Scan
 
 LIST_PAGE, TOP_PAGE = 100, 200
@@ -135,3 +137,9 @@ def test_the_scan_survives_its_checkpoint() -> None:
     restored = Scan.from_json(scan.to_json())
     assert restored == scan
     assert Scan.from_json({}) == Scan()
+
+
+def test_a_run_beside_live_syncs_pauses_for_the_time_its_share_leaves() -> None:
+    assert pause_after(0.2, 0.5) == pytest.approx(0.2)  # half the time: as long again
+    assert pause_after(0.3, 0.25) == pytest.approx(0.9)
+    assert pause_after(0.2, 1.0) == 0.0  # its own process (the CLI): no pause

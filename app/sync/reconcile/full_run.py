@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -140,7 +141,12 @@ class FullRun:
         warp_page_size: int = 500,
         on_progress: Callable[[Progress], None] | None = None,
         after_commit: Callable[[], None] | None = None,
+        time_share: float = 1.0,
     ) -> None:
+        """`time_share`: the most of this process's time judging pages may take; below 1
+        the run pauses after each page for as long again as the share leaves to others
+        (live syncs in the same process: reading HubSpot from both ends, a run judges
+        faster than a capped window alone would let it)."""
         self.engine = engine
         self.warp = warp
         self.hubspot = hubspot
@@ -150,6 +156,7 @@ class FullRun:
         self.warp_page_size = warp_page_size
         self.on_progress = on_progress
         self.after_commit = after_commit
+        self.time_share = time_share
         # The HubSpot pass's pipeline: the page committing now, and the customers it claims.
         self._committing: asyncio.Task[None] | None = None
         self._uncommitted: dict[str, str] = {}
@@ -270,7 +277,9 @@ class FullRun:
         """Judge a page's `judged` companies and start its commit once the page before it
         has committed (`scan`, `list_after`: where HubSpot's streams stand after it)."""
         chosen = [c for c in companies if int(c.id) in judged]
+        began = time.perf_counter()
         findings, claimed = await self._judge_companies(run.id, chosen, rules, self._uncommitted)
+        await asyncio.sleep(pause_after(time.perf_counter() - began, self.time_share))
         if self._committing is not None:
             await self._committing
         self._committing = asyncio.create_task(
@@ -532,6 +541,12 @@ class FullRun:
                 log.info("reconciliation: HubSpot %s; page asked again in %.1f s", exc, wait)
                 await asyncio.sleep(min(wait, 60.0))
         raise HubSpotError("unreachable")  # pragma: no cover
+
+
+def pause_after(busy: float, time_share: float) -> float:
+    """How long to pause after `busy` seconds of work so the work takes `time_share` of the
+    time (0 at a share of 1)."""
+    return busy * (1 - time_share) / time_share if 0 < time_share < 1 else 0.0
 
 
 def _report(state: _State) -> dict[str, Any]:

@@ -39,6 +39,7 @@ async def start_reconciliation(context: AppContext, client: ReconcileClient) -> 
         queue=context.extras["queue"],
         lease_seconds=settings.reconcile_lease_seconds,
         after_commit=wake,
+        time_share=settings.reconcile_rate_share,
     )
     catchup = CatchUp(
         engine=context.engine,

@@ -45,6 +45,9 @@ class Reconciler:
     lease_seconds: float = 60.0
     owner: str = field(default_factory=process_owner)
     after_commit: Callable[[], None] | None = None  # e.g. wake the local worker
+    # The most of this process's time a run's judging may take: in `serve`, beside live
+    # syncs, the run's share of HubSpot's window (app/sync/reconcile/full_run.py).
+    time_share: float = 1.0
     _tasks: dict[int, asyncio.Task[RunRecord | None]] = field(default_factory=dict)
 
     def full_run(self, on_progress: Callable[[Progress], None] | None = None) -> FullRun:
@@ -57,6 +60,7 @@ class Reconciler:
             lease_seconds=self.lease_seconds,
             on_progress=on_progress,
             after_commit=self.after_commit,
+            time_share=self.time_share,
         )
 
     async def claim_new(

@@ -46,7 +46,7 @@ from app.sync.pairing import (
     pairs_from_companies,
     pairs_from_customers,
 )
-from app.sync.pairs import LAST_MODIFIED, Pair
+from app.sync.pairs import LAST_MODIFIED, Pair, asked_at
 from app.sync.ports import HubSpotPort
 from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
 from app.sync.warp_writes import reread_pairs, write_warp
@@ -184,7 +184,7 @@ class SyncEngine:
                 p.link.hubspot_company_id if id_property is None and p.link else p.ban
                 for p in group
             ]
-            seen_at = datetime.now(UTC)  # a 404 in this answer is "gone as of" this moment
+            seen_at = asked_at()  # a 404 in this answer is "gone as of" this moment
             read = await self._read_companies([k or "" for k in keys], rules, id_property)
             read_at = datetime.now(UTC)
             for pair, key in zip(group, keys, strict=True):
@@ -266,7 +266,7 @@ class SyncEngine:
     async def _sent(
         self, pairs: list[Pair], call: Awaitable[BatchResult], batch: SyncBatch
     ) -> list[Pair]:
-        seen_at = datetime.now(UTC)
+        seen_at = asked_at()
         try:
             result = await call
         except HubSpotError as exc:

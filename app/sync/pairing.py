@@ -20,7 +20,7 @@ from app.store import sync_state
 from app.store.sync_state import Link
 from app.sync.batch import SyncBatch
 from app.sync.jobs import ClaimedJob
-from app.sync.pairs import Pair
+from app.sync.pairs import Pair, asked_at
 from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
 from app.warp.connector import WarpConnector, canonical_id
 
@@ -181,7 +181,7 @@ async def pairs_from_companies(
     """Inbound work: read each company, then find its customer."""
     async with db.connect() as connection:
         resolved = await sync_state.resolve_company_ids(connection, [j.entity_key for j in jobs])
-    seen_at = datetime.now(UTC)  # a 404 in the answer means "gone as of" this moment
+    seen_at = asked_at()  # a 404 in the answer means "gone as of" this moment
     result = await read([resolved[j.entity_key] for j in jobs], None)
     read_at = datetime.now(UTC)
     if isinstance(result, HubSpotError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.hubspot.models import HubSpotCompany
@@ -22,6 +22,14 @@ from app.sync.mapping import (
 from app.sync.rules import IDENTITY_WARP_FIELD, FieldRule
 
 LAST_MODIFIED = "hs_lastmodifieddate"
+
+
+def asked_at() -> datetime:
+    """When a request to HubSpot is sent, as a 404 in its answer dates the company's end:
+    the millisecond before this one. HubSpot dates its events in whole milliseconds, so a
+    restore dated this very millisecond may have followed the request, and must win."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000) - timedelta(milliseconds=1)
 
 
 def parse_time(value: object) -> datetime | None:

@@ -22,10 +22,12 @@ from tests.webhook_support import lifecycle, links
 PERSON = WriteSource("CRM_UI", "userId:7", 7)
 
 
-async def restore_now(env: SyncEnv, company_id: str) -> None:
-    """A person restores the company, and its webhook is processed at once."""
+async def restore_now(env: SyncEnv, company_id: str, at_ms: int | None = None) -> None:
+    """A person restores the company, and its webhook (dated `at_ms`, HubSpot's milliseconds;
+    now by default) is processed at once."""
     env.sandbox.companies.restore(company_id, PERSON)
-    event = parse_event(0, lifecycle("restore", int(company_id), at=int(time.time() * 1000)))
+    at_ms = int(time.time() * 1000) if at_ms is None else at_ms
+    event = parse_event(0, lifecycle("restore", int(company_id), at=at_ms))
     async with env.db.engine.begin() as connection:
         await accept_delivery(connection, [event], queue=QueueRepository(env.db.engine), app_id="1")
 
@@ -42,7 +44,9 @@ async def synced_then_archived(env: SyncEnv) -> tuple[str, str]:
 @asynccontextmanager
 async def restored_during_read(env: SyncEnv, company_id: str) -> AsyncIterator[None]:
     """HubSpot's reads return as usual, and the company's restore is processed right after
-    each — the 404 is seen, then the restore lands before the engine acts on the 404."""
+    each — the 404 is seen, then the restore lands before the engine acts on the 404. The
+    restore is dated the millisecond the read began: HubSpot's event times are whole
+    milliseconds, so a restore in that millisecond may well have followed the read."""
     read = env.hubspot.client.batch_read_companies
 
     async def read_then_restore(
@@ -52,10 +56,13 @@ async def restored_during_read(env: SyncEnv, company_id: str) -> AsyncIterator[N
         *,
         properties_with_history: Sequence[str] = (),
     ) -> BatchResult:
+        began_ms = int(time.time() * 1000)
         result = await read(
             ids, properties, id_property, properties_with_history=properties_with_history
         )  # the 404 is seen here...
-        await restore_now(env, company_id)  # ...and the restore lands before it is acted on
+        await restore_now(
+            env, company_id, began_ms
+        )  # ...and the restore lands before it is acted on
         return result
 
     env.hubspot.client.batch_read_companies = read_then_restore  # type: ignore[method-assign]

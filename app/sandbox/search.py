@@ -192,9 +192,9 @@ _ID_OPERATORS = ("EQ", "GT", "GTE", "LT", "LTE")
 
 def _id_bounds(groups: list[Any]) -> list[tuple[str, Decimal]] | None:
     """The (operator, value) filters of a search by id alone: at most one group, each of
-    its filters a comparison of `hs_object_id` with a finite number (NaN and infinities
-    keep the scan, whose comparisons decide what they mean). None for any other filters.
-    The values were checked by `parse_search`, so they parse."""
+    its filters a comparison of `hs_object_id` with a finite number (infinities keep the
+    scan, whose comparisons decide what they mean). None for any other filters. The values
+    were checked by `parse_search`, so they parse and none is NaN."""
     if len(groups) > 1:
         return None
     filters = groups[0].get("filters", []) if groups else []

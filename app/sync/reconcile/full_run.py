@@ -28,7 +28,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -224,7 +224,7 @@ class FullRun:
         if not state.scan.top_done:
             streams.append(self._top_stream(properties, state.scan.top_low, pages, list_far))
         readers = [asyncio.create_task(stream) for stream in streams]
-        scan = Scan(**state.scan.to_json())  # as judged so far (committed or committing)
+        scan = replace(state.scan)  # as judged so far (committed or committing)
         list_after = state.hubspot_after
         self._committing = None
         self._uncommitted = {}
@@ -292,7 +292,7 @@ class FullRun:
                 hubspot_after=list_after,
                 warp_after=None,
                 calls=1,
-                scan=Scan(**scan.to_json()),
+                scan=replace(scan),
             )
         )
         self._uncommitted = claimed

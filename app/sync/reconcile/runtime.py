@@ -12,7 +12,6 @@ catch-up and the pruning to it.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Protocol
 
 from app.context import AppContext
 from app.sync.reconcile.catchup import CatchUp
@@ -22,11 +21,7 @@ from app.sync.reconcile.service import Reconciler
 from app.sync.runtime import wake_worker
 
 
-class ReconcileClient(ReconcileHubSpot, Protocol):
-    """The HubSpot client as both the full run and the catch-up (its search) see it."""
-
-
-async def start_reconciliation(context: AppContext, client: ReconcileClient) -> Reconciler:
+async def start_reconciliation(context: AppContext, client: ReconcileHubSpot) -> Reconciler:
     settings = context.settings
 
     def wake() -> None:

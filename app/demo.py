@@ -18,7 +18,14 @@ from app.context import AppContext
 from app.sandbox.sandbox import Sandbox
 from app.store import sync_state
 from app.store.sync_config import load_rules
-from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobHandler, JobOutcome, JobSource
+from app.sync.core.jobs import (
+    ClaimedJob,
+    EntityType,
+    JobDirection,
+    JobHandler,
+    JobOutcome,
+    JobSource,
+)
 
 log = logging.getLogger("hubsync.demo")
 

@@ -58,13 +58,13 @@ from app.settings import Secret, Settings, SettingsError
 from app.store.bootstrap import is_embedded_default
 from app.store.db import create_engine
 from app.store.webhook_events import finish_events_for_jobs
-from app.sync.engine import SyncEngine
-from app.sync.gate import gated
-from app.sync.intake_writer import IntakeWriter
-from app.sync.jobs import JobHandler
-from app.sync.portal import PortalGuard
+from app.sync.core.jobs import JobHandler
+from app.sync.engine.engine import SyncEngine
+from app.sync.intake.writer import IntakeWriter
 from app.sync.reconcile.runtime import start_reconciliation, stop_reconciliation
-from app.sync.runtime import start_runtime, stop_runtime
+from app.sync.worker.gate import gated
+from app.sync.worker.portal import PortalGuard
+from app.sync.worker.runtime import start_runtime, stop_runtime
 from app.warp.connector import SqlWarpConnector
 
 log = logging.getLogger("hubsync")

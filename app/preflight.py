@@ -23,7 +23,7 @@ from app.settings import Settings
 from app.store.db import create_engine
 from app.store.models import RateLimitGrant
 from app.store.portal import SANDBOX, Portal
-from app.sync.portal import PortalRefusedError, observe_portal, verify_portal
+from app.sync.worker.portal import PortalRefusedError, observe_portal, verify_portal
 
 log = logging.getLogger("hubsync.preflight")
 

@@ -132,10 +132,10 @@ class Settings:
     worker_enabled: bool = True
     scheduler_enabled: bool = True
     demo_data: bool = True
-    # The sync queue and its worker (app/sync/worker.py, app/store/queue.py).
+    # The sync queue and its worker (app/sync/worker/worker.py, app/store/queue/repository.py).
     worker_batch_size: int = 100
     # The most batches in flight per process; None = 16 on PostgreSQL, of which the worker
-    # runs as many as fill HubSpot's limit (app/sync/lanes.py), 1 on SQLite (one writer at a
+    # runs as many as fill HubSpot's limit (app/sync/worker/lanes.py), 1 on SQLite (one writer at a
     # time anyway).
     worker_concurrency: int | None = None
     worker_poll_seconds: float = 1.0

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from app.sync.rules import DEFAULT_RULES
+from app.sync.core.rules import DEFAULT_RULES
 from bench.outbound import database, libpq, machine, prepare, services
 
 PASSWORD = "bench-console-password"  # noqa: S105 -- a throwaway password for a local benchmark

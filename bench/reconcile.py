@@ -43,8 +43,8 @@ from app.hubspot.client import HubSpotClient
 from app.hubspot.properties import ensure_properties
 from app.hubspot.ratelimit import LocalRateLimiter
 from app.settings import RateLimit, Secret
-from app.sync.mapping import hubspot_properties, read_warp_values
-from app.sync.rules import DEFAULT_RULES
+from app.sync.core.mapping import hubspot_properties, read_warp_values
+from app.sync.core.rules import DEFAULT_RULES
 from bench.outbound import (
     DEFAULT_LATENCY_MODEL,
     HUBSPOT_TOKEN,

@@ -24,8 +24,7 @@ from app.sandbox.sandbox import Sandbox
 from app.sandbox.store import ALL
 from app.sandbox.testing import SANDBOX_BASE_URL, TEST_TOKEN, running_sandbox
 from app.settings import RateLimit, Secret
-from app.sync.engine import SyncEngine
-from app.sync.jobs import (
+from app.sync.core.jobs import (
     ClaimedJob,
     EntityType,
     JobDirection,
@@ -33,6 +32,7 @@ from app.sync.jobs import (
     JobSource,
     OutcomeStatus,
 )
+from app.sync.engine.engine import SyncEngine
 from app.warp.connector import SqlWarpConnector
 from app.warp.schema import customers_table
 from tests.conftest import Database

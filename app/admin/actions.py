@@ -18,15 +18,15 @@ from app.store.console import FailedFilter
 from app.store.pauses import DIRECTIONS
 from app.store.queue import QueueRepository
 from app.store.sync_config import config_history
-from app.sync import operations
-from app.sync.resolution import (
+from app.sync.core.rules import InvalidRuleError
+from app.sync.operator import actions as operations
+from app.sync.operator.resolution import (
     ResolutionError,
     ResolveServices,
     parse_choice,
     resolve_conflict,
 )
-from app.sync.rules import InvalidRuleError
-from app.sync.runtime import wake_worker
+from app.sync.worker.runtime import wake_worker
 from app.warp.connector import canonical_id
 
 MAX_SELECTED = 1000

@@ -25,13 +25,13 @@ from app.store.console import (
     last_changes,
     list_conflicts,
 )
-from app.store.queue_records import STATES
+from app.store.queue import STATES
 from app.store.sync_config import config_history, load_rules
 from app.store.webhook_events import STATUSES as EVENT_STATUSES
 from app.store.webhook_events import list_events
-from app.sync.overview import read_dashboard, unlinked_customers
+from app.sync.core.rules import rule_to_dict
+from app.sync.operator.overview import read_dashboard, unlinked_customers
 from app.sync.reconcile.schedule import next_fire_time, utc_now
-from app.sync.rules import rule_to_dict
 from app.warp.connector import SqlWarpConnector, canonical_id
 from app.warp.search import search_customers
 

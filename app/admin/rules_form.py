@@ -8,8 +8,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.sync.rules import Authority, Direction, FieldRule, InvalidRuleError, ValueType
-from app.sync.rules import rules_from_dicts as parse_rules
+from app.sync.core.rules import Authority, Direction, FieldRule, InvalidRuleError, ValueType
+from app.sync.core.rules import rules_from_dicts as parse_rules
 
 MAX_ROWS = 200
 TEXT_FIELDS = ("warp_field", "hubspot_property", "value_type", "direction", "authority")

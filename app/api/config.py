@@ -11,8 +11,8 @@ from starlette.routing import BaseRoute, Route
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
 from app.store.sync_config import config_history, load_rules, replace_rules
-from app.sync.rule_columns import check_rules_fit_columns
-from app.sync.rules import InvalidRuleError, rule_to_dict, rules_from_dicts
+from app.sync.core.rule_columns import check_rules_fit_columns
+from app.sync.core.rules import InvalidRuleError, rule_to_dict, rules_from_dicts
 from app.warp.columns import TableMissingError, real_columns
 
 

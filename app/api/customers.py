@@ -18,9 +18,8 @@ from app.api.sync_jobs import idempotency_store, job_document, queue_of
 from app.context import AppContext
 from app.store import console, sync_state
 from app.store.pauses import OUTBOUND, paused_directions
-from app.store.queue import QueueRepository
-from app.store.queue_records import EntityBusyError
-from app.sync.jobs import (
+from app.store.queue import EntityBusyError, QueueRepository
+from app.sync.core.jobs import (
     ClaimedJob,
     EntityType,
     JobDirection,
@@ -29,7 +28,7 @@ from app.sync.jobs import (
     JobSource,
     OutcomeStatus,
 )
-from app.sync.lease import LeaseLostError, holding_lease
+from app.sync.worker.lease import LeaseLostError, holding_lease
 from app.warp.connector import canonical_id
 
 # What the caller learns from the status code alone.

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from app.api.errors import ApiError
 from app.api.limits import mark_authenticated
 from app.context import AppContext
-from app.sync.json_input import JsonInputError, parse_json
+from app.sync.core.json_input import JsonInputError, parse_json
 
 
 def app_context(request: Request) -> AppContext:

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from app.api.deps import app_context
 from app.api.errors import RETRY_AFTER_SECONDS
 from app.store.migrate import current_revision, head_revision
-from app.sync.gate import Readiness
+from app.sync.worker.gate import Readiness
 from app.warp.columns import TableMissingError, real_columns
 
 log = logging.getLogger("hubsync.health")

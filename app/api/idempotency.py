@@ -24,7 +24,7 @@ from app.store.idempotency import (
     IdempotencyMismatchError,
     IdempotencyRepository,
 )
-from app.sync.json_input import JsonInputError, parse_json
+from app.sync.core.json_input import JsonInputError, parse_json
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255

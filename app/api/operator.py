@@ -17,10 +17,15 @@ from app.api.sync_jobs import job_document, queue_of
 from app.store.admin_audit import recent_actions
 from app.store.console import FailedFilter, failed_jobs, list_conflicts
 from app.store.pauses import DIRECTIONS, LABELS, UnknownDirectionError, paused_directions
-from app.sync import operations
-from app.sync.overview import read_dashboard
-from app.sync.resolution import ResolutionError, ResolveServices, parse_choice, resolve_conflict
-from app.sync.runtime import wake_worker
+from app.sync.operator import actions as operations
+from app.sync.operator.overview import read_dashboard
+from app.sync.operator.resolution import (
+    ResolutionError,
+    ResolveServices,
+    parse_choice,
+    resolve_conflict,
+)
+from app.sync.worker.runtime import wake_worker
 from app.warp.connector import SqlWarpConnector
 from app.warp.search import search_customers
 

@@ -18,12 +18,11 @@ from app.api.errors import ApiError
 from app.api.idempotency import Answer, answer_idempotently
 from app.context import AppContext
 from app.store.idempotency import IdempotencyRepository
-from app.store.queue import QueueRepository
-from app.store.queue_records import JobRecord
+from app.store.queue import JobRecord, QueueRepository
 from app.store.sync_state import as_utc
-from app.sync.jobs import EntityType, JobDirection, JobSource
-from app.sync.runtime import wake_worker
-from app.sync.worker import Worker
+from app.sync.core.jobs import EntityType, JobDirection, JobSource
+from app.sync.worker.runtime import wake_worker
+from app.sync.worker.worker import Worker
 from app.warp.connector import canonical_id
 
 DEFAULT_PRIORITY = 5

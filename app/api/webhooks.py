@@ -5,7 +5,7 @@ signature headers present and the v3 timestamp fresh (401, before a byte of the 
 → the body, at most 1 MiB, in time (413, 408; app/api/limits.py) → signature over the raw
 bytes (401, nothing stored) → JSON shape (400) → one database
 transaction that stores every event and queues its work — shared with the deliveries arriving
-at the same moment (group commit, app/sync/intake_writer.py) → 200 after the commit (a
+at the same moment (group commit, app/sync/intake/writer.py) → 200 after the commit (a
 database failure is a 503, so HubSpot retries) → wake the worker. No HubSpot call happens here.
 Also the operators' view of stored events, and their re-run.
 """
@@ -30,14 +30,14 @@ from app.context import AppContext
 from app.metrics.instruments import observe_webhook_events
 from app.store.queue import QueueRepository
 from app.store.webhook_events import STATUSES, list_events
-from app.sync.intake import DeliveryError, IncomingEvent, parse_delivery
-from app.sync.intake_writer import IntakeUnavailableError, IntakeWriter
-from app.sync.webhook_routing import (
+from app.sync.core.events import DeliveryError, IncomingEvent, parse_delivery
+from app.sync.intake.routing import (
     REPROCESS_LIMIT,
     DeliverySummary,
     accept_delivery,
     reprocess_events,
 )
+from app.sync.intake.writer import IntakeUnavailableError, IntakeWriter
 
 log = logging.getLogger("hubsync.webhooks")
 
@@ -54,7 +54,7 @@ def queue_of(context: AppContext) -> QueueRepository:
 
 
 async def store_delivery(context: AppContext, incoming: list[IncomingEvent]) -> DeliverySummary:
-    """Through the lifespan's group-commit writer (app/sync/intake_writer.py); in its own
+    """Through the lifespan's group-commit writer (app/sync/intake/writer.py); in its own
     transaction when the app runs without one."""
     writer = context.extras.get("intake")
     if isinstance(writer, IntakeWriter):

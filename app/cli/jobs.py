@@ -71,7 +71,7 @@ async def retry_jobs(settings: Settings, *, failed: bool, customers: list[str]) 
     from app.store.db import create_engine
     from app.store.operations import notify_workers
     from app.store.queue import QueueRepository
-    from app.sync.jobs import EntityType, JobDirection, JobSource
+    from app.sync.core.jobs import EntityType, JobDirection, JobSource
     from app.warp.connector import SqlWarpConnector
 
     engine = create_engine(settings.database_url.reveal(), pool_size=1)

@@ -56,7 +56,7 @@ async def pause_or_resume(
 
     from app.store.db import create_engine
     from app.store.pauses import paused_directions
-    from app.sync import operations
+    from app.sync.operator import actions as operations
 
     actor = f"cli:{getpass.getuser()}@{socket.gethostname()}"
     engine = create_engine(settings.database_url.reveal())

@@ -4,7 +4,7 @@ At start `PropertyBootstrap.first_attempt` runs `ensure_properties` once, as bef
 fails — a 429 or 5xx at the wrong moment, HubSpot unreachable, a property in a shape only a
 person can fix — a background task tries again with exponential backoff (1 s doubling to one
 minute, ±10 % jitter) until it succeeds. Meanwhile `ready` is False, `/readyz` answers 503
-with "HubSpot properties not ready: <why>", and jobs wait for it (`app.sync.gate`) rather
+with "HubSpot properties not ready: <why>", and jobs wait for it (`app.sync.worker.gate`) rather
 than fail for good with PROPERTY_DOESNT_EXIST.
 """
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import prometheus_client
 
-from app.sync.jobs import ClaimedJob, JobDirection, JobOutcome, JobSource, OutcomeStatus
+from app.sync.core.jobs import ClaimedJob, JobDirection, JobOutcome, JobSource, OutcomeStatus
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

@@ -18,7 +18,7 @@ from sqlalchemy import Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.models import CatchupWatermark, EntityLink
-from app.store.queue_records import as_utc, maybe_utc, sql_now
+from app.store.queue.records import as_utc, maybe_utc, sql_now
 from app.store.upsert import insert_for
 
 WATERMARKS: Table = CatchupWatermark.__table__  # type: ignore[assignment]

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import Conflict, SyncLog
-from app.store.queue_records import FAILED, QUEUE, JobRecord
+from app.store.queue import FAILED, QUEUE, JobRecord
 from app.store.sync_state import as_utc
 
 conflicts: Table = Conflict.__table__  # type: ignore[assignment]

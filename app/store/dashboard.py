@@ -21,7 +21,7 @@ from app.store.models import (
 )
 from app.store.operations import last_reconciliation
 from app.store.pauses import Pause, paused_directions
-from app.store.queue_records import DONE, FAILED, PENDING, QUEUE, STATES, as_utc
+from app.store.queue.records import DONE, FAILED, PENDING, QUEUE, STATES, as_utc
 from app.store.webhook_events import STATUSES as EVENT_STATUSES
 
 events: Table = WebhookEvent.__table__  # type: ignore[assignment]
@@ -205,7 +205,7 @@ async def load_dashboard(
     engine: AsyncEngine, *, rate_limit: int, window_seconds: float
 ) -> Dashboard:
     """The figures in two groups read at once, each on its own connection: the page costs
-    its slower group rather than the sum. (Customers linked: see app/sync/overview.py.)"""
+    its slower group rather than the sum. (Customers linked: see app/sync/operator/overview.py.)"""
     now = datetime.now(UTC)
 
     async def counts() -> dict[str, int]:

@@ -36,7 +36,7 @@ def create_engine(
     # timeout can have closed it unnoticed); one in steady use is known alive. A connection
     # that breaks in use raises a disconnect error, on which SQLAlchemy invalidates the
     # whole pool, so only operations already in flight see it; the webhook intake retries
-    # once on such an error (app/sync/intake_writer.py). `pool_recycle` bounds any
+    # once on such an error (app/sync/intake/writer.py). `pool_recycle` bounds any
     # connection's age besides.
     engine = create_async_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800

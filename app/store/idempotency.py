@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.models import IdempotencyKey
-from app.store.queue_maintenance import database_now
+from app.store.queue.maintenance import database_now
 
 KEYS = cast(Table, IdempotencyKey.__table__)
 

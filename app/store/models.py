@@ -342,7 +342,7 @@ class EntityLink(Base):
     state_changed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_synced_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # When a sync last read the company: a CRM edit after it that a sync's write overwrote
-    # comes back from its webhook (app/sync/crm_edits.py).
+    # comes back from its webhook (app/sync/engine/crm_edits.py).
     hubspot_read_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)

@@ -25,8 +25,8 @@ from app.store.models import (
     ReconciliationRun,
     WebhookEvent,
 )
-from app.store.queue_maintenance import database_now
-from app.store.queue_records import (
+from app.store.queue.maintenance import database_now
+from app.store.queue.records import (
     FAILED,
     NOTIFY_CHANNEL,
     PENDING,

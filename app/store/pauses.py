@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import DirectionPause
 from app.store.upsert import insert_for
-from app.sync.jobs import JobDirection
+from app.sync.core.jobs import JobDirection
 
 pauses_table: Table = DirectionPause.__table__  # type: ignore[assignment]
 

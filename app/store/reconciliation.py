@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.models import ReconciliationItem, ReconciliationPair, ReconciliationRun
-from app.store.queue_records import maybe_utc, sql_now
+from app.store.queue.records import maybe_utc, sql_now
 
 RUNS: Table = ReconciliationRun.__table__  # type: ignore[assignment]
 ITEMS: Table = ReconciliationItem.__table__  # type: ignore[assignment]

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Table, and_, exists, or_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.models import SyncLog, WebhookEvent
-from app.store.queue_maintenance import delete_in_batches
+from app.store.queue.maintenance import delete_in_batches
 from app.store.webhook_events import IGNORED, PROCESSED
 
 log = logging.getLogger("hubsync.retention")

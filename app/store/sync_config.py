@@ -10,7 +10,7 @@ from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import SyncConfigChange, SyncConfigRule
-from app.sync.rules import RULE_FIELDS, FieldRule, rule_from_dict, rule_to_dict, validate_rules
+from app.sync.core.rules import RULE_FIELDS, FieldRule, rule_from_dict, rule_to_dict, validate_rules
 
 config_table: Table = SyncConfigRule.__table__  # type: ignore[assignment]
 changes_table: Table = SyncConfigChange.__table__  # type: ignore[assignment]

@@ -7,7 +7,6 @@ one transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import CompanyAlias, Conflict, EntityLink, FieldState, SyncLog
 from app.store.upsert import insert_for
+from app.sync.core.records import FieldMemory, Link
 
 links: Table = EntityLink.__table__  # type: ignore[assignment]
 field_states: Table = FieldState.__table__  # type: ignore[assignment]
@@ -36,18 +36,6 @@ def as_utc(moment: datetime | None) -> datetime | None:
 
 
 # -- links -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Link:
-    id: int
-    warp_customer_id: str | None
-    hubspot_company_id: str | None
-    warp_ban: str | None
-    # active | deleted (in HubSpot) | unmatched (no WARP customer) | merged (its company was
-    # merged into one another customer holds: held for an operator) | warp_deleted
-    state: str
-    hubspot_read_at: datetime | None = None  # when a sync last read the company
 
 
 def _link(row: Any) -> Link:
@@ -287,23 +275,6 @@ async def forget_hubspot(connection: AsyncConnection) -> None:
 
 
 # -- field state -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FieldMemory:
-    warp_value: str | None
-    hubspot_value: str | None
-    base_value: str | None
-    warp_changed_at: datetime | None
-    hubspot_changed_at: datetime | None
-    synced_at: datetime | None
-    # The HubSpot property all this was remembered with (None: from before it was recorded).
-    hubspot_property: str | None = None
-
-    def belongs_to(self, hubspot_property: str) -> bool:
-        """Whether this memory (its merge base above all) is the (field, property) pair's:
-        a rule re-pointed at another property must start with no base."""
-        return self.hubspot_property in (None, hubspot_property)
 
 
 async def field_memory(

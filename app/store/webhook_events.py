@@ -29,10 +29,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import SyncJob, WebhookEvent
-from app.store.queue_records import SUPERSEDED
-from app.store.sync_state import Link, aliases, as_utc, links
-from app.sync.intake import OWN_WRITE_REASON, EventKind, IncomingEvent
-from app.sync.jobs import JobOutcome, OutcomeStatus
+from app.store.queue import SUPERSEDED
+from app.store.sync_state import aliases, as_utc, links
+from app.sync.core.events import OWN_WRITE_REASON, EventKind, IncomingEvent
+from app.sync.core.jobs import JobOutcome, OutcomeStatus
+from app.sync.core.records import Link
 
 events: Table = WebhookEvent.__table__  # type: ignore[assignment]
 queue: Table = SyncJob.__table__  # type: ignore[assignment]

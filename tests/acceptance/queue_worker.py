@@ -21,10 +21,10 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table
 
 from app.store.db import create_engine
 from app.store.queue import QueueRepository
-from app.sync.backoff import RetryPolicy
-from app.sync.jobs import ClaimedJob, JobOutcome, OutcomeStatus
-from app.sync.notify import QueueListener
-from app.sync.worker import Worker
+from app.sync.core.backoff import RetryPolicy
+from app.sync.core.jobs import ClaimedJob, JobOutcome, OutcomeStatus
+from app.sync.worker.notify import QueueListener
+from app.sync.worker.worker import Worker
 
 LEDGER = Table(
     "queue_ledger",

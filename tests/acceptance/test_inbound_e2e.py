@@ -18,7 +18,7 @@ from app.main import create_app
 from app.sandbox.sandbox import Sandbox
 from app.settings import Settings
 from app.store.models import EntityLink, SyncJob, SyncLog, WebhookEvent
-from app.sync.jobs import EntityType, JobDirection, JobSource
+from app.sync.core.jobs import EntityType, JobDirection, JobSource
 from app.warp.schema import customers_table
 from tests.conftest import Database
 from tests.support import eventually, running_service

@@ -15,7 +15,7 @@ from app.context import AppContext
 from app.main import create_app
 from app.sandbox.sandbox import Sandbox
 from app.settings import Settings
-from app.sync.jobs import EntityType
+from app.sync.core.jobs import EntityType
 from app.warp.schema import customers_table
 from tests.conftest import Database
 from tests.support import eventually, running_service

@@ -18,8 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.db import create_engine
-from app.store.queue import QueueRepository
-from app.store.queue_records import QUEUE
+from app.store.queue import QUEUE, QueueRepository
 from tests.acceptance.queue_worker import LEDGER
 from tests.conftest import REPO_ROOT
 from tests.integration.queue_support import CUSTOMER, eventually

@@ -10,10 +10,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.store.queue import QueueRepository
-from app.store.queue_records import QUEUE, JobRecord
-from app.sync.backoff import RetryPolicy
-from app.sync.jobs import EntityType, JobDirection, JobSource
+from app.store.queue import QUEUE, JobRecord, QueueRepository
+from app.sync.core.backoff import RetryPolicy
+from app.sync.core.jobs import EntityType, JobDirection, JobSource
 
 CUSTOMER = EntityType.CUSTOMER
 

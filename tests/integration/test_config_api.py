@@ -7,7 +7,7 @@ import pytest
 from app.main import create_app
 from app.settings import Settings
 from app.store.models import SyncConfigChange
-from app.sync.rules import DEFAULT_RULES, rule_to_dict
+from app.sync.core.rules import DEFAULT_RULES, rule_to_dict
 from tests.conftest import Database
 from tests.support import running
 from tests.syncenv import rows

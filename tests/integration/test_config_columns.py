@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.sync.rules import DEFAULT_RULES, rule_to_dict
+from app.sync.core.rules import DEFAULT_RULES, rule_to_dict
 from tests.conftest import Database
 from tests.integration.test_config_api import TOKEN, app_for
 from tests.support import running

@@ -15,9 +15,9 @@ from app.store.models import Conflict, SyncJob
 from app.store.pauses import pause_direction
 from app.store.queue import QueueRepository
 from app.store.sync_config import load_rules, replace_rules
-from app.sync.jobs import ClaimedJob, JobDirection, JobOutcome, OutcomeStatus
-from app.sync.resolution import Choice, ResolutionError, ResolveServices, resolve_conflict
-from app.sync.rules import Authority
+from app.sync.core.jobs import ClaimedJob, JobDirection, JobOutcome, OutcomeStatus
+from app.sync.core.rules import Authority
+from app.sync.operator.resolution import Choice, ResolutionError, ResolveServices, resolve_conflict
 from tests.conftest import Database
 from tests.syncenv import SyncEnv, rows, sync_env
 

@@ -8,7 +8,7 @@ import yaml
 
 from app.main import create_app
 from app.settings import Settings
-from app.sync.rules import DEFAULT_RULES, rule_to_dict
+from app.sync.core.rules import DEFAULT_RULES, rule_to_dict
 from tests.support import running
 from tests.unit.test_openapi import DOCUMENT
 from tests.webhook_support import BASE, change, encode, v3_headers

@@ -16,9 +16,9 @@ import respx
 
 from app.sandbox.faults import Faults
 from app.store.queue import QueueRepository
-from app.sync.intake import parse_event
-from app.sync.jobs import JobDirection
-from app.sync.webhook_routing import accept_delivery
+from app.sync.core.events import parse_event
+from app.sync.core.jobs import JobDirection
+from app.sync.intake.routing import accept_delivery
 from tests.conftest import Database
 from tests.syncenv import SyncEnv, sync_env
 from tests.unit.test_hubspot_client_respx import BASE, COMPANIES, RecordingLimiter, make_client

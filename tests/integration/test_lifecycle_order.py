@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from app.hubspot.models import BatchResult
 from app.sandbox.store import WriteSource
 from app.store.queue import QueueRepository
-from app.sync.intake import parse_event
-from app.sync.jobs import EntityType, JobDirection
-from app.sync.webhook_routing import accept_delivery
+from app.sync.core.events import parse_event
+from app.sync.core.jobs import EntityType, JobDirection
+from app.sync.intake.routing import accept_delivery
 from tests.conftest import Database
 from tests.syncenv import SyncEnv, sync_env
 from tests.webhook_support import lifecycle, links

@@ -18,7 +18,7 @@ from app.sandbox.faults import Faults
 from app.settings import Settings, SettingsError
 from app.store.db import create_engine
 from app.store.models import Conflict, ReconciliationRun
-from app.store.queue_records import QUEUE
+from app.store.queue import QUEUE
 from tests.acceptance.deployment import free_port
 from tests.conftest import Database
 from tests.metrics_support import Samples, add_customers, parse_exposition, total

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from app.hubspot.ratelimit import GENERAL_BUCKET
 from app.main import create_app
 from app.store.models import Conflict, FieldState, RateLimitGrant, ReconciliationRun, SyncJob
-from app.store.queue_records import QUEUE
+from app.store.queue import QUEUE
 from tests.conftest import Database
 from tests.integration.test_job_api import add_customers
 from tests.support import api_only_settings, running

@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from app.store.models import SyncConfigRule
 from app.store.sync_state import field_memory
-from app.sync.jobs import JobDirection
+from app.sync.core.jobs import JobDirection
 from tests.conftest import Database
 from tests.syncenv import sync_env
 

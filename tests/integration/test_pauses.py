@@ -11,7 +11,7 @@ from app.store.pauses import (
     paused_directions,
     resume_direction,
 )
-from app.sync.jobs import EntityType, JobDirection, JobSource
+from app.sync.core.jobs import EntityType, JobDirection, JobSource
 from tests.conftest import Database
 from tests.integration.queue_support import make_queue
 

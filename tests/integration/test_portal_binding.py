@@ -20,8 +20,8 @@ from app.settings import Settings
 from app.store import migrate
 from app.store.portal import HUBSPOT, SANDBOX, Portal, recorded_portal, reset_portal
 from app.store.sync_state import links
-from app.sync import portal
-from app.sync.portal import PortalRefusedError, verify_portal
+from app.sync.worker import portal
+from app.sync.worker.portal import PortalRefusedError, verify_portal
 from app.warp.schema import customers_table
 from tests.conftest import REPO_ROOT, Database
 from tests.integration.test_job_api import add_customers

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
-from app.store.queue_records import QUEUE, EntityBusyError
-from app.sync.jobs import JobDirection, JobOutcome, JobSource, OutcomeStatus
+from app.store.queue import QUEUE, EntityBusyError
+from app.sync.core.jobs import JobDirection, JobOutcome, JobSource, OutcomeStatus
 from tests.conftest import Database
 from tests.integration.queue_support import CUSTOMER, enqueue, job, make_queue, rows_of, set_times
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import event, text
 
 from app.store.db import create_engine
-from app.store.queue_records import QUEUE
+from app.store.queue import QUEUE
 from tests.conftest import Database
 from tests.integration.queue_support import make_queue
 

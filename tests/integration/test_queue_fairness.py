@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
-from app.store.queue import QueueRepository
-from app.store.queue_records import QUEUE
-from app.sync.backoff import RetryPolicy
-from app.sync.jobs import JobOutcome, OutcomeStatus
+from app.store.queue import QUEUE, QueueRepository
+from app.sync.core.backoff import RetryPolicy
+from app.sync.core.jobs import JobOutcome, OutcomeStatus
 from tests.conftest import Database
 from tests.integration.queue_support import enqueue, job, set_times
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from app.sync.jobs import JobOutcome, OutcomeStatus
+from app.sync.core.jobs import JobOutcome, OutcomeStatus
 from tests.conftest import Database
 from tests.integration.queue_support import enqueue, job, make_queue, rows_of, set_times
 

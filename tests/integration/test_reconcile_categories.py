@@ -8,7 +8,7 @@ from decimal import Decimal
 from app.sandbox.sandbox import Sandbox
 from app.store import sync_state
 from app.store.queue import QueueRepository
-from app.sync.jobs import JobSource
+from app.sync.core.jobs import JobSource
 from tests.conftest import Database
 from tests.reconcile_support import (
     items,

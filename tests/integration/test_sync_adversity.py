@@ -16,10 +16,10 @@ from app.store.models import EntityLink, WebhookEvent
 from app.store.queue import QueueRepository
 from app.store.sync_config import load_rules, replace_rules
 from app.store.sync_state import CompanyTakenError, relink_customer
-from app.sync.intake import parse_event
-from app.sync.jobs import EntityType, JobDirection, OutcomeStatus
-from app.sync.rules import Authority, Direction
-from app.sync.webhook_routing import accept_delivery
+from app.sync.core.events import parse_event
+from app.sync.core.jobs import EntityType, JobDirection, OutcomeStatus
+from app.sync.core.rules import Authority, Direction
+from app.sync.intake.routing import accept_delivery
 from app.warp.schema import customers_table
 from tests.conftest import Database
 from tests.syncenv import SyncEnv, job, rows, sync_env, synced

@@ -12,8 +12,8 @@ from app.hubspot.errors import HubSpotTransportError
 from app.hubspot.models import BatchResult, UpsertInput
 from app.store.models import Conflict, EntityLink, FieldState, SyncLog
 from app.store.sync_config import load_rules, replace_rules
-from app.sync.jobs import EntityType, JobDirection, OutcomeStatus
-from app.sync.rules import Authority
+from app.sync.core.jobs import EntityType, JobDirection, OutcomeStatus
+from app.sync.core.rules import Authority
 from tests.conftest import Database
 from tests.syncenv import SyncEnv, rows, sync_env
 

@@ -21,9 +21,9 @@ from app.hubspot.ratelimit import LocalRateLimiter
 from app.sandbox.testing import SANDBOX_BASE_URL, TEST_TOKEN
 from app.settings import RateLimit, Secret
 from app.store.queue import QueueRepository
-from app.sync.intake import parse_event
-from app.sync.jobs import JobDirection, JobSource, OutcomeStatus
-from app.sync.webhook_routing import accept_delivery
+from app.sync.core.events import parse_event
+from app.sync.core.jobs import JobDirection, JobSource, OutcomeStatus
+from app.sync.intake.routing import accept_delivery
 from app.warp.schema import customers_table
 from tests.conftest import Database
 from tests.syncenv import RecordingHubSpot, SyncEnv, job, sync_env, synced

@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.main import create_app
 from app.store.db import create_engine
 from app.store.queue import QueueRepository
-from app.sync.intake import IncomingEvent, parse_delivery
-from app.sync.intake_writer import IntakeUnavailableError, IntakeWriter
-from app.sync.webhook_routing import DeliverySummary
+from app.sync.core.events import IncomingEvent, parse_delivery
+from app.sync.intake.routing import DeliverySummary
+from app.sync.intake.writer import IntakeUnavailableError, IntakeWriter
 from tests.conftest import Database, _libpq
 from tests.support import running_service
 from tests.webhook_support import APP_ID, T0, change, deliver, encode, jobs, settings_for, stored

@@ -9,7 +9,7 @@ import asyncio
 from sqlalchemy import func, select
 
 from app.store.webhook_events import finish_events_for_jobs
-from app.sync.jobs import JobOutcome, OutcomeStatus
+from app.sync.core.jobs import JobOutcome, OutcomeStatus
 from tests.conftest import Database
 from tests.webhook_support import (
     APP_ID,

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from types import SimpleNamespace
 
-from app.sync.jobs import ClaimedJob, JobOutcome, OutcomeStatus
-from app.sync.runtime import NO_ENGINE, context_handler
-from app.sync.scheduling import QueueTick
-from app.sync.worker import Worker
+from app.sync.core.jobs import ClaimedJob, JobOutcome, OutcomeStatus
+from app.sync.schedule.scheduler import QueueTick
+from app.sync.worker.runtime import NO_ENGINE, context_handler
+from app.sync.worker.worker import Worker
 from tests.conftest import Database
 from tests.integration.queue_support import enqueue, job, make_queue, set_times, wait_for_state
 from tests.support import eventually

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from app.hubspot.ratelimit import LocalRateLimiter
 from app.settings import RateLimit
-from app.sync.jobs import ClaimedJob, JobOutcome, OutcomeStatus
-from app.sync.lanes import START_LANES
-from app.sync.worker import Worker
+from app.sync.core.jobs import ClaimedJob, JobOutcome, OutcomeStatus
+from app.sync.worker.lanes import START_LANES
+from app.sync.worker.worker import Worker
 from tests.conftest import Database
 from tests.integration.queue_support import enqueue, make_queue, wait_for_state
 from tests.integration.test_worker import LaneRecorder

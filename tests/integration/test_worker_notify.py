@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.db import create_engine
-from app.sync.jobs import ClaimedJob, JobOutcome, OutcomeStatus
-from app.sync.notify import QueueListener
-from app.sync.worker import Worker
+from app.sync.core.jobs import ClaimedJob, JobOutcome, OutcomeStatus
+from app.sync.worker.notify import QueueListener
+from app.sync.worker.worker import Worker
 from tests.integration.queue_support import (
     CUSTOMER,
     enqueue,

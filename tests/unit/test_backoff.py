@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.settings import Settings
-from app.sync.backoff import RetryPolicy
+from app.sync.core.backoff import RetryPolicy
 
 
 def test_first_retries_come_near_one_two_and_four_seconds() -> None:

@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.sync.decision import NOT_READ, Action, HubSpotValue, decide_entity, decide_field
-from app.sync.mapping import (
+from app.sync.core.decision import NOT_READ, Action, HubSpotValue, decide_entity, decide_field
+from app.sync.core.mapping import (
     Canonical,
     hubspot_properties,
     read_hubspot_values,
     read_warp_values,
 )
-from app.sync.rules import DEFAULT_RULES, Authority, Direction, FieldRule, ValueType
+from app.sync.core.rules import DEFAULT_RULES, Authority, Direction, FieldRule, ValueType
 
 RULES = {rule.warp_field: rule for rule in DEFAULT_RULES}
 

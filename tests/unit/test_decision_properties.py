@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.sync.decision import (
+from app.sync.core.decision import (
     NOT_READ,
     Action,
     FieldDecision,
     decide_entity,
     decide_field,
 )
-from app.sync.mapping import Canonical
-from app.sync.rules import Authority, Direction, FieldRule, ValueType
+from app.sync.core.mapping import Canonical
+from app.sync.core.rules import Authority, Direction, FieldRule, ValueType
 
 PREFER = {Authority.PREFER_WARP_UNLESS_BLANK, Authority.PREFER_HUBSPOT_UNLESS_BLANK}
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from app.sync.json_input import MAX_DEPTH, JsonInputError, json_depth, parse_json
+from app.sync.core.json_input import MAX_DEPTH, JsonInputError, json_depth, parse_json
 
 
 def nested(depth: int) -> object:

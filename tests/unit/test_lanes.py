@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.settings import Settings
-from app.sync.lanes import PACE_SHARE, START_LANES, TRICKLE_SHARE, LaneControl
+from app.sync.worker.lanes import PACE_SHARE, START_LANES, TRICKLE_SHARE, LaneControl
 
 
 @dataclass

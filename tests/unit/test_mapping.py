@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.sync.mapping import (
+from app.sync.core.mapping import (
     MappingError,
     apply_warp_writes,
     canonical_to_warp,
@@ -26,7 +26,7 @@ from app.sync.mapping import (
     to_warp,
     warp_column_updates,
 )
-from app.sync.rules import DEFAULT_RULES, FieldRule
+from app.sync.core.rules import DEFAULT_RULES, FieldRule
 
 RULES = {rule.warp_field: rule for rule in DEFAULT_RULES}
 TEXT = RULES["company_name"]

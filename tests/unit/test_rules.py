@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.sync.rules import (
+from app.sync.core.rules import (
     DEFAULT_RULES,
     Authority,
     Direction,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.sync.intake import (
+from app.sync.core.events import (
     DeliveryError,
     EventKind,
     IncomingEvent,

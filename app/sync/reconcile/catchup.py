@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.hubspot.models import HubSpotCompany, SearchPage
 from app.store import catchup as marks
 from app.store.queue import QueueRepository
-from app.sync.jobs import EntityType, JobDirection, JobSource
-from app.sync.pairs import LAST_MODIFIED, parse_time
+from app.sync.core.jobs import EntityType, JobDirection, JobSource
+from app.sync.engine.pairs import LAST_MODIFIED, parse_time
 from app.warp.connector import WarpConnector
 
 log = logging.getLogger("hubsync.catchup")

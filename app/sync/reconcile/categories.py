@@ -14,12 +14,12 @@ from enum import StrEnum
 from typing import Any
 
 from app.hubspot.models import HubSpotCompany
-from app.store.sync_state import FieldMemory, Link
-from app.sync.decision import NOT_READ, Action
-from app.sync.jobs import ClaimedJob, EntityType, JobDirection, JobSource
-from app.sync.mapping import MappingError
-from app.sync.pairs import Pair
-from app.sync.rules import IDENTITY_WARP_FIELD, FieldRule
+from app.sync.core.decision import NOT_READ, Action
+from app.sync.core.jobs import ClaimedJob, EntityType, JobDirection, JobSource
+from app.sync.core.mapping import MappingError
+from app.sync.core.records import FieldMemory, Link
+from app.sync.core.rules import IDENTITY_WARP_FIELD, FieldRule
+from app.sync.engine.pairs import Pair
 
 
 class Category(StrEnum):

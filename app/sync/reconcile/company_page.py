@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.hubspot.models import HubSpotCompany
-from app.store.sync_state import FieldMemory, Link
+from app.sync.core.records import FieldMemory, Link
+from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
 from app.sync.reconcile import categories as judge
 from app.sync.reconcile.categories import Category, Finding
-from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
 
 MERGED_IDS = "hs_merged_object_ids"
 

@@ -43,14 +43,14 @@ from app.store import sync_state
 from app.store.queue import QueueRepository
 from app.store.reconciliation import Checkpoint, LostRunError, RunRecord
 from app.store.sync_config import load_rules
-from app.sync.jobs import EntityType, JobDirection, JobSource
-from app.sync.pairs import LAST_MODIFIED
+from app.sync.core.jobs import EntityType, JobDirection, JobSource
+from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
+from app.sync.engine.pairs import LAST_MODIFIED
 from app.sync.reconcile import categories as judge
 from app.sync.reconcile.catchup import SearchHubSpot
 from app.sync.reconcile.categories import REPORTED, Category, Finding
 from app.sync.reconcile.company_page import MERGED_IDS, PageFacts, company_ban, merged_ids
 from app.sync.reconcile.scan import Scan
-from app.sync.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
 from app.warp.connector import WarpConnector
 
 log = logging.getLogger("hubsync.reconcile")

@@ -1,0 +1,54 @@
+"""CRM edits a sync overwrote: HubSpot has no compare-and-set, so a person's edit made after
+hubsync read a company and before hubsync wrote it is lost in HubSpot itself — the company
+shows hubsync's value, equal to the merge base, and looks in sync.
+
+The edit survives in its webhook. When a sync reads a company, the newest stored change of
+each property HubSpot may win that happened after the previous sync's read (the link's
+`hubspot_read_at`) and that hubsync did not make is compared with what HubSpot holds now: if
+HubSpot still holds what hubsync last wrote or saw there and the edit says otherwise, the
+edit was overwritten, and the pair is decided with the edit's value and time
+(`Pair.take_overwritten_edits`) rather than dropped as an echo. Whatever the decision, HubSpot
+is then written with the value both sides end with.
+
+Own writes are known by `changeSource`/`sourceId` only when HUBSPOT_APP_ID is set; without it
+an own write's event is the newest and nothing is recovered (the old behaviour). Event times
+are HubSpot's clock, read times this process's: the read time is taken when HubSpot's answer
+arrived, so an edit HubSpot's answer already held is never taken for an overwritten one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.store import webhook_events
+from app.sync.core.rules import FieldRule
+from app.sync.engine.pairs import Pair
+
+
+async def recover_overwritten_edits(
+    pairs: Sequence[Pair], rules: Sequence[FieldRule], *, db: AsyncEngine
+) -> None:
+    candidates = [
+        pair
+        for pair in pairs
+        if pair.company is not None
+        and pair.company_read
+        and pair.link is not None
+        and pair.link.hubspot_read_at is not None
+        and pair.link.hubspot_company_id == pair.company.id
+    ]
+    properties = [r.hubspot_property for r in rules if r.enabled and r.direction.writes_warp]
+    if not candidates or not properties:
+        return
+    since = {
+        pair.company.id: pair.link.hubspot_read_at
+        for pair in candidates
+        if pair.company is not None and pair.link is not None and pair.link.hubspot_read_at
+    }
+    async with db.connect() as connection:
+        edits = await webhook_events.crm_edits_since(connection, since, properties)
+    for pair in candidates:
+        if pair.company is not None and pair.company.id in edits:
+            pair.take_overwritten_edits(rules, edits[pair.company.id])

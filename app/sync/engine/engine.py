@@ -1,0 +1,411 @@
+"""The sync engine: one batch of jobs in, one outcome per job out, for every source.
+
+Per batch (up to 100 entities): read the customers from WARP in one query, read their companies
+from HubSpot in one batch read only where a field HubSpot may own is involved, decide every
+field (`app.sync.core.decision`), write HubSpot (batch update for linked companies, batch **upsert
+on `warp_ban`** for new ones, so a retry after a crash finds the company instead of creating a
+second), write WARP, and commit links, field state, conflicts and the log in one transaction.
+
+The order makes a crash at any point safe: HubSpot first, then WARP, then hubsync's own
+records. A job interrupted anywhere is retried, re-reads both sides, finds what was already
+written equal on both and records it — never a duplicate, never a lost change.
+
+One bad record never holds back the rest: jobs that resolve to one customer are settled as
+one pair (`one_pair_per_customer`); a HubSpot value hubsync cannot read fails only its job
+(unless WARP owns the field, which is simply overwritten); a customer whose company another
+customer holds is held, not written (`hold_taken`); HubSpot's rejections are per input (the
+client splits a batch rejected whole); WARP rows are written one by one and compare-and-set
+(`app.sync.engine.warp_writes`): a refused row fails alone, a row WARP changed meanwhile is decided
+again; a CRM edit a previous write overwrote is recovered from its webhook
+(`app.sync.engine.crm_edits`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.hubspot.errors import HubSpotError, HubSpotNotFoundError
+from app.hubspot.models import BatchOutcome, BatchResult, UpdateInput, UpsertInput
+from app.store import sync_state
+from app.store.sync_config import load_rules
+from app.sync.core.decision import Action
+from app.sync.core.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome
+from app.sync.core.mapping import MappingError, hubspot_properties
+from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
+from app.sync.engine.batch import SyncBatch, error_kind
+from app.sync.engine.change_times import settle_latest_wins
+from app.sync.engine.crm_edits import recover_overwritten_edits
+from app.sync.engine.pairing import (
+    hold_taken,
+    one_pair_per_customer,
+    pairs_from_companies,
+    pairs_from_customers,
+)
+from app.sync.engine.pairs import LAST_MODIFIED, Pair, asked_at
+from app.sync.engine.ports import HubSpotPort
+from app.sync.engine.warp_writes import reread_pairs, write_warp
+from app.warp.connector import WarpConnector
+
+log = logging.getLogger("hubsync.sync")
+
+# A customer WARP changed during its sync is decided again (compare-and-set on WARP's values);
+# past this many rounds in one batch its job goes back to the queue.
+DECIDE_ROUNDS = 3
+AfterBatch = Callable[[AsyncConnection, Sequence[JobOutcome]], Any]
+
+
+class SyncEngine:
+    """Implements `JobHandler`: `await engine(jobs)` syncs them and says what became of each."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        warp: WarpConnector,
+        hubspot: HubSpotPort,
+        after_batch: AfterBatch | None = None,
+    ) -> None:
+        self.engine = engine
+        self.warp = warp
+        self.hubspot = hubspot
+        self.after_batch = after_batch
+
+    async def __call__(self, jobs: Sequence[ClaimedJob]) -> list[JobOutcome]:
+        started = time.perf_counter()
+        batch = SyncBatch()
+        async with self.engine.connect() as connection:
+            rules = [rule for rule in await load_rules(connection) if rule.enabled]
+        pairs: list[Pair] = []
+        customer_jobs = [j for j in jobs if j.entity_type is EntityType.CUSTOMER]
+        company_jobs = [j for j in jobs if j.entity_type is EntityType.COMPANY]
+        if customer_jobs:
+            pairs += await pairs_from_customers(
+                customer_jobs, batch, db=self.engine, warp=self.warp
+            )
+        if company_jobs:
+            pairs += await pairs_from_companies(
+                company_jobs,
+                rules,
+                batch,
+                db=self.engine,
+                warp=self.warp,
+                read=lambda ids, id_property: self._read_companies(ids, rules, id_property),
+            )
+        pairs, followers = one_pair_per_customer(pairs)
+        if pairs:
+            await self._settle(pairs, rules, batch)
+        for follower, lead in followers:
+            batch.share(follower, lead)
+        outcomes = [batch.outcomes[job.id] for job in jobs]
+        elapsed_ms = int((time.perf_counter() - started) * 1000)
+        for entry in batch.logs:
+            entry.setdefault("duration_ms", elapsed_ms)
+        async with self.engine.begin() as connection:
+            await sync_state.write_log(connection, batch.logs)
+            if self.after_batch is not None:
+                await self.after_batch(connection, outcomes)
+        return outcomes
+
+    # -- deciding and writing ------------------------------------------------------------
+
+    async def _settle(
+        self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch, *, round_: int = 1
+    ) -> None:
+        live: list[Pair] = []
+        for pair in pairs:
+            try:
+                pair.read_warp(rules)
+            except MappingError as exc:
+                self._fail(batch, pair, f"WARP value refused: {exc}", "validation")
+                continue
+            live.append(pair)
+        await self._note_warp_sightings(live, rules)
+        to_read = [p for p in live if not p.company_read and self._must_read(p, rules)]
+        if to_read:
+            await self._read_for(to_read, rules, batch)
+        live = [p for p in live if not batch.settled(p.job)]
+        for pair in live:
+            if (reason := pair.unreadable_reason(rules)) is not None:
+                self._fail(batch, pair, reason, "validation")
+        live = await hold_taken(
+            [p for p in live if not batch.settled(p.job)], batch, db=self.engine
+        )
+        await recover_overwritten_edits(live, rules, db=self.engine)
+        for pair in live:
+            if pair.decision is None or pair.company_read:  # unread pairs decided already
+                pair.decide(rules)
+        # LATEST_WINS changed on both sides: decide on per-field times, not row-level ones.
+        await settle_latest_wins(live, rules, db=self.engine, hubspot=self.hubspot)
+        written = await self._write_hubspot(live, rules, batch)
+        # A write by a stale id HubSpot applied to a merged survivor: keep the link where it is.
+        written = await hold_taken(written, batch, db=self.engine)
+        changed = await write_warp(self.warp, written, rules, batch)
+        done = [p for p in written if not batch.settled(p.job) and p not in changed]
+        await self._record(done, rules, batch)
+        if changed and round_ < DECIDE_ROUNDS:
+            again = await reread_pairs(changed, batch, db=self.engine, warp=self.warp)
+            await self._settle(again, rules, batch, round_=round_ + 1)
+        elif changed:  # WARP keeps changing under this customer: later, from the queue
+            for pair in changed:
+                message = "WARP changed this customer during every sync attempt; retrying"
+                self._fail(batch, pair, message, "warp", retry=True)
+
+    async def _note_warp_sightings(self, pairs: list[Pair], rules: list[FieldRule]) -> None:
+        """WARP's new values, remembered before anything can fail: a retry then knows when
+        each was first seen, rather than taking a later unrelated edit's `updated_at` as the
+        field's change time (LATEST_WINS; see app/sync/engine/change_times.py)."""
+        rows = [row for pair in pairs for row in pair.new_warp_sightings(rules)]
+        if rows:
+            async with self.engine.begin() as connection:
+                await sync_state.note_warp_values(connection, rows)
+
+    def _must_read(self, pair: Pair, rules: list[FieldRule]) -> bool:
+        """Read HubSpot first unless WARP wins every field that changed whatever HubSpot holds."""
+        link = pair.link
+        if pair.job.direction is not JobDirection.TO_HUBSPOT or link is None:
+            return True
+        if not link.hubspot_company_id:  # split off by an operator: find its company first
+            return True
+        return pair.decide(rules).needs_hubspot_read
+
+    async def _read_for(self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch) -> None:
+        linked = [p for p in pairs if p.link is not None and p.link.hubspot_company_id]
+        unlinked = [p for p in pairs if p not in linked]
+        for group, id_property in ((linked, None), (unlinked, IDENTITY_HUBSPOT_PROPERTY)):
+            if not group:
+                continue
+            keys = [
+                p.link.hubspot_company_id if id_property is None and p.link else p.ban
+                for p in group
+            ]
+            seen_at = asked_at()  # a 404 in this answer is "gone as of" this moment
+            read = await self._read_companies([k or "" for k in keys], rules, id_property)
+            read_at = datetime.now(UTC)
+            for pair, key in zip(group, keys, strict=True):
+                if isinstance(read, HubSpotError):
+                    self._fail(batch, pair, str(read), error_kind(read), error=read)
+                    continue
+                outcome = read.get(key or "")
+                if outcome is not None and outcome.company is not None:
+                    pair.read_hubspot(rules, outcome.company)
+                    pair.read_at = read_at
+                elif outcome is None or isinstance(outcome.error, HubSpotNotFoundError):
+                    if id_property is None:
+                        await self._company_gone(pair, batch, seen_at)
+                    else:
+                        pair.read_hubspot(rules, None)  # not in HubSpot yet: create it
+                elif outcome.error is not None:
+                    error = outcome.error
+                    self._fail(batch, pair, str(error), error_kind(error), error=error)
+
+    async def _company_gone(self, pair: Pair, batch: SyncBatch, seen_at: datetime) -> None:
+        """HubSpot answered 404 for the linked company (asked at `seen_at`): mark the link
+        deleted — unless a restore that happened after `seen_at` was applied meanwhile."""
+        company_id = pair.link.hubspot_company_id if pair.link else None
+        marked = False
+        if company_id:
+            async with self.engine.begin() as connection:
+                marked = await sync_state.set_link_state(
+                    connection, company_id, "deleted", at=seen_at
+                )
+        message = (
+            f"HubSpot company {company_id} no longer exists; link marked deleted, not recreated"
+            if marked
+            else f"HubSpot company {company_id} answered 404, but a restore newer than that "
+            "answer was applied (or it has no link); the link is left as it is"
+        )
+        batch.skip(pair.job, message, customer_id=pair.customer_id, company_id=company_id)
+
+    async def _read_companies(
+        self, ids: list[str], rules: list[FieldRule], id_property: str | None
+    ) -> BatchResult | HubSpotError:
+        properties = [rule.hubspot_property for rule in rules] + [LAST_MODIFIED]
+        try:
+            return await self.hubspot.batch_read_companies(ids, properties, id_property)
+        except HubSpotError as exc:
+            return exc
+
+    async def _write_hubspot(
+        self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch
+    ) -> list[Pair]:
+        """Send only changed properties; returns the pairs whose HubSpot side is settled."""
+        updates: list[tuple[Pair, UpdateInput]] = []
+        upserts: list[tuple[Pair, UpsertInput]] = []
+        settled: list[Pair] = []
+        targets: set[tuple[bool, str]] = set()
+        for pair in pairs:
+            assert pair.decision is not None  # noqa: S101
+            properties = hubspot_properties(rules, pair.decision.hubspot_writes)
+            company_id = pair.company_id
+            target = (company_id is None, company_id or pair.ban)
+            if target in targets:  # HubSpot refuses a batch naming one record twice
+                message = "another customer of this batch writes the same HubSpot company"
+                self._fail(batch, pair, message, "conflict", retry=True)
+                continue
+            targets.add(target)
+            if company_id is None:
+                upserts.append((pair, UpsertInput(id_value=pair.ban, properties=properties)))
+            elif properties:
+                updates.append((pair, UpdateInput(id=company_id, properties=properties)))
+            else:
+                settled.append(pair)
+        if updates:
+            call = self.hubspot.batch_update_companies([item for _, item in updates])
+            settled += await self._sent([pair for pair, _ in updates], call, batch)
+        if upserts:
+            call = self.hubspot.batch_upsert_companies([item for _, item in upserts])
+            settled += await self._sent([pair for pair, _ in upserts], call, batch)
+        return settled
+
+    async def _sent(
+        self, pairs: list[Pair], call: Awaitable[BatchResult], batch: SyncBatch
+    ) -> list[Pair]:
+        seen_at = asked_at()
+        try:
+            result = await call
+        except HubSpotError as exc:
+            for pair in pairs:
+                self._fail(batch, pair, str(exc), error_kind(exc), error=exc)
+            return []
+        return [
+            pair
+            for pair, outcome in zip(pairs, result.outcomes, strict=True)
+            if await self._written(pair, outcome, batch, seen_at)
+        ]
+
+    async def _written(
+        self, pair: Pair, outcome: BatchOutcome, batch: SyncBatch, seen_at: datetime
+    ) -> bool:
+        if isinstance(outcome.error, HubSpotNotFoundError) and pair.link is not None:
+            await self._company_gone(pair, batch, seen_at)  # deleted since we last looked
+            return False
+        if outcome.error is not None:
+            error = outcome.error
+            self._fail(batch, pair, str(error), error_kind(error), error=error)
+            return False
+        if outcome.company is not None and pair.company is None:
+            pair.company = outcome.company
+        return True
+
+    async def _record(self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch) -> None:
+        """Links, field state and conflicts for the whole batch in one transaction, with a
+        statement per kind of change rather than per entity: a batch in steady state costs
+        a handful of statements."""
+        synced_at = datetime.now(UTC)
+        async with self.engine.begin() as connection:
+            await sync_state.save_active_links(
+                connection,
+                [
+                    (pair.customer_id, pair.company_id, pair.ban)
+                    for pair in pairs
+                    if pair.company_id is not None and _link_changed(pair)
+                ],
+            )
+            await sync_state.save_field_states(
+                connection, [row for pair in pairs for row in pair.field_state_rows(synced_at)]
+            )
+            conflicted = [pair for pair in pairs if pair.decision and pair.decision.conflicts]
+            for pair in conflicted:
+                await self._record_conflicts(connection, pair)
+            await sync_state.resolve_all_conflicts(
+                connection, [p.customer_id for p in pairs if p not in conflicted], "SYNC"
+            )
+            await sync_state.mark_synced(connection, [p.customer_id for p in pairs])
+            await sync_state.note_hubspot_reads(
+                connection, [(p.customer_id, p.read_at) for p in pairs if p.read_at is not None]
+            )
+        for pair in pairs:
+            self._finish(pair, batch)
+
+    async def _record_conflicts(self, connection: AsyncConnection, pair: Pair) -> None:
+        decision = pair.decision
+        assert decision is not None  # noqa: S101
+        for conflict in decision.conflicts:
+            hubspot_value = conflict.hubspot_value
+            await sync_state.open_conflict(
+                connection,
+                {
+                    "warp_customer_id": pair.customer_id,
+                    "hubspot_company_id": pair.company_id,
+                    "field": conflict.field,
+                    "warp_value": conflict.warp_value,
+                    "hubspot_value": hubspot_value if isinstance(hubspot_value, str) else None,
+                    "base_value": conflict.base_value,
+                    "reason": conflict.reason,
+                },
+            )
+        settled = [d.field for d in decision.fields if d.action is not Action.CONFLICT]
+        await sync_state.close_conflicts(connection, pair.customer_id, settled, "SYNC")
+
+    def _finish(self, pair: Pair, batch: SyncBatch) -> None:
+        decision = pair.decision
+        assert decision is not None  # noqa: S101
+        changes = pair.changes()
+        if pair.company is not None and pair.company.new:
+            outcome = "created"
+        elif decision.conflicts:
+            outcome = "conflict"
+        else:
+            outcome = "updated" if changes else "unchanged"
+        result = {
+            "outcome": outcome,
+            "customer_id": pair.customer_id,
+            "hubspot_company_id": pair.company_id,
+            "hubspot_written": {
+                c["property"]: c["new"] for c in changes if c["target"] == "hubspot"
+            },
+            "warp_written": {c["field"]: c["new"] for c in changes if c["target"] == "warp"},
+            "conflicts": [
+                {
+                    "field": c.field,
+                    "warp_value": c.warp_value,
+                    "hubspot_value": c.hubspot_value if isinstance(c.hubspot_value, str) else None,
+                    "reason": c.reason,
+                }
+                for c in decision.conflicts
+            ],
+        }
+        batch.done(
+            pair.job,
+            result,
+            customer_id=pair.customer_id,
+            company_id=pair.company_id,
+            changes=changes,
+        )
+
+    # -- failures ------------------------------------------------------------------------
+
+    @staticmethod
+    def _fail(
+        batch: SyncBatch,
+        pair: Pair,
+        message: str,
+        kind: str,
+        *,
+        error: HubSpotError | None = None,
+        retry: bool = False,
+    ) -> None:
+        batch.fail(
+            pair.job,
+            message,
+            kind,
+            customer_id=pair.customer_id,
+            company_id=pair.company_id,
+            error=error,
+            retry=retry,
+        )
+
+
+def _link_changed(pair: Pair) -> bool:
+    link = pair.link
+    return link is None or (link.hubspot_company_id, link.warp_ban, link.state) != (
+        pair.company_id,
+        pair.ban,
+        "active",
+    )

@@ -1,0 +1,314 @@
+"""One customer/company pair on its way through a sync: what each side holds, what hubsync
+remembers, and what the decision says to write. Pure: no I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.hubspot.models import HubSpotCompany
+from app.sync.core.decision import Action, EntityDecision, decide_entity
+from app.sync.core.jobs import ClaimedJob
+from app.sync.core.mapping import (
+    Canonical,
+    MappingError,
+    canonical_to_warp,
+    normalize_hubspot,
+    read_warp_values,
+)
+from app.sync.core.records import FieldMemory, Link
+from app.sync.core.rules import IDENTITY_WARP_FIELD, FieldRule
+
+LAST_MODIFIED = "hs_lastmodifieddate"
+
+
+def asked_at() -> datetime:
+    """When a request to HubSpot is sent, as a 404 in its answer dates the company's end:
+    the millisecond before this one. HubSpot dates its events in whole milliseconds, so a
+    restore dated this very millisecond may have followed the request, and must win."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000) - timedelta(milliseconds=1)
+
+
+def parse_time(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        if value.isdigit():  # epoch milliseconds, as webhooks give
+            return datetime.fromtimestamp(int(value) / 1000, UTC)
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class Pair:
+    job: ClaimedJob
+    customer: dict[str, Any]
+    link: Link | None
+    memory: Mapping[str, FieldMemory]
+    company: HubSpotCompany | None = None  # None: not read, or not in HubSpot
+    company_read: bool = False
+    warp_values: dict[str, Canonical] = field(default_factory=dict)
+    warp_times: dict[str, datetime | None] = field(default_factory=dict)
+    hubspot_values: dict[str, Canonical] = field(default_factory=dict)
+    hubspot_times: dict[str, datetime | None] = field(default_factory=dict)
+    # HubSpot values hubsync cannot read, by property: the reason, for the operator.
+    unreadable: dict[str, str] = field(default_factory=dict)
+    read_at: datetime | None = None  # when HubSpot's answer with the company arrived
+    # CRM edits a sync overwrote (app/sync/engine/crm_edits.py): property -> what HubSpot holds now.
+    overwritten: dict[str, Canonical] = field(default_factory=dict)
+    decision: EntityDecision | None = None
+
+    @property
+    def customer_id(self) -> str:
+        return str(self.customer["id"])
+
+    @property
+    def ban(self) -> str:
+        return str(self.customer.get(IDENTITY_WARP_FIELD) or "")
+
+    @property
+    def company_id(self) -> str | None:
+        if self.company is not None:
+            return self.company.id
+        return self.link.hubspot_company_id if self.link else None
+
+    def _own_memory(self, rules: Sequence[FieldRule]) -> None:
+        """Keep only what was remembered for each rule's current (field, property) pair: after
+        a rule is pointed at another property, that field starts with no base, so the new,
+        empty property never reads as "cleared in HubSpot" and a blank never wins."""
+        property_of = {rule.warp_field: rule.hubspot_property for rule in rules}
+        self.memory = {
+            name: seen
+            for name, seen in self.memory.items()
+            if name not in property_of or seen.belongs_to(property_of[name])
+        }
+
+    def read_warp(self, rules: Sequence[FieldRule]) -> None:
+        """WARP's canonical values, and when each last changed: the customer's own
+        `updated_at` when the value differs from what hubsync last saw (the source's time,
+        never hubsync's clock)."""
+        self._own_memory(rules)
+        self.warp_values = read_warp_values(rules, self.customer)
+        updated_at = parse_time(self.customer.get("updated_at"))
+        for name, value in self.warp_values.items():
+            seen = self.memory.get(name)
+            if seen is None or seen.warp_value != value:
+                self.warp_times[name] = updated_at
+            else:
+                self.warp_times[name] = seen.warp_changed_at
+
+    def new_warp_sightings(self, rules: Sequence[FieldRule]) -> list[dict[str, Any]]:
+        """WARP values hubsync has not seen before, with their time, for `note_warp_values`."""
+        property_of = {rule.warp_field: rule.hubspot_property for rule in rules}
+        return [
+            {
+                "warp_customer_id": self.customer_id,
+                "field": name,
+                "hubspot_property": property_of[name],
+                "warp_value": value,
+                "warp_changed_at": self.warp_times.get(name),
+            }
+            for name, value in self.warp_values.items()
+            if name in property_of
+            and ((seen := self.memory.get(name)) is None or seen.warp_value != value)
+        ]
+
+    def read_hubspot(self, rules: Sequence[FieldRule], company: HubSpotCompany | None) -> None:
+        """HubSpot's values (all blank when the company does not exist yet)."""
+        self._own_memory(rules)
+        self.company = company
+        self.company_read = True
+        properties = company.properties if company is not None else {}
+        self.hubspot_values, self.unreadable = _read_each(rules, properties)
+        modified = parse_time(properties.get(LAST_MODIFIED))
+        by_property = {rule.hubspot_property: rule.warp_field for rule in rules}
+        for prop, value in self.hubspot_values.items():
+            name = by_property[prop]
+            seen = self.memory.get(name)
+            history = company.properties_with_history.get(prop) if company else None
+            changed = parse_time(history[0].timestamp) if history else modified
+            if seen is None or seen.hubspot_value != value:
+                self.hubspot_times[name] = changed
+            else:
+                self.hubspot_times[name] = seen.hubspot_changed_at
+
+    def unreadable_reason(self, rules: Sequence[FieldRule]) -> str | None:
+        """Why this pair cannot be decided: a HubSpot value it cannot read on a field HubSpot
+        may win. (On a WARP -> HubSpot field the value is simply overwritten with WARP's.)"""
+        reasons = [
+            f"HubSpot property {rule.hubspot_property} holds a value hubsync cannot read "
+            f"({self.unreadable[rule.hubspot_property]}); correct it in HubSpot"
+            for rule in rules
+            if rule.hubspot_property in self.unreadable and rule.direction.writes_warp
+        ]
+        return "; ".join(reasons) or None
+
+    def take_overwritten_edits(
+        self, rules: Sequence[FieldRule], edits: Mapping[str, tuple[str | None, datetime]]
+    ) -> None:
+        """Decide with a CRM edit's value where a sync's write overwrote it: HubSpot still
+        holds what hubsync last wrote or saw, and the newer edit says otherwise."""
+        for rule in rules:
+            edit, seen = edits.get(rule.hubspot_property), self.memory.get(rule.warp_field)
+            if edit is None or seen is None or rule.hubspot_property in self.unreadable:
+                continue
+            try:
+                value = normalize_hubspot(rule, edit[0])
+            except MappingError:
+                continue
+            now_held = self.hubspot_values.get(rule.hubspot_property)
+            if value != now_held and now_held == seen.hubspot_value:
+                self.overwritten[rule.hubspot_property] = now_held
+                self.hubspot_values[rule.hubspot_property] = value
+                self.hubspot_times[rule.warp_field] = edit[1]
+
+    def decide(self, rules: Sequence[FieldRule]) -> EntityDecision:
+        bases = {name: seen.base_value for name, seen in self.memory.items()}
+        self.decision = decide_entity(
+            rules,
+            self.warp_values,
+            self.hubspot_values,
+            bases,
+            self.warp_times,
+            self.hubspot_times,
+        )
+        for decision in self.decision.fields:
+            prop = decision.hubspot_property
+            if prop not in self.overwritten or decision.action is Action.CONFLICT:
+                continue
+            # HubSpot really holds the overwritten value: write it the value both sides end
+            # with, whoever won.
+            final = decision.value if decision.action is Action.WRITE_HUBSPOT else decision.new_base
+            if final != self.overwritten[prop]:
+                self.decision.hubspot_writes[prop] = final
+            else:
+                self.decision.hubspot_writes.pop(prop, None)
+        return self.decision
+
+    def warp_updates(self, rules: Sequence[FieldRule]) -> dict[str, Any]:
+        assert self.decision is not None  # noqa: S101 -- decided before applied
+        by_field = {rule.warp_field: rule for rule in rules}
+        return {
+            name: canonical_to_warp(by_field[name], value)
+            for name, value in self.decision.warp_writes.items()
+        }
+
+    def field_state_rows(self, synced_at: datetime) -> list[dict[str, Any]]:
+        """What each side holds once the decision is applied, and the new base — only for
+        fields where any of it differs from what hubsync remembered (`synced_at` is when a
+        field's state last changed)."""
+        assert self.decision is not None  # noqa: S101 -- decided before applied
+        rows = []
+        for decision in self.decision.fields:
+            name = decision.field
+            seen = self.memory.get(name)
+            warp_value = self.warp_values.get(name)
+            warp_time = self.warp_times.get(name)
+            if decision.hubspot_property in self.hubspot_values:
+                hubspot_value: Canonical = self.hubspot_values[decision.hubspot_property]
+            else:
+                hubspot_value = seen.hubspot_value if seen else None
+            hubspot_time = self.hubspot_times.get(name, seen.hubspot_changed_at if seen else None)
+            if decision.action is Action.WRITE_HUBSPOT:
+                hubspot_value, hubspot_time = decision.value, warp_time
+            elif decision.action is Action.WRITE_WARP:
+                warp_value, warp_time = decision.value, hubspot_time
+            if seen is not None and (
+                seen.hubspot_property,
+                seen.warp_value,
+                seen.hubspot_value,
+                seen.base_value,
+                seen.warp_changed_at,
+                seen.hubspot_changed_at,
+            ) == (
+                decision.hubspot_property,
+                warp_value,
+                hubspot_value,
+                decision.new_base,
+                warp_time,
+                hubspot_time,
+            ):
+                continue
+            rows.append(
+                {
+                    "warp_customer_id": self.customer_id,
+                    "field": name,
+                    "hubspot_property": decision.hubspot_property,
+                    "warp_value": warp_value,
+                    "hubspot_value": hubspot_value,
+                    "base_value": decision.new_base,
+                    "warp_changed_at": warp_time,
+                    "hubspot_changed_at": hubspot_time,
+                    "synced_at": synced_at,
+                }
+            )
+        return rows
+
+    def changes(self) -> list[dict[str, Any]]:
+        """The log's view: every field written, old -> new, and why."""
+        assert self.decision is not None  # noqa: S101 -- decided before applied
+        entries = []
+        for decision in self.decision.fields:
+            if decision.action is Action.WRITE_HUBSPOT:
+                old = self.hubspot_values.get(decision.hubspot_property)
+                target = "hubspot"
+            elif decision.action is Action.WRITE_WARP:
+                old, target = self.warp_values.get(decision.field), "warp"
+            else:
+                continue
+            entries.append(
+                {
+                    "field": decision.field,
+                    "property": decision.hubspot_property,
+                    "target": target,
+                    "old": old,
+                    "new": decision.value,
+                    "reason": decision.reason,
+                }
+            )
+        for decision in self.decision.fields:
+            prop = decision.hubspot_property
+            if (
+                prop in self.overwritten
+                and decision.action is not Action.WRITE_HUBSPOT
+                and prop in self.decision.hubspot_writes
+            ):
+                entries.append(
+                    {
+                        "field": decision.field,
+                        "property": prop,
+                        "target": "hubspot",
+                        "old": self.overwritten[prop],
+                        "new": self.decision.hubspot_writes[prop],
+                        "reason": "a CRM edit newer than hubsync's read was overwritten by "
+                        "hubsync's write; decided again with it",
+                    }
+                )
+        return entries
+
+
+def _read_each(
+    rules: Sequence[FieldRule], properties: Mapping[str, str | None]
+) -> tuple[dict[str, Canonical], dict[str, str]]:
+    """HubSpot's canonical values, one property at a time: a value that cannot be read (a URL
+    typed into `domain`, an option WARP does not know) is kept as its raw text — it differs
+    from any canonical value, so a WARP -> HubSpot field overwrites it — and reported."""
+    values: dict[str, Canonical] = {}
+    unreadable: dict[str, str] = {}
+    for rule in rules:
+        if not rule.enabled:
+            continue
+        raw = properties.get(rule.hubspot_property)
+        try:
+            values[rule.hubspot_property] = normalize_hubspot(rule, raw)
+        except MappingError as exc:
+            values[rule.hubspot_property] = str(raw).strip()
+            unreadable[rule.hubspot_property] = exc.message
+    return values, unreadable

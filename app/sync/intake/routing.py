@@ -1,0 +1,387 @@
+"""What a webhook delivery does, inside the one transaction that stores it.
+
+`accept_delivery` stores the events (duplicates skipped by content), then for each new event:
+
+* property change / creation → queue a sync of the company: its WARP customer both ways when
+  the company is linked, else the company itself towards WARP;
+* deletion → the link is marked `deleted` (syncing stops, visibly); nothing is queued; later
+  edits of a company whose link is `deleted`, `merged` or `warp_deleted` are stored and
+  ignored with the reason, rather than queueing jobs that can only fail;
+* restore → the link becomes live again and a sync is queued;
+* merge → every merged-away id becomes an alias of the survivor (`newObjectId` when HubSpot
+  made a new record, else `primaryObjectId`) and the link moves to the survivor. If several
+  merged companies had links, one is kept — the survivor's own if it has a WARP customer, else
+  the first (primary first) that has one — and the others are marked `merged` under their old
+  company id, left for an operator (two WARP customers now point at one company; a link
+  without a customer is simply superseded by the survivor's sync);
+* our own writes (`changeSource` INTEGRATION from HUBSPOT_APP_ID) and unknown types are stored
+  and marked ignored;
+* an event hubsync cannot act on (a value the database cannot hold, a time out of range; see
+  `IncomingEvent.problem`) is stored in a storable form and marked failed with the reason,
+  and the log says why; the rest of the delivery goes on as usual.
+
+Deletions and restores arriving out of order never undo a newer one already stored. Work is
+queued with `QueueRepository.enqueue_many` on the same connection, so an event is `queued`
+exactly when its job exists. No HubSpot call happens here: the job reads the company later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store import sync_state, webhook_events
+from app.store.webhook_events import FAILED, IGNORED, PROCESSED, QUEUED, EventStatus
+from app.sync.core.events import (
+    OWN_WRITE_REASON,
+    EventKind,
+    IncomingEvent,
+    is_own_write,
+    parse_event,
+)
+from app.sync.core.jobs import EntityType, JobDirection, JobSource
+from app.sync.core.records import Link
+
+log = logging.getLogger("hubsync.webhooks")
+
+REPROCESS_LIMIT = 1000
+# Link states whose company's CRM edits are stored and ignored, with the reason.
+_STOPPED = {
+    "deleted": "company {company} is deleted in HubSpot; syncing it stopped",
+    "warp_deleted": "customer {link.warp_customer_id} of company {company} is deleted in WARP; "
+    "syncing it stopped",
+    "merged": "company {company} was merged; customer {link.warp_customer_id} is held for an "
+    "operator to relink or split",
+}
+_ROUTED = (EventKind.CREATION, EventKind.PROPERTY_CHANGE, EventKind.RESTORE, EventKind.MERGE)
+
+
+class BulkEnqueue(Protocol):
+    """The part of `QueueRepository` intake needs (see app/store/queue/repository.py)."""
+
+    async def enqueue_many(
+        self,
+        connection: AsyncConnection,
+        entity_type: str,
+        keys: Iterable[str],
+        *,
+        priority: int = 5,
+        source: JobSource | str,
+        direction: JobDirection | str,
+        payload: dict[str, Any] | None = None,
+    ) -> Any: ...
+
+
+@dataclass
+class DeliverySummary:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    queued: int = 0
+    ignored: int = 0
+    processed: int = 0
+    failed: int = 0
+    job_ids: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "queued": self.queued,
+            "ignored": self.ignored,
+            "processed": self.processed,
+            "failed": self.failed,
+        }
+
+
+Target = tuple[EntityType, str]
+
+
+class _Router:
+    """Routes the new events of one delivery; holds the links it read and changed."""
+
+    def __init__(self, connection: AsyncConnection, *, app_id: str | None) -> None:
+        self.connection = connection
+        self.app_id = app_id
+        self.links: dict[str, Link] = {}
+        self.aliases: dict[str, str] = {}
+        self.statuses: list[EventStatus] = []
+        self.targets: dict[int, Target] = {}  # row id -> the entity whose sync it waits for
+
+    async def load(self, incoming: Sequence[IncomingEvent]) -> None:
+        ids: set[str] = set()
+        for event in incoming:
+            ids.add(event.object_id)
+            if event.kind is EventKind.MERGE:
+                survivor, old = event.merge_ids()
+                ids.update([survivor, *old])
+        self.links, self.aliases = await webhook_events.company_links(self.connection, sorted(ids))
+        # Merges can chain (a survivor merged again later): follow the rest of the way.
+        unresolved = sorted({s for s in self.aliases.values() if s not in self.links})
+        if unresolved:
+            further = await sync_state.resolve_company_ids(self.connection, unresolved)
+            self.aliases = {old: further.get(new, new) for old, new in self.aliases.items()}
+            more = sorted(set(further.values()) - set(self.links))
+            self.links.update(await sync_state.links_by_company(self.connection, more))
+
+    def company(self, company_id: str) -> str:
+        return self.aliases.get(company_id, company_id)
+
+    def target(self, company_id: str) -> Target:
+        link = self.links.get(company_id)
+        if link is not None and link.warp_customer_id is not None:
+            return EntityType.CUSTOMER, link.warp_customer_id
+        return EntityType.COMPANY, company_id
+
+    def ignore(self, row_id: int, reason: str) -> None:
+        self.statuses.append(EventStatus(row_id, IGNORED, reason))
+
+    async def route(self, row_id: int, event: IncomingEvent, *, honour_own_writes: bool) -> None:
+        if event.problem is not None:
+            # Stored (made storable) so nothing is lost, but not acted on: a person looks.
+            log.warning(
+                "webhook event %s for company %s not processed: %s",
+                event.event_id,
+                event.object_id,
+                event.problem,
+            )
+            self.statuses.append(EventStatus(row_id, FAILED, event.problem))
+            return
+        kind = event.kind
+        if kind is EventKind.UNSUPPORTED:
+            self.ignore(row_id, f"subscription type {event.subscription_type} is not synced")
+            return
+        if (
+            honour_own_writes
+            and kind in (EventKind.CREATION, EventKind.PROPERTY_CHANGE)
+            and is_own_write(event, self.app_id)
+        ):
+            self.ignore(row_id, OWN_WRITE_REASON)
+            return
+        if kind is EventKind.MERGE:
+            await self.merge(row_id, event)
+            return
+        company = self.company(event.object_id)
+        if kind is EventKind.DELETION:
+            await self.delete(row_id, event, company)
+            return
+        if kind is EventKind.RESTORE:
+            if not await self.restore(row_id, event, company):
+                return
+        elif (link := self.links.get(company)) is not None and link.state in _STOPPED:
+            self.ignore(row_id, _STOPPED[link.state].format(company=company, link=link))
+            return
+        self.targets[row_id] = self.target(company)
+
+    async def delete(self, row_id: int, event: IncomingEvent, company: str) -> None:
+        if await webhook_events.later_lifecycle_event(
+            self.connection, event.object_id, EventKind.RESTORE, event.occurred_at
+        ):
+            self.ignore(row_id, "superseded by a later restore")
+            return
+        link = self.links.get(company)
+        if link is None:
+            reason = f"company {company} has no link; nothing to stop"
+        elif await sync_state.set_link_state(
+            self.connection, company, "deleted", at=event.occurred_at
+        ):
+            self.links[company] = _with(link, state="deleted")
+            reason = f"link of company {company} marked deleted; syncing it stopped"
+        else:
+            self.ignore(row_id, "superseded by a later restore already applied")
+            return
+        self.statuses.append(EventStatus(row_id, PROCESSED, reason))
+
+    async def restore(self, row_id: int, event: IncomingEvent, company: str) -> bool:
+        if await webhook_events.later_lifecycle_event(
+            self.connection, event.object_id, EventKind.DELETION, event.occurred_at
+        ):
+            self.ignore(row_id, "superseded by a later deletion")
+            return False
+        link = self.links.get(company)
+        if link is not None:
+            # Stamped even on a live link: a 404 seen before this restore must not undo it.
+            state = link.state
+            if state == "deleted":
+                state = "active" if link.warp_customer_id is not None else "unmatched"
+            if not await sync_state.set_link_state(
+                self.connection, company, state, at=event.occurred_at
+            ):
+                self.ignore(row_id, "superseded by a later deletion already applied")
+                return False
+            self.links[company] = _with(link, state=state)
+        return True
+
+    async def merge(self, row_id: int, event: IncomingEvent) -> None:
+        survivor, merged_away = event.merge_ids()
+        for old in merged_away:
+            await sync_state.add_alias(self.connection, old, survivor, "merge")
+            self.aliases[old] = survivor
+        candidates = [survivor, *merged_away]
+        held = [self.links[c] for c in candidates if c in self.links]
+        keeper = next((link for link in held if link.warp_customer_id is not None), None)
+        if keeper is not None and keeper.hubspot_company_id != survivor:
+            # save_link moves the keeper to the survivor and drops a customer-less link the
+            # survivor may hold (a customer-held one would have been chosen as keeper).
+            await sync_state.save_link(
+                self.connection,
+                customer_id=keeper.warp_customer_id,
+                company_id=survivor,
+                ban=keeper.warp_ban,
+            )
+            self.links.pop(keeper.hubspot_company_id or "", None)
+            self.links[survivor] = keeper = _with(keeper, hubspot_company_id=survivor)
+        for link in held:
+            if (keeper is not None and link.id == keeper.id) or link.hubspot_company_id == survivor:
+                continue
+            old = link.hubspot_company_id or ""
+            await sync_state.set_link_state(self.connection, old, "merged")
+            self.links[old] = _with(link, state="merged")
+        self.targets[row_id] = self.target(survivor)
+
+    async def enqueue(self, queue: BulkEnqueue) -> None:
+        """One enqueue statement per entity type; then every routed event is `queued`."""
+        job_ids: dict[Target, int] = {}
+        for entity_type, direction in (
+            (EntityType.CUSTOMER, JobDirection.BOTH),
+            (EntityType.COMPANY, JobDirection.TO_WARP),
+        ):
+            keys = sorted({key for kind, key in self.targets.values() if kind is entity_type})
+            if keys:
+                result = await queue.enqueue_many(
+                    self.connection,
+                    entity_type.value,
+                    keys,
+                    source=JobSource.WEBHOOK,
+                    direction=direction,
+                )
+                job_ids.update({(entity_type, k): v for k, v in result.job_ids.items()})
+        for row_id, target in self.targets.items():
+            self.statuses.append(EventStatus(row_id, QUEUED, None, job_ids[target]))
+
+
+def _with(link: Link, **changes: Any) -> Link:
+    return dataclasses.replace(link, **changes)
+
+
+async def _route_all(
+    connection: AsyncConnection,
+    rows: Sequence[tuple[int, IncomingEvent]],
+    *,
+    queue: BulkEnqueue,
+    app_id: str | None,
+    honour_own_writes: bool,
+) -> list[EventStatus]:
+    router = _Router(connection, app_id=app_id)
+    routed = [
+        event
+        for _, event in rows
+        if event.kind is not EventKind.UNSUPPORTED and event.problem is None
+    ]
+    if routed:
+        await router.load(routed)
+    # Oldest first, so a delivery holding a deletion and a restore ends in the newer state.
+    for row_id, event in sorted(rows, key=lambda pair: (pair[1].occurred_at_ms, pair[0])):
+        await router.route(row_id, event, honour_own_writes=honour_own_writes)
+    await router.enqueue(queue)
+    await webhook_events.set_statuses(connection, router.statuses)
+    return router.statuses
+
+
+async def accept_delivery(
+    connection: AsyncConnection,
+    incoming: Sequence[IncomingEvent],
+    *,
+    queue: BulkEnqueue,
+    app_id: str | None,
+) -> DeliverySummary:
+    """Store a verified delivery and queue its work, on the caller's transaction."""
+    [summary] = await accept_deliveries(connection, [incoming], queue=queue, app_id=app_id)
+    return summary
+
+
+async def accept_deliveries(
+    connection: AsyncConnection,
+    deliveries: Sequence[Sequence[IncomingEvent]],
+    *,
+    queue: BulkEnqueue,
+    app_id: str | None,
+) -> list[DeliverySummary]:
+    """Store several verified deliveries and queue their work, on the caller's transaction,
+    as if they were one delivery; a summary for each, in order (see app/sync/intake/writer.py).
+
+    An event repeated across the group is stored once and counted for the first delivery that
+    holds it; the later ones count it as a duplicate, as they would had it arrived earlier.
+    """
+    everything = [event for delivery in deliveries for event in delivery]
+    stored = await webhook_events.store_events(connection, everything)
+    summaries = [DeliverySummary(received=len(delivery)) for delivery in deliveries]
+    owner: dict[int, DeliverySummary] = {}  # row id -> the summary that stored it
+    rows: list[tuple[int, IncomingEvent]] = []
+    for summary, delivery in zip(summaries, deliveries, strict=True):
+        for event in delivery:
+            row_id = stored.get(event.dedup_key)
+            if row_id is None or row_id in owner:
+                summary.duplicates += 1
+                continue
+            owner[row_id] = summary
+            summary.stored += 1
+            rows.append((row_id, event))
+    statuses = await _route_all(
+        connection, rows, queue=queue, app_id=app_id, honour_own_writes=True
+    )
+    for status in statuses:
+        _count(owner[status.event_id], [status])
+    return summaries
+
+
+async def reprocess_events(
+    connection: AsyncConnection,
+    *,
+    queue: BulkEnqueue,
+    app_id: str | None,
+    event_ids: Sequence[int] | None = None,
+    status: str | None = None,
+    limit: int = REPROCESS_LIMIT,
+) -> DeliverySummary:
+    """Route stored events again (an operator's re-run): by id, or every event in `status`.
+
+    The operator asked for it, so even an event ignored as our own write is queued again;
+    unknown types stay ignored. Deletions and merges re-apply idempotently.
+    """
+    if event_ids is None and status is None:
+        raise ValueError("give event_ids or a status")
+    events = webhook_events.events
+    query = select(events.c.id, events.c.raw).order_by(events.c.id).limit(limit)
+    if event_ids is not None:
+        query = query.where(events.c.id.in_(list(event_ids)))
+    if status is not None:
+        query = query.where(events.c.status == status)
+    rows = [(row.id, parse_event(0, row.raw)) for row in await connection.execute(query)]
+    statuses = await _route_all(
+        connection, rows, queue=queue, app_id=app_id, honour_own_writes=False
+    )
+    summary = DeliverySummary(received=len(rows))
+    _count(summary, statuses)
+    return summary
+
+
+def _count(summary: DeliverySummary, statuses: Sequence[EventStatus]) -> None:
+    for status in statuses:
+        if status.status == QUEUED:
+            summary.queued += 1
+            if status.job_id is not None and status.job_id not in summary.job_ids:
+                summary.job_ids.append(status.job_id)
+        elif status.status == IGNORED:
+            summary.ignored += 1
+        elif status.status == PROCESSED:
+            summary.processed += 1
+        elif status.status == FAILED:
+            summary.failed += 1

@@ -1,0 +1,1 @@
+"""The in-process scheduler and the periodic work it runs."""

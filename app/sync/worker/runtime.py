@@ -1,0 +1,125 @@
+"""Start and stop the queue machinery inside the service's lifespan.
+
+`start_runtime(context)` builds the queue repository, the idempotency store, the worker (and,
+on PostgreSQL, its LISTEN connection) and the scheduler with the queue's backstop tick, and
+puts them on `context.extras`:
+
+    "queue"        QueueRepository         always
+    "idempotency"  IdempotencyRepository   always
+    "worker"       Worker                  always (started only when HUBSYNC_WORKER is on;
+                                           POST /v1/sync/process-queue uses it either way)
+    "queue_listener" QueueListener         PostgreSQL with the worker on
+    "scheduler"    AsyncIOScheduler        when HUBSYNC_SCHEDULER is on, with the queue's tick
+                                           and the history pruning (app/store/retention.py);
+                                           other layers may add their own jobs to it
+
+The worker sizes its lanes by `context.extras["hubspot_limiter"]` when the lead layer put the
+HubSpot rate limiter there (app/sync/worker/lanes.py): enough batches in flight to fill the limit.
+
+The worker runs whatever handler is in `context.extras["job_handler"]` at the time of each
+batch (the sync engine sets it); without one, every job fails visibly with "no sync engine
+configured" rather than being dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, timedelta
+
+from apscheduler.triggers.interval import IntervalTrigger
+
+from app.context import AppContext
+from app.store.idempotency import IdempotencyRepository
+from app.store.queue import QueueRepository
+from app.store.retention import HistoryPruning
+from app.sync.core.backoff import RetryPolicy
+from app.sync.core.jobs import ClaimedJob, JobHandler, JobOutcome, OutcomeStatus
+from app.sync.schedule.scheduler import QueueTick, build_scheduler, schedule_queue_tick
+from app.sync.worker.notify import QueueListener
+from app.sync.worker.worker import Worker
+
+log = logging.getLogger("hubsync.runtime")
+
+NO_ENGINE = "no sync engine configured"
+
+
+async def fail_without_engine(jobs: Sequence[ClaimedJob]) -> list[JobOutcome]:
+    return [
+        JobOutcome(job.id, OutcomeStatus.FAILED, error=NO_ENGINE, error_kind="not_configured")
+        for job in jobs
+    ]
+
+
+def context_handler(context: AppContext) -> JobHandler:
+    """The handler the lead layer registered, looked up per batch so start-up order is free."""
+
+    async def handle(jobs: Sequence[ClaimedJob]) -> Sequence[JobOutcome]:
+        handler: JobHandler = context.extras.get("job_handler") or fail_without_engine
+        return await handler(jobs)
+
+    return handle
+
+
+async def start_runtime(context: AppContext) -> None:
+    settings = context.settings
+    queue = QueueRepository(
+        context.engine,
+        policy=RetryPolicy.from_settings(settings),
+        ageing_seconds=settings.queue_ageing_seconds,
+    )
+    idempotency = IdempotencyRepository(context.engine)
+    worker = Worker(
+        queue,
+        context_handler(context),
+        batch_size=settings.worker_batch_size,
+        lease_seconds=settings.lease_seconds,
+        concurrency=settings.effective_worker_concurrency,
+        poll_interval=settings.worker_poll_seconds,
+        budget=context.extras.get("hubspot_limiter"),
+    )
+    context.extras.update(queue=queue, idempotency=idempotency, worker=worker)
+    if settings.worker_enabled:
+        await worker.start()
+        if context.engine.dialect.name == "postgresql":
+            listener = QueueListener(settings.database_url.reveal(), worker.wake)
+            await listener.start()
+            context.extras["queue_listener"] = listener
+    if settings.scheduler_enabled:
+        scheduler = build_scheduler()
+        tick = QueueTick(
+            queue=queue,
+            worker=worker if settings.worker_enabled else None,
+            idempotency=idempotency,
+            retention=timedelta(seconds=settings.queue_retention_seconds),
+        )
+        schedule_queue_tick(scheduler, tick)
+        scheduler.add_job(
+            HistoryPruning(context.engine, timedelta(seconds=settings.history_retention_seconds)),
+            IntervalTrigger(minutes=10, timezone=UTC),
+            id="history-pruning",
+            name="prune old webhook events and sync log entries",
+            replace_existing=True,
+        )
+        scheduler.start()
+        context.extras["scheduler"] = scheduler
+
+
+async def stop_runtime(context: AppContext) -> None:
+    """Stop in reverse: no new ticks, no new wake-ups, then the worker hands back its jobs."""
+    scheduler = context.extras.pop("scheduler", None)
+    if scheduler is not None:
+        scheduler.shutdown(wait=False)
+    listener: QueueListener | None = context.extras.pop("queue_listener", None)
+    if listener is not None:
+        await listener.stop()
+    worker: Worker | None = context.extras.get("worker")
+    if worker is not None:
+        await worker.stop()
+
+
+def wake_worker(context: AppContext) -> None:
+    """Call after committing an enqueue: this replica's worker looks for work at once."""
+    worker: Worker | None = context.extras.get("worker")
+    if worker is not None and worker.running:
+        worker.wake()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 
-from app.context import AppContext
+from app.context import AppContext, require
 from app.sandbox.sandbox import Sandbox
 from app.store import sync_state
 from app.store.sync_config import load_rules
@@ -112,7 +112,7 @@ async def queue_every_customer(context: AppContext) -> None:
 
 
 async def _queue_every_customer(context: AppContext) -> None:
-    queue = context.extras["queue"]
+    queue = require(context.queue, "queue")
     queued = 0
     async for customers in context.warp.iter_customers():
         async with context.engine.begin() as connection:
@@ -124,5 +124,5 @@ async def _queue_every_customer(context: AppContext) -> None:
                 direction=JobDirection.TO_HUBSPOT,
             )
         queued += len(customers)
-    context.extras["worker"].wake()
+    require(context.worker, "worker").wake()
     log.info("demo: queued all %d WARP customers for a sync with the sandbox", queued)

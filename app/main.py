@@ -45,7 +45,7 @@ from app.api.limits import RequestLimits
 from app.api.methods import AllowedMethods
 from app.api.metrics import refused_delivery_counter
 from app.api.middleware import RequestIdMiddleware, with_lifespan_state
-from app.context import AppContext
+from app.context import AppContext, require
 from app.demo import SandboxRefill, queue_every_customer
 from app.hubspot.connection import (
     SANDBOX_APP_ID,
@@ -148,13 +148,13 @@ async def attach_hubspot(
     context: AppContext, hubspot: HubSpotConnection, guard: PortalGuard
 ) -> None:
     """What the routes and the worker take from the open HubSpot connection."""
-    context.extras["hubspot"] = hubspot.client
-    context.extras["hubspot_limiter"] = hubspot.client.limiter
+    context.hubspot = hubspot.client
+    context.hubspot_limiter = hubspot.client.limiter
     if hubspot.sandbox_app is not None:
-        context.extras["sandbox"] = hubspot.sandbox_app.state.sandbox
-    context.extras["properties"] = hubspot.properties
-    context.extras["portal_guard"] = guard
-    context.extras["job_handler"] = await build_job_handler(context, guard, hubspot)
+        context.sandbox = hubspot.sandbox_app.state.sandbox
+    context.properties = hubspot.properties
+    context.portal_guard = guard
+    context.job_handler = await build_job_handler(context, guard, hubspot)
 
 
 async def build_job_handler(
@@ -171,7 +171,7 @@ async def build_job_handler(
         after_batch=finish_events_for_jobs,
     )
     if hubspot.sandbox_app is not None:
-        refill = SandboxRefill(context, context.extras["sandbox"])
+        refill = SandboxRefill(context, require(context.sandbox, "sandbox"))
         if guard.verified:  # before the worker starts
             await refill.at_start()
         handler = refill.first(handler)  # the portal was checked late, or the refill failed
@@ -222,10 +222,10 @@ def create_app(
                 await start_runtime(context)  # queue, worker, listener, scheduler
                 await start_reconciliation(context, hubspot.reconcile_client or hubspot.client)
                 intake = IntakeWriter(
-                    engine, context.extras["queue"], app_id=settings.hubspot_app_id
+                    engine, require(context.queue, "queue"), app_id=settings.hubspot_app_id
                 )
                 await intake.start()  # webhook deliveries' group commit
-                context.extras["intake"] = intake
+                context.intake = intake
                 if demo and settings.demo_data and is_embedded_default(settings):
                     await queue_every_customer(context)
                 try:

@@ -11,6 +11,7 @@ import logging
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.errors import HubsyncError
 from app.hubspot.client import HubSpotClient
 from app.hubspot.connection import SANDBOX_PORTAL_ID
 from app.hubspot.errors import HubSpotAuthError, HubSpotError
@@ -28,7 +29,7 @@ from app.sync.worker.portal import PortalRefusedError, observe_portal, verify_po
 log = logging.getLogger("hubsync.preflight")
 
 
-class PreflightError(Exception):
+class PreflightError(HubsyncError):
     """hubsync must not start; the message is one line for an operator."""
 
 

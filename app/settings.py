@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.errors import HubsyncError
+
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./hubsync.db"
 DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
@@ -37,7 +39,7 @@ _RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
-class SettingsError(ValueError):
+class SettingsError(HubsyncError, ValueError):
     """A configuration value is missing or malformed; the message is one line for an operator."""
 
 

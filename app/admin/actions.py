@@ -33,7 +33,7 @@ MAX_SELECTED = 1000
 
 
 def _queue(context: AppContext) -> QueueRepository:
-    queue = context.extras.get("queue")
+    queue = context.queue
     return queue if isinstance(queue, QueueRepository) else QueueRepository(context.engine)
 
 

@@ -14,6 +14,7 @@ from app.admin.chart import build_chart
 from app.admin.rendering import company_url, render, signed_in
 from app.admin.rules_form import CHOICES, rules_for_form
 from app.api.deps import app_context
+from app.context import require
 from app.store import sync_state
 from app.store.admin_audit import recent_actions
 from app.store.console import (
@@ -108,7 +109,7 @@ async def customer(request: Request, session: Session) -> Response:
         rules = await load_rules(connection)
     if key not in records and link is None:
         return await render(request, session, "missing.html", 404, what=f"customer {key}")
-    jobs = await context.extras["queue"].jobs_for("customer", key, limit=10)
+    jobs = await require(context.queue, "queue").jobs_for("customer", key, limit=10)
     changed = last_changes(history)
     fields = [
         {

@@ -67,7 +67,7 @@ async def _page(
         categories=REPORTED,
         modes=MODES,
         error=error,
-        available=isinstance(context.extras.get("reconciler"), Reconciler),
+        available=isinstance(context.reconciler, Reconciler),
         next_after=items[-1]["id"] if len(items) == ITEMS_PAGE else None,
         next_before=listed[-1].id if len(listed) == RUNS_PAGE else None,
     )
@@ -77,7 +77,7 @@ async def _page(
 async def run_now(request: Request, session: Session) -> Response:
     context = app_context(request)
     mode = (await request.form()).get("mode")
-    reconciler = context.extras.get("reconciler")
+    reconciler = context.reconciler
     if not isinstance(reconciler, Reconciler):
         return await _page(request, session, 503, "Reconciliation is not running in this process.")
     if not isinstance(mode, str) or mode not in MODES:

@@ -16,6 +16,7 @@ from starlette.templating import Jinja2Templates
 from app.admin.access import SESSION_COOKIE, LoginLimiter, OneTimeLogin, Session, SessionSigner
 from app.api.deps import app_context
 from app.context import AppContext
+from app.errors import HubsyncError
 from app.store.pauses import LABELS, paused_directions
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -48,7 +49,7 @@ class AdminState:
     https_only: bool
 
 
-class NotSignedInError(Exception):
+class NotSignedInError(HubsyncError):
     """No valid session: pages redirect to the login, actions are refused."""
 
 

@@ -51,7 +51,7 @@ async def sync_customer_now(request: Request) -> Response:
     caller = require_api_token(request)
     context = app_context(request)
     queue = queue_of(context)
-    handler: JobHandler | None = context.extras.get("job_handler")
+    handler: JobHandler | None = context.job_handler
     if handler is None:
         raise ApiError(503, "the sync engine is not running in this process")
     body = await request.body()

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.api.middleware import REQUEST_ID_HEADER, request_id_of
+from app.errors import HubsyncError
 
 log = logging.getLogger("hubsync.api")
 # Seconds a client is told to wait after a 503: a database restart or failover, typically.
@@ -35,7 +36,7 @@ _TITLES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(HubsyncError):
     """An error answer decided by a handler: status, a short code and what is wrong."""
 
     def __init__(

@@ -60,7 +60,7 @@ async def readyz(request: Request) -> JSONResponse:
     for warning in context.settings.startup_warnings():
         ready = False
         checks["webhooks"] = warning
-    properties: Readiness | None = context.extras.get("properties")
+    properties: Readiness | None = context.properties
     if properties is not None:
         # Jobs wait until hubsync's HubSpot properties exist (app/hubspot/readiness.py).
         checks["hubspot_properties"] = properties.reason

@@ -68,7 +68,7 @@ async def relink_customer(request: Request) -> Response:
         customers = await context.warp.fetch_customers([key])
         if key not in customers:
             raise ApiError(404, f"customer {key} does not exist in WARP")
-        company_id = await _existing_company(context.extras.get("hubspot"), target)
+        company_id = await _existing_company(context.hubspot, target)
         async with context.engine.begin() as connection:
             try:
                 link = await sync_state.relink_customer(

@@ -24,7 +24,7 @@ MAX_PAGE = 1000
 
 
 def reconciler_of(context: AppContext) -> Reconciler:
-    reconciler: Reconciler | None = context.extras.get("reconciler")
+    reconciler: Reconciler | None = context.reconciler
     if reconciler is None:
         raise ApiError(503, "reconciliation is not running in this process")
     return reconciler

@@ -133,7 +133,7 @@ async def process_queue(request: Request) -> Response:
     caller = require_api_token(request)
     context = app_context(request)
     queue = queue_of(context)
-    worker: Worker | None = context.extras.get("worker")
+    worker: Worker | None = context.worker
     if worker is None:
         raise ApiError(503, "the queue worker is not running in this process")
     body = await request.body()
@@ -251,14 +251,14 @@ def _canonical_or_none(customer_id: str) -> str | None:
 
 
 def queue_of(context: AppContext) -> QueueRepository:
-    queue: QueueRepository | None = context.extras.get("queue")
+    queue: QueueRepository | None = context.queue
     if queue is None:
         raise ApiError(503, "the sync queue is not running in this process")
     return queue
 
 
 def idempotency_store(context: AppContext) -> IdempotencyRepository:
-    repository: IdempotencyRepository | None = context.extras.get("idempotency")
+    repository: IdempotencyRepository | None = context.idempotency
     if repository is None:
         raise ApiError(503, "the sync queue is not running in this process")
     return repository

@@ -49,14 +49,14 @@ DATABASE_DOWN = (DBAPIError, PoolTimeoutError, OSError, TimeoutError, IntakeUnav
 
 
 def queue_of(context: AppContext) -> QueueRepository:
-    queue = context.extras.get("queue")
+    queue = context.queue
     return queue if isinstance(queue, QueueRepository) else QueueRepository(context.engine)
 
 
 async def store_delivery(context: AppContext, incoming: list[IncomingEvent]) -> DeliverySummary:
     """Through the lifespan's group-commit writer (app/sync/intake/writer.py); in its own
     transaction when the app runs without one."""
-    writer = context.extras.get("intake")
+    writer = context.intake
     if isinstance(writer, IntakeWriter):
         return await writer.submit(incoming)
     async with context.engine.begin() as connection:
@@ -66,7 +66,7 @@ async def store_delivery(context: AppContext, incoming: list[IncomingEvent]) -> 
 
 
 def wake_worker(context: AppContext) -> None:
-    worker = context.extras.get("worker")
+    worker = context.worker
     if worker is not None:
         worker.wake()
 

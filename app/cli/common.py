@@ -10,6 +10,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, TypeAlias, TypeVar
 
+from app.errors import HubsyncError
 from app.settings import Settings, SettingsError
 
 # What `register(commands)` receives: argparse names the type privately.
@@ -19,7 +20,7 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 T = TypeVar("T")
 
 
-class CommandError(Exception):
+class CommandError(HubsyncError):
     """A command cannot do what it was asked; the message is one line for the operator."""
 
 

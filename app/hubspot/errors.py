@@ -32,6 +32,8 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
+from app.errors import HubsyncError
+
 # Waits used when HubSpot names a policy but sends no Retry-After. The official Node client
 # waits 10 s for the rolling ten-second window; a second for the legacy per-second one.
 TEN_SECONDLY_WAIT = 10.0
@@ -40,7 +42,7 @@ LOCKED_WAIT = 2.0  # 423: HubSpot asks for at least two seconds
 MIGRATION_WAIT = 10.0  # 477 without Retry-After
 
 
-class HubSpotError(Exception):
+class HubSpotError(HubsyncError):
     """A HubSpot call failed; `message` is HubSpot's own words when it sent any."""
 
     retryable: ClassVar[bool] = False

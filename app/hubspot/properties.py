@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.errors import HubsyncError
 from app.hubspot.client import HubSpotClient
 from app.hubspot.errors import HubSpotConflictError
 
@@ -90,7 +91,7 @@ WARP_PROPERTIES: tuple[PropertySpec, ...] = (
 )
 
 
-class PropertySchemaError(RuntimeError):
+class PropertySchemaError(HubsyncError, RuntimeError):
     """HubSpot has a property hubsync needs, in a shape hubsync cannot use or repair."""
 
 

@@ -39,6 +39,7 @@ from typing import Protocol
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.errors import HubsyncError
 from app.settings import RateLimit
 from app.store.db import is_postgres
 
@@ -52,7 +53,7 @@ DAILY_PAUSE_REASON = "HubSpot daily limit reached"
 _PRUNE_EVERY = 50
 
 
-class RateLimitPausedError(Exception):
+class RateLimitPausedError(HubsyncError):
     """The bucket is paused for longer than a caller should wait in line."""
 
     def __init__(self, seconds: float, reason: str) -> None:
@@ -114,6 +115,18 @@ class RateLimiter(Protocol):
 
     async def pause(self, seconds: float, reason: str) -> None:
         """Let no request of this bucket start for `seconds` (everywhere it is shared)."""
+
+    @property
+    def waiting(self) -> int:
+        """This process's requests waiting for a grant now."""
+
+    @property
+    def used_share(self) -> float:
+        """Share of the window's budget in use (as of the latest grant)."""
+
+    @property
+    def request_interval(self) -> float:
+        """Seconds per request at the limit (the window over its count)."""
 
 
 class _Pacing:

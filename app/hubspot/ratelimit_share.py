@@ -42,3 +42,15 @@ class ShareCappedLimiter:
 
     async def pause(self, seconds: float, reason: str) -> None:
         await self.inner.pause(seconds, reason)
+
+    @property
+    def waiting(self) -> int:
+        return self.inner.waiting
+
+    @property
+    def used_share(self) -> float:
+        return self.inner.used_share
+
+    @property
+    def request_interval(self) -> float:
+        return self.inner.request_interval

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.errors import HubsyncError
 from app.store.models import IdempotencyKey
 from app.store.queue.maintenance import database_now
 
@@ -30,11 +31,11 @@ class StoredAnswer:
     body: dict[str, Any]
 
 
-class IdempotencyMismatchError(Exception):
+class IdempotencyMismatchError(HubsyncError):
     """The key was used before for a different request."""
 
 
-class IdempotencyInFlightError(Exception):
+class IdempotencyInFlightError(HubsyncError):
     """The first request with this key has not finished yet."""
 
 

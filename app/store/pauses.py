@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, case, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.errors import HubsyncError
 from app.store.models import DirectionPause
 from app.store.upsert import insert_for
 from app.sync.core.jobs import JobDirection
@@ -27,7 +28,7 @@ DIRECTIONS = (OUTBOUND, INBOUND)
 LABELS = {OUTBOUND: "WARP → HubSpot", INBOUND: "HubSpot → WARP"}
 
 
-class UnknownDirectionError(ValueError):
+class UnknownDirectionError(HubsyncError, ValueError):
     def __init__(self, given: object) -> None:
         super().__init__(f"direction must be one of {', '.join(DIRECTIONS)}, got {given!r}")
 

@@ -25,6 +25,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.errors import HubsyncError
 from app.store.models import ReconciliationItem, ReconciliationPair, ReconciliationRun
 from app.store.queue.records import maybe_utc, sql_now
 
@@ -36,7 +37,7 @@ RUNNING, DONE, FAILED = "running", "done", "failed"
 ITEM_CHUNK = 1000
 
 
-class LostRunError(RuntimeError):
+class LostRunError(HubsyncError, RuntimeError):
     """This process no longer owns the run (its lease ran out and another took it over)."""
 
 

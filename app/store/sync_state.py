@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Table, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.errors import HubsyncError
 from app.store.models import CompanyAlias, Conflict, EntityLink, FieldState, SyncLog
 from app.store.upsert import insert_for
 from app.sync.core.records import FieldMemory, Link
@@ -147,7 +148,7 @@ async def save_active_links(
     )
 
 
-class CompanyTakenError(Exception):
+class CompanyTakenError(HubsyncError):
     """The company is linked to another customer already."""
 
     def __init__(self, company_id: str, holder: Link) -> None:

@@ -56,12 +56,12 @@ class Service:
     async def queue(
         self, ids: list[str], direction: JobDirection = JobDirection.TO_HUBSPOT
     ) -> None:
-        queue = self.context.extras["queue"]
+        queue = self.context.queue
         async with self.db.engine.begin() as connection:
             await queue.enqueue_many(
                 connection, EntityType.CUSTOMER, ids, source=JobSource.API, direction=direction
             )
-        self.context.extras["worker"].wake()
+        self.context.worker.wake()
 
     async def _linked(self, count: int) -> bool:
         return (
@@ -125,7 +125,7 @@ async def service(db: Database) -> AsyncIterator[Service]:
         }
     )
     async with running_service(create_app(settings)) as (_client, context):
-        yield Service(db, context, context.extras["sandbox"])
+        yield Service(db, context, context.sandbox)
 
 
 async def test_a_crm_edit_of_credit_limit_reaches_warp(service: Service) -> None:

@@ -71,7 +71,7 @@ async def api(db: Database) -> AsyncIterator[Api]:
         }
     )
     async with running_service(create_app(settings)) as (client, context):
-        yield Api(db, client, context, context.extras["sandbox"])
+        yield Api(db, client, context, context.sandbox)
 
 
 async def test_to_hubspot_creates_the_company_with_every_property(api: Api) -> None:
@@ -183,7 +183,7 @@ async def test_bad_bodies_are_422_naming_the_field(api: Api) -> None:
 
 async def test_a_customer_being_synced_is_409_not_synced_twice(api: Api) -> None:
     customer_id = await api.add_customer()
-    queue = api.context.extras["queue"]
+    queue = api.context.queue
     held = await queue.claim_entity(
         EntityType.CUSTOMER, customer_id, worker_id="another-worker", lease_seconds=30
     )
@@ -196,7 +196,7 @@ async def test_a_customer_being_synced_is_409_not_synced_twice(api: Api) -> None
 
 
 async def test_hubspot_validation_error_fails_at_once_with_hubspots_message(api: Api) -> None:
-    await api.context.extras["hubspot"].update_property(
+    await api.context.hubspot.update_property(
         "warp_customer_type",
         {
             "options": [
@@ -229,11 +229,11 @@ async def test_every_job_completes_through_30_percent_429s_and_5xx(api: Api) -> 
     assert queued.json()["queued"] == 60
 
     async def all_done() -> bool:
-        counts = await api.context.extras["queue"].counts()
+        counts = await api.context.queue.counts()
         return counts["done"] == 60 and counts["pending"] == counts["running"] == 0
 
     await eventually(all_done, timeout=90, interval=0.2)
-    counts = await api.context.extras["queue"].counts()
+    counts = await api.context.queue.counts()
     assert counts["failed"] == 0
     assert api.sandbox.stats()["faults_injected"] > 0
     bans = {c.value("warp_ban") for c in api.sandbox.companies.active()}

@@ -34,7 +34,7 @@ async def slow_hubspot(db: Database, latency_ms: float, **extra: str) -> AsyncIt
         }
     )
     async with running_service(create_app(settings)) as (client, context):
-        sandbox = context.extras["sandbox"]
+        sandbox = context.sandbox
         sandbox.set_faults(Faults(latency_ms=latency_ms))
         yield Api(db, client, context, sandbox)
 
@@ -42,7 +42,7 @@ async def slow_hubspot(db: Database, latency_ms: float, **extra: str) -> AsyncIt
 async def test_the_immediate_sync_keeps_its_lease_while_hubspot_is_slow(db: Database) -> None:
     async with slow_hubspot(db, latency_ms=1200, HUBSYNC_WORKER="false") as api:
         customer = await api.add_customer()
-        queue: QueueRepository = api.context.extras["queue"]
+        queue: QueueRepository = api.context.queue
         request = asyncio.create_task(
             api.client.post(f"/v1/sync/customers/{customer}/to-hubspot", headers=AUTH)
         )

@@ -48,7 +48,7 @@ async def test_counters_equal_a_known_workload(db: Database) -> None:
         HUBSYNC_RETRY_BASE_SECONDS="0.2",
     )
     async with running_service(create_app(settings)) as (client, context):
-        sandbox = context.extras["sandbox"]
+        sandbox = context.sandbox
         customers = await add_customers(db, N_JOBS)
         before = await scrape(client)
         delivered_before = sandbox.stats()["webhooks_delivered"]
@@ -69,7 +69,7 @@ async def test_counters_equal_a_known_workload(db: Database) -> None:
         sandbox.faults.configure(Faults())
 
         async def all_done() -> bool:
-            counts = await context.extras["queue"].counts()
+            counts = await context.queue.counts()
             return counts["done"] == N_JOBS and counts["pending"] + counts["running"] == 0
 
         await eventually(all_done, timeout=30)

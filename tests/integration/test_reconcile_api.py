@@ -146,7 +146,7 @@ async def test_the_scheduler_carries_the_daily_run_catchup_takeover_and_pruning(
 ) -> None:
     base = {**db.env, "HUBSYNC_WORKER": "false", "HUBSYNC_DEMO_DATA": "false"}
     async with running_service(create_app(Settings.from_mapping(base))) as (_, context):
-        scheduler = context.extras["scheduler"]
+        scheduler = context.scheduler
         daily = scheduler.get_job(DAILY_JOB_ID)
         assert daily is not None
         assert (daily.next_run_time.hour, daily.next_run_time.minute) == (3, 0)
@@ -154,6 +154,6 @@ async def test_the_scheduler_carries_the_daily_run_catchup_takeover_and_pruning(
             assert scheduler.get_job(job_id) is not None
     off = {**base, "HUBSYNC_RECONCILE_CRON": "", "HUBSYNC_CATCHUP_INTERVAL": "0"}
     async with running_service(create_app(Settings.from_mapping(off))) as (_, context):
-        scheduler = context.extras["scheduler"]
+        scheduler = context.scheduler
         assert scheduler.get_job(DAILY_JOB_ID) is None
         assert scheduler.get_job(CATCHUP_JOB_ID) is None

@@ -76,9 +76,7 @@ async def test_relink_to_a_company_in_hubspot(
 ) -> None:
     client, context = service
     customer_id = await held_customer(db, "ZT-000000072")
-    company = context.extras["sandbox"].companies.create(
-        {"name": "Chosen"}, context.extras["sandbox"].user_source(1)
-    )
+    company = context.sandbox.companies.create({"name": "Chosen"}, context.sandbox.user_source(1))
 
     response = await client.post(
         f"/v1/sync/customers/{customer_id}/relink",
@@ -95,7 +93,7 @@ async def test_relink_refusals_say_what_is_wrong(
     service: tuple[httpx.AsyncClient, Any], db: Database
 ) -> None:
     client, context = service
-    sandbox = context.extras["sandbox"]
+    sandbox = context.sandbox
     taken = sandbox.companies.create({"name": "Taken"}, sandbox.user_source(1))
     other = await held_customer(db, "ZT-000000073", company_id=taken.id)
     customer_id = await held_customer(db, "ZT-000000074", company_id="901")

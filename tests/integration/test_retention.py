@@ -86,7 +86,7 @@ async def test_old_log_entries_go_unless_a_failure_is_not_yet_handled(db: Databa
 async def test_the_scheduler_runs_the_pruning(db: Database) -> None:
     settings = settings_for(db, HUBSYNC_SCHEDULER="true", HUBSYNC_HISTORY_RETENTION="30d")
     async with running_service(create_app(settings)) as (_client, context):
-        job = context.extras["scheduler"].get_job("history-pruning")
+        job = context.scheduler.get_job("history-pruning")
         assert job is not None
         await add_events(db, [("processed", OLD)])
         await job.func()

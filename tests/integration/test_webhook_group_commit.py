@@ -168,7 +168,7 @@ async def test_a_commit_refused_by_postgresql_is_503_for_the_whole_group(
             responses = await asyncio.gather(
                 *(deliver(client, [change(500 + n, at=T0 + n)]) for n in range(8))
             )
-            groups = context.extras["intake"].stats.recent_sizes
+            groups = context.intake.stats.recent_sizes
         assert [r.status_code for r in responses] == [503] * 8
         assert max(groups) > 1  # they did share a transaction
         assert await stored(db) == []

@@ -198,13 +198,13 @@ async def test_the_backstop_tick_rescues_and_prunes(db: Database) -> None:
 
 async def test_without_a_sync_engine_jobs_fail_visibly(db: Database) -> None:
     queue = make_queue(db.engine)
-    context = SimpleNamespace(extras={})
+    context = SimpleNamespace(job_handler=None)
     worker = Worker(queue, context_handler(context), worker_id="w")  # type: ignore[arg-type]
     job_id, _ = await enqueue(queue, "orphan")
     await worker.process_now()
     record = await job(queue, job_id)
     assert (record.state, record.last_error) == ("failed", NO_ENGINE)
-    context.extras["job_handler"] = Recorder()
+    context.job_handler = Recorder()
     await queue.requeue_failed()
     await worker.process_now()
     assert (await job(queue, job_id)).state == "done"

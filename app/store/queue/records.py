@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import ColumnElement, Interval, Table, func, literal, literal_column
 from sqlalchemy.engine import Dialect, RowMapping
 
+from app.errors import HubsyncError
 from app.store.models import SyncJob, Timestamp
 from app.sync.core.jobs import ClaimedJob, EntityType, JobDirection, JobSource
 
@@ -104,7 +105,7 @@ class JobRecord:
         )
 
 
-class EntityBusyError(RuntimeError):
+class EntityBusyError(HubsyncError, RuntimeError):
     """Another worker is syncing this entity right now."""
 
     def __init__(self, entity_type: str, entity_key: str, job_id: int | None) -> None:

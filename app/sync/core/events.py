@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app.errors import HubsyncError
 from app.sync.core.json_input import JsonInputError, parse_json
 
 OWN_WRITE_REASON = "our own write"
@@ -33,7 +34,7 @@ MAX_ATTEMPT_NUMBER = 2**31 - 1  # an INTEGER column
 MAX_MERGED_IDS = 100
 
 
-class DeliveryError(ValueError):
+class DeliveryError(HubsyncError, ValueError):
     """The body is not a delivery hubsync can store; the message says what is wrong, where."""
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from app.errors import HubsyncError
+
 MAX_DEPTH = 32
 
 
-class JsonInputError(ValueError):
+class JsonInputError(HubsyncError, ValueError):
     """The bytes are not JSON hubsync accepts; the message says why, in one line."""
 
 

@@ -26,12 +26,13 @@ from collections.abc import Iterable, Mapping
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Final, TypeAlias
 
+from app.errors import HubsyncError
 from app.sync.core.rules import FieldRule, ValueType
 
 Canonical: TypeAlias = str | None
 
 
-class MappingError(ValueError):
+class MappingError(HubsyncError, ValueError):
     """A value that cannot be read or written for a field."""
 
     def __init__(self, field: str, message: str) -> None:

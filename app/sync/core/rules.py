@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, TypeVar
 
+from app.errors import HubsyncError
+
 _E = TypeVar("_E", bound=StrEnum)
 
 
@@ -68,7 +70,7 @@ class FieldRule:
     enabled: bool = True
 
 
-class InvalidRuleError(ValueError):
+class InvalidRuleError(HubsyncError, ValueError):
     """A rule (or a set of rules) that hubsync refuses to store or run."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -40,6 +40,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.errors import HubsyncError
 from app.sync.core.events import IncomingEvent
 from app.sync.intake.routing import BulkEnqueue, DeliverySummary, accept_deliveries
 
@@ -51,7 +52,7 @@ TRANSACTION_TIMEOUT_SECONDS = 4.0
 WRITERS = 1
 
 
-class IntakeUnavailableError(Exception):
+class IntakeUnavailableError(HubsyncError):
     """The delivery was not stored (the database failed or the intake is shutting down)."""
 
 

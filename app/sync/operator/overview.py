@@ -51,7 +51,9 @@ async def _count(context: AppContext) -> tuple[int | None, int]:
 async def read_dashboard(context: AppContext) -> Dashboard:
     """hubsync's figures and the customer counts, read at the same time."""
     limit = context.settings.hubspot_rate_limit
-    counts = context.extras.setdefault("customer_counts", CustomerCounts())
+    if context.customer_counts is None:
+        context.customer_counts = CustomerCounts()
+    counts = context.customer_counts
     dashboard, (total, linked) = await asyncio.gather(
         load_dashboard(
             context.engine, rate_limit=limit.requests, window_seconds=limit.window_seconds

@@ -27,6 +27,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.context import AppContext
+from app.errors import HubsyncError
 from app.store import sync_state
 from app.store.admin_audit import record_action
 from app.store.console import ConflictRow, get_conflict
@@ -52,7 +53,7 @@ class Choice(StrEnum):
     VALUE = "VALUE"
 
 
-class ResolutionError(ValueError):
+class ResolutionError(HubsyncError, ValueError):
     """The resolution cannot be made; `reason` is 'not_found', 'not_open' or 'invalid'."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -93,12 +94,12 @@ class ResolveServices:
 
     @classmethod
     def for_context(cls, context: AppContext) -> ResolveServices:
-        queue = context.extras.get("queue")
+        queue = context.queue
         return cls(
             context.engine,
             context.warp,
             queue if isinstance(queue, QueueRepository) else QueueRepository(context.engine),
-            context.extras.get("job_handler"),
+            context.job_handler,
             context.settings.lease_seconds,
         )
 

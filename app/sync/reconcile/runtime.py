@@ -1,9 +1,9 @@
 """Start and stop reconciliation inside the service's lifespan.
 
-`start_reconciliation(context, client)` puts on `context.extras`:
+`start_reconciliation(context, client)` fills the context's slots:
 
-    "reconciler"  Reconciler   always (the API starts runs through it)
-    "catchup"     CatchUp      always (its scheduled pass runs only with the scheduler)
+    reconciler  Reconciler   always (the API starts runs through it)
+    catchup     CatchUp      always (its scheduled pass runs only with the scheduler)
 
 and, when this process runs the scheduler, adds the daily run, the takeover check, the
 catch-up and the pruning to it.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from app.context import AppContext
+from app.context import AppContext, require
 from app.sync.reconcile.catchup import CatchUp
 from app.sync.reconcile.full_run import ReconcileHubSpot
 from app.sync.reconcile.schedule import schedule_reconciliation
@@ -27,11 +27,12 @@ async def start_reconciliation(context: AppContext, client: ReconcileHubSpot) ->
     def wake() -> None:
         wake_worker(context)
 
+    queue = require(context.queue, "queue")
     reconciler = Reconciler(
         engine=context.engine,
         warp=context.warp,
         hubspot=client,
-        queue=context.extras["queue"],
+        queue=queue,
         lease_seconds=settings.reconcile_lease_seconds,
         after_commit=wake,
         time_share=settings.reconcile_rate_share,
@@ -40,14 +41,14 @@ async def start_reconciliation(context: AppContext, client: ReconcileHubSpot) ->
         engine=context.engine,
         warp=context.warp,
         hubspot=client,
-        queue=context.extras["queue"],
+        queue=queue,
         owner=reconciler.owner,
         interval_seconds=settings.catchup_interval_seconds or 300.0,
         overlap_seconds=settings.catchup_overlap_seconds,
         after_commit=wake,
     )
-    context.extras.update(reconciler=reconciler, catchup=catchup)
-    scheduler = context.extras.get("scheduler")
+    context.reconciler, context.catchup = reconciler, catchup
+    scheduler = context.scheduler
     if scheduler is not None:
         schedule_reconciliation(
             scheduler,
@@ -62,6 +63,6 @@ async def start_reconciliation(context: AppContext, client: ReconcileHubSpot) ->
 
 
 async def stop_reconciliation(context: AppContext) -> None:
-    reconciler: Reconciler | None = context.extras.pop("reconciler", None)
+    reconciler, context.reconciler = context.reconciler, None
     if reconciler is not None:
         await reconciler.stop()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.errors import HubsyncError
 from app.store import reconciliation as runs
 from app.store.queue import QueueRepository
 from app.store.reconciliation import RunRecord
@@ -31,7 +32,7 @@ def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class UnknownModeError(ValueError):
+class UnknownModeError(HubsyncError, ValueError):
     def __init__(self, mode: str) -> None:
         super().__init__(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
 

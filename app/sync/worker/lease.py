@@ -15,6 +15,8 @@ import logging
 from collections.abc import Awaitable, Sequence
 from typing import Protocol, TypeVar
 
+from app.errors import HubsyncError
+
 log = logging.getLogger("hubsync.worker")
 
 T = TypeVar("T")
@@ -28,7 +30,7 @@ class LeaseHolder(Protocol):
     ) -> set[int]: ...
 
 
-class LeaseLostError(RuntimeError):
+class LeaseLostError(HubsyncError, RuntimeError):
     """The work was cancelled because its lease could not be kept."""
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.errors import HubsyncError
 from app.store.portal import (
     HUBSPOT,
     SANDBOX,
@@ -31,7 +32,7 @@ log = logging.getLogger("hubsync.portal")
 RELINK = "to move on purpose, run `hubsync relink --reset` (it forgets every link)"
 
 
-class PortalRefusedError(Exception):
+class PortalRefusedError(HubsyncError):
     """hubsync must not sync with this portal; the message is one line for an operator."""
 
 

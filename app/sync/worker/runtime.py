@@ -2,21 +2,21 @@
 
 `start_runtime(context)` builds the queue repository, the idempotency store, the worker (and,
 on PostgreSQL, its LISTEN connection) and the scheduler with the queue's backstop tick, and
-puts them on `context.extras`:
+puts them in the context's slots:
 
-    "queue"        QueueRepository         always
-    "idempotency"  IdempotencyRepository   always
-    "worker"       Worker                  always (started only when HUBSYNC_WORKER is on;
-                                           POST /v1/sync/process-queue uses it either way)
-    "queue_listener" QueueListener         PostgreSQL with the worker on
-    "scheduler"    AsyncIOScheduler        when HUBSYNC_SCHEDULER is on, with the queue's tick
-                                           and the history pruning (app/store/retention.py);
-                                           other layers may add their own jobs to it
+    queue           QueueRepository         always
+    idempotency     IdempotencyRepository   always
+    worker          Worker                  always (started only when HUBSYNC_WORKER is on;
+                                            POST /v1/sync/process-queue uses it either way)
+    queue_listener  QueueListener           PostgreSQL with the worker on
+    scheduler       AsyncIOScheduler        when HUBSYNC_SCHEDULER is on, with the queue's tick
+                                            and the history pruning (app/store/retention.py);
+                                            other layers may add their own jobs to it
 
-The worker sizes its lanes by `context.extras["hubspot_limiter"]` when the lead layer put the
+The worker sizes its lanes by `context.hubspot_limiter` when the lead layer put the
 HubSpot rate limiter there (app/sync/worker/lanes.py): enough batches in flight to fill the limit.
 
-The worker runs whatever handler is in `context.extras["job_handler"]` at the time of each
+The worker runs whatever handler is in `context.job_handler` at the time of each
 batch (the sync engine sets it); without one, every job fails visibly with "no sync engine
 configured" rather than being dropped.
 """
@@ -55,7 +55,7 @@ def context_handler(context: AppContext) -> JobHandler:
     """The handler the lead layer registered, looked up per batch so start-up order is free."""
 
     async def handle(jobs: Sequence[ClaimedJob]) -> Sequence[JobOutcome]:
-        handler: JobHandler = context.extras.get("job_handler") or fail_without_engine
+        handler: JobHandler = context.job_handler or fail_without_engine
         return await handler(jobs)
 
     return handle
@@ -76,15 +76,15 @@ async def start_runtime(context: AppContext) -> None:
         lease_seconds=settings.lease_seconds,
         concurrency=settings.effective_worker_concurrency,
         poll_interval=settings.worker_poll_seconds,
-        budget=context.extras.get("hubspot_limiter"),
+        budget=context.hubspot_limiter,
     )
-    context.extras.update(queue=queue, idempotency=idempotency, worker=worker)
+    context.queue, context.idempotency, context.worker = queue, idempotency, worker
     if settings.worker_enabled:
         await worker.start()
         if context.engine.dialect.name == "postgresql":
             listener = QueueListener(settings.database_url.reveal(), worker.wake)
             await listener.start()
-            context.extras["queue_listener"] = listener
+            context.queue_listener = listener
     if settings.scheduler_enabled:
         scheduler = build_scheduler()
         tick = QueueTick(
@@ -102,24 +102,24 @@ async def start_runtime(context: AppContext) -> None:
             replace_existing=True,
         )
         scheduler.start()
-        context.extras["scheduler"] = scheduler
+        context.scheduler = scheduler
 
 
 async def stop_runtime(context: AppContext) -> None:
     """Stop in reverse: no new ticks, no new wake-ups, then the worker hands back its jobs."""
-    scheduler = context.extras.pop("scheduler", None)
+    scheduler, context.scheduler = context.scheduler, None
     if scheduler is not None:
         scheduler.shutdown(wait=False)
-    listener: QueueListener | None = context.extras.pop("queue_listener", None)
+    listener, context.queue_listener = context.queue_listener, None
     if listener is not None:
         await listener.stop()
-    worker: Worker | None = context.extras.get("worker")
+    worker: Worker | None = context.worker
     if worker is not None:
         await worker.stop()
 
 
 def wake_worker(context: AppContext) -> None:
     """Call after committing an enqueue: this replica's worker looks for work at once."""
-    worker: Worker | None = context.extras.get("worker")
+    worker: Worker | None = context.worker
     if worker is not None and worker.running:
         worker.wake()

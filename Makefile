@@ -22,13 +22,21 @@ run: $(STAMP) ## run hubsync on its embedded default (SQLite + HubSpot sandbox) 
 	HUBSYNC_MODE=demo $(BIN)/hubsync migrate
 	HUBSYNC_MODE=demo $(BIN)/hubsync serve --host 127.0.0.1 --port 8000
 
-test: $(STAMP) ## run the whole test suite (SQLite and PostgreSQL)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# xdist workers: one per core (override with make test JOBS=n).
+JOBS ?= auto
 
-lint: $(STAMP) ## ruff and mypy (strict) on app/
+test: $(STAMP) ## the fast run: unit and integration tests, on SQLite and PostgreSQL, in parallel
+	$(BIN)/pytest -n $(JOBS) tests/unit tests/integration $(PYTEST_ARGS)
+
+test-all: $(STAMP) ## everything: the fast run, then (one at a time: real processes and timings) the acceptance, system, browser, chaos and benchmark-smoke suites
+	$(BIN)/pytest -n $(JOBS) tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest tests/acceptance tests/browser tests/chaos $(wildcard tests/system) $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff, mypy (strict) on app/, and the import contracts (the layers)
 	$(BIN)/ruff check app tests bench
 	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 chaos: $(STAMP) ## the convergence suite, longer: 10 min of edits, 100 customers (CHAOS_SEED=n to replay)
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} CHAOS_CUSTOMERS=$${CHAOS_CUSTOMERS:-100} \
@@ -44,4 +52,4 @@ bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~25 min; see benc
 clean: ## remove the virtual environment and local databases
 	rm -rf $(VENV) hubsync.db hubsync.db-wal hubsync.db-shm .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install run test lint chaos bench clean
+.PHONY: help install run test test-all lint chaos bench clean

@@ -50,10 +50,10 @@ from app.demo import SandboxRefill, queue_every_customer
 from app.hubspot.connection import (
     SANDBOX_APP_ID,
     HubSpotConnection,
-    build_sandbox_app,
     open_hubspot,
 )
 from app.sandbox.access import LoopbackOrToken
+from app.sandbox.embedded import build_sandbox_app
 from app.settings import Secret, Settings, SettingsError
 from app.store.bootstrap import is_embedded_default
 from app.store.db import create_engine
@@ -62,9 +62,9 @@ from app.sync.core.jobs import JobHandler
 from app.sync.engine.engine import SyncEngine
 from app.sync.intake.writer import IntakeWriter
 from app.sync.reconcile.runtime import start_reconciliation, stop_reconciliation
+from app.sync.schedule.runtime import start_runtime, stop_runtime
 from app.sync.worker.gate import gated
 from app.sync.worker.portal import PortalGuard
-from app.sync.worker.runtime import start_runtime, stop_runtime
 from app.warp.connector import SqlWarpConnector
 
 log = logging.getLogger("hubsync")

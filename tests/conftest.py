@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +118,26 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'hubsync.db'}"
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated per test session (per xdist worker), with WARP's customers
+    table: each test copies it rather than migrating from scratch."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "hubsync.db"
+
+    async def prepare() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            await upgrade(engine)
+            async with engine.begin() as connection:
+                await connection.run_sync(customers_table("customers").create)
+        finally:
+            await engine.dispose()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, prepare()).result()
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """A migrated database on each backend, with an empty WARP customers table."""
@@ -125,11 +146,10 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         engine = create_engine(url, pool_size=5)
         database = Database("postgresql", url, engine, "accounts.customers")
     else:
+        template: Path = request.getfixturevalue("sqlite_template")
+        shutil.copyfile(template, tmp_path / "hubsync.db")
         url = request.getfixturevalue("sqlite_url")
         engine = create_engine(url)
-        await upgrade(engine)
-        async with engine.begin() as connection:
-            await connection.run_sync(customers_table("customers").create)
         database = Database("sqlite", url, engine, "customers")
     try:
         yield database

@@ -18,12 +18,13 @@ from sqlalchemy import select
 from app.hubspot.client import HubSpotClient
 from app.hubspot.models import BatchResult, UpdateInput, UpsertInput
 from app.hubspot.properties import ensure_properties
-from app.hubspot.ratelimit import SEARCH_BUCKET, LocalRateLimiter
+from app.hubspot.ratelimit import LocalRateLimiter
 from app.sandbox.config import SandboxConfig
 from app.sandbox.sandbox import Sandbox
 from app.sandbox.store import ALL
 from app.sandbox.testing import SANDBOX_BASE_URL, TEST_TOKEN, running_sandbox
 from app.settings import RateLimit, Secret
+from app.store.models import SEARCH_BUCKET
 from app.sync.core.jobs import (
     ClaimedJob,
     EntityType,

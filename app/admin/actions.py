@@ -26,7 +26,7 @@ from app.sync.operator.resolution import (
     parse_choice,
     resolve_conflict,
 )
-from app.sync.worker.runtime import wake_worker
+from app.sync.schedule.runtime import wake_worker
 from app.warp.connector import canonical_id
 
 MAX_SELECTED = 1000

@@ -22,7 +22,7 @@ from app.api.sync_jobs import idempotency_store, queue_of
 from app.hubspot.errors import HubSpotError, HubSpotNotFoundError
 from app.store import sync_state
 from app.sync.core.jobs import EntityType, JobDirection, JobSource
-from app.sync.worker.runtime import wake_worker
+from app.sync.schedule.runtime import wake_worker
 from app.warp.connector import canonical_id
 
 ROUTE = "/v1/sync/customers/{customer_id}/relink"

@@ -25,7 +25,7 @@ from app.sync.operator.resolution import (
     parse_choice,
     resolve_conflict,
 )
-from app.sync.worker.runtime import wake_worker
+from app.sync.schedule.runtime import wake_worker
 from app.warp.connector import SqlWarpConnector
 from app.warp.search import search_customers
 

@@ -21,7 +21,7 @@ from app.store.idempotency import IdempotencyRepository
 from app.store.queue import JobRecord, QueueRepository
 from app.store.sync_state import as_utc
 from app.sync.core.jobs import EntityType, JobDirection, JobSource
-from app.sync.worker.runtime import wake_worker
+from app.sync.schedule.runtime import wake_worker
 from app.sync.worker.worker import Worker
 from app.warp.connector import canonical_id
 

@@ -16,7 +16,8 @@ from typing import TextIO
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.hubspot.connection import build_sandbox_app, open_hubspot
+from app.hubspot.connection import open_hubspot
+from app.sandbox.embedded import build_sandbox_app
 from app.settings import Settings
 from app.store import reconciliation as runs
 from app.store.db import create_engine

@@ -21,15 +21,14 @@ from starlette.types import ASGIApp
 
 from app.hubspot.client import HubSpotClient
 from app.hubspot.ratelimit import (
-    SEARCH_BUCKET,
     LocalRateLimiter,
     PostgresRateLimiter,
     create_rate_limiter,
 )
 from app.hubspot.ratelimit_share import ShareCappedLimiter
 from app.hubspot.readiness import PropertyBootstrap
-from app.sandbox.app import SandboxConfig, create_sandbox_app
 from app.settings import Secret, Settings
+from app.store.models import SEARCH_BUCKET
 
 log = logging.getLogger("hubsync.hubspot")
 
@@ -47,24 +46,6 @@ class HubSpotConnection:
     properties: PropertyBootstrap  # ready once hubsync's properties exist in HubSpot
     # The same client, its calls held to HUBSYNC_RECONCILE_RATE_SHARE of the window.
     reconcile_client: HubSpotClient | None = None
-
-
-def build_sandbox_app(settings: Settings, webhook_secret: Secret | None) -> Starlette:
-    """The in-process sandbox, signing with hubsync's webhook secret.
-
-    Its rate limit is its own setting (HUBSYNC_SANDBOX_RATE_LIMIT, HubSpot's 100 / 10 s by
-    default), not the client's HUBSPOT_RATE_LIMIT: a client set above the portal's limit meets
-    429s here as it would at HubSpot. Like HubSpot it refuses a request without a Bearer token
-    (any token will do: a person can browse it with `Authorization: Bearer x`).
-    """
-    config = SandboxConfig(
-        rate_limit=settings.sandbox_rate_limit,
-        client_secret=webhook_secret.reveal() if webhook_secret else SandboxConfig().client_secret,
-        app_id=settings.hubspot_app_id or SANDBOX_APP_ID,
-        portal_id=SANDBOX_PORTAL_ID,
-        account_timezone=settings.hubspot_account_timezone,
-    )
-    return create_sandbox_app(config)
 
 
 @asynccontextmanager

@@ -42,11 +42,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.errors import HubsyncError
 from app.settings import RateLimit
 from app.store.db import is_postgres
+from app.store.models import GENERAL_BUCKET
 
 logger = logging.getLogger(__name__)
 
-GENERAL_BUCKET = "hubspot"
-SEARCH_BUCKET = "hubspot_search"
 LOW_REMAINING_FRACTION = 0.05
 MAX_PAUSE_WAIT = 30.0
 DAILY_PAUSE_REASON = "HubSpot daily limit reached"

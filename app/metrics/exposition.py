@@ -12,8 +12,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from app.hubspot.ratelimit import GENERAL_BUCKET, SEARCH_BUCKET
 from app.settings import RateLimit, Settings
+from app.store.models import GENERAL_BUCKET, SEARCH_BUCKET
 from app.store.operations import DIRECTIONS, LIVE_STATES, OperationsSnapshot
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"

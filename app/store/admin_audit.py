@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.models import AdminAuditEntry
+from app.store.models import AdminAuditEntry, table_of
 
-audit_table: Table = AdminAuditEntry.__table__  # type: ignore[assignment]
+audit_table = table_of(AdminAuditEntry)
 MAX_TARGET_CHARS = 255
 
 

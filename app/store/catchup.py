@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.store.models import CatchupWatermark, EntityLink
+from app.store.models import CatchupWatermark, EntityLink, table_of
 from app.store.queue.records import as_utc, maybe_utc, sql_now
 from app.store.upsert import insert_for
 
-WATERMARKS: Table = CatchupWatermark.__table__  # type: ignore[assignment]
-LINKS: Table = EntityLink.__table__  # type: ignore[assignment]
+WATERMARKS = table_of(CatchupWatermark)
+LINKS = table_of(EntityLink)
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.models import Conflict, SyncLog
+from app.store.models import Conflict, SyncLog, table_of
 from app.store.queue import FAILED, QUEUE, JobRecord
 from app.store.sync_state import as_utc
 
-conflicts: Table = Conflict.__table__  # type: ignore[assignment]
-sync_log: Table = SyncLog.__table__  # type: ignore[assignment]
+conflicts = table_of(Conflict)
+sync_log = table_of(SyncLog)
 
 PAGE_SIZE = 50
 MAX_MATCHING = 10_000  # "re-sync all that match": at most this many jobs per click

@@ -8,27 +8,28 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.hubspot.ratelimit import GENERAL_BUCKET
 from app.store.models import (
+    GENERAL_BUCKET,
     Conflict,
     EntityLink,
     RateLimitGrant,
     RateLimitPause,
     WebhookEvent,
+    table_of,
 )
 from app.store.operations import last_reconciliation
 from app.store.pauses import Pause, paused_directions
 from app.store.queue.records import DONE, FAILED, PENDING, QUEUE, STATES, as_utc
 from app.store.webhook_events import STATUSES as EVENT_STATUSES
 
-events: Table = WebhookEvent.__table__  # type: ignore[assignment]
-conflicts: Table = Conflict.__table__  # type: ignore[assignment]
-links: Table = EntityLink.__table__  # type: ignore[assignment]
-grants: Table = RateLimitGrant.__table__  # type: ignore[assignment]
-limit_pauses: Table = RateLimitPause.__table__  # type: ignore[assignment]
+events = table_of(WebhookEvent)
+conflicts = table_of(Conflict)
+links = table_of(EntityLink)
+grants = table_of(RateLimitGrant)
+limit_pauses = table_of(RateLimitPause)
 
 CHART_MINUTES = 180
 RECENT_WINDOW = timedelta(hours=24)

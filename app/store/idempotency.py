@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import HubsyncError
-from app.store.models import IdempotencyKey
+from app.store.models import IdempotencyKey, table_of
 from app.store.queue.maintenance import database_now
 
-KEYS = cast(Table, IdempotencyKey.__table__)
+KEYS = table_of(IdempotencyKey)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     text,
 )
@@ -45,6 +46,15 @@ NOW = text("CURRENT_TIMESTAMP")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Core table, for queries written in SQLAlchemy Core. Declarative types
+    `__table__` as a `FromClause`; every model here is mapped to one plain Table."""
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a Table")
+    return table
 
 
 class SyncJob(Base):
@@ -403,6 +413,11 @@ class RateLimitGrant(Base):
     granted_at: Mapped[datetime] = mapped_column(Timestamp)
 
     __table_args__ = (Index("ix_hubspot_rate_limit_grants_bucket", "bucket", "granted_at"),)
+
+
+# The buckets of the grants log: HubSpot's general ten-second window, and search's own window.
+GENERAL_BUCKET = "hubspot"
+SEARCH_BUCKET = "hubspot_search"
 
 
 class RateLimitPause(Base):

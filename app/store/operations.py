@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.settings import RateLimit
@@ -24,6 +24,7 @@ from app.store.models import (
     RateLimitPause,
     ReconciliationRun,
     WebhookEvent,
+    table_of,
 )
 from app.store.queue.maintenance import database_now
 from app.store.queue.records import (
@@ -39,11 +40,11 @@ from app.store.queue.records import (
 
 LIVE_STATES = (PENDING, RUNNING, FAILED)
 DIRECTIONS = ("to_hubspot", "to_warp", "both")
-GRANTS = cast(Table, RateLimitGrant.__table__)
-PAUSES = cast(Table, RateLimitPause.__table__)
-CONFLICTS = cast(Table, Conflict.__table__)
-RUNS = cast(Table, ReconciliationRun.__table__)
-EVENTS = cast(Table, WebhookEvent.__table__)
+GRANTS = table_of(RateLimitGrant)
+PAUSES = table_of(RateLimitPause)
+CONFLICTS = table_of(Conflict)
+RUNS = table_of(ReconciliationRun)
+EVENTS = table_of(WebhookEvent)
 
 
 @dataclass(frozen=True)

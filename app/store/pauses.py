@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, case, literal, select, union_all
+from sqlalchemy import ColumnElement, case, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
-from app.store.models import DirectionPause
+from app.store.models import DirectionPause, table_of
 from app.store.upsert import insert_for
 from app.sync.core.jobs import JobDirection
 
-pauses_table: Table = DirectionPause.__table__  # type: ignore[assignment]
+pauses_table = table_of(DirectionPause)
 
 OUTBOUND = "outbound"  # WARP -> HubSpot
 INBOUND = "inbound"  # HubSpot -> WARP

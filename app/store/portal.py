@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store import sync_state
-from app.store.models import PortalBinding
+from app.store.models import PortalBinding, table_of
 from app.store.upsert import insert_for
 
-portal_t: Table = PortalBinding.__table__  # type: ignore[assignment]
+portal_t = table_of(PortalBinding)
 SANDBOX = "sandbox"
 HUBSPOT = "hubspot"
 # Set by migration 0002 on a database linked before portals were recorded.

@@ -20,18 +20,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import HubsyncError
-from app.store.models import ReconciliationItem, ReconciliationPair, ReconciliationRun
+from app.store.models import ReconciliationItem, ReconciliationPair, ReconciliationRun, table_of
 from app.store.queue.records import maybe_utc, sql_now
 
-RUNS: Table = ReconciliationRun.__table__  # type: ignore[assignment]
-ITEMS: Table = ReconciliationItem.__table__  # type: ignore[assignment]
-PAIRS: Table = ReconciliationPair.__table__  # type: ignore[assignment]
+RUNS = table_of(ReconciliationRun)
+ITEMS = table_of(ReconciliationItem)
+PAIRS = table_of(ReconciliationPair)
 
 RUNNING, DONE, FAILED = "running", "done", "failed"
 ITEM_CHUNK = 1000

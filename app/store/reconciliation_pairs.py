@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.models import Conflict, ReconciliationPair
+from app.store.models import Conflict, ReconciliationPair, table_of
 from app.store.upsert import insert_for
 
-PAIRS: Table = ReconciliationPair.__table__  # type: ignore[assignment]
-CONFLICTS: Table = Conflict.__table__  # type: ignore[assignment]
+PAIRS = table_of(ReconciliationPair)
+CONFLICTS = table_of(Conflict)
 
 
 async def add_pairs(

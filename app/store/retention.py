@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, exists, or_
+from sqlalchemy import ColumnElement, and_, exists, or_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.store.models import SyncLog, WebhookEvent
+from app.store.models import SyncLog, WebhookEvent, table_of
 from app.store.queue.maintenance import delete_in_batches
 from app.store.webhook_events import IGNORED, PROCESSED
 
 log = logging.getLogger("hubsync.retention")
-events_t: Table = WebhookEvent.__table__  # type: ignore[assignment]
-sync_log_t: Table = SyncLog.__table__  # type: ignore[assignment]
+events_t = table_of(WebhookEvent)
+sync_log_t = table_of(SyncLog)
 
 
 def _finished_events(cutoff: Any) -> ColumnElement[bool]:

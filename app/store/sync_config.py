@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.models import SyncConfigChange, SyncConfigRule
+from app.store.models import SyncConfigChange, SyncConfigRule, table_of
 from app.sync.core.rules import RULE_FIELDS, FieldRule, rule_from_dict, rule_to_dict, validate_rules
 
-config_table: Table = SyncConfigRule.__table__  # type: ignore[assignment]
-changes_table: Table = SyncConfigChange.__table__  # type: ignore[assignment]
+config_table = table_of(SyncConfigRule)
+changes_table = table_of(SyncConfigChange)
 
 
 async def load_rules(connection: AsyncConnection) -> tuple[FieldRule, ...]:

@@ -10,19 +10,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, select, tuple_, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
-from app.store.models import CompanyAlias, Conflict, EntityLink, FieldState, SyncLog
+from app.store.models import CompanyAlias, Conflict, EntityLink, FieldState, SyncLog, table_of
 from app.store.upsert import insert_for
 from app.sync.core.records import FieldMemory, Link
 
-links: Table = EntityLink.__table__  # type: ignore[assignment]
-field_states: Table = FieldState.__table__  # type: ignore[assignment]
-conflicts: Table = Conflict.__table__  # type: ignore[assignment]
-sync_log: Table = SyncLog.__table__  # type: ignore[assignment]
-aliases: Table = CompanyAlias.__table__  # type: ignore[assignment]
+links = table_of(EntityLink)
+field_states = table_of(FieldState)
+conflicts = table_of(Conflict)
+sync_log = table_of(SyncLog)
+aliases = table_of(CompanyAlias)
 
 
 def now() -> datetime:

@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Table,
     and_,
     bindparam,
     func,
@@ -28,15 +27,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.models import SyncJob, WebhookEvent
+from app.store.models import SyncJob, WebhookEvent, table_of
 from app.store.queue import SUPERSEDED
 from app.store.sync_state import aliases, as_utc, links
 from app.sync.core.events import OWN_WRITE_REASON, EventKind, IncomingEvent
 from app.sync.core.jobs import JobOutcome, OutcomeStatus
 from app.sync.core.records import Link
 
-events: Table = WebhookEvent.__table__  # type: ignore[assignment]
-queue: Table = SyncJob.__table__  # type: ignore[assignment]
+events = table_of(WebhookEvent)
+queue = table_of(SyncJob)
 
 RECEIVED, QUEUED, PROCESSED, IGNORED, FAILED = (
     "received",

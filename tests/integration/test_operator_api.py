@@ -12,9 +12,15 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from app.hubspot.ratelimit import GENERAL_BUCKET
 from app.main import create_app
-from app.store.models import Conflict, FieldState, RateLimitGrant, ReconciliationRun, SyncJob
+from app.store.models import (
+    GENERAL_BUCKET,
+    Conflict,
+    FieldState,
+    RateLimitGrant,
+    ReconciliationRun,
+    SyncJob,
+)
 from app.store.queue import QUEUE
 from tests.conftest import Database
 from tests.integration.test_job_api import add_customers

@@ -8,8 +8,8 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 from app.sync.core.jobs import ClaimedJob, JobOutcome, OutcomeStatus
+from app.sync.schedule.runtime import NO_ENGINE, context_handler
 from app.sync.schedule.scheduler import QueueTick
-from app.sync.worker.runtime import NO_ENGINE, context_handler
 from app.sync.worker.worker import Worker
 from tests.conftest import Database
 from tests.integration.queue_support import enqueue, job, make_queue, set_times, wait_for_state

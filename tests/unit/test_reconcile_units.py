@@ -12,9 +12,10 @@ from apscheduler.triggers.cron import CronTrigger
 
 from app.hubspot.client import HubSpotClient
 from app.hubspot.connection import share_capped_client
-from app.hubspot.ratelimit import SEARCH_BUCKET, LocalRateLimiter
+from app.hubspot.ratelimit import LocalRateLimiter
 from app.hubspot.ratelimit_share import ShareCappedLimiter
 from app.settings import RateLimit, Settings, SettingsError
+from app.store.models import SEARCH_BUCKET
 from app.sync.reconcile.report import CSV_COLUMNS, csv_rows
 from app.sync.reconcile.schedule import fire_key
 

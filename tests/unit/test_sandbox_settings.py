@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from app.hubspot.connection import build_sandbox_app
+from app.sandbox.embedded import build_sandbox_app
 from app.settings import RateLimit, Settings, SettingsError
 
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Interval, Table, func, literal, literal_column
+from sqlalchemy import ColumnElement, Interval, func, literal, literal_column
 from sqlalchemy.engine import Dialect, RowMapping
 
 from app.errors import HubsyncError
-from app.store.models import SyncJob, Timestamp
+from app.store.models import SyncJob, Timestamp, table_of
 from app.sync.core.jobs import ClaimedJob, EntityType, JobDirection, JobSource
 
-QUEUE = cast(Table, SyncJob.__table__)
+QUEUE = table_of(SyncJob)
 NOTIFY_CHANNEL = "hubsync_queue"
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"

@@ -12,8 +12,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from app.settings import Settings
+if TYPE_CHECKING:  # the core reads the settings' values, never builds or parses them
+    from app.settings import Settings
 
 # 2**60 seconds is far beyond any cap; stopping there keeps the float arithmetic finite.
 _MAX_EXPONENT = 60

@@ -18,7 +18,7 @@ from app.sync.reconcile.catchup import CatchUp
 from app.sync.reconcile.full_run import ReconcileHubSpot
 from app.sync.reconcile.schedule import schedule_reconciliation
 from app.sync.reconcile.service import Reconciler
-from app.sync.worker.runtime import wake_worker
+from app.sync.schedule.runtime import wake_worker
 
 
 async def start_reconciliation(context: AppContext, client: ReconcileHubSpot) -> Reconciler:

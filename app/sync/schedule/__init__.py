@@ -1,1 +1,2 @@
-"""The in-process scheduler and the periodic work it runs."""
+"""What runs over time inside the service's lifespan: the in-process scheduler and its
+periodic jobs, and the start and stop of the queue machinery (queue, worker, wake-ups)."""

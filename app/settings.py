@@ -39,6 +39,74 @@ _RATE_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*$")
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
+# Every environment variable hubsync reads. The README's configuration table, the chart's
+# values.yaml and values.schema.json, and `hubsync check-config` each name every one
+# (tests/unit/test_settings_in_one_place.py): adding a setting starts here.
+ENVIRONMENT: tuple[str, ...] = (
+    "HUBSPOT_ACCESS_TOKEN",
+    "HUBSPOT_ACCOUNT_TIMEZONE",
+    "HUBSPOT_API_VERSION",
+    "HUBSPOT_APP_ID",
+    "HUBSPOT_BASE_URL",
+    "HUBSPOT_CLIENT_SECRET",
+    "HUBSPOT_PORTAL_ID",
+    "HUBSPOT_RATE_LIMIT",
+    "HUBSPOT_SEARCH_RATE_LIMIT",
+    "HUBSPOT_WEBHOOK_SIGNATURES",
+    "HUBSYNC_ADMIN_PASSWORD",
+    "HUBSYNC_API_TOKENS",
+    "HUBSYNC_BODY_TIMEOUT",
+    "HUBSYNC_CATCHUP_INTERVAL",
+    "HUBSYNC_CATCHUP_OVERLAP",
+    "HUBSYNC_DATABASE_URL",
+    "HUBSYNC_DEMO_DATA",
+    "HUBSYNC_HEADER_TIMEOUT",
+    "HUBSYNC_HISTORY_RETENTION",
+    "HUBSYNC_LEASE_SECONDS",
+    "HUBSYNC_LOG_FORMAT",
+    "HUBSYNC_LOG_LEVEL",
+    "HUBSYNC_MAX_CONNECTIONS",
+    "HUBSYNC_MAX_UNAUTHENTICATED",
+    "HUBSYNC_METRICS_PORT",
+    "HUBSYNC_MIGRATIONS_DIR",
+    "HUBSYNC_MODE",
+    "HUBSYNC_PUBLIC_URL",
+    "HUBSYNC_QUEUE_AGEING",
+    "HUBSYNC_QUEUE_RETENTION",
+    "HUBSYNC_RECONCILE_CRON",
+    "HUBSYNC_RECONCILE_LEASE",
+    "HUBSYNC_RECONCILE_MODE",
+    "HUBSYNC_RECONCILE_RATE_SHARE",
+    "HUBSYNC_RECONCILE_RETENTION",
+    "HUBSYNC_RETRY_BASE_SECONDS",
+    "HUBSYNC_RETRY_MAX_AGE",
+    "HUBSYNC_RETRY_MAX_DELAY",
+    "HUBSYNC_SANDBOX_RATE_LIMIT",
+    "HUBSYNC_SCHEDULER",
+    "HUBSYNC_SECRET_KEY",
+    "HUBSYNC_SYNC_NOW_TIMEOUT",
+    "HUBSYNC_WORKER",
+    "HUBSYNC_WORKER_BATCH_SIZE",
+    "HUBSYNC_WORKER_CONCURRENCY",
+    "HUBSYNC_WORKER_POLL_INTERVAL",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "WARP_CUSTOMERS_TABLE",
+    "WARP_DATABASE_URL",
+)
+# Never printed: check-config says only whether they are set.
+SECRET_ENVIRONMENT = frozenset(
+    {
+        "HUBSYNC_DATABASE_URL",
+        "WARP_DATABASE_URL",
+        "HUBSPOT_ACCESS_TOKEN",
+        "HUBSPOT_CLIENT_SECRET",
+        "HUBSYNC_API_TOKENS",
+        "HUBSYNC_ADMIN_PASSWORD",
+        "HUBSYNC_SECRET_KEY",
+    }
+)
+
+
 class SettingsError(HubsyncError, ValueError):
     """A configuration value is missing or malformed; the message is one line for an operator."""
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from app.cli.common import load_settings, refuse_problems
+from app.settings import ENVIRONMENT, SECRET_ENVIRONMENT
 
 if TYPE_CHECKING:
     from app.cli.common import Subcommands
@@ -43,6 +46,25 @@ def run_check_config(_args: argparse.Namespace) -> int:
     settings = load_settings()
     for key, value in settings.describe().items():
         print(f"{key}: {value}")
+    print("environment:")
+    for line in environment_lines(os.environ):
+        print(f"  {line}")
     for warning in settings.startup_warnings():
         print(f"hubsync: warning: {warning}", file=sys.stderr)
     return refuse_problems(settings)
+
+
+def environment_lines(environ: Mapping[str, str]) -> list[str]:
+    """Every setting hubsync reads, as set here or left to its default; secrets only say
+    whether they are set."""
+    lines = []
+    for name in ENVIRONMENT:
+        value = environ.get(name, "").strip()
+        if not value:
+            shown = "(default)"
+        elif name in SECRET_ENVIRONMENT:
+            shown = "(set, hidden)"
+        else:
+            shown = value
+        lines.append(f"{name}: {shown}")
+    return lines

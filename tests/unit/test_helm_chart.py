@@ -13,18 +13,11 @@ import kubernetes_validate
 import pytest
 
 from app.cli import build_parser
+from app.settings import SECRET_ENVIRONMENT
 from tests.chart_support import CHART, HOOK, ROOT, notes, of_kind, pod_specs, render
 
 KUBERNETES = "1.31.0"
-SECRET_NAMES = {
-    "HUBSYNC_DATABASE_URL",
-    "WARP_DATABASE_URL",
-    "HUBSPOT_ACCESS_TOKEN",
-    "HUBSPOT_CLIENT_SECRET",
-    "HUBSYNC_API_TOKENS",
-    "HUBSYNC_ADMIN_PASSWORD",
-    "HUBSYNC_SECRET_KEY",
-}
+SECRET_NAMES = SECRET_ENVIRONMENT
 SECRET_VALUES = {
     "databaseUrl": "postgresql://hubsync:db-password-123@db.internal:5432/hubsync",
     "hubspotAccessToken": "pat-na1-not-a-real-token",

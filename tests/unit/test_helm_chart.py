@@ -39,6 +39,7 @@ COMBINATIONS: dict[str, dict[str, Any]] = {
     "chart-secrets": {"secrets": SECRET_VALUES},
     "migrations-without-hook": {"migrations": {"hook": False}},
     "metrics-port": {"metrics": {"port": 9100, "serviceMonitor": {"enabled": True}}},
+    "alerts": {"metrics": {"prometheusRule": {"enabled": True, "labels": {"release": "kps"}}}},
     "extra-env": {
         "extraEnv": [
             {
@@ -65,7 +66,7 @@ def test_every_object_is_valid_for_kubernetes_1_31(name: str) -> None:
     assert objects
     for obj in objects:
         if obj["apiVersion"].startswith("monitoring.coreos.com/"):
-            _check_service_monitor(obj)  # a CRD: no schema in Kubernetes' own set
+            _check_monitoring(obj)  # CRDs: no schema in Kubernetes' own set
             continue
         kubernetes_validate.validate(obj, KUBERNETES, strict=True)
 
@@ -298,8 +299,11 @@ def _is_hook(obj: dict[str, Any]) -> bool:
     return HOOK in (obj["metadata"].get("annotations") or {})
 
 
-def _check_service_monitor(obj: dict[str, Any]) -> None:
+def _check_monitoring(obj: dict[str, Any]) -> None:
     assert obj["apiVersion"] == "monitoring.coreos.com/v1"
+    if obj["kind"] == "PrometheusRule":  # its rules are checked by promtool (test_alert_rules)
+        assert obj["spec"]["groups"][0]["rules"]
+        return
     assert obj["kind"] == "ServiceMonitor"
     assert obj["spec"]["selector"]["matchLabels"]
     for endpoint in obj["spec"]["endpoints"]:

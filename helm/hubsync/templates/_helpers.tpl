@@ -193,3 +193,65 @@ volumes:
 {{- define "hubsync.metricsPortName" -}}
 {{- if .Values.metrics.port }}metrics{{ else }}http{{ end }}
 {{- end }}
+
+{{/*
+The alert rules, shared by the PrometheusRule and by `promtool` in the chart's tests.
+*/}}
+{{- define "hubsync.alertRules" -}}
+{{- $rule := .Values.metrics.prometheusRule -}}
+- alert: HubsyncScheduledJobLate
+  expr: |
+    time() - max by (exported_job) (hubsync_scheduled_job_last_success_timestamp_seconds)
+      > on (exported_job) 2 * max by (exported_job) (hubsync_scheduled_job_period_seconds)
+  for: 5m
+  labels:
+    severity: warning
+  annotations:
+    summary: "hubsync's scheduled job {{ "{{" }} $labels.exported_job {{ "}}" }} has not succeeded within twice its period"
+    runbook: "README, Alerts: HubsyncScheduledJobLate"
+- alert: HubsyncQueueWaiting
+  expr: max(hubsync_queue_oldest_waiting_seconds) > {{ $rule.oldestWaitingSeconds }}
+  for: 5m
+  labels:
+    severity: warning
+  annotations:
+    summary: "the oldest waiting sync job has waited {{ "{{" }} $value | humanizeDuration {{ "}}" }}"
+    runbook: "README, Alerts: HubsyncQueueWaiting"
+- alert: HubsyncJobsFailing
+  expr: sum(increase(hubsync_jobs_finished_total{outcome="failed"}[15m])) > {{ $rule.failedJobs }}
+  labels:
+    severity: warning
+  annotations:
+    summary: "{{ "{{" }} $value {{ "}}" }} sync jobs failed for good in 15 minutes"
+    runbook: "README, Alerts: HubsyncJobsFailing"
+- alert: HubsyncWebhookEventsFailing
+  expr: max(hubsync_webhook_events_failed) - max(hubsync_webhook_events_failed offset 15m) > {{ $rule.failedWebhookEvents }}
+  labels:
+    severity: warning
+  annotations:
+    summary: "failed webhook events rose by {{ "{{" }} $value {{ "}}" }} in 15 minutes"
+    runbook: "README, Alerts: HubsyncWebhookEventsFailing"
+- alert: HubsyncHubSpotRateLimited
+  expr: sum(increase(hubsync_hubspot_rate_limited_total[10m])) > {{ $rule.rateLimited }}
+  labels:
+    severity: warning
+  annotations:
+    summary: "HubSpot answered 429 {{ "{{" }} $value {{ "}}" }} times in 10 minutes"
+    runbook: "README, Alerts: HubsyncHubSpotRateLimited"
+- alert: HubsyncReconciliationLate
+  expr: time() - max(hubsync_reconciliation_last_success_timestamp_seconds) > 26 * 3600
+  for: 10m
+  labels:
+    severity: warning
+  annotations:
+    summary: "no reconciliation run has succeeded for 26 hours"
+    runbook: "README, Alerts: HubsyncReconciliationLate"
+- alert: HubsyncDatabaseDown
+  expr: max(hubsync_database_up) == 0
+  for: 2m
+  labels:
+    severity: critical
+  annotations:
+    summary: "hubsync cannot read its database"
+    runbook: "README, Alerts: HubsyncDatabaseDown"
+{{- end -}}

@@ -12,8 +12,9 @@ from starlette.routing import Route
 
 from app.api.deps import app_context
 from app.api.errors import RETRY_AFTER_SECONDS
-from app.store.migrate import current_revision, head_revision
+from app.store.migrate import SchemaState, schema_state
 from app.sync.worker.gate import Readiness
+from app.sync.worker.portal import PortalGuard, PortalRefusedError
 from app.warp.columns import TableMissingError, real_columns
 
 log = logging.getLogger("hubsync.health")
@@ -34,18 +35,15 @@ async def readyz(request: Request) -> JSONResponse:
             async with context.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
             checks["database"] = "ok"
-            current, head = await current_revision(context.engine), head_revision()
+            schema: SchemaState = await schema_state(context.engine)
     except Exception as exc:  # noqa: BLE001 -- any failure to reach the database means not ready
         log.warning("readiness: database unreachable: %s", type(exc).__name__)
         checks["database"] = f"unreachable ({type(exc).__name__})"
         return JSONResponse(
             {"status": "unavailable", "checks": checks}, status_code=503, headers=RETRY_LATER
         )
-    if current == head:
-        checks["migrations"] = "ok"
-    else:
-        ready = False
-        checks["migrations"] = f"at {current or 'nothing'}, head is {head}; run `hubsync migrate`"
+    checks["migrations"] = schema.message
+    ready = schema.ready
     table = context.settings.effective_customers_table
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
@@ -60,6 +58,10 @@ async def readyz(request: Request) -> JSONResponse:
     for warning in context.settings.startup_warnings():
         ready = False
         checks["webhooks"] = warning
+    portal = await portal_check(context.portal_guard)
+    if portal is not None:
+        checks["hubspot_portal"] = portal
+        ready = ready and portal == "ok"
     properties: Readiness | None = context.properties
     if properties is not None:
         # Jobs wait until hubsync's HubSpot properties exist (app/hubspot/readiness.py).
@@ -70,6 +72,21 @@ async def readyz(request: Request) -> JSONResponse:
         status_code=200 if ready else 503,
         headers=None if ready else RETRY_LATER,
     )
+
+
+async def portal_check(guard: PortalGuard | None) -> str | None:
+    """The portal check, once per process (then remembered): no job syncs until it passes, so
+    neither is the replica ready. None when this process holds no HubSpot connection."""
+    if guard is None:
+        return None
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            await guard.verify()
+    except PortalRefusedError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 -- HubSpot or the database not answering: not yet
+        return f"not checked yet ({type(exc).__name__}); jobs wait for it"
+    return "ok"
 
 
 routes = [

@@ -22,6 +22,12 @@ def register(commands: Subcommands) -> None:
     migrate.add_argument(
         "--downgrade", action="store_true", help="downgrade to --revision instead (e.g. base)"
     )
+    migrate.add_argument(
+        "--yes", action="store_true", help="let a downgrade drop the tables and columns it lists"
+    )
+    migrate.add_argument(
+        "--sql", action="store_true", help="print the SQL the migration would run; run nothing"
+    )
     migrate.set_defaults(run=run_migrate)
     check = commands.add_parser(
         "check-config", help="read the configuration and print it, secrets masked"
@@ -38,8 +44,15 @@ def run_migrate(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"hubsync: configuration error: HUBSYNC_DATABASE_URL: {problem}", file=sys.stderr)
         return 2
-    asyncio.run(migrate_database(settings, revision=args.revision, downgrade=args.downgrade))
-    return 0
+    return asyncio.run(
+        migrate_database(
+            settings,
+            revision=args.revision,
+            downgrade=args.downgrade,
+            confirmed=args.yes,
+            sql=args.sql,
+        )
+    )
 
 
 def run_check_config(_args: argparse.Namespace) -> int:

@@ -134,7 +134,7 @@ def serve(
     migrating = migrate or (migrate is None and is_embedded_default(settings))
     if workers > 1:
         if migrating:
-            asyncio.run(migrate_database(settings))
+            asyncio.run(migrate_database(settings, say=logging.getLogger("hubsync.migrate").info))
         # Each worker process imports the app anew (uvicorn spawns them).
         uvicorn.run(
             f"{__name__}:app_from_env",
@@ -157,7 +157,7 @@ def serve(
         when_started=tune_garbage_collector,
     )
     if migrating:
-        asyncio.run(migrate_database(settings))
+        asyncio.run(migrate_database(settings, say=logging.getLogger("hubsync.migrate").info))
     uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True, **options)
     return 0
 

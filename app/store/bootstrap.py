@@ -4,6 +4,8 @@ WARP's customers table with demo rows."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from sqlalchemy.engine import make_url
 
@@ -25,19 +27,56 @@ def is_embedded_default(settings: Settings) -> bool:
 
 
 async def migrate_database(
-    settings: Settings, *, revision: str = "head", downgrade: bool = False
-) -> None:
+    settings: Settings,
+    *,
+    revision: str = "head",
+    downgrade: bool = False,
+    confirmed: bool = False,
+    sql: bool = False,
+    say: Callable[[str], None] = print,
+) -> int:
+    """Migrate, saying each revision as it is applied with its duration, and a summary. A
+    downgrade first says what it drops, and drops nothing without `confirmed`. `sql` prints
+    what would run instead. The exit status: 0 done, 3 a downgrade that needs `--yes`."""
     engine = create_engine(settings.database_url.reveal())
     try:
-        if downgrade:
-            await migrate.downgrade(engine, revision)
-            log.info("database downgraded to %s", revision)
-            return
-        await migrate.upgrade(engine, revision)
-        log.info("database migrated to %s", revision)
-        if is_embedded_default(settings) and settings.demo_data:
+        current = await migrate.current_revision(engine)
+        target = migrate.head_revision() if revision == "head" and not downgrade else revision
+        steps = migrate.plan(current, target or "head", downgrade=downgrade)
+        if sql:
+            migrate.sql_for(current, target or "head", downgrade=downgrade)
+            return 0
+        if not steps:
+            say(f"already at {current or 'nothing'}; nothing to do")
+            return 0
+        losses = [(step, loss) for step in steps for loss in step.losses]
+        if downgrade and losses:
+            say(f"downgrading from {current} to {revision} drops, with their data:")
+            for step, loss in losses:
+                say(f"  {step.revision}: {loss}")
+            if not confirmed:
+                say("nothing was changed; run again with --yes to drop them")
+                return 3
+        verb = "undoing" if downgrade else "applying"
+        say(f"{verb} {len(steps)} revision(s), from {current or 'nothing'} to {target}:")
+        started = time.monotonic()
+
+        def report(step: migrate.Step, seconds: float) -> None:
+            say(f"  {step.revision}  {seconds:6.2f} s  {step.title}")
+
+        await migrate.run_steps(
+            engine, steps, downgrade=downgrade, target=target or "base", report=report
+        )
+        now = await migrate.current_revision(engine)
+        say(
+            f"{'downgraded' if downgrade else 'migrated'} to {now or 'nothing'} "
+            f"in {time.monotonic() - started:.2f} s"
+        )
+        log.info("database %s to %s", "downgraded" if downgrade else "migrated", now)
+        if not downgrade and is_embedded_default(settings) and settings.demo_data:
             added = await ensure_demo_customers(engine, settings.effective_customers_table)
             if added:
-                log.info("added %d demo customers to %s", added, settings.effective_customers_table)
+                say(f"added {added} demo customers to {settings.effective_customers_table}")
+        return 0
     finally:
         await engine.dispose()

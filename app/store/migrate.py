@@ -1,12 +1,24 @@
-"""Run Alembic from inside hubsync: upgrade, downgrade, and "is the schema at head?"."""
+"""Run Alembic from inside hubsync: upgrade, downgrade, and "can this code run on the schema?".
+
+Expand, then contract: a migration only adds (tables, nullable columns, indexes built
+concurrently) in the release that starts using them, and records the oldest code revision it
+still serves (`declare_compatible`, in `hubsync_schema_compat`). Code older than the schema
+stays ready when the schema says it serves it; a schema older than the code never does.
+"""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alembic import command
+import sqlalchemy as sa
+from alembic import command, op
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -71,3 +83,178 @@ async def _run(engine: AsyncEngine, operation: Any, revision: str) -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
+
+
+# -- expand, then contract ---------------------------------------------------------------------
+
+COMPAT_TABLE = sa.table(
+    "hubsync_schema_compat",
+    sa.column("revision", sa.String),
+    sa.column("serves_code_from", sa.String),
+)
+
+
+def declare_compatible(revision: str, serves_code_from: str) -> None:
+    """Inside a migration's upgrade: the schema it leaves still serves code from
+    `serves_code_from` on (that revision's release and every later one)."""
+    op.execute(COMPAT_TABLE.delete().where(COMPAT_TABLE.c.revision == revision))
+    op.bulk_insert(COMPAT_TABLE, [{"revision": revision, "serves_code_from": serves_code_from}])
+
+
+def forget_compatible(revision: str) -> None:
+    """Inside a migration's downgrade: its declaration goes with it."""
+    op.execute(COMPAT_TABLE.delete().where(COMPAT_TABLE.c.revision == revision))
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    ready: bool
+    message: str
+
+
+def code_revisions() -> list[str]:
+    """This code's revisions, head first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [revision.revision for revision in script.walk_revisions()]
+
+
+async def schema_state(engine: AsyncEngine) -> SchemaState:
+    """Whether this code may run on the database's schema: at its head, or ahead of it by
+    revisions whose newest declares that it still serves this code."""
+    current = await current_revision(engine)
+    known = code_revisions()
+    head = known[0] if known else None
+    if current == head:
+        return SchemaState(ready=True, message="ok")
+    if current is None or current in known:
+        return SchemaState(
+            ready=False,
+            message=f"at {current or 'nothing'}, head is {head}; run `hubsync migrate`",
+        )
+    serves_from = await _serves_code_from(engine, current)
+    if serves_from is not None and serves_from in known:
+        return SchemaState(
+            ready=True,
+            message=f"ok: at {current}, ahead of this code's {head}; it serves code from "
+            f"{serves_from} on",
+        )
+    why = (
+        "it declares no compatibility"
+        if serves_from is None
+        else f"it serves code from {serves_from} on"
+    )
+    return SchemaState(
+        ready=False,
+        message=f"at {current}, newer than this code's {head}, and {why}: run the newer "
+        "release, or downgrade with it",
+    )
+
+
+async def _serves_code_from(engine: AsyncEngine, revision: str) -> str | None:
+    select = sa.select(COMPAT_TABLE.c.serves_code_from).where(COMPAT_TABLE.c.revision == revision)
+    try:
+        async with engine.connect() as connection:
+            return (await connection.execute(select)).scalar_one_or_none()
+    except sa.exc.DBAPIError:  # no such table: a schema from before the discipline
+        return None
+
+
+# -- a migrate that talks ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    revision: str
+    title: str  # the first line of the migration's docstring
+    losses: tuple[str, ...]  # what its downgrade drops (tables, columns), read from its code
+
+
+def _title(doc: str | None, width: int = 90) -> str:
+    """The docstring's first sentence, at most `width` characters."""
+    paragraph = " ".join((doc or "").strip().split("\n\n")[0].split())
+    sentence = paragraph.split(". ")[0].split(": ")[0].rstrip(".")
+    return sentence if len(sentence) <= width else sentence[: width - 1].rstrip() + "…"
+
+
+def _losses(module: object) -> tuple[str, ...]:
+    """The tables and columns a migration's downgrade drops, read from its source."""
+    downgrade_fn = getattr(module, "downgrade", None)
+    if downgrade_fn is None:
+        return ()
+    tree = ast.parse(inspect.getsource(downgrade_fn).lstrip())
+    losses: list[str] = []
+
+    def literal(node: ast.expr) -> str | None:
+        return (
+            node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+        )
+
+    def visit(node: ast.AST, table: str | None) -> None:
+        if isinstance(node, ast.With):
+            for item in node.items:
+                call = item.context_expr
+                if (
+                    isinstance(call, ast.Call)
+                    and getattr(call.func, "attr", "") == "batch_alter_table"
+                ):
+                    table = literal(call.args[0]) if call.args else table
+        if isinstance(node, ast.Call) and node.args:
+            name = getattr(node.func, "attr", "")
+            first = literal(node.args[0])
+            if name == "drop_table" and first:
+                losses.append(f"table {first}")
+            elif name == "drop_column" and first:
+                owner = literal(node.args[0]) if len(node.args) > 1 else table
+                column = literal(node.args[1]) if len(node.args) > 1 else first
+                losses.append(f"column {owner}.{column}")
+        for child in ast.iter_child_nodes(node):
+            visit(child, table)
+
+    visit(tree, None)
+    return tuple(losses)
+
+
+def plan(current: str | None, target: str, *, downgrade: bool) -> list[Step]:
+    """The revisions an upgrade to (or a downgrade to) `target` runs, in the order it runs them."""
+    script = ScriptDirectory.from_config(alembic_config())
+    if downgrade:
+        if current is None:
+            return []
+        upper, lower = current, (None if target == "base" else target)
+        revisions = list(script.iterate_revisions(upper, lower))
+        revisions = [r for r in revisions if r.revision != lower]
+    else:
+        revisions = list(reversed(list(script.iterate_revisions(target, current))))
+        revisions = [r for r in revisions if r.revision != current]
+    return [
+        Step(r.revision, _title(r.module.__doc__), _losses(r.module) if downgrade else ())
+        for r in revisions
+    ]
+
+
+async def run_steps(
+    engine: AsyncEngine,
+    steps: list[Step],
+    *,
+    downgrade: bool,
+    target: str,
+    report: Callable[[Step, float], None],
+) -> None:
+    """Apply `steps` one revision at a time, reporting each with its duration."""
+    for index, step in enumerate(steps):
+        started = time.monotonic()
+        if downgrade:
+            following = steps[index + 1].revision if index + 1 < len(steps) else target
+            await _run(engine, command.downgrade, following)
+        else:
+            await _run(engine, command.upgrade, step.revision)
+        report(step, time.monotonic() - started)
+
+
+def sql_for(current: str | None, target: str, *, downgrade: bool) -> None:
+    """Print the SQL the migration would run (Alembic's offline mode), running nothing."""
+    config = alembic_config()
+    if downgrade:
+        command.downgrade(config, f"{current}:{target}", sql=True)
+    else:
+        command.upgrade(config, f"{current}:{target}" if current else target, sql=True)

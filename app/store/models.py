@@ -502,3 +502,15 @@ __all__ = [
     "SyncLog",
     "WebhookEvent",
 ]
+
+
+class SchemaCompat(Base):
+    """What each migration declares when it runs: the oldest code revision that still works
+    on the schema it leaves (expand, then contract). A release whose code is older than the
+    schema reads it to know whether it may stay ready (`app.store.migrate.schema_state`)."""
+
+    __tablename__ = "hubsync_schema_compat"
+
+    revision: Mapped[str] = mapped_column(String(64), primary_key=True)
+    serves_code_from: Mapped[str] = mapped_column(String(64))
+    applied_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)

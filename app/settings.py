@@ -146,6 +146,10 @@ class Settings:
     retry_max_delay_seconds: float = 900.0
     retry_max_age_seconds: float = 86400.0
     queue_retention_seconds: float = 7 * 86400.0
+    # The scheduler's housekeeping: the queue's backstop tick (wake, rescue, prune done jobs)
+    # and the pruning of history and old reconciliation reports.
+    queue_tick_seconds: float = 60.0
+    prune_interval_seconds: float = 600.0
     # Reconciliation (app/sync/reconcile/): the daily full run and the catch-up.
     reconcile_cron: str | None = DEFAULT_RECONCILE_CRON  # UTC; None = no scheduled run
     reconcile_mode: str = "fix"  # what the scheduled run does
@@ -371,6 +375,12 @@ class Settings:
                 7 * 86400.0,
                 60,
                 365 * 86400,
+            ),
+            queue_tick_seconds=_duration(
+                "HUBSYNC_QUEUE_TICK_INTERVAL", get("HUBSYNC_QUEUE_TICK_INTERVAL"), 60.0, 1, 3600
+            ),
+            prune_interval_seconds=_duration(
+                "HUBSYNC_PRUNE_INTERVAL", get("HUBSYNC_PRUNE_INTERVAL"), 600.0, 1, 86400
             ),
             **_reconciliation(env, get),
             header_timeout_seconds=_duration(

@@ -249,6 +249,12 @@ class Settings:
             **({"sandbox_rate_limit": str(self.sandbox_rate_limit)} if self.sandbox_mode else {}),
             "api_tokens": len(self.api_tokens),
             "admin": "enabled" if self.admin_enabled else "disabled",
+            "scheduler": (
+                f"queue tick every {self.queue_tick_seconds:g} s, pruning every "
+                f"{self.prune_interval_seconds:g} s"
+                if self.scheduler_enabled
+                else "off"
+            ),
         }
 
     # -- loading -------------------------------------------------------------------------

@@ -13,11 +13,15 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import iscoroutinefunction_partial
+from sqlalchemy import update
 
+from app.cli.status import format_status, read_status
 from app.hubspot.models import CompanyPage, SearchPage
 from app.main import create_app
 from app.settings import Settings
 from app.store import reconciliation as runs
+from app.store import scheduled_jobs as records
+from app.store.models import ScheduledJobRecord
 from app.store.queue import QueueRepository
 from app.store.scheduled_jobs import ScheduledJobStatus, load_scheduled_jobs
 from app.sync.reconcile.schedule import DAILY_JOB_ID, DailyRun, Housekeeping
@@ -26,6 +30,8 @@ from app.sync.schedule.registry import JobBook, NotACoroutineError, schedule_job
 from app.sync.schedule.scheduler import build_scheduler
 from app.warp.connector import SqlWarpConnector
 from tests.conftest import Database
+from tests.integration.admin_support import API_TOKEN, admin_settings, sign_in
+from tests.metrics_support import parse_exposition, total
 from tests.support import eventually, running_service
 
 SERVICE_JOBS = {
@@ -236,3 +242,151 @@ async def test_a_daily_run_that_meets_a_run_in_progress_is_postponed_then_starte
     await housekeeping.take_over()  # nothing postponed any more: no second run
     async with db.engine.connect() as connection:
         assert len(await runs.list_runs(connection, limit=10)) == 2
+
+
+# -- visible: status, dashboard, console, /metrics ---------------------------------------------
+
+
+async def record_history(db: Database) -> datetime:
+    """Three jobs as replicas left them: the queue tick last succeeded 10 minutes ago (period
+    60 s: late), the history pruning a minute ago (period 600 s), the catch-up failed."""
+    now = datetime.now(UTC)
+    book_a, book_b = JobBook(db.engine, replica="host-a:1"), JobBook(db.engine, replica="host-b:2")
+    every = IntervalTrigger(seconds=60, timezone=UTC)
+    await book_a.register("queue-maintenance", "the tick", every, now + timedelta(seconds=30))
+    await book_a.register(
+        "history-pruning", "pruning", IntervalTrigger(seconds=600, timezone=UTC), None
+    )
+    await book_b.register("reconciliation-catchup", "catch-up", every, None)
+    table = ScheduledJobRecord.__table__
+    async with db.engine.begin() as connection:
+        await connection.execute(
+            update(table).values(registered_at=now - timedelta(hours=1))  # type: ignore[attr-defined]
+        )
+    await records.record_run(
+        db.engine,
+        "queue-maintenance",
+        started_at=now - timedelta(minutes=10, seconds=1),
+        finished_at=now - timedelta(minutes=10),
+        outcome="ok",
+        ran_by="host-a:1",
+        next_fire_at=now - timedelta(minutes=9),
+    )
+    await records.record_run(
+        db.engine,
+        "history-pruning",
+        started_at=now - timedelta(minutes=1, seconds=1),
+        finished_at=now - timedelta(minutes=1),
+        outcome="ok",
+        ran_by="host-b:2",
+        next_fire_at=now + timedelta(minutes=9),
+    )
+    await records.record_run(
+        db.engine,
+        "reconciliation-catchup",
+        started_at=now - timedelta(seconds=2),
+        finished_at=now - timedelta(seconds=1),
+        outcome="error",
+        ran_by="host-b:2",
+        next_fire_at=now + timedelta(seconds=59),
+        error="HubSpotError: 502 from the search",
+    )
+    return now
+
+
+async def test_status_dashboard_console_and_metrics_show_each_job_and_the_late_one(
+    db: Database,
+) -> None:
+    now = await record_history(db)
+    settings = admin_settings(db)
+    async with running_service(create_app(settings)) as (client, _):
+        dashboard = await client.get(
+            "/v1/sync/dashboard", headers={"Authorization": f"Bearer {API_TOKEN}"}
+        )
+        assert dashboard.status_code == 200
+        shown = {job["job"]: job for job in dashboard.json()["scheduled_jobs"]}
+        assert await sign_in(client)
+        page = (await client.get("/admin/")).text
+        samples = parse_exposition((await client.get("/metrics")).text)
+    report = await read_status(settings)
+
+    assert {job: shown[job]["late"] for job in shown} == {
+        "queue-maintenance": True,
+        "history-pruning": False,
+        "reconciliation-catchup": True,  # failed, never succeeded, registered an hour ago
+    }
+    tick = shown["queue-maintenance"]
+    assert (tick["trigger"], tick["ran_by"], tick["last_outcome"]) == (
+        "every 60 s",
+        "host-a:1",
+        "ok",
+    )
+    assert datetime.fromisoformat(tick["last_success_at"]) == now - timedelta(minutes=10)
+    catchup = shown["reconciliation-catchup"]
+    assert (catchup["last_outcome"], catchup["last_error"]) == (
+        "error",
+        "HubSpotError: 502 from the search",
+    )
+    assert catchup["last_success_at"] is None
+    assert datetime.fromisoformat(shown["history-pruning"]["next_fire_at"]) == now + timedelta(
+        minutes=9
+    )
+
+    assert report["scheduled_jobs"] == dashboard.json()["scheduled_jobs"]
+    text = format_status(report)
+    assert "scheduled:  queue-maintenance (every 60 s): last ok" in text
+    assert text.count("; LATE") == 2
+    assert "HubSpotError: 502 from the search" in text
+
+    assert '<tr data-scheduled-job="queue-maintenance" class="late">' in page
+    assert '<tr data-scheduled-job="history-pruning">' in page
+    assert 'data-figure="late-queue-maintenance"' in page
+
+    name = "hubsync_scheduled_job_last_success_timestamp_seconds"
+    assert total(samples, name, job="queue-maintenance") == pytest.approx(
+        (now - timedelta(minutes=10)).timestamp(), abs=0.001
+    )
+    assert total(samples, name, job="reconciliation-catchup") == 0
+    assert total(samples, "hubsync_scheduled_job_late", job="queue-maintenance") == 1
+    assert total(samples, "hubsync_scheduled_job_late", job="history-pruning") == 0
+
+
+async def test_a_skip_does_not_hide_the_replica_that_did_the_work(db: Database) -> None:
+    now = datetime.now(UTC)
+    await JobBook(db.engine).register(
+        "reconciliation-catchup", "catch-up", IntervalTrigger(seconds=5), None
+    )
+    common = {"next_fire_at": None}
+    await records.record_run(
+        db.engine,
+        "reconciliation-catchup",
+        started_at=now,
+        finished_at=now + timedelta(seconds=3),
+        outcome="ok",
+        ran_by="winner",
+        **common,
+    )
+    await records.record_run(  # started while the winner worked, finished before it
+        db.engine,
+        "reconciliation-catchup",
+        started_at=now + timedelta(milliseconds=5),
+        finished_at=now + timedelta(milliseconds=9),
+        outcome="skipped",
+        ran_by="loser",
+        note="another replica has this pass",
+        **common,
+    )
+    status = (await jobs_of(db))["reconciliation-catchup"]
+    assert (status.last_outcome, status.ran_by) == ("ok", "winner")
+    await records.record_run(  # a later pass nobody else did: the skip is what happened
+        db.engine,
+        "reconciliation-catchup",
+        started_at=now + timedelta(seconds=5),
+        finished_at=now + timedelta(seconds=5, milliseconds=2),
+        outcome="skipped",
+        ran_by="loser",
+        **common,
+    )
+    status = (await jobs_of(db))["reconciliation-catchup"]
+    assert (status.last_outcome, status.ran_by) == ("skipped", "loser")
+    assert status.last_success_at == now + timedelta(seconds=3)

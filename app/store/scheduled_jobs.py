@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Table, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.models import ScheduledJobRecord
@@ -125,6 +125,12 @@ async def record_run(
         where.append(or_(JOBS.c.last_finished_at.is_(None), JOBS.c.last_finished_at < started_at))
     async with engine.begin() as connection:
         await connection.execute(update(JOBS).where(*where).values(**values))
+
+
+async def forget_job(engine: AsyncEngine, job: str) -> None:
+    """A job the configuration turned off: no row, so it is not shown as late forever."""
+    async with engine.begin() as connection:
+        await connection.execute(delete(JOBS).where(JOBS.c.job == job))
 
 
 async def set_pending_fire(engine: AsyncEngine, job: str, fire_key: str | None) -> None:

@@ -104,6 +104,12 @@ async def test_the_running_service_runs_every_job_and_records_it(db: Database) -
     assert (daily.next_fire_at.hour, daily.next_fire_at.minute) == (3, 0)
     assert daily.period_seconds == 86400
 
+    off = {**db.env, "HUBSYNC_WORKER": "false", "HUBSYNC_DEMO_DATA": "false"}
+    off |= {"HUBSYNC_RECONCILE_CRON": "", "HUBSYNC_CATCHUP_INTERVAL": "0"}
+    async with running_service(create_app(Settings.from_mapping(off))):
+        listed = set(await jobs_of(db))
+    assert listed == SERVICE_JOBS - {DAILY_JOB_ID, "reconciliation-catchup"}
+
 
 async def test_the_scheduler_awaits_an_object_with_an_async_call(
     db: Database, scheduler: Any

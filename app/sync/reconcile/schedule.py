@@ -172,6 +172,8 @@ async def schedule_reconciliation(
             book=book,
             misfire_grace_time=3600,
         )
+    elif book is not None:
+        await book.forget(DAILY_JOB_ID)  # turned off: not listed (nor late) any more
     housekeeping = Housekeeping(reconciler, retention, daily)
     await schedule_job(
         scheduler,
@@ -198,3 +200,5 @@ async def schedule_reconciliation(
             ScheduledCatchUp(catchup),
             book=book,
         )
+    elif book is not None:
+        await book.forget(CATCHUP_JOB_ID)

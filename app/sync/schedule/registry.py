@@ -80,6 +80,9 @@ class JobBook:
             next_fire_at=next_fire,
         )
 
+    async def forget(self, job_id: str) -> None:
+        await records.forget_job(self.engine, job_id)
+
     async def record(
         self,
         job_id: str,

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from app.sync.operator.overview import CustomerCounts
     from app.sync.reconcile.catchup import CatchUp
     from app.sync.reconcile.service import Reconciler
+    from app.sync.schedule.registry import JobBook
     from app.sync.worker.notify import QueueListener
     from app.sync.worker.portal import PortalGuard
     from app.sync.worker.worker import Worker
@@ -61,6 +62,7 @@ class AppContext:
     worker: Worker | None = None
     queue_listener: QueueListener | None = None
     scheduler: Any = None  # APScheduler 3's AsyncIOScheduler (the package ships no types)
+    job_book: JobBook | None = None  # where the scheduler's jobs record their runs
     # Reconciliation (app.sync.reconcile.runtime) and the webhook intake (main).
     reconciler: Reconciler | None = None
     catchup: CatchUp | None = None

@@ -70,9 +70,11 @@ ENVIRONMENT: tuple[str, ...] = (
     "HUBSYNC_METRICS_PORT",
     "HUBSYNC_MIGRATIONS_DIR",
     "HUBSYNC_MODE",
+    "HUBSYNC_PRUNE_INTERVAL",
     "HUBSYNC_PUBLIC_URL",
     "HUBSYNC_QUEUE_AGEING",
     "HUBSYNC_QUEUE_RETENTION",
+    "HUBSYNC_QUEUE_TICK_INTERVAL",
     "HUBSYNC_RECONCILE_CRON",
     "HUBSYNC_RECONCILE_LEASE",
     "HUBSYNC_RECONCILE_MODE",
@@ -214,6 +216,10 @@ class Settings:
     retry_max_delay_seconds: float = 900.0
     retry_max_age_seconds: float = 86400.0
     queue_retention_seconds: float = 7 * 86400.0
+    # The scheduler's housekeeping: the queue's backstop tick (wake, rescue, prune done jobs)
+    # and the pruning of history and old reconciliation reports.
+    queue_tick_seconds: float = 60.0
+    prune_interval_seconds: float = 600.0
     # Reconciliation (app/sync/reconcile/): the daily full run and the catch-up.
     reconcile_cron: str | None = DEFAULT_RECONCILE_CRON  # UTC; None = no scheduled run
     reconcile_mode: str = "fix"  # what the scheduled run does
@@ -313,6 +319,12 @@ class Settings:
             **({"sandbox_rate_limit": str(self.sandbox_rate_limit)} if self.sandbox_mode else {}),
             "api_tokens": len(self.api_tokens),
             "admin": "enabled" if self.admin_enabled else "disabled",
+            "scheduler": (
+                f"queue tick every {self.queue_tick_seconds:g} s, pruning every "
+                f"{self.prune_interval_seconds:g} s"
+                if self.scheduler_enabled
+                else "off"
+            ),
         }
 
     # -- loading -------------------------------------------------------------------------
@@ -439,6 +451,12 @@ class Settings:
                 7 * 86400.0,
                 60,
                 365 * 86400,
+            ),
+            queue_tick_seconds=_duration(
+                "HUBSYNC_QUEUE_TICK_INTERVAL", get("HUBSYNC_QUEUE_TICK_INTERVAL"), 60.0, 1, 3600
+            ),
+            prune_interval_seconds=_duration(
+                "HUBSYNC_PRUNE_INTERVAL", get("HUBSYNC_PRUNE_INTERVAL"), 600.0, 1, 86400
             ),
             **_reconciliation(env, get),
             header_timeout_seconds=_duration(

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from app.cli.common import load_settings, refuse_problems
-from app.settings import ENVIRONMENT, SECRET_ENVIRONMENT
+from app.settings import ENVIRONMENT, SECRET_ENVIRONMENT, mask_url
 
 if TYPE_CHECKING:
     from app.cli.common import Subcommands
@@ -77,6 +77,8 @@ def environment_lines(environ: Mapping[str, str]) -> list[str]:
             shown = "(default)"
         elif name in SECRET_ENVIRONMENT:
             shown = "(set, hidden)"
+        elif "://" in value:  # a URL may carry a user and password (a proxy's, say)
+            shown = mask_url(value)
         else:
             shown = value
         lines.append(f"{name}: {shown}")

@@ -1,5 +1,6 @@
 """`hubsync status`: the operator's one look — queue, failures, conflicts, HubSpot's rate
-limit in use, the last reconciliation — read from the database the service uses."""
+limit in use, the last reconciliation, the scheduled jobs (last run, last success, late) —
+read from the database the service uses."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ RECENT_FAILURES = 5
 def register(commands: Subcommands) -> None:
     status = commands.add_parser(
         "status",
-        help="queue, failures, conflicts, rate-limit use and the last reconciliation",
+        help="queue, failures, conflicts, rate-limit use, the last reconciliation, scheduled jobs",
         description="Read the service's database and say how the sync is doing.",
     )
     add_json_flag(status)
@@ -90,9 +91,28 @@ def format_status(report: dict[str, Any]) -> str:
         else f"reconciled: run {last['id']} ({last['mode']}) {last['status']}, "
         f"started {last['started_at']}"
     )
+    for job in report["scheduled_jobs"]:
+        lines.append(f"scheduled:  {scheduled_line(job)}")
     for failure in report["recent_failures"]:
         lines.append(
             f"failed:     job {failure['job_id']} {failure['entity']} "
             f"({failure['error_kind'] or 'error'}): {failure['error']}"
         )
     return "\n".join(lines)
+
+
+def scheduled_line(job: dict[str, Any]) -> str:
+    """One scheduled job: its trigger, its last run (by which replica, how it went), its last
+    success, and LATE when it has not succeeded within twice its period."""
+    last = (
+        "never ran"
+        if job["last_outcome"] is None
+        else f"last {job['last_outcome']} at {job['last_finished_at']} on {job['ran_by']}"
+    )
+    detail = job["last_error"] or job["note"]
+    return (
+        f"{job['job']} ({job['trigger']}): {last}"
+        + (f" ({detail})" if detail else "")
+        + f"; last success {job['last_success_at'] or 'never'}; next {job['next_fire_at']}"
+        + ("; LATE" if job["late"] else "")
+    )

@@ -106,6 +106,7 @@ class SnapshotCollector(Collector):
             paused.add_metric([use.bucket], use.paused_for_seconds)
         yield from (limit, used, headroom, paused)
         yield from _reconciliation(snapshot)
+        yield from _scheduled_jobs(snapshot)
 
 
 def _reconciliation(snapshot: OperationsSnapshot) -> Iterator[Metric]:
@@ -125,6 +126,24 @@ def _reconciliation(snapshot: OperationsSnapshot) -> Iterator[Metric]:
         if isinstance(count, int | float):
             found.add_metric([str(category)], count)
     yield found
+
+
+def _scheduled_jobs(snapshot: OperationsSnapshot) -> Iterator[Metric]:
+    success = GaugeMetricFamily(
+        "hubsync_scheduled_job_last_success_timestamp_seconds",
+        "When a scheduled job last succeeded on any replica (0: never).",
+        labels=["job"],
+    )
+    late = GaugeMetricFamily(
+        "hubsync_scheduled_job_late",
+        "1 when a scheduled job has not succeeded within twice its period.",
+        labels=["job"],
+    )
+    for job in snapshot.scheduled_jobs:
+        last = job.last_success_at
+        success.add_metric([job.job], last.timestamp() if last is not None else 0.0)
+        late.add_metric([job.job], 1 if job.late else 0)
+    yield from (success, late)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -23,6 +23,7 @@ from app.store.models import (
 from app.store.operations import last_reconciliation
 from app.store.pauses import Pause, paused_directions
 from app.store.queue.records import DONE, FAILED, PENDING, QUEUE, STATES, as_utc
+from app.store.scheduled_jobs import ScheduledJobStatus, load_scheduled_jobs
 from app.store.webhook_events import STATUSES as EVENT_STATUSES
 
 events = table_of(WebhookEvent)
@@ -54,6 +55,7 @@ class Dashboard:
     last_reconciliation: dict[str, Any] | None
     paused: dict[str, Pause] = field(default_factory=dict)
     customers_total: int | None = None  # WARP's count, when WARP is a table hubsync can count
+    scheduled_jobs: list[ScheduledJobStatus] = field(default_factory=list)
 
     @property
     def customers_not_linked(self) -> int | None:
@@ -78,6 +80,7 @@ class Dashboard:
             "hubspot": self.hubspot_window,
             "last_reconciliation": self.last_reconciliation,
             "paused": [pause.to_json() for pause in self.paused.values()],
+            "scheduled_jobs": [job.to_json() for job in self.scheduled_jobs],
         }
 
 
@@ -227,6 +230,7 @@ async def load_dashboard(
                 ),
                 last_reconciliation=await _last_reconciliation_json(connection),
                 paused=await paused_directions(connection),
+                scheduled_jobs=await load_scheduled_jobs(connection, now),
             )
 
     counted, dashboard = await asyncio.gather(counts(), the_rest())

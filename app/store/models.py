@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -441,6 +442,31 @@ class SchedulerTick(Base):
     claimed_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
 
 
+class ScheduledJobRecord(Base):
+    """The scheduler's jobs as the whole deployment sees them: each job's trigger, its latest
+    run by any replica (start, end, outcome, error, which replica) and its next fire time.
+    Every replica writes here, so `hubsync status`, the dashboard and /metrics show the
+    deployment's scheduled work, and a job nobody runs any more shows as late."""
+
+    __tablename__ = "hubsync_scheduled_jobs"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    trigger: Mapped[str] = mapped_column(Text)
+    period_seconds: Mapped[float] = mapped_column(Float)
+    next_fire_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_outcome: Mapped[str | None] = mapped_column(String(16))  # ok|error|postponed|skipped
+    last_error: Mapped[str | None] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    ran_by: Mapped[str | None] = mapped_column(String(128))
+    last_success_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # A daily run postponed by a run in progress: its fire key, started when that run ends.
+    pending_fire_key: Mapped[str | None] = mapped_column(String(64))
+    registered_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
 class PortalBinding(Base):
     """Which HubSpot portal this database's links belong to (one row, id 1): a real portal
     (from the token's account info) or the built-in sandbox. Start-up refuses another one."""
@@ -495,6 +521,7 @@ __all__ = [
     "ReconciliationItem",
     "ReconciliationPair",
     "ReconciliationRun",
+    "ScheduledJobRecord",
     "SchedulerTick",
     "SyncConfigChange",
     "SyncConfigRule",

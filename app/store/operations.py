@@ -1,6 +1,7 @@
 """What an operator asks the database: how deep the queue is and how long its oldest job has
 waited, what failed, the open conflicts, how much of HubSpot's rate limit the deployment is
-using, and the last reconciliation. One snapshot, read in a few cheap queries, shared by
+using, the last reconciliation and the scheduler's jobs (their last success, late or not).
+One snapshot, read in a few cheap queries, shared by
 `/metrics` (gauges at scrape time) and `hubsync status`.
 
 Done jobs are not counted: they pile up until pruned, and their number says nothing an
@@ -37,6 +38,7 @@ from app.store.queue.records import (
     as_utc,
     maybe_utc,
 )
+from app.store.scheduled_jobs import ScheduledJobStatus, load_scheduled_jobs
 
 LIVE_STATES = (PENDING, RUNNING, FAILED)
 DIRECTIONS = ("to_hubspot", "to_warp", "both")
@@ -94,6 +96,7 @@ class OperationsSnapshot:
     # The newest run that finished without an error; its counts say what it found (e.g.
     # `drift`), whichever categories the reconciliation writes.
     last_successful_reconciliation: LastReconciliation | None = None
+    scheduled_jobs: tuple[ScheduledJobStatus, ...] = ()
 
     def jobs_in(self, state: str) -> int:
         return sum(count for (s, _), count in self.queue.items() if s == state)
@@ -124,6 +127,7 @@ class OperationsSnapshot:
                 for use in self.rate_limits
             ],
             "last_reconciliation": None if last is None else last.to_json(),
+            "scheduled_jobs": [job.to_json() for job in self.scheduled_jobs],
         }
 
 
@@ -162,6 +166,7 @@ async def read_snapshot(
         ],
         last_reconciliation=await last_reconciliation(connection),
         last_successful_reconciliation=await last_reconciliation(connection, successful=True),
+        scheduled_jobs=tuple(await load_scheduled_jobs(connection, now)),
     )
 
 

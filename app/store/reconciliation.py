@@ -297,6 +297,13 @@ async def running_run(connection: AsyncConnection) -> RunRecord | None:
     return RunRecord.from_row(row) if row is not None else None
 
 
+async def run_for_fire_key(connection: AsyncConnection, fire_key: str) -> RunRecord | None:
+    """The run started for a scheduled fire time, if any replica started one."""
+    query = select(RUNS).where(RUNS.c.fire_key == fire_key)
+    row = (await connection.execute(query)).mappings().first()
+    return RunRecord.from_row(row) if row is not None else None
+
+
 async def list_runs(
     connection: AsyncConnection, *, limit: int = 50, before_id: int | None = None
 ) -> list[RunRecord]:

@@ -59,6 +59,18 @@ def test_every_contract_variable_is_read() -> None:
     assert settings.admin_enabled
 
 
+def test_the_scheduler_intervals_default_and_show_in_check_config() -> None:
+    default = Settings.from_mapping({})
+    assert (default.queue_tick_seconds, default.prune_interval_seconds) == (60.0, 600.0)
+    short = Settings.from_mapping(
+        {"HUBSYNC_QUEUE_TICK_INTERVAL": "2s", "HUBSYNC_PRUNE_INTERVAL": "1.5m"}
+    )
+    assert (short.queue_tick_seconds, short.prune_interval_seconds) == (2.0, 90.0)
+    assert short.describe()["scheduler"] == "queue tick every 2 s, pruning every 90 s"
+    off = Settings.from_mapping({"HUBSYNC_SCHEDULER": "false"})
+    assert off.describe()["scheduler"] == "off"
+
+
 def test_postgres_default_table_is_accounts_customers() -> None:
     settings = Settings.from_mapping({"HUBSYNC_DATABASE_URL": "postgresql://u@h/db"})
     assert settings.effective_customers_table == "accounts.customers"
@@ -79,6 +91,8 @@ def test_postgres_default_table_is_accounts_customers() -> None:
         ("WARP_CUSTOMERS_TABLE", "customers; drop", "WARP_CUSTOMERS_TABLE: expected a table name"),
         ("HUBSPOT_WEBHOOK_SIGNATURES", "v4", "HUBSPOT_WEBHOOK_SIGNATURES: expected"),
         ("HUBSYNC_WORKER", "maybe", "HUBSYNC_WORKER: expected true or false"),
+        ("HUBSYNC_QUEUE_TICK_INTERVAL", "0.5s", "HUBSYNC_QUEUE_TICK_INTERVAL: expected between"),
+        ("HUBSYNC_PRUNE_INTERVAL", "often", "HUBSYNC_PRUNE_INTERVAL: expected a duration"),
     ],
 )
 def test_bad_values_stop_with_one_line_naming_the_variable(

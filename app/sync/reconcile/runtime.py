@@ -50,7 +50,7 @@ async def start_reconciliation(context: AppContext, client: ReconcileHubSpot) ->
     context.reconciler, context.catchup = reconciler, catchup
     scheduler = context.scheduler
     if scheduler is not None:
-        schedule_reconciliation(
+        await schedule_reconciliation(
             scheduler,
             reconciler,
             cron=settings.reconcile_cron,
@@ -58,6 +58,8 @@ async def start_reconciliation(context: AppContext, client: ReconcileHubSpot) ->
             catchup=catchup,
             catchup_interval=settings.catchup_interval_seconds,
             retention=timedelta(seconds=settings.reconcile_retention_seconds),
+            prune_interval=settings.prune_interval_seconds,
+            book=context.job_book,
         )
     return reconciler
 

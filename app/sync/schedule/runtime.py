@@ -12,6 +12,8 @@ puts them in the context's slots:
     scheduler       AsyncIOScheduler        when HUBSYNC_SCHEDULER is on, with the queue's tick
                                             and the history pruning (app/store/retention.py);
                                             other layers may add their own jobs to it
+    job_book        JobBook                 with the scheduler: where every job records its
+                                            runs (register jobs with schedule_job only)
 
 The worker sizes its lanes by `context.hubspot_limiter` when the lead layer put the
 HubSpot rate limiter there (app/sync/worker/lanes.py): enough batches in flight to fill the limit.
@@ -35,7 +37,13 @@ from app.store.queue import QueueRepository
 from app.store.retention import HistoryPruning
 from app.sync.core.backoff import RetryPolicy
 from app.sync.core.jobs import ClaimedJob, JobHandler, JobOutcome, OutcomeStatus
-from app.sync.schedule.scheduler import QueueTick, build_scheduler, schedule_queue_tick
+from app.sync.schedule.registry import JobBook, schedule_job
+from app.sync.schedule.scheduler import (
+    HISTORY_PRUNING_JOB_ID,
+    QUEUE_TICK_JOB_ID,
+    QueueTick,
+    build_scheduler,
+)
 from app.sync.worker.notify import QueueListener
 from app.sync.worker.worker import Worker
 
@@ -93,13 +101,23 @@ async def start_runtime(context: AppContext) -> None:
             idempotency=idempotency,
             retention=timedelta(seconds=settings.queue_retention_seconds),
         )
-        schedule_queue_tick(scheduler, tick)
-        scheduler.add_job(
+        book = JobBook(context.engine)
+        context.job_book = book
+        await schedule_job(
+            scheduler,
+            QUEUE_TICK_JOB_ID,
+            "wake the worker, rescue expired leases, prune done jobs",
+            IntervalTrigger(seconds=settings.queue_tick_seconds, timezone=UTC),
+            tick,
+            book=book,
+        )
+        await schedule_job(
+            scheduler,
+            HISTORY_PRUNING_JOB_ID,
+            "prune old webhook events and sync log entries",
+            IntervalTrigger(seconds=settings.prune_interval_seconds, timezone=UTC),
             HistoryPruning(context.engine, timedelta(seconds=settings.history_retention_seconds)),
-            IntervalTrigger(minutes=10, timezone=UTC),
-            id="history-pruning",
-            name="prune old webhook events and sync log entries",
-            replace_existing=True,
+            book=book,
         )
         scheduler.start()
         context.scheduler = scheduler
@@ -108,6 +126,7 @@ async def start_runtime(context: AppContext) -> None:
 async def stop_runtime(context: AppContext) -> None:
     """Stop in reverse: no new ticks, no new wake-ups, then the worker hands back its jobs."""
     scheduler, context.scheduler = context.scheduler, None
+    context.job_book = None
     if scheduler is not None:
         scheduler.shutdown(wait=False)
     listener, context.queue_listener = context.queue_listener, None

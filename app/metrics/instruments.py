@@ -49,6 +49,11 @@ WEBHOOK_EVENTS = prometheus_client.Counter(
     "Events of accepted deliveries by outcome (duplicate, queued, ignored, processed).",
     ["outcome"],
 )
+CATCHUP_CUT_SHORT = prometheus_client.Counter(
+    "hubsync_catchup_windows_cut_short",
+    "Catch-up search windows that held more results than one search returns and were too "
+    "narrow to split: what was returned was queued, the rest waits for the daily run.",
+)
 HUBSPOT_REQUESTS = prometheus_client.Counter(
     "hubsync_hubspot_requests",
     "Requests to HubSpot by operation and HTTP status (`transport_error`: no answer).",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.models import CatchupWatermark, EntityLink, table_of
@@ -31,6 +31,26 @@ class Watermark:
     watermark: datetime | None
     queued: int = 0
     updated_at: datetime | None = None
+    position: int | None = None  # WARP on PostgreSQL: the transaction-id horizon read up to
+    cut_short: int = 0  # windows that could not all be read, so far
+    cut_short_at: datetime | None = None
+    cut_short_detail: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """For the dashboard: how far each side was read, and any window cut short."""
+        return {
+            "source": self.source,
+            "watermark": self.watermark.isoformat() if self.watermark else None,
+            "position": self.position,
+            "queued_last_pass": self.queued,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "windows_cut_short": self.cut_short,
+            "last_cut_short": (
+                {"at": self.cut_short_at.isoformat(), "detail": self.cut_short_detail}
+                if self.cut_short_at
+                else None
+            ),
+        }
 
 
 async def claim_pass(
@@ -70,13 +90,43 @@ async def claim_pass(
 
 
 async def advance(
-    connection: AsyncConnection, source: str, owner: str, watermark: datetime, queued: int
+    connection: AsyncConnection,
+    source: str,
+    owner: str,
+    watermark: datetime,
+    queued: int,
+    *,
+    position: int | None = None,
 ) -> None:
-    """Move the watermark forward (never back) in the caller's transaction."""
+    """Move the watermark (and WARP's commit-ordered position, when there is one) forward in
+    the caller's transaction."""
+    values: dict[str, Any] = {
+        "watermark": watermark,
+        "queued": queued,
+        "updated_at": sql_now(connection.dialect),
+    }
+    if position is not None:
+        values["position"] = position
     await connection.execute(
         update(WATERMARKS)
         .where(WATERMARKS.c.source == source, WATERMARKS.c.claimed_by == owner)
-        .values(watermark=watermark, queued=queued, updated_at=sql_now(connection.dialect))
+        .values(**values)
+    )
+
+
+async def record_cut_short(
+    connection: AsyncConnection, source: str, windows: int, detail: str
+) -> None:
+    """Windows whose results could not all be read: counted, with the latest one's detail,
+    where the dashboard shows them."""
+    await connection.execute(
+        update(WATERMARKS)
+        .where(WATERMARKS.c.source == source)
+        .values(
+            cut_short=func.coalesce(WATERMARKS.c.cut_short, 0) + windows,
+            cut_short_at=sql_now(connection.dialect),
+            cut_short_detail=detail,
+        )
     )
 
 
@@ -105,7 +155,37 @@ async def last_synced(
     return {row[0]: as_utc(row[1]) for row in rows}
 
 
+@dataclass(frozen=True)
+class CompanyRead:
+    """A linked company's customer, and when a sync last read the company (None: never)."""
+
+    customer_id: str | None
+    read_at: datetime | None
+
+
+async def company_reads(
+    connection: AsyncConnection, company_ids: Sequence[str]
+) -> dict[str, CompanyRead]:
+    """By company id: its customer and when a sync last *read* it. A write without a read
+    (a field WARP always wins) says nothing of what HubSpot holds, so only a read counts."""
+    if not company_ids:
+        return {}
+    rows = await connection.execute(
+        select(LINKS.c.hubspot_company_id, LINKS.c.warp_customer_id, LINKS.c.hubspot_read_at).where(
+            LINKS.c.hubspot_company_id.in_(list(company_ids))
+        )
+    )
+    return {row[0]: CompanyRead(row[1], maybe_utc(row[2])) for row in rows}
+
+
 def _watermark(row: Any) -> Watermark:
     return Watermark(
-        row["source"], maybe_utc(row["watermark"]), row["queued"], maybe_utc(row["updated_at"])
+        row["source"],
+        maybe_utc(row["watermark"]),
+        row["queued"],
+        maybe_utc(row["updated_at"]),
+        row["position"],
+        row["cut_short"] or 0,
+        maybe_utc(row["cut_short_at"]),
+        row["cut_short_detail"],
     )

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store.catchup import Watermark, watermarks
 from app.store.models import (
     GENERAL_BUCKET,
     Conflict,
@@ -56,6 +57,8 @@ class Dashboard:
     paused: dict[str, Pause] = field(default_factory=dict)
     customers_total: int | None = None  # WARP's count, when WARP is a table hubsync can count
     scheduled_jobs: list[ScheduledJobStatus] = field(default_factory=list)
+    # The catch-up's progress per side, with any search window it could not read in full.
+    catch_up: list[Watermark] = field(default_factory=list)
 
     @property
     def customers_not_linked(self) -> int | None:
@@ -81,6 +84,7 @@ class Dashboard:
             "last_reconciliation": self.last_reconciliation,
             "paused": [pause.to_json() for pause in self.paused.values()],
             "scheduled_jobs": [job.to_json() for job in self.scheduled_jobs],
+            "catch_up": [mark.to_json() for mark in self.catch_up],
         }
 
 
@@ -231,6 +235,7 @@ async def load_dashboard(
                 last_reconciliation=await _last_reconciliation_json(connection),
                 paused=await paused_directions(connection),
                 scheduled_jobs=await load_scheduled_jobs(connection, now),
+                catch_up=await watermarks(connection),
             )
 
     counted, dashboard = await asyncio.gather(counts(), the_rest())

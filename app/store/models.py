@@ -331,6 +331,15 @@ class CatchupWatermark(Base):
     lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
     queued: Mapped[int] = mapped_column(Integer, server_default="0")  # by the last pass
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+    # WARP on PostgreSQL: the 64-bit transaction id below which every transaction had ended
+    # when the last pass began (the next pass reads rows written from here on, whatever
+    # their `updated_at`). None: the side goes by `watermark` alone (SQLite, HubSpot).
+    position: Mapped[int | None] = mapped_column(BigInteger)
+    # Windows whose results could not all be read (more than a search returns, and too
+    # narrow to split): how many so far, the latest one's time and what it held.
+    cut_short: Mapped[int | None] = mapped_column(Integer)
+    cut_short_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    cut_short_detail: Mapped[str | None] = mapped_column(Text)
 
 
 class EntityLink(Base):

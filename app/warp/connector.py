@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import Table, and_, bindparam, or_, select
+from sqlalchemy import Table, and_, bindparam, or_, select, text, true
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.warp.schema import customers_table
 
 CustomerRecord = dict[str, Any]
+XID_WRAP = 2**32  # PostgreSQL's `xmin` is a 32-bit transaction id
 JSON_COLUMNS = ("contact", "services", "external_ids")
 
 
@@ -85,6 +86,17 @@ class WarpConnector(Protocol):
         self, since: datetime, batch_size: int = 500
     ) -> AsyncIterator[list[CustomerRecord]]:
         """Customers whose `updated_at` is at or after `since`, in batches in that order."""
+
+    async def change_horizon(self) -> int | None:
+        """A commit-ordered position: every change below it has committed or rolled back, so
+        a reader that advances only up to it never skips a change committed later. None
+        when the store has none (then changes are found by `updated_at`)."""
+
+    def iter_written_between(
+        self, start: int, end: int, batch_size: int = 500
+    ) -> AsyncIterator[list[CustomerRecord]]:
+        """Customers last written at positions in [start, end) (two `change_horizon`s), in
+        batches."""
 
 
 def canonical_id(value: str) -> str:
@@ -283,6 +295,50 @@ class SqlWarpConnector:
                 return
             yield rows
             position = (rows[-1]["updated_at"], rows[-1]["id"])
+
+    async def change_horizon(self) -> int | None:
+        """PostgreSQL: the oldest transaction id still running (64-bit, so it never wraps).
+        A row's `xmin` is the transaction that wrote it; every row below this horizon is
+        committed (or was rolled back), whatever its `updated_at` says. Reading `xmin` needs
+        no change to WARP's table. SQLite has one writer and no such position: None."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        async with self.engine.connect() as connection:
+            version = connection.dialect.server_version_info or (0,)
+            function = (
+                "pg_snapshot_xmin(pg_current_snapshot())"
+                if version >= (13,)
+                else "txid_snapshot_xmin(txid_current_snapshot())"
+            )
+            horizon = await connection.scalar(text(f"SELECT ({function})::text::bigint"))
+        return int(horizon)
+
+    async def iter_written_between(
+        self, start: int, end: int, batch_size: int = 500
+    ) -> AsyncIterator[list[CustomerRecord]]:
+        # `xmin` is 32 bits and wraps: a row's distance below `end` (mod 2**32) places it in
+        # the window. A row written again during the scan is read as it was (one snapshot);
+        # its new version falls in the next pass's window.
+        # No index can serve `xmin`, so each pass reads the table once (sequentially).
+        span = end - start
+        if span <= 0:
+            return
+        in_window = (
+            text(
+                "((:end_low - (xmin::text)::bigint) % 4294967296 + 4294967296) % 4294967296"
+                " BETWEEN 1 AND :span"
+            ).bindparams(end_low=end % XID_WRAP, span=min(span, XID_WRAP - 1))
+            if span < XID_WRAP
+            else true()
+        )
+        # One sequential scan streamed in batches: paging by id would walk the whole primary
+        # key for each page (measured: ~4 s against ~1 s for a million rows).
+        async with self.engine.connect() as connection:
+            result = await connection.stream(
+                select(self.table).where(in_window).execution_options(yield_per=batch_size)
+            )
+            async for partition in result.partitions(batch_size):
+                yield [_decode(row._mapping) for row in partition]
 
     async def _lock_row(self, connection: AsyncConnection, customer_id: str) -> CustomerRecord:
         query = select(self.table).where(self.table.c.id == canonical_id(customer_id))

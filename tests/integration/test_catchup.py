@@ -5,21 +5,31 @@ window with more results than one search may return is split."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
+
+import prometheus_client
+import pytest
+from sqlalchemy import func, text
 
 from app.sandbox.config import SandboxConfig
 from app.settings import RateLimit
 from app.store import catchup as marks
+from app.store.dashboard import load_dashboard
 from app.store.queue import QueueRepository
 from app.sync.reconcile.catchup import CatchUp
+from app.warp.schema import customers_table
 from tests.conftest import Database
 from tests.integration.test_reconcile_categories import CRM_USER, link_of, synced
 from tests.reconcile_support import sql_update_customer, work_queue
 from tests.syncenv import SyncEnv, sync_env
 
 
-def catchup(env: SyncEnv, owner: str = "test-replica", **options: object) -> CatchUp:
+def catchup(
+    env: SyncEnv, owner: str = "test-replica", overlap_seconds: float = 2, **options: object
+) -> CatchUp:
     return CatchUp(
         engine=env.db.engine,
         warp=env.warp,
@@ -27,9 +37,13 @@ def catchup(env: SyncEnv, owner: str = "test-replica", **options: object) -> Cat
         queue=QueueRepository(env.db.engine),
         owner=owner,
         interval_seconds=60,
-        overlap_seconds=2,
+        overlap_seconds=overlap_seconds,
         **options,  # type: ignore[arg-type]
     )
+
+
+def metric_value(name: str) -> float:
+    return prometheus_client.REGISTRY.get_sample_value(name) or 0.0
 
 
 async def test_lost_changes_on_both_sides_arrive_within_one_pass(db: Database) -> None:
@@ -82,3 +96,111 @@ async def test_a_window_too_full_for_one_search_is_split(db: Database) -> None:
         assert result.searches > 3  # split, not cut off at five
         jobs = await QueueRepository(db.engine).counts()
         assert jobs["pending"] == 12
+
+
+async def test_a_crm_edit_masked_by_a_sync_that_never_read_the_company_is_caught_up(
+    db: Database,
+) -> None:
+    """The CRM edit's webhook is dropped; then a balance-only sync (WARP wins that field, so
+    it writes the company without reading it) moves `last_synced_at` past the edit. Only a
+    read at or after the edit covers it: the catch-up must still queue the company."""
+    async with sync_env(db) as env:
+        [customer] = await synced(env, 1)
+        passes = catchup(env)
+        await passes()
+        await work_queue(env)
+        company = await link_of(env, customer)
+        env.sandbox.set_faults(drop_webhooks=1.0)
+        await asyncio.sleep(0.01)
+        env.sandbox.edit_as_user(company, {"warp_credit_limit": "9000"})
+        await asyncio.sleep(0.01)
+        await sql_update_customer(
+            env, customer, current_balance=Decimal("99.00"), updated_at=datetime.now(UTC)
+        )
+        reads = len(env.hubspot.reads)
+        await env.sync(customer)  # the balance goes out; the company is not read
+        assert len(env.hubspot.reads) == reads
+        assert env.company(company)["warp_current_balance"] in ("99", "99.00", "99.0")
+        result = await passes()
+        assert result.hubspot == 1
+        await work_queue(env)
+        assert (await env.customer(customer))["credit_limit"] == Decimal("9000")
+        quiet = await passes()
+        assert (quiet.hubspot, quiet.warp) == (0, 0)
+
+
+@pytest.mark.postgres
+async def test_a_warp_row_committed_behind_the_watermark_is_caught_up(db: Database) -> None:
+    """A transaction opened before a pass (and a sync of the customer meanwhile) commits after
+    it: its `updated_at` is the transaction's start, behind the watermark and before the
+    link's `last_synced_at`. A commit-ordered position still finds it on the next pass."""
+    if db.kind != "postgresql":
+        pytest.skip("SQLite has one writer: no transaction commits behind another's read")
+    async with sync_env(db) as env:
+        [customer] = await synced(env, 1)
+        passes = catchup(env, overlap_seconds=0.1)
+        await passes()
+        await work_queue(env)
+        table = customers_table(db.customers_table)
+        async with db.engine.connect() as long_running:
+            transaction = await long_running.begin()
+            await long_running.execute(
+                table.update()
+                .where(table.c.id == customer)
+                .values(status="SUSPENDED", updated_at=func.now())
+            )
+            writer = int(await long_running.scalar(text("SELECT pg_current_xact_id()::text")))
+            await asyncio.sleep(0.5)  # longer than the overlap
+            await env.sync(customer)  # reads the row as it was: last_synced_at moves on
+            during = await passes()
+            assert during.warp == 0
+            await transaction.commit()
+        # The horizon is the server's oldest running transaction: another database's long
+        # transaction on a shared test server holds it back, never past a bounded wait.
+        for _ in range(200):
+            horizon = await env.warp.change_horizon()
+            if horizon is not None and horizon > writer:
+                break
+            await asyncio.sleep(0.05)
+        after = await passes()
+        assert after.warp == 1
+        await work_queue(env)
+        assert env.company(await link_of(env, customer))["warp_status"] == "SUSPENDED"
+        quiet = await passes()
+        assert (quiet.hubspot, quiet.warp) == (0, 0)
+
+
+async def test_a_window_too_full_to_split_is_recorded_and_shown(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twelve companies changed in one millisecond, and a search answers five: the window
+    cannot be split by time. What was read is queued; the cut is logged at warning, counted,
+    and kept on the watermark for the dashboard."""
+    config = SandboxConfig(rate_limit=RateLimit(1000, 1.0), search_result_cap=5,
+                           search_rate_limit=RateLimit(1000, 1.0),
+                           search_index_delay_seconds=0)  # fmt: skip
+    async with sync_env(db, config) as env:
+        passes = catchup(env, search_cap=5)
+        await passes()
+        moment = int(time.time() * 1000)
+        env.sandbox.companies._clock = lambda: moment  # every write lands in one millisecond
+        for n in range(12):
+            env.sandbox.companies.create({"name": f"Co {n}"}, CRM_USER)
+        before = metric_value("hubsync_catchup_windows_cut_short_total")
+        with caplog.at_level(logging.WARNING, logger="hubsync.catchup"):
+            result = await passes()
+        assert result.hubspot == 5  # what the search could return
+        assert result.cut_short == 1
+        assert any(
+            r.levelno == logging.WARNING and "cut short" in r.getMessage() for r in caplog.records
+        )
+        assert metric_value("hubsync_catchup_windows_cut_short_total") == before + 1
+        async with db.engine.connect() as connection:
+            stored = {m.source: m for m in await marks.watermarks(connection)}
+        assert stored["hubspot"].cut_short == 1
+        assert stored["hubspot"].cut_short_at is not None
+        assert "12 results" in (stored["hubspot"].cut_short_detail or "")
+        board = (await load_dashboard(db.engine, rate_limit=100, window_seconds=10)).to_json()
+        [shown] = [row for row in board["catch_up"] if row["source"] == "hubspot"]
+        assert shown["windows_cut_short"] == 1
+        assert "12 results" in shown["last_cut_short"]["detail"]

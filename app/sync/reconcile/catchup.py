@@ -3,19 +3,31 @@ queued, so a lost webhook or gateway call is late by minutes, not by a day.
 
 - HubSpot: a search on `hs_lastmodifieddate` in [watermark - overlap, now), sorted by it,
   200 a page through the search budget (5/s). A search answers at most 10,000 results, so a
-  window holding more is split in two until each half fits.
-- WARP: customers with `updated_at` in the same kind of window, by keyset pages.
+  window holding more is split in two until each half fits. A window still too full when it
+  is a few milliseconds wide (a bulk import) cannot be split by time: what the search
+  returned is queued, and the cut is logged at warning, counted
+  (`hubsync_catchup_windows_cut_short_total`) and kept on the watermark for the dashboard;
+  the daily reconciliation reads the rest.
+- WARP: on PostgreSQL, the rows written by transactions between the last pass's horizon and
+  this one's (`xmin`, see `SqlWarpConnector.change_horizon`): commit order, so a transaction
+  open for longer than the overlap, whose `updated_at` is already behind the watermark, is
+  still read once it commits. On SQLite (one writer, short transactions), rows by
+  `updated_at` in the time window, as before: there a transaction open longer than the
+  overlap is not caught up until the daily reconciliation.
 
-A change no later than the link's `last_synced_at` was hubsync's own write (or is synced
-already) and is skipped, so hubsync's own traffic does not come back as work. The overlap
-covers HubSpot's search index lag and clocks that disagree by a little. Each side's
-watermark moves only after its window's jobs are committed; one replica does each pass.
+What counts as news: a HubSpot change is covered only by a sync that *read* the company at or
+after it (the link's `hubspot_read_at`), never by a later write alone (a write of a field WARP
+always wins does not read the company, and would otherwise mask a lost CRM edit). A change
+not so covered is still no news when its values are what hubsync last saw there (its own
+write: the search that found it read them); on WARP's side likewise. Anything else is queued.
+The overlap covers HubSpot's search index lag and clocks that disagree by a little. Each
+side's watermark moves only after its window's jobs are committed; one replica does each pass.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -23,11 +35,17 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.hubspot.models import HubSpotCompany, SearchPage
+from app.metrics.instruments import CATCHUP_CUT_SHORT
 from app.store import catchup as marks
+from app.store import sync_state
 from app.store.queue import QueueRepository
+from app.store.sync_config import load_rules
 from app.sync.core.jobs import EntityType, JobDirection, JobSource
+from app.sync.core.records import FieldMemory
+from app.sync.core.rules import FieldRule
+from app.sync.core.seen import hubspot_seen, warp_seen
 from app.sync.engine.pairs import LAST_MODIFIED, parse_time
-from app.warp.connector import WarpConnector
+from app.warp.connector import CustomerRecord, WarpConnector
 
 log = logging.getLogger("hubsync.catchup")
 
@@ -53,6 +71,7 @@ class CatchupResult:
     hubspot: int | None  # jobs queued; None when another replica had this pass
     warp: int | None
     searches: int = 0
+    cut_short: int = 0  # HubSpot windows whose results could not all be read
 
 
 class CatchUp:
@@ -79,56 +98,86 @@ class CatchUp:
         self.overlap = timedelta(seconds=overlap_seconds)
         self.after_commit = after_commit
         self._searches = 0
+        self._cut_short: list[str] = []
 
     async def __call__(self) -> CatchupResult:
         self._searches = 0
+        self._cut_short = []
         hubspot = await self.hubspot_pass()
         warp = await self.warp_pass()
         if hubspot or warp:
             log.info("catch-up queued %s HubSpot and %s WARP change(s)", hubspot, warp)
-        return CatchupResult(hubspot, warp, self._searches)
+        return CatchupResult(hubspot, warp, self._searches, len(self._cut_short))
 
-    async def _window(self, source: str) -> tuple[datetime, datetime] | None:
+    async def _claim(self, source: str) -> tuple[marks.Watermark, tuple[datetime, datetime]] | None:
         # The lease keeps the other replicas out until just before the next pass is due.
         mark = await marks.claim_pass(self.engine, source, self.owner, self.interval * 0.8)
         if mark is None:
             return None
         until = datetime.now(UTC)
         start = mark.watermark or until - timedelta(seconds=self.interval)
-        return start - self.overlap, until
+        return mark, (start - self.overlap, until)
 
-    async def _advance(self, source: str, until: datetime, queued: int) -> None:
+    async def _advance(
+        self, source: str, until: datetime, queued: int, *, position: int | None = None
+    ) -> None:
         async with self.engine.begin() as connection:
-            await marks.advance(connection, source, self.owner, until, queued)
+            await marks.advance(connection, source, self.owner, until, queued, position=position)
+            if source == HUBSPOT and self._cut_short:
+                await marks.record_cut_short(
+                    connection, HUBSPOT, len(self._cut_short), self._cut_short[-1]
+                )
+
+    async def _knowledge(
+        self, customer_ids: Sequence[str]
+    ) -> tuple[tuple[FieldRule, ...], dict[str, dict[str, FieldMemory]]]:
+        async with self.engine.connect() as connection:
+            rules = tuple(rule for rule in await load_rules(connection) if rule.enabled)
+            memory = await sync_state.field_memory(connection, customer_ids)
+        return rules, memory
 
     # -- WARP --------------------------------------------------------------------------------
 
     async def warp_pass(self) -> int | None:
-        window = await self._window(WARP)
-        if window is None:
+        claimed = await self._claim(WARP)
+        if claimed is None:
             return None
-        since, until = window
-        queued = 0
-        async for customers in self.warp.iter_updated_since(since):
-            ids = [customer["id"] for customer in customers]
-            async with self.engine.connect() as connection:
-                synced = await marks.last_synced(connection, customer_ids=ids)
+        mark, (since, until) = claimed
+        horizon = await self.warp.change_horizon()
+        queued, met = 0, set[str]()
+        async for customers in self._warp_changes(since, mark.position, horizon):
+            fresh = [c for c in customers if c["id"] not in met]
+            met.update(c["id"] for c in fresh)
+            rules, memory = await self._knowledge([c["id"] for c in fresh])
             changed = [
                 customer["id"]
-                for customer in customers
-                if not _ours(parse_time(customer.get("updated_at")), synced.get(customer["id"]))
+                for customer in fresh
+                if not warp_seen(rules, memory.get(customer["id"], {}), customer)
             ]
             queued += await self._enqueue(EntityType.CUSTOMER, changed, JobDirection.TO_HUBSPOT)
-        await self._advance(WARP, until, queued)
+        await self._advance(WARP, until, queued, position=horizon)
         return queued
+
+    async def _warp_changes(
+        self, since: datetime, position: int | None, horizon: int | None
+    ) -> AsyncIterator[list[CustomerRecord]]:
+        """By time first, so a change arrives within one pass; then, on PostgreSQL, by commit
+        order since the last pass's horizon: the rows of transactions that committed behind
+        the watermark. (The horizon waits for the oldest transaction running anywhere on
+        that server, so it alone would delay everything behind one long transaction.)"""
+        async for customers in self.warp.iter_updated_since(since):
+            yield customers
+        if horizon is not None and position is not None:
+            async for customers in self.warp.iter_written_between(position, horizon):
+                yield customers
 
     # -- HubSpot -----------------------------------------------------------------------------
 
     async def hubspot_pass(self) -> int | None:
-        window = await self._window(HUBSPOT)
-        if window is None:
+        claimed = await self._claim(HUBSPOT)
+        if claimed is None:
             return None
-        since, until = window
+        _, (since, until) = claimed
         queued = await self._search_window(since, until)
         await self._advance(HUBSPOT, until, queued)
         return queued
@@ -142,11 +191,26 @@ class CatchUp:
                 return await self._search_window(since, middle) + await self._search_window(
                     middle, until
                 )
+            if first and page.total > self.search_cap:
+                self._note_cut_short(since, until, page.total)
             first = False
             queued += await self._queue_companies(page.companies)
             if page.after is None or int(page.after) >= self.search_cap:
                 return queued
             after = page.after
+
+    def _note_cut_short(self, since: datetime, until: datetime, total: int) -> None:
+        detail = (
+            f"{since.isoformat()}..{until.isoformat()} held {total} results; "
+            f"a search returns {self.search_cap}"
+        )
+        self._cut_short.append(detail)
+        CATCHUP_CUT_SHORT.inc()
+        log.warning(
+            "catch-up window cut short: %s, too narrow to split; the rest waits for the "
+            "daily reconciliation",
+            detail,
+        )
 
     async def _search(self, since: datetime, until: datetime, after: str | None) -> SearchPage:
         self._searches += 1
@@ -154,9 +218,12 @@ class CatchUp:
             {"propertyName": LAST_MODIFIED, "operator": "GTE", "value": str(_ms(since))},
             {"propertyName": LAST_MODIFIED, "operator": "LT", "value": str(_ms(until))},
         ]
+        async with self.engine.connect() as connection:
+            rules = await load_rules(connection)
+        properties = [LAST_MODIFIED, *(r.hubspot_property for r in rules if r.enabled)]
         return await self.hubspot.search_companies(
             [{"filters": window}],
-            [LAST_MODIFIED],
+            list(dict.fromkeys(properties)),
             sorts=[{"propertyName": LAST_MODIFIED, "direction": "ASCENDING"}],
             limit=SEARCH_PAGE,
             after=after,
@@ -164,11 +231,13 @@ class CatchUp:
 
     async def _queue_companies(self, companies: list[HubSpotCompany]) -> int:
         async with self.engine.connect() as connection:
-            synced = await marks.last_synced(connection, company_ids=[c.id for c in companies])
+            reads = await marks.company_reads(connection, [c.id for c in companies])
+        customers = [r.customer_id for r in reads.values() if r.customer_id]
+        rules, memory = await self._knowledge(customers)
         changed = [
             company.id
             for company in companies
-            if not _ours(parse_time(company.properties.get(LAST_MODIFIED)), synced.get(company.id))
+            if not _covered(company, reads.get(company.id), rules, memory)
         ]
         return await self._enqueue(EntityType.COMPANY, changed, JobDirection.TO_WARP)
 
@@ -189,8 +258,20 @@ class CatchUp:
         return len(result.job_ids)
 
 
-def _ours(changed_at: datetime | None, synced_at: datetime | None) -> bool:
-    return changed_at is not None and synced_at is not None and changed_at <= synced_at
+def _covered(
+    company: HubSpotCompany,
+    read: marks.CompanyRead | None,
+    rules: Sequence[FieldRule],
+    memory: Mapping[str, Mapping[str, FieldMemory]],
+) -> bool:
+    """A change is no news when a sync read the company at or after it, or when the search
+    that found it shows the values hubsync last saw there (hubsync's own write)."""
+    if read is None or read.customer_id is None:
+        return False  # a company hubsync has no customer for: let a sync decide
+    changed_at = parse_time(company.properties.get(LAST_MODIFIED))
+    if changed_at is not None and read.read_at is not None and changed_at <= read.read_at:
+        return True
+    return hubspot_seen(rules, memory.get(read.customer_id, {}), company.properties)
 
 
 def _ms(moment: datetime) -> int:

@@ -31,7 +31,7 @@ from app.warp.search import search_customers
 
 MAX_PAGE = 200
 MAX_RETRY_IDS = 10_000
-RESOLUTION_STATUS = {"not_found": 404, "not_open": 409, "invalid": 422}
+RESOLUTION_STATUS = {"not_found": 404, "not_open": 409, "paused": 409, "invalid": 422}
 
 
 async def get_dashboard(request: Request) -> JSONResponse:

@@ -93,8 +93,18 @@ def wait_until(check: Any, timeout: float, what: str) -> Any:
 
 
 @contextmanager
-def deployment(database_url: str, tmp_path: Path, workers: int = 2) -> Iterator[Deployment]:
+def deployment(
+    database_url: str,
+    tmp_path: Path,
+    workers: int = 2,
+    *,
+    webhooks: bool = False,
+    settings: dict[str, str] | None = None,
+) -> Iterator[Deployment]:
+    """`webhooks`: the sandbox delivers its webhooks to the service; `settings`: more
+    environment for `serve`."""
     sandbox_port, port = free_port(), free_port()
+    deliver = ["--webhook-url", f"http://127.0.0.1:{port}/v1/webhooks/hubspot"] if webhooks else []
     sandbox = subprocess.Popen(  # noqa: S603 -- fixed argv
         [
             *HUBSYNC,
@@ -107,6 +117,7 @@ def deployment(database_url: str, tmp_path: Path, workers: int = 2) -> Iterator[
             CLIENT_SECRET,
             "--rate-limit",
             "1000/1s",
+            *deliver,
         ],
         env=clean_env({}),
         stdout=subprocess.DEVNULL,
@@ -123,6 +134,7 @@ def deployment(database_url: str, tmp_path: Path, workers: int = 2) -> Iterator[
         "HUBSYNC_API_TOKENS": API_TOKEN,
         "HUBSYNC_RETRY_BASE_SECONDS": "0.2",
         "HUBSYNC_LOG_LEVEL": "WARNING",
+        **(settings or {}),
     }
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(  # noqa: S603 -- fixed argv

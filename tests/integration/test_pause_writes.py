@@ -371,10 +371,17 @@ async def test_sync_now_while_inbound_is_paused_writes_hubspot_only(
     assert company.value("warp_status") == "SUSPENDED"
     warp = await context.warp.fetch_customers([customer_id])
     assert warp[customer_id]["company_name"] == "Co 0"  # nothing written to WARP
+    # The CRM edit's webhook queued the customer both ways: that job writes HubSpot and
+    # holds WARP too, and the job left waiting goes to WARP only.
+    await client.post("/v1/sync/process-queue", headers=AUTH)
+    warp = await context.warp.fetch_customers([customer_id])
+    assert warp[customer_id]["company_name"] == "Co 0"
+    jobs = await context.queue.jobs_for("customer", customer_id)
+    assert [j.direction for j in jobs if j.state == "pending"] == ["to_warp"]
     assert (await client.post("/v1/sync/process-queue", headers=AUTH)).json()["claimed"] == 0
 
     await client.post("/v1/sync/directions/inbound/resume", headers=AUTH)
-    assert (await client.post("/v1/sync/process-queue", headers=AUTH)).json()["done"] == 1
+    assert (await client.post("/v1/sync/process-queue", headers=AUTH)).json()["done"] >= 1
     warp = await context.warp.fetch_customers([customer_id])
     assert warp[customer_id]["company_name"] == "CRM Name Ltd"
 

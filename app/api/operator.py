@@ -139,7 +139,8 @@ async def post_resolve(request: Request) -> JSONResponse:
             by=caller,
         )
     except ResolutionError as exc:
-        raise ApiError(RESOLUTION_STATUS[exc.reason], str(exc)) from None
+        code = "paused" if exc.reason == "paused" else None  # a 409 of its own kind
+        raise ApiError(RESOLUTION_STATUS[exc.reason], str(exc), code=code) from None
     if resolution.outcome is None:
         wake_worker(context)
     return JSONResponse(resolution.to_json())

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from app.main import create_app
+from app.store import sync_state
 from app.store.models import Conflict
 from app.store.pauses import pause_direction, resume_direction
 from app.store.queue import QueueRepository
@@ -412,3 +413,39 @@ async def test_a_relinked_customer_is_not_written_to_hubspot_while_outbound_is_p
     [company_id] = companies()
     warp = await context.warp.fetch_customers([customer_id])
     assert warp[customer_id]["external_ids"]["hubspot_company_id"] == company_id
+
+
+async def test_the_api_refuses_a_typed_resolution_while_inbound_is_paused(
+    service: tuple[httpx.AsyncClient, Any], db: Database
+) -> None:
+    client, context = service
+    [customer_id] = await add_customers(db, 1)
+    async with db.engine.begin() as connection:
+        await sync_state.open_conflict(
+            connection,
+            {
+                "warp_customer_id": customer_id,
+                "hubspot_company_id": "901",
+                "field": "company_name",
+                "warp_value": "Co 0",
+                "hubspot_value": "Sales Co",
+                "base_value": "Old Co",
+                "reason": "changed on both sides",
+            },
+        )
+    [conflict] = await rows(db, Conflict, Conflict.warp_customer_id == customer_id)
+    await client.post("/v1/sync/directions/inbound/pause", headers=AUTH, json={})
+
+    answer = await client.post(
+        f"/v1/sync/conflicts/{conflict.id}/resolve",
+        json={"choice": "VALUE", "value": "Typed Co"},
+        headers=AUTH,
+    )
+
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"] == "paused"
+    assert "HubSpot -> WARP is paused" in answer.json()["detail"]
+    warp = await context.warp.fetch_customers([customer_id])
+    assert warp[customer_id]["company_name"] == "Co 0"
+    [still] = await rows(db, Conflict, Conflict.id == conflict.id)
+    assert still.state == "open"

@@ -26,7 +26,7 @@ HUBSPOT_COMPANY_URL = "https://app.hubspot.com/contacts/{portal}/record/0-2/{id}
 
 # Notices shown after an action: codes in the redirect, texts here (never echoed input).
 NOTICES = {
-    "paused": "{direction} is paused: its jobs wait in the queue.",
+    "paused": "{direction} is paused: nothing is written that way; its work waits in the queue.",
     "resumed": "{direction} is running again.",
     "already": "Nothing changed: {direction} already was in that state.",
     "resolved": "Conflict {n} resolved; the value was written to both sides.",

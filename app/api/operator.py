@@ -31,7 +31,7 @@ from app.warp.search import search_customers
 
 MAX_PAGE = 200
 MAX_RETRY_IDS = 10_000
-RESOLUTION_STATUS = {"not_found": 404, "not_open": 409, "invalid": 422}
+RESOLUTION_STATUS = {"not_found": 404, "not_open": 409, "paused": 409, "invalid": 422}
 
 
 async def get_dashboard(request: Request) -> JSONResponse:
@@ -139,7 +139,8 @@ async def post_resolve(request: Request) -> JSONResponse:
             by=caller,
         )
     except ResolutionError as exc:
-        raise ApiError(RESOLUTION_STATUS[exc.reason], str(exc)) from None
+        code = "paused" if exc.reason == "paused" else None  # a 409 of its own kind
+        raise ApiError(RESOLUTION_STATUS[exc.reason], str(exc), code=code) from None
     if resolution.outcome is None:
         wake_worker(context)
     return JSONResponse(resolution.to_json())

@@ -1,18 +1,24 @@
 """Paused sync directions (`hubsync_paused_directions`): an operator stops one way of the sync
-without losing anything. Jobs of a paused direction stay pending (webhooks are still stored
-and queued); the workers' claim leaves them alone until the direction is resumed.
+without losing anything. Outbound paused: nothing is written to HubSpot; inbound paused:
+nothing is written to WARP.
 
-A job that goes both ways (`both`: a webhook for a linked customer, or two requests folded
-into one) writes both systems, so it waits while either direction is paused.
+Two guards, for two reasons. The claim leaves jobs of a paused direction pending (webhooks
+are still stored and queued), so a pause costs no work. But any job may write both sides
+(a company job whose customer WARP changed too, an outbound job that read a two-way field),
+so the engine asks again right before each write and holds what goes to a paused side
+(`app.sync.engine.holds`): the open side is written, the rest waits in a job of the paused
+direction. A job that goes both ways (`both`) therefore runs while one direction is paused
+(it writes the open side) and waits only while both are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, literal, select, union_all
+from sqlalchemy import ColumnElement, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
@@ -57,7 +63,8 @@ class Pause:
 
 
 def job_not_paused(job_direction: ColumnElement[Any]) -> ColumnElement[bool]:
-    """For the claim query: true when no pause holds a job going `job_direction`.
+    """For the claim query: true when no pause holds a job going `job_direction` (a one-way
+    job while its direction is paused, a `both` job while both are).
 
     `direction NOT IN (<the job directions the pauses hold>)`: an uncorrelated subquery over
     a table of at most two rows, evaluated once per claim (a hashed set on PostgreSQL),
@@ -70,8 +77,20 @@ def job_not_paused(job_direction: ColumnElement[Any]) -> ColumnElement[bool]:
             else_=literal(JobDirection.TO_WARP.value),
         )
     ).where(known)
-    both_ways = select(literal(JobDirection.BOTH.value)).where(known)
+    paused_count = select(func.count()).select_from(pauses_table).where(known).scalar_subquery()
+    both_ways = select(literal(JobDirection.BOTH.value)).where(paused_count == len(DIRECTIONS))
     return job_direction.not_in(union_all(one_way, both_ways))
+
+
+def held_job_direction(directions: Iterable[str]) -> JobDirection | None:
+    """The direction of the job that waits for these paused directions to be resumed (the
+    claim holds it exactly as long): None for none."""
+    chosen = set(directions) & set(DIRECTIONS)
+    if not chosen:
+        return None
+    if len(chosen) == len(DIRECTIONS):
+        return JobDirection.BOTH
+    return JobDirection.TO_HUBSPOT if OUTBOUND in chosen else JobDirection.TO_WARP
 
 
 async def paused_directions(connection: AsyncConnection) -> dict[str, Pause]:

@@ -98,9 +98,13 @@ def deployment(
     tmp_path: Path,
     workers: int = 2,
     extra_env: dict[str, str] | None = None,
+    *,
+    webhooks: bool = False,
 ) -> Iterator[Deployment]:
-    """`extra_env`: more settings for the `serve` processes (e.g. short scheduler intervals)."""
+    """`extra_env`: more settings for the `serve` processes (e.g. short scheduler intervals);
+    `webhooks`: the sandbox delivers its webhooks to the service."""
     sandbox_port, port = free_port(), free_port()
+    deliver = ["--webhook-url", f"http://127.0.0.1:{port}/v1/webhooks/hubspot"] if webhooks else []
     sandbox = subprocess.Popen(  # noqa: S603 -- fixed argv
         [
             *HUBSYNC,
@@ -113,6 +117,7 @@ def deployment(
             CLIENT_SECRET,
             "--rate-limit",
             "1000/1s",
+            *deliver,
         ],
         env=clean_env({}),
         stdout=subprocess.DEVNULL,

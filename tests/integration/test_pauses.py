@@ -1,5 +1,7 @@
 """Pausing a direction: its jobs wait (still queued, nothing lost), the other direction runs,
-and resuming lets them go."""
+and resuming lets them go. A job going both ways runs while one direction is paused (the
+engine holds its writes to the paused side: tests/integration/test_pause_writes.py) and waits
+while both are."""
 
 from __future__ import annotations
 
@@ -45,26 +47,41 @@ async def test_paused_outbound_jobs_wait_and_inbound_ones_run(db: Database) -> N
 
     claimed = await queue.claim("w", 10, 30)
 
-    assert [job.id for job in claimed] == [inbound]
+    assert sorted(job.id for job in claimed) == sorted([inbound, both])
     counts = await queue.counts()
-    assert counts["pending"] == 2  # still queued, not lost
+    assert counts["pending"] == 1  # still queued, not lost
     assert await _resume(db, "outbound")
     assert not await _resume(db, "outbound")
-    assert sorted(job.id for job in await queue.claim("w", 10, 30)) == sorted([outbound, both])
+    assert [job.id for job in await queue.claim("w", 10, 30)] == [outbound]
 
 
-async def test_paused_inbound_holds_to_warp_and_both(db: Database) -> None:
+async def test_paused_inbound_holds_to_warp(db: Database) -> None:
     outbound = await _enqueue(db, "c-out", EntityType.CUSTOMER, JobDirection.TO_HUBSPOT)
-    await _enqueue(db, "c-both", EntityType.CUSTOMER, JobDirection.BOTH)
+    both = await _enqueue(db, "c-both", EntityType.CUSTOMER, JobDirection.BOTH)
     await _enqueue(db, "co-in", EntityType.COMPANY, JobDirection.TO_WARP)
     await _pause(db, "inbound")
     claimed = await make_queue(db.engine).claim("w", 10, 30)
-    assert [job.id for job in claimed] == [outbound]
+    assert sorted(job.id for job in claimed) == sorted([outbound, both])
     async with db.engine.connect() as connection:
         paused = await paused_directions(connection)
     assert list(paused) == ["inbound"]
     assert paused["inbound"].paused_by == "test"
     assert paused["inbound"].reason == "maintenance"
+
+
+async def test_both_paused_holds_every_job(db: Database) -> None:
+    for key, entity, direction in (
+        ("c-out", EntityType.CUSTOMER, JobDirection.TO_HUBSPOT),
+        ("c-both", EntityType.CUSTOMER, JobDirection.BOTH),
+        ("co-in", EntityType.COMPANY, JobDirection.TO_WARP),
+    ):
+        await _enqueue(db, key, entity, direction)
+    await _pause(db, "outbound")
+    await _pause(db, "inbound")
+    queue = make_queue(db.engine)
+    assert await queue.claim("w", 10, 30) == []
+    await _resume(db, "inbound")
+    assert sorted(job.entity_key for job in await queue.claim("w", 10, 30)) == ["c-both", "co-in"]
 
 
 async def test_an_unknown_direction_is_refused(db: Database) -> None:

@@ -41,6 +41,7 @@ from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
 from app.sync.engine.batch import SyncBatch, error_kind
 from app.sync.engine.change_times import settle_latest_wins
 from app.sync.engine.crm_edits import recover_overwritten_edits
+from app.sync.engine.holds import hold_paused, is_held, paused_now, queue_held
 from app.sync.engine.pairing import (
     hold_taken,
     one_pair_per_customer,
@@ -142,9 +143,12 @@ class SyncEngine:
                 pair.decide(rules)
         # LATEST_WINS changed on both sides: decide on per-field times, not row-level ones.
         await settle_latest_wins(live, rules, db=self.engine, hubspot=self.hubspot)
+        # An operator's pause holds the writes to its side, asked right before each write.
+        hold_paused(live, await paused_now(self.engine))
         written = await self._write_hubspot(live, rules, batch)
         # A write by a stale id HubSpot applied to a merged survivor: keep the link where it is.
         written = await hold_taken(written, batch, db=self.engine)
+        hold_paused(written, await paused_now(self.engine), hubspot=False)
         changed = await write_warp(self.warp, written, rules, batch)
         done = [p for p in written if not batch.settled(p.job) and p not in changed]
         await self._record(done, rules, batch)
@@ -243,6 +247,9 @@ class SyncEngine:
             assert pair.decision is not None  # noqa: S101
             properties = hubspot_properties(rules, pair.decision.hubspot_writes)
             company_id = pair.company_id
+            if company_id is None and pair.held_create:  # outbound paused: not created yet
+                settled.append(pair)
+                continue
             target = (company_id is None, company_id or pair.ban)
             if target in targets:  # HubSpot refuses a batch naming one record twice
                 message = "another customer of this batch writes the same HubSpot company"
@@ -316,12 +323,16 @@ class SyncEngine:
             await sync_state.resolve_all_conflicts(
                 connection, [p.customer_id for p in pairs if p not in conflicted], "SYNC"
             )
-            await sync_state.mark_synced(connection, [p.customer_id for p in pairs])
+            # A customer with writes held by a pause is not in sync until they are made.
+            await sync_state.mark_synced(
+                connection, [p.customer_id for p in pairs if not is_held(p)]
+            )
             await sync_state.note_hubspot_reads(
                 connection, [(p.customer_id, p.read_at) for p in pairs if p.read_at is not None]
             )
+            waiting = await queue_held(connection, pairs)
         for pair in pairs:
-            self._finish(pair, batch)
+            self._finish(pair, batch, waiting.get(pair.customer_id))
 
     async def _record_conflicts(self, connection: AsyncConnection, pair: Pair) -> None:
         decision = pair.decision
@@ -343,16 +354,19 @@ class SyncEngine:
         settled = [d.field for d in decision.fields if d.action is not Action.CONFLICT]
         await sync_state.close_conflicts(connection, pair.customer_id, settled, "SYNC")
 
-    def _finish(self, pair: Pair, batch: SyncBatch) -> None:
+    def _finish(self, pair: Pair, batch: SyncBatch, waiting_job: int | None) -> None:
         decision = pair.decision
         assert decision is not None  # noqa: S101
         changes = pair.changes()
+        held = pair.held()
         if pair.company is not None and pair.company.new:
             outcome = "created"
         elif decision.conflicts:
             outcome = "conflict"
+        elif changes:
+            outcome = "updated"
         else:
-            outcome = "updated" if changes else "unchanged"
+            outcome = "paused" if held else "unchanged"
         result = {
             "outcome": outcome,
             "customer_id": pair.customer_id,
@@ -371,6 +385,8 @@ class SyncEngine:
                 for c in decision.conflicts
             ],
         }
+        if held is not None:  # what a pause held back, and the job that waits for the resume
+            result["paused"] = {**held, "job_id": waiting_job}
         batch.done(
             pair.job,
             result,

@@ -64,6 +64,13 @@ class Pair:
     # CRM edits a sync overwrote (app/sync/engine/crm_edits.py): property -> what HubSpot holds now.
     overwritten: dict[str, Canonical] = field(default_factory=dict)
     decision: EntityDecision | None = None
+    # Held back by an operator's pause (`hold`): the fields left as they are, and what each
+    # paused side would have received (HubSpot by property, WARP by field).
+    held_fields: set[str] = field(default_factory=set)
+    held_hubspot: dict[str, Canonical] = field(default_factory=dict)
+    held_warp: dict[str, Canonical] = field(default_factory=dict)
+    held_create: bool = False  # the company would have been created in HubSpot
+    held_company_id: bool = False  # the company's id would have been recorded in WARP
 
     @property
     def customer_id(self) -> str:
@@ -192,6 +199,64 @@ class Pair:
                 self.decision.hubspot_writes.pop(prop, None)
         return self.decision
 
+    @property
+    def holds_hubspot(self) -> bool:
+        return bool(self.held_hubspot) or self.held_create
+
+    @property
+    def holds_warp(self) -> bool:
+        return bool(self.held_warp) or self.held_company_id
+
+    def hold(self, *, hubspot: bool, warp: bool) -> None:
+        """Leave unwritten what goes to a paused side (`hubspot`: outbound is paused, `warp`:
+        inbound is). A field is held whole — both of its writes and its state, which is not
+        recorded, so the sync after the resume decides it again from both sides as they are
+        then. A company that would be created holds the whole customer: nothing of it is
+        written before its company exists."""
+        decision = self.decision
+        assert decision is not None  # noqa: S101 -- decided before held
+        if hubspot and self.company_id is None:
+            self.held_create = True
+        for item in decision.fields:
+            name, prop = item.field, item.hubspot_property
+            to_hubspot = prop in decision.hubspot_writes
+            to_warp = name in decision.warp_writes
+            if not (self.held_create or (hubspot and to_hubspot) or (warp and to_warp)):
+                continue
+            self.held_fields.add(name)
+            if to_hubspot:
+                value = decision.hubspot_writes.pop(prop)
+                if hubspot:
+                    self.held_hubspot[prop] = value
+            if to_warp:
+                value = decision.warp_writes.pop(name)
+                if warp:
+                    self.held_warp[name] = value
+        if warp and self.warp_company_id() is not None:
+            self.held_company_id = True
+
+    def warp_company_id(self) -> str | None:
+        """The HubSpot id to record in WARP's `external_ids`: None when it is recorded there
+        already, when there is no company yet, or while inbound is paused."""
+        company_id = self.company_id
+        recorded = (self.customer.get("external_ids") or {}).get("hubspot_company_id")
+        if not company_id or recorded == company_id or self.held_company_id:
+            return None
+        return company_id
+
+    def held(self) -> dict[str, Any] | None:
+        """For the job's result: what a pause held back, None when nothing."""
+        if not (self.holds_hubspot or self.holds_warp):
+            return None
+        to_warp = sorted(self.held_warp)
+        if self.held_company_id:
+            to_warp.append("external_ids.hubspot_company_id")
+        return {
+            "to_hubspot": sorted(self.held_hubspot),
+            "to_warp": to_warp,
+            "create_company": self.held_create,
+        }
+
     def warp_updates(self, rules: Sequence[FieldRule]) -> dict[str, Any]:
         assert self.decision is not None  # noqa: S101 -- decided before applied
         by_field = {rule.warp_field: rule for rule in rules}
@@ -208,6 +273,8 @@ class Pair:
         rows = []
         for decision in self.decision.fields:
             name = decision.field
+            if name in self.held_fields:  # not written: decided again after the resume
+                continue
             seen = self.memory.get(name)
             warp_value = self.warp_values.get(name)
             warp_time = self.warp_times.get(name)
@@ -256,6 +323,8 @@ class Pair:
         assert self.decision is not None  # noqa: S101 -- decided before applied
         entries = []
         for decision in self.decision.fields:
+            if decision.field in self.held_fields:
+                continue
             if decision.action is Action.WRITE_HUBSPOT:
                 old = self.hubspot_values.get(decision.hubspot_property)
                 target = "hubspot"
@@ -277,6 +346,7 @@ class Pair:
             prop = decision.hubspot_property
             if (
                 prop in self.overwritten
+                and decision.field not in self.held_fields
                 and decision.action is not Action.WRITE_HUBSPOT
                 and prop in self.decision.hubspot_writes
             ):

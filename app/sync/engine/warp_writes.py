@@ -25,13 +25,11 @@ async def write_warp(
     """Write WARP for these pairs; returns those WARP changed under (to decide again)."""
     writes: list[WarpWrite] = []
     for pair in pairs:
-        company_id = pair.company_id
-        recorded = (pair.customer.get("external_ids") or {}).get("hubspot_company_id")
         fields = pair.warp_updates(rules)
         write = WarpWrite(
             pair.customer_id,
             fields,
-            company_id if company_id and recorded != company_id else None,
+            pair.warp_company_id(),
             expected={path: get_path(pair.customer, path) for path in fields},
         )
         if write.fields or write.hubspot_company_id:

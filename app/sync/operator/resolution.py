@@ -8,7 +8,10 @@ value is the one side's change the engine then carries to the other side by its 
   to HubSpot;
 * HubSpot's value: the base becomes WARP's value, so HubSpot's is written to WARP;
 * a typed value: it is written to WARP first (validated by the field's rule), the base
-  becomes HubSpot's value, and the engine writes it to HubSpot.
+  becomes HubSpot's value, and the engine writes it to HubSpot. While HubSpot -> WARP is
+  paused that first write may not happen, so a typed value is refused (409, the conflict
+  stays open); WARP's or HubSpot's value is accepted, and the engine holds the write to the
+  paused side until the resume.
 
 Then the customer is synced at once (both ways) — or queued, while another worker holds it or
 a direction is paused. If either side changed again meanwhile, the engine sees it and the
@@ -31,7 +34,7 @@ from app.errors import HubsyncError
 from app.store import sync_state
 from app.store.admin_audit import record_action
 from app.store.console import ConflictRow, get_conflict
-from app.store.pauses import paused_directions
+from app.store.pauses import INBOUND, paused_directions
 from app.store.queue import EntityBusyError, QueueRepository
 from app.store.sync_config import load_rules
 from app.sync.core.jobs import (
@@ -54,7 +57,8 @@ class Choice(StrEnum):
 
 
 class ResolutionError(HubsyncError, ValueError):
-    """The resolution cannot be made; `reason` is 'not_found', 'not_open' or 'invalid'."""
+    """The resolution cannot be made; `reason` is 'not_found', 'not_open', 'invalid' or
+    'paused' (a typed value while HubSpot -> WARP is paused)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -141,6 +145,13 @@ async def resolve_conflict(
         except MappingError as exc:
             raise ResolutionError("invalid", str(exc)) from None
         base = hubspot_value
+        if chosen != warp_value and await _inbound_paused(services.engine):
+            raise ResolutionError(
+                "paused",
+                f"HubSpot -> WARP is paused, and a typed value is written to WARP first; "
+                f"conflict {conflict.id} stays open: resume inbound, or take WARP's or "
+                "HubSpot's value (applied when the paused direction resumes)",
+            )
         if chosen != warp_value:  # WARP first: if it fails, nothing is recorded
             await services.warp.write_many([WarpWrite(customer_id, {conflict.field: warp_typed})])
     async with services.engine.begin() as connection:
@@ -179,6 +190,11 @@ async def resolve_conflict(
         )
     job_id, outcome = await sync_customer(services, customer_id)
     return Resolution(conflict, choice, chosen, job_id, outcome)
+
+
+async def _inbound_paused(engine: AsyncEngine) -> bool:
+    async with engine.connect() as connection:
+        return INBOUND in await paused_directions(connection)
 
 
 async def sync_customer(

@@ -31,7 +31,7 @@ from app.warp.search import search_customers
 
 MAX_PAGE = 200
 MAX_RETRY_IDS = 10_000
-RESOLUTION_STATUS = {"not_found": 404, "not_open": 409, "invalid": 422}
+RESOLUTION_STATUS = {"not_found": 404, "not_open": 409, "customer_deleted": 409, "invalid": 422}
 
 
 async def get_dashboard(request: Request) -> JSONResponse:
@@ -139,7 +139,10 @@ async def post_resolve(request: Request) -> JSONResponse:
             by=caller,
         )
     except ResolutionError as exc:
-        raise ApiError(RESOLUTION_STATUS[exc.reason], str(exc)) from None
+        status = RESOLUTION_STATUS[exc.reason]
+        # A 409 names why in `error`: `not_open` (another resolution won, or it was already
+        # closed) or `customer_deleted` (closed as moot: the customer is gone from WARP).
+        raise ApiError(status, str(exc), code=exc.reason if status == 409 else None) from None
     if resolution.outcome is None:
         wake_worker(context)
     return JSONResponse(resolution.to_json())

@@ -98,3 +98,49 @@ def test_two_concurrent_resolutions_one_wins(postgres_url: str, tmp_path: Path) 
     )
     assert in_warp == won["value"]
     assert company["properties"]["name"] == won["value"]
+
+
+MANY = 1200  # more than one requeue chunk (500), twice over
+
+
+def add_failed_jobs(database_url: str, count: int, kind: str) -> list[int]:
+    """Failed jobs for `count` distinct customers (one each, so none merges into another)."""
+    with psycopg.connect(_libpq(database_url)) as connection:
+        rows = connection.execute(
+            "INSERT INTO hubspot_sync_queue (entity_type, entity_key, direction, source, state, "
+            "attempts, last_error, last_error_kind, finished_at) "
+            "SELECT 'customer', gen_random_uuid()::text, 'to_hubspot', 'api', 'failed', 3, "
+            "'HubSpot said no', %s, now() FROM generate_series(1, %s) RETURNING id",
+            (kind, count),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def states(database_url: str, ids: list[int]) -> dict[str, int]:
+    found = sql(
+        database_url,
+        "SELECT state, count(*) FROM hubspot_sync_queue WHERE id = ANY(%s) GROUP BY state",
+        ids,
+    )
+    return dict(found)  # type: ignore[arg-type]
+
+
+def test_retry_requeues_every_matching_job(postgres_url: str, tmp_path: Path) -> None:
+    by_filter = add_failed_jobs(postgres_url, MANY, "validation")
+    by_ids = add_failed_jobs(postgres_url, MANY, "transport")
+    untouched = add_failed_jobs(postgres_url, 3, "other")
+    with deployment(postgres_url, tmp_path, workers=2) as service:
+        # Paused, the worker leaves the requeued jobs pending where they can be counted.
+        paused = service.api("POST", "/v1/sync/directions/outbound/pause", json={})
+        assert paused.status_code == 200, paused.text
+        matched = service.api(
+            "POST", "/v1/sync/failed/retry", json={"filter": {"kind": "validation"}}
+        )
+        listed = service.api("POST", "/v1/sync/failed/retry", json={"job_ids": by_ids})
+    assert matched.status_code == 200, matched.text
+    assert matched.json() == {"requeued": MANY}
+    assert listed.status_code == 200, listed.text
+    assert listed.json() == {"requeued": MANY}
+    assert states(postgres_url, by_filter) == {"pending": MANY}
+    assert states(postgres_url, by_ids) == {"pending": MANY}
+    assert states(postgres_url, untouched) == {"failed": 3}

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, func, insert, select, tuple_, update
@@ -404,13 +405,20 @@ class QueueRepository:
 
     async def requeue_failed(self, job_ids: Sequence[int] | None = None) -> int:
         """Run failed jobs again (every one when `job_ids` is None), attempts reset; returns
-        how many left the failed state (requeued, or merged into a pending job)."""
+        how many left the failed state (requeued, or merged into a pending job). At most
+        REQUEUE_CHUNK jobs per transaction, however many are asked for."""
         total = 0
-        while True:
-            count = await self._retry_races(lambda: requeue_failed(self.engine, job_ids))
-            total += count
-            if count < REQUEUE_CHUNK or job_ids is not None:
-                return total
+        if job_ids is None:
+            while True:
+                count = await self._retry_races(lambda: requeue_failed(self.engine, None))
+                total += count
+                if count < REQUEUE_CHUNK:
+                    return total
+        wanted = list(dict.fromkeys(job_ids))
+        for start in range(0, len(wanted), REQUEUE_CHUNK):
+            chunk = wanted[start : start + REQUEUE_CHUNK]
+            total += await self._retry_races(partial(requeue_failed, self.engine, chunk))
+        return total
 
     async def prune_done(
         self, older_than: timedelta, *, batch_size: int = 1000, max_batches: int = 100

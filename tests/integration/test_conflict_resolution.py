@@ -9,6 +9,7 @@ from dataclasses import replace as change
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY
 
 from app.store.admin_audit import recent_actions
 from app.store.models import Conflict, SyncJob
@@ -54,6 +55,12 @@ async def open_conflict(env: SyncEnv) -> tuple[int, str, str]:
     return conflict.id, customer_id, company_id
 
 
+def jobs_finished(direction: str, outcome: str) -> float:
+    """`hubsync_jobs_finished_total` as this process counts it."""
+    labels = {"direction": direction, "outcome": outcome}
+    return REGISTRY.get_sample_value("hubsync_jobs_finished_total", labels) or 0.0
+
+
 def services(env: SyncEnv) -> ResolveServices:
     return ResolveServices(env.db.engine, env.warp, QueueRepository(env.db.engine), env.engine)
 
@@ -70,6 +77,7 @@ async def test_the_chosen_value_reaches_both_sides(
     env: SyncEnv, choice: Choice, typed: str | None, expected: str
 ) -> None:
     conflict_id, customer_id, company_id = await open_conflict(env)
+    finished_before = jobs_finished("both", "done")
 
     resolution = await resolve_conflict(services(env), conflict_id, choice, typed, by="alice")
 
@@ -85,6 +93,8 @@ async def test_the_chosen_value_reaches_both_sides(
     )
     assert conflict.resolved_value == expected
     assert await rows(env.db, Conflict, Conflict.state == "open") == []
+    # The resolution's own sync is a finished job like a worker's, and counted as one.
+    assert jobs_finished("both", "done") == finished_before + 1
     async with env.db.engine.connect() as connection:
         [entry] = await recent_actions(connection)
     assert (entry.actor, entry.action, entry.target) == (

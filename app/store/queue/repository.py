@@ -33,6 +33,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.metrics.instruments import FinishedJob, observe_finished
 from app.store.pauses import job_not_paused
 from app.store.queue.enqueue import upsert_pending
 from app.store.queue.maintenance import (
@@ -292,11 +293,13 @@ class QueueRepository:
             done: list[int] = []
             failed: list[dict[str, Any]] = []
             retry: list[PendingReturn] = []
+            ended: dict[int, str] = {}  # job id -> how it ended, for the metrics
             for row in rows:
                 outcome = by_id[row["id"]]
                 error = _clip(outcome.error)
                 if outcome.status is OutcomeStatus.DONE:
                     done.append(row["id"])
+                    ended[row["id"]] = DONE
                     continue
                 if outcome.status is OutcomeStatus.RETRY:
                     delay = self.policy.delay(row["attempts"], retry_after=outcome.retry_after)
@@ -305,6 +308,7 @@ class QueueRepository:
                         retry.append(
                             PendingReturn.of(row, retry_at, error, outcome.error_kind or "retry")
                         )
+                        ended[row["id"]] = OutcomeStatus.RETRY.value
                         continue
                     error = _clip(
                         f"gave up after {row['attempts']} attempts over "
@@ -313,6 +317,7 @@ class QueueRepository:
                 failed.append(
                     {"b_id": row["id"], "b_error": error, "b_kind": outcome.error_kind or "failed"}
                 )
+                ended[row["id"]] = FAILED
             guard = (QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.locked_by == worker_id)
             finished = {
                 "finished_at": now,
@@ -341,6 +346,15 @@ class QueueRepository:
                     failed,
                 )
             superseded = await return_to_pending(connection, now, retry, guard)
+        # Committed: counted here, whoever ran the jobs (worker, sync-now, a resolution).
+        observe_finished(
+            [
+                FinishedJob(row["direction"], row["source"], as_utc(row["created_at"]), how)
+                for row in rows
+                if (how := ended.get(row["id"])) is not None
+            ],
+            now,
+        )
         return CompletionSummary(
             done=len(done),
             retried=len(retry) - superseded,

@@ -1,7 +1,8 @@
 """Operators racing each other against a real deployment on PostgreSQL (`hubsync serve` with
 two processes and `hubsync sandbox`): two resolutions of one conflict sent at the same moment
-(one wins, the other is told 409 `not_open`, and the record is what both systems hold), and
-a re-run of more failed jobs than one requeue chunk."""
+(one wins, the other is told 409 `not_open`, and the record is what both systems hold), a
+re-run of more failed jobs than one requeue chunk, and jobs finished outside the worker
+counted in `/metrics`."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import psycopg
 import pytest
 
 from tests.acceptance.deployment import Deployment, deployment
-from tests.acceptance.test_operations import add_customers
+from tests.acceptance.test_operations import add_customers, scrape
 from tests.conftest import _libpq
+from tests.metrics_support import total
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -144,3 +146,21 @@ def test_retry_requeues_every_matching_job(postgres_url: str, tmp_path: Path) ->
     assert states(postgres_url, by_filter) == {"pending": MANY}
     assert states(postgres_url, by_ids) == {"pending": MANY}
     assert states(postgres_url, untouched) == {"failed": 3}
+
+
+def test_sync_now_jobs_are_counted_in_the_metrics(postgres_url: str, tmp_path: Path) -> None:
+    """Jobs run by `POST …/to-hubspot` (in the request, not by the worker) are counted in
+    `/metrics` summed over both processes, like the worker's."""
+    customers = add_customers(postgres_url, 4)
+    with deployment(postgres_url, tmp_path, workers=2) as service:
+        before = scrape(service)
+        for customer_id in customers:
+            answer = service.api("POST", f"/v1/sync/customers/{customer_id}/to-hubspot")
+            assert answer.status_code == 200, answer.text
+        after = scrape(service)
+
+    def added(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert added("hubsync_jobs_finished_total", direction="to_hubspot", outcome="done") == 4
+    assert added("hubsync_queue_to_hubspot_seconds_count") == 4

@@ -3,8 +3,7 @@ the command line, with progress on stderr and a summary on stdout.
 
 A run whose process died (or that Ctrl-C interrupted: its lease is released then) is resumed
 here first (from its checkpoint); otherwise a new run starts, unless one is running elsewhere
-(exit 3). `fix` queues its jobs: a running hubsync
-service's workers carry them out.
+(exit 3). `fix` queues its jobs: a running hubsync service's workers carry them out.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from app.store.queue.records import (
     utc_now,
 )
 from app.sync.core.backoff import RetryPolicy
+from app.sync.core.jobs import OutcomeStatus
 
 log = logging.getLogger("hubsync.queue")
 
@@ -94,7 +95,7 @@ async def rescue_expired(engine: AsyncEngine, policy: RetryPolicy, limit: int) -
                 row["direction"],
                 row["source"],
                 as_utc(row["created_at"]),
-                FAILED if row["id"] in gave_up else "retry",
+                FAILED if row["id"] in gave_up else OutcomeStatus.RETRY.value,
             )
             for row in rows
         ],

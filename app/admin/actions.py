@@ -78,7 +78,9 @@ async def resolve(request: Request, session: Session) -> Response:
             by=session.who,
         )
     except ResolutionError as exc:
-        status = {"not_found": 404, "not_open": 409, "paused": 409}.get(exc.reason, 422)
+        status = {"not_found": 404, "not_open": 409, "paused": 409, "customer_deleted": 409}.get(
+            exc.reason, 422
+        )
         return await render(request, session, "error.html", status, message=str(exc))
     if resolution.outcome is None:
         wake_worker(context)

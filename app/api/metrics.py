@@ -22,8 +22,8 @@ from starlette.types import Scope
 
 from app.api.deps import app_context
 from app.api.errors import ApiError
+from app.api.metrics_exposition import rate_limits_of, render_metrics
 from app.api.middleware import with_lifespan_state
-from app.metrics.exposition import rate_limits_of, render_metrics
 from app.metrics.instruments import observe_webhook_delivery
 from app.store.operations import OperationsSnapshot, read_snapshot
 

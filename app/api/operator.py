@@ -31,7 +31,13 @@ from app.warp.search import search_customers
 
 MAX_PAGE = 200
 MAX_RETRY_IDS = 10_000
-RESOLUTION_STATUS = {"not_found": 404, "not_open": 409, "paused": 409, "invalid": 422}
+RESOLUTION_STATUS = {
+    "not_found": 404,
+    "not_open": 409,
+    "paused": 409,
+    "customer_deleted": 409,
+    "invalid": 422,
+}
 
 
 async def get_dashboard(request: Request) -> JSONResponse:
@@ -139,8 +145,11 @@ async def post_resolve(request: Request) -> JSONResponse:
             by=caller,
         )
     except ResolutionError as exc:
-        code = "paused" if exc.reason == "paused" else None  # a 409 of its own kind
-        raise ApiError(RESOLUTION_STATUS[exc.reason], str(exc), code=code) from None
+        status = RESOLUTION_STATUS[exc.reason]
+        # A 409 names why in `error`: `not_open` (another resolution won, or it was already
+        # closed), `customer_deleted` (closed as moot: the customer is gone from WARP) or
+        # `paused` (a typed value while HubSpot -> WARP is paused).
+        raise ApiError(status, str(exc), code=exc.reason if status == 409 else None) from None
     if resolution.outcome is None:
         wake_worker(context)
     return JSONResponse(resolution.to_json())

@@ -54,6 +54,9 @@ def run_on_database(command: str, work: Coroutine[Any, Any, T]) -> T:
 
     try:
         return asyncio.run(work)
+    except KeyboardInterrupt:  # Ctrl-C where the command had nothing of its own to say
+        print(f"hubsync {command}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except (OSError, SQLAlchemyError) as exc:
         print(
             f"hubsync {command}: cannot read the database ({type(exc).__name__}); "

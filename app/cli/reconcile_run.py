@@ -1,13 +1,14 @@
 """What `hubsync reconcile` does (imported only when it runs): one full reconciliation from
 the command line, with progress on stderr and a summary on stdout.
 
-A run whose process died is resumed here first (from its checkpoint); otherwise a new run
-starts, unless one is running elsewhere (exit 3). `fix` queues its jobs: a running hubsync
-service's workers carry them out.
+A run whose process died (or that Ctrl-C interrupted: its lease is released then) is resumed
+here first (from its checkpoint); otherwise a new run starts, unless one is running elsewhere
+(exit 3). `fix` queues its jobs: a running hubsync service's workers carry them out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import sys
 import time
@@ -30,6 +31,7 @@ from app.sync.reconcile.service import Reconciler
 from app.warp.connector import SqlWarpConnector
 
 EXIT_BUSY = 3
+EXIT_INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
 
 
 class ProgressPrinter:
@@ -88,7 +90,10 @@ async def reconcile(
             record = await _claim(reconciler, dry_run, err)
             if record is None:
                 return EXIT_BUSY
-            finished = await reconciler.full_run(ProgressPrinter(err)).execute(record)
+            try:
+                finished = await reconciler.full_run(ProgressPrinter(err)).execute(record)
+            except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task
+                return await _interrupted(reconciler, record, err)
             if finished is None:
                 print(f"run {record.id} was taken over by another process", file=err)
                 return 1
@@ -103,6 +108,18 @@ async def reconcile(
         await engine.dispose()
 
 
+async def _interrupted(reconciler: Reconciler, record: RunRecord, err: TextIO) -> int:
+    """Stopped by Ctrl-C (SIGINT) mid-run: the run keeps its checkpoint and its lease lapses
+    now, so the next `hubsync reconcile` resumes it at once instead of being refused (exit
+    3) until the lease runs out; one line says so, not a traceback."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()  # handled here: the command ends normally, with its own exit code
+    await runs.release_run(reconciler.engine, record.id, reconciler.owner)
+    print(f"interrupted; run {record.id} can be resumed", file=err, flush=True)
+    return EXIT_INTERRUPTED
+
+
 async def _claim(reconciler: Reconciler, dry_run: bool, err: TextIO) -> RunRecord | None:
     mode = DRY_RUN if dry_run else FIX
     # Only a dead run of the mode asked for: `--dry-run` must never carry on a fix run.
@@ -111,8 +128,8 @@ async def _claim(reconciler: Reconciler, dry_run: bool, err: TextIO) -> RunRecor
     )
     if dead is not None:
         print(
-            f"resuming run {dead.id} ({dead.mode}) whose process died, from its checkpoint "
-            f"({dead.phase} pass)",
+            f"resuming run {dead.id} ({dead.mode}), left by a process that stopped, "
+            f"from its checkpoint ({dead.phase} pass)",
             file=err,
         )
         return dead

@@ -36,7 +36,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 async def read_status(settings: Settings) -> dict[str, Any]:
-    from app.metrics.exposition import rate_limits_of
+    from app.api.metrics_exposition import rate_limits_of
     from app.store.console import FailedFilter, failed_jobs
     from app.store.db import create_engine
     from app.store.operations import read_snapshot

@@ -1,10 +1,11 @@
 """The counters and histograms, and the few calls that record them.
 
-Each call site is one line at a choke point: the HubSpot client's request path, the worker's
-batch completion, the webhook route. Under several uvicorn workers prometheus-client's
-multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set up by `hubsync serve --workers N`) keeps each
-process's values in a file of that directory and `/metrics` sums them, so a counter is the
-deployment pod's total whichever process answers the scrape.
+Each call site is one line at a choke point: the HubSpot client's request path, the queue's
+recording of finished jobs (whoever ran them), the webhook route. Under several uvicorn
+workers prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set up by
+`hubsync serve --workers N`) keeps each process's values in a file of that directory and
+`/metrics` sums them, so a counter is the deployment pod's total whichever process answers
+the scrape.
 
 Label values are a small fixed set (operations, outcomes, directions): never ids or paths.
 """
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 
 import prometheus_client
 
-from app.sync.core.jobs import ClaimedJob, JobDirection, JobOutcome, JobSource, OutcomeStatus
+from app.sync.core.jobs import JobDirection, JobSource, OutcomeStatus
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -100,25 +102,33 @@ def observe_hubspot_request(operation: str, status: int | None, seconds: float) 
         HUBSPOT_RATE_LIMITED.labels(operation).inc()
 
 
-def observe_batch(jobs: Sequence[ClaimedJob], outcomes: Sequence[JobOutcome]) -> None:
-    """A batch's outcomes as the worker recorded them; latency for the jobs done."""
-    by_id = {job.id: job for job in jobs}
-    now = datetime.now(UTC)
+@dataclass(frozen=True)
+class FinishedJob:
+    """A job attempt as the queue recorded its end: `outcome` is done, retry (back to the
+    queue) or failed (for good, a retry past the maximum age included)."""
+
+    direction: str
+    source: str
+    created_at: datetime
+    outcome: str
+
+
+def observe_finished(jobs: Sequence[FinishedJob], now: datetime) -> None:
+    """Job attempts the queue just recorded as finished, whoever ran them (the worker, a
+    sync-now request, a conflict's resolution): counted once, where the queue records them,
+    so no path that finishes a job can leave it out. Latency for the jobs done."""
     finished: Counter[tuple[str, str]] = Counter()  # one increment per label set, not per job
-    for outcome in outcomes:
-        job = by_id.get(outcome.job_id)
-        if job is None:
-            continue
-        finished[job.direction.value, outcome.status.value] += 1
-        if outcome.status is not OutcomeStatus.DONE:
+    for job in jobs:
+        finished[job.direction, job.outcome] += 1
+        if job.outcome != OutcomeStatus.DONE.value:
             continue
         waited = max(0.0, (now - job.created_at).total_seconds())
-        if job.direction is JobDirection.TO_HUBSPOT:
+        if job.direction == JobDirection.TO_HUBSPOT.value:
             QUEUE_TO_HUBSPOT.observe(waited)
-        elif job.source is JobSource.WEBHOOK:
+        elif job.source == JobSource.WEBHOOK.value:
             EVENT_TO_WARP.observe(waited)
-    for (direction, status), count in finished.items():
-        JOBS_FINISHED.labels(direction, status).inc(count)
+    for (direction, outcome), count in finished.items():
+        JOBS_FINISHED.labels(direction, outcome).inc(count)
 
 
 def observe_webhook_delivery(status: int) -> None:

@@ -241,3 +241,56 @@ async def test_two_replicas_due_at_the_same_moment_make_one_run(db: Database) ->
     assert made[0].status == "done"
     assert made[0].trigger == "schedule"
     assert made[0].fire_key == "schedule:2026-11-29T03:00:00+00:00"
+
+
+async def test_ctrl_c_releases_the_run_for_the_next_command(db: Database) -> None:
+    """SIGINT (Ctrl-C) mid-run: one line saying the run can be resumed, no traceback, the
+    lease released; the next `hubsync reconcile` resumes it at once, though the lease it
+    held had a minute left."""
+    long_lease = {"HUBSYNC_RECONCILE_LEASE": "60s"}
+    async with sandbox_process() as base:
+        await seed(db, base)
+        first = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app.cli", "reconcile", "--dry-run",
+            cwd=REPO_ROOT, env={**cli_env(db, base), **long_lease},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+        async def some_pages_done() -> runs.RunRecord | None:
+            async with db.engine.connect() as connection:
+                record = await runs.running_run(connection)
+            return record if record is not None and record.hubspot_calls >= 2 else None
+
+        interrupted = await eventually(some_pages_done, timeout=60, interval=0.02)
+        first.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(first.communicate(), timeout=20)
+        said = err.decode()
+        assert first.returncode == 130, said
+        assert "Traceback" not in said, said
+        assert said.splitlines()[-1] == f"interrupted; run {interrupted.id} can be resumed"
+        assert said.count("interrupted") == 1, said
+        async with db.engine.connect() as connection:
+            left = await runs.get_run(connection, interrupted.id)
+            lease_until = (
+                await connection.execute(
+                    select(ReconciliationRun.lease_until).where(
+                        ReconciliationRun.id == interrupted.id
+                    )
+                )
+            ).scalar_one()
+        assert left is not None
+        assert left.status == "running"  # not finished: resumable from its checkpoint
+        assert lease_until.replace(tzinfo=lease_until.tzinfo or UTC) <= datetime.now(UTC)
+
+        second = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app.cli", "reconcile", "--dry-run",
+            cwd=REPO_ROOT, env={**cli_env(db, base), **long_lease},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(second.communicate(), timeout=120)
+        assert second.returncode == 0, err.decode()
+        assert f"resuming run {interrupted.id}" in err.decode()
+        async with db.engine.connect() as connection:
+            resumed = await runs.get_run(connection, interrupted.id)
+        assert resumed is not None
+        assert (resumed.status, resumed.resumed) == ("done", 1)

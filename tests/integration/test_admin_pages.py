@@ -4,8 +4,9 @@ API's own messages, "sync now" queues the customer first in line, lists page by 
 from __future__ import annotations
 
 import re
+import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 
 from app.main import create_app
 from app.store.admin_audit import recent_actions
@@ -111,3 +112,42 @@ async def test_lists_page_by_key(db: Database) -> None:
     assert len(shown(first)) == 50
     assert len(shown(second)) == 10
     assert shown(first) | shown(second) == set(ids)
+
+
+async def test_retry_all_that_match_requeues_past_one_chunk(db: Database) -> None:
+    """ "All that match" on the Failed page re-runs every matching job (1,200 here, more than
+    the 500 of one requeue transaction) and says how many."""
+    many = 1200
+    async with db.engine.begin() as connection:
+        await connection.execute(
+            insert(SyncJob),
+            [
+                {
+                    "entity_type": "customer",
+                    "entity_key": str(uuid.uuid4()),
+                    "state": "failed",
+                    "attempts": 3,
+                    "last_error": "HubSpot said no",
+                    "last_error_kind": "validation" if n < many else "transport",
+                }
+                for n in range(many + 5)
+            ],
+        )
+    async with running(create_app(admin_settings(db))) as client:
+        await sign_in(client)
+        page = await client.get("/admin/failed?kind=validation")
+        answer = await client.post(
+            "/admin/failed/retry",
+            data={"csrftoken": csrf_of(page), "all": "1", "kind": "validation"},
+        )
+    assert answer.status_code == 303
+    assert f"n={many}" in answer.headers["location"]
+    async with db.engine.connect() as connection:
+        counted = dict(
+            (
+                await connection.execute(
+                    select(SyncJob.state, func.count()).group_by(SyncJob.state)
+                )
+            ).all()
+        )
+    assert counted == {"pending": many, "failed": 5}

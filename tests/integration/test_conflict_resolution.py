@@ -9,6 +9,7 @@ from dataclasses import replace as change
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY
 
 from app.store.admin_audit import recent_actions
 from app.store.models import Conflict, SyncJob
@@ -17,7 +18,14 @@ from app.store.queue import QueueRepository
 from app.store.sync_config import load_rules, replace_rules
 from app.sync.core.jobs import ClaimedJob, JobDirection, JobOutcome, OutcomeStatus
 from app.sync.core.rules import Authority
-from app.sync.operator.resolution import Choice, ResolutionError, ResolveServices, resolve_conflict
+from app.sync.operator.resolution import (
+    Choice,
+    Resolution,
+    ResolutionError,
+    ResolveServices,
+    resolve_conflict,
+)
+from app.warp.schema import customers_table
 from tests.conftest import Database
 from tests.syncenv import SyncEnv, rows, sync_env
 
@@ -47,6 +55,12 @@ async def open_conflict(env: SyncEnv) -> tuple[int, str, str]:
     return conflict.id, customer_id, company_id
 
 
+def jobs_finished(direction: str, outcome: str) -> float:
+    """`hubsync_jobs_finished_total` as this process counts it."""
+    labels = {"direction": direction, "outcome": outcome}
+    return REGISTRY.get_sample_value("hubsync_jobs_finished_total", labels) or 0.0
+
+
 def services(env: SyncEnv) -> ResolveServices:
     return ResolveServices(env.db.engine, env.warp, QueueRepository(env.db.engine), env.engine)
 
@@ -63,6 +77,7 @@ async def test_the_chosen_value_reaches_both_sides(
     env: SyncEnv, choice: Choice, typed: str | None, expected: str
 ) -> None:
     conflict_id, customer_id, company_id = await open_conflict(env)
+    finished_before = jobs_finished("both", "done")
 
     resolution = await resolve_conflict(services(env), conflict_id, choice, typed, by="alice")
 
@@ -78,6 +93,8 @@ async def test_the_chosen_value_reaches_both_sides(
     )
     assert conflict.resolved_value == expected
     assert await rows(env.db, Conflict, Conflict.state == "open") == []
+    # The resolution's own sync is a finished job like a worker's, and counted as one.
+    assert jobs_finished("both", "done") == finished_before + 1
     async with env.db.engine.connect() as connection:
         [entry] = await recent_actions(connection)
     assert (entry.actor, entry.action, entry.target) == (
@@ -134,3 +151,61 @@ async def test_a_long_resolution_sync_keeps_its_lease(env: SyncEnv) -> None:
     assert resolution.outcome.status is OutcomeStatus.DONE, resolution.outcome.error
     lease_until, now = leases_seen
     assert lease_until > now, "the lease ran out while the sync was still running"
+
+
+async def test_two_concurrent_resolutions_one_wins_and_is_what_was_written(env: SyncEnv) -> None:
+    """Two operators resolve the same conflict at the same moment with different values:
+    one wins, the other is told the conflict is no longer open, and the record names the
+    value both systems hold and the operator who wrote it."""
+    conflict_id, customer_id, company_id = await open_conflict(env)
+
+    answers = await asyncio.gather(
+        resolve_conflict(services(env), conflict_id, Choice.VALUE, "Alice Ltd", by="alice"),
+        resolve_conflict(services(env), conflict_id, Choice.VALUE, "Bob Ltd", by="bob"),
+        return_exceptions=True,
+    )
+
+    won = [a for a in answers if isinstance(a, Resolution)]
+    lost = [a for a in answers if isinstance(a, ResolutionError)]
+    assert (len(won), [e.reason for e in lost]) == (1, ["not_open"]), answers
+    [winner] = won
+    [conflict] = await rows(env.db, Conflict, Conflict.id == conflict_id)
+    assert conflict.resolved_value == winner.value
+    assert conflict.resolved_by == ("alice" if winner.value == "Alice Ltd" else "bob")
+    assert (await env.customer(customer_id))["company_name"] == winner.value
+    assert env.company(company_id)["name"] == winner.value
+    async with env.db.engine.connect() as connection:
+        audited = [a for a in await recent_actions(connection) if a.action == "conflict.resolve"]
+    assert [a.actor for a in audited] == [conflict.resolved_by]
+
+
+@pytest.mark.parametrize(
+    ("choice", "typed"), [(Choice.VALUE, "Typed Ltd"), (Choice.WARP, None), (Choice.HUBSPOT, None)]
+)
+async def test_a_deleted_customers_conflict_is_closed_as_moot_not_resolved(
+    env: SyncEnv, choice: Choice, typed: str | None
+) -> None:
+    """The customer was deleted from WARP: no value can reach it. The resolution is refused
+    (reason `customer_deleted`), the conflict is closed as moot with no value, and HubSpot is
+    left as it was."""
+    conflict_id, customer_id, company_id = await open_conflict(env)
+    async with env.db.engine.begin() as connection:
+        table = customers_table(env.db.customers_table)
+        await connection.execute(table.delete().where(table.c.id == customer_id))
+
+    with pytest.raises(ResolutionError) as refused:
+        await resolve_conflict(services(env), conflict_id, choice, typed, by="alice")
+
+    assert refused.value.reason == "customer_deleted"
+    [conflict] = await rows(env.db, Conflict, Conflict.id == conflict_id)
+    assert (conflict.state, conflict.resolution, conflict.resolved_value) == (
+        "resolved",
+        "WARP_DELETED",
+        None,
+    )
+    assert conflict.resolved_by == "alice"
+    assert env.company(company_id)["name"] == "Sales Name"
+    assert await env.warp.existing_ids([customer_id]) == set()
+    with pytest.raises(ResolutionError) as again:
+        await resolve_conflict(services(env), conflict_id, choice, typed, by="bob")
+    assert again.value.reason == "not_open"

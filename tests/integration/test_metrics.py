@@ -225,3 +225,24 @@ async def test_never_reconciled_is_zero(db: Database) -> None:
     async with running_service(create_app(settings_for(db))) as (client, _context):
         samples = await scrape(client)
     assert total(samples, "hubsync_reconciliation_last_success_timestamp_seconds") == 0
+
+
+async def test_jobs_finished_outside_the_worker_are_counted(db: Database) -> None:
+    """Sync-now runs a job in the request, not in the worker: its finish is counted all the
+    same (outcome, direction, and the queue-to-HubSpot latency)."""
+    settings = settings_for(db, HUBSYNC_WORKER="false", HUBSPOT_RATE_LIMIT="1000/1s")
+    async with running_service(create_app(settings)) as (client, _context):
+        customers = await add_customers(db, 4)
+        before = await scrape(client)
+        for customer_id in customers:
+            answer = await client.post(
+                f"/v1/sync/customers/{customer_id}/to-hubspot",
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            )
+            assert answer.status_code == 200, answer.text
+        after = await scrape(client)
+    assert (
+        delta(after, before, "hubsync_jobs_finished_total", direction="to_hubspot", outcome="done")
+        == 4
+    )
+    assert delta(after, before, "hubsync_queue_to_hubspot_seconds_count") == 4

@@ -262,3 +262,34 @@ async def test_customer_search_by_ban_and_name(client: httpx.AsyncClient, db: Da
     assert len(first["customers"]) == len(second["customers"]) == 5
     assert not {c["id"] for c in first["customers"]} & {c["id"] for c in second["customers"]}
     assert (await client.get("/v1/sync/customers?limit=0", headers=AUTH)).status_code == 422
+
+
+async def test_a_deleted_customers_conflict_answers_409_and_is_closed(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """The customer is gone from WARP: 409 `customer_deleted`, the conflict is closed as moot
+    (no value), and a second try is 409 `not_open`."""
+    async with db.engine.begin() as connection:
+        result = await connection.execute(
+            Conflict.__table__.insert().values(
+                warp_customer_id="9b2f7c1e-0000-4000-8000-000000000001",
+                field="credit_limit",
+                warp_value="100",
+                hubspot_value="200",
+                state="open",
+            )
+        )
+        conflict_id = result.inserted_primary_key[0]
+    path = f"/v1/sync/conflicts/{conflict_id}/resolve"
+    typed = await client.post(path, headers=AUTH, json={"choice": "VALUE", "value": "300"})
+    assert typed.status_code == 409, typed.text
+    assert typed.json()["error"] == "customer_deleted"
+    again = await client.post(path, headers=AUTH, json={"choice": "WARP"})
+    assert (again.status_code, again.json()["error"]) == (409, "not_open")
+    closed = (await client.get("/v1/sync/conflicts?state=resolved", headers=AUTH)).json()
+    [row] = closed["conflicts"]
+    assert (row["id"], row["resolution"], row["resolved_value"]) == (
+        conflict_id,
+        "WARP_DELETED",
+        None,
+    )

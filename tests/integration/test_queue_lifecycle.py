@@ -5,9 +5,17 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from prometheus_client import REGISTRY
+
 from app.sync.core.jobs import JobOutcome, OutcomeStatus
 from tests.conftest import Database
 from tests.integration.queue_support import enqueue, job, make_queue, rows_of, set_times
+
+
+def finished(outcome: str) -> float:
+    """`hubsync_jobs_finished_total` (to HubSpot, as these tests' jobs go) in this process."""
+    labels = {"direction": "to_hubspot", "outcome": outcome}
+    return REGISTRY.get_sample_value("hubsync_jobs_finished_total", labels) or 0.0
 
 
 def seconds_until_run(record: object) -> float:
@@ -136,8 +144,10 @@ async def test_outcomes_from_a_worker_that_lost_its_lease_are_ignored(db: Databa
     assert await queue.rescue_expired() == 1
     await set_times(db.engine, job_id, run_at=0)
     [again] = await queue.claim("w2", 1, 60)
+    done_before = finished("done")
     stale = await queue.complete("w1", [JobOutcome(job_id, OutcomeStatus.DONE)])
     assert stale.ignored == 1
+    assert finished("done") == done_before  # an ignored outcome finished nothing
     assert (await job(queue, job_id)).locked_by == "w2"
     assert again.attempts == 2
 
@@ -147,7 +157,9 @@ async def test_an_expired_lease_is_rescued_after_a_backoff(db: Database) -> None
     job_id, _ = await enqueue(queue, "crashed")
     await queue.claim("dead-worker", 1, 0.2)
     await asyncio.sleep(0.4)
+    retried_before = finished("retry")
     assert await queue.rescue_expired() == 1
+    assert finished("retry") == retried_before + 1  # the dead worker's attempt ended
     record = await job(queue, job_id)
     assert record.state == "pending"
     assert record.last_error_kind == "lease_expired"

@@ -12,9 +12,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message
 
+from app.api.metrics_exposition import render_metrics
 from app.api.middleware import with_lifespan_state
 from app.main import create_app
-from app.metrics.exposition import render_metrics
 from tests.conftest import Database
 from tests.metrics_support import parse_exposition, total
 from tests.webhook_support import TOKEN, settings_for, v3_headers

@@ -18,8 +18,8 @@ from app.settings import ENVIRONMENT, SECRET_ENVIRONMENT
 from tests.conftest import REPO_ROOT
 
 NAME = re.compile(r"^(HUBSYNC|HUBSPOT|WARP|PROMETHEUS)_[A-Z0-9_]+$")
-# Names of that shape that are values, not settings (a rule's direction).
-NOT_SETTINGS = {"HUBSPOT_TO_WARP", "WARP_TO_HUBSPOT"}
+# Names of that shape that are values, not settings (a rule's direction, a resolution).
+NOT_SETTINGS = {"HUBSPOT_TO_WARP", "WARP_TO_HUBSPOT", "WARP_DELETED"}
 CHART = REPO_ROOT / "helm" / "hubsync"
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, and_, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.metrics.instruments import FinishedJob, observe_finished
 from app.store.queue.pending import PendingReturn, return_to_pending
 from app.store.queue.records import (
     DONE,
@@ -28,6 +29,7 @@ from app.store.queue.records import (
     utc_now,
 )
 from app.sync.core.backoff import RetryPolicy
+from app.sync.core.jobs import OutcomeStatus
 
 log = logging.getLogger("hubsync.queue")
 
@@ -85,6 +87,20 @@ async def rescue_expired(engine: AsyncEngine, policy: RetryPolicy, limit: int) -
                 )
             )
         await return_to_pending(connection, now, items, guard)
+    # An attempt whose worker died ended too: back to the queue, or failed for good.
+    gave_up = set(expired)
+    observe_finished(
+        [
+            FinishedJob(
+                row["direction"],
+                row["source"],
+                as_utc(row["created_at"]),
+                FAILED if row["id"] in gave_up else OutcomeStatus.RETRY.value,
+            )
+            for row in rows
+        ],
+        now,
+    )
     log.warning("rescued %d job(s) whose lease expired", len(rows))
     return len(rows)
 

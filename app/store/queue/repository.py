@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, func, insert, select, tuple_, update
@@ -32,6 +33,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.metrics.instruments import FinishedJob, observe_finished
 from app.store.pauses import job_not_paused
 from app.store.queue.enqueue import upsert_pending
 from app.store.queue.maintenance import (
@@ -291,11 +293,13 @@ class QueueRepository:
             done: list[int] = []
             failed: list[dict[str, Any]] = []
             retry: list[PendingReturn] = []
+            ended: dict[int, str] = {}  # job id -> how it ended, for the metrics
             for row in rows:
                 outcome = by_id[row["id"]]
                 error = _clip(outcome.error)
                 if outcome.status is OutcomeStatus.DONE:
                     done.append(row["id"])
+                    ended[row["id"]] = DONE
                     continue
                 if outcome.status is OutcomeStatus.RETRY:
                     delay = self.policy.delay(row["attempts"], retry_after=outcome.retry_after)
@@ -304,6 +308,7 @@ class QueueRepository:
                         retry.append(
                             PendingReturn.of(row, retry_at, error, outcome.error_kind or "retry")
                         )
+                        ended[row["id"]] = OutcomeStatus.RETRY.value
                         continue
                     error = _clip(
                         f"gave up after {row['attempts']} attempts over "
@@ -312,6 +317,7 @@ class QueueRepository:
                 failed.append(
                     {"b_id": row["id"], "b_error": error, "b_kind": outcome.error_kind or "failed"}
                 )
+                ended[row["id"]] = FAILED
             guard = (QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.locked_by == worker_id)
             finished = {
                 "finished_at": now,
@@ -340,6 +346,15 @@ class QueueRepository:
                     failed,
                 )
             superseded = await return_to_pending(connection, now, retry, guard)
+        # Committed: counted here, whoever ran the jobs (worker, sync-now, a resolution).
+        observe_finished(
+            [
+                FinishedJob(row["direction"], row["source"], as_utc(row["created_at"]), how)
+                for row in rows
+                if (how := ended.get(row["id"])) is not None
+            ],
+            now,
+        )
         return CompletionSummary(
             done=len(done),
             retried=len(retry) - superseded,
@@ -404,13 +419,20 @@ class QueueRepository:
 
     async def requeue_failed(self, job_ids: Sequence[int] | None = None) -> int:
         """Run failed jobs again (every one when `job_ids` is None), attempts reset; returns
-        how many left the failed state (requeued, or merged into a pending job)."""
+        how many left the failed state (requeued, or merged into a pending job). At most
+        REQUEUE_CHUNK jobs per transaction, however many are asked for."""
         total = 0
-        while True:
-            count = await self._retry_races(lambda: requeue_failed(self.engine, job_ids))
-            total += count
-            if count < REQUEUE_CHUNK or job_ids is not None:
-                return total
+        if job_ids is None:
+            while True:
+                count = await self._retry_races(lambda: requeue_failed(self.engine, None))
+                total += count
+                if count < REQUEUE_CHUNK:
+                    return total
+        wanted = list(dict.fromkeys(job_ids))
+        for start in range(0, len(wanted), REQUEUE_CHUNK):
+            chunk = wanted[start : start + REQUEUE_CHUNK]
+            total += await self._retry_races(partial(requeue_failed, self.engine, chunk))
+        return total
 
     async def prune_done(
         self, older_than: timedelta, *, batch_size: int = 1000, max_batches: int = 100

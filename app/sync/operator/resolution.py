@@ -27,13 +27,14 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.context import AppContext
 from app.errors import HubsyncError
 from app.store import sync_state
 from app.store.admin_audit import record_action
-from app.store.console import ConflictRow, get_conflict
+from app.store.conflict_hold import holding_conflict
+from app.store.console import ConflictRow
 from app.store.pauses import INBOUND, paused_directions
 from app.store.queue import EntityBusyError, QueueRepository
 from app.store.sync_config import load_rules
@@ -46,8 +47,9 @@ from app.sync.core.jobs import (
     OutcomeStatus,
 )
 from app.sync.core.mapping import MappingError, canonical_to_warp, normalize
+from app.sync.core.rules import FieldRule
 from app.sync.worker.lease import LeaseLostError, holding_lease
-from app.warp.connector import WarpConnector, WarpWrite
+from app.warp.connector import Refusal, WarpConnector, WarpWrite
 
 
 class Choice(StrEnum):
@@ -56,9 +58,14 @@ class Choice(StrEnum):
     VALUE = "VALUE"
 
 
+# How a conflict whose customer was deleted from WARP is closed: moot, with no value.
+WARP_DELETED = "WARP_DELETED"
+
+
 class ResolutionError(HubsyncError, ValueError):
-    """The resolution cannot be made; `reason` is 'not_found', 'not_open', 'invalid' or
-    'paused' (a typed value while HubSpot -> WARP is paused)."""
+    """The resolution cannot be made; `reason` is 'not_found', 'not_open', 'invalid',
+    'paused' (a typed value while HubSpot -> WARP is paused) or 'customer_deleted' (the
+    conflict is then closed as moot)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -120,76 +127,152 @@ def parse_choice(raw: object) -> Choice:
 async def resolve_conflict(
     services: ResolveServices, conflict_id: int, choice: Choice, value: str | None, *, by: str
 ) -> Resolution:
+    """Write and record the operator's choice, then sync the customer. The conflict is held
+    from its read to its closing (`holding_conflict`), so of two operators resolving it at
+    once one writes and the other is refused as `not_open`: the record is what was written.
+    A customer deleted from WARP takes no value: its conflict is closed as moot
+    (`customer_deleted`) rather than recorded as resolved to a value that went nowhere."""
     async with services.engine.connect() as connection:
-        conflict = await get_conflict(connection, conflict_id)
         rules = {rule.warp_field: rule for rule in await load_rules(connection)}
-    if conflict is None:
-        raise ResolutionError("not_found", f"conflict {conflict_id} does not exist")
-    if conflict.state != "open":
-        raise ResolutionError("not_open", f"conflict {conflict_id} is already {conflict.state}")
-    rule = rules.get(conflict.field)
-    if rule is None:
-        raise ResolutionError("invalid", f"no rule maps the field {conflict.field!r} any more")
-    customer_id = conflict.warp_customer_id
-    warp_value, hubspot_value = conflict.warp_value, conflict.hubspot_value
-    if choice is Choice.WARP:
-        chosen, base = warp_value, hubspot_value
-    elif choice is Choice.HUBSPOT:
-        chosen, base = hubspot_value, warp_value
-    else:
-        if value is None:
-            raise ResolutionError("invalid", "a typed resolution needs a value")
-        try:
-            chosen = normalize(rule, value.strip() or None)
-            warp_typed = canonical_to_warp(rule, chosen)
-        except MappingError as exc:
-            raise ResolutionError("invalid", str(exc)) from None
-        base = hubspot_value
-        if chosen != warp_value and await _inbound_paused(services.engine):
+    async with holding_conflict(services.engine, conflict_id) as (connection, conflict):
+        if conflict is None:
+            raise ResolutionError("not_found", f"conflict {conflict_id} does not exist")
+        if conflict.state != "open":
+            raise ResolutionError("not_open", f"conflict {conflict_id} is already {conflict.state}")
+        chosen, base, warp_typed = _choose(conflict, rules, choice, value)
+        writes_warp = warp_typed is not _UNSET and chosen != conflict.warp_value
+        if writes_warp and await _inbound_paused(services.engine):
             raise ResolutionError(
                 "paused",
                 f"HubSpot -> WARP is paused, and a typed value is written to WARP first; "
                 f"conflict {conflict.id} stays open: resume inbound, or take WARP's or "
                 "HubSpot's value (applied when the paused direction resumes)",
             )
-        if chosen != warp_value:  # WARP first: if it fails, nothing is recorded
-            await services.warp.write_many([WarpWrite(customer_id, {conflict.field: warp_typed})])
-    async with services.engine.begin() as connection:
-        await connection.execute(
-            update(sync_state.field_states)
-            .where(
-                sync_state.field_states.c.warp_customer_id == customer_id,
-                sync_state.field_states.c.field == conflict.field,
-            )
-            .values(base_value=base, updated_at=datetime.now(UTC))
+        gone = await _write_warp(services.warp, conflict, chosen, warp_typed)
+        if gone:
+            await _close_as_moot(connection, conflict, choice, by)
+        else:
+            await _record(connection, conflict, choice, chosen=chosen, base=base, by=by)
+    if gone:
+        raise ResolutionError(
+            "customer_deleted",
+            f"customer {conflict.warp_customer_id} no longer exists in WARP, so no value can "
+            f"reach it; conflict {conflict_id} is closed as moot and nothing was written",
         )
-        await connection.execute(
-            update(sync_state.conflicts)
-            .where(sync_state.conflicts.c.id == conflict.id, sync_state.conflicts.c.state == "open")
-            .values(
-                state="resolved",
-                resolution=choice.value,
-                resolved_value=chosen,
-                resolved_by=by[:128],
-                resolved_at=datetime.now(UTC),
-            )
-        )
-        await record_action(
-            connection,
-            actor=by,
-            action="conflict.resolve",
-            target=f"conflict:{conflict.id}",
-            detail={
-                "customer_id": customer_id,
-                "field": conflict.field,
-                "choice": choice.value,
-                "value": chosen,
-                "warp_value": warp_value,
-                "hubspot_value": hubspot_value,
-            },
-        )
-    job_id, outcome = await sync_customer(services, customer_id)
+    job_id, outcome = await sync_customer(services, conflict.warp_customer_id)
     return Resolution(conflict, choice, chosen, job_id, outcome)
+
+
+_UNSET = object()
+
+
+def _choose(
+    conflict: ConflictRow, rules: dict[str, FieldRule], choice: Choice, value: str | None
+) -> tuple[str | None, str | None, Any]:
+    """(the chosen value, the merge base that makes the engine carry it, and for a typed
+    value the WARP value to write first — `_UNSET` when WARP is not written here)."""
+    rule = rules.get(conflict.field)
+    if rule is None:
+        raise ResolutionError("invalid", f"no rule maps the field {conflict.field!r} any more")
+    if choice is Choice.WARP:
+        return conflict.warp_value, conflict.hubspot_value, _UNSET
+    if choice is Choice.HUBSPOT:
+        return conflict.hubspot_value, conflict.warp_value, _UNSET
+    if value is None:
+        raise ResolutionError("invalid", "a typed resolution needs a value")
+    try:
+        chosen = normalize(rule, value.strip() or None)
+        warp_typed = canonical_to_warp(rule, chosen)
+    except MappingError as exc:
+        raise ResolutionError("invalid", str(exc)) from None
+    return chosen, conflict.hubspot_value, warp_typed
+
+
+async def _write_warp(
+    warp: WarpConnector, conflict: ConflictRow, chosen: str | None, warp_typed: Any
+) -> bool:
+    """Write a typed value to WARP (first: if it fails, nothing is recorded); True when the
+    customer is gone from WARP. A value WARP's database refuses is `invalid`."""
+    customer_id = conflict.warp_customer_id
+    if warp_typed is _UNSET or chosen == conflict.warp_value:
+        return not await warp.existing_ids([customer_id])
+    refusals = await warp.write_many([WarpWrite(customer_id, {conflict.field: warp_typed})])
+    refusal = refusals.get(customer_id)
+    if refusal is None:
+        return False
+    if refusal.kind is Refusal.MISSING:
+        return True
+    raise ResolutionError("invalid", refusal.reason)
+
+
+async def _record(
+    connection: AsyncConnection,
+    conflict: ConflictRow,
+    choice: Choice,
+    *,
+    chosen: str | None,
+    base: str | None,
+    by: str,
+) -> None:
+    await connection.execute(
+        update(sync_state.field_states)
+        .where(
+            sync_state.field_states.c.warp_customer_id == conflict.warp_customer_id,
+            sync_state.field_states.c.field == conflict.field,
+        )
+        .values(base_value=base, updated_at=datetime.now(UTC))
+    )
+    await _close(connection, conflict, choice.value, chosen, by)
+    await record_action(
+        connection,
+        actor=by,
+        action="conflict.resolve",
+        target=f"conflict:{conflict.id}",
+        detail={
+            "customer_id": conflict.warp_customer_id,
+            "field": conflict.field,
+            "choice": choice.value,
+            "value": chosen,
+            "warp_value": conflict.warp_value,
+            "hubspot_value": conflict.hubspot_value,
+        },
+    )
+
+
+async def _close_as_moot(
+    connection: AsyncConnection, conflict: ConflictRow, choice: Choice, by: str
+) -> None:
+    await _close(connection, conflict, WARP_DELETED, None, by)
+    await record_action(
+        connection,
+        actor=by,
+        action="conflict.close",
+        target=f"conflict:{conflict.id}",
+        detail={
+            "customer_id": conflict.warp_customer_id,
+            "field": conflict.field,
+            "asked": choice.value,
+            "reason": "the customer no longer exists in WARP; nothing was written",
+        },
+    )
+
+
+async def _close(
+    connection: AsyncConnection, conflict: ConflictRow, how: str, value: str | None, by: str
+) -> None:
+    closed = await connection.execute(
+        update(sync_state.conflicts)
+        .where(sync_state.conflicts.c.id == conflict.id, sync_state.conflicts.c.state == "open")
+        .values(
+            state="resolved",
+            resolution=how,
+            resolved_value=value,
+            resolved_by=by[:128],
+            resolved_at=datetime.now(UTC),
+        )
+    )
+    if closed.rowcount != 1:  # held since it was read open: only a bug gets here
+        raise ResolutionError("not_open", f"conflict {conflict.id} was closed meanwhile")
 
 
 async def _inbound_paused(engine: AsyncEngine) -> bool:

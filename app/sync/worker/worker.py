@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from app.metrics.instruments import observe_batch
 from app.store.queue import CompletionSummary, QueueRepository
 from app.sync.core.jobs import ClaimedJob, JobHandler, JobOutcome, OutcomeStatus
 from app.sync.worker.lanes import Budget, LaneControl
@@ -220,8 +219,7 @@ class Worker:
             # Stopped mid-batch: give the jobs back now rather than after the lease.
             await asyncio.shield(self.queue.release(lane, [job.id for job in jobs]))
             raise
-        summary = await self._complete(lane, outcomes)
-        observe_batch(jobs, outcomes)
+        summary = await self._complete(lane, outcomes)  # counted in the metrics there
         counts = ProcessCounts.of(len(jobs), summary)
         self.totals += counts
         log.info("batch of %d by %s: %s", len(jobs), lane, counts.as_dict())

@@ -122,8 +122,11 @@ class QueueRepository:
         direction: JobDirection | str,
         payload: dict[str, Any] | None = None,
     ) -> BulkEnqueued:
-        """`enqueue` for a backfill: one statement per chunk of keys (duplicates count once)."""
-        unique = list(dict.fromkeys(keys))
+        """`enqueue` for a backfill: one statement per chunk of keys (duplicates count once).
+        The keys go in sorted, in every statement of every caller, so the row locks of two
+        overlapping enqueues are taken in one order and cannot deadlock each other (an
+        upsert locks rows in the order they arrive)."""
+        unique = sorted(set(keys))
         total = BulkEnqueued(0, 0)
         for start in range(0, len(unique), ENQUEUE_CHUNK):
             chunk = unique[start : start + ENQUEUE_CHUNK]

@@ -2,7 +2,7 @@
 
 The worker, the immediate-sync route (`POST /v1/sync/customers/{id}/to-hubspot`) and a
 conflict's resolution (app/sync/operator/resolution.py) hold leases; all renew them with
-`heartbeat`, every third of the lease. If a renewal cannot be made
+`heartbeat`, every quarter of the lease. If a renewal cannot be made
 in time (the database is unreachable, or the renewal hangs on a lock or a stalled connection:
 every renewal is bounded) or the jobs were taken from us (rescued after a pause), the work is
 cancelled before the lease ends. A holder that wakes after its lease anyway (a paused process)
@@ -65,7 +65,7 @@ async def heartbeat(
     own that is abandoned (cancelled, not awaited) at the deadline, so even a connection
     whose cleanup hangs cannot hold the heartbeat past it."""
     loop = asyncio.get_running_loop()
-    interval = lease_seconds / 3
+    interval = lease_seconds / 4
     last_renewed = loop.time()
     next_beat = last_renewed + interval
     wanted = set(job_ids)

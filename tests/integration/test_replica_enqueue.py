@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api import sync_jobs
@@ -19,15 +20,25 @@ from app.store.db import create_engine
 from app.store.queue import PENDING, QUEUE, QueueRepository
 from app.store.transactions import TransactionConflictError, retry_transaction
 from app.sync.core.jobs import EntityType, JobDirection, JobSource
-from tests.conftest import Database
+from tests.conftest import Database, _admin
 from tests.integration.test_job_api import AUTH, TOKEN, add_customers
 from tests.support import api_only_settings, running
 
 pytestmark = pytest.mark.postgres
 
 
+# PostgreSQL looks for a deadlock once per lock wait, `deadlock_timeout` after it began, and
+# aborts the transaction that looked. The transactions under test (the victims) wait this long
+# before looking, time enough for the test's own transaction to close the cycle; the test's
+# own look comes much later, so the victim is always the one aborted.
+VICTIM_DEADLOCK_TIMEOUT = "2s"
+DRIVER_DEADLOCK_TIMEOUT = "30s"
+
+
 @pytest.fixture
 async def pg(postgres_url: str) -> AsyncIterator[Database]:
+    name = make_url(postgres_url).database
+    _admin(f"ALTER DATABASE \"{name}\" SET deadlock_timeout = '{VICTIM_DEADLOCK_TIMEOUT}'")
     engine = create_engine(postgres_url, pool_size=10)
     try:
         yield Database("postgresql", postgres_url, engine, "accounts.customers")
@@ -84,7 +95,9 @@ async def deadlock_once(pg: Database, victim: asyncio.Future[None]) -> None:
     """Hold "b", wait until `victim` holds "a" and waits for "b", then ask for "a": a real
     deadlock, which PostgreSQL breaks by aborting whoever waited longer (the victim)."""
     async with pg.engine.begin() as connection:
-        await connection.exec_driver_sql("SET LOCAL deadlock_timeout = '5s'")  # the other loses
+        await connection.exec_driver_sql(
+            f"SET LOCAL deadlock_timeout = '{DRIVER_DEADLOCK_TIMEOUT}'"
+        )
         await lock_pending(connection, "b")
         await waiting_for_lock(pg)
         await lock_pending(connection, "a")
@@ -92,7 +105,7 @@ async def deadlock_once(pg: Database, victim: asyncio.Future[None]) -> None:
 
 
 async def waiting_for_lock(pg: Database) -> None:
-    for _ in range(500):
+    for _ in range(1000):
         async with pg.engine.connect() as connection:
             waiting = await connection.scalar(
                 text(
@@ -115,7 +128,6 @@ async def test_a_deadlocked_transaction_runs_again_and_commits(pg: Database) -> 
         nonlocal tries
         tries += 1
         async with pg.engine.begin() as connection:
-            await connection.exec_driver_sql("SET LOCAL deadlock_timeout = '50ms'")
             await lock_pending(connection, "a")
             await lock_pending(connection, "b")
 
@@ -130,7 +142,6 @@ async def test_a_transaction_deadlocked_on_every_try_is_a_conflict_error(pg: Dat
 
     async def enqueue_a_then_b() -> None:
         async with pg.engine.begin() as connection:
-            await connection.exec_driver_sql("SET LOCAL deadlock_timeout = '50ms'")
             await lock_pending(connection, "a")
             await lock_pending(connection, "b")
 
@@ -171,19 +182,20 @@ async def test_a_bulk_enqueue_that_cannot_commit_is_a_503_with_retry_after(
     monkeypatch.setattr(sync_jobs, "ENQUEUE_TRIES", 1)
     first, second = sorted(await add_customers(pg, 2))
     await enqueue_keys(QueueRepository(pg.engine), [first, second])
-    request = asyncio.ensure_future(
-        client.post(
-            "/v1/sync/customers/queue",
-            json={"customer_ids": [first, second], "priority": 1},
-            headers=AUTH,
-        )
-    )
     # The route locks `first`, then waits for `second`, which this transaction holds; when
-    # this one asks for `first`, the route (the default 1 s deadlock_timeout, shorter than
-    # this one's) is the victim.
+    # this one asks for `first`, the route is the victim.
     async with pg.engine.begin() as connection:
-        await connection.exec_driver_sql("SET LOCAL deadlock_timeout = '5s'")
+        await connection.exec_driver_sql(
+            f"SET LOCAL deadlock_timeout = '{DRIVER_DEADLOCK_TIMEOUT}'"
+        )
         await lock_pending(connection, second)
+        request = asyncio.ensure_future(
+            client.post(
+                "/v1/sync/customers/queue",
+                json={"customer_ids": [first, second], "priority": 1},
+                headers=AUTH,
+            )
+        )
         await waiting_for_lock(pg)
         await lock_pending(connection, first)
     answer = await request

@@ -146,9 +146,9 @@ async def _run_bounded(
             failure = JobOutcome(
                 job.id, OutcomeStatus.RETRY, error=f"{type(exc).__name__}", error_kind="internal"
             )
-            await asyncio.shield(queue.complete(holder, [failure]))
+            await asyncio.shield(queue.complete(holder, [failure], claims={job.id: job.claim}))
             raise
-        await queue.complete(holder, [outcome])
+        await queue.complete(holder, [outcome], claims={job.id: job.claim})
         return outcome
 
     task = asyncio.create_task(run(), name=f"hubsync-sync-now {job.id}")

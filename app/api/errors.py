@@ -14,12 +14,20 @@ from starlette.responses import JSONResponse, Response
 
 from app.api.middleware import REQUEST_ID_HEADER, request_id_of
 from app.errors import HubsyncError
+from app.store.sqlstate import cannot_connect, must_retry_transaction
+from app.store.transactions import TransactionConflictError
 
 log = logging.getLogger("hubsync.api")
 # Seconds a client is told to wait after a 503: a database restart or failover, typically.
 RETRY_AFTER_SECONDS = 5
 # What a route raises when its database cannot be reached, whichever layer it comes from.
-DATABASE_DOWN = (DBAPIError, DisconnectionError, PoolTimeoutError, OSError)
+DATABASE_DOWN = (
+    DBAPIError,
+    DisconnectionError,
+    PoolTimeoutError,
+    OSError,
+    TransactionConflictError,
+)
 
 _TITLES = {
     400: "bad_request",
@@ -87,8 +95,18 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 
 
 def is_database_down(exc: BaseException) -> bool:
+    """The database could not serve the request, not a bug: unreachable, starting up or
+    shutting down (`57P0x`, `08xxx`: asyncpg reports these as generic `DBAPIError`s), or it
+    aborted the transaction to break a deadlock on every try."""
+    if isinstance(exc, TransactionConflictError):
+        return True
     if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, OperationalError | InterfaceError)
+            or cannot_connect(exc)
+            or must_retry_transaction(exc)
+        )
     return isinstance(exc, DATABASE_DOWN)
 
 

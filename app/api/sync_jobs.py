@@ -18,8 +18,9 @@ from app.api.errors import ApiError
 from app.api.idempotency import Answer, answer_idempotently
 from app.context import AppContext
 from app.store.idempotency import IdempotencyRepository
-from app.store.queue import JobRecord, QueueRepository
+from app.store.queue import BulkEnqueued, JobRecord, QueueRepository
 from app.store.sync_state import as_utc
+from app.store.transactions import TRANSACTION_TRIES, retry_transaction
 from app.sync.core.jobs import EntityType, JobDirection, JobSource
 from app.sync.schedule.runtime import wake_worker
 from app.sync.worker.worker import Worker
@@ -29,6 +30,7 @@ DEFAULT_PRIORITY = 5
 MAX_BULK_IDS = 10_000
 MAX_PROCESS_JOBS = 10_000
 LOOKUP_CHUNK = 1000
+ENQUEUE_TRIES = TRANSACTION_TRIES
 
 
 async def queue_customer(request: Request) -> Response:
@@ -97,22 +99,32 @@ async def queue_customers(request: Request) -> Response:
                 keys.append(key)
             else:
                 unknown.append(customer_id)
-        async with context.engine.begin() as connection:
-            result = await queue.enqueue_many(
-                connection,
-                EntityType.CUSTOMER,
-                keys,
-                priority=priority,
-                source=JobSource.API,
-                direction=JobDirection.TO_HUBSPOT,
-            )
-            payload = {
-                "queued": result.created,
-                "coalesced": result.coalesced,
-                "unknown_ids": unknown,
-                "priority": priority,
-            }
-            await answer.record(connection, 202, payload)
+
+        async def enqueue_and_answer() -> tuple[BulkEnqueued, dict[str, Any]]:
+            async with context.engine.begin() as connection:
+                result = await queue.enqueue_many(
+                    connection,
+                    EntityType.CUSTOMER,
+                    keys,
+                    priority=priority,
+                    source=JobSource.API,
+                    direction=JobDirection.TO_HUBSPOT,
+                )
+                payload = {
+                    "queued": result.created,
+                    "coalesced": result.coalesced,
+                    "unknown_ids": unknown,
+                    "priority": priority,
+                }
+                await answer.record(connection, 202, payload)
+            return result, payload
+
+        # Another replica's enqueue, a worker's completion or a rescue may still make the
+        # database abort this transaction to break a deadlock: run it again, whole; past the
+        # tries, TransactionConflictError is a 503 with Retry-After (app/api/errors.py).
+        result, payload = await retry_transaction(
+            enqueue_and_answer, tries=ENQUEUE_TRIES, what="bulk enqueue"
+        )
         if result.created or result.coalesced:
             wake_worker(context)
         return 202, payload

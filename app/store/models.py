@@ -82,6 +82,9 @@ class SyncJob(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     run_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
     locked_by: Mapped[str | None] = mapped_column(String(128))
+    # The fencing token: one more on every claim. A holder states it on every write, so a
+    # holder whose lease was lost (and whose job was claimed again) is refused.
+    claim: Mapped[int | None] = mapped_column(BigInteger, server_default="0")
     lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_error_kind: Mapped[str | None] = mapped_column(String(32))

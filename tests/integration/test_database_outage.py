@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import struct
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import pytest
 import yaml
 
 from app.main import create_app
@@ -39,10 +44,76 @@ def operations() -> list[tuple[str, str]]:
 
 
 async def test_every_route_answers_503_with_retry_after_when_the_database_is_down() -> None:
+    await assert_every_route_503("postgresql://nobody:pw@127.0.0.1:1/none")
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "message"),
+    [
+        ("57P03", "the database system is starting up"),
+        ("57P01", "terminating connection due to administrator command"),
+        ("08006", "connection failure"),
+    ],
+)
+async def test_every_route_answers_503_while_the_database_cannot_accept_connections(
+    sqlstate: str, message: str
+) -> None:
+    """PostgreSQL starting up (or shutting down) accepts the TCP connection and then refuses
+    the session with an error; asyncpg reports it as a plain `PostgresError`, which SQLAlchemy
+    wraps in a generic `DBAPIError`. That is an outage (503), not a bug (500)."""
+    async with refusing_postgres(sqlstate, message) as port:
+        await assert_every_route_503(f"postgresql://hubsync:pw@127.0.0.1:{port}/hubsync")
+
+
+@asynccontextmanager
+async def refusing_postgres(sqlstate: str, message: str) -> AsyncIterator[int]:
+    """A TCP server speaking just enough of PostgreSQL's protocol to refuse every session the
+    way a server that is starting up does: decline SSL/GSS encryption, read the startup
+    message, answer a FATAL ErrorResponse with `sqlstate`, hang up."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                length, code = struct.unpack("!ii", await reader.readexactly(8))
+                if code in (SSL_REQUEST, GSSENC_REQUEST):
+                    writer.write(b"N")
+                    await writer.drain()
+                    continue
+                await reader.readexactly(length - 8)
+                break
+            fields = b"".join(
+                kind + value.encode() + b"\0"
+                for kind, value in (
+                    (b"S", "FATAL"),
+                    (b"V", "FATAL"),
+                    (b"C", sqlstate),
+                    (b"M", message),
+                )
+            )
+            body = fields + b"\0"
+            writer.write(b"E" + struct.pack("!i", len(body) + 4) + body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+SSL_REQUEST, GSSENC_REQUEST = 80877103, 80877104
+
+
+async def assert_every_route_503(database_url: str) -> None:
     settings = Settings.from_mapping(
         {
             "HUBSYNC_MODE": "demo",
-            "HUBSYNC_DATABASE_URL": "postgresql://nobody:pw@127.0.0.1:1/none",
+            "HUBSYNC_DATABASE_URL": database_url,
             "HUBSYNC_WORKER": "false",
             "HUBSYNC_SCHEDULER": "false",
             "HUBSYNC_API_TOKENS": TOKEN,

@@ -46,6 +46,7 @@ async def upsert_pending(
     same transaction so they hear of the jobs exactly when the jobs become visible."""
     if not 1 <= priority <= 10:
         raise ValueError(f"priority must be 1 (most urgent) to 10, got {priority}")
+    keys = sorted(keys)  # one lock order for every enqueue: see `QueueRepository.enqueue_many`
     if connection.dialect.name == "postgresql":
         job_ids, created = await _upsert_postgres(
             connection,

@@ -127,6 +127,7 @@ def claimed_job(row: RowMapping) -> ClaimedJob:
         attempts=row["attempts"],
         created_at=as_utc(row["created_at"]),
         payload=dict(row["payload"] or {}),
+        claim=row["claim"] or 0,
     )
 
 

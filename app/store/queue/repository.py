@@ -23,7 +23,7 @@ The rules, each enforced by the database rather than by hoping:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -72,6 +72,8 @@ ENQUEUE_CHUNK = 500  # rows per INSERT: 9 parameters each stays far below every 
 RACE_RETRIES = 5  # a unique-index race is rare and resolves on the next try
 MAX_ERROR_CHARS = 4000
 DEFAULT_AGEING_SECONDS = 60.0
+# Every claim of a job row takes the next fencing token (app/store/queue/fence.py).
+NEXT_CLAIM = func.coalesce(QUEUE.c.claim, 0) + 1
 
 
 class QueueRepository:
@@ -124,8 +126,11 @@ class QueueRepository:
         direction: JobDirection | str,
         payload: dict[str, Any] | None = None,
     ) -> BulkEnqueued:
-        """`enqueue` for a backfill: one statement per chunk of keys (duplicates count once)."""
-        unique = list(dict.fromkeys(keys))
+        """`enqueue` for a backfill: one statement per chunk of keys (duplicates count once).
+        The keys go in sorted, in every statement of every caller, so the row locks of two
+        overlapping enqueues are taken in one order and cannot deadlock each other (an
+        upsert locks rows in the order they arrive)."""
+        unique = sorted(set(keys))
         total = BulkEnqueued(0, 0)
         for start in range(0, len(unique), ENQUEUE_CHUNK):
             chunk = unique[start : start + ENQUEUE_CHUNK]
@@ -185,6 +190,7 @@ class QueueRepository:
                 locked_by=worker_id,
                 lease_until=sql_now(dialect, lease_seconds),
                 attempts=QUEUE.c.attempts + 1,
+                claim=NEXT_CLAIM,
                 updated_at=sql_now(dialect),
             )
             if self._postgres:
@@ -255,6 +261,7 @@ class QueueRepository:
                 .values(
                     **lease,
                     attempts=QUEUE.c.attempts + 1,
+                    claim=NEXT_CLAIM,
                     priority=least(dialect, QUEUE.c.priority, job["priority"]),
                 )
                 .returning(*QUEUE.c)
@@ -265,6 +272,7 @@ class QueueRepository:
                     **job,
                     **lease,
                     "attempts": 1,
+                    "claim": 1,
                     "run_at": sql_now(dialect),
                     "created_at": sql_now(dialect),
                 }
@@ -276,20 +284,33 @@ class QueueRepository:
 
     # -- finish ------------------------------------------------------------------------------
 
-    async def complete(self, worker_id: str, outcomes: Sequence[JobOutcome]) -> CompletionSummary:
+    async def complete(
+        self,
+        worker_id: str,
+        outcomes: Sequence[JobOutcome],
+        *,
+        claims: Mapping[int, int] | None = None,
+    ) -> CompletionSummary:
         """Record what the handler decided, in one transaction. Outcomes for jobs that
         `worker_id` no longer holds (its lease expired and someone rescued them) are ignored:
-        the job's current holder decides."""
+        the job's current holder decides. With `claims` (job id -> the fencing token of the
+        claim the outcome belongs to), an outcome is also ignored when its job was claimed
+        again since, even under the same holder name."""
         if not outcomes:
             return CompletionSummary()
-        return await self._retry_races(lambda: self._complete_once(worker_id, outcomes))
+        return await self._retry_races(lambda: self._complete_once(worker_id, outcomes, claims))
 
     async def _complete_once(
-        self, worker_id: str, outcomes: Sequence[JobOutcome]
+        self,
+        worker_id: str,
+        outcomes: Sequence[JobOutcome],
+        claims: Mapping[int, int] | None,
     ) -> CompletionSummary:
         by_id = {outcome.job_id: outcome for outcome in outcomes}
         async with self.engine.begin() as connection:
             rows, now = await self._held(connection, worker_id, list(by_id))
+            if claims is not None:  # the rows are locked: the token cannot change under us
+                rows = [row for row in rows if (row["claim"] or 0) == claims.get(row["id"])]
             done: list[int] = []
             failed: list[dict[str, Any]] = []
             retry: list[PendingReturn] = []

@@ -48,6 +48,9 @@ class ClaimedJob:
     attempts: int  # including this one
     created_at: datetime
     payload: dict[str, Any] = field(default_factory=dict)
+    # The fencing token of this claim (the job row's claim counter when it was claimed); 0
+    # for work that is not a queue job, which nothing can claim twice.
+    claim: int = 0
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.hubspot.errors import HubSpotError, HubSpotNotFoundError
 from app.hubspot.models import BatchOutcome, BatchResult, UpdateInput, UpsertInput
 from app.store import sync_state
+from app.store.queue.fence import held_claims
 from app.store.sync_config import load_rules
 from app.sync.core.decision import Action
 from app.sync.core.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome
@@ -145,9 +146,12 @@ class SyncEngine:
         await settle_latest_wins(live, rules, db=self.engine, hubspot=self.hubspot)
         # An operator's pause holds the writes to its side, asked right before each write.
         hold_paused(live, await paused_now(self.engine))
+        # Fenced: a holder whose claim is no longer current writes nothing (store/queue/fence).
+        live = await self._fenced(live, batch)
         written = await self._write_hubspot(live, rules, batch)
         # A write by a stale id HubSpot applied to a merged survivor: keep the link where it is.
         written = await hold_taken(written, batch, db=self.engine)
+        written = await self._fenced(written, batch)
         hold_paused(written, await paused_now(self.engine), hubspot=False)
         changed = await write_warp(self.warp, written, rules, batch)
         done = [p for p in written if not batch.settled(p.job) and p not in changed]
@@ -306,6 +310,9 @@ class SyncEngine:
         a handful of statements."""
         synced_at = datetime.now(UTC)
         async with self.engine.begin() as connection:
+            # The claim is checked in the transaction that records the sync, and its rows
+            # stay locked until that commits: a stale holder's records are refused.
+            pairs = await self._fenced(pairs, batch, connection)
             await sync_state.save_active_links(
                 connection,
                 [
@@ -394,6 +401,25 @@ class SyncEngine:
             company_id=pair.company_id,
             changes=changes,
         )
+
+    async def _fenced(
+        self, pairs: list[Pair], batch: SyncBatch, connection: AsyncConnection | None = None
+    ) -> list[Pair]:
+        """The pairs whose job this holder still holds under its claim; the others are
+        settled as a lost lease (the job's current holder syncs the customer)."""
+        if not pairs:
+            return pairs
+        jobs = [pair.job for pair in pairs]
+        if connection is None:
+            async with self.engine.begin() as own:
+                held = await held_claims(own, jobs)
+        else:
+            held = await held_claims(connection, jobs)
+        for pair in pairs:
+            if pair.job.id not in held:
+                message = "the lease on this job was lost (it was claimed again); nothing written"
+                self._fail(batch, pair, message, "lease_lost", retry=True)
+        return [pair for pair in pairs if pair.job.id in held]
 
     # -- failures ------------------------------------------------------------------------
 

@@ -316,7 +316,7 @@ async def sync_customer(
             except BaseException:
                 await services.queue.release(worker_id, [job.id])
                 raise
-            await services.queue.complete(worker_id, [outcome])
+            await services.queue.complete(worker_id, [outcome], claims={job.id: job.claim})
             return job.id, outcome
     async with services.engine.begin() as connection:
         queued = await services.queue.enqueue(

@@ -219,7 +219,8 @@ class Worker:
             # Stopped mid-batch: give the jobs back now rather than after the lease.
             await asyncio.shield(self.queue.release(lane, [job.id for job in jobs]))
             raise
-        summary = await self._complete(lane, outcomes)  # counted in the metrics there
+        # Counted in the metrics where the queue records them.
+        summary = await self._complete(lane, outcomes, {job.id: job.claim for job in jobs})
         counts = ProcessCounts.of(len(jobs), summary)
         self.totals += counts
         log.info("batch of %d by %s: %s", len(jobs), lane, counts.as_dict())
@@ -244,10 +245,13 @@ class Worker:
             return [_retry(job, error, "handler_error") for job in jobs]
         return _one_outcome_each(jobs, outcomes)
 
-    async def _complete(self, lane: str, outcomes: list[JobOutcome]) -> CompletionSummary:
+    async def _complete(
+        self, lane: str, outcomes: list[JobOutcome], claims: dict[int, int]
+    ) -> CompletionSummary:
         for attempt in range(1, COMPLETE_TRIES + 1):
             try:
-                return await self.queue.complete(lane, outcomes)
+                # Fenced by the claim: a batch whose jobs were claimed again records nothing.
+                return await self.queue.complete(lane, outcomes, claims=claims)
             except Exception:
                 # Not recorded: the jobs stay leased and are rescued after the lease, so the
                 # work runs again (at-least-once) rather than being lost.

@@ -1,0 +1,38 @@
+"""Fencing a holder's writes with its claim (Kleppmann's fencing token).
+
+A lease only protects anything if a holder that lost it stops writing. The heartbeat cancels
+work that cannot renew in time (app/sync/worker/lease.py), but a process that was paused (a
+stalled socket, GC, SIGSTOP) can wake after its lease is gone, while another worker holds the
+job. So every claim of a job row takes a number that only grows (`claim`), and before each
+write the holder asks the database whether its claim is still the current one: before calling
+HubSpot (which cannot check a token), before writing WARP, and in the very transaction that
+records links and field state. A stale holder is refused and writes nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.queue.records import QUEUE, RUNNING, SQL_STATE
+from app.sync.core.jobs import ClaimedJob
+
+
+async def held_claims(connection: AsyncConnection, jobs: Sequence[ClaimedJob]) -> set[int]:
+    """The ids of `jobs` whose row is still running under the claim they were handed out
+    with. On PostgreSQL those rows stay share-locked until the caller's transaction ends, so
+    a rescue (which skips locked rows) cannot take them while the caller writes. Work that is
+    not a queue job (claim 0: nothing can claim it twice) is always held."""
+    fenced = {(job.id, job.claim) for job in jobs if job.claim > 0}
+    held = {job.id for job in jobs if job.claim <= 0}
+    if not fenced:
+        return held
+    query = select(QUEUE.c.id).where(
+        QUEUE.c.state == SQL_STATE[RUNNING],
+        tuple_(QUEUE.c.id, QUEUE.c.claim).in_(sorted(fenced)),
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.order_by(QUEUE.c.id).with_for_update(read=True, of=QUEUE)
+    return held | set((await connection.execute(query)).scalars())

@@ -1,0 +1,181 @@
+"""A holder that cannot renew its lease in time stops writing, and a holder whose claim is no
+longer current is refused: no two holders ever write one customer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.hubspot.models import BatchResult, UpsertInput
+from app.store.db import create_engine
+from app.store.models import EntityLink
+from app.store.queue import QueueRepository
+from app.sync.core.jobs import ClaimedJob, JobOutcome, OutcomeStatus
+from app.sync.worker.worker import Worker
+from tests.conftest import Database
+from tests.integration.queue_support import enqueue, job, make_queue, set_times, wait_for_state
+from tests.syncenv import SyncEnv, rows, sync_env
+
+
+@pytest.mark.postgres
+async def test_a_renewal_that_hangs_cancels_the_batch_before_the_lease_ends(
+    postgres_url: str,
+) -> None:
+    """The heartbeat's UPDATE waits behind a row lock another connection holds on the job
+    row (as it would behind a stalled connection): the batch must stop before its lease
+    runs out, not whenever the renewal returns."""
+    database = Database("postgresql", postgres_url, _engine(postgres_url), "accounts.customers")
+    try:
+        queue = make_queue(database.engine)
+        cancelled_at: list[datetime] = []
+
+        async def slow(jobs: Sequence[ClaimedJob]) -> list[JobOutcome]:
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled_at.append(datetime.now(UTC))
+                raise
+            return [JobOutcome(j.id, OutcomeStatus.DONE) for j in jobs]
+
+        worker = Worker(queue, slow, worker_id="w", lease_seconds=2.0)
+        job_id, _ = await enqueue(queue, "stuck-heartbeat")
+        processing = asyncio.create_task(worker.process_now())
+        await wait_for_state(queue, job_id, "running", within=3)
+        async with database.engine.connect() as blocker, blocker.begin():
+            lease_until = await blocker.scalar(
+                text("SELECT lease_until FROM hubspot_sync_queue WHERE id = :id FOR UPDATE"),
+                {"id": job_id},
+            )
+            for _ in range(40):  # 4 s: the lease is 2 s
+                if cancelled_at:
+                    break
+                await asyncio.sleep(0.1)
+            assert cancelled_at, "the batch kept running while its lease could not be renewed"
+            assert cancelled_at[0] < lease_until  # stopped before anyone could claim it
+        async with asyncio.timeout(10):
+            counts = await processing
+        assert counts.retried == 1
+        record = await job(queue, job_id)
+        assert (record.state, record.last_error_kind) == ("pending", "lease_lost")
+    finally:
+        await database.engine.dispose()
+
+
+def _engine(url: str) -> AsyncEngine:
+    return create_engine(url, pool_size=5)
+
+
+@pytest.fixture
+async def env(db: Database) -> AsyncIterator[SyncEnv]:
+    async with sync_env(db) as environment:
+        yield environment
+
+
+async def claim_twice(
+    queue: QueueRepository, db: Database, key: str
+) -> tuple[ClaimedJob, ClaimedJob]:
+    """Holder A claims the job, loses its lease (it stopped heartbeating), the job is
+    rescued and holder B claims it: (A's stale claim, B's current one)."""
+    job_id, _ = await enqueue(queue, key)
+    [stale] = await queue.claim("A", 1, 30)
+    await set_times(db.engine, job_id, lease_until=1)
+    assert await queue.rescue_expired() == 1
+    await set_times(db.engine, job_id, run_at=1)
+    [current] = await queue.claim("B", 1, 30)
+    assert (stale.id, current.id) == (job_id, job_id)
+    assert current.claim == stale.claim + 1
+    return stale, current
+
+
+async def test_a_stale_holder_writes_nothing_and_its_outcome_is_refused(env: SyncEnv) -> None:
+    queue = QueueRepository(env.db.engine)
+    customer_id = await env.add_customer(company_name="Fenced Ltd")
+    stale, current = await claim_twice(queue, env.db, customer_id)
+
+    [late] = await env.engine([stale])  # A wakes up and carries on with its batch
+    assert (late.status, late.error_kind) == (OutcomeStatus.RETRY, "lease_lost")
+    assert env.hubspot.upserts == []  # HubSpot never called
+    assert env.hubspot.updates == []
+    assert await rows(env.db, EntityLink, EntityLink.warp_customer_id == customer_id) == []
+    summary = await queue.complete("A", [late], claims={stale.id: stale.claim})
+    assert summary.ignored == 1
+
+    [outcome] = await env.engine([current])  # B, the current holder, syncs it once
+    assert outcome.status is OutcomeStatus.DONE, outcome.error
+    assert len(env.hubspot.upserts) == 1
+    summary = await queue.complete("B", [outcome], claims={current.id: current.claim})
+    assert summary.done == 1
+    assert (await job(queue, current.id)).state == "done"
+
+
+async def test_the_same_holder_name_with_an_old_claim_is_refused(db: Database) -> None:
+    """The token, not the holder's name, decides: a holder that lost the job and claimed it
+    again under the same name cannot record the first claim's outcome."""
+    queue = make_queue(db.engine)
+    job_id, _ = await enqueue(queue, "same-name")
+    [first] = await queue.claim("lane", 1, 30)
+    await set_times(db.engine, job_id, lease_until=1)
+    assert await queue.rescue_expired() == 1
+    await set_times(db.engine, job_id, run_at=1)
+    [second] = await queue.claim("lane", 1, 30)
+    stale = JobOutcome(job_id, OutcomeStatus.FAILED, error="from the lost claim")
+    summary = await queue.complete("lane", [stale], claims={job_id: first.claim})
+    assert summary.ignored == 1
+    assert (await job(queue, job_id)).state == "running"
+    fresh = JobOutcome(job_id, OutcomeStatus.DONE)
+    summary = await queue.complete("lane", [fresh], claims={job_id: second.claim})
+    assert summary.done == 1
+
+
+class LosingHubSpot:
+    """The sandbox's HubSpot, reached through the real client; while the engine's write is
+    in flight, the holder's job is rescued and claimed by another worker (a holder paused in
+    the middle of its HubSpot call)."""
+
+    def __init__(self, env: SyncEnv, queue: QueueRepository) -> None:
+        self.env = env
+        self.queue = queue
+        self.inner = env.hubspot
+        self.taken: list[ClaimedJob] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def batch_upsert_companies(
+        self, inputs: Sequence[UpsertInput], id_property: str = "warp_ban"
+    ) -> BatchResult:
+        result = await self.inner.batch_upsert_companies(inputs, id_property)
+        async with self.env.db.engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE hubspot_sync_queue SET lease_until = :t"),
+                {"t": datetime(2000, 1, 1, tzinfo=UTC)},
+            )
+        await self.queue.rescue_expired()
+        async with self.env.db.engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE hubspot_sync_queue SET run_at = :t"),
+                {"t": datetime(2000, 1, 1, tzinfo=UTC)},
+            )
+        self.taken += await self.queue.claim("B", 10, 30)
+        return result
+
+
+async def test_a_holder_that_loses_its_claim_during_the_hubspot_call_records_nothing(
+    env: SyncEnv,
+) -> None:
+    queue = QueueRepository(env.db.engine)
+    customer_id = await env.add_customer(company_name="Paused Ltd")
+    await enqueue(queue, customer_id)
+    [claimed] = await queue.claim("A", 1, 30)
+    losing = LosingHubSpot(env, queue)
+    env.engine.hubspot = losing  # type: ignore[assignment] -- the same port, with the pause
+    [outcome] = await env.engine([claimed])
+    assert [taken.id for taken in losing.taken] == [claimed.id]  # B holds it now
+    assert (outcome.status, outcome.error_kind) == (OutcomeStatus.RETRY, "lease_lost")
+    assert (await env.customer(customer_id))["external_ids"] == {}  # WARP not written
+    assert await rows(env.db, EntityLink, EntityLink.warp_customer_id == customer_id) == []

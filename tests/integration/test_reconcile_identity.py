@@ -11,6 +11,8 @@ engine against the sandbox, on SQLite and PostgreSQL:
 
 from __future__ import annotations
 
+import time
+
 from app.sandbox.sandbox import Sandbox
 from app.store import sync_state
 from app.sync.core.identity import MAX_BAN_LENGTH
@@ -18,6 +20,7 @@ from app.sync.core.jobs import EntityType, JobDirection, OutcomeStatus
 from tests.conftest import Database
 from tests.reconcile_support import items, reconcile, work_queue
 from tests.syncenv import SyncEnv, sync_env
+from tests.webhook_support import deliver, jobs, lifecycle, service
 
 CRM_USER = Sandbox.user_source(7)
 
@@ -171,3 +174,27 @@ async def test_a_customer_job_finds_a_known_company_whose_ban_has_whitespace(
         assert live_companies(env) == [company.id]
         assert await link_of(env, customer) == (company.id, "ZT-555000111", "active")
         assert env.company(company.id)["warp_ban"] == "ZT-555000111"
+
+
+async def test_a_webhook_for_a_company_whose_ban_has_whitespace_adopts_it(db: Database) -> None:
+    """Through the signed webhook route: the event is routed to a company job, which pairs
+    the company with its customer by the normalised ban."""
+    async with sync_env(db) as env:
+        customer = await env.add_customer()
+        ban = (await env.customer(customer))["ban"]
+        company = env.sandbox.companies.create({"name": "Hooked", "warp_ban": f" {ban}"}, CRM_USER)
+        async with service(env.db) as client:
+            answer = await deliver(
+                client,
+                [lifecycle("creation", int(company.id), int(time.time() * 1000))],
+            )
+        assert answer.json()["queued"] == 1, answer.text
+        [queued] = await jobs(env.db)
+        assert (queued.entity_type, queued.entity_key) == ("company", company.id)
+        [outcome] = await env.sync(
+            company.id, entity_type=EntityType.COMPANY, direction=JobDirection(queued.direction)
+        )
+        assert outcome.status is OutcomeStatus.DONE, outcome.error
+        assert await link_of(env, customer) == (company.id, ban, "active")
+        assert env.company(company.id)["warp_ban"] == ban
+        assert live_companies(env) == [company.id]

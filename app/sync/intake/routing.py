@@ -47,6 +47,7 @@ from app.sync.core.events import (
     is_own_write,
     parse_event,
 )
+from app.sync.core.identity import normalize_ban
 from app.sync.core.jobs import EntityType, JobDirection, JobSource
 from app.sync.core.records import Link
 
@@ -236,7 +237,7 @@ class _Router:
                 self.connection,
                 customer_id=keeper.warp_customer_id,
                 company_id=survivor,
-                ban=keeper.warp_ban,
+                ban=normalize_ban(keeper.warp_ban),  # one normalisation of bans
             )
             self.links.pop(keeper.hubspot_company_id or "", None)
             self.links[survivor] = keeper = _with(keeper, hubspot_company_id=survivor)

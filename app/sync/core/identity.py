@@ -11,6 +11,7 @@ record.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 # No billing account number is this long; past it a value is something pasted by mistake.
@@ -27,14 +28,19 @@ def normalize_ban(value: object) -> str | None:
     return value.strip() or None
 
 
+# One scan for every character a ban may not hold (checked on every company of a run).
+_REFUSED = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def ban_problem(ban: str) -> str | None:
     """Why hubsync cannot use this (normalised) ban, or None: a character no database text
     column holds, or a length no real number has."""
-    if "\x00" in ban:
-        return "it holds a NUL character, which no text column can store"
-    if any("\ud800" <= char <= "\udfff" for char in ban):
-        return "it holds a lone UTF-16 surrogate, which is not text"
-    if any(char < " " or char == "\x7f" for char in ban):
+    if (found := _REFUSED.search(ban)) is not None:
+        char = found.group()
+        if char == "\x00":
+            return "it holds a NUL character, which no text column can store"
+        if char >= "\ud800":
+            return "it holds a lone UTF-16 surrogate, which is not text"
         return "it holds a control character"
     if len(ban) > MAX_BAN_LENGTH:
         return f"it is {len(ban)} characters long, longer than {MAX_BAN_LENGTH}"

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.hubspot.models import HubSpotCompany
-from app.sync.core.events import storable
 from app.sync.core.identity import ban_problem, normalize_ban, shown
 from app.sync.core.records import FieldMemory, Link
 from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
@@ -32,11 +31,27 @@ def unusable(company: HubSpotCompany) -> str | None:
     if ban is not None and (problem := ban_problem(ban)) is not None:
         return f"its warp_ban {shown(ban)!r} cannot be used: {problem}"
     for name, value in company.properties.items():
-        if storable(value, name)[1] is not None:
+        if not _holdable(value):
             return (
                 f"its {name} holds a character no text column can store (NUL or a lone surrogate)"
             )
     return None
+
+
+def _holdable(value: object) -> bool:
+    """Whether a text column can hold the value (no NUL, no lone surrogate). Every company
+    of a run goes through this: the common case, ASCII, is answered without encoding."""
+    if not isinstance(value, str):
+        return True
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def merged_ids(company: HubSpotCompany) -> list[str]:

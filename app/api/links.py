@@ -21,6 +21,7 @@ from app.api.idempotency import Answer, answer_idempotently
 from app.api.sync_jobs import idempotency_store, queue_of
 from app.hubspot.errors import HubSpotError, HubSpotNotFoundError
 from app.store import sync_state
+from app.sync.core.identity import usable_ban
 from app.sync.core.jobs import EntityType, JobDirection, JobSource
 from app.sync.schedule.runtime import wake_worker
 from app.warp.connector import canonical_id
@@ -72,7 +73,7 @@ async def relink_customer(request: Request) -> Response:
         async with context.engine.begin() as connection:
             try:
                 link = await sync_state.relink_customer(
-                    connection, key, company_id, customers[key].get("ban")
+                    connection, key, company_id, usable_ban(customers[key].get("ban"))
                 )
             except sync_state.CompanyTakenError as exc:
                 raise ApiError(409, str(exc), code="company_taken") from None

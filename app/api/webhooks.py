@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -30,7 +31,12 @@ from app.context import AppContext
 from app.metrics.instruments import observe_webhook_events
 from app.store.queue import QueueRepository
 from app.store.webhook_events import STATUSES, list_events
-from app.sync.core.events import DeliveryError, IncomingEvent, parse_delivery
+from app.sync.core.events import (
+    DeliveryError,
+    IncomingEvent,
+    bound_by_receipt,
+    parse_delivery,
+)
 from app.sync.intake.routing import (
     REPROCESS_LIMIT,
     DeliverySummary,
@@ -72,6 +78,7 @@ def wake_worker(context: AppContext) -> None:
 
 
 async def receive_hubspot(request: Request) -> JSONResponse:
+    received_at = datetime.now(UTC)  # bounds each event's occurredAt (bound_by_receipt)
     context = app_context(request)
     if context.webhook_secret is None:
         raise ApiError(503, "webhook secret not configured (set HUBSPOT_CLIENT_SECRET)")
@@ -85,7 +92,7 @@ async def receive_hubspot(request: Request) -> JSONResponse:
         public_url=context.settings.public_url,
     )
     try:
-        incoming = parse_delivery(body)
+        incoming = bound_by_receipt(parse_delivery(body), received_at)
     except DeliveryError as exc:
         raise ApiError(400, str(exc)) from None
     try:

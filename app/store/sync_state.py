@@ -64,6 +64,25 @@ async def links_by_company(connection: AsyncConnection, ids: Sequence[str]) -> d
     return {row.hubspot_company_id: _link(row) for row in rows}
 
 
+async def unmatched_links_by_ban(
+    connection: AsyncConnection, bans: Sequence[str]
+) -> dict[str, Link]:
+    """Companies seen without a customer (state `unmatched`), by the ban they held: how a
+    customer that came later finds a company whose `warp_ban` HubSpot would not match
+    exactly (bans are stored normalised; see app/sync/core/identity.py)."""
+    if not bans:
+        return {}
+    rows = await connection.execute(
+        select(links).where(
+            links.c.warp_ban.in_(list(bans)),
+            links.c.warp_customer_id.is_(None),
+            links.c.state == "unmatched",
+            links.c.hubspot_company_id.is_not(None),
+        )
+    )
+    return {row.warp_ban: _link(row) for row in rows}
+
+
 async def save_link(
     connection: AsyncConnection,
     *,

@@ -19,6 +19,7 @@ from sqlalchemy import Table, and_, bindparam, or_, select, text, true
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.sync.core.identity import normalize_ban, usable_ban
 from app.warp.schema import customers_table
 
 CustomerRecord = dict[str, Any]
@@ -142,13 +143,15 @@ class SqlWarpConnector:
             return {str(row.id): _decode(row._mapping) for row in rows}
 
     async def fetch_customers_by_ban(self, bans: Sequence[str]) -> dict[str, CustomerRecord]:
-        if not bans:
+        """Looked up as normalised (`normalize_ban`) and keyed so; an unusable ban matches
+        nothing. WARP's own column is matched as stored (its index serves the lookup): WARP
+        is the record of the number."""
+        wanted = sorted({ban for value in bans if (ban := usable_ban(value)) is not None})
+        if not wanted:
             return {}
         async with self.engine.connect() as connection:
-            rows = await connection.execute(
-                select(self.table).where(self.table.c.ban.in_(list(bans)))
-            )
-            return {row.ban: _decode(row._mapping) for row in rows}
+            rows = await connection.execute(select(self.table).where(self.table.c.ban.in_(wanted)))
+            return {normalize_ban(row.ban) or row.ban: _decode(row._mapping) for row in rows}
 
     async def existing_ids(self, ids: Sequence[str]) -> set[str]:
         wanted = _valid_ids(ids)

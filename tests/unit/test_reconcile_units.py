@@ -16,7 +16,7 @@ from app.hubspot.ratelimit import LocalRateLimiter
 from app.hubspot.ratelimit_share import ShareCappedLimiter
 from app.settings import RateLimit, Settings, SettingsError
 from app.store.models import SEARCH_BUCKET
-from app.sync.reconcile.report import CSV_COLUMNS, csv_rows
+from app.sync.reconcile.report import CSV_COLUMNS, csv_rows, spreadsheet_safe
 from app.sync.reconcile.schedule import fire_key
 
 
@@ -127,3 +127,26 @@ def test_the_reconciliation_client_searches_within_its_share_too() -> None:
     assert isinstance(capped.search_limiter, ShareCappedLimiter)
     assert (capped.limiter.ceiling, capped.search_limiter.ceiling) == (50, 2)  # of 100/10 s, 5/s
     assert client.search_limiter is search  # live traffic keeps the whole budget
+
+
+@pytest.mark.parametrize(
+    ("cell", "safe"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+1-2", "'+1-2"),
+        ("-1-2", "'-1-2"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("-", "'-"),
+        ("-12.5", "-12.5"),
+        ("+3", "+3"),
+        ("-.5", "-.5"),
+        ("-1e3", "-1e3"),
+        ("Acme = best", "Acme = best"),
+        ("", ""),
+        (42, 42),
+    ],
+)
+def test_spreadsheet_cells_never_start_a_formula(cell: object, safe: object) -> None:
+    assert spreadsheet_safe(cell) == safe

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,9 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.sync.core.events import (
+    MAX_CLOCK_SKEW_SECONDS,
     DeliveryError,
     EventKind,
     IncomingEvent,
+    bound_by_receipt,
     is_own_write,
     may_hold_unstorable_text,
     parse_delivery,
@@ -197,3 +200,21 @@ def test_every_way_unstorable_text_arrives_is_caught(body: bytes, problem: str) 
 def test_plain_text_takes_the_fast_path() -> None:
     body = json.dumps([event(propertyValue="Zürich GmbH ✓ 東京 😀")], ensure_ascii=False).encode()
     assert not may_hold_unstorable_text(body)
+
+
+def test_occurred_at_is_bounded_by_receipt_plus_the_skew() -> None:
+    received = datetime(2026, 1, 1, tzinfo=UTC)
+    edge = received + timedelta(seconds=MAX_CLOCK_SKEW_SECONDS)
+    base = {"subscriptionType": "company.propertyChange", "objectId": 1, "propertyName": "name"}
+
+    def at(moment: datetime) -> dict[str, object]:
+        return {**base, "occurredAt": int(moment.timestamp() * 1000)}
+
+    events = [parse_event(n, at(t)) for n, t in enumerate([edge, edge + timedelta(milliseconds=1)])]
+    within, ahead = bound_by_receipt(events, received)
+    assert within.problem is None
+    assert within.storable_occurred_at == edge
+    assert ahead.dated_ahead
+    assert ahead.storable_occurred_at is None
+    assert ahead.problem is not None
+    assert f"{MAX_CLOCK_SKEW_SECONDS} s of clock skew" in ahead.problem

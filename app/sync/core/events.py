@@ -13,7 +13,7 @@ import enum
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +32,11 @@ MAX_OCCURRED_AT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last d
 MAX_ATTEMPT_NUMBER = 2**31 - 1  # an INTEGER column
 # HubSpot merges two records at a time; a merge naming more ids than this is not a real one.
 MAX_MERGED_IDS = 100
+# How far ahead of its receipt an event's `occurredAt` may be (HubSpot's clock against
+# ours). An event dated later is not trusted as the time of anything: taken at its word, it
+# would be the newest edit of its property for years and beat every real edit meanwhile.
+# Five minutes is far past what NTP-synced clocks disagree by, and far short of any harm.
+MAX_CLOCK_SKEW_SECONDS = 300
 
 
 class DeliveryError(HubsyncError, ValueError):
@@ -71,6 +76,9 @@ class IncomingEvent:
     new_object_id: str | None = None
     # Why hubsync cannot act on this event (stored, then marked failed); None when it can.
     problem: str | None = None
+    # `occurredAt` is later than the receipt allows (`bound_by_receipt`): stored without a
+    # time, so no ordering or change-time query ever reads it as HubSpot's.
+    dated_ahead: bool = False
 
     @property
     def kind(self) -> EventKind:
@@ -84,6 +92,8 @@ class IncomingEvent:
 
     @property
     def storable_occurred_at(self) -> datetime | None:
+        if self.dated_ahead:
+            return None
         return self.occurred_at if 0 <= self.occurred_at_ms <= MAX_OCCURRED_AT_MS else None
 
     @property
@@ -162,6 +172,32 @@ def parse_event(index: int, item: object, *, storable_text: bool = False) -> Inc
     event = _parse_fields(index, clean)
     problem = text_problem or _range_problem(event)
     return dataclasses.replace(event, problem=problem) if problem else event
+
+
+def bound_by_receipt(
+    events: Sequence[IncomingEvent],
+    received_at: datetime,
+    max_skew_seconds: int = MAX_CLOCK_SKEW_SECONDS,
+) -> list[IncomingEvent]:
+    """The events, those dated more than `max_skew_seconds` after `received_at` marked with
+    the problem (stored, failed with the reason, never applied) and without a stored time."""
+    latest_ms = int(received_at.timestamp() * 1000) + max_skew_seconds * 1000
+    bounded = []
+    for event in events:
+        if event.occurred_at_ms <= latest_ms:
+            bounded.append(event)
+            continue
+        ahead = f"{(event.occurred_at_ms - latest_ms) / 1000 + max_skew_seconds:.0f} s"
+        problem = (
+            f"occurredAt {event.occurred_at_ms} ({event.occurred_at.isoformat()}) is {ahead} "
+            f"after the event was received ({received_at.isoformat()}), more than the "
+            f"{max_skew_seconds} s of clock skew allowed: not applied, as a time in the future "
+            "would beat every real edit until then"
+        )
+        bounded.append(
+            dataclasses.replace(event, problem=event.problem or problem, dated_ahead=True)
+        )
+    return bounded
 
 
 def _range_problem(event: IncomingEvent) -> str | None:

@@ -36,6 +36,7 @@ from app.store import sync_state
 from app.store.queue.fence import held_claims
 from app.store.sync_config import load_rules
 from app.sync.core.decision import Action
+from app.sync.core.identity import ban_problem, normalize_ban, shown
 from app.sync.core.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome
 from app.sync.core.mapping import MappingError, hubspot_properties
 from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
@@ -126,6 +127,10 @@ class SyncEngine:
             except MappingError as exc:
                 self._fail(batch, pair, f"WARP value refused: {exc}", "validation")
                 continue
+            if pair.ban and (problem := ban_problem(pair.ban)) is not None:
+                message = f"the customer's ban {shown(pair.ban)!r} cannot be used: {problem}"
+                self._fail(batch, pair, message, "validation")
+                continue
             live.append(pair)
         await self._note_warp_sightings(live, rules)
         to_read = [p for p in live if not p.company_read and self._must_read(p, rules)]
@@ -179,6 +184,8 @@ class SyncEngine:
         if pair.job.direction is not JobDirection.TO_HUBSPOT or link is None:
             return True
         if not link.hubspot_company_id:  # split off by an operator: find its company first
+            return True
+        if link.warp_customer_id is None:  # a company waiting for its customer: adopt it
             return True
         return pair.decide(rules).needs_hubspot_read
 
@@ -250,6 +257,7 @@ class SyncEngine:
         for pair in pairs:
             assert pair.decision is not None  # noqa: S101
             properties = hubspot_properties(rules, pair.decision.hubspot_writes)
+            properties.update(_identity_correction(pair, rules))
             company_id = pair.company_id
             if company_id is None and pair.held_create:  # outbound paused: not created yet
                 settled.append(pair)
@@ -442,6 +450,23 @@ class SyncEngine:
             error=error,
             retry=retry,
         )
+
+
+def _identity_correction(pair: Pair, rules: Sequence[FieldRule]) -> dict[str, str]:
+    """`warp_ban` written back as WARP holds it when the company's differs only by what
+    `normalize_ban` removes (`"ZT-100000001 "`): the decision sees them equal, but HubSpot's
+    unique-value lookups are exact, so the next upsert would miss the company. Only when
+    WARP owns the field (the identity rule flows WARP -> HubSpot)."""
+    owned = any(
+        rule.hubspot_property == IDENTITY_HUBSPOT_PROPERTY and rule.direction.writes_hubspot
+        for rule in rules
+    )
+    if not owned or not pair.ban or pair.company is None:
+        return {}
+    held = pair.company.properties.get(IDENTITY_HUBSPOT_PROPERTY)
+    if held == pair.ban or normalize_ban(held) != pair.ban:
+        return {}  # equal, or a real difference: the decision's to settle
+    return {IDENTITY_HUBSPOT_PROPERTY: pair.ban}
 
 
 def _link_changed(pair: Pair) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.hubspot.errors import HubSpotError, HubSpotNotFoundError
 from app.hubspot.models import BatchResult, HubSpotCompany
 from app.store import sync_state
+from app.sync.core.identity import ban_problem, normalize_ban, shown, usable_ban
 from app.sync.core.jobs import ClaimedJob
 from app.sync.core.records import Link
 from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
@@ -82,10 +83,24 @@ async def pairs_from_customers(
             )
             continue
         pairs.append(Pair(job, customer, link, memory.get(customer["id"], {})))
+    await _adopt_unmatched(pairs, db)
     if gone:
         async with db.begin() as connection:
             await sync_state.set_customer_link_state(connection, gone, WARP_DELETED)
     return pairs
+
+
+async def _adopt_unmatched(pairs: list[Pair], db: AsyncEngine) -> None:
+    """A customer without a link takes the company hubsync saw earlier without a customer
+    under the same (normalised) ban: HubSpot's lookup by `warp_ban` is exact and would miss
+    `"ZT-100000001 "`, and the upsert would make a second company."""
+    bans = {pair.ban: pair for pair in pairs if pair.link is None and usable_ban(pair.ban)}
+    if not bans:
+        return
+    async with db.connect() as connection:
+        found = await sync_state.unmatched_links_by_ban(connection, sorted(bans))
+    for ban, link in found.items():
+        bans[ban].link = link
 
 
 async def hold_taken(pairs: list[Pair], batch: SyncBatch, *, db: AsyncEngine) -> list[Pair]:
@@ -230,7 +245,7 @@ async def _match_customers(
     """Each company's customer: by link first, else by `warp_ban`; none = unmatched."""
     async with db.connect() as connection:
         links = await sync_state.links_by_company(connection, [c.id for c in companies.values()])
-    bans = [c.properties.get(IDENTITY_HUBSPOT_PROPERTY) or "" for c in companies.values()]
+    bans = [usable_ban(c.properties.get(IDENTITY_HUBSPOT_PROPERTY)) for c in companies.values()]
     by_ban = await warp.fetch_customers_by_ban([b for b in bans if b])
     by_id = await warp.fetch_customers(
         [link.warp_customer_id for link in links.values() if link.warp_customer_id]
@@ -243,8 +258,9 @@ async def _match_customers(
                 continue
             link = links.get(company.id)
             customer = by_id.get(link.warp_customer_id) if link and link.warp_customer_id else None
-            ban = company.properties.get(IDENTITY_HUBSPOT_PROPERTY) or ""
-            if customer is None and ban:
+            ban = normalize_ban(company.properties.get(IDENTITY_HUBSPOT_PROPERTY)) or ""
+            problem = ban_problem(ban) if ban else None
+            if customer is None and ban and problem is None:
                 customer = by_ban.get(ban)
             if customer is None and link is not None and link.warp_customer_id:
                 await sync_state.set_customer_link_state(
@@ -263,13 +279,15 @@ async def _match_customers(
                     connection,
                     customer_id=None,
                     company_id=company.id,
-                    ban=ban or None,
+                    ban=ban if ban and problem is None else None,
                     state="unmatched",
                 )
+                why = f" with ban {ban}" if ban else " (no warp_ban)"
+                if problem is not None:
+                    why = f": its warp_ban {shown(ban)!r} cannot be used ({problem})"
                 batch.skip(
                     job,
-                    f"HubSpot company {company.id} has no WARP customer"
-                    + (f" with ban {ban}" if ban else " (no warp_ban)"),
+                    f"HubSpot company {company.id} has no WARP customer{why}",
                     company_id=company.id,
                     outcome="unmatched",
                 )

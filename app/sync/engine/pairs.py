@@ -10,6 +10,7 @@ from typing import Any
 
 from app.hubspot.models import HubSpotCompany
 from app.sync.core.decision import Action, EntityDecision, decide_entity
+from app.sync.core.identity import normalize_ban
 from app.sync.core.jobs import ClaimedJob
 from app.sync.core.mapping import (
     Canonical,
@@ -78,7 +79,8 @@ class Pair:
 
     @property
     def ban(self) -> str:
-        return str(self.customer.get(IDENTITY_WARP_FIELD) or "")
+        """The customer's ban as compared and written (`normalize_ban`); "" when none."""
+        return normalize_ban(self.customer.get(IDENTITY_WARP_FIELD)) or ""
 
     @property
     def company_id(self) -> str | None:

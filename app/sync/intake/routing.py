@@ -31,6 +31,7 @@ import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -42,9 +43,11 @@ from app.sync.core.events import (
     OWN_WRITE_REASON,
     EventKind,
     IncomingEvent,
+    bound_by_receipt,
     is_own_write,
     parse_event,
 )
+from app.sync.core.identity import normalize_ban
 from app.sync.core.jobs import EntityType, JobDirection, JobSource
 from app.sync.core.records import Link
 
@@ -234,7 +237,7 @@ class _Router:
                 self.connection,
                 customer_id=keeper.warp_customer_id,
                 company_id=survivor,
-                ban=keeper.warp_ban,
+                ban=normalize_ban(keeper.warp_ban),  # one normalisation of bans
             )
             self.links.pop(keeper.hubspot_company_id or "", None)
             self.links[survivor] = keeper = _with(keeper, hubspot_company_id=survivor)
@@ -359,18 +362,27 @@ async def reprocess_events(
     if event_ids is None and status is None:
         raise ValueError("give event_ids or a status")
     events = webhook_events.events
-    query = select(events.c.id, events.c.raw).order_by(events.c.id).limit(limit)
+    query = select(events.c.id, events.c.raw, events.c.received_at).order_by(events.c.id)
+    query = query.limit(limit)
     if event_ids is not None:
         query = query.where(events.c.id.in_(list(event_ids)))
     if status is not None:
         query = query.where(events.c.status == status)
-    rows = [(row.id, parse_event(0, row.raw)) for row in await connection.execute(query)]
+    # Bounded by when each was first received, so a re-run never applies a future date.
+    rows = [
+        (row.id, bound_by_receipt([parse_event(0, row.raw)], _aware(row.received_at))[0])
+        for row in await connection.execute(query)
+    ]
     statuses = await _route_all(
         connection, rows, queue=queue, app_id=app_id, honour_own_writes=False
     )
     summary = DeliverySummary(received=len(rows))
     _count(summary, statuses)
     return summary
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _count(summary: DeliverySummary, statuses: Sequence[EventStatus]) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from app.hubspot.models import HubSpotCompany
 from app.sync.core.decision import NOT_READ, Action
+from app.sync.core.identity import ban_problem, normalize_ban, shown
 from app.sync.core.jobs import ClaimedJob, EntityType, JobDirection, JobSource
 from app.sync.core.mapping import MappingError
 from app.sync.core.records import FieldMemory, Link
@@ -83,7 +84,24 @@ class Finding:
 
 
 def customer_ban(customer: Mapping[str, Any]) -> str | None:
-    return str(customer.get(IDENTITY_WARP_FIELD) or "") or None
+    """The customer's ban as compared (`normalize_ban`)."""
+    return normalize_ban(customer.get(IDENTITY_WARP_FIELD))
+
+
+def unusable_customer(customer: Mapping[str, Any], company_id: str | None = None) -> Finding | None:
+    """An `error` item for a customer whose ban hubsync cannot use (the engine refuses to
+    sync it), or None."""
+    ban = customer_ban(customer)
+    if ban is None or (problem := ban_problem(ban)) is None:
+        return None
+    return Finding(
+        Category.ERROR,
+        str(customer["id"]),
+        company_id,
+        action=FixAction.REVIEW,
+        detail=f"the customer's ban {shown(ban)!r} cannot be used: {problem}; a person "
+        "corrects it in WARP",
+    )
 
 
 def reconciliation_job(customer_id: str) -> ClaimedJob:
@@ -111,6 +129,8 @@ def judge_pair(  # noqa: PLR0917 - the pair's facts, each from its own store
     """A customer and its company (by link, or by warp_ban when `link` is None): in sync,
     drift, conflict, adopt (no link yet) or error."""
     customer_id = str(customer["id"])
+    if (refused := unusable_customer(customer, company.id)) is not None:
+        return refused
     ban = customer_ban(customer)
     pair = Pair(reconciliation_job(customer_id), dict(customer), link, memory)
     try:
@@ -237,6 +257,8 @@ def merged_link(
 
 
 def missing_in_hubspot(customer: Mapping[str, Any]) -> Finding:
+    if (refused := unusable_customer(customer)) is not None:
+        return refused
     return Finding(
         Category.MISSING_IN_HUBSPOT,
         str(customer["id"]),

@@ -10,17 +10,48 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.hubspot.models import HubSpotCompany
+from app.sync.core.identity import ban_problem, normalize_ban, shown
 from app.sync.core.records import FieldMemory, Link
 from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
 from app.sync.reconcile import categories as judge
-from app.sync.reconcile.categories import Category, Finding
+from app.sync.reconcile.categories import Category, Finding, FixAction
 
 MERGED_IDS = "hs_merged_object_ids"
 
 
 def company_ban(company: HubSpotCompany) -> str | None:
-    value = company.properties.get(IDENTITY_HUBSPOT_PROPERTY)
-    return value.strip() or None if isinstance(value, str) else None
+    """The company's `warp_ban` as compared (`normalize_ban`), usable or not."""
+    return normalize_ban(company.properties.get(IDENTITY_HUBSPOT_PROPERTY))
+
+
+def unusable(company: HubSpotCompany) -> str | None:
+    """Why a value of this company cannot go into the report or be paired, or None: its
+    ban (`ban_problem`), or any value no database text column holds."""
+    ban = company_ban(company)
+    if ban is not None and (problem := ban_problem(ban)) is not None:
+        return f"its warp_ban {shown(ban)!r} cannot be used: {problem}"
+    for name, value in company.properties.items():
+        if not _holdable(value):
+            return (
+                f"its {name} holds a character no text column can store (NUL or a lone surrogate)"
+            )
+    return None
+
+
+def _holdable(value: object) -> bool:
+    """Whether a text column can hold the value (no NUL, no lone surrogate). Every company
+    of a run goes through this: the common case, ASCII, is answered without encoding."""
+    if not isinstance(value, str):
+        return True
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def merged_ids(company: HubSpotCompany) -> list[str]:
@@ -48,6 +79,8 @@ class PageFacts:
     def judge(self, company: HubSpotCompany, rules: Sequence[FieldRule]) -> list[Finding]:
         ban = company_ban(company)
         link = self.links.get(company.id)
+        if (problem := unusable(company)) is not None:
+            return [self._unusable(company, link, problem)]
         findings, relinked = self._stale_links(company, ban)
         if relinked and link is None:
             return findings
@@ -57,6 +90,20 @@ class PageFacts:
         if ban is None:
             return [*findings, Finding(Category.UNMANAGED, company_id=company.id)]
         return [*findings, self._by_ban(company, link, ban, rules)]
+
+    def _unusable(self, company: HubSpotCompany, link: Link | None, problem: str) -> Finding:
+        """A company hubsync cannot pair or report in full: an `error` item for a person,
+        and the run goes on. Its linked customer counts as met (it is not missing)."""
+        customer = self.by_id.get(link.warp_customer_id or "") if link else None
+        if customer is not None and self.owner_of(customer["id"]) is None:
+            self.claimed[customer["id"]] = company.id
+        return Finding(
+            Category.ERROR,
+            customer["id"] if customer is not None else None,
+            company.id,
+            action=FixAction.REVIEW,
+            detail=f"company {company.id}: {problem}; a person corrects it in HubSpot",
+        )
 
     def _stale_links(self, company: HubSpotCompany, ban: str | None) -> tuple[list[Finding], bool]:
         """Links still naming ids merged into this company: the merge left them behind. The
@@ -74,7 +121,7 @@ class PageFacts:
         for link, customer in stale:
             findings.append(judge.merged_link(customer, link, company, ban, shared=shared))
             self.claimed[customer["id"]] = company.id
-            relinked = relinked or customer.get("ban") == ban
+            relinked = relinked or normalize_ban(customer.get("ban")) == ban
         return findings, relinked
 
     def _linked(

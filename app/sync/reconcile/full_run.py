@@ -43,12 +43,13 @@ from app.store import sync_state
 from app.store.queue import QueueRepository
 from app.store.reconciliation import Checkpoint, LostRunError, RunRecord
 from app.store.sync_config import load_rules
+from app.sync.core.identity import usable_ban
 from app.sync.core.jobs import EntityType, JobDirection, JobSource
 from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
 from app.sync.engine.pairs import LAST_MODIFIED
 from app.sync.reconcile import categories as judge
 from app.sync.reconcile.catchup import SearchHubSpot
-from app.sync.reconcile.categories import REPORTED, Category, Finding
+from app.sync.reconcile.categories import REPORTED, Category, Finding, FixAction
 from app.sync.reconcile.company_page import MERGED_IDS, PageFacts, company_ban, merged_ids
 from app.sync.reconcile.scan import Scan
 from app.warp.connector import WarpConnector
@@ -373,7 +374,7 @@ class FullRun:
         linked = {
             c.id for c in companies if (link := links.get(c.id)) and link.warp_customer_id in by_id
         }
-        bans = {b for c in companies if c.id not in linked and (b := company_ban(c))}
+        bans = {b for c in companies if c.id not in linked and (b := usable_ban(company_ban(c)))}
         by_ban = await self.warp.fetch_customers_by_ban(sorted(bans)) if bans else {}
         customer_ids = sorted({*by_id, *(c["id"] for c in by_ban.values())})
         # Another page can have paired only a customer met by ban, by a link left behind by
@@ -478,21 +479,26 @@ class FullRun:
         counts = state.counts + Counter(str(f.category) for f in findings)
         for finding in findings:  # Counter addition drops zeros; keep every category seen
             counts.setdefault(str(finding.category), 0)
-        jobs: dict[str, int] = {}
+        jobs: dict[tuple[EntityType, str], int] = {}
         async with self.engine.begin() as connection:
-            fixable = [f.customer_id for f in findings if f.fixable and f.customer_id]
-            if run.mode == FIX and fixable:
+            fixable = [job for f in findings if (job := _fix_job(f)) is not None]
+            for kind in (EntityType.CUSTOMER, EntityType.COMPANY):
+                keys = [key for of_kind, key in fixable if of_kind is kind]
+                if run.mode != FIX or not keys:
+                    continue
                 enqueued = await self.queue.enqueue_many(
                     connection,
-                    EntityType.CUSTOMER,
-                    fixable,
+                    kind,
+                    keys,
                     priority=JOB_PRIORITY,
                     source=JobSource.RECONCILIATION,
                     direction=JobDirection.BOTH,
                 )
-                jobs = enqueued.job_ids
+                jobs.update({(kind, key): job for key, job in enqueued.job_ids.items()})
             items = [
-                f.item(jobs.get(f.customer_id or "")) for f in findings if f.category in REPORTED
+                f.item(jobs.get(_fix_job(f) or (EntityType.CUSTOMER, "")))
+                for f in findings
+                if f.category in REPORTED
             ]
             await runs.add_items(connection, run.id, items)
             await pairs.add_pairs(connection, run.id, claimed.items())
@@ -541,6 +547,18 @@ class FullRun:
                 log.info("reconciliation: HubSpot %s; page asked again in %.1f s", exc, wait)
                 await asyncio.sleep(min(wait, 60.0))
         raise HubSpotError("unreachable")  # pragma: no cover
+
+
+def _fix_job(finding: Finding) -> tuple[EntityType, str] | None:
+    """The job `fix` queues for a finding: a sync of its customer, or — to adopt a company
+    — of the company itself, which the engine pairs by its normalised `warp_ban` (a customer
+    job would look the company up in HubSpot by the exact ban, miss `"ZT-100000001 "` and
+    create a second company)."""
+    if not finding.fixable or not finding.customer_id:
+        return None
+    if finding.action is FixAction.ADOPT and finding.company_id:
+        return EntityType.COMPANY, finding.company_id
+    return EntityType.CUSTOMER, finding.customer_id
 
 
 def pause_after(busy: float, time_share: float) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -27,8 +28,31 @@ CSV_COLUMNS = (
 )
 
 
+# OWASP's CSV injection rule: a spreadsheet reads a cell starting with one of these as a
+# formula (or, after a tab or CR, may strip it and read what follows as one).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A plain decimal number (sign, digits, point, exponent): a spreadsheet reads it as a number,
+# never as a formula, so "-12.5" is kept as it is and still sums.
+NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """The cell as a spreadsheet should see it: text that would start a formula gets a
+    leading single quote, which spreadsheets show as text and do not evaluate. CRM values
+    are typed by anyone with HubSpot access, and the report is opened by an operator."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    return value if NUMBER.fullmatch(value) else "'" + value
+
+
 def csv_rows(run_id: int, items: Iterable[dict[str, Any]]) -> Iterable[list[Any]]:
-    """One row per drifting field (so a spreadsheet filters by field), one per other item."""
+    """One row per drifting field (so a spreadsheet filters by field), one per other item;
+    every cell spreadsheet-safe."""
+    for row in _raw_rows(run_id, items):
+        yield [spreadsheet_safe(cell) for cell in row]
+
+
+def _raw_rows(run_id: int, items: Iterable[dict[str, Any]]) -> Iterable[list[Any]]:
     for item in items:
         base = [
             run_id,

@@ -95,7 +95,7 @@ async def get_company(request: Request) -> Response:
     if company is None:
         raise not_found(ref)
     body = company.to_json(
-        csv_param(request, "properties"),
+        sandbox.properties.known(csv_param(request, "properties")),
         csv_param(request, "propertiesWithHistory"),
         null_for_unset=sandbox.config.unset_properties_as_null,
     )
@@ -125,7 +125,7 @@ async def archive_company(request: Request) -> Response:
 async def list_companies(request: Request) -> Response:
     sandbox = sandbox_of(request)
     asked = int_param(request, "limit", 10)
-    properties = csv_param(request, "properties")
+    properties = sandbox.properties.known(csv_param(request, "properties"))
     history = csv_param(request, "propertiesWithHistory")
     if history and asked > MAX_WITH_HISTORY:
         raise bad_request(
@@ -172,7 +172,7 @@ async def batch_read(request: Request) -> Response:
     inputs = batch_inputs(body)
     id_property = optional_string(body, "idProperty") or request.query_params.get("idProperty")
     archived = bool_param(request, "archived") or optional_bool(body, "archived")
-    properties = string_list(body, "properties")
+    properties = sandbox.properties.known(string_list(body, "properties"))
     history = string_list(body, "propertiesWithHistory")
     refs = [id_input(item) for item in inputs]
     if history and len(refs) > MAX_WITH_HISTORY:

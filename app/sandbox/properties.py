@@ -182,6 +182,11 @@ class PropertyRegistry:
             )
         return prop
 
+    def known(self, names: list[str] | None) -> list[str] | None:
+        """The requested property names that exist: HubSpot leaves an unknown one out of
+        its answer (a typo shows as a missing key, not as an unset value)."""
+        return None if names is None else [name for name in names if name in self.properties]
+
     def unique_names(self) -> list[str]:
         return [p.name for p in self.properties.values() if p.has_unique_value]
 

@@ -114,7 +114,7 @@ def parse_search(registry: PropertyRegistry, body: object, *, cap: int) -> Searc
         groups=groups,
         predicates=predicates,
         query=optional_string(body, "query"),
-        properties=string_list(body, "properties"),
+        properties=registry.known(string_list(body, "properties")),
         sorts=_sorts(body.get("sorts", [])),
     )
 

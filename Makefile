@@ -22,14 +22,15 @@ run: $(STAMP) ## run hubsync on its embedded default (SQLite + HubSpot sandbox) 
 	HUBSYNC_MODE=demo $(BIN)/hubsync migrate
 	HUBSYNC_MODE=demo $(BIN)/hubsync serve --host 127.0.0.1 --port 8000
 
-# xdist workers: one per core (override with make test JOBS=n).
+# xdist workers: one per core (override with make test JOBS=n); a file stays on one worker, since
+# some files check what their own earlier tests gathered (the fuzzing counts).
 JOBS ?= auto
 
 test: $(STAMP) ## the fast run: unit and integration tests, on SQLite and PostgreSQL, in parallel
-	$(BIN)/pytest -n $(JOBS) tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(JOBS) --dist loadfile tests/unit tests/integration $(PYTEST_ARGS)
 
 test-all: $(STAMP) ## everything: the fast run, then (one at a time: real processes and timings) the acceptance, system, browser, chaos and benchmark-smoke suites
-	$(BIN)/pytest -n $(JOBS) tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(JOBS) --dist loadfile tests/unit tests/integration $(PYTEST_ARGS)
 	$(BIN)/pytest tests/acceptance tests/browser tests/chaos $(wildcard tests/system) $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff, mypy (strict) on app/, and the import contracts (the layers)

@@ -1,9 +1,12 @@
 """HubSpot's own OpenAPI documents (kept in tests/hubspot_openapi/, see its README), for
 checking the sandbox's answers against the shapes HubSpot publishes.
 
-One known difference between the documents and HubSpot's real answers is applied here, in the
-open: a requested property that has no value comes back as `null`, where the documents say
-every property value is a string.
+Two known differences between the documents and HubSpot's real behaviour are applied here, in
+the open: a requested property that has no value comes back as `null`, where the documents say
+every property value is a string; and some request fields the documents mark required are
+optional in practice, with a default (`OPTIONAL_IN_PRACTICE`), so a request without them is
+not "negative" data the sandbox must refuse. Every type stays as published: a field given with
+the wrong type must still be refused.
 """
 
 from __future__ import annotations
@@ -41,12 +44,35 @@ def _object_schemas(document: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+# Request schemas whose `required` lists more than HubSpot enforces: the field may be left out.
+OPTIONAL_IN_PRACTICE: dict[str, tuple[str, ...]] = {
+    # Creating without associations is the common case (the official clients' own examples).
+    "SimplePublicObjectInputForCreate": ("associations",),
+    "SimplePublicObjectBatchInputForCreate": ("associations",),
+    # A batch read without them answers the default properties, without history.
+    "BatchReadInputSimplePublicObjectId": ("properties", "propertiesWithHistory"),
+    # A first page has no `after`; filters, sorts, properties and limit all have defaults.
+    "PublicObjectSearchRequest": ("after", "filterGroups", "limit", "properties", "sorts"),
+    # Defaults: not archived, non_sensitive; an option is shown unless hidden.
+    "BatchReadInputPropertyName": ("archived", "dataSensitivity"),
+    "OptionInput": ("hidden",),
+}
+
+
 @functools.cache
 def openapi_document(name: str) -> dict[str, Any]:
-    """The document as OpenAPI 3.0, with unset property values allowed to be null."""
+    """The document as OpenAPI 3.0, with unset property values allowed to be null and the
+    request fields HubSpot does not insist on optional."""
     document = copy.deepcopy(_published(name))
     for schema in _object_schemas(document):
         schema["properties"]["properties"]["additionalProperties"]["nullable"] = True
+    schemas = document["components"]["schemas"]
+    for component, optional in OPTIONAL_IN_PRACTICE.items():
+        if component in schemas:
+            required = schemas[component].get("required", [])
+            schemas[component]["required"] = [f for f in required if f not in optional]
+            if not schemas[component]["required"]:
+                del schemas[component]["required"]
     return document
 
 

@@ -19,23 +19,25 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.sandbox.clock import now_iso
-from app.sandbox.errors import ApiError, JsonDict, bad_request, not_found
-from app.sandbox.request_io import (
-    batch_envelope,
+from app.sandbox.company_inputs import (
     batch_inputs,
+    create_input,
+    id_input,
+    input_properties,
+    write_input,
+)
+from app.sandbox.errors import ApiError, JsonDict, bad_request, not_found
+from app.sandbox.fields import (
     bool_param,
     csv_param,
-    input_objects,
-    input_properties,
-    json_body,
+    int_param,
     object_body,
     object_id,
     optional_bool,
     optional_string,
-    refuse_duplicate_ids,
-    sandbox_of,
     string_list,
 )
+from app.sandbox.request_io import batch_envelope, json_body, refuse_duplicate_ids, sandbox_of
 from app.sandbox.search import run_search
 from app.sandbox.store import ALL
 
@@ -77,7 +79,7 @@ def _batch_answer(
 
 async def create_company(request: Request) -> Response:
     sandbox = sandbox_of(request)
-    properties = input_properties(await json_body(request))
+    properties = input_properties(create_input(await json_body(request)))
     company = sandbox.companies.create(properties, sandbox.api_source)
     return JSONResponse(company.to_json(ALL), status_code=201)
 
@@ -93,7 +95,7 @@ async def get_company(request: Request) -> Response:
     if company is None:
         raise not_found(ref)
     body = company.to_json(
-        csv_param(request, "properties"),
+        sandbox.properties.known(csv_param(request, "properties")),
         csv_param(request, "propertiesWithHistory"),
         null_for_unset=sandbox.config.unset_properties_as_null,
     )
@@ -102,14 +104,14 @@ async def get_company(request: Request) -> Response:
 
 async def update_company(request: Request) -> Response:
     sandbox = sandbox_of(request)
-    properties = input_properties(await json_body(request))
+    properties = input_properties(await json_body(request), required=False)
     if not properties:
         raise bad_request(_NOTHING_TO_UPDATE)
     company = sandbox.companies.update(
         request.path_params["company_id"],
         properties,
         sandbox.api_source,
-        id_property=request.query_params.get("idProperty"),
+        id_property=sandbox.companies.update_key(request.query_params.get("idProperty")),
     )
     return JSONResponse(company.to_json(ALL))
 
@@ -122,11 +124,8 @@ async def archive_company(request: Request) -> Response:
 
 async def list_companies(request: Request) -> Response:
     sandbox = sandbox_of(request)
-    try:
-        asked = int(request.query_params.get("limit", "10"))
-    except ValueError:
-        raise bad_request("limit must be an integer") from None
-    properties = csv_param(request, "properties")
+    asked = int_param(request, "limit", 10)
+    properties = sandbox.properties.known(csv_param(request, "properties"))
     history = csv_param(request, "propertiesWithHistory")
     if history and asked > MAX_WITH_HISTORY:
         raise bad_request(
@@ -152,8 +151,8 @@ async def list_companies(request: Request) -> Response:
 async def batch_create(request: Request) -> Response:
     requested_at = now_iso()
     sandbox = sandbox_of(request)
-    inputs = input_objects(batch_inputs(await json_body(request)))
-    sandbox.properties.validate_batch([item.get("properties", {}) for item in inputs])
+    inputs = [create_input(item) for item in batch_inputs(await json_body(request))]
+    sandbox.properties.validate_batch([item["properties"] for item in inputs])
     results: list[JsonDict] = []
     errors: list[JsonDict] = []
     for item in inputs:
@@ -173,9 +172,9 @@ async def batch_read(request: Request) -> Response:
     inputs = batch_inputs(body)
     id_property = optional_string(body, "idProperty") or request.query_params.get("idProperty")
     archived = bool_param(request, "archived") or optional_bool(body, "archived")
-    properties = string_list(body, "properties")
+    properties = sandbox.properties.known(string_list(body, "properties"))
     history = string_list(body, "propertiesWithHistory")
-    refs = [object_id(item.get("id") if isinstance(item, dict) else None) for item in inputs]
+    refs = [id_input(item) for item in inputs]
     if history and len(refs) > MAX_WITH_HISTORY:
         raise bad_request(
             f"Batch read with propertiesWithHistory takes at most {MAX_WITH_HISTORY} inputs, "
@@ -200,11 +199,11 @@ async def batch_read(request: Request) -> Response:
 async def batch_update(request: Request) -> Response:
     requested_at = now_iso()
     sandbox = sandbox_of(request)
-    inputs = input_objects(batch_inputs(await json_body(request)))
-    refs = [object_id(item.get("id")) for item in inputs]
-    id_properties = [optional_string(item, "idProperty") for item in inputs]
+    inputs = [write_input(item) for item in batch_inputs(await json_body(request))]
+    refs = [object_id(item["id"]) for item in inputs]
+    id_properties = [sandbox.companies.update_key(item.get("idProperty")) for item in inputs]
     refuse_duplicate_ids(inputs)
-    sandbox.properties.validate_batch([item.get("properties", {}) for item in inputs])
+    sandbox.properties.validate_batch([item["properties"] for item in inputs])
     results: list[JsonDict] = []
     errors: list[JsonDict] = []
     missing: list[str] = []
@@ -228,8 +227,8 @@ async def batch_update(request: Request) -> Response:
 async def batch_upsert(request: Request) -> Response:
     requested_at = now_iso()
     sandbox = sandbox_of(request)
-    inputs = input_objects(batch_inputs(await json_body(request)))
-    keys = [object_id(item.get("id")) for item in inputs]
+    inputs = [write_input(item) for item in batch_inputs(await json_body(request))]
+    keys = [object_id(item["id"]) for item in inputs]
     default_id_property = request.query_params.get("idProperty")
     id_properties = [
         sandbox.companies.upsert_key(optional_string(item, "idProperty") or default_id_property)
@@ -237,7 +236,7 @@ async def batch_upsert(request: Request) -> Response:
     ]
     refuse_duplicate_ids(inputs)
     sandbox.properties.validate_batch(
-        [{**item.get("properties", {}), name: key}
+        [{**item["properties"], name: key}
          for item, name, key in zip(inputs, id_properties, keys, strict=True)]
     )  # fmt: skip
     results: list[JsonDict] = []
@@ -256,8 +255,7 @@ async def batch_upsert(request: Request) -> Response:
 
 async def batch_archive(request: Request) -> Response:
     sandbox = sandbox_of(request)
-    inputs = batch_inputs(await json_body(request))
-    refs = [object_id(item.get("id") if isinstance(item, dict) else None) for item in inputs]
+    refs = [id_input(item) for item in batch_inputs(await json_body(request))]
     for ref in refs:
         sandbox.companies.archive(ref, sandbox.api_source)
     return Response(status_code=204)

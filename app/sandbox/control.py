@@ -10,9 +10,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.sandbox.company_inputs import input_properties
 from app.sandbox.errors import bad_request
 from app.sandbox.faults import Faults
-from app.sandbox.request_io import bool_param, input_properties, json_body, sandbox_of
+from app.sandbox.fields import bool_param
+from app.sandbox.request_io import json_body, sandbox_of
 from app.sandbox.store import ALL
 
 PREFIX = "/_sandbox"
@@ -32,7 +34,9 @@ async def edit_company(request: Request) -> Response:
     """Body: {"properties": {...}, "userId": 7}; webhooks say CRM_UI and userId:7."""
     body = await json_body(request)
     company = sandbox_of(request).edit_as_user(
-        request.path_params["company_id"], input_properties(body), user_id=_user_id(body)
+        request.path_params["company_id"],
+        input_properties(body, required=False),
+        user_id=_user_id(body),
     )
     return JSONResponse(company)
 
@@ -59,7 +63,10 @@ async def seed_companies(request: Request) -> Response:
         raise bad_request(f"companies must be a list of at most {MAX_SEED}")
     sandbox = sandbox_of(request)
     source = sandbox.user_source(_user_id(body))
-    ids = [sandbox.companies.create(input_properties(item), source).id for item in items]
+    ids = [
+        sandbox.companies.create(input_properties(item, required=False), source).id
+        for item in items
+    ]
     return JSONResponse({"ids": ids}, status_code=201)
 
 

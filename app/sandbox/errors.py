@@ -3,7 +3,7 @@
 A whole-request failure uses HubSpot's `Error` shape (`status`, `message`, `correlationId`,
 `category`, optional `context`/`errors`); one failed input inside a batch uses `StandardError`
 (`status`, `category`, `message`, `context`, `errors`, `links`). Rate-limit refusals have their
-own fixed body with `errorType` and `policyName`.
+own fixed body with `errorType`, `policyName` and a `requestId`.
 """
 
 from __future__ import annotations
@@ -141,4 +141,5 @@ def rate_limit_body(policy: str) -> JsonDict:
         "errorType": "RATE_LIMIT",
         "correlationId": str(uuid.uuid4()),
         "policyName": policy,
+        "requestId": str(uuid.uuid4()),
     }

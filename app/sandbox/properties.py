@@ -15,7 +15,14 @@ from typing import Any
 
 from app.sandbox.clock import now_iso
 from app.sandbox.errors import ApiError, JsonDict, PropertyIssue, bad_request, validation_error
-from app.sandbox.request_io import int_value, optional_bool
+from app.sandbox.fields import (
+    DATA_SENSITIVITIES,
+    optional_bool,
+    optional_enum,
+    optional_int,
+    optional_string,
+    required_string,
+)
 from app.sandbox.values import InvalidValueError, issue_code, normalize_value
 
 MAX_UNIQUE_PROPERTIES = 10
@@ -52,6 +59,7 @@ class PropertyDef:
     read_only_value: bool = False
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
+    archived_at: str | None = None
 
     @property
     def is_boolean(self) -> bool:
@@ -72,7 +80,7 @@ class PropertyDef:
             "hasUniqueValue": self.has_unique_value,
             "hidden": self.hidden,
             "formField": self.form_field,
-            "archived": False,
+            "archived": self.archived_at is not None,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
             "dataSensitivity": "non_sensitive",
@@ -84,6 +92,8 @@ class PropertyDef:
         }
         if self.hubspot_defined:
             body["hubspotDefined"] = True
+        if self.archived_at is not None:
+            body["archivedAt"] = self.archived_at
         return body
 
 
@@ -155,13 +165,14 @@ class PropertyRegistry:
 
     def __init__(self) -> None:
         self.properties: dict[str, PropertyDef] = {p.name: p for p in default_properties()}
+        self.archived: dict[str, PropertyDef] = {}  # HubSpot's recycle bin for properties
         self.groups: dict[str, JsonDict] = {g["name"]: g for g in default_groups()}
 
     def get(self, name: str) -> PropertyDef | None:
         return self.properties.get(name)
 
-    def require(self, name: str) -> PropertyDef:
-        prop = self.properties.get(name)
+    def require(self, name: str, *, archived: bool = False) -> PropertyDef:
+        prop = (self.archived if archived else self.properties).get(name)
         if prop is None:
             raise ApiError(
                 404,
@@ -171,18 +182,18 @@ class PropertyRegistry:
             )
         return prop
 
+    def known(self, names: list[str] | None) -> list[str] | None:
+        """The requested property names that exist: HubSpot leaves an unknown one out of
+        its answer (a typo shows as a missing key, not as an unset value)."""
+        return None if names is None else [name for name in names if name in self.properties]
+
     def unique_names(self) -> list[str]:
         return [p.name for p in self.properties.values() if p.has_unique_value]
 
     # -- definitions ---------------------------------------------------------------------
 
     def create(self, body: JsonDict) -> PropertyDef:
-        _require_text(body)
-        missing = [
-            k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)
-        ]
-        if missing:
-            raise bad_request(f"Missing required fields: {', '.join(missing)}")
+        check_definition(body, creating=True)
         name, type_, field_type = str(body["name"]), str(body["type"]), str(body["fieldType"])
         if name in self.properties:
             raise ApiError(
@@ -210,17 +221,18 @@ class PropertyRegistry:
             group_name=str(body["groupName"]),
             description=str(body.get("description", "")),
             options=self._options(type_, field_type, body.get("options")),
-            display_order=int_value(body.get("displayOrder"), "displayOrder", -1),
+            display_order=optional_int(body, "displayOrder", -1),
             has_unique_value=unique,
             hidden=optional_bool(body, "hidden"),
             form_field=optional_bool(body, "formField"),
         )
+        self.archived.pop(name, None)
         self.properties[name] = prop
         return prop
 
     def update(self, name: str, body: JsonDict) -> PropertyDef:
         prop = self.require(name)
-        _require_text(body)
+        check_definition(body, creating=False)
         if prop.hubspot_defined:
             raise bad_request(f"Property {name!r} is read-only and cannot be modified")
         if "hasUniqueValue" in body:
@@ -242,9 +254,30 @@ class PropertyRegistry:
             if key in body:
                 setattr(prop, attr, optional_bool(body, key))
         if "displayOrder" in body:
-            prop.display_order = int_value(body["displayOrder"], "displayOrder", -1)
+            prop.display_order = optional_int(body, "displayOrder", -1)
         prop.updated_at = now_iso()
         return prop
+
+    def archive(self, name: str) -> None:
+        """Move a property to the archive; HubSpot refuses its own and answers 404 for an
+        unknown name. Companies keep their values, which no longer show."""
+        prop = self.require(name)
+        if prop.hubspot_defined:
+            raise bad_request(f"Property {name!r} is defined by HubSpot and cannot be archived")
+        del self.properties[name]
+        prop.archived_at = now_iso()
+        self.archived[name] = prop
+
+    def archive_names(self, names: list[str]) -> None:
+        """A batch archive: names already archived or unknown are passed over, as a batch
+        archive of companies does; one of HubSpot's own refuses the whole batch."""
+        for name in names:
+            prop = self.properties.get(name)
+            if prop is not None and prop.hubspot_defined:
+                raise bad_request(f"Property {name!r} is defined by HubSpot and cannot be archived")
+        for name in names:
+            if name in self.properties:
+                self.archive(name)
 
     @staticmethod
     def _options(type_: str, field_type: str, raw: object) -> list[JsonDict]:
@@ -274,7 +307,7 @@ class PropertyRegistry:
         group: JsonDict = {
             "name": str(name),
             "label": str(label),
-            "displayOrder": int_value(body.get("displayOrder"), "displayOrder", -1),
+            "displayOrder": optional_int(body, "displayOrder", -1),
             "archived": False,
         }
         self.groups[group["name"]] = group
@@ -289,13 +322,26 @@ class PropertyRegistry:
             )  # fmt: skip
         return group
 
+    def archive_group(self, name: str) -> None:
+        """Remove a property group; HubSpot keeps its own and refuses one still in use."""
+        self.require_group(name)
+        if name == "companyinformation":
+            raise bad_request(f"Property group {name!r} is defined by HubSpot")
+        used = sorted(p.name for p in self.properties.values() if p.group_name == name)
+        if used:
+            raise bad_request(
+                f"Property group {name!r} still holds properties: {', '.join(used)}",
+                propertyName=used,
+            )
+        del self.groups[name]
+
     def update_group(self, name: str, body: JsonDict) -> JsonDict:
         group = self.require_group(name)
         _require_text(body)
         if "label" in body:
             group["label"] = str(body["label"])
         if "displayOrder" in body:
-            group["displayOrder"] = int_value(body["displayOrder"], "displayOrder", -1)
+            group["displayOrder"] = optional_int(body, "displayOrder", -1)
         return group
 
     # -- values --------------------------------------------------------------------------
@@ -342,28 +388,67 @@ class PropertyRegistry:
         return result, issues
 
 
-_TEXT_FIELDS = ("name", "label", "type", "fieldType", "groupName", "description")
+_TEXT_FIELDS = ("name", "label", "type", "fieldType", "groupName", "description",
+                "calculationFormula", "currencyPropertyName", "referencedObjectType")  # fmt: skip
+_FLAGS = ("hasUniqueValue", "hidden", "formField", "externalOptions", "showCurrencySymbol")
+_ENUMS: dict[str, tuple[str, ...]] = {
+    "type": tuple(_FIELD_TYPES),
+    "fieldType": tuple(sorted({f for fields in _FIELD_TYPES.values() for f in fields})),
+    "dataSensitivity": DATA_SENSITIVITIES,
+    "numberDisplayHint": ("currency", "duration", "formatted", "percentage", "probability",
+                          "unformatted"),
+    "textDisplayHint": ("domain_name", "email", "ip_address", "multi_line", "phone_number",
+                        "physical_address", "postal_code", "unformatted_single_line"),
+}  # fmt: skip
+
+
+def check_definition(body: JsonDict, *, creating: bool) -> None:
+    """A property definition as typed, with the fields a creation requires."""
+    _require_text(body)
+    if creating:
+        required = ("name", "label", "type", "fieldType", "groupName")
+        missing = [key for key in required if not body.get(key)]
+        if missing:
+            raise bad_request(f"Missing required fields: {', '.join(missing)}", fields=missing)
 
 
 def _require_text(body: JsonDict) -> None:
-    """A definition's text fields, where given, must be JSON strings (HubSpot answers 400)."""
+    """A definition's fields, where given, must have their documented JSON types: strings,
+    booleans, 32-bit integers, closed enumerations and an array of options (HubSpot: 400)."""
     wrong = [key for key in _TEXT_FIELDS if key in body and not isinstance(body[key], str)]
     if wrong:
         raise bad_request(f"These fields must be strings: {', '.join(wrong)}", fields=wrong)
+    for key in _FLAGS:
+        if key in body:
+            optional_bool(body, key)
+    for key, allowed in _ENUMS.items():
+        optional_enum(body, key, allowed)
+    optional_int(body, "displayOrder", -1)
+    if "options" in body:
+        if not isinstance(body["options"], list):
+            raise bad_request(
+                "`options` must be an array of objects", options=[str(body["options"])]
+            )
+        _clean_options(body["options"])
 
 
 def _clean_options(raw: object) -> list[JsonDict]:
-    if not isinstance(raw, list):
+    """Options as typed (OptionInput): `label` and `value` strings, optional `hidden`,
+    `displayOrder` and `description`."""
+    if raw is None:
         return []
+    if not isinstance(raw, list) or not all(isinstance(item, Mapping) for item in raw):
+        raise bad_request("`options` must be an array of objects", options=[str(raw)])
     options = []
     for i, item in enumerate(raw):
-        if isinstance(item, Mapping) and "value" in item:
-            options.append(
-                {
-                    "label": str(item.get("label", item["value"])),
-                    "value": str(item["value"]),
-                    "displayOrder": int_value(item.get("displayOrder"), "displayOrder", i),
-                    "hidden": bool(item.get("hidden", False)),
-                }
-            )
+        value = required_string(item, "value", "Each option")
+        options.append(
+            {
+                "label": required_string(item, "label", "Each option"),
+                "value": value,
+                "displayOrder": optional_int(item, "displayOrder", i),
+                "hidden": optional_bool(item, "hidden"),
+            }
+        )
+        optional_string(item, "description")
     return options

@@ -11,9 +11,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.sandbox.clock import now_iso
+from app.sandbox.company_inputs import batch_inputs
 from app.sandbox.errors import ApiError, JsonDict, bad_request
-from app.sandbox.properties import PropertyRegistry
-from app.sandbox.request_io import batch_envelope, batch_inputs, json_body, sandbox_of
+from app.sandbox.fields import (
+    DATA_SENSITIVITIES,
+    bool_param,
+    enum_param,
+    object_body,
+    optional_bool,
+    optional_enum,
+)
+from app.sandbox.properties import PropertyRegistry, check_definition
+from app.sandbox.request_io import batch_envelope, json_body, sandbox_of
 
 PREFIXES = ("/crm/v3/properties/{object_type}", "/crm/properties/2026-03/{object_type}")
 _COMPANY_TYPES = ("companies", "company", "0-2")
@@ -31,10 +40,13 @@ def _registry(request: Request) -> PropertyRegistry:
 
 
 async def _object_body(request: Request) -> dict[str, object]:
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object")
-    return body
+    return object_body(await json_body(request))
+
+
+def _read_params(request: Request) -> bool:
+    """The query of a read: `archived` (returned) and `dataSensitivity`, typed."""
+    enum_param(request, "dataSensitivity", DATA_SENSITIVITIES)
+    return bool_param(request, "archived")
 
 
 def input_definitions(body: object) -> list[dict[str, object]]:
@@ -46,7 +58,8 @@ def input_definitions(body: object) -> list[dict[str, object]]:
 
 async def list_properties(request: Request) -> Response:
     registry = _registry(request)
-    return JSONResponse({"results": [p.to_json() for p in registry.properties.values()]})
+    chosen = registry.archived if _read_params(request) else registry.properties
+    return JSONResponse({"results": [p.to_json() for p in chosen.values()]})
 
 
 async def create_property(request: Request) -> Response:
@@ -55,7 +68,8 @@ async def create_property(request: Request) -> Response:
 
 
 async def get_property(request: Request) -> Response:
-    prop = _registry(request).require(request.path_params["name"])
+    registry = _registry(request)
+    prop = registry.require(request.path_params["name"], archived=_read_params(request))
     return JSONResponse(prop.to_json())
 
 
@@ -89,7 +103,10 @@ async def batch_create_properties(request: Request) -> Response:
     registry = _registry(request)
     results: list[JsonDict] = []
     errors: list[JsonDict] = []
-    for definition in input_definitions(await json_body(request)):
+    definitions = input_definitions(await json_body(request))
+    for definition in definitions:  # a mistyped input refuses the whole batch
+        check_definition(definition, creating=True)
+    for definition in definitions:
         try:
             results.append(registry.create(definition).to_json())
         except ApiError as exc:
@@ -103,11 +120,12 @@ async def batch_read_properties(request: Request) -> Response:
     registry = _registry(request)
     results: list[JsonDict] = []
     missing: list[str] = []
-    for item in input_definitions(await json_body(request)):
-        name = item.get("name")
-        if not isinstance(name, str):
-            raise bad_request("Each input needs a `name` (a string)")
-        prop = registry.get(name)
+    body = object_body(await json_body(request))
+    archived = optional_bool(body, "archived")
+    optional_enum(body, "dataSensitivity", DATA_SENSITIVITIES)
+    chosen = registry.archived if archived else registry.properties
+    for name in _names(body):
+        prop = chosen.get(name)
         if prop is None:
             missing.append(name)
         else:
@@ -120,6 +138,29 @@ async def batch_read_properties(request: Request) -> Response:
     return JSONResponse(batch_envelope(requested_at, results, errors), status_code=status)
 
 
+def _names(body: object) -> list[str]:
+    names = [item.get("name") for item in input_definitions(body)]
+    if not all(isinstance(name, str) for name in names):
+        raise bad_request("Each input needs a `name` (a string)")
+    return [str(name) for name in names]
+
+
+async def archive_property(request: Request) -> Response:
+    _registry(request).archive(request.path_params["name"])
+    return Response(status_code=204)
+
+
+async def batch_archive_properties(request: Request) -> Response:
+    registry = _registry(request)
+    registry.archive_names(_names(await json_body(request)))
+    return Response(status_code=204)
+
+
+async def archive_group(request: Request) -> Response:
+    _registry(request).archive_group(request.path_params["name"])
+    return Response(status_code=204)
+
+
 def property_routes(prefix: str) -> list[Route]:
     # Groups and batches come first: otherwise `/groups` would be read as a property name.
     return [
@@ -127,10 +168,13 @@ def property_routes(prefix: str) -> list[Route]:
         Route(f"{prefix}/groups", create_group, methods=["POST"]),
         Route(f"{prefix}/groups/{{name}}", get_group, methods=["GET"]),
         Route(f"{prefix}/groups/{{name}}", update_group, methods=["PATCH"]),
+        Route(f"{prefix}/groups/{{name}}", archive_group, methods=["DELETE"]),
         Route(f"{prefix}/batch/create", batch_create_properties, methods=["POST"]),
         Route(f"{prefix}/batch/read", batch_read_properties, methods=["POST"]),
+        Route(f"{prefix}/batch/archive", batch_archive_properties, methods=["POST"]),
         Route(prefix, list_properties, methods=["GET"]),
         Route(prefix, create_property, methods=["POST"]),
         Route(f"{prefix}/{{name}}", get_property, methods=["GET"]),
         Route(f"{prefix}/{{name}}", update_property, methods=["PATCH"]),
+        Route(f"{prefix}/{{name}}", archive_property, methods=["DELETE"]),
     ]

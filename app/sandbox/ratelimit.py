@@ -48,6 +48,15 @@ class SlidingWindow:
         self._prune(now)
         return max(self.limit.requests - len(self._times), 0)
 
+    def taken_since(self, since: float) -> int:
+        """Calls admitted after `since` (within the window): counted from the newest."""
+        count = 0
+        for at in reversed(self._times):
+            if at <= since:
+                break
+            count += 1
+        return count
+
 
 class ApiLimiter:
     """Admits or refuses one call; refusals name HubSpot's policy."""
@@ -93,14 +102,20 @@ class ApiLimiter:
         return None
 
     def headers(self) -> dict[str, str]:
+        """HubSpot's rate-limit headers; the `Secondly` pair is the same limit seen per
+        second (100 per 10 s: 10 a second), the calls of the last second taken from it."""
         now = self._clock()
         limit = self.window.limit
+        secondly = max(round(limit.requests / limit.window_seconds), 1)
+        taken_last_second = self.window.taken_since(now - 1.0)
         return {
             "X-HubSpot-RateLimit-Max": str(limit.requests),
             "X-HubSpot-RateLimit-Remaining": str(self.window.remaining(now)),
             "X-HubSpot-RateLimit-Interval-Milliseconds": str(round(limit.window_seconds * 1000)),
             "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
             "X-HubSpot-RateLimit-Daily-Remaining": str(max(self.daily_limit - self.daily_used, 0)),
+            "X-HubSpot-RateLimit-Secondly": str(secondly),
+            "X-HubSpot-RateLimit-Secondly-Remaining": str(max(secondly - taken_last_second, 0)),
         }
 
 

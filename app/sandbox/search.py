@@ -23,8 +23,15 @@ from typing import Any
 
 from app.sandbox.clock import now_ms
 from app.sandbox.errors import JsonDict, bad_request
+from app.sandbox.fields import (
+    object_body,
+    optional_enum,
+    optional_int,
+    optional_string,
+    required_string,
+    string_list,
+)
 from app.sandbox.properties import PropertyDef, PropertyRegistry
-from app.sandbox.request_io import int_value, object_body, optional_string, string_list
 from app.sandbox.store import Company, CompanyStore
 from app.sandbox.values import epoch_ms
 
@@ -33,6 +40,9 @@ MAX_GROUPS = 5
 MAX_FILTERS_PER_GROUP = 6
 MAX_FILTERS = 18
 _QUERY_PROPERTIES = ("name", "domain", "website", "phone")
+_DIRECTIONS = ("ASCENDING", "DESCENDING")
+_OPERATORS = ("BETWEEN", "CONTAINS_TOKEN", "EQ", "GT", "GTE", "HAS_PROPERTY", "IN", "LT", "LTE",
+              "NEQ", "NOT_CONTAINS_TOKEN", "NOT_HAS_PROPERTY", "NOT_IN")  # fmt: skip
 
 Predicate = Callable[[Company], bool]
 
@@ -73,12 +83,14 @@ class SearchRequest:
 def parse_search(registry: PropertyRegistry, body: object, *, cap: int) -> SearchRequest:
     """Check a search body, refusing its first fault with a 400: one order for both paths."""
     body = object_body(body)
-    limit = int_value(body.get("limit"), "limit", 10)
+    limit = optional_int(body, "limit", 10)
     if not 1 <= limit <= MAX_LIMIT:
         raise bad_request(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    offset = int_value(body.get("after") if body.get("after") != "" else None, "after", 0)
-    if offset < 0:
-        raise bad_request(f"after must not be negative, got {offset}", after=[str(offset)])
+    after = optional_string(body, "after") or "0"
+    if not after.isascii() or not after.isdigit():
+        raise bad_request(f"after must be a paging cursor of a previous page, got {after!r}",
+                          after=[after])  # fmt: skip
+    offset = int(after)
     if offset >= cap:
         raise bad_request(
             f"Search results are limited to {cap} per query; "
@@ -86,8 +98,6 @@ def parse_search(registry: PropertyRegistry, body: object, *, cap: int) -> Searc
             after=[str(offset)],
         )
     groups = body.get("filterGroups", [])
-    if groups is None:
-        groups = []
     if not isinstance(groups, list) or len(groups) > MAX_GROUPS:
         raise bad_request(f"At most {MAX_GROUPS} filterGroups are allowed")
     predicates = [_group(registry, group) for group in groups]
@@ -104,9 +114,28 @@ def parse_search(registry: PropertyRegistry, body: object, *, cap: int) -> Searc
         groups=groups,
         predicates=predicates,
         query=optional_string(body, "query"),
-        properties=string_list(body, "properties"),
-        sorts=body.get("sorts") if body.get("sorts") is not None else [],
+        properties=registry.known(string_list(body, "properties")),
+        sorts=_sorts(body.get("sorts", [])),
     )
+
+
+def _sorts(raw: object) -> list[Any]:
+    """`sorts` as typed: an array of property names (`"-name"` descending) or of
+    {propertyName, direction}; its length and properties are checked when sorting."""
+    if not isinstance(raw, list):
+        raise bad_request("`sorts` must be an array", sorts=[str(raw)])
+    for spec in raw:
+        if isinstance(spec, str):
+            continue
+        if not isinstance(spec, dict) or not isinstance(spec.get("propertyName"), str):
+            raise bad_request("A sort is a property name or {propertyName, direction}")
+        direction = spec.get("direction", "ASCENDING")
+        if not isinstance(direction, str) or direction.upper() not in _DIRECTIONS:
+            raise bad_request(
+                f"A sort's direction is ASCENDING or DESCENDING, got {direction!r}",
+                direction=[str(direction)],
+            )
+    return raw
 
 
 def scan_search(
@@ -255,16 +284,24 @@ def _seen(company: Company, as_of_ms: int | None) -> Company | None:
 
 
 def _group(registry: PropertyRegistry, group: object) -> list[Predicate]:
-    filters = group.get("filters", []) if isinstance(group, dict) else None
+    filters = group.get("filters") if isinstance(group, dict) else None
     if not isinstance(filters, list) or len(filters) > MAX_FILTERS_PER_GROUP:
-        raise bad_request(f"Each filter group takes a list of at most {MAX_FILTERS_PER_GROUP}")
+        raise bad_request(
+            f"Each filter group needs `filters`, an array of at most {MAX_FILTERS_PER_GROUP}"
+        )
     return [_predicate(registry, f) for f in filters]
 
 
 def _predicate(registry: PropertyRegistry, spec: object) -> Predicate:
-    if not isinstance(spec, dict) or "propertyName" not in spec or "operator" not in spec:
+    if not isinstance(spec, dict):
         raise bad_request("Each filter needs a propertyName and an operator")
-    name, operator = str(spec["propertyName"]), str(spec["operator"])
+    name = required_string(spec, "propertyName", "Each filter")
+    operator = optional_enum(spec, "operator", _OPERATORS)
+    if operator is None:
+        raise bad_request("Each filter needs a propertyName and an operator")
+    optional_string(spec, "value")
+    optional_string(spec, "highValue")
+    string_list(spec, "values")
     prop = registry.get(name)
     if prop is None:
         raise bad_request(f"Property {name!r} does not exist", propertyName=[name])

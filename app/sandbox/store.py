@@ -318,6 +318,20 @@ class CompanyStore:
             self._emit(ChangeEvent("propertyChange", company.id, now, source, name, value))
         return company
 
+    def update_key(self, id_property: str | None) -> str | None:
+        """The unique property an update finds its record by (None: the record id). HubSpot
+        refuses `hs_object_id` here, which reads take, and any property without unique values."""
+        if id_property is None:
+            return None
+        prop = self.registry.get(id_property)
+        if id_property == "hs_object_id" or prop is None or not prop.has_unique_value:
+            raise bad_request(
+                f"Unable to perform update by non-unique property {id_property}; "
+                "leave idProperty out to update by record id",
+                idProperty=[id_property],
+            )
+        return id_property
+
     def upsert_key(self, id_property: str | None) -> str:
         """The unique property an upsert matches on; HubSpot refuses a missing one, the
         record id (`hs_object_id`) and any property without unique values."""

@@ -12,12 +12,25 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from app.sandbox.clock import iso_from_ms
 
-if TYPE_CHECKING:
-    from app.sandbox.properties import PropertyDef
+
+class PropertyDef(Protocol):
+    """What a value's rules need of its property definition (`properties.PropertyDef` has
+    it): named here, so this module needs nothing from the registry that uses it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def field_type(self) -> str: ...
+    @property
+    def options(self) -> list[dict[str, Any]]: ...
+    @property
+    def is_boolean(self) -> bool: ...
 
 
 _DAY_MS = 86_400_000

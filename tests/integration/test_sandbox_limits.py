@@ -19,7 +19,11 @@ SEARCH = f"{V3}/search"
 
 
 def assert_rate_limit_body(body: dict[str, str], policy: str, window: str) -> None:
-    assert set(body) == {"status", "message", "errorType", "correlationId", "policyName"}
+    assert set(body) == {
+        "status", "message", "errorType", "correlationId", "policyName", "requestId"
+    }  # fmt: skip
+    uuid.UUID(body["requestId"])
+    assert body["requestId"] != body["correlationId"]
     assert body["status"] == "error"
     assert body["message"] == f"You have reached your {window} limit."
     assert body["errorType"] == "RATE_LIMIT"
@@ -36,6 +40,11 @@ async def test_rolling_window_refuses_with_hubspots_429() -> None:
         ]  # fmt: skip
         first = answers[0].headers
         assert first["X-HubSpot-RateLimit-Max"] == "5"
+        # HubSpot's per-second view of the same limit: 5 in 1 s, used up by the five calls.
+        assert first["X-HubSpot-RateLimit-Secondly"] == "5"
+        assert [r.headers["X-HubSpot-RateLimit-Secondly-Remaining"] for r in answers] == [
+            "4", "3", "2", "1", "0",
+        ]  # fmt: skip
         assert first["X-HubSpot-RateLimit-Interval-Milliseconds"] == "1000"
         assert first["X-HubSpot-RateLimit-Daily"] == "250000"
         assert first["X-HubSpot-RateLimit-Daily-Remaining"] == "249999"
@@ -180,3 +189,17 @@ async def test_reset_clears_companies_faults_and_counters() -> None:
         assert (stats["requests"], stats["companies"], stats["faults_injected"]) == (0, 0, 0)
         assert (await hub.client.get("/_sandbox/faults")).json()["error_rate"] == 0.0
         assert (await hub.client.get(V3)).json()["results"] == []
+
+
+async def test_secondly_headers_scale_the_ten_second_limit_to_one_second() -> None:
+    async with running_sandbox(SandboxConfig(rate_limit=RateLimit(100, 10.0))) as hub:
+        answers = [await hub.client.get(V3) for _ in range(3)]
+        assert {r.headers["X-HubSpot-RateLimit-Secondly"] for r in answers} == {"10"}
+        remaining = [int(r.headers["X-HubSpot-RateLimit-Secondly-Remaining"]) for r in answers]
+        assert remaining == [9, 8, 7]
+        await asyncio.sleep(1.05)  # the second is over; the ten seconds are not
+        later = await hub.client.get(V3)
+        assert later.headers["X-HubSpot-RateLimit-Secondly-Remaining"] == "9"
+        assert later.headers["X-HubSpot-RateLimit-Remaining"] == "96"
+        searched = await hub.client.post(f"{V3}/search", json={})
+        assert "X-HubSpot-RateLimit-Secondly" not in searched.headers  # search has none

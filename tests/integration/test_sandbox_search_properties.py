@@ -11,7 +11,7 @@ import pytest
 from app.sandbox.config import SandboxConfig
 from app.sandbox.testing import RunningSandbox, running_sandbox
 from app.settings import RateLimit
-from tests.hubspot_shapes import assert_shape
+from tests.hubspot_shapes import PROPERTIES_V3, assert_shape
 
 SEARCH = "/crm/v3/objects/companies/search"
 PROPS = "/crm/v3/properties/companies"
@@ -262,3 +262,65 @@ async def test_unset_properties_come_back_as_null_like_the_real_api() -> None:
         # Not requested, not answered: the defaults leave out what has no value.
         plain = await hub.client.get(f"/crm/v3/objects/companies/{company['id']}")
         assert "domain" not in plain.json()["properties"]
+
+
+async def test_a_requested_property_that_does_not_exist_is_left_out() -> None:
+    """HubSpot answers an unset property as null but leaves out a name that is no property
+    at all, so a typo shows as a missing key: on a read, a list, a batch read and a search."""
+    async with running_sandbox(SandboxConfig(search_index_delay_seconds=0)) as hub:
+        company = (
+            await hub.client.post("/crm/v3/objects/companies", json={"properties": {"name": "A"}})
+        ).json()
+        wanted = ["name", "domain", "nmae"]
+        read = await hub.client.get(
+            f"/crm/v3/objects/companies/{company['id']}", params={"properties": ",".join(wanted)}
+        )
+        listed = await hub.client.get(
+            "/crm/v3/objects/companies", params={"properties": ",".join(wanted)}
+        )
+        batch = await hub.client.post(
+            "/crm/v3/objects/companies/batch/read",
+            json={"inputs": [{"id": company["id"]}], "properties": wanted},
+        )
+        found = await search(hub, {"properties": wanted})
+        for answer in (read.json(), listed.json()["results"][0], batch.json()["results"][0],
+                       found["results"][0]):  # fmt: skip
+            assert answer["properties"]["name"] == "A"
+            assert answer["properties"]["domain"] is None  # a property, unset: null
+            assert "nmae" not in answer["properties"]  # no such property: left out
+        only_typos = await hub.client.get(
+            f"/crm/v3/objects/companies/{company['id']}", params={"properties": "nmae"}
+        )
+        assert set(only_typos.json()["properties"]) == {
+            "createdate", "hs_lastmodifieddate", "hs_object_id"
+        }  # fmt: skip
+
+
+async def test_properties_and_groups_are_archived_with_204(hub: RunningSandbox) -> None:
+    client = hub.client
+    assert (await client.post(f"{PROPS}/groups", json={"name": "old", "label": "Old"})).is_success
+    for name in ("old_a", "old_b", "old_c"):
+        definition = {"name": name, "label": name, "type": "string", "fieldType": "text"}
+        created = await client.post(PROPS, json={**definition, "groupName": "old"})
+        assert created.status_code == 201, created.text
+    assert (await client.delete(f"{PROPS}/old_a")).status_code == 204
+    archived = await client.post(
+        f"{PROPS}/batch/archive", json={"inputs": [{"name": "old_b"}, {"name": "old_c"}]}
+    )
+    assert archived.status_code == 204, archived.text
+    live = {p["name"] for p in (await client.get(PROPS)).json()["results"]}
+    assert not live & {"old_a", "old_b", "old_c"}
+    assert (await client.get(f"{PROPS}/old_a")).status_code == 404
+    gone = await client.get(f"{PROPS}/old_a", params={"archived": "true"})
+    assert gone.json()["archived"] is True
+    assert_shape(gone.json(), "Property", PROPERTIES_V3)
+    listed = await client.get(PROPS, params={"archived": "true"})
+    assert {p["name"] for p in listed.json()["results"]} == {"old_a", "old_b", "old_c"}
+    assert (await client.delete(f"{PROPS}/groups/old")).status_code == 204
+    assert (await client.get(f"{PROPS}/groups/old")).status_code == 404
+    # HubSpot's own are not archivable; unknown names are a 404.
+    assert (await client.delete(f"{PROPS}/name")).status_code == 400
+    assert (await client.delete(f"{PROPS}/no_such")).status_code == 404
+    assert (await client.delete(f"{PROPS}/groups/no_such")).status_code == 404
+    for dated in ("/crm/properties/2026-03/companies",):
+        assert (await client.delete(f"{dated}/no_such")).status_code == 404

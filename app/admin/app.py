@@ -37,6 +37,8 @@ from app.admin.rendering import (
     session_of,
 )
 from app.api.deps import app_context
+from app.api.errors import ApiError, handle_api_error
+from app.api.paths import CUSTOMER_ID
 from app.settings import Settings
 from app.store.admin_audit import record_action
 
@@ -138,8 +140,8 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         Route("/login/once", login_once, methods=["GET"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/customers", pages.customers, methods=["GET"]),
-        Route("/customers/{customer_id}", pages.customer, methods=["GET"]),
-        Route("/customers/{customer_id}/sync", actions.sync_now, methods=["POST"]),
+        Route(f"/customers/{CUSTOMER_ID}", pages.customer, methods=["GET"]),
+        Route(f"/customers/{CUSTOMER_ID}/sync", actions.sync_now, methods=["POST"]),
         Route("/conflicts", pages.conflicts, methods=["GET"]),
         Route("/conflicts/{conflict_id}/resolve", actions.resolve, methods=["POST"]),
         Route("/failed", pages.failed, methods=["GET"]),
@@ -160,7 +162,11 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         Route("/directions/{direction}/{verb}", actions.change_direction, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    console = Starlette(routes=routes, exception_handlers={NotSignedInError: not_signed_in})
+    console = Starlette(
+        routes=routes,
+        # A query parameter the console cannot use is the API's 422 naming it.
+        exception_handlers={NotSignedInError: not_signed_in, ApiError: handle_api_error},
+    )
     console.state.admin = AdminState(
         signer=SessionSigner(settings.secret_key, settings.admin_password),
         limiter=LoginLimiter(),

@@ -136,4 +136,9 @@ def server_options(settings: Settings) -> dict[str, Any]:
     limit is a class attribute: uvicorn builds protocols from the class (and, with several
     worker processes, each sets it again when it builds its app)."""
     HeaderTimeoutProtocol.header_timeout = settings.header_timeout_seconds
-    return {"http": HeaderTimeoutProtocol, "limit_concurrency": settings.max_connections}
+    return {
+        "http": HeaderTimeoutProtocol,
+        "limit_concurrency": settings.max_connections,
+        # Whose X-Forwarded-For is believed: the console's login limit counts that address.
+        "forwarded_allow_ips": ",".join(settings.trusted_proxies),
+    }

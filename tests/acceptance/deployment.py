@@ -93,7 +93,9 @@ def wait_until(check: Any, timeout: float, what: str) -> Any:
 
 
 @contextmanager
-def deployment(database_url: str, tmp_path: Path, workers: int = 2) -> Iterator[Deployment]:
+def deployment(
+    database_url: str, tmp_path: Path, workers: int = 2, extra: dict[str, str] | None = None
+) -> Iterator[Deployment]:
     sandbox_port, port = free_port(), free_port()
     sandbox = subprocess.Popen(  # noqa: S603 -- fixed argv
         [
@@ -123,6 +125,7 @@ def deployment(database_url: str, tmp_path: Path, workers: int = 2) -> Iterator[
         "HUBSYNC_API_TOKENS": API_TOKEN,
         "HUBSYNC_RETRY_BASE_SECONDS": "0.2",
         "HUBSYNC_LOG_LEVEL": "WARNING",
+        **(extra or {}),
     }
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(  # noqa: S603 -- fixed argv

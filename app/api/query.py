@@ -24,9 +24,9 @@ def _refuse(name: str, detail: str) -> ApiError:
 
 
 def _raw(request: Request, name: str) -> str | None:
-    """The parameter as sent; None when absent or blank (blank means "not given")."""
-    raw = request.query_params.get(name)
-    return raw if raw else None
+    """The parameter as sent; None when absent. Given blank (`?limit=`), a number, a word or
+    an id is refused like any other value it cannot be; blank text means "any"."""
+    return request.query_params.get(name)
 
 
 def query_int(
@@ -54,7 +54,7 @@ def query_text(request: Request, name: str, *, max_chars: int = MAX_TEXT_CHARS) 
     """Free text (a search, a filter), stripped; None when blank. Control characters are
     refused: they are never part of a name, a BAN or an error text, and NUL cannot be stored."""
     raw = refuse_control_characters(name, _raw(request, name))
-    if raw is None:
+    if not raw:
         return None
     if len(raw) > max_chars:
         raise _refuse(name, f"at most {max_chars} characters")

@@ -34,6 +34,10 @@ HOSTILE = [
     ("/v1/webhooks/events", "status", NUL),
     ("/v1/reconciliation/runs", "limit", "abc"),
     ("/v1/reconciliation/runs", "before", "0"),
+    # Given blank, a number, a word or an id is as wrong as any other value.
+    ("/v1/sync/conflicts", "limit", ""),
+    ("/v1/sync/customers", "after_id", ""),
+    ("/v1/webhooks/events", "status", ""),
 ]
 
 

@@ -9,9 +9,11 @@ import re
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.acceptance.deployment import Deployment, deployment
+from tests.conftest import _libpq
 
 pytestmark = pytest.mark.slow
 PASSWORD = "a console password for the proxy test"
@@ -68,3 +70,9 @@ def test_login_limit_and_sessions_behind_a_trusted_proxy(postgres_url: str, tmp_
                 answer = thief.get("/admin/")
                 assert answer.status_code == 303, answer.text[:200]
                 assert answer.headers["location"].startswith("/admin/login")
+    # The forwarded address is the client's, as recorded in the audit trail.
+    with psycopg.connect(_libpq(postgres_url)) as connection:
+        logins = connection.execute(
+            "SELECT actor, detail->>'client' FROM hubsync_admin_audit WHERE action = 'admin.login'"
+        ).fetchall()
+    assert logins == [("admin:dana", "203.0.113.8")]

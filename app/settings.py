@@ -7,6 +7,7 @@ expected; secrets are wrapped in `Secret` so no repr, log line or error shows th
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -87,6 +88,7 @@ ENVIRONMENT: tuple[str, ...] = (
     "HUBSYNC_SCHEDULER",
     "HUBSYNC_SECRET_KEY",
     "HUBSYNC_SYNC_NOW_TIMEOUT",
+    "HUBSYNC_TRUSTED_PROXIES",
     "HUBSYNC_WORKER",
     "HUBSYNC_WORKER_BATCH_SIZE",
     "HUBSYNC_WORKER_CONCURRENCY",
@@ -236,6 +238,10 @@ class Settings:
     body_timeout_seconds: float = 30.0
     max_unauthenticated_requests: int = 1024
     max_connections: int = 1000
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's
+    # forwarded_allow_ips): addresses or networks, or "*". The console's login limit counts
+    # the client address they forward.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
     # "demo" runs the built-in HubSpot sandbox; "production" needs HUBSPOT_ACCESS_TOKEN.
     mode: str = "production"
     # A pending job gains one priority level per this many seconds waited (1 = most urgent),
@@ -325,6 +331,7 @@ class Settings:
                 if self.scheduler_enabled
                 else "off"
             ),
+            "trusted_proxies": ",".join(self.trusted_proxies),
         }
 
     # -- loading -------------------------------------------------------------------------
@@ -471,6 +478,7 @@ class Settings:
             max_connections=_number(
                 "HUBSYNC_MAX_CONNECTIONS", get("HUBSYNC_MAX_CONNECTIONS"), 1000, 10, 100_000
             ),
+            trusted_proxies=_trusted_proxies(get("HUBSYNC_TRUSTED_PROXIES")),
             history_retention_seconds=_duration(
                 "HUBSYNC_HISTORY_RETENTION",
                 get("HUBSYNC_HISTORY_RETENTION"),
@@ -684,6 +692,25 @@ def _timezone(name: str, value: str | None) -> str:
             f"{name}: expected an IANA time zone like 'America/New_York', got {value!r}"
         ) from None
     return value
+
+
+def _trusted_proxies(value: str | None) -> tuple[str, ...]:
+    """Comma-separated addresses or networks (CIDR), or "*"; each checked here, as uvicorn
+    would take a typo for a host name and silently trust nothing."""
+    if value is None:
+        return ("127.0.0.1",)
+    entries = tuple(entry.strip() for entry in value.split(","))
+    if entries == ("*",):
+        return entries
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(
+                "HUBSYNC_TRUSTED_PROXIES: expected comma-separated IP addresses or networks "
+                f"(e.g. 10.0.0.0/8), or *; got {entry!r}"
+            ) from None
+    return entries
 
 
 def _number(name: str, value: str | None, default: int, minimum: int, maximum: int) -> int:

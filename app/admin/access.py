@@ -1,8 +1,9 @@
-"""Who may use the console: the password check, the signed session cookie, the login limit,
-and the one-time login link of the embedded default.
+"""Who may use the console: the password check, the signed session cookie, and the one-time
+login link of the embedded default.
 
-The session is a cookie signed with itsdangerous by HUBSYNC_SECRET_KEY (HttpOnly,
-SameSite=Lax, Secure behind HTTPS, expiring). It carries a fingerprint of the password, so
+The session cookie is signed with itsdangerous by HUBSYNC_SECRET_KEY (HttpOnly,
+SameSite=Lax, Secure behind HTTPS, expiring) and names a session kept on the server
+(app/admin/sessions.py), which logout ends. It carries a fingerprint of the password, so
 changing HUBSYNC_ADMIN_PASSWORD ends every session.
 """
 
@@ -12,8 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -29,6 +29,7 @@ MAX_NAME_CHARS = 40
 @dataclass(frozen=True)
 class Session:
     who: str  # "admin:<name>", the actor in the audit trail
+    token: str  # the server-side session's token (app/store/admin_sessions.py)
 
 
 class SessionSigner:
@@ -42,8 +43,10 @@ class SessionSigner:
     def password_matches(self, presented: str) -> bool:
         return hmac.compare_digest(presented.encode(), self._password.reveal().encode())
 
-    def issue(self, name: str) -> str:
-        return self._serializer.dumps({"who": f"admin:{clean_name(name)}", "k": self._fingerprint})
+    def issue(self, name: str, token: str) -> str:
+        return self._serializer.dumps(
+            {"who": f"admin:{clean_name(name)}", "k": self._fingerprint, "s": token}
+        )
 
     def read(self, cookie: str | None) -> Session | None:
         if not cookie:
@@ -54,36 +57,17 @@ class SessionSigner:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("who"), str):
             return None
+        if not isinstance(data.get("s"), str) or not data["s"]:
+            return None  # a cookie from before sessions were kept on the server
         if not hmac.compare_digest(str(data.get("k", "")), self._fingerprint):
             return None
-        return Session(who=data["who"])
+        return Session(who=data["who"], token=data["s"])
 
 
 def clean_name(name: str) -> str:
     """The name typed at login, reduced to something safe to show and audit."""
     kept = "".join(ch for ch in name.strip() if ch.isalnum() or ch in "._-@ ")
     return kept[:MAX_NAME_CHARS].strip() or "operator"
-
-
-@dataclass
-class LoginLimiter:
-    """At most `per_minute` login attempts per client in any minute (this process)."""
-
-    per_minute: int = LOGIN_TRIES_PER_MINUTE
-    _attempts: dict[str, deque[float]] = field(default_factory=dict)
-
-    def allow(self, client: str, now: float | None = None) -> bool:
-        moment = time.monotonic() if now is None else now
-        attempts = self._attempts.setdefault(client, deque())
-        while attempts and attempts[0] <= moment - 60:
-            attempts.popleft()
-        if len(attempts) >= self.per_minute:
-            return False
-        attempts.append(moment)
-        if len(self._attempts) > 10_000:  # forget idle clients rather than grow forever
-            for key in [k for k, v in self._attempts.items() if not v]:
-                del self._attempts[key]
-        return True
 
 
 class OneTimeLogin:

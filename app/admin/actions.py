@@ -27,6 +27,7 @@ from app.sync.operator.resolution import (
     resolve_conflict,
 )
 from app.sync.schedule.runtime import wake_worker
+from app.warp.columns import TableMissingError
 from app.warp.connector import canonical_id
 
 MAX_SELECTED = 1000
@@ -155,8 +156,14 @@ async def save_rules(request: Request, session: Session) -> Response:
     rows = rows_from_form(await request.form())
     try:
         rules = rules_from_rows(rows)
-        await operations.change_rules(context.engine, rules, by=session.who)
-    except InvalidRuleError as exc:
+        await operations.change_rules(
+            context.engine,
+            rules,
+            by=session.who,
+            warp_engine=context.warp_engine,
+            customers_table=context.settings.effective_customers_table,
+        )
+    except (InvalidRuleError, TableMissingError) as exc:
         async with context.engine.connect() as connection:
             history = await config_history(connection, limit=20)
         return await render(
@@ -167,6 +174,11 @@ async def save_rules(request: Request, session: Session) -> Response:
             rows=rows,
             choices=CHOICES,
             history=history,
-            error={"detail": str(exc), "field": exc.field},
+            error={
+                "detail": f"{exc}; check WARP_CUSTOMERS_TABLE"
+                if isinstance(exc, TableMissingError)
+                else str(exc),
+                "field": getattr(exc, "field", None),
+            },
         )
     return back_to("/admin/rules", "rules")

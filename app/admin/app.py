@@ -16,13 +16,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
 from app.admin import actions, pages, reconciliation_pages
-from app.admin.access import (
-    SESSION_COOKIE,
-    SESSION_SECONDS,
-    LoginLimiter,
-    OneTimeLogin,
-    SessionSigner,
-)
+from app.admin.access import SESSION_COOKIE, SESSION_SECONDS, OneTimeLogin, Session, SessionSigner
 from app.admin.headers import SecurityHeaders
 from app.admin.rendering import (
     STATIC_DIR,
@@ -35,8 +29,12 @@ from app.admin.rendering import (
     render,
     safe_next,
     session_of,
+    signed_in,
 )
+from app.admin.sessions import begin_login, end_every_session, end_session, start_session
 from app.api.deps import app_context
+from app.api.errors import ApiError, handle_api_error
+from app.api.paths import CUSTOMER_ID
 from app.settings import Settings
 from app.store.admin_audit import record_action
 
@@ -44,7 +42,7 @@ MOUNT = "/admin"
 
 
 async def login_page(request: Request) -> Response:
-    if session_of(request) is not None:
+    if await session_of(request) is not None:
         return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
     return await render(
         request, None, "login.html", next=safe_next(request.query_params.get("next")), error=None
@@ -55,29 +53,37 @@ async def login(request: Request) -> Response:
     state = admin_state(request)
     form = await request.form()
     target = safe_next(str(form.get("next", "")))
-    if not state.limiter.allow(client_address(request)):
+    typed = form.get("name")
+    name = str(typed) if isinstance(typed, str) else ""
+    attempt = await begin_login(
+        app_context(request).engine, client=client_address(request), name=name
+    )
+    if attempt is None:
         return await render(
             request,
             None,
             "login.html",
             429,
             next=target,
-            error="Too many attempts from your address; wait a minute.",
+            error="Too many attempts from your address or for this name; wait a minute.",
         )
     password = form.get("password")
     if not isinstance(password, str) or not state.signer.password_matches(password):
         return await render(
             request, None, "login.html", 401, next=target, error="That password is not right."
         )
-    name = form.get("name")
-    return await _signed_in_as(request, str(name) if isinstance(name, str) else "", target)
+    await attempt.succeeded()
+    return await _signed_in_as(request, name, target)
 
 
 async def login_once(request: Request) -> Response:
     """The embedded default's one-time link, printed at start-up."""
     state = admin_state(request)
     token = request.query_params.get("token", "")
-    if not state.limiter.allow(client_address(request)):
+    attempt = await begin_login(
+        app_context(request).engine, client=client_address(request), name=None
+    )
+    if attempt is None:
         return await render(request, None, "login.html", 429, next="/admin/", error="Wait.")
     if state.one_time is None or not state.one_time.redeem(token):
         return await render(
@@ -88,15 +94,17 @@ async def login_once(request: Request) -> Response:
             next="/admin/",
             error="That login link was used already or has expired; sign in with the password.",
         )
+    await attempt.succeeded()
     return await _signed_in_as(request, "first-login", "/admin/")
 
 
 async def _signed_in_as(request: Request, name: str, target: str) -> Response:
     state = admin_state(request)
-    cookie = state.signer.issue(name)
+    engine = app_context(request).engine
+    cookie = await start_session(engine, state.signer, name, client=client_address(request))
     session = state.signer.read(cookie)
     assert session is not None  # noqa: S101 -- just issued
-    async with app_context(request).engine.begin() as connection:
+    async with engine.begin() as connection:
         await record_action(
             connection,
             actor=session.who,
@@ -117,10 +125,29 @@ async def _signed_in_as(request: Request, name: str, target: str) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    session = session_of(request)
+    """Ends this session on the server (a copy of its cookie opens nothing afterwards)."""
+    session = await session_of(request)
     if session is not None:
-        async with app_context(request).engine.begin() as connection:
+        engine = app_context(request).engine
+        await end_session(engine, session.token)
+        async with engine.begin() as connection:
             await record_action(connection, actor=session.who, action="admin.logout")
+    return _signed_out()
+
+
+@signed_in
+async def sign_out_everywhere(request: Request, session: Session) -> Response:
+    """Ends every console session, this one included: after a cookie may have leaked."""
+    engine = app_context(request).engine
+    ended = await end_every_session(engine)
+    async with engine.begin() as connection:
+        await record_action(
+            connection, actor=session.who, action="admin.sessions.revoke", detail={"ended": ended}
+        )
+    return _signed_out()
+
+
+def _signed_out() -> Response:
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=MOUNT, httponly=True, samesite="lax")
     return response
@@ -137,9 +164,10 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         Route("/login", login, methods=["POST"]),
         Route("/login/once", login_once, methods=["GET"]),
         Route("/logout", logout, methods=["POST"]),
+        Route("/sessions/revoke", sign_out_everywhere, methods=["POST"]),
         Route("/customers", pages.customers, methods=["GET"]),
-        Route("/customers/{customer_id}", pages.customer, methods=["GET"]),
-        Route("/customers/{customer_id}/sync", actions.sync_now, methods=["POST"]),
+        Route(f"/customers/{CUSTOMER_ID}", pages.customer, methods=["GET"]),
+        Route(f"/customers/{CUSTOMER_ID}/sync", actions.sync_now, methods=["POST"]),
         Route("/conflicts", pages.conflicts, methods=["GET"]),
         Route("/conflicts/{conflict_id}/resolve", actions.resolve, methods=["POST"]),
         Route("/failed", pages.failed, methods=["GET"]),
@@ -160,10 +188,13 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         Route("/directions/{direction}/{verb}", actions.change_direction, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    console = Starlette(routes=routes, exception_handlers={NotSignedInError: not_signed_in})
+    console = Starlette(
+        routes=routes,
+        # A query parameter the console cannot use is the API's 422 naming it.
+        exception_handlers={NotSignedInError: not_signed_in, ApiError: handle_api_error},
+    )
     console.state.admin = AdminState(
         signer=SessionSigner(settings.secret_key, settings.admin_password),
-        limiter=LoginLimiter(),
         templates=Jinja2Templates(directory=TEMPLATES_DIR),
         one_time=one_time,
         https_only=https_only,

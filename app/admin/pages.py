@@ -14,6 +14,7 @@ from app.admin.chart import build_chart
 from app.admin.rendering import company_url, render, signed_in
 from app.admin.rules_form import CHOICES, rules_for_form
 from app.api.deps import app_context
+from app.api.query import query_text, query_uuid
 from app.context import require
 from app.store import sync_state
 from app.store.admin_audit import recent_actions
@@ -61,8 +62,8 @@ async def dashboard(request: Request, session: Session) -> Response:
 @signed_in
 async def customers(request: Request, session: Session) -> Response:
     context = app_context(request)
-    query = request.query_params.get("q", "").strip()[:200]
-    after = request.query_params.get("after") or None
+    query = query_text(request, "q") or ""
+    after = query_uuid(request, "after")
     unlinked = request.query_params.get("unlinked") == "1"
     found: list[dict[str, Any]] = []
     by_company = None
@@ -153,7 +154,11 @@ async def conflicts(request: Request, session: Session) -> Response:
 
 @signed_in
 async def failed(request: Request, session: Session) -> Response:
-    where = FailedFilter.from_params(request.query_params)
+    where = FailedFilter(
+        kind=query_text(request, "kind"),
+        source=query_text(request, "source"),
+        text=query_text(request, "text"),
+    )
     async with app_context(request).engine.connect() as connection:
         jobs = await failed_jobs(connection, where, before_id=_before(request))
         kinds = await failed_error_kinds(connection)

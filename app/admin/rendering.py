@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from app.admin.access import SESSION_COOKIE, LoginLimiter, OneTimeLogin, Session, SessionSigner
+from app.admin.access import SESSION_COOKIE, OneTimeLogin, Session, SessionSigner
+from app.admin.sessions import is_live
 from app.api.deps import app_context
 from app.context import AppContext
 from app.errors import HubsyncError
@@ -43,7 +44,6 @@ NOTICES = {
 @dataclass
 class AdminState:
     signer: SessionSigner
-    limiter: LoginLimiter
     templates: Jinja2Templates
     one_time: OneTimeLogin | None
     https_only: bool
@@ -58,8 +58,13 @@ def admin_state(request: Request) -> AdminState:
     return state
 
 
-def session_of(request: Request) -> Session | None:
-    return admin_state(request).signer.read(request.cookies.get(SESSION_COOKIE))
+async def session_of(request: Request) -> Session | None:
+    """The request's session: a cookie signed by us whose session is still live on the
+    server (not logged out, not signed out everywhere, not expired)."""
+    session = admin_state(request).signer.read(request.cookies.get(SESSION_COOKIE))
+    if session is None or not await is_live(app_context(request).engine, session.token):
+        return None
+    return session
 
 
 View = Callable[[Request, Session], Awaitable[Response]]
@@ -67,7 +72,7 @@ View = Callable[[Request, Session], Awaitable[Response]]
 
 def signed_in(view: View) -> Callable[[Request], Awaitable[Response]]:
     async def guarded(request: Request) -> Response:
-        session = session_of(request)
+        session = await session_of(request)
         if session is None:
             raise NotSignedInError
         return await view(request, session)

@@ -10,10 +10,10 @@ from starlette.routing import BaseRoute, Route
 
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
-from app.store.sync_config import config_history, load_rules, replace_rules
-from app.sync.core.rule_columns import check_rules_fit_columns
+from app.store.sync_config import config_history, load_rules
 from app.sync.core.rules import InvalidRuleError, rule_to_dict, rules_from_dicts
-from app.warp.columns import TableMissingError, real_columns
+from app.sync.operator.actions import change_rules
+from app.warp.columns import TableMissingError
 
 
 async def get_config(request: Request) -> JSONResponse:
@@ -38,18 +38,17 @@ async def put_config(request: Request) -> JSONResponse:
         raise ApiError(422, "every rule must be a JSON object", extra={"field": "rules"})
     context = app_context(request)
     try:
-        columns = await real_columns(
-            context.warp_engine, context.settings.effective_customers_table
+        before, after = await change_rules(
+            context.engine,
+            rules_from_dicts(items),
+            by=caller,
+            warp_engine=context.warp_engine,
+            customers_table=context.settings.effective_customers_table,
         )
     except TableMissingError as exc:
         raise ApiError(503, f"{exc}; check WARP_CUSTOMERS_TABLE") from None
-    try:
-        rules = rules_from_dicts(items)
-        check_rules_fit_columns(rules, columns)
     except InvalidRuleError as exc:
         raise ApiError(422, str(exc), extra={"field": exc.field}) from None
-    async with context.engine.begin() as connection:
-        before, after = await replace_rules(connection, rules, changed_by=caller)
     return JSONResponse({"rules": after, "previous": before})
 
 

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
 from app.api.idempotency import Answer, answer_idempotently
+from app.api.paths import CUSTOMER_ID
 from app.api.sync_jobs import idempotency_store, job_document, queue_of
 from app.context import AppContext
 from app.store import console, sync_state
@@ -223,6 +224,6 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 routes: list[BaseRoute] = [
-    Route("/v1/sync/customers/{customer_id}/to-hubspot", sync_customer_now, methods=["POST"]),
-    Route("/v1/sync/customers/{customer_id}", get_customer, methods=["GET"]),
+    Route(f"/v1/sync/customers/{CUSTOMER_ID}/to-hubspot", sync_customer_now, methods=["POST"]),
+    Route(f"/v1/sync/customers/{CUSTOMER_ID}", get_customer, methods=["GET"]),
 ]

@@ -51,4 +51,41 @@ async def json_body(request: Request, *, required: bool = False) -> Any:
         raise ApiError(400, str(exc)) from None
     if document is None:  # JSON null is a body, and no route takes it
         raise ApiError(400, "the body is JSON null; send an object, or no body")
+    if (where := unstorable_text(document)) is not None:
+        raise ApiError(
+            422,
+            f"{where or 'body'}: text with a NUL character or half a surrogate pair cannot be "
+            "stored",
+            extra={"field": where or "body"},
+        )
     return document
+
+
+def unstorable_text(document: Any, path: str = "") -> str | None:
+    """Where the first string PostgreSQL cannot store is (a key or a value holding NUL, or a
+    lone surrogate that has no UTF-8 form), as `a.b[2].c`; None when there is none. Checked
+    here, once for every route, rather than met as a database error (a 500)."""
+    if isinstance(document, str):
+        return path if not _storable(document) else None
+    if isinstance(document, dict):
+        for key, value in document.items():
+            here = f"{path}.{key}" if path else str(key)
+            if not _storable(key):
+                return here
+            if (found := unstorable_text(value, here)) is not None:
+                return found
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            if (found := unstorable_text(value, f"{path}[{index}]")) is not None:
+                return found
+    return None
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
 from app.api.idempotency import Answer, answer_idempotently
+from app.api.paths import CUSTOMER_ID
 from app.api.sync_jobs import idempotency_store, queue_of
 from app.hubspot.errors import HubSpotError, HubSpotNotFoundError
 from app.store import sync_state
@@ -119,4 +120,6 @@ async def _existing_company(hubspot: Any, company_id: str | None) -> str | None:
     return str(company.id)
 
 
-routes: list[BaseRoute] = [Route(ROUTE, relink_customer, methods=["POST"])]
+routes: list[BaseRoute] = [
+    Route(f"/v1/sync/customers/{CUSTOMER_ID}/relink", relink_customer, methods=["POST"])
+]

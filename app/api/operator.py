@@ -13,6 +13,14 @@ from starlette.routing import BaseRoute, Route
 
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
+from app.api.query import (
+    query_choice,
+    query_int,
+    query_limit,
+    query_text,
+    query_uuid,
+    refuse_control_characters,
+)
 from app.api.sync_jobs import job_document, queue_of
 from app.store.admin_audit import recent_actions
 from app.store.console import FailedFilter, failed_jobs, list_conflicts
@@ -31,6 +39,7 @@ from app.warp.search import search_customers
 
 MAX_PAGE = 200
 MAX_RETRY_IDS = 10_000
+FILTERS = ("kind", "source", "text")
 RESOLUTION_STATUS = {
     "not_found": 404,
     "not_open": 409,
@@ -54,8 +63,8 @@ async def list_customers(request: Request) -> JSONResponse:
         raise ApiError(503, "customer search needs WARP's customers table")
     found = await search_customers(
         context.warp,
-        request.query_params.get("q", ""),
-        after_id=request.query_params.get("after_id") or None,
+        query_text(request, "q") or "",
+        after_id=query_uuid(request, "after_id"),
         limit=page_size(request),
     )
     return JSONResponse(
@@ -110,9 +119,8 @@ async def resume_direction(request: Request) -> JSONResponse:
 
 async def get_conflicts(request: Request) -> JSONResponse:
     require_api_token(request)
-    state = request.query_params.get("state", "open")
-    if state not in ("open", "resolved"):
-        raise ApiError(422, "state must be open or resolved", extra={"field": "state"})
+    state = query_choice(request, "state", ("open", "resolved"), default="open")
+    assert state is not None  # noqa: S101 -- a default is given
     async with app_context(request).engine.connect() as connection:
         rows = await list_conflicts(
             connection, state=state, before_id=before_id(request), limit=page_size(request)
@@ -157,7 +165,11 @@ async def post_resolve(request: Request) -> JSONResponse:
 
 async def get_failed(request: Request) -> JSONResponse:
     require_api_token(request)
-    where = FailedFilter.from_params(request.query_params)
+    where = FailedFilter(
+        kind=query_text(request, "kind"),
+        source=query_text(request, "source"),
+        text=query_text(request, "text"),
+    )
     async with app_context(request).engine.connect() as connection:
         jobs = await failed_jobs(
             connection, where, before_id=before_id(request), limit=page_size(request)
@@ -195,13 +207,14 @@ async def post_retry_failed(request: Request) -> JSONResponse:
     if ids is None:
         raw = body["filter"]
         if not isinstance(raw, dict) or not all(
-            k in ("kind", "source", "text") and (v is None or isinstance(v, str))
-            for k, v in raw.items()
+            k in FILTERS and (v is None or isinstance(v, str)) for k, v in raw.items()
         ):
             raise ApiError(
                 422, "filter: expected string kind, source or text", extra={"field": "filter"}
             )
-        matching = FailedFilter(raw.get("kind"), raw.get("source"), raw.get("text"))
+        matching = FailedFilter(
+            *(refuse_control_characters(f"filter.{name}", raw.get(name)) for name in FILTERS)
+        )
     requeued = await operations.retry_failed_jobs(
         queue_of(context), by=caller, job_ids=ids, matching=matching
     )
@@ -241,16 +254,11 @@ def directions_document(paused: dict[str, Any]) -> dict[str, Any]:
 
 
 def page_size(request: Request) -> int:
-    raw = request.query_params.get("limit", "50")
-    size = _int_param(raw, "limit")
-    if not 1 <= size <= MAX_PAGE:
-        raise ApiError(422, f"limit: expected 1 to {MAX_PAGE}", extra={"field": "limit"})
-    return size
+    return query_limit(request, default=50, high=MAX_PAGE)
 
 
 def before_id(request: Request) -> int | None:
-    raw = request.query_params.get("before_id")
-    return _int_param(raw, "before_id") if raw else None
+    return query_int(request, "before_id", default=None)
 
 
 def _int_param(raw: str, name: str) -> int:

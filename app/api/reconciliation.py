@@ -3,8 +3,6 @@ report (CSV or JSON, streamed). Every route needs a bearer token from HUBSYNC_AP
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -12,6 +10,7 @@ from starlette.routing import BaseRoute, Route
 
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
+from app.api.query import query_choice, query_int, query_limit
 from app.context import AppContext
 from app.store import reconciliation as runs
 from app.store.reconciliation import RunRecord
@@ -55,8 +54,8 @@ async def start_run(request: Request) -> Response:
 async def list_runs(request: Request) -> Response:
     """GET /v1/reconciliation/runs?limit=50&before=<id>"""
     require_api_token(request)
-    limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
-    before = _int_param(request, "before", None, 1, None)
+    limit = query_limit(request, default=50, high=MAX_PAGE)
+    before = query_int(request, "before", default=None)
     async with app_context(request).engine.connect() as connection:
         records = await runs.list_runs(connection, limit=limit, before_id=before)
     next_before = records[-1].id if len(records) == limit else None
@@ -72,11 +71,9 @@ async def list_items(request: Request) -> Response:
     """GET /v1/reconciliation/runs/{run_id}/items?category=drift&after=<id>&limit=100"""
     require_api_token(request)
     run = await _run(request)
-    category = request.query_params.get("category")
-    if category is not None and category not in REPORTED:
-        raise ApiError(422, f"category must be one of {', '.join(REPORTED)}, got {category!r}")
-    after = _int_param(request, "after", 0, 0, None)
-    limit = _int_param(request, "limit", 100, 1, MAX_PAGE)
+    category = query_choice(request, "category", REPORTED)
+    after = query_int(request, "after", default=0, low=0)
+    limit = query_limit(request, default=100, high=MAX_PAGE)
     async with app_context(request).engine.connect() as connection:
         items = await runs.items_page(
             connection, run.id, category=category, after_id=after or 0, limit=limit
@@ -115,19 +112,6 @@ async def _run(request: Request) -> RunRecord:
     if record is None:
         raise ApiError(404, f"no reconciliation run {raw}")
     return record
-
-
-def _int_param(request: Request, name: str, default: Any, minimum: int, maximum: int | None) -> Any:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or len(raw) > 18:
-        raise ApiError(422, f"{name} must be a whole number, got {raw!r}")
-    value = int(raw)
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise ApiError(422, f"{name} must be {bound}, got {value}")
-    return value
 
 
 routes: list[BaseRoute] = [

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
 from app.api.idempotency import Answer, answer_idempotently
+from app.api.paths import CUSTOMER_ID
 from app.context import AppContext
 from app.store.idempotency import IdempotencyRepository
 from app.store.queue import BulkEnqueued, JobRecord, QueueRepository
@@ -278,7 +279,7 @@ def idempotency_store(context: AppContext) -> IdempotencyRepository:
 
 routes: list[BaseRoute] = [
     Route("/v1/sync/customers/queue", queue_customers, methods=["POST"]),
-    Route("/v1/sync/customers/{customer_id}/queue", queue_customer, methods=["POST"]),
+    Route(f"/v1/sync/customers/{CUSTOMER_ID}/queue", queue_customer, methods=["POST"]),
     Route("/v1/sync/process-queue", process_queue, methods=["POST"]),
     Route("/v1/sync/jobs/{job_id}", get_job, methods=["GET"]),
     # The immediate path and the per-customer view live in app/api/customers.py.

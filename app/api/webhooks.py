@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
 from app.api.metrics import counted_delivery
+from app.api.query import query_choice, query_int, query_limit
 from app.api.webhook_signatures import precheck_headers, verify_request
 from app.context import AppContext
 from app.metrics.instruments import observe_webhook_events
@@ -110,15 +111,6 @@ async def receive_hubspot(request: Request) -> JSONResponse:
     return JSONResponse(summary.to_json())
 
 
-def _int_param(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or len(raw) > len(str(high)) or not low <= int(raw) <= high:
-        raise ApiError(400, f"{name} must be an integer from {low} to {high}")
-    return int(raw)
-
-
 def _status_param(value: Any) -> str | None:
     if value is None:
         return None
@@ -130,9 +122,9 @@ def _status_param(value: Any) -> str | None:
 async def list_webhook_events(request: Request) -> JSONResponse:
     require_api_token(request)
     context = app_context(request)
-    status = _status_param(request.query_params.get("status") or None)
-    limit = _int_param(request, "limit", 50, 1, 500) or 50
-    before = _int_param(request, "before", None, 1, 2**62)
+    status = query_choice(request, "status", STATUSES)
+    limit = query_limit(request, default=50, high=500)
+    before = query_int(request, "before", default=None)
     async with context.engine.connect() as connection:
         rows = await list_events(connection, status=status, limit=limit, before_id=before)
     return JSONResponse(

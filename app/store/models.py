@@ -519,8 +519,38 @@ class AdminAuditEntry(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
 
 
+class AdminSession(Base):
+    """A console session, so that it can end before its cookie does: logout, "sign out
+    everywhere" and a password change set `revoked_at`. The key is the SHA-256 of the
+    session's random token (the cookie holds the token itself, signed)."""
+
+    __tablename__ = "hubsync_admin_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    who: Mapped[str] = mapped_column(String(128))
+    client: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class AdminLoginFailure(Base):
+    """A failed console login, once per key it counts against ("client:<address>",
+    "name:<login name>"): the login limit, shared by every process. Rows older than the
+    limit's window are deleted as new ones come."""
+
+    __tablename__ = "hubsync_admin_login_failures"
+    __table_args__ = (Index("ix_hubsync_admin_login_failures_key", "key", "failed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255))
+    failed_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
 __all__ = [
     "AdminAuditEntry",
+    "AdminLoginFailure",
+    "AdminSession",
     "Base",
     "CatchupWatermark",
     "CompanyAlias",

@@ -25,6 +25,23 @@ SCHEMATHESIS = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "schemath
 
 
 def test_the_running_service_keeps_its_openapi_contract(tmp_path: Path) -> None:
+    fuzz_a_running_service(tmp_path, {})
+
+
+def test_the_contract_holds_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    """PostgreSQL refuses what SQLite takes (a NUL byte in text, a non-UUID compared with a
+    UUID): hostile query strings once reached it and were 500s."""
+    fuzz_a_running_service(
+        tmp_path,
+        {
+            "HUBSYNC_DATABASE_URL": postgres_url,
+            "WARP_CUSTOMERS_TABLE": "accounts.customers",
+            "HUBSYNC_DEMO_DATA": "false",
+        },
+    )
+
+
+def fuzz_a_running_service(tmp_path: Path, extra: dict[str, str]) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = clean_env(
@@ -32,6 +49,7 @@ def test_the_running_service_keeps_its_openapi_contract(tmp_path: Path) -> None:
         HUBSYNC_API_TOKENS="fuzz-token",
         HUBSPOT_CLIENT_SECRET="fuzz-secret",
         HUBSYNC_LOG_LEVEL="ERROR",
+        **extra,
     )
     server = serve(env, port, cwd=tmp_path)
     try:

@@ -151,3 +151,30 @@ async def test_retry_all_that_match_requeues_past_one_chunk(db: Database) -> Non
             ).all()
         )
     assert counted == {"pending": many, "failed": 5}
+
+
+async def test_the_rules_form_checks_the_warp_columns_like_the_api(db: Database) -> None:
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    async with running(create_app(admin_settings(db))) as client:
+        await sign_in(client)
+        page = (await client.get("/admin/rules")).text
+        form = _form_of(page)
+        form[f"rules-{_row_index(page, 'status')}-warp_field"] = "no_such_column"
+        answer = await client.post("/admin/rules", data={**form, "csrftoken": csrf_of(page)})
+        rules = (await client.get("/v1/sync/config", headers=auth)).json()["rules"]
+        resent = await client.put("/v1/sync/config", headers=auth, json={"rules": rules})
+        for rule in rules:
+            if rule["warp_field"] == "status":
+                rule["warp_field"] = "no_such_column"
+        api = await client.put("/v1/sync/config", headers=auth, json={"rules": rules})
+    assert answer.status_code == 422, answer.text
+    assert api.status_code == 422
+    assert (
+        api.json()["detail"]
+        == "no_such_column: the WARP customers table has no column 'no_such_column'"
+    )
+    assert api.json()["detail"] in answer.text.replace("&#39;", "'")
+    assert 'data-field="no_such_column"' in answer.text
+    # Nothing was saved: the current rules, sent back as they are, are still accepted.
+    assert "no_such_column" not in str(resent.json())
+    assert resent.status_code == 200, resent.text

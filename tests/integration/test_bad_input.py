@@ -53,8 +53,8 @@ async def test_huge_numbers_in_fields_and_parameters_are_4xx(db: Database) -> No
         job = await client.get(f"/v1/sync/jobs/{'9' * 40}", headers=AUTH)
     assert priority.status_code == 422
     assert len(priority.json()["detail"]) < 200
-    assert limit.status_code == 400
-    assert before.status_code == 400
+    assert limit.status_code == 422
+    assert before.status_code == 422
     assert reprocess.status_code == 400
     assert job.status_code == 404
     for response in (priority, limit, before, reprocess, job):
@@ -75,3 +75,32 @@ async def test_an_unexpected_error_is_a_json_500_that_closes_the_connection(
     assert response.headers["connection"] == "close"
     assert response.json()["error"] == "internal_error"
     assert "a bug" not in response.text
+
+
+async def test_body_text_postgresql_cannot_store_is_a_422_naming_the_field(db: Database) -> None:
+    """A NUL character (or half a surrogate pair) in a JSON string: PostgreSQL cannot store
+    it, so it is refused before anything is written, wherever it is in the body."""
+    async with service(db) as client:
+        pause = await client.post(
+            "/v1/sync/directions/outbound/pause",
+            content=b'{"reason": "a\\u0000b"}',
+            headers=AUTH,
+        )
+        half = await client.post(
+            "/v1/sync/directions/outbound/pause",
+            content=b'{"reason": "a\\ud800b"}',
+            headers=AUTH,
+        )
+        nested = await client.put(
+            "/v1/sync/config",
+            content=b'{"rules": [{"warp_field": "status", "transform": "x\\u0000"}]}',
+            headers=AUTH,
+        )
+        directions = await client.get("/v1/sync/directions", headers=AUTH)
+    assert pause.status_code == 422, pause.text
+    assert pause.json()["field"] == "reason"
+    assert half.status_code == 422, half.text
+    assert half.json()["field"] == "reason"
+    assert nested.status_code == 422, nested.text
+    assert nested.json()["field"] == "rules[0].transform"
+    assert not any(d["paused"] for d in directions.json()["directions"])

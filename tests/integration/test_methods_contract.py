@@ -15,22 +15,26 @@ from tests.unit.test_openapi import DOCUMENT
 from tests.webhook_support import settings_for
 
 UNUSED = ("DELETE", "PATCH", "PUT", "POST", "GET")
+CUSTOMER = "5f0c1d2e-3a4b-4c5d-8e6f-708192a3b4c5"
+UUID = "[0-9a-f-]{36}"
 
 
 def documented_methods() -> dict[str, set[str]]:
-    """Per concrete path, the methods of every documented template it matches
-    (`/v1/sync/customers/queue` is also `/v1/sync/customers/{customer_id}`)."""
+    """Per concrete path, the methods of every documented template it matches. A customer id
+    is a UUID, so `/v1/sync/customers/queue` is not also `/v1/sync/customers/{customer_id}`."""
     templates: dict[str, set[str]] = {}
     for method, template in operations():
         templates.setdefault(template, set()).add(method)
     by_path: dict[str, set[str]] = {}
     for template in templates:
-        path = template.replace("{customer_id}", "c-1").replace("{job_id}", "1")
+        path = template.replace("{customer_id}", CUSTOMER).replace("{job_id}", "1")
         by_path[path] = set().union(
             *(
                 methods
                 for other, methods in templates.items()
-                if re.fullmatch(re.sub(r"\{[a-z_]+\}", "[^/]+", other), path)
+                if re.fullmatch(
+                    re.sub(r"\{[a-z_]+\}", "[^/]+", other.replace("{customer_id}", UUID)), path
+                )
             )
         )
     return by_path

@@ -163,7 +163,7 @@ async def test_operators_list_events_and_reprocess_them(db: Database) -> None:
     assert again.status_code == 200, again.text
     assert again.json()["queued"] == 1
     assert [e["status"] for e in listed.json()["events"]] == ["queued", "queued"]
-    assert bad.status_code == 400
+    assert bad.status_code == 422
     async with db.engine.connect() as connection:
         count = await connection.execute(select(func.count()).select_from(jobs_t))
         assert count.scalar_one() == 2

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 
 from app.cli import build_parser
-from app.settings import SECRET_ENVIRONMENT
+from app.settings import SECRET_ENVIRONMENT, Settings
 from tests.chart_support import CHART, HOOK, ROOT, notes, of_kind, pod_specs, render
 
 KUBERNETES = "1.31.0"
@@ -388,3 +388,23 @@ def test_extra_env_reaches_every_container(hook: bool) -> None:
     for owner, spec in pod_specs(render(values)):
         names = [e["name"] for e in spec["containers"][0].get("env", [])]
         assert "WARP_DATABASE_URL" in names, owner
+
+
+def test_behind_the_ingress_the_forwarded_client_address_is_trusted() -> None:
+    def trusted(values: dict[str, Any]) -> str | None:
+        objects = render(values)
+        (config,) = [c for c in of_kind(objects, "ConfigMap") if c["metadata"]["name"] == "hubsync"]
+        value: str | None = config["data"].get("HUBSYNC_TRUSTED_PROXIES")
+        return value
+
+    with_ingress = COMBINATIONS["ingress-servicemonitor-hpa"]
+    assert trusted(with_ingress) == "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
+    assert trusted({}) is None  # no Ingress: hubsync's own default (127.0.0.1)
+    narrowed = {
+        **with_ingress,
+        "ingress": {**with_ingress["ingress"], "trustedProxies": "10.2.0.0/16"},
+    }
+    assert trusted(narrowed) == "10.2.0.0/16"
+    chosen = {**with_ingress, "config": {"HUBSYNC_TRUSTED_PROXIES": "192.0.2.7"}}
+    assert trusted(chosen) == "192.0.2.7"
+    Settings.from_mapping({"HUBSYNC_TRUSTED_PROXIES": trusted(with_ingress) or ""})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ def app_operations(routes: list[BaseRoute], prefix: str = "") -> set[tuple[str, 
         if isinstance(route, Mount):
             operations |= app_operations(list(route.routes), prefix + route.path)
         elif isinstance(route, Route):
-            path = prefix + route.path
+            path = re.sub(r"\{(\w+):\w+\}", r"{\1}", prefix + route.path)  # no convertors
             if path.startswith(UNDOCUMENTED_PREFIXES):
                 continue
             for method in route.methods or ():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from app.http_server import server_options
 from app.settings import RateLimit, Secret, Settings, SettingsError
 
 
@@ -159,3 +160,18 @@ def test_env_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     settings = Settings.from_env({"HUBSPOT_APP_ID": "7"}, env_file=env_file)
     assert settings.hubspot_rate_limit == RateLimit(50, 10.0)
     assert settings.hubspot_app_id == "7"
+
+
+def test_trusted_proxies_reach_uvicorn_and_check_config() -> None:
+    default = Settings.from_mapping({})
+    assert default.trusted_proxies == ("127.0.0.1",)
+    assert server_options(default)["forwarded_allow_ips"] == "127.0.0.1"
+    behind = Settings.from_mapping({"HUBSYNC_TRUSTED_PROXIES": " 10.0.0.0/8, fd00::/8,192.0.2.7 "})
+    assert behind.trusted_proxies == ("10.0.0.0/8", "fd00::/8", "192.0.2.7")
+    assert server_options(behind)["forwarded_allow_ips"] == "10.0.0.0/8,fd00::/8,192.0.2.7"
+    assert behind.describe()["trusted_proxies"] == "10.0.0.0/8,fd00::/8,192.0.2.7"
+    assert Settings.from_mapping({"HUBSYNC_TRUSTED_PROXIES": "*"}).trusted_proxies == ("*",)
+    for bad in ("ingress-nginx", "10.0.0.0/33", "10.0.0.1,,*"):
+        with pytest.raises(SettingsError) as caught:
+            Settings.from_mapping({"HUBSYNC_TRUSTED_PROXIES": bad})
+        assert str(caught.value).startswith("HUBSYNC_TRUSTED_PROXIES: ")

@@ -18,8 +18,9 @@ from app.settings import ENVIRONMENT, SECRET_ENVIRONMENT
 from tests.conftest import REPO_ROOT
 
 NAME = re.compile(r"^(HUBSYNC|HUBSPOT|WARP|PROMETHEUS)_[A-Z0-9_]+$")
-# Names of that shape that are values, not settings (a rule's direction, a resolution).
-NOT_SETTINGS = {"HUBSPOT_TO_WARP", "WARP_TO_HUBSPOT", "WARP_DELETED"}
+# Names of that shape that are values, not settings: a rule's direction, a resolution, an
+# association category.
+NOT_SETTINGS = {"HUBSPOT_TO_WARP", "WARP_TO_HUBSPOT", "WARP_DELETED", "HUBSPOT_DEFINED"}
 CHART = REPO_ROOT / "helm" / "hubsync"
 
 

@@ -15,8 +15,10 @@ from app.store.pauses import pause_direction, resume_direction
 from app.store.queue import QueueRepository
 from app.store.sync_config import replace_rules
 from app.sync.core.jobs import EntityType, JobDirection, JobSource
+from app.sync.core.rule_columns import check_rules_fit_columns
 from app.sync.core.rules import FieldRule
 from app.sync.intake.routing import reprocess_events
+from app.warp.columns import real_columns
 
 
 async def pause(engine: AsyncEngine, direction: str, *, by: str, reason: str | None) -> bool:
@@ -115,10 +117,26 @@ async def queue_customer_now(
     return queued.job_id
 
 
+async def check_rules_for_warp(
+    warp_engine: AsyncEngine, customers_table: str, rules: Sequence[FieldRule]
+) -> None:
+    """Raise `InvalidRuleError` when a rule does not fit the WARP table as it really is (its
+    columns read now), and `TableMissingError` when the table is not there. Every door that
+    stores rules runs this, so none can store a rule set the others would refuse."""
+    check_rules_fit_columns(rules, await real_columns(warp_engine, customers_table))
+
+
 async def change_rules(
-    engine: AsyncEngine, rules: Sequence[FieldRule], *, by: str
+    engine: AsyncEngine,
+    rules: Sequence[FieldRule],
+    *,
+    by: str,
+    warp_engine: AsyncEngine,
+    customers_table: str,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Validate and store a new rule set (its before/after kept in the rules' own trail)."""
+    """Validate against WARP's columns and store a new rule set (its before/after kept in the
+    rules' own trail, the change in the audit trail)."""
+    await check_rules_for_warp(warp_engine, customers_table, rules)
     async with engine.begin() as connection:
         before, after = await replace_rules(connection, rules, changed_by=by)
         changed = sorted(

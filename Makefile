@@ -27,10 +27,10 @@ run: $(STAMP) ## run hubsync on its embedded default (SQLite + HubSpot sandbox) 
 JOBS ?= auto
 
 test: $(STAMP) ## the fast run: unit and integration tests, on SQLite and PostgreSQL, in parallel
-	$(BIN)/pytest -n $(JOBS) --dist loadfile tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(JOBS) --dist loadfile -m "not slow" tests/unit tests/integration $(PYTEST_ARGS)
 
-test-all: $(STAMP) ## everything: the fast run, then (one at a time: real processes and timings) the acceptance, system, browser, chaos and benchmark-smoke suites
-	$(BIN)/pytest -n $(JOBS) --dist loadfile tests/unit tests/integration $(PYTEST_ARGS)
+test-all: test ## everything: the fast run, then (one at a time: real processes and timings) the slow, acceptance, system, browser, chaos and benchmark-smoke suites
+	$(BIN)/pytest -m slow tests/unit tests/integration $(PYTEST_ARGS)
 	$(BIN)/pytest tests/acceptance tests/browser tests/chaos $(wildcard tests/system) $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff, mypy (strict) on app/, and the import contracts (the layers)

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import make_url
 
 from app.settings import Settings
@@ -44,7 +45,11 @@ async def migrate_database(
         target = migrate.head_revision() if revision == "head" and not downgrade else revision
         steps = migrate.plan(current, target or "head", downgrade=downgrade)
         if sql:
-            migrate.sql_for(current, target or "head", downgrade=downgrade)
+            try:
+                migrate.sql_for(current, target or "head", downgrade=downgrade)
+            except CommandError as exc:  # SQLite's batch changes need the live table
+                say(f"hubsync: cannot show the SQL offline here: {exc}")
+                return 2
             return 0
         if not steps:
             say(f"already at {current or 'nothing'}; nothing to do")

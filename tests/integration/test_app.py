@@ -31,6 +31,7 @@ async def test_healthz_and_readyz_on_a_migrated_database(db: Database) -> None:
         "database": "ok",
         "migrations": "ok",
         "warp_customers_table": "ok",
+        "hubspot_portal": "ok",
         "hubspot_properties": "ok",
     }
 

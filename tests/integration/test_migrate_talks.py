@@ -18,8 +18,12 @@ async def test_migrate_up_and_down_says_each_step(db: Database, tmp_path: Path) 
     await migrate.downgrade(db.engine, "0006")
 
     sql = run(["migrate", "--sql"], env, tmp_path)
-    assert sql.returncode == 0, sql.stderr
-    assert "ALTER TABLE hubspot_reconciliation_runs ADD COLUMN" in sql.stdout
+    if db.kind == "postgresql":
+        assert sql.returncode == 0, sql.stderr
+        assert "ALTER TABLE hubspot_reconciliation_runs ADD COLUMN" in sql.stdout
+    else:  # SQLite alters a table by copying it, which needs the live table
+        assert sql.returncode == 2
+        assert "cannot show the SQL offline here" in sql.stdout
     assert await migrate.current_revision(db.engine) == "0006"  # --sql ran nothing
 
     up = run(["migrate"], env, tmp_path)

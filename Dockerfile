@@ -2,7 +2,7 @@
 # port 8000, migrations in /app/migrations (tests/unit/test_dockerfile.py holds the chart to
 # these). Dependencies are built in a separate stage so a code change does not rebuild them,
 # and the runtime stage carries no compiler.
-#   docker build --build-arg VERSION=0.1.0 --build-arg SOURCE=<repository URL> -t hubsync:0.1.0 .
+#   docker build --build-arg VERSION=0.2.0 --build-arg SOURCE=<repository URL> -t hubsync:0.2.0 .
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -19,7 +19,7 @@ COPY app ./app
 RUN /opt/venv/bin/pip install --no-deps .
 
 FROM python:3.11-slim AS runtime
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 ARG SOURCE=""
 ARG REVISION=""
 LABEL org.opencontainers.image.title="hubsync" \

@@ -133,12 +133,15 @@ def service_env(
 
 
 def start_server(
-    env: dict[str, str], port: int, log_path: Path, workers: int = 1
+    env: dict[str, str], port: int, log_path: Path, workers: int = 1, code: Path = ROOT
 ) -> subprocess.Popen[bytes]:
+    """`code`: the source tree to run (another release's, extracted with `git archive`); it is
+    both PYTHONPATH and the working directory, since `python -m` puts the latter first."""
     with log_path.open("wb") as log:  # the child keeps its own handle
         return subprocess.Popen(  # noqa: S603 -- fixed argv
             [*HUBSYNC, "serve", "--port", str(port), "--workers", str(workers)],
-            env=clean_env(env),
+            env=clean_env({**env, "PYTHONPATH": str(code)}),
+            cwd=code,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -11,12 +11,14 @@ from typing import Any
 import helm_python as helm
 import kubernetes_validate
 import pytest
+import yaml
 
 from app.cli import build_parser
 from app.settings import SECRET_ENVIRONMENT, Settings
 from tests.chart_support import CHART, HOOK, ROOT, notes, of_kind, pod_specs, render
 
 KUBERNETES = "1.31.0"
+APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 SECRET_NAMES = SECRET_ENVIRONMENT
 SECRET_VALUES = {
     "databaseUrl": "postgresql://hubsync:db-password-123@db.internal:5432/hubsync",
@@ -94,7 +96,7 @@ def test_pods_run_locked_down_with_resources(name: str) -> None:
             assert resources["requests"]["memory"], owner
             assert resources["limits"]["memory"], owner
             assert not container["image"].endswith(":latest"), owner
-            assert container["image"].endswith(":0.1.0"), owner  # the chart's appVersion
+            assert container["image"].endswith(f":{APP_VERSION}"), owner  # the chart's appVersion
             # What the container runs is a real `hubsync` command line.
             build_parser().parse_args(container["args"])
 

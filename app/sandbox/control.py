@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.sandbox.company_inputs import input_properties
+from app.sandbox.company_inputs import input_properties, properties_to_update
 from app.sandbox.errors import bad_request
 from app.sandbox.faults import Faults
 from app.sandbox.fields import bool_param
@@ -31,11 +31,12 @@ def _user_id(body: object) -> int:
 
 
 async def edit_company(request: Request) -> Response:
-    """Body: {"properties": {...}, "userId": 7}; webhooks say CRM_UI and userId:7."""
+    """Body: {"properties": {...}, "userId": 7}; webhooks say CRM_UI and userId:7. Without
+    `properties`, HubSpot's 400, as its own PATCH answers."""
     body = await json_body(request)
     company = sandbox_of(request).edit_as_user(
         request.path_params["company_id"],
-        input_properties(body, required=False),
+        properties_to_update(body),
         user_id=_user_id(body),
     )
     return JSONResponse(company)

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.sandbox.company_inputs import input_properties, properties_to_update
+from app.sandbox.company_view import view_company
 from app.sandbox.errors import bad_request
 from app.sandbox.faults import Faults
 from app.sandbox.fields import bool_param
@@ -122,6 +123,7 @@ def control_routes() -> list[Route]:
         Route(f"{PREFIX}/companies", seed_companies, methods=["POST"]),
         Route(f"{PREFIX}/companies/{{company_id}}", edit_company, methods=["PATCH"]),
         Route(f"{PREFIX}/companies/{{company_id}}/restore", restore_company, methods=["POST"]),
+        Route(f"{PREFIX}/companies/{{company_id}}/view", view_company, methods=["GET"]),
         Route(f"{PREFIX}/stats", stats, methods=["GET"]),
         Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
         Route(f"{PREFIX}/faults", put_faults, methods=["PUT"]),

@@ -33,12 +33,15 @@ def _user_id(body: object) -> int:
 
 async def edit_company(request: Request) -> Response:
     """Body: {"properties": {...}, "userId": 7}; webhooks say CRM_UI and userId:7. Without
-    `properties`, HubSpot's 400, as its own PATCH answers."""
+    `properties`, HubSpot's 400, as its own PATCH answers. `?idProperty=warp_ban` finds the
+    company by that unique property, as HubSpot's PATCH does."""
     body = await json_body(request)
-    company = sandbox_of(request).edit_as_user(
+    sandbox = sandbox_of(request)
+    company = sandbox.edit_as_user(
         request.path_params["company_id"],
         properties_to_update(body),
         user_id=_user_id(body),
+        id_property=sandbox.companies.update_key(request.query_params.get("idProperty")),
     )
     return JSONResponse(company)
 

@@ -113,10 +113,11 @@ def serve(
     from app.logs import configure_logging
     from app.store.bootstrap import is_embedded_default, migrate_database
 
-    configure_logging(settings)
     access = None
     if workers == 1:  # several processes are refused in demo mode: nothing to announce
         access = announce_demo_access(settings, host, port)
+    # With the demo's credentials, so that a log line never shows them either.
+    configure_logging(access.settings if access is not None else settings)
     # Before anything imports the metrics (the preflight's HubSpot client does).
     prepare_metrics_directory(workers)
     from app.preflight import PreflightError, preflight

@@ -78,6 +78,9 @@ def test_the_banner_comes_first_in_plain_text_then_json_logs(demo: DemoRun) -> N
     after = lines[next(i for i, line in enumerate(lines) if line.startswith("{")) :]
     records = [json.loads(line) for line in after if line.strip()]  # every one is JSON
     assert records
+    logged = "\n".join(after)  # the secrets are the banner's alone
+    assert banner["token"] not in logged
+    assert banner["password"] not in logged
     answer = httpx.get(
         f"{demo.base}/v1/sync/dashboard",
         headers={"Authorization": f"Bearer {banner['token']}"},

@@ -51,6 +51,6 @@ bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~25 min; see benc
 	$(BIN)/python -m bench.reconcile --runs 3
 
 clean: ## remove the virtual environment and local databases
-	rm -rf $(VENV) hubsync.db hubsync.db-wal hubsync.db-shm .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) hubsync.db hubsync.db-wal hubsync.db-shm hubsync.db.env .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: help install run test test-all lint chaos bench clean

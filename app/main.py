@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from app.admin.app import MOUNT as ADMIN_MOUNT
 from app.admin.app import build_admin
-from app.admin.embedded import announce, generate_embedded_access
+from app.admin.embedded import EmbeddedAccess, generate_embedded_access
 from app.api import (
     config,
     customers,
@@ -181,17 +181,18 @@ async def build_job_handler(
 def create_app(
     settings: Settings,
     *,
-    listen_url: str = "http://127.0.0.1:8000",
+    access: EmbeddedAccess | None = None,
     when_started: Callable[[], None] | None = None,
 ) -> Starlette:
     """`when_started` runs once the lifespan has started everything, before the first
-    request (`hubsync serve` tunes the garbage collector there)."""
+    request (`hubsync serve` tunes the garbage collector there). `access`: the demo's
+    credentials, when the caller already read them (`hubsync serve` prints them first)."""
     problems = settings.startup_problems()
     if problems:
-        raise SettingsError(problems[0])
-    access = generate_embedded_access(settings)  # sandbox mode with no credentials only
+        raise SettingsError(problems[0], problems)
+    if access is None:
+        access = generate_embedded_access(settings)  # sandbox mode with no credentials only
     settings = access.settings
-    announce(access, settings.public_url or listen_url)
     if settings.sandbox_mode and settings.hubspot_app_id is None:
         # The sandbox attributes API writes to this app id; knowing it marks our own echoes.
         settings = replace(settings, hubspot_app_id=SANDBOX_APP_ID)

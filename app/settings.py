@@ -112,7 +112,17 @@ SECRET_ENVIRONMENT = frozenset(
 
 
 class SettingsError(HubsyncError, ValueError):
-    """A configuration value is missing or malformed; the message is one line for an operator."""
+    """A configuration value is missing or malformed; the message is one line for an operator.
+    `problems` holds each bad value's line when several were found (`check-config` prints
+    them all, so an operator fixes a configuration in one round)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+# Each setting's error starts with its variable's name (`HUBSYNC_LOG_LEVEL: expected ...`).
+_NAMED_PROBLEM = re.compile(r"^([A-Z][A-Z0-9_]*): ")
 
 
 class Secret:
@@ -349,6 +359,28 @@ class Settings:
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        """The settings, or a SettingsError listing every bad value: each one found is set
+        aside (its default stands in) and the rest read again, so one typo does not hide
+        the next."""
+        remaining = dict(env)
+        problems: list[str] = []
+        while True:
+            try:
+                settings = cls._read(remaining)
+            except SettingsError as exc:
+                problems.append(str(exc))
+                named = _NAMED_PROBLEM.match(str(exc))
+                if named is None or named[1] not in remaining:
+                    break  # nothing to set aside: this one stops the reading
+                del remaining[named[1]]
+                continue
+            if not problems:
+                return settings
+            break
+        raise SettingsError("; ".join(problems), problems)
+
+    @classmethod
+    def _read(cls, env: Mapping[str, str]) -> Settings:
         def get(name: str) -> str | None:
             value = env.get(name)
             return value.strip() if value is not None and value.strip() != "" else None

@@ -31,7 +31,13 @@ from app.admin.rendering import (
     session_of,
     signed_in,
 )
-from app.admin.sessions import begin_login, end_every_session, end_session, start_session
+from app.admin.sessions import (
+    begin_login,
+    end_every_session,
+    end_session,
+    redeem_login_link,
+    start_session,
+)
 from app.api.deps import app_context
 from app.api.errors import ApiError, handle_api_error
 from app.api.paths import CUSTOMER_ID
@@ -77,7 +83,8 @@ async def login(request: Request) -> Response:
 
 
 async def login_once(request: Request) -> Response:
-    """The embedded default's one-time link, printed at start-up."""
+    """A one-time link: the embedded default's, printed at start-up (held by this process),
+    or one `hubsync admin link` minted (held in the database, so any process takes it)."""
     state = admin_state(request)
     token = request.query_params.get("token", "")
     attempt = await begin_login(
@@ -85,7 +92,8 @@ async def login_once(request: Request) -> Response:
     )
     if attempt is None:
         return await render(request, None, "login.html", 429, next="/admin/", error="Wait.")
-    if state.one_time is None or not state.one_time.redeem(token):
+    at_start = state.one_time is not None and state.one_time.redeem(token)
+    if not at_start and not await redeem_login_link(app_context(request).engine, token):
         return await render(
             request,
             None,

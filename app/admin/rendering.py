@@ -22,7 +22,8 @@ from app.store.pauses import LABELS, paused_directions
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
-SANDBOX_COMPANY_URL = "/_hubspot/crm/v3/objects/companies/{id}?properties=name,warp_ban"
+# The sandbox's read-only page of the company (its API would want a bearer token).
+SANDBOX_COMPANY_URL = "/_hubspot/_sandbox/companies/{id}/view"
 HUBSPOT_COMPANY_URL = "https://app.hubspot.com/contacts/{portal}/record/0-2/{id}"
 
 # Notices shown after an action: codes in the redirect, texts here (never echoed input).

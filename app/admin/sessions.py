@@ -18,7 +18,14 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.admin.access import LOGIN_TRIES_PER_MINUTE, SESSION_SECONDS, SessionSigner, clean_name
+from app.admin.access import (
+    LOGIN_TRIES_PER_MINUTE,
+    ONE_TIME_LINK_SECONDS,
+    SESSION_SECONDS,
+    SessionSigner,
+    clean_name,
+)
+from app.store import admin_login_links as links
 from app.store import admin_sessions as store
 
 LOGIN_WINDOW = timedelta(minutes=1)
@@ -44,6 +51,24 @@ async def start_session(
             lifetime=timedelta(seconds=SESSION_SECONDS),
         )
     return cookie
+
+
+async def mint_login_link(engine: AsyncEngine) -> str:
+    """A new one-time login link's token (`hubsync admin link`), valid for an hour; any
+    process of the service redeems it, once."""
+    token = secrets.token_urlsafe(32)
+    async with engine.begin() as connection:
+        await links.mint_link(
+            connection, token, now=_now(), lifetime=timedelta(seconds=ONE_TIME_LINK_SECONDS)
+        )
+    return token
+
+
+async def redeem_login_link(engine: AsyncEngine, token: str) -> bool:
+    if not token:
+        return False
+    async with engine.begin() as connection:
+        return await links.redeem_link(connection, token, now=_now())
 
 
 async def is_live(engine: AsyncEngine, token: str) -> bool:

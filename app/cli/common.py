@@ -25,11 +25,13 @@ class CommandError(HubsyncError):
 
 
 def load_settings() -> Settings:
-    """The configuration, or exit 2 with one line naming what is wrong (no secret in it)."""
+    """The configuration, or exit 2 with one line per bad value, each naming the variable
+    (no secret in it)."""
     try:
         return Settings.from_env()
     except SettingsError as exc:
-        print(f"hubsync: configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"hubsync: configuration error: {problem}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

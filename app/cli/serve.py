@@ -20,6 +20,7 @@ from app.settings import Settings
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from app.admin.embedded import EmbeddedAccess
     from app.cli.common import Subcommands
 
 # prometheus-client's own variable: set, its metrics live in files there, one per process.
@@ -112,7 +113,11 @@ def serve(
     from app.logs import configure_logging
     from app.store.bootstrap import is_embedded_default, migrate_database
 
-    configure_logging(settings)
+    access = None
+    if workers == 1:  # several processes are refused in demo mode: nothing to announce
+        access = announce_demo_access(settings, host, port)
+    # With the demo's credentials, so that a log line never shows them either.
+    configure_logging(access.settings if access is not None else settings)
     # Before anything imports the metrics (the preflight's HubSpot client does).
     prepare_metrics_directory(workers)
     from app.preflight import PreflightError, preflight
@@ -149,17 +154,24 @@ def serve(
         return 0
     from app.main import create_app
 
-    # Built before migrating, so the embedded default's login link is among the first lines.
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- shown only
-    app = create_app(
-        settings,
-        listen_url=f"http://{shown_host}:{port}",
-        when_started=tune_garbage_collector,
-    )
+    app = create_app(settings, access=access, when_started=tune_garbage_collector)
     if migrating:
         asyncio.run(migrate_database(settings, say=logging.getLogger("hubsync.migrate").info))
     uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True, **options)
     return 0
+
+
+def announce_demo_access(settings: Settings, host: str, port: int) -> EmbeddedAccess:
+    """The demo's credentials (kept beside its database), and their banner on stdout in
+    plain text, before any log line: the first thing a newcomer reads after the install."""
+    from app.admin.embedded import banner, generate_embedded_access
+
+    access = generate_embedded_access(settings)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 -- shown only
+    text = banner(access, settings.public_url or f"http://{shown_host}:{port}")
+    if text is not None:
+        print(text, flush=True)
+    return access
 
 
 def tune_garbage_collector() -> None:

@@ -24,6 +24,7 @@ from app.sandbox.company_inputs import (
     create_input,
     id_input,
     input_properties,
+    properties_to_update,
     write_input,
 )
 from app.sandbox.errors import ApiError, JsonDict, bad_request, not_found
@@ -43,7 +44,6 @@ from app.sandbox.store import ALL
 
 MAX_PAGE = 100
 MAX_WITH_HISTORY = 50  # list page size and batch read inputs when history is asked for
-_NOTHING_TO_UPDATE = "No properties found to update, please provide at least one."
 _NOT_FOUND_MESSAGE = (
     "Could not get some COMPANY objects, they may be deleted or not exist. "
     "Check that ids are valid."
@@ -104,9 +104,7 @@ async def get_company(request: Request) -> Response:
 
 async def update_company(request: Request) -> Response:
     sandbox = sandbox_of(request)
-    properties = input_properties(await json_body(request), required=False)
-    if not properties:
-        raise bad_request(_NOTHING_TO_UPDATE)
+    properties = properties_to_update(await json_body(request))
     company = sandbox.companies.update(
         request.path_params["company_id"],
         properties,

@@ -28,6 +28,17 @@ def batch_inputs(body: Any) -> list[Any]:
     return inputs
 
 
+NOTHING_TO_UPDATE = "No properties found to update, please provide at least one."
+
+
+def properties_to_update(item: Any) -> dict[str, Any]:
+    """A PATCH's `properties`: HubSpot answers a body without any with its 400."""
+    properties = input_properties(item, required=False)
+    if not properties:
+        raise bad_request(NOTHING_TO_UPDATE)
+    return properties
+
+
 def input_properties(item: Any, *, required: bool = True) -> dict[str, Any]:
     """An input's `properties` object (HubSpot's documents require it on every write)."""
     if not isinstance(item, dict):

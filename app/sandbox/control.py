@@ -10,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.sandbox.company_inputs import input_properties
+from app.sandbox.company_inputs import input_properties, properties_to_update
+from app.sandbox.company_view import view_company
 from app.sandbox.errors import bad_request
 from app.sandbox.faults import Faults
 from app.sandbox.fields import bool_param
@@ -31,12 +32,16 @@ def _user_id(body: object) -> int:
 
 
 async def edit_company(request: Request) -> Response:
-    """Body: {"properties": {...}, "userId": 7}; webhooks say CRM_UI and userId:7."""
+    """Body: {"properties": {...}, "userId": 7}; webhooks say CRM_UI and userId:7. Without
+    `properties`, HubSpot's 400, as its own PATCH answers. `?idProperty=warp_ban` finds the
+    company by that unique property, as HubSpot's PATCH does."""
     body = await json_body(request)
-    company = sandbox_of(request).edit_as_user(
+    sandbox = sandbox_of(request)
+    company = sandbox.edit_as_user(
         request.path_params["company_id"],
-        input_properties(body, required=False),
+        properties_to_update(body),
         user_id=_user_id(body),
+        id_property=sandbox.companies.update_key(request.query_params.get("idProperty")),
     )
     return JSONResponse(company)
 
@@ -121,6 +126,7 @@ def control_routes() -> list[Route]:
         Route(f"{PREFIX}/companies", seed_companies, methods=["POST"]),
         Route(f"{PREFIX}/companies/{{company_id}}", edit_company, methods=["PATCH"]),
         Route(f"{PREFIX}/companies/{{company_id}}/restore", restore_company, methods=["POST"]),
+        Route(f"{PREFIX}/companies/{{company_id}}/view", view_company, methods=["GET"]),
         Route(f"{PREFIX}/stats", stats, methods=["GET"]),
         Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
         Route(f"{PREFIX}/faults", put_faults, methods=["PUT"]),

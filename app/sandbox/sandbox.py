@@ -125,10 +125,17 @@ class Sandbox:
         await self.webhooks.reconfigure(self.config)
 
     def edit_as_user(
-        self, company_id: str, properties: Mapping[str, object], user_id: int = 1
+        self,
+        company_id: str,
+        properties: Mapping[str, object],
+        user_id: int = 1,
+        id_property: str | None = None,
     ) -> JsonDict:
-        """Change a company as a person in HubSpot's UI would (changeSource CRM_UI)."""
-        company = self.companies.update(str(company_id), properties, self.user_source(user_id))
+        """Change a company as a person in HubSpot's UI would (changeSource CRM_UI); found by
+        its id, or by a unique property (`id_property`, e.g. warp_ban) as HubSpot's PATCH."""
+        company = self.companies.update(
+            str(company_id), properties, self.user_source(user_id), id_property=id_property
+        )
         return company.to_json(ALL)
 
     def restore(self, company_id: str, user_id: int = 1) -> JsonDict:

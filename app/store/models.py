@@ -534,6 +534,18 @@ class AdminSession(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
+class AdminLoginLink(Base):
+    """A one-time console login link minted by `hubsync admin link` (the key is the SHA-256
+    of its token): the running service redeems it once, before `expires_at`."""
+
+    __tablename__ = "hubsync_admin_login_links"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp)
+    used_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
 class AdminLoginFailure(Base):
     """A failed console login, once per key it counts against ("client:<address>",
     "name:<login name>"): the login limit, shared by every process. Rows older than the

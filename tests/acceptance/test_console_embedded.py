@@ -1,7 +1,7 @@
 """The embedded default's way in: `hubsync serve` with nothing configured prints a one-time
-login link and an API token among its first lines; the link signs in once, the console shows
-the five demo customers synced, and `/` leads there. Against a real HubSpot, nothing is
-generated and the console stays off."""
+login link and an API token in its first lines (the banner); the link signs in once, the
+console shows the five demo customers synced, and `/` leads there. Against a real HubSpot,
+nothing is generated and the console stays off."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from app.settings import Settings
 from tests.acceptance.test_embedded_default import ROOT, free_port
 
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/admin/login/once\?token=[A-Za-z0-9_-]+")
-TOKEN = re.compile(r"API token for this run: ([A-Za-z0-9_-]{20,})")
+TOKEN = re.compile(r"API token: +([A-Za-z0-9_-]{20,})")
 FIRST_LINES = 8
 
 

@@ -171,6 +171,37 @@ async def test_patch_without_properties_is_refused(hub: RunningSandbox, root: st
         )
 
 
+async def test_a_crm_edit_without_properties_is_refused(hub: RunningSandbox) -> None:
+    """The control route a person's CRM edit goes through (the README's tour) answers a body
+    without `properties` as HubSpot's PATCH does, not with a silent 200."""
+    company = (await hub.client.post(V3, json={"properties": {"name": "A"}})).json()
+    for body in ({}, {"name": "B"}, {"properties": {}}):
+        answer = await hub.client.patch(f"/_sandbox/companies/{company['id']}", json=body)
+        assert refused(answer)["message"] == (
+            "No properties found to update, please provide at least one."
+        ), body
+    edited = await hub.client.patch(
+        f"/_sandbox/companies/{company['id']}", json={"properties": {"name": "B"}}
+    )
+    assert edited.status_code == 200, edited.text
+
+
+async def test_a_crm_edit_finds_the_company_by_a_unique_property(hub: RunningSandbox) -> None:
+    made = await hub.client.post(V3, json={"properties": {"name": "A", "warp_ban": "ZT-1"}})
+    edited = await hub.client.patch(
+        "/_sandbox/companies/ZT-1",
+        params={"idProperty": "warp_ban"},
+        json={"properties": {"name": "B"}},
+    )
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["id"] == made.json()["id"]
+    assert edited.json()["properties"]["name"] == "B"
+    not_unique = await hub.client.patch(
+        "/_sandbox/companies/A", params={"idProperty": "name"}, json={"properties": {"name": "C"}}
+    )
+    assert refused(not_unique)["message"].startswith("Unable to perform update by non-unique")
+
+
 # -- sizes -----------------------------------------------------------------------------------
 
 

@@ -190,7 +190,11 @@ class FullRun:
             )
         finally:
             heartbeat.cancel()
-        log.info("reconciliation run %d done: %s", run.id, dict(state.counts))
+        log.info(
+            "reconciliation run %d done",
+            run.id,
+            extra={"run_id": run.id, "counts": dict(state.counts)},
+        )
         return await runs.finish_run(
             self.engine, run.id, self.owner, status=runs.DONE, report=_report(state)
         )

@@ -223,7 +223,16 @@ class Worker:
         summary = await self._complete(lane, outcomes, {job.id: job.claim for job in jobs})
         counts = ProcessCounts.of(len(jobs), summary)
         self.totals += counts
-        log.info("batch of %d by %s: %s", len(jobs), lane, counts.as_dict())
+        # The counts as fields of their own (JSON logs), never a dict's repr in the message.
+        log.info(
+            "batch of %d by %s: %d done, %d retried, %d failed",
+            len(jobs),
+            lane,
+            counts.done,
+            counts.retried,
+            counts.failed,
+            extra={"lane": lane, "batch": counts.as_dict()},
+        )
         return counts
 
     async def _handle(self, lane: str, jobs: Sequence[ClaimedJob]) -> list[JobOutcome]:

@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
-from app.admin import actions, pages, reconciliation_pages
+from app.admin import actions, job_page, pages, reconciliation_pages
 from app.admin.access import SESSION_COOKIE, SESSION_SECONDS, OneTimeLogin, Session, SessionSigner
 from app.admin.headers import SecurityHeaders
 from app.admin.rendering import (
@@ -175,6 +175,7 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         Route("/events", pages.events, methods=["GET"]),
         Route("/events/reprocess", actions.reprocess_events, methods=["POST"]),
         Route("/jobs", pages.jobs, methods=["GET"]),
+        Route("/jobs/{job_id}", job_page.job, methods=["GET"]),
         Route("/rules", pages.rules, methods=["GET"]),
         Route("/rules", actions.save_rules, methods=["POST"]),
         Route("/reconciliation", reconciliation_pages.reconciliation, methods=["GET"]),

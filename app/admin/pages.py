@@ -13,6 +13,7 @@ from app.admin.access import Session
 from app.admin.chart import build_chart
 from app.admin.rendering import company_url, render, signed_in
 from app.admin.rules_form import CHOICES, rules_for_form
+from app.admin.who import Who, who_of
 from app.api.deps import app_context
 from app.api.query import query_text, query_uuid
 from app.context import require
@@ -38,6 +39,15 @@ from app.warp.connector import SqlWarpConnector, canonical_id
 from app.warp.search import search_customers
 
 HISTORY_ROWS = 50
+
+
+async def _whos(request: Request, jobs: list[Any]) -> dict[str, Who]:
+    """BAN and name for every job row of a page: one WARP read for the page."""
+    return await who_of(
+        app_context(request),
+        [j.entity_key for j in jobs if j.entity_type == "customer"],
+        [j.entity_key for j in jobs if j.entity_type != "customer"],
+    )
 
 
 def _before(request: Request, name: str = "before") -> int | None:
@@ -146,6 +156,7 @@ async def conflicts(request: Request, session: Session) -> Response:
         session,
         "conflicts.html",
         rows=rows,
+        whos=await who_of(app_context(request), [c.warp_customer_id for c in rows]),
         state=state,
         error=request.query_params.get("error_id"),
         next_before=rows[-1].id if len(rows) >= 50 else None,
@@ -170,6 +181,7 @@ async def failed(request: Request, session: Session) -> Response:
         session,
         "failed.html",
         jobs=jobs,
+        whos=await _whos(request, jobs),
         where=where,
         kinds=kinds,
         events=events,
@@ -188,6 +200,7 @@ async def jobs(request: Request, session: Session) -> Response:
         session,
         "jobs.html",
         rows=rows,
+        whos=await _whos(request, rows),
         state=state,
         states=STATES,
         next_before=rows[-1].id if len(rows) >= 50 else None,

@@ -31,6 +31,7 @@ from app.admin.rendering import (
     session_of,
     signed_in,
 )
+from app.admin.rules_form import in_words
 from app.admin.sessions import begin_login, end_every_session, end_session, start_session
 from app.api.deps import app_context
 from app.api.errors import ApiError, handle_api_error
@@ -194,9 +195,11 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         # A query parameter the console cannot use is the API's 422 naming it.
         exception_handlers={NotSignedInError: not_signed_in, ApiError: handle_api_error},
     )
+    templates = Jinja2Templates(directory=TEMPLATES_DIR)
+    templates.env.globals["in_words"] = in_words
     console.state.admin = AdminState(
         signer=SessionSigner(settings.secret_key, settings.admin_password),
-        templates=Jinja2Templates(directory=TEMPLATES_DIR),
+        templates=templates,
         one_time=one_time,
         https_only=https_only,
     )

@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
-from app.admin import actions, job_page, pages, reconciliation_pages
+from app.admin import actions, customer_page, job_page, pages, reconciliation_pages
 from app.admin.access import SESSION_COOKIE, SESSION_SECONDS, OneTimeLogin, Session, SessionSigner
 from app.admin.headers import SecurityHeaders
 from app.admin.rendering import (
@@ -167,7 +167,12 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         Route("/logout", logout, methods=["POST"]),
         Route("/sessions/revoke", sign_out_everywhere, methods=["POST"]),
         Route("/customers", pages.customers, methods=["GET"]),
-        Route(f"/customers/{CUSTOMER_ID}", pages.customer, methods=["GET"]),
+        Route(f"/customers/{CUSTOMER_ID}", customer_page.customer, methods=["GET"]),
+        Route(
+            f"/customers/{CUSTOMER_ID}/read-hubspot",
+            customer_page.read_hubspot_now,
+            methods=["POST"],
+        ),
         Route(f"/customers/{CUSTOMER_ID}/sync", actions.sync_now, methods=["POST"]),
         Route("/conflicts", pages.conflicts, methods=["GET"]),
         Route("/conflicts/{conflict_id}/resolve", actions.resolve, methods=["POST"]),

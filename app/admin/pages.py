@@ -11,21 +11,18 @@ from starlette.responses import Response
 
 from app.admin.access import Session
 from app.admin.chart import build_chart
-from app.admin.rendering import company_url, render, signed_in
+from app.admin.rendering import render, signed_in
 from app.admin.rules_form import CHOICES, rules_for_form
 from app.admin.who import Who, who_of
 from app.api.deps import app_context
 from app.api.query import query_text, query_uuid
-from app.context import require
 from app.store import sync_state
 from app.store.admin_audit import recent_actions
 from app.store.console import (
     FailedFilter,
-    customer_history,
     failed_error_kinds,
     failed_jobs,
     jobs_page,
-    last_changes,
     list_conflicts,
 )
 from app.store.queue import STATES
@@ -35,7 +32,7 @@ from app.store.webhook_events import list_events
 from app.sync.core.rules import rule_to_dict
 from app.sync.operator.overview import read_dashboard, unlinked_customers
 from app.sync.reconcile.schedule import next_fire_time, utc_now
-from app.warp.connector import SqlWarpConnector, canonical_id
+from app.warp.connector import SqlWarpConnector
 from app.warp.search import search_customers
 
 HISTORY_ROWS = 50
@@ -99,50 +96,6 @@ async def customers(request: Request, session: Session) -> Response:
         links=links,
         by_company=by_company,
         next_after=found[-1]["id"] if len(found) >= 50 else None,
-    )
-
-
-@signed_in
-async def customer(request: Request, session: Session) -> Response:
-    context = app_context(request)
-    raw = request.path_params["customer_id"]
-    try:
-        key = canonical_id(raw)
-    except ValueError:
-        return await render(request, session, "missing.html", 404, what=f"customer {raw}")
-    before = _before(request)
-    records = await context.warp.fetch_customers([key])
-    async with context.engine.connect() as connection:
-        link = (await sync_state.links_by_customer(connection, [key])).get(key)
-        memory = (await sync_state.field_memory(connection, [key])).get(key, {})
-        history = await customer_history(connection, key, before_id=before, limit=HISTORY_ROWS)
-        conflicts = await sync_state.open_conflicts_of(connection, key)
-        rules = await load_rules(connection)
-    if key not in records and link is None:
-        return await render(request, session, "missing.html", 404, what=f"customer {key}")
-    jobs = await require(context.queue, "queue").jobs_for("customer", key, limit=10)
-    changed = last_changes(history)
-    fields = [
-        {
-            "rule": rule,
-            "memory": memory.get(rule.warp_field),
-            "last": changed.get(rule.warp_field),
-            "conflict": next((c for c in conflicts if c.field == rule.warp_field), None),
-        }
-        for rule in rules
-    ]
-    return await render(
-        request,
-        session,
-        "customer.html",
-        key=key,
-        record=records.get(key),
-        link=link,
-        fields=fields,
-        history=history,
-        next_before=history[-1]["id"] if len(history) >= HISTORY_ROWS else None,
-        jobs=jobs,
-        hubspot_url=company_url(context, link.hubspot_company_id if link else None),
     )
 
 

@@ -68,8 +68,10 @@ def field_rows(
     conflicts: list[Any],
     changed: dict[str, dict[str, Any]],
     live: LiveRead | None,
+    read_at: datetime | None,
     now: datetime,
 ) -> list[dict[str, Any]]:
+    """A row per rule. `read_at`: when a sync last read the whole company (the link's)."""
     rows = []
     for rule in rules:
         seen = memory.get(rule.warp_field)
@@ -79,6 +81,18 @@ def field_rows(
         if seen is None:
             state = "never synced"
         live_value = live.values.get(rule.warp_field) if live and not live.error else None
+        live_differs = bool(
+            live is not None and not live.error and rule.enabled and live_value != hubspot
+        )
+        if live_differs:
+            state = "differs in HubSpot now"
+        # The value was last seen by the newest of: a sync (of this field), a webhook that
+        # changed it, a read of the whole company.
+        sightings = (
+            [t for t in (seen.synced_at, seen.hubspot_changed_at, read_at) if t is not None]
+            if seen
+            else []
+        )
         rows.append(
             {
                 "rule": rule,
@@ -86,12 +100,12 @@ def field_rows(
                 "warp_now": warp,
                 "unreadable": unreadable,
                 "state": "disabled" if not rule.enabled else state,
-                "seen_age": age(seen.hubspot_changed_at if seen else None, now),
+                "seen_at": max(sightings, key=lambda t: t.astimezone(UTC)) if sightings else None,
+                "seen_age": age(max(sightings, key=lambda t: t.astimezone(UTC)), now)
+                if sightings
+                else None,
                 "live": live_value,
-                "live_differs": live is not None
-                and not live.error
-                and rule.enabled
-                and live_value != hubspot,
+                "live_differs": live_differs,
                 "last": changed.get(rule.warp_field),
                 "conflict": next((c for c in conflicts if c.field == rule.warp_field), None),
             }
@@ -160,6 +174,7 @@ async def _page(
             conflicts=conflicts,
             changed=last_changes(history),
             live=live,
+            read_at=link.hubspot_read_at if link else None,
             now=now,
         ),
         read_age=age(link.hubspot_read_at if link else None, now),

@@ -87,5 +87,8 @@ def build_drift_chart(runs: Sequence[RunRecord], categories: Sequence[str]) -> D
                 f"run {run.id} ({run.mode}): {parts or 'no drift'}",
             )
         )
-    ticks = [(round(baseline - top * i / TICKS * scale, 2), top * i // TICKS) for i in range(5)]
+    steps = min(TICKS, top)  # whole numbers only: a small top gets a tick per unit
+    ticks = [
+        (round(baseline - top * i / steps * scale, 2), top * i // steps) for i in range(steps + 1)
+    ]
     return DriftChart(WIDTH, HEIGHT, LEFT, baseline, shown, bars, ticks, peak)

@@ -42,7 +42,7 @@ async def test_read_hubspot_now_shows_what_field_memory_did_not_know(db: Databas
         assert "company_name → HubSpot" in after_sync
 
         assert "is hubsync's field memory" in after_sync
-        assert "seen as of" in after_sync
+        assert "last seen" in after_sync
         assert " ago" in after_sync
         row = re.search(r'id="field-company_name">(.*?)</tr>', after_sync, re.S)
         assert row
@@ -70,6 +70,7 @@ async def test_read_hubspot_now_shows_what_field_memory_did_not_know(db: Databas
         assert row
         assert "Renamed In HubSpot" in row.group(1)
         assert "memory did not know" in row.group(1)
+        assert "differs in HubSpot now" in row.group(1)
 
         refused = await client.post(f"/admin/customers/{customer_id}/read-hubspot")
         assert refused.status_code == 403  # no CSRF token

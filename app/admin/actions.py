@@ -147,7 +147,7 @@ async def sync_now(request: Request, session: Session) -> Response:
         context.engine, _queue(context), key, by=session.who
     )
     wake_worker(context)
-    return back_to(f"/admin/customers/{key}", "synced", n=job_id)
+    return back_to(f"/admin/customers/{key}", "synced", n=job_id, job=job_id)
 
 
 @signed_in

@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
-from app.admin import actions, pages, reconciliation_pages
+from app.admin import actions, customer_page, job_page, pages, reconciliation_pages
 from app.admin.access import SESSION_COOKIE, SESSION_SECONDS, OneTimeLogin, Session, SessionSigner
 from app.admin.headers import SecurityHeaders
 from app.admin.rendering import (
@@ -31,6 +31,7 @@ from app.admin.rendering import (
     session_of,
     signed_in,
 )
+from app.admin.rules_form import in_words
 from app.admin.sessions import (
     begin_login,
     end_every_session,
@@ -174,7 +175,12 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         Route("/logout", logout, methods=["POST"]),
         Route("/sessions/revoke", sign_out_everywhere, methods=["POST"]),
         Route("/customers", pages.customers, methods=["GET"]),
-        Route(f"/customers/{CUSTOMER_ID}", pages.customer, methods=["GET"]),
+        Route(f"/customers/{CUSTOMER_ID}", customer_page.customer, methods=["GET"]),
+        Route(
+            f"/customers/{CUSTOMER_ID}/read-hubspot",
+            customer_page.read_hubspot_now,
+            methods=["POST"],
+        ),
         Route(f"/customers/{CUSTOMER_ID}/sync", actions.sync_now, methods=["POST"]),
         Route("/conflicts", pages.conflicts, methods=["GET"]),
         Route("/conflicts/{conflict_id}/resolve", actions.resolve, methods=["POST"]),
@@ -183,6 +189,7 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         Route("/events", pages.events, methods=["GET"]),
         Route("/events/reprocess", actions.reprocess_events, methods=["POST"]),
         Route("/jobs", pages.jobs, methods=["GET"]),
+        Route("/jobs/{job_id}", job_page.job, methods=["GET"]),
         Route("/rules", pages.rules, methods=["GET"]),
         Route("/rules", actions.save_rules, methods=["POST"]),
         Route("/reconciliation", reconciliation_pages.reconciliation, methods=["GET"]),
@@ -201,9 +208,11 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         # A query parameter the console cannot use is the API's 422 naming it.
         exception_handlers={NotSignedInError: not_signed_in, ApiError: handle_api_error},
     )
+    templates = Jinja2Templates(directory=TEMPLATES_DIR)
+    templates.env.globals["in_words"] = in_words
     console.state.admin = AdminState(
         signer=SessionSigner(settings.secret_key, settings.admin_password),
-        templates=Jinja2Templates(directory=TEMPLATES_DIR),
+        templates=templates,
         one_time=one_time,
         https_only=https_only,
     )

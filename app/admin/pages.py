@@ -11,20 +11,18 @@ from starlette.responses import Response
 
 from app.admin.access import Session
 from app.admin.chart import build_chart
-from app.admin.rendering import company_url, render, signed_in
+from app.admin.rendering import render, signed_in
 from app.admin.rules_form import CHOICES, rules_for_form
+from app.admin.who import Who, who_of
 from app.api.deps import app_context
 from app.api.query import query_text, query_uuid
-from app.context import require
 from app.store import sync_state
 from app.store.admin_audit import recent_actions
 from app.store.console import (
     FailedFilter,
-    customer_history,
     failed_error_kinds,
     failed_jobs,
     jobs_page,
-    last_changes,
     list_conflicts,
 )
 from app.store.queue import STATES
@@ -34,10 +32,19 @@ from app.store.webhook_events import list_events
 from app.sync.core.rules import rule_to_dict
 from app.sync.operator.overview import read_dashboard, unlinked_customers
 from app.sync.reconcile.schedule import next_fire_time, utc_now
-from app.warp.connector import SqlWarpConnector, canonical_id
+from app.warp.connector import SqlWarpConnector
 from app.warp.search import search_customers
 
 HISTORY_ROWS = 50
+
+
+async def _whos(request: Request, jobs: list[Any]) -> dict[str, Who]:
+    """BAN and name for every job row of a page: one WARP read for the page."""
+    return await who_of(
+        app_context(request),
+        [j.entity_key for j in jobs if j.entity_type == "customer"],
+        [j.entity_key for j in jobs if j.entity_type != "customer"],
+    )
 
 
 def _before(request: Request, name: str = "before") -> int | None:
@@ -93,50 +100,6 @@ async def customers(request: Request, session: Session) -> Response:
 
 
 @signed_in
-async def customer(request: Request, session: Session) -> Response:
-    context = app_context(request)
-    raw = request.path_params["customer_id"]
-    try:
-        key = canonical_id(raw)
-    except ValueError:
-        return await render(request, session, "missing.html", 404, what=f"customer {raw}")
-    before = _before(request)
-    records = await context.warp.fetch_customers([key])
-    async with context.engine.connect() as connection:
-        link = (await sync_state.links_by_customer(connection, [key])).get(key)
-        memory = (await sync_state.field_memory(connection, [key])).get(key, {})
-        history = await customer_history(connection, key, before_id=before, limit=HISTORY_ROWS)
-        conflicts = await sync_state.open_conflicts_of(connection, key)
-        rules = await load_rules(connection)
-    if key not in records and link is None:
-        return await render(request, session, "missing.html", 404, what=f"customer {key}")
-    jobs = await require(context.queue, "queue").jobs_for("customer", key, limit=10)
-    changed = last_changes(history)
-    fields = [
-        {
-            "rule": rule,
-            "memory": memory.get(rule.warp_field),
-            "last": changed.get(rule.warp_field),
-            "conflict": next((c for c in conflicts if c.field == rule.warp_field), None),
-        }
-        for rule in rules
-    ]
-    return await render(
-        request,
-        session,
-        "customer.html",
-        key=key,
-        record=records.get(key),
-        link=link,
-        fields=fields,
-        history=history,
-        next_before=history[-1]["id"] if len(history) >= HISTORY_ROWS else None,
-        jobs=jobs,
-        hubspot_url=company_url(context, link.hubspot_company_id if link else None),
-    )
-
-
-@signed_in
 async def conflicts(request: Request, session: Session) -> Response:
     state = "resolved" if request.query_params.get("state") == "resolved" else "open"
     async with app_context(request).engine.connect() as connection:
@@ -146,6 +109,7 @@ async def conflicts(request: Request, session: Session) -> Response:
         session,
         "conflicts.html",
         rows=rows,
+        whos=await who_of(app_context(request), [c.warp_customer_id for c in rows]),
         state=state,
         error=request.query_params.get("error_id"),
         next_before=rows[-1].id if len(rows) >= 50 else None,
@@ -170,6 +134,7 @@ async def failed(request: Request, session: Session) -> Response:
         session,
         "failed.html",
         jobs=jobs,
+        whos=await _whos(request, jobs),
         where=where,
         kinds=kinds,
         events=events,
@@ -188,6 +153,7 @@ async def jobs(request: Request, session: Session) -> Response:
         session,
         "jobs.html",
         rows=rows,
+        whos=await _whos(request, rows),
         state=state,
         states=STATES,
         next_before=rows[-1].id if len(rows) >= 50 else None,

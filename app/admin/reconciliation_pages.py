@@ -1,13 +1,18 @@
 """The console's reconciliation page: runs, a run's categories and items (keyset paged), its
-CSV report behind the session, and "run now" in dry-run or fix mode — over
-app/store/reconciliation.py and the Reconciler the API uses."""
+progress while it runs (pages read on each side, items so far), drift per category over the
+last runs as a chart, its CSV report behind the session, and "run now" in dry-run or fix
+mode (fix only after a confirmation step) — over app/store/reconciliation.py and the
+Reconciler the API uses."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.admin.access import Session
+from app.admin.drift_chart import build_drift_chart
 from app.admin.rendering import back_to, render, signed_in
 from app.api.deps import app_context
 from app.api.reconciliation import csv_download
@@ -19,6 +24,21 @@ from app.sync.reconcile.service import Reconciler
 
 ITEMS_PAGE = 100
 RUNS_PAGE = 20
+CHART_RUNS = 30
+FIX = "fix"
+
+
+def duration(run: runs.RunRecord, now: datetime) -> str | None:
+    """ "3 min 12 s": how long the run took, or has taken so far."""
+    if run.started_at is None:
+        return None
+    seconds = int(((run.finished_at or now) - run.started_at).total_seconds())
+    seconds = max(seconds, 0)
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds} s"
 
 
 def _number(raw: str | None) -> int | None:
@@ -42,6 +62,7 @@ async def _page(
         listed = await runs.list_runs(
             connection, limit=RUNS_PAGE, before_id=_number(request.query_params.get("before"))
         )
+        recent = await runs.list_runs(connection, limit=CHART_RUNS)
         if chosen is not None:
             run = await runs.get_run(connection, chosen)
             if run is None:
@@ -62,6 +83,10 @@ async def _page(
         status_code,
         runs=listed,
         run=run,
+        took=duration(run, datetime.now(UTC)) if run is not None else None,
+        reported=sum(run.counts.get(c, 0) for c in REPORTED) if run is not None else 0,
+        judged=sum(run.counts.values()) if run is not None else 0,
+        drift=build_drift_chart(recent, REPORTED),
         items=items,
         category=category,
         categories=REPORTED,
@@ -76,12 +101,15 @@ async def _page(
 @signed_in
 async def run_now(request: Request, session: Session) -> Response:
     context = app_context(request)
-    mode = (await request.form()).get("mode")
+    form = await request.form()
+    mode = form.get("mode")
     reconciler = context.reconciler
     if not isinstance(reconciler, Reconciler):
         return await _page(request, session, 503, "Reconciliation is not running in this process.")
     if not isinstance(mode, str) or mode not in MODES:
         return await _page(request, session, 422, f"Mode must be one of {', '.join(MODES)}.")
+    if mode == FIX and form.get("confirm") != "yes":
+        return await _confirm_fix(request, session)
     record = await reconciler.start(mode, "operator", requested_by=session.who)
     if record is None:
         return await _page(
@@ -95,7 +123,30 @@ async def run_now(request: Request, session: Session) -> Response:
             target=f"run:{record.id}",
             detail={"mode": mode},
         )
-    return back_to("/admin/reconciliation", "reconciling", run=record.id, n=record.id)
+    return back_to("/admin/reconciliation", run=record.id)
+
+
+async def _confirm_fix(request: Request, session: Session) -> Response:
+    """A fix run queues jobs that write to both sides: say what the last finished run
+    found, and ask once more."""
+    async with app_context(request).engine.connect() as connection:
+        if await runs.running_run(connection) is not None:
+            busy = True
+        else:
+            busy = False
+            done = [r for r in await runs.list_runs(connection, limit=10) if r.status == "done"]
+    if busy:
+        return await _page(
+            request, session, 409, "A reconciliation run is in progress; one runs at a time."
+        )
+    last = done[0] if done else None
+    return await render(
+        request,
+        session,
+        "reconciliation_confirm.html",
+        last=last,
+        reported=sum(last.counts.get(c, 0) for c in REPORTED) if last is not None else None,
+    )
 
 
 @signed_in

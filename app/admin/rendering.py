@@ -38,7 +38,6 @@ NOTICES = {
     "reprocessed": "{n} webhook event(s) queued again.",
     "synced": "Job {n} queued to sync this customer now.",
     "rules": "Rules saved.",
-    "reconciling": "Reconciliation run {n} started; refresh to follow it.",
 }
 
 

@@ -1,6 +1,7 @@
-"""The field rules as an HTML form and back: one row per rule plus an empty row to add one.
-The parsed rows go through the same `rules_from_dicts` as `PUT /v1/sync/config`, so the
-console shows the API's own messages."""
+"""The field rules as an HTML form and back: one row per rule plus an empty row to add one,
+directions and authorities in words, and each value map as pairs of inputs (WARP value →
+HubSpot value) rather than raw JSON. The parsed rows go through the same `rules_from_dicts`
+as `PUT /v1/sync/config`, so the console shows the API's own messages."""
 
 from __future__ import annotations
 
@@ -12,12 +13,40 @@ from app.sync.core.rules import Authority, Direction, FieldRule, InvalidRuleErro
 from app.sync.core.rules import rules_from_dicts as parse_rules
 
 MAX_ROWS = 200
+MAX_PAIRS = 100  # value-map pairs per rule
+SPARE_PAIRS = 2  # empty pairs offered under each rule to add a mapping
 TEXT_FIELDS = ("warp_field", "hubspot_property", "value_type", "direction", "authority")
-CHOICES = {
-    "value_type": [member.value for member in ValueType],
-    "direction": [member.value for member in Direction],
-    "authority": [member.value for member in Authority],
+DIRECTION_WORDS = {
+    Direction.WARP_TO_HUBSPOT.value: "WARP → HubSpot",
+    Direction.HUBSPOT_TO_WARP.value: "HubSpot → WARP",
+    Direction.BIDIRECTIONAL.value: "both ways",
 }
+AUTHORITY_WORDS = {
+    Authority.WARP.value: "WARP wins",
+    Authority.HUBSPOT.value: "HubSpot wins",
+    Authority.LATEST_WINS.value: "latest change wins",
+    Authority.MANUAL.value: "a person decides",
+    Authority.PREFER_WARP_UNLESS_BLANK.value: "WARP wins unless blank",
+    Authority.PREFER_HUBSPOT_UNLESS_BLANK.value: "HubSpot wins unless blank",
+}
+# Each choice as (value posted, words shown).
+CHOICES = {
+    "value_type": [(member.value, member.value) for member in ValueType],
+    "direction": [(member.value, DIRECTION_WORDS[member.value]) for member in Direction],
+    "authority": [(member.value, AUTHORITY_WORDS[member.value]) for member in Authority],
+}
+
+
+def in_words(direction: str, authority: str) -> str:
+    """ "WARP → HubSpot, WARP wins": how a rule reads to an operator."""
+    return (
+        f"{DIRECTION_WORDS.get(direction, direction)}, {AUTHORITY_WORDS.get(authority, authority)}"
+    )
+
+
+def _pairs(value_map: Mapping[str, str] | None) -> list[dict[str, str]]:
+    pairs = [{"from": key, "to": value} for key, value in (value_map or {}).items()]
+    return pairs + [{"from": "", "to": ""} for _ in range(SPARE_PAIRS)]
 
 
 def rules_for_form(rules: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -25,7 +54,7 @@ def rules_for_form(rules: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         {
             **rule,
             "transform": rule.get("transform") or "",
-            "value_map": json.dumps(rule["value_map"]) if rule.get("value_map") else "",
+            "pairs": _pairs(rule.get("value_map")),
         }
         for rule in rules
     ]
@@ -37,7 +66,7 @@ def rules_for_form(rules: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "direction": "WARP_TO_HUBSPOT",
             "authority": "WARP",
             "transform": "",
-            "value_map": "",
+            "pairs": _pairs(None),
             "enabled": True,
         }
     )
@@ -45,7 +74,9 @@ def rules_for_form(rules: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def rows_from_form(form: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The rows as typed (for showing the form again with an error)."""
+    """The rows as typed (for showing the form again with an error). A value map comes as
+    pairs `rules-N-map-M-from` / `-to`; a `rules-N-value_map` JSON text (a script's post)
+    is still read."""
     rows = []
     for index in range(MAX_ROWS):
         prefix = f"rules-{index}-"
@@ -56,10 +87,44 @@ def rows_from_form(form: Mapping[str, Any]) -> list[dict[str, Any]]:
         }
         row["transform"] = str(form.get(prefix + "transform", "")).strip()
         row["value_map"] = str(form.get(prefix + "value_map", "")).strip()
+        pairs = []
+        for number in range(MAX_PAIRS):
+            source, target = f"{prefix}map-{number}-from", f"{prefix}map-{number}-to"
+            if source not in form and target not in form:
+                break
+            pair = {"from": str(form.get(source, "")), "to": str(form.get(target, ""))}
+            if pair["from"].strip() or pair["to"].strip():
+                pairs.append(pair)
+        row["pairs"] = pairs + [{"from": "", "to": ""} for _ in range(SPARE_PAIRS)]
         row["enabled"] = form.get(prefix + "enabled") == "on"
         row["delete"] = form.get(prefix + "delete") == "on"
         rows.append(row)
     return rows
+
+
+def _value_map(row: Mapping[str, Any]) -> dict[str, str] | None:
+    label = row["warp_field"] or "<rule>"
+    if row.get("value_map"):
+        try:
+            parsed = json.loads(row["value_map"])
+        except json.JSONDecodeError:
+            raise InvalidRuleError(
+                label, 'value_map must be a JSON object like {"PREPAID": "prepaid"}'
+            ) from None
+        return parsed  # type: ignore[no-any-return]  # parse_rules checks its shape
+    mapped: dict[str, str] = {}
+    for pair in row.get("pairs", []):
+        source, target = pair["from"].strip(), pair["to"].strip()
+        if not source and not target:
+            continue
+        if not source or not target:
+            raise InvalidRuleError(
+                label, f"value map row {source or target!r} needs both a WARP and a HubSpot value"
+            )
+        if source in mapped:
+            raise InvalidRuleError(label, f"value map maps WARP value {source!r} twice")
+        mapped[source] = target
+    return mapped or None
 
 
 def rules_from_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[FieldRule, ...]:
@@ -72,15 +137,7 @@ def rules_from_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[FieldRule, ...]:
         item: dict[str, Any] = {name: row[name] for name in TEXT_FIELDS}
         item["transform"] = row["transform"] or None
         item["enabled"] = bool(row["enabled"])
-        item["value_map"] = None
-        if row["value_map"]:
-            label = row["warp_field"] or "<rule>"
-            try:
-                item["value_map"] = json.loads(row["value_map"])
-            except json.JSONDecodeError:
-                raise InvalidRuleError(
-                    label, 'value_map must be a JSON object like {"PREPAID": "prepaid"}'
-                ) from None
+        item["value_map"] = _value_map(row)
         items.append(item)
     if not items:
         raise InvalidRuleError("rules", 'expected {"rules": [ ... ]} with at least one rule')

@@ -214,3 +214,35 @@ def last_changes(history: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]
 def _iso(moment: Any) -> str | None:
     value = as_utc(moment)
     return value.isoformat() if value is not None else None
+
+
+async def job_log(
+    connection: AsyncConnection, job_id: int, entity_type: str, entity_key: str
+) -> list[dict[str, Any]]:
+    """A job's lines in the sync log, oldest first: one per attempt (its outcome, the fields
+    written, the error as HubSpot worded it). Found through the entity's index, then the
+    job id, so it costs the same on a large log."""
+    column = (
+        sync_log.c.warp_customer_id if entity_type == "customer" else sync_log.c.hubspot_company_id
+    )
+    query = (
+        select(sync_log)
+        .where(column == entity_key, sync_log.c.job_id == job_id)
+        .order_by(sync_log.c.id)
+        .limit(PAGE_SIZE)
+    )
+    return [
+        {
+            "id": row.id,
+            "at": as_utc(row.created_at),
+            "source": row.source,
+            "direction": row.direction,
+            "outcome": row.outcome,
+            "changes": row.changes or [],
+            "error": row.error,
+            "duration_ms": row.duration_ms,
+            "customer_id": row.warp_customer_id,
+            "company_id": row.hubspot_company_id,
+        }
+        for row in await connection.execute(query)
+    ]

@@ -272,6 +272,9 @@ class ReconciliationRun(Base):
     hubspot_calls: Mapped[int] = mapped_column(Integer, server_default="0")
     jobs_created: Mapped[int] = mapped_column(Integer, server_default="0")
     resumed: Mapped[int] = mapped_column(Integer, server_default="0")  # takeovers so far
+    # Pages read so far on each side (None: a run from before they were recorded).
+    hubspot_pages: Mapped[int | None] = mapped_column(Integer)
+    warp_pages: Mapped[int | None] = mapped_column(Integer)
     counts: Mapped[dict[str, int] | None] = mapped_column(Json)
     report: Mapped[dict[str, Any] | None] = mapped_column(Json)
     error: Mapped[str | None] = mapped_column(Text)

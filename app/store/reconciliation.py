@@ -59,6 +59,8 @@ class RunRecord:
     hubspot_scan: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    hubspot_pages: int | None = None  # pages read so far per side (None: not recorded)
+    warp_pages: int | None = None
     fire_key: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -82,6 +84,8 @@ class RunRecord:
             resumed=row["resumed"],
             counts=dict(row["counts"] or {}),
             error=row["error"],
+            hubspot_pages=row["hubspot_pages"],
+            warp_pages=row["warp_pages"],
             fire_key=row["fire_key"],
             started_at=maybe_utc(row["started_at"]),
             finished_at=maybe_utc(row["finished_at"]),
@@ -102,6 +106,7 @@ class RunRecord:
             "hubspot_calls": self.hubspot_calls,
             "jobs_created": self.jobs_created,
             "resumed": self.resumed,
+            "pages_read": {"hubspot": self.hubspot_pages, "warp": self.warp_pages},
             "error": self.error,
         }
 
@@ -117,6 +122,8 @@ class Checkpoint:
     hubspot_calls: int
     jobs_created: int
     hubspot_scan: Mapping[str, Any] = field(default_factory=dict)
+    hubspot_pages: int = 0
+    warp_pages: int = 0
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -242,6 +249,8 @@ async def save_checkpoint(
             counts=dict(checkpoint.counts),
             hubspot_calls=checkpoint.hubspot_calls,
             jobs_created=checkpoint.jobs_created,
+            hubspot_pages=checkpoint.hubspot_pages,
+            warp_pages=checkpoint.warp_pages,
             lease_until=sql_now(connection.dialect, lease_seconds),
             heartbeat_at=sql_now(connection.dialect),
         )

@@ -26,7 +26,7 @@ def _row_index(page: str, field: str) -> str:
 def _form_of(page: str) -> dict[str, str]:
     """The rules form's fields as the browser would post them (checked boxes only)."""
     data: dict[str, str] = {}
-    for name, value in re.findall(r'<input name="(rules-\d+-[a-z_]+)" value="([^"]*)"', page):
+    for name, value in re.findall(r'<input name="(rules-\d+-[a-z_0-9-]+)" value="([^"]*)"', page):
         data[name] = value.replace("&#34;", '"').replace("&quot;", '"')
     for select_name, body in re.findall(
         r'<select name="(rules-\d+-[a-z_]+)"[^>]*>(.*?)</select>', page, re.S

@@ -100,14 +100,15 @@ async def test_run_now_needs_the_csrf_token_and_waits_for_a_running_run(db: Data
 
         started = await _posted(client, "dry_run")
         assert started.status_code == 303, started.text
-        assert "notice=reconciling" in started.headers["location"]
+        assert "notice" not in started.headers["location"]  # no notice to go stale
         async with db.engine.connect() as connection:
             [run] = await runs.list_runs(connection)
             [audited] = await recent_actions(connection, action_prefix="reconciliation.")
         assert (run.mode, run.trigger, run.requested_by) == ("dry_run", "operator", "admin:tester")
         assert (audited.actor, audited.target) == ("admin:tester", f"run:{run.id}")
         shown = (await client.get(started.headers["location"])).text
-        assert f"Reconciliation run {run.id} started" in shown
+        assert f'id="run-{run.id}"' in shown
+        assert "refresh to follow it" not in shown
 
         async def finished() -> RunRecord | None:
             async with db.engine.connect() as connection:

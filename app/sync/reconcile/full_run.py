@@ -104,6 +104,8 @@ class _State:
     hubspot_calls: int = 0
     jobs_created: int = 0
     pages: int = 0
+    hubspot_pages: int = 0  # as recorded, carried over a takeover
+    warp_pages: int = 0
 
     @classmethod
     def of(cls, run: RunRecord) -> _State:
@@ -115,6 +117,8 @@ class _State:
             Counter(run.counts),
             run.hubspot_calls,
             run.jobs_created,
+            hubspot_pages=run.hubspot_pages or 0,
+            warp_pages=run.warp_pages or 0,
         )
 
 
@@ -514,6 +518,8 @@ class FullRun:
                 hubspot_calls=state.hubspot_calls + calls,
                 jobs_created=state.jobs_created + len(jobs),
                 hubspot_scan=scan.to_json(),
+                hubspot_pages=state.hubspot_pages + (warp_after is None),
+                warp_pages=state.warp_pages + (warp_after is not None),
             )
             await runs.save_checkpoint(
                 connection, run.id, self.owner, checkpoint, self.lease_seconds
@@ -524,6 +530,8 @@ class FullRun:
         state.phase, state.hubspot_after, state.warp_after = phase, hubspot_after, warp_after
         state.scan = scan
         state.pages += 1
+        state.hubspot_pages = checkpoint.hubspot_pages
+        state.warp_pages = checkpoint.warp_pages
         if jobs and self.after_commit is not None:
             self.after_commit()
         if self.on_progress is not None:

@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import GENERAL_BUCKET, MinuteSample, RateLimitGrant, WebhookEvent, table_of
+from app.store.queue.maintenance import database_now
 from app.store.queue.records import DONE, FAILED, PENDING, QUEUE, SQL_STATE, as_utc
 from app.store.upsert import insert_for
 from app.store.webhook_events import STATUSES as EVENT_STATUSES
@@ -224,3 +225,21 @@ async def read_samples(connection: AsyncConnection, since: datetime) -> list[Sam
         )
         for row in rows
     ]
+
+
+async def series_until_now(
+    connection: AsyncConnection, since: datetime, *, limit_per_minute: int
+) -> tuple[datetime, list[Sample]]:
+    """The samples from `since`, and the minute in progress (and the one just over, until
+    the sampler writes it) read live, so a chart moves within seconds of the work. Returns
+    the database's now and the samples."""
+    now = await database_now(connection)
+    samples = await read_samples(connection, since)
+    have = {sample.minute for sample in samples}
+    current = minute_of(now)
+    for minute in (current - MINUTE, current):
+        if minute not in have and minute >= since:
+            samples.append(
+                await read_minute(connection, minute, now, limit_per_minute=limit_per_minute)
+            )
+    return now, sorted(samples, key=lambda sample: sample.minute)

@@ -306,9 +306,11 @@ class PostgresRateLimiter(_Pacing):
         bucket: str = GENERAL_BUCKET,
         margin_seconds: float | None = None,
         max_pause_wait: float = MAX_PAUSE_WAIT,
+        keep_seconds: float = GRANTS_KEPT_SECONDS,
     ) -> None:
         super().__init__(limit, bucket, margin_seconds, max_pause_wait)
         self._engine = engine
+        self._keep_seconds = keep_seconds
         # A stable 64-bit key per bucket, the same in every process.
         digest = hashlib.sha256(f"hubsync.ratelimit:{bucket}".encode()).digest()
         self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
@@ -344,7 +346,7 @@ class PostgresRateLimiter(_Pacing):
             if row_id is not None:
                 self._grants_made += 1
                 if self._grants_made % _PRUNE_EVERY == 0:
-                    horizon = max(2 * self.window, GRANTS_KEPT_SECONDS)
+                    horizon = max(2 * self.window, self._keep_seconds)
                     await conn.execute(
                         _PRUNE, {"bucket": self.bucket, "now": now, "horizon": horizon}
                     )

@@ -34,6 +34,13 @@ class Range:
     time_format: str
 
     @property
+    def refresh_seconds(self) -> int:
+        """How often the page fetches the charts again: every 5 s for the hour; once a
+        minute for longer ranges, whose buckets (15 and 60 minutes) take in a new sample
+        once a minute and cost more to draw."""
+        return 5 if self.bucket_minutes == 1 else 60
+
+    @property
     def buckets(self) -> int:
         return self.minutes // self.bucket_minutes
 

@@ -45,6 +45,7 @@ async def _charts(request: Request, span: Range) -> dict[str, Any]:
             connection,
             utc_now() - timedelta(minutes=span.minutes + span.bucket_minutes),
             limit_per_minute=per_minute,
+            bucket_minutes=span.bucket_minutes,
         )
     return {"charts": build_charts(samples, now, span), "span": span, "ranges": RANGES}
 

@@ -203,7 +203,9 @@ async def test_the_fragments_render_the_figures_and_the_charts(db: Database) -> 
         assert page.status_code == 200
         assert '<script src="/admin/static/vendor/htmx.min.js" defer></script>' in page.text
         assert 'hx-get="/admin/fragments/figures" hx-trigger="every 5s"' in page.text
-        assert 'hx-get="/admin/fragments/charts?range=1h"' in page.text
+        assert 'hx-get="/admin/fragments/charts?range=1h" hx-trigger="every 5s"' in page.text
+        week = await client.get("/admin/?range=7d")  # hourly buckets: once a minute
+        assert 'hx-get="/admin/fragments/charts?range=7d" hx-trigger="every 60s"' in week.text
         script = await client.get("/admin/static/vendor/htmx.min.js")
         assert script.status_code == 200
         assert 'version:"2.0.11"' in script.text
@@ -237,6 +239,11 @@ async def test_every_chart_has_axes_values_and_a_table_for_each_range(db: Databa
                 assert len(re.findall(r"<text ", x_axis)) >= 5, (key, chart)
                 rows = block.split("<tbody>")[1].split("</tbody>")[0]
                 assert rows.count("<tr>") == buckets, (key, chart)
+            # The same samples, summed per bucket in the database for 24 h and 7 d.
+            assert "done: 266 in all" in html, key
+            assert "failed: 3 in all" in html, key
+            assert "pending: highest 69" in html, key  # 30 + m at m = 2..39
+            assert "429s: 1 in all, at most 1" in html, key
         # The hour: 38 sampled minutes of 7 done, 2 failed in one, and the failure just now
         # (the minute in progress, read live).
         hour = (await client.get("/admin/fragments/charts?range=1h")).text

@@ -41,6 +41,10 @@ class MinuteSampler:
     totals: Callable[[], tuple[int, int]] = hubspot_totals
     _last: tuple[int, int] = field(default=(0, 0), init=False)
 
+    def __post_init__(self) -> None:
+        # Counted from here: what the process did before the sampler existed is no minute's.
+        self._last = self.totals()
+
     @property
     def limit_per_minute(self) -> int:
         return round(self.limit.requests * 60 / self.limit.window_seconds)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Response, expect
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 from app.store.models import MinuteSample, SyncJob, table_of
 from app.store.timeseries import minute_of
@@ -128,6 +128,13 @@ async def test_figures_change_without_a_reload_and_every_chart_has_axes(
     await expect(page.locator("figure[data-chart=jobs] rect.bar.done").first).to_be_visible()
     assert await page.evaluate("window.sameDocument") == "yes"
 
+    # The running service's scheduler sampled a minute at start (seen in its database).
+    async def sampled() -> bool:
+        async with console.engine.connect() as connection:
+            rows = await connection.scalar(select(func.count()).select_from(MinuteSample))
+        return bool(rows)
+
+    await console.wait_for(sampled, timeout=30)
     await seed_a_week(console)
     DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for key in ("7d", "24h", "1h"):

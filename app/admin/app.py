@@ -15,7 +15,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
-from app.admin import actions, customer_page, job_page, pages, reconciliation_pages
+from app.admin import (
+    actions,
+    customer_page,
+    dashboard_view,
+    job_page,
+    pages,
+    reconciliation_pages,
+)
 from app.admin.access import SESSION_COOKIE, SESSION_SECONDS, OneTimeLogin, Session, SessionSigner
 from app.admin.headers import SecurityHeaders
 from app.admin.rendering import (
@@ -168,7 +175,9 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
     assert settings.secret_key is not None  # noqa: S101
     https_only = bool(settings.public_url and settings.public_url.startswith("https://"))
     routes = [
-        Route("/", pages.dashboard, methods=["GET"]),
+        Route("/", dashboard_view.dashboard, methods=["GET"]),
+        Route("/fragments/figures", dashboard_view.figures_fragment, methods=["GET"]),
+        Route("/fragments/charts", dashboard_view.charts_fragment, methods=["GET"]),
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/login/once", login_once, methods=["GET"]),

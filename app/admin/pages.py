@@ -1,6 +1,6 @@
-"""The console's pages (GET): dashboard, customers, a customer, conflicts, failed work, job
-and event lists, rules, audit (reconciliation has its own module). Each reads through
-app/store and renders; the same figures are served as JSON by app/api/operator.py."""
+"""The console's pages (GET): customers, a customer, conflicts, failed work, job and event
+lists, rules, audit (the dashboard and reconciliation have their own modules). Each reads
+through app/store and renders; the same figures are served as JSON by app/api/operator.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.admin.access import Session
-from app.admin.chart import build_chart
 from app.admin.rendering import render, signed_in
 from app.admin.rules_form import CHOICES, rules_for_form
 from app.admin.who import Who, who_of
@@ -30,8 +29,7 @@ from app.store.sync_config import config_history, load_rules
 from app.store.webhook_events import STATUSES as EVENT_STATUSES
 from app.store.webhook_events import list_events
 from app.sync.core.rules import rule_to_dict
-from app.sync.operator.overview import read_dashboard, unlinked_customers
-from app.sync.reconcile.schedule import next_fire_time, utc_now
+from app.sync.operator.overview import unlinked_customers
 from app.warp.connector import SqlWarpConnector
 from app.warp.search import search_customers
 
@@ -50,20 +48,6 @@ async def _whos(request: Request, jobs: list[Any]) -> dict[str, Who]:
 def _before(request: Request, name: str = "before") -> int | None:
     raw = request.query_params.get(name, "")
     return int(raw) if raw.isdigit() and len(raw) < 19 else None
-
-
-@signed_in
-async def dashboard(request: Request, session: Session) -> Response:
-    context = app_context(request)
-    data = await read_dashboard(context)
-    return await render(
-        request,
-        session,
-        "dashboard.html",
-        data=data,
-        chart=build_chart(data.per_minute),
-        next_reconciliation=next_fire_time(context.settings.reconcile_cron, utc_now()),
-    )
 
 
 @signed_in

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -83,6 +83,12 @@ def signed_in(view: View) -> Callable[[Request], Awaitable[Response]]:
 
 
 async def not_signed_in(request: Request, _exc: Exception) -> Response:
+    if request.headers.get("HX-Request") == "true":
+        # A fragment polled after the session ended: htmx swaps nothing on a 401 and
+        # follows HX-Redirect, so the whole page goes to the login, not into a figure.
+        page = urlsplit(request.headers.get("HX-Current-URL", "")).path
+        target = "/admin/login?" + urlencode({"next": safe_next(page)})
+        return HTMLResponse("Sign in first.", status_code=401, headers={"HX-Redirect": target})
     if request.method == "GET":
         target = "/admin/login?" + urlencode({"next": request.url.path})
         return RedirectResponse(target, status_code=303)

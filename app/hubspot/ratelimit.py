@@ -50,6 +50,9 @@ LOW_REMAINING_FRACTION = 0.05
 MAX_PAUSE_WAIT = 30.0
 DAILY_PAUSE_REASON = "HubSpot daily limit reached"
 _PRUNE_EVERY = 50
+# Grants are kept three minutes, not only the window: the dashboard's sampler counts each
+# minute's requests from this log once the minute is over (app/store/timeseries.py).
+GRANTS_KEPT_SECONDS = 180.0
 
 
 class RateLimitPausedError(HubsyncError):
@@ -303,9 +306,11 @@ class PostgresRateLimiter(_Pacing):
         bucket: str = GENERAL_BUCKET,
         margin_seconds: float | None = None,
         max_pause_wait: float = MAX_PAUSE_WAIT,
+        keep_seconds: float = GRANTS_KEPT_SECONDS,
     ) -> None:
         super().__init__(limit, bucket, margin_seconds, max_pause_wait)
         self._engine = engine
+        self._keep_seconds = keep_seconds
         # A stable 64-bit key per bucket, the same in every process.
         digest = hashlib.sha256(f"hubsync.ratelimit:{bucket}".encode()).digest()
         self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
@@ -341,8 +346,9 @@ class PostgresRateLimiter(_Pacing):
             if row_id is not None:
                 self._grants_made += 1
                 if self._grants_made % _PRUNE_EVERY == 0:
+                    horizon = max(2 * self.window, self._keep_seconds)
                     await conn.execute(
-                        _PRUNE, {"bucket": self.bucket, "now": now, "horizon": 2 * self.window}
+                        _PRUNE, {"bucket": self.bucket, "now": now, "horizon": horizon}
                     )
         if row_id is not None:
             self._granted(used + 1)

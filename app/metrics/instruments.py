@@ -144,3 +144,20 @@ def observe_webhook_events(duplicates: int, queued: int, ignored: int, processed
         _EVENTS["ignored"].inc(ignored)
     if processed:
         _EVENTS["processed"].inc(processed)
+
+
+def hubspot_totals() -> tuple[int, int]:
+    """HubSpot requests made and 429s answered to this process so far (every operation and
+    status): the sampler's per-minute figures take the difference between two readings."""
+    return _counter_total(HUBSPOT_REQUESTS), _counter_total(HUBSPOT_RATE_LIMITED)
+
+
+def _counter_total(counter: prometheus_client.Counter) -> int:
+    return int(
+        sum(
+            sample.value
+            for metric in counter.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
+    )

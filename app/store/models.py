@@ -562,6 +562,31 @@ class AdminLoginFailure(Base):
     failed_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
 
 
+class MinuteSample(Base):
+    """One minute of the deployment's health, written by the scheduler's sampler once a
+    minute (app/store/timeseries.py) and kept for a week and a day, so the console draws its
+    charts without Prometheus. Counts cover the minute [minute, minute + 1 min); the queue's
+    depth and oldest wait are read when the minute is sampled. The first replica to sample a
+    minute writes it; the others only add the 429s their own process saw."""
+
+    __tablename__ = "hubsync_minute_samples"
+
+    minute: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    jobs_done: Mapped[int] = mapped_column(Integer)
+    jobs_failed: Mapped[int] = mapped_column(Integer)
+    queue_depth: Mapped[int] = mapped_column(Integer)  # pending jobs
+    oldest_wait_seconds: Mapped[float] = mapped_column(Float)
+    webhook_events: Mapped[int] = mapped_column(Integer)  # received in the minute
+    # Requests granted in the minute (None where the grants log is one process's memory).
+    hubspot_requests: Mapped[int | None] = mapped_column(Integer)
+    hubspot_limit: Mapped[int] = mapped_column(Integer)  # the limit, per minute
+    hubspot_429: Mapped[int] = mapped_column(Integer, server_default="0")
+    # Queue -> HubSpot: a job's creation to its end, for done jobs that wrote to HubSpot.
+    latency_p50_ms: Mapped[float | None] = mapped_column(Float)
+    latency_p99_ms: Mapped[float | None] = mapped_column(Float)
+    sampled_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
 __all__ = [
     "AdminAuditEntry",
     "AdminLoginFailure",
@@ -574,6 +599,7 @@ __all__ = [
     "EntityLink",
     "FieldState",
     "IdempotencyKey",
+    "MinuteSample",
     "PortalBinding",
     "RateLimitGrant",
     "RateLimitPause",

@@ -25,6 +25,9 @@ from tests.support import running
 
 PAGES = [
     "/admin/",
+    "/admin/?range=7d",
+    "/admin/fragments/figures",
+    "/admin/fragments/charts?range=24h",
     "/admin/customers",
     "/admin/customers?unlinked=1",
     "/admin/conflicts",

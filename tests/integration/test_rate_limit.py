@@ -123,7 +123,9 @@ async def test_replicas_share_one_budget_and_one_pause(postgres_url: str) -> Non
 async def test_old_grants_are_pruned(postgres_url: str) -> None:
     engine = create_engine(postgres_url, pool_size=2)
     try:
-        limiter = PostgresRateLimiter(engine, RateLimit(1000, 0.5), margin_seconds=0)
+        limiter = PostgresRateLimiter(
+            engine, RateLimit(1000, 0.5), margin_seconds=0, keep_seconds=1.0
+        )
         for _ in range(60):
             await limiter.acquire()
         await asyncio.sleep(1.1)
@@ -132,6 +134,25 @@ async def test_old_grants_are_pruned(postgres_url: str) -> None:
         async with engine.connect() as conn:
             left = await conn.scalar(text("SELECT count(*) FROM hubspot_rate_limit_grants"))
         assert left == 40
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_grants_stay_long_enough_for_the_minute_sampler(postgres_url: str) -> None:
+    """The dashboard counts each minute's requests from this log once the minute is over, so
+    by default grants stay three minutes, however short the window."""
+    engine = create_engine(postgres_url, pool_size=2)
+    try:
+        limiter = PostgresRateLimiter(engine, RateLimit(1000, 0.5), margin_seconds=0)
+        for _ in range(60):
+            await limiter.acquire()
+        await asyncio.sleep(1.1)  # past two windows
+        for _ in range(40):  # the 100th grant prunes
+            await limiter.acquire()
+        async with engine.connect() as conn:
+            left = await conn.scalar(text("SELECT count(*) FROM hubspot_rate_limit_grants"))
+        assert left == 100
     finally:
         await engine.dispose()
 

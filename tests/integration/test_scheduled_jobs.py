@@ -37,6 +37,7 @@ from tests.support import eventually, running_service
 SERVICE_JOBS = {
     "queue-maintenance",
     "history-pruning",
+    "minute-samples",
     "reconciliation-daily",
     "reconciliation-takeover",
     "reconciliation-catchup",

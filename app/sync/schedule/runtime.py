@@ -10,7 +10,8 @@ puts them in the context's slots:
                                             POST /v1/sync/process-queue uses it either way)
     queue_listener  QueueListener           PostgreSQL with the worker on
     scheduler       AsyncIOScheduler        when HUBSYNC_SCHEDULER is on, with the queue's tick
-                                            and the history pruning (app/store/retention.py);
+                                            the history pruning (app/store/retention.py) and
+                                            the dashboard's minute sampler (sampler.py);
                                             other layers may add their own jobs to it
     job_book        JobBook                 with the scheduler: where every job records its
                                             runs (register jobs with schedule_job only)
@@ -38,6 +39,7 @@ from app.store.retention import HistoryPruning
 from app.sync.core.backoff import RetryPolicy
 from app.sync.core.jobs import ClaimedJob, JobHandler, JobOutcome, OutcomeStatus
 from app.sync.schedule.registry import JobBook, schedule_job
+from app.sync.schedule.sampler import schedule_sampler
 from app.sync.schedule.scheduler import (
     HISTORY_PRUNING_JOB_ID,
     QUEUE_TICK_JOB_ID,
@@ -119,6 +121,7 @@ async def start_runtime(context: AppContext) -> None:
             HistoryPruning(context.engine, timedelta(seconds=settings.history_retention_seconds)),
             book=book,
         )
+        await schedule_sampler(scheduler, context.engine, settings.hubspot_rate_limit, book=book)
         scheduler.start()
         context.scheduler = scheduler
 

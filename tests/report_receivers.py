@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -31,6 +34,9 @@ class HttpReceiver:
 
     port: int = field(default_factory=free_port)
     received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # Answer this status (and echo the path in the body) instead of taking the report.
+    refuse_with: int | None = None
+    refused: int = 0
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -38,12 +44,21 @@ class HttpReceiver:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        received = self.received
+        receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                received.append((self.path, json.loads(self.rfile.read(length))))
+                body = json.loads(self.rfile.read(length))
+                if receiver.refuse_with is not None:
+                    receiver.refused += 1
+                    answer = f"no hook at {self.path}".encode()
+                    self.send_response(receiver.refuse_with)
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                    return
+                receiver.received.append((self.path, body))
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -91,10 +106,27 @@ class Mailbox:
         return AuthResult(success=ok)
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by the openssl command."""
+    cert, key = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    subprocess.run(  # noqa: S603 -- fixed argv
+        [  # noqa: S607 -- openssl from PATH
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 @dataclass
 class SmtpServer:
     port: int = field(default_factory=free_port)
     mailbox: Mailbox = field(default_factory=Mailbox)
+    # With a certificate: STARTTLS offered and required before MAIL and AUTH.
+    certificate: tuple[Path, Path] | None = None
     _controller: Controller | None = None
 
     @property
@@ -102,13 +134,14 @@ class SmtpServer:
         return f"smtp://{SMTP_USER}:p%40ss-not-real@127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        tls: dict[str, Any] = {"auth_required": False, "auth_require_tls": False}
+        if self.certificate is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.certificate)
+            tls = {"tls_context": context, "require_starttls": True, "auth_required": True}
+        # (Without TLS, aiosmtpd warns against requiring AUTH: it is offered, not required.)
         self._controller = Controller(
-            self.mailbox,
-            hostname="127.0.0.1",
-            port=self.port,
-            authenticator=self.mailbox,
-            auth_required=False,  # (with TLS off aiosmtpd warns about requiring it)
-            auth_require_tls=False,
+            self.mailbox, hostname="127.0.0.1", port=self.port, authenticator=self.mailbox, **tls
         )
         self._controller.start()
 

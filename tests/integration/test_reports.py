@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from app.store.reconciliation import RunRecord
 from app.store.report_outbox import delivery_figures
 from app.sync.reconcile.schedule import DAILY_JOB_ID, DailyRun
 from app.sync.reconcile.service import Reconciler
+from app.sync.reports.destinations import DeliveryError
 from app.sync.reports.job import Reports
 from app.sync.reports.runtime import REPORTS_JOB_ID, destinations_of
 from app.sync.schedule.registry import JobBook, schedule_job
@@ -33,7 +35,12 @@ from app.sync.schedule.scheduler import build_scheduler
 from tests.conftest import Database
 from tests.integration.admin_support import API_TOKEN
 from tests.reconcile_support import sql_update_customer
-from tests.report_receivers import SMTP_PASSWORD, HttpReceiver, SmtpServer
+from tests.report_receivers import (
+    SMTP_PASSWORD,
+    HttpReceiver,
+    SmtpServer,
+    self_signed_certificate,
+)
 from tests.support import eventually, running_service
 from tests.syncenv import SyncEnv, sync_env, synced
 
@@ -261,6 +268,78 @@ async def test_a_failing_scheduled_job_is_reported_once_per_failure_streak(
     assert body["job"]["job"] == "broken"
     assert "RuntimeError: the disk is full" in body["text"]
     assert "HUBSYNC_PUBLIC_URL" in body["text"]  # no link without it, and it says so
+
+
+async def test_a_refusing_destination_is_retried_then_given_up_and_shown(
+    db: Database, scheduler: Any, receiver: HttpReceiver, smtp: SmtpServer
+) -> None:
+    """A webhook answering 503 (with the hook's path in its body) is tried `max_attempts`
+    times with backoff, then left `failed` with its error on the dashboard's figures."""
+    receiver.refuse_with = 503
+    receiver.start()
+    settings = report_settings(db, receiver, smtp)
+    webhook_only = [d for d in destinations_of(settings) if d.name == "webhook"]
+    book = JobBook(db.engine, replica="replica-a")
+
+    async def broken() -> None:
+        raise RuntimeError("the disk is full")
+
+    every = IntervalTrigger(seconds=0.1, timezone=UTC)
+    await schedule_job(scheduler, "broken", "fails", every, broken, book=book)
+    reports = Reports(db.engine, webhook_only, retry_base=0.1, max_attempts=3)
+    await schedule_reports(scheduler, reports, book)
+
+    async def given_up() -> dict[str, Any] | None:
+        async with db.engine.connect() as connection:
+            figures = await delivery_figures(connection)
+        return figures if figures["by_state"]["failed"] else None
+
+    async def both_given_up() -> dict[str, Any] | None:
+        figures = await given_up()
+        return figures if figures and figures["by_state"]["failed"] == 2 else None
+
+    # The job failed (one report) and, failing for longer than twice its period, is late
+    # (another).
+    figures = await eventually(both_given_up, timeout=20)
+    assert {r["kind"] for r in figures["recent"]} == {"job_failed", "job_late"}
+    for row in figures["recent"]:
+        assert (row["state"], row["attempts"]) == ("failed", 3)
+        assert row["next_attempt_at"] is None
+        assert row["last_error"] == "webhook: HTTP 503: no hook at ***"  # its path scrubbed
+    await asyncio.sleep(0.5)
+    assert receiver.refused == 6  # never tried again once given up
+
+
+async def test_mail_goes_over_starttls_to_a_server_it_trusts_only(
+    tmp_path: Path, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """smtp:// upgrades with STARTTLS and checks the server's certificate before logging in:
+    an untrusted certificate is a delivery error; trusted (here through SSL_CERT_FILE, as a
+    private CA would be), the mail and its CSV arrive."""
+    cert, key = self_signed_certificate(tmp_path)
+    smtp.certificate = (cert, key)
+    await asyncio.to_thread(smtp.start)
+    settings = Settings.from_mapping(
+        {
+            "HUBSYNC_REPORT_SMTP_URL": smtp.url,
+            "HUBSYNC_REPORT_EMAIL_FROM": "hubsync@example.com",
+            "HUBSYNC_REPORT_EMAIL_TO": "ops@example.com",
+        }
+    )
+    [email] = destinations_of(settings)
+    summary = {"title": "hubsync: a test", "text": "Counts per category: drift 1"}
+    with pytest.raises(DeliveryError, match="SSLCertVerificationError") as refused:
+        await email.send(summary, b"run_id,category\r\n", 7)
+    assert SMTP_PASSWORD not in str(refused.value)
+    assert smtp.mailbox.messages == []
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    await email.send(summary, b"run_id,category\r\n7,drift\r\n", 7)
+    [message] = smtp.mailbox.messages
+    assert smtp.mailbox.logins == ["reports"]
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == "reconciliation-7.csv"
+    assert attachment.get_content().splitlines() == ["run_id,category", "7,drift"]
 
 
 async def test_the_service_schedules_the_reports_and_its_dashboard_shows_them(

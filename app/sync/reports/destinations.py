@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -51,15 +52,18 @@ class WebhookDestination:
 
     async def send(self, summary: dict[str, Any], csv: bytes | None, run_id: int | None) -> None:
         url = self.url.reveal()
+        parts = urlsplit(url)
+        # A Slack-style hook's path (and any query) is its credential, and servers echo it.
+        hidden = (url, parts.path if len(parts.path) > 1 else None, parts.query)
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.post(url, json=summary)
         except httpx.HTTPError as exc:
             raise DeliveryError(
-                f"webhook: {type(exc).__name__}: {scrub(str(exc), url) or 'no detail'}"
+                f"webhook: {type(exc).__name__}: {scrub(str(exc), *hidden) or 'no detail'}"
             ) from None
         if response.status_code >= 300:
-            body = scrub(response.text[:200], url)
+            body = scrub(response.text[:200], *hidden)
             raise DeliveryError(f"webhook: HTTP {response.status_code}: {body}")
 
 

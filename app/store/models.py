@@ -552,7 +552,7 @@ class ReportDelivery(Base):
     report and destination, written before anything is sent, so a destination that is down
     delays the report and never loses it. `key` names what is reported ("run:12", "job
     failed:…"): the unique (key, destination) lets every replica offer the same report and
-    exactly one row exist. Sent and given-up rows are pruned after a week."""
+    exactly one row exist. Rows are pruned after a week."""
 
     __tablename__ = "hubsync_report_deliveries"
     __table_args__ = (

@@ -11,7 +11,7 @@ dashboard's view, `prune_deliveries` the retention.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -120,15 +120,26 @@ async def was_offered(connection: AsyncConnection, key: str) -> bool:
 
 
 async def claim_due(
-    engine: AsyncEngine, now: datetime, *, lease: timedelta, limit: int = 20
+    engine: AsyncEngine,
+    now: datetime,
+    *,
+    destinations: Sequence[str],
+    lease: timedelta,
+    limit: int = 20,
 ) -> list[Delivery]:
-    """The pending rows due by `now`, each claimed for `lease` (its attempt counted)."""
+    """The pending rows for `destinations` due by `now`, each claimed for `lease` (its
+    attempt counted). A replica claims only what it can send (during a rollout that adds a
+    destination, the replicas that have it send its rows)."""
     async with engine.connect() as connection:
         rows = (
             (
                 await connection.execute(
                     select(DELIVERIES)
-                    .where(DELIVERIES.c.state == PENDING, DELIVERIES.c.next_attempt_at <= now)
+                    .where(
+                        DELIVERIES.c.state == PENDING,
+                        DELIVERIES.c.next_attempt_at <= now,
+                        DELIVERIES.c.destination.in_(list(destinations)),
+                    )
                     .order_by(DELIVERIES.c.next_attempt_at, DELIVERIES.c.id)
                     .limit(limit)
                 )
@@ -196,11 +207,10 @@ async def delivery_figures(connection: AsyncConnection, *, recent: int = 10) -> 
 
 
 async def prune_deliveries(engine: AsyncEngine, older_than: datetime) -> int:
-    """Sent and given-up rows created before `older_than` (pending ones stay)."""
+    """Rows created before `older_than`: sent, given up, or still pending for a destination
+    no replica has any more (retries give up within hours, so nothing else is that old)."""
     async with engine.begin() as connection:
         result = await connection.execute(
-            delete(DELIVERIES).where(
-                DELIVERIES.c.created_at < older_than, DELIVERIES.c.state != PENDING
-            )
+            delete(DELIVERIES).where(DELIVERIES.c.created_at < older_than)
         )
     return int(result.rowcount or 0)

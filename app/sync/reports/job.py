@@ -37,7 +37,8 @@ log = logging.getLogger("hubsync.reports")
 REPORTS_JOB_ID = "reports"
 LOOKBACK = timedelta(days=1)
 KEEP = timedelta(days=7)  # longer than LOOKBACK: a pruned key is never offered again
-CLAIM_LEASE = timedelta(minutes=2)
+CLAIM_LEASE = timedelta(minutes=2)  # far beyond one send's timeout
+PER_PASS = 20
 CSV_LIMIT_BYTES = 10 * 1024 * 1024
 DRIFTS_READ = 500
 
@@ -115,13 +116,16 @@ class Reports:
         """Send every due row this replica claims; how many were delivered."""
         by_name = {destination.name: destination for destination in self.destinations}
         delivered = 0
-        for delivery in await outbox.claim_due(self.engine, self.clock(), lease=CLAIM_LEASE):
-            destination = by_name.get(delivery.destination)
-            if destination is None:  # configured off since it was offered
-                await outbox.mark_given_up(
-                    self.engine, delivery.id, error=f"{delivery.destination} is not configured"
-                )
-                continue
+        for _ in range(PER_PASS):
+            # One row claimed at a time, just before it is sent: a claim never lapses while
+            # the row waits behind slow sends, so no other replica sends it meanwhile.
+            claimed = await outbox.claim_due(
+                self.engine, self.clock(), destinations=list(by_name), lease=CLAIM_LEASE, limit=1
+            )
+            if not claimed:
+                break
+            [delivery] = claimed
+            destination = by_name[delivery.destination]
             try:
                 csv = await self._csv(delivery)
                 await destination.send(delivery.summary, csv, delivery.run_id)

@@ -32,6 +32,7 @@ from app.sync.reports.job import Reports
 from app.sync.reports.runtime import REPORTS_JOB_ID, destinations_of
 from app.sync.schedule.registry import JobBook, schedule_job
 from app.sync.schedule.scheduler import build_scheduler
+from app.warp.connector import SqlWarpConnector
 from tests.conftest import Database
 from tests.integration.admin_support import API_TOKEN
 from tests.reconcile_support import sql_update_customer
@@ -232,6 +233,41 @@ async def test_a_destination_that_is_down_delays_the_report_never_the_run(
     assert all("hook-secret-not-real" not in (error or "") for error in errors.values())
 
 
+class HubSpotDown:
+    """A HubSpot that cannot be read: the scheduled run fails."""
+
+    async def list_companies_page(self, properties: Any, after: Any = None) -> Any:
+        raise RuntimeError("HubSpot is unreachable")
+
+    async def batch_read_companies(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("HubSpot is unreachable")
+
+    async def search_companies(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("HubSpot is unreachable")
+
+
+async def test_a_failed_scheduled_run_is_reported_with_its_error(
+    db: Database, scheduler: Any, receiver: HttpReceiver, smtp: SmtpServer
+) -> None:
+    receiver.start()
+    settings = report_settings(db, receiver, smtp)
+    webhook_only = [d for d in destinations_of(settings) if d.name == "webhook"]
+    book = JobBook(db.engine, replica="replica-a")
+    await schedule_reports(scheduler, Reports(db.engine, webhook_only, public_url=PUBLIC_URL), book)
+    soon = datetime.now(UTC) + timedelta(seconds=2)
+    trigger = CronTrigger(second=str(soon.second), timezone=UTC)
+    warp = SqlWarpConnector(db.engine, db.customers_table)
+    reconciler = Reconciler(db.engine, warp, HubSpotDown(), QueueRepository(db.engine))
+    daily = DailyRun(reconciler, trigger, "fix", book=book)
+    await schedule_job(scheduler, DAILY_JOB_ID, "daily", trigger, daily, book=book)
+
+    [(_, body)] = await eventually(lambda: _listed(runs_reported(receiver)), timeout=30)
+    assert body["run"]["state"] == "failed"
+    assert body["title"].endswith("FAILED")
+    assert "HubSpot is unreachable" in body["text"]
+    assert body["run"]["error"] is not None
+
+
 async def test_a_failing_scheduled_job_is_reported_once_per_failure_streak(
     db: Database, scheduler: Any, receiver: HttpReceiver, smtp: SmtpServer
 ) -> None:
@@ -387,6 +423,10 @@ async def all_sent(db: Database) -> dict[str, Any] | None:
 
 def runs_reported(receiver: HttpReceiver) -> list[tuple[str, dict[str, Any]]]:
     return [(path, body) for path, body in receiver.received if body["kind"] == "reconciliation"]
+
+
+async def _listed(found: list[Any]) -> list[Any]:
+    return found
 
 
 async def _ready(found: list[Any]) -> bool:

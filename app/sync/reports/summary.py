@@ -62,8 +62,9 @@ def run_summary(
 ) -> dict[str, Any]:
     links = console_links(public_url, run.id)
     verb = "fixed" if run.mode == "fix" else "found (dry run)"
-    state = "done" if run.status == "done" else f"FAILED: {run.error or 'no error recorded'}"
-    title = f"hubsync: scheduled reconciliation run {run.id} {state.split(':', maxsplit=1)[0]}"
+    done = run.status == "done"
+    state = "done" if done else f"FAILED: {run.error or 'no error recorded'}"
+    title = f"hubsync: scheduled reconciliation run {run.id} {'done' if done else 'FAILED'}"
     lines = [
         f"*{title}*",
         f"Mode {run.mode}, {verb}; started {_iso(run.started_at)}, "

@@ -62,8 +62,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(settings: Settings) -> None:
-    secrets = [
+def logged_secrets(settings: Settings) -> list[Secret]:
+    """Every configured secret a log line must never show (the report webhook's URL is
+    one: a Slack-style hook's path is its credential)."""
+    smtp = settings.report_smtp
+    return [
         s
         for s in (
             settings.hubspot_access_token,
@@ -71,9 +74,15 @@ def configure_logging(settings: Settings) -> None:
             settings.admin_password,
             settings.secret_key,
             *settings.api_tokens,
+            settings.report_webhook_url,
+            smtp.password if smtp is not None else None,
         )
         if s is not None
     ]
+
+
+def configure_logging(settings: Settings) -> None:
+    secrets = logged_secrets(settings)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter()

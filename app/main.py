@@ -61,7 +61,9 @@ from app.store.webhook_events import finish_events_for_jobs
 from app.sync.core.jobs import JobHandler
 from app.sync.engine.engine import SyncEngine
 from app.sync.intake.writer import IntakeWriter
+from app.sync.reconcile.full_run import ReconcileHubSpot
 from app.sync.reconcile.runtime import start_reconciliation, stop_reconciliation
+from app.sync.reports.runtime import start_reports
 from app.sync.schedule.runtime import start_runtime, stop_runtime
 from app.sync.worker.gate import gated
 from app.sync.worker.portal import PortalGuard
@@ -178,6 +180,13 @@ async def build_job_handler(
     return gated(guard.guard(handler), hubspot.properties)
 
 
+async def start_sync(context: AppContext, reconcile_client: ReconcileHubSpot) -> None:
+    """The queue, worker, listener and scheduler; reconciliation; the reports."""
+    await start_runtime(context)
+    await start_reconciliation(context, reconcile_client)
+    await start_reports(context)  # after each scheduled run, and failed or late jobs
+
+
 def create_app(
     settings: Settings,
     *,
@@ -220,8 +229,7 @@ def create_app(
             ) as hubspot:
                 await attach_hubspot(context, hubspot, guard)
                 demo = hubspot.sandbox_app is not None and guard.verified
-                await start_runtime(context)  # queue, worker, listener, scheduler
-                await start_reconciliation(context, hubspot.reconcile_client or hubspot.client)
+                await start_sync(context, hubspot.reconcile_client or hubspot.client)
                 intake = IntakeWriter(
                     engine, require(context.queue, "queue"), app_id=settings.hubspot_app_id
                 )

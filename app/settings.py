@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import URL, make_url
@@ -81,6 +81,11 @@ ENVIRONMENT: tuple[str, ...] = (
     "HUBSYNC_RECONCILE_MODE",
     "HUBSYNC_RECONCILE_RATE_SHARE",
     "HUBSYNC_RECONCILE_RETENTION",
+    "HUBSYNC_REPORT_EMAIL_FROM",
+    "HUBSYNC_REPORT_EMAIL_TO",
+    "HUBSYNC_REPORT_SMTP_STARTTLS",
+    "HUBSYNC_REPORT_SMTP_URL",
+    "HUBSYNC_REPORT_WEBHOOK_URL",
     "HUBSYNC_RETRY_BASE_SECONDS",
     "HUBSYNC_RETRY_MAX_AGE",
     "HUBSYNC_RETRY_MAX_DELAY",
@@ -107,6 +112,9 @@ SECRET_ENVIRONMENT = frozenset(
         "HUBSYNC_API_TOKENS",
         "HUBSYNC_ADMIN_PASSWORD",
         "HUBSYNC_SECRET_KEY",
+        # A Slack-style webhook URL is its own credential; the SMTP URL carries a password.
+        "HUBSYNC_REPORT_WEBHOOK_URL",
+        "HUBSYNC_REPORT_SMTP_URL",
     }
 )
 
@@ -263,6 +271,12 @@ class Settings:
     hubspot_account_timezone: str = "UTC"
     # /metrics on a port of its own instead of the service's (None: the service's port).
     metrics_port: int | None = None
+    # Where the reports go (app/sync/reports/): after each scheduled reconciliation run and
+    # when a scheduled job fails or runs late. None = that destination is off.
+    report_webhook_url: Secret | None = None
+    report_smtp: SmtpServer | None = None
+    report_email_from: str | None = None
+    report_email_to: tuple[str, ...] = ()
 
     # -- derived views -------------------------------------------------------------------
 
@@ -314,6 +328,22 @@ class Settings:
             return self.worker_concurrency
         return 1 if make_url(self.database_url.reveal()).get_backend_name() == "sqlite" else 16
 
+    def describe_reports(self) -> str:
+        """Where reports go, log-safe: the webhook's host only (its path is the secret)."""
+        places = []
+        if self.report_webhook_url is not None:
+            places.append(f"webhook at {urlsplit(self.report_webhook_url.reveal()).hostname}")
+        if self.report_smtp is not None:
+            places.append(
+                f"e-mail via {self.report_smtp.describe()} to {len(self.report_email_to)} "
+                "recipient(s)"
+            )
+        return ", ".join(places) or "off"
+
+    @property
+    def reports_enabled(self) -> bool:
+        return self.report_webhook_url is not None or self.report_smtp is not None
+
     @property
     def account_timezone(self) -> tzinfo:
         return ZoneInfo(self.hubspot_account_timezone)
@@ -342,6 +372,7 @@ class Settings:
                 else "off"
             ),
             "trusted_proxies": ",".join(self.trusted_proxies),
+            "reports": self.describe_reports(),
         }
 
     # -- loading -------------------------------------------------------------------------
@@ -532,6 +563,7 @@ class Settings:
                 if get("HUBSYNC_METRICS_PORT") is not None
                 else None
             ),
+            **_reports(get),
         )
 
 
@@ -569,6 +601,91 @@ def _reconciliation(env: Mapping[str, str], get: Callable[[str], str | None]) ->
             "HUBSYNC_CATCHUP_OVERLAP", get("HUBSYNC_CATCHUP_OVERLAP"), 60.0, 0, 3600
         ),
     }
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where report e-mail is sent: `smtp://[user:password@]host[:port]` (STARTTLS unless
+    HUBSYNC_REPORT_SMTP_STARTTLS=false) or `smtps://` (TLS from the first byte)."""
+
+    host: str
+    port: int
+    tls: bool  # smtps://
+    starttls: bool
+    username: str | None = None
+    password: Secret | None = None
+
+    def describe(self) -> str:
+        """Log-safe: the scheme, host and port, never the credentials."""
+        return f"{'smtps' if self.tls else 'smtp'}://{self.host}:{self.port}"
+
+
+_EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+$")
+
+
+def _reports(get: Callable[[str], str | None]) -> dict[str, Any]:
+    """The report destinations. E-mail needs all of its server, sender and recipients."""
+    webhook = get("HUBSYNC_REPORT_WEBHOOK_URL")
+    if webhook is not None:
+        _http_url("HUBSYNC_REPORT_WEBHOOK_URL", webhook)
+    smtp_url = get("HUBSYNC_REPORT_SMTP_URL")
+    starttls = _boolean(
+        "HUBSYNC_REPORT_SMTP_STARTTLS", get("HUBSYNC_REPORT_SMTP_STARTTLS"), default=True
+    )
+    smtp = _smtp_server(smtp_url, starttls=starttls) if smtp_url is not None else None
+    sender = get("HUBSYNC_REPORT_EMAIL_FROM")
+    if sender is not None and not _EMAIL.match(sender):
+        raise SettingsError(
+            f"HUBSYNC_REPORT_EMAIL_FROM: expected an address like 'hubsync@example.com', "
+            f"got {sender!r}"
+        )
+    recipients = tuple(
+        r.strip() for r in (get("HUBSYNC_REPORT_EMAIL_TO") or "").split(",") if r.strip()
+    )
+    bad = [r for r in recipients if not _EMAIL.match(r)]
+    if bad:
+        raise SettingsError(
+            f"HUBSYNC_REPORT_EMAIL_TO: expected comma-separated addresses, got {bad[0]!r}"
+        )
+    if smtp is not None and (sender is None or not recipients):
+        raise SettingsError(
+            "HUBSYNC_REPORT_SMTP_URL: e-mail reports also need HUBSYNC_REPORT_EMAIL_FROM "
+            "and HUBSYNC_REPORT_EMAIL_TO"
+        )
+    if smtp is None and (sender is not None or recipients):
+        raise SettingsError(
+            "HUBSYNC_REPORT_EMAIL_TO: e-mail reports need HUBSYNC_REPORT_SMTP_URL "
+            "(smtp://user:password@host:587)"
+        )
+    return {
+        "report_webhook_url": _secret(webhook),
+        "report_smtp": smtp,
+        "report_email_from": sender,
+        "report_email_to": recipients,
+    }
+
+
+def _smtp_server(value: str, *, starttls: bool) -> SmtpServer:
+    """Parsed from `smtp://user:password@host:port`; a refused value is never echoed (it
+    carries a password). Credentials are percent-decoded (`%40` for an `@`)."""
+    name = "HUBSYNC_REPORT_SMTP_URL"
+    expected = "expected a URL like 'smtp://user:password@host:587' or 'smtps://host:465'"
+    try:
+        parsed = urlsplit(value)
+        port = parsed.port
+    except ValueError:
+        raise SettingsError(f"{name}: {expected}; the value is malformed") from None
+    if parsed.scheme not in ("smtp", "smtps") or not parsed.hostname:
+        raise SettingsError(f"{name}: {expected}")
+    tls = parsed.scheme == "smtps"
+    return SmtpServer(
+        host=parsed.hostname,
+        port=port or (465 if tls else 587),
+        tls=tls,
+        starttls=starttls and not tls,
+        username=unquote(parsed.username) if parsed.username else None,
+        password=Secret(unquote(parsed.password)) if parsed.password is not None else None,
+    )
 
 
 def _cron(name: str, value: str) -> None:

@@ -24,6 +24,7 @@ from app.store.models import (
 from app.store.operations import last_reconciliation
 from app.store.pauses import Pause, paused_directions
 from app.store.queue.records import DONE, FAILED, PENDING, QUEUE, STATES, as_utc
+from app.store.report_outbox import delivery_figures
 from app.store.scheduled_jobs import ScheduledJobStatus, load_scheduled_jobs
 from app.store.webhook_events import STATUSES as EVENT_STATUSES
 
@@ -59,6 +60,8 @@ class Dashboard:
     scheduled_jobs: list[ScheduledJobStatus] = field(default_factory=list)
     # The catch-up's progress per side, with any search window it could not read in full.
     catch_up: list[Watermark] = field(default_factory=list)
+    # The reports' outbox (app/store/report_outbox.py): rows per state, the latest ones.
+    report_deliveries: dict[str, Any] = field(default_factory=dict)
 
     @property
     def customers_not_linked(self) -> int | None:
@@ -85,6 +88,7 @@ class Dashboard:
             "paused": [pause.to_json() for pause in self.paused.values()],
             "scheduled_jobs": [job.to_json() for job in self.scheduled_jobs],
             "catch_up": [mark.to_json() for mark in self.catch_up],
+            "report_deliveries": self.report_deliveries,
         }
 
 
@@ -236,6 +240,7 @@ async def load_dashboard(
                 paused=await paused_directions(connection),
                 scheduled_jobs=await load_scheduled_jobs(connection, now),
                 catch_up=await watermarks(connection),
+                report_deliveries=await delivery_figures(connection),
             )
 
     counted, dashboard = await asyncio.gather(counts(), the_rest())

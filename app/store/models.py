@@ -587,6 +587,33 @@ class MinuteSample(Base):
     sampled_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
 
 
+class ReportDelivery(Base):
+    """The outbox of the reports that come to the operator (app/sync/reports/): one row per
+    report and destination, written before anything is sent, so a destination that is down
+    delays the report and never loses it. `key` names what is reported ("run:12", "job
+    failed:…"): the unique (key, destination) lets every replica offer the same report and
+    exactly one row exist. Rows are pruned after a week."""
+
+    __tablename__ = "hubsync_report_deliveries"
+    __table_args__ = (
+        Index("ix_hubsync_report_deliveries_key", "key", "destination", unique=True),
+        Index("ix_hubsync_report_deliveries_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255))
+    destination: Mapped[str] = mapped_column(String(16))  # webhook|email
+    kind: Mapped[str] = mapped_column(String(32))  # reconciliation|job_failed|job_late
+    summary: Mapped[dict[str, Any]] = mapped_column(Json)
+    run_id: Mapped[int | None] = mapped_column(BigId)  # its CSV is attached to the e-mail
+    state: Mapped[str] = mapped_column(String(16))  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
 __all__ = [
     "AdminAuditEntry",
     "AdminLoginFailure",
@@ -606,6 +633,7 @@ __all__ = [
     "ReconciliationItem",
     "ReconciliationPair",
     "ReconciliationRun",
+    "ReportDelivery",
     "ScheduledJobRecord",
     "SchedulerTick",
     "SyncConfigChange",

@@ -323,6 +323,24 @@ async def list_runs(
     return [RunRecord.from_row(row) for row in (await connection.execute(query)).mappings()]
 
 
+async def finished_scheduled_runs(
+    connection: AsyncConnection, *, since: datetime, limit: int = 20
+) -> list[RunRecord]:
+    """Scheduled runs that ended (done or failed) at `since` or later, oldest first: what
+    the reports (app/sync/reports/) tell the operator about."""
+    query = (
+        select(RUNS)
+        .where(
+            RUNS.c.trigger == "schedule",
+            RUNS.c.status.in_([DONE, FAILED]),
+            RUNS.c.finished_at >= since,
+        )
+        .order_by(RUNS.c.finished_at, RUNS.c.id)
+        .limit(limit)
+    )
+    return [RunRecord.from_row(row) for row in (await connection.execute(query)).mappings()]
+
+
 # -- items -----------------------------------------------------------------------------------
 
 

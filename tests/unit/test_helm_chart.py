@@ -4,6 +4,7 @@ that refuses wrong values at install time."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -150,6 +151,36 @@ def test_no_secret_is_in_a_config_map() -> None:
             assert not any(value in plain for value in SECRET_VALUES.values())
 
 
+def test_report_destinations_reach_the_pods_from_the_secret_only() -> None:
+    webhook = "https://hooks.example.com/services/T0/B0/not-a-real-secret"
+    smtp = "smtp://reports:mail-password-not-real@smtp.example.com:587"
+    objects = render(
+        {
+            "secrets": {"reportWebhookUrl": webhook, "reportSmtpUrl": smtp},
+            "config": {
+                "HUBSYNC_REPORT_EMAIL_FROM": "hubsync@example.com",
+                "HUBSYNC_REPORT_EMAIL_TO": "ops@example.com, oncall@example.com",
+            },
+        }
+    )
+    (secret,) = [s for s in of_kind(objects, "Secret") if not _is_hook(s)]
+    stored = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    assert stored["HUBSYNC_REPORT_WEBHOOK_URL"] == webhook
+    assert stored["HUBSYNC_REPORT_SMTP_URL"] == smtp
+    config: dict[str, str] = {}
+    for config_map in of_kind(objects, "ConfigMap"):
+        text = json.dumps(config_map.get("data") or {})
+        assert "not-a-real-secret" not in text
+        assert "mail-password-not-real" not in text
+        config |= config_map.get("data") or {}
+    settings = Settings.from_mapping({**config, **stored})
+    assert settings.report_smtp is not None
+    assert settings.report_smtp.host == "smtp.example.com"
+    assert settings.report_email_to == ("ops@example.com", "oncall@example.com")
+    assert "not-a-real-secret" not in repr(settings)
+    assert "mail-password-not-real" not in repr(settings)
+
+
 def test_an_existing_secret_replaces_the_charts() -> None:
     objects = render(COMBINATIONS["existing-secret"])
     assert not of_kind(objects, "Secret")
@@ -272,6 +303,11 @@ def test_the_dashboard_queries_metrics_the_service_exports() -> None:
         ({"replicaCount": 3}, "replicaCount"),
         ({"metrics": {"port": 8000}}, "/metrics/port"),
         ({"config": {"HUBSYNC_WORKER": "false"}}, "HUBSYNC_WORKER"),
+        ({"config": {"HUBSYNC_REPORT_WEBHOOK_URL": "https://hooks.example/x"}}, "WEBHOOK_URL"),
+        ({"config": {"HUBSYNC_REPORT_SMTP_URL": "smtp://u:p@mail:587"}}, "SMTP_URL"),
+        ({"config": {"HUBSYNC_REPORT_EMAIL_TO": "ops"}}, "/config/HUBSYNC_REPORT_EMAIL_TO"),
+        ({"config": {"HUBSYNC_REPORT_SMTP_STARTTLS": "maybe"}}, "REPORT_SMTP_STARTTLS"),
+        ({"secrets": {"reportSmtpUrl": "http://mail:587"}}, "/secrets/reportSmtpUrl"),
     ],
 )
 def test_a_wrong_value_fails_at_install(values: dict[str, Any], where: str) -> None:

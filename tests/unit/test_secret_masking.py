@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.logs import RedactSecrets
-from app.settings import Settings, SettingsError, mask_url
+from app.logs import RedactSecrets, logged_secrets
+from app.settings import Secret, Settings, SettingsError, mask_url
 
 
 def test_the_whole_password_is_masked_even_when_it_holds_an_at_sign() -> None:
@@ -19,6 +19,56 @@ def test_the_whole_password_is_masked_even_when_it_holds_an_at_sign() -> None:
     line = RedactSecrets().redact("connecting to postgresql://app:P@ssw0rd@db/hub now")
     assert "ssw0rd" not in line
     assert "postgresql://app:**********@db/hub now" in line
+
+
+def test_report_destinations_are_masked_in_settings_logs_and_check_config(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = {
+        "HUBSYNC_REPORT_WEBHOOK_URL": "https://hooks.example.com/services/T0/hook-secret",
+        "HUBSYNC_REPORT_SMTP_URL": "smtp://reports:mail%40secret@smtp.example.com:587",
+        "HUBSYNC_REPORT_EMAIL_FROM": "hubsync@example.com",
+        "HUBSYNC_REPORT_EMAIL_TO": "ops@example.com",
+    }
+    settings = Settings.from_mapping(env)
+    assert settings.report_smtp is not None
+    assert settings.report_smtp.password == Secret("mail@secret")  # percent-decoded
+    shown = repr(settings) + str(settings.describe())
+    assert "hook-secret" not in shown
+    assert "mail@secret" not in shown
+    assert "mail%40secret" not in shown
+    assert settings.describe()["reports"] == (
+        "webhook at hooks.example.com, e-mail via smtp://smtp.example.com:587 to 1 recipient(s)"
+    )
+    redact = RedactSecrets(logged_secrets(settings)).redact
+    line = redact(f"POST {env['HUBSYNC_REPORT_WEBHOOK_URL']} login mail@secret")
+    assert "hook-secret" not in line
+    assert "mail@secret" not in line
+    code = run_cli(monkeypatch, tmp_path, {**env, "HUBSYNC_MODE": "demo"}, "check-config")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "reports: webhook at hooks.example.com" in out
+    assert "HUBSYNC_REPORT_WEBHOOK_URL: (set, hidden)" in out
+    assert "HUBSYNC_REPORT_SMTP_URL: (set, hidden)" in out
+    assert "hook-secret" not in out + err
+    assert "mail@secret" not in out + err
+    assert "mail%40secret" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"HUBSYNC_REPORT_SMTP_URL": "smtp://mail.example.com"}, "HUBSYNC_REPORT_EMAIL_FROM"),
+        ({"HUBSYNC_REPORT_EMAIL_TO": "ops@example.com"}, "HUBSYNC_REPORT_SMTP_URL"),
+        ({"HUBSYNC_REPORT_EMAIL_TO": "ops"}, "HUBSYNC_REPORT_EMAIL_TO"),
+        ({"HUBSYNC_REPORT_SMTP_STARTTLS": "maybe"}, "HUBSYNC_REPORT_SMTP_STARTTLS"),
+    ],
+)
+def test_an_incomplete_e_mail_destination_is_refused_by_name(
+    env: dict[str, str], names: str
+) -> None:
+    with pytest.raises(SettingsError, match=names):
+        Settings.from_mapping(env)
 
 
 def run_cli(
@@ -61,6 +111,9 @@ def test_check_config_masks_database_and_hubspot_credentials(
         ("WARP_DATABASE_URL", "notaurl://::", ["notaurl"]),
         ("HUBSPOT_BASE_URL", "https://u:pw-secret@host:notaport", ["pw-secret", "notaport"]),
         ("HUBSPOT_BASE_URL", "ftp://u:pw-secret@host", ["pw-secret"]),
+        ("HUBSYNC_REPORT_SMTP_URL", "smtp://u:pw-secret@host:notaport", ["pw-secret"]),
+        ("HUBSYNC_REPORT_SMTP_URL", "https://u:pw-secret@host", ["pw-secret"]),
+        ("HUBSYNC_REPORT_WEBHOOK_URL", "ftp://hooks.example.com/pw-secret", ["pw-secret"]),
     ],
 )
 def test_a_malformed_url_is_one_line_naming_the_variable_never_the_value(

@@ -53,7 +53,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Secret values the chart creates, keyed by variable name; empty ones left out. */}}
 {{- define "hubsync.secretData" -}}
 {{- $s := .Values.secrets -}}
-{{- $all := dict "HUBSYNC_DATABASE_URL" $s.databaseUrl "WARP_DATABASE_URL" $s.warpDatabaseUrl "HUBSPOT_ACCESS_TOKEN" $s.hubspotAccessToken "HUBSPOT_CLIENT_SECRET" $s.hubspotClientSecret "HUBSYNC_API_TOKENS" $s.apiTokens "HUBSYNC_ADMIN_PASSWORD" $s.adminPassword "HUBSYNC_SECRET_KEY" $s.secretKey -}}
+{{- $all := dict "HUBSYNC_DATABASE_URL" $s.databaseUrl "WARP_DATABASE_URL" $s.warpDatabaseUrl "HUBSPOT_ACCESS_TOKEN" $s.hubspotAccessToken "HUBSPOT_CLIENT_SECRET" $s.hubspotClientSecret "HUBSYNC_API_TOKENS" $s.apiTokens "HUBSYNC_ADMIN_PASSWORD" $s.adminPassword "HUBSYNC_SECRET_KEY" $s.secretKey "HUBSYNC_REPORT_WEBHOOK_URL" $s.reportWebhookUrl "HUBSYNC_REPORT_SMTP_URL" $s.reportSmtpUrl -}}
 {{- range $key := keys $all | sortAlpha }}
 {{- $value := get $all $key }}
 {{- if $value }}

@@ -15,10 +15,11 @@ The trigger compares every column the table had at install time except `created_
 `updated_at` (a touch of `updated_at` alone is no change), not only the columns the rules map:
 rules change at run time without a reinstall, and the drain keeps the columns they map.
 
-Reading: `read_changes` returns rows only from transactions that have all finished — on
-PostgreSQL those whose xid is below `pg_snapshot_xmin(pg_current_snapshot())`, so a change of
-a transaction still open is never passed by one that committed after it began; SQLite has one
-writer, so its id (rowid) order is commit order. Drained rows are deleted (`delete_changes`).
+Reading: `read_changes` never passes a change whose transaction may still commit behind it:
+on PostgreSQL it returns only rows whose xid is below the oldest transaction still open that
+has written a change (PG_HORIZON: `pg_snapshot_xmin` narrowed to capture's writers); SQLite has
+one writer, so its id (rowid) order is commit order. Drained rows are deleted; a row is only
+ever deleted after it was drained, so no change is skipped whatever the order.
 """
 
 from __future__ import annotations
@@ -45,6 +46,27 @@ SQLITE_TRIGGERS = {
 }
 UNWATCHED_COLUMNS = frozenset({"created_at", "updated_at"})
 DELETE_BATCH = 1000
+
+# The commit-order horizon: the oldest transaction still open *that has written a change*
+# (it holds ROW EXCLUSIVE on the change table until it ends; its 32-bit xid in pg_locks is
+# matched to the snapshot's 64-bit in-progress xids), else the snapshot's xmax. It is
+# `pg_snapshot_xmin(pg_current_snapshot())` narrowed to capture's own writers: the plain xmin
+# is the whole server's, so any long writing transaction in any database would hold every
+# change back for as long as it runs.
+PG_HORIZON = f"""
+writers AS (
+    SELECT x FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+    WHERE (x::text::numeric % 4294967296)::text IN (
+        SELECT t.transactionid::text
+        FROM pg_locks l
+        JOIN pg_locks t ON t.pid = l.pid AND t.locktype = 'transactionid'
+        WHERE l.locktype = 'relation' AND l.mode = 'RowExclusiveLock'
+          AND l.relation = to_regclass('{CAPTURE_SCHEMA}.changes')
+    )
+),
+horizon AS (
+    SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot())) AS below FROM writers
+)"""
 
 
 @dataclass(frozen=True)
@@ -168,9 +190,9 @@ class Capture:
             if self.postgres:
                 rows = await connection.execute(
                     text(
+                        f"WITH {PG_HORIZON} "
                         "SELECT id, customer_id, operation, columns, changed_at "
-                        f"FROM {changes} "
-                        "WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) "
+                        f"FROM {changes}, horizon WHERE xid < horizon.below "
                         "ORDER BY id LIMIT :limit"
                     ),
                     {"limit": limit},

@@ -31,13 +31,21 @@ def register(commands: Subcommands) -> None:
         "customers table (or ownership of it).",
     )
     capture.add_argument("action", choices=ACTIONS)
+    capture.add_argument(
+        "--no-notify",
+        action="store_true",
+        help="install without NOTIFY from the trigger (PostgreSQL): cheaper for WARP's "
+        "concurrent writers; the service finds changes by its 0.25 s poll instead",
+    )
     add_json_flag(capture)
     capture.set_defaults(run=run_capture)
 
 
 def run_capture(args: argparse.Namespace) -> int:
     try:
-        report = run_on_database("capture", capture_action(load_settings(), args.action))
+        report = run_on_database(
+            "capture", capture_action(load_settings(), args.action, notify=not args.no_notify)
+        )
     except LookupError as exc:
         print(f"hubsync capture: {exc}", file=sys.stderr)
         return 1
@@ -49,12 +57,13 @@ def run_capture(args: argparse.Namespace) -> int:
         return 0
     print(f"capture: installed on {report['table']}")
     print(f"watched:  {', '.join(report['watched_columns'])}")
+    print(f"notify:   {'yes' if report['notify'] else 'no (found by the poll)'}")
     oldest = report["oldest_pending"] or "-"
     print(f"pending:  {report['pending_changes']} change(s), oldest {oldest}")
     return 0
 
 
-async def capture_action(settings: Settings, action: str) -> dict[str, Any]:
+async def capture_action(settings: Settings, action: str, *, notify: bool) -> dict[str, Any]:
     from app.store.db import create_engine
     from app.warp.capture import Capture
 
@@ -63,7 +72,7 @@ async def capture_action(settings: Settings, action: str) -> dict[str, Any]:
     try:
         capture = Capture(engine, table)
         if action == "install":
-            status = await capture.install()
+            status = await capture.install(notify=notify)
         elif action == "uninstall":
             status = await capture.uninstall()
         else:

@@ -4,9 +4,10 @@ catch-up, and each column's change time is known (LATEST_WINS needs it).
 
 PostgreSQL: schema `hubsync_capture`, table `changes` (id, the writing transaction's xid,
 customer id, operation I/U/D, the changed columns, `clock_timestamp()`), one `AFTER INSERT OR
-UPDATE OR DELETE … FOR EACH ROW` trigger calling a SECURITY DEFINER function (WARP's own roles
-need no grant) that sends `NOTIFY hubsync_capture`. The function swallows any error of its own
-(RAISE WARNING, RETURN NULL): capture can never fail WARP's transaction.
+UPDATE OR DELETE … FOR EACH ROW` trigger calling a function (run as WARP's writer; INSERT on
+the change table is granted to PUBLIC) that sends `NOTIFY hubsync_capture` unless installed
+with `notify=False`. The function swallows any error of its own (RAISE WARNING, RETURN NULL):
+capture can never fail WARP's transaction.
 
 SQLite: table `hubsync_capture_changes` beside the customers table and three triggers (SQLite
 allows one event per trigger); it has no NOTIFY, so the drain polls.
@@ -84,6 +85,7 @@ class CaptureStatus:
     pending: int
     oldest: datetime | None
     watched: tuple[str, ...]  # the columns the installed trigger compares
+    notify: bool = False  # the trigger sends NOTIFY hubsync_capture (PostgreSQL)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +93,7 @@ class CaptureStatus:
             "pending_changes": self.pending,
             "oldest_pending": self.oldest.isoformat() if self.oldest else None,
             "watched_columns": list(self.watched),
+            "notify": self.notify,
         }
 
 
@@ -128,14 +131,16 @@ class Capture:
 
     # -- install / uninstall / status ------------------------------------------------------
 
-    async def install(self) -> CaptureStatus:
+    async def install(self, *, notify: bool = True) -> CaptureStatus:
         """Create (or re-create, with the table's current columns) the trigger and its table.
-        Idempotent; changes already noted are kept."""
+        Idempotent; changes already noted are kept. `notify=False` (PostgreSQL): no NOTIFY
+        from the trigger — NOTIFY serialises the commits of WARP's writers on a server-wide
+        lock, the trigger's main cost under concurrency; the drain's poll finds the changes."""
         async with self.engine.begin() as connection:
             columns = [c for c in await table_columns(connection, self.table_name) if c != "id"]
             watched = [c for c in columns if c not in UNWATCHED_COLUMNS]
             statements = (
-                self._pg_install(connection, watched)
+                self._pg_install(connection, watched, notify=notify)
                 if self.postgres
                 else self._sqlite_install(connection, watched)
             )
@@ -166,8 +171,8 @@ class Capture:
                 text(f"SELECT count(*), min(changed_at) FROM {changes}")
             )
             count, oldest = result.one()
-            watched = await self._watched(connection)
-        return CaptureStatus(True, int(count), _moment(oldest), watched)
+            watched, notify = await self._watched(connection)
+        return CaptureStatus(True, int(count), _moment(oldest), watched, notify)
 
     async def any_left(self) -> bool:
         """Whether any change is still in the table (after a drain: held behind a transaction
@@ -231,7 +236,9 @@ class Capture:
 
     # -- PostgreSQL ------------------------------------------------------------------------
 
-    def _pg_install(self, connection: AsyncConnection, watched: Sequence[str]) -> list[str]:
+    def _pg_install(
+        self, connection: AsyncConnection, watched: Sequence[str], *, notify: bool
+    ) -> list[str]:
         table = _table_sql(connection, self.table_name)
         compares = "\n".join(
             f"    IF NEW.{_quote(connection, c)} IS DISTINCT FROM OLD.{_quote(connection, c)} "
@@ -239,6 +246,7 @@ class Capture:
             for c in watched
         )
         every = ", ".join(f"'{c}'" for c in watched)
+        wake = f"PERFORM pg_notify('{NOTIFY_CHANNEL}', '');" if notify else ""
         return [
             f"CREATE SCHEMA IF NOT EXISTS {CAPTURE_SCHEMA}",
             f"""CREATE TABLE IF NOT EXISTS {CAPTURE_SCHEMA}.changes (
@@ -250,7 +258,7 @@ class Capture:
                 changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
             )""",
             f"""CREATE OR REPLACE FUNCTION {CAPTURE_SCHEMA}.note_change() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+LANGUAGE plpgsql AS $fn$
 -- hubsync change capture; watched: {",".join(watched)}
 DECLARE
     changed text[] := '{{}}';
@@ -269,13 +277,19 @@ BEGIN
         INSERT INTO {CAPTURE_SCHEMA}.changes (customer_id, operation, columns)
         VALUES (OLD.id::text, 'D', '{{}}');
     END IF;
-    PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+    {wake}
     RETURN NULL;
 EXCEPTION WHEN OTHERS THEN
     RAISE WARNING 'hubsync capture skipped a change: % (%)', SQLERRM, SQLSTATE;
     RETURN NULL;
 END
 $fn$""",
+            # The function runs as WARP's writer (SECURITY INVOKER: no SECURITY DEFINER to
+            # harden, no per-call search_path switch): any role may add a change row, none
+            # may read or remove one but hubsync's.
+            f"GRANT USAGE ON SCHEMA {CAPTURE_SCHEMA} TO PUBLIC",
+            f"GRANT INSERT ON {CAPTURE_SCHEMA}.changes TO PUBLIC",
+            f"GRANT USAGE ON SEQUENCE {CAPTURE_SCHEMA}.changes_id_seq TO PUBLIC",
             f"DROP TRIGGER IF EXISTS {PG_TRIGGER} ON {table}",
             f"CREATE TRIGGER {PG_TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON {table} "
             f"FOR EACH ROW EXECUTE FUNCTION {CAPTURE_SCHEMA}.note_change()",
@@ -344,7 +358,8 @@ $fn$""",
         )
         return int(found.scalar_one()) == len(SQLITE_TRIGGERS)
 
-    async def _watched(self, connection: AsyncConnection) -> tuple[str, ...]:
+    async def _watched(self, connection: AsyncConnection) -> tuple[tuple[str, ...], bool]:
+        """The columns the installed trigger compares, and whether it sends NOTIFY."""
         if self.postgres:
             source = await connection.scalar(
                 text(
@@ -354,19 +369,20 @@ $fn$""",
                 {"schema": CAPTURE_SCHEMA},
             )
             marker = "-- hubsync change capture; watched: "
+            notify = "pg_notify(" in str(source or "")
             for line in str(source or "").splitlines():
                 if line.startswith(marker):
-                    return tuple(c for c in line[len(marker) :].split(",") if c)
-            return ()
+                    return tuple(c for c in line[len(marker) :].split(",") if c), notify
+            return (), notify
         master = f"{self._sqlite_prefix(connection)}sqlite_master"
         sql = await connection.scalar(
             text(f"SELECT sql FROM {master} WHERE type = 'trigger' AND name = :name"),
             {"name": SQLITE_TRIGGERS["I"]},
         )
         inside = str(sql or "").split("'I', '", 1)
-        return (
-            tuple(c for c in inside[1].split("'", 1)[0].split(",") if c) if len(inside) > 1 else ()
-        )
+        if len(inside) < 2:
+            return (), False
+        return tuple(c for c in inside[1].split("'", 1)[0].split(",") if c), False
 
 
 def _customer_id(value: Any) -> str:

@@ -60,7 +60,7 @@ log = logging.getLogger("hubsync.runtime")
 CAPTURE_JOB_ID = "capture-drain"
 CAPTURE_BACKSTOP_SECONDS = 60
 CAPTURE_POLL_SQLITE = 0.2  # SQLite has no NOTIFY: poll the change table this often
-CAPTURE_POLL_NOTIFIED = 5.0  # PostgreSQL: NOTIFY wakes the drain; the poll only backs it up
+CAPTURE_POLL_POSTGRES = 0.25  # NOTIFY wakes the drain at once; without it (--no-notify), this
 
 NO_ENGINE = "no sync engine configured"
 
@@ -152,7 +152,7 @@ async def start_capture_drain(context: AppContext, queue: QueueRepository, worke
     capture = Capture(context.warp_engine, settings.effective_customers_table)
     drain = CaptureDrain(capture, engine=context.engine, queue=queue, after_commit=worker.wake)
     postgres = context.warp_engine.dialect.name == "postgresql"
-    await drain.start(CAPTURE_POLL_NOTIFIED if postgres else CAPTURE_POLL_SQLITE)
+    await drain.start(CAPTURE_POLL_POSTGRES if postgres else CAPTURE_POLL_SQLITE)
     context.capture_drain = drain
     if postgres:
         listener = QueueListener(

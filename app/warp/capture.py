@@ -38,6 +38,8 @@ from app.warp.schema import split_table_name
 
 CAPTURE_SCHEMA = "hubsync_capture"
 NOTIFY_CHANNEL = "hubsync_capture"
+NOTIFY_SETTING = "hubsync_capture.notified_at"  # per session: when it last sent NOTIFY
+NOTIFY_EVERY = "100 milliseconds"
 PG_TRIGGER = "hubsync_capture"
 SQLITE_TABLE = "hubsync_capture_changes"
 SQLITE_TRIGGERS = {
@@ -246,7 +248,19 @@ class Capture:
             for c in watched
         )
         every = ", ".join(f"'{c}'" for c in watched)
-        wake = f"PERFORM pg_notify('{NOTIFY_CHANNEL}', '');" if notify else ""
+        # NOTIFY serialises committing notifiers on a server-wide lock: each session sends
+        # at most one every NOTIFY_EVERY; a change that sends none is found by the drain's
+        # poll (0.25 s) or the next notification.
+        wake = (
+            f"""IF coalesce(current_setting('{NOTIFY_SETTING}', true), '') = ''
+       OR clock_timestamp() - current_setting('{NOTIFY_SETTING}')::timestamptz
+          > interval '{NOTIFY_EVERY}' THEN
+        PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+        PERFORM set_config('{NOTIFY_SETTING}', clock_timestamp()::text, false);
+    END IF;"""
+            if notify
+            else ""
+        )
         return [
             f"CREATE SCHEMA IF NOT EXISTS {CAPTURE_SCHEMA}",
             f"""CREATE TABLE IF NOT EXISTS {CAPTURE_SCHEMA}.changes (

@@ -20,6 +20,7 @@ install: $(STAMP) ## create .venv and install hubsync with its dev tools
 
 run: $(STAMP) ## run hubsync on its embedded default (SQLite + HubSpot sandbox) on :8000
 	HUBSYNC_MODE=demo $(BIN)/hubsync migrate
+	HUBSYNC_MODE=demo $(BIN)/hubsync capture install  # SQL edits in ./hubsync.db reach the sandbox
 	HUBSYNC_MODE=demo $(BIN)/hubsync serve --host 127.0.0.1 --port 8000
 
 # xdist workers: one per core (override with make test JOBS=n); a file stays on one worker, since
@@ -49,6 +50,7 @@ bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~25 min; see benc
 	$(BIN)/python -m bench.inbound_latency --runs 3
 	$(BIN)/python -m bench.console --rounds 5
 	$(BIN)/python -m bench.reconcile --runs 3
+	$(BIN)/python -m bench.capture_cost
 
 clean: ## remove the virtual environment and local databases
 	rm -rf $(VENV) hubsync.db hubsync.db-wal hubsync.db-shm hubsync.db.env .pytest_cache .mypy_cache .ruff_cache

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from app.sync.reconcile.catchup import CatchUp
     from app.sync.reconcile.service import Reconciler
     from app.sync.schedule.registry import JobBook
+    from app.sync.worker.capture_drain import CaptureDrain
     from app.sync.worker.notify import QueueListener
     from app.sync.worker.portal import PortalGuard
     from app.sync.worker.worker import Worker
@@ -61,6 +62,10 @@ class AppContext:
     idempotency: IdempotencyRepository | None = None
     worker: Worker | None = None
     queue_listener: QueueListener | None = None
+    # The change capture in WARP (app.sync.worker.capture_drain), drained with the worker on;
+    # on PostgreSQL its own LISTEN on WARP's database.
+    capture_drain: CaptureDrain | None = None
+    capture_listener: QueueListener | None = None
     scheduler: Any = None  # APScheduler 3's AsyncIOScheduler (the package ships no types)
     job_book: JobBook | None = None  # where the scheduler's jobs record their runs
     # Reconciliation (app.sync.reconcile.runtime) and the webhook intake (main).

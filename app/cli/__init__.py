@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from app.cli import (
     admin,
+    capture,
     database,
     demo,
     jobs,
@@ -33,6 +34,7 @@ COMMAND_GROUPS = (
     jobs,
     pausing,
     reconcile,
+    capture,
     admin,
     demo,
 )

@@ -614,6 +614,18 @@ class ReportDelivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
+class WarpColumnChange(Base):
+    """When a WARP column of a customer last changed, as WARP's own capture trigger saw it
+    (app/warp/capture.py): the per-field change time LATEST_WINS uses for WARP's side. Kept
+    per column, not per rule field: a JSON column's paths share its time (an upper bound)."""
+
+    __tablename__ = "hubsync_warp_column_changes"
+
+    warp_customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    column: Mapped[str] = mapped_column(String(128), primary_key=True)
+    changed_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
 __all__ = [
     "AdminAuditEntry",
     "AdminLoginFailure",
@@ -640,6 +652,7 @@ __all__ = [
     "SyncConfigRule",
     "SyncJob",
     "SyncLog",
+    "WarpColumnChange",
     "WebhookEvent",
 ]
 

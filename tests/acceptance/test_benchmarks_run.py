@@ -99,3 +99,8 @@ def test_console(postgres_template: str) -> None:
         "console", "--customers", "500", "--log-rows", "5000", "--rounds", "1", "--requests", "2"
     )
     assert re.search(r"dashboard.* \| \d+\.\d \| ", out), out
+
+
+def test_capture_cost(postgres_template: str) -> None:
+    out = bench("capture_cost", "--customers", "500", "--seconds", "1", "--runs", "1")
+    assert re.search(r"\| single-row UPDATEs/s \| \d+ \| \d+ \(cost -?[\d.]+%\) \|", out), out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -19,7 +20,10 @@ from app.store.queue import QueueRepository
 from app.sync.core.events import parse_event
 from app.sync.core.jobs import JobDirection
 from app.sync.intake.routing import accept_delivery
+from app.sync.worker.capture_drain import CaptureDrain
+from app.warp.capture import Capture
 from tests.conftest import Database
+from tests.integration.test_capture import drain_all
 from tests.syncenv import SyncEnv, sync_env
 from tests.unit.test_hubspot_client_respx import BASE, COMPANIES, RecordingLimiter, make_client
 from tests.webhook_support import change
@@ -120,8 +124,9 @@ async def test_warps_change_time_is_its_first_sighting_not_a_later_unrelated_edi
     reason=(
         "known limitation (found by tests/chaos, seed 595105): WARP keeps no per-field change "
         "times, so a WARP rename hubsync never read before a later unrelated WARP edit takes "
-        "that edit's updated_at, and beats a HubSpot rename made in between. Needs per-field "
-        "times from WARP (e.g. a trigger-kept field-times column or table)."
+        "that edit's updated_at, and beats a HubSpot rename made in between. Without the change "
+        "capture in WARP (`hubsync capture install`) there are no per-field times; with it, "
+        "see the test below."
     ),
 )
 async def test_an_unseen_warp_rename_is_not_dated_by_a_later_unrelated_warp_edit(
@@ -135,15 +140,39 @@ async def test_an_unseen_warp_rename_is_not_dated_by_a_later_unrelated_warp_edit
         await hubspot_renames_then_warp_edits_status(env, customer, company_id)
 
 
+async def test_with_capture_an_unseen_warp_rename_is_not_dated_by_a_later_unrelated_warp_edit(
+    db: Database,
+) -> None:
+    """Issue 23: the xfail above, with the change capture installed in WARP: the rename's own
+    time comes from the trigger, so the later HubSpot rename wins."""
+    async with sync_env(db) as env:
+        capture = Capture(db.engine, db.customers_table)
+        await capture.install()
+        drain = CaptureDrain(capture, engine=db.engine, queue=QueueRepository(db.engine))
+        customer = await env.add_customer(company_name="Original")
+        [first] = await env.sync(customer)
+        company_id: str = first.result["hubspot_company_id"]  # type: ignore[index]
+        await env.warp.write_fields(customer, {"company_name": "WARP Name"})  # not synced yet
+        await hubspot_renames_then_warp_edits_status(
+            env, customer, company_id, before_sync=lambda: drain_all(drain)
+        )
+
+
 async def hubspot_renames_then_warp_edits_status(
-    env: SyncEnv, customer: str, company_id: str
+    env: SyncEnv,
+    customer: str,
+    company_id: str,
+    before_sync: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """After WARP's rename: a later HubSpot rename, then an unrelated WARP edit; the sync
-    must let the HubSpot rename (the later one) win."""
+    must let the HubSpot rename (the later one) win. `before_sync`: what the service does
+    before the job runs (the capture's drain)."""
     await asyncio.sleep(0.05)
     env.sandbox.edit_as_user(company_id, {"name": "HubSpot Name"})
     await asyncio.sleep(0.05)
     await env.warp.write_fields(customer, {"status": "SUSPENDED"})
+    if before_sync is not None:
+        await before_sync()
     [outcome] = await env.sync(customer, direction=JobDirection.BOTH)
     assert outcome.status == "done", outcome.error
     assert (await env.customer(customer))["company_name"] == "HubSpot Name"

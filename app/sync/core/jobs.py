@@ -29,6 +29,7 @@ class JobSource(StrEnum):
     WEBHOOK = "webhook"
     RECONCILIATION = "reconciliation"
     OPERATOR = "operator"
+    CAPTURE = "capture"  # a change noted by the capture trigger in WARP (app/warp/capture.py)
 
 
 class OutcomeStatus(StrEnum):

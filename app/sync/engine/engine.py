@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.hubspot.errors import HubSpotError, HubSpotNotFoundError
 from app.hubspot.models import BatchOutcome, BatchResult, UpdateInput, UpsertInput
 from app.store import sync_state
+from app.store.column_changes import column_change_times
 from app.store.queue.fence import held_claims
 from app.store.sync_config import load_rules
 from app.sync.core.decision import Action
@@ -121,9 +122,11 @@ class SyncEngine:
         self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch, *, round_: int = 1
     ) -> None:
         live: list[Pair] = []
+        async with self.engine.connect() as connection:
+            captured = await column_change_times(connection, [p.customer_id for p in pairs])
         for pair in pairs:
             try:
-                pair.read_warp(rules)
+                pair.read_warp(rules, captured.get(pair.customer_id))
             except MappingError as exc:
                 self._fail(batch, pair, f"WARP value refused: {exc}", "validation")
                 continue

@@ -99,17 +99,21 @@ class Pair:
             if name not in property_of or seen.belongs_to(property_of[name])
         }
 
-    def read_warp(self, rules: Sequence[FieldRule]) -> None:
-        """WARP's canonical values, and when each last changed: the customer's own
-        `updated_at` when the value differs from what hubsync last saw (the source's time,
-        never hubsync's clock)."""
+    def read_warp(
+        self, rules: Sequence[FieldRule], captured: Mapping[str, datetime] | None = None
+    ) -> None:
+        """WARP's canonical values, and when each last changed, when the value differs from
+        what hubsync last saw: the time WARP's change capture noted for the field's column
+        (`captured`, when installed), else the customer's own `updated_at` (the source's
+        time, never hubsync's clock)."""
         self._own_memory(rules)
         self.warp_values = read_warp_values(rules, self.customer)
         updated_at = parse_time(self.customer.get("updated_at"))
+        captured = captured or {}
         for name, value in self.warp_values.items():
             seen = self.memory.get(name)
             if seen is None or seen.warp_value != value:
-                self.warp_times[name] = updated_at
+                self.warp_times[name] = captured.get(name.partition(".")[0], updated_at)
             else:
                 self.warp_times[name] = seen.warp_changed_at
 

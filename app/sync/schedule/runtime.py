@@ -9,6 +9,11 @@ puts them in the context's slots:
     worker          Worker                  always (started only when HUBSYNC_WORKER is on;
                                             POST /v1/sync/process-queue uses it either way)
     queue_listener  QueueListener           PostgreSQL with the worker on
+    capture_drain   CaptureDrain            with the worker on: drains WARP's change capture
+                                            (idle until `hubsync capture install`), woken by
+                                            capture_listener (NOTIFY hubsync_capture on a
+                                            PostgreSQL WARP) or its poll (0.2 s on SQLite);
+                                            the scheduler drains it too, as a backstop
     scheduler       AsyncIOScheduler        when HUBSYNC_SCHEDULER is on, with the queue's tick
                                             the history pruning (app/store/retention.py) and
                                             the dashboard's minute sampler (sampler.py);
@@ -46,10 +51,18 @@ from app.sync.schedule.scheduler import (
     QueueTick,
     build_scheduler,
 )
+from app.sync.worker.capture_drain import CaptureDrain
 from app.sync.worker.notify import QueueListener
 from app.sync.worker.worker import Worker
+from app.warp.capture import NOTIFY_CHANNEL as CAPTURE_CHANNEL
+from app.warp.capture import Capture
 
 log = logging.getLogger("hubsync.runtime")
+
+CAPTURE_JOB_ID = "capture-drain"
+CAPTURE_BACKSTOP_SECONDS = 60
+CAPTURE_POLL_SQLITE = 0.2  # SQLite has no NOTIFY: poll the change table this often
+CAPTURE_POLL_POSTGRES = 0.25  # NOTIFY wakes the drain at once; without it (--no-notify), this
 
 NO_ENGINE = "no sync engine configured"
 
@@ -95,6 +108,7 @@ async def start_runtime(context: AppContext) -> None:
             listener = QueueListener(settings.database_url.reveal(), worker.wake)
             await listener.start()
             context.queue_listener = listener
+        await start_capture_drain(context, queue, worker)
     if settings.scheduler_enabled:
         scheduler = build_scheduler()
         tick = QueueTick(
@@ -122,8 +136,33 @@ async def start_runtime(context: AppContext) -> None:
             book=book,
         )
         await schedule_sampler(scheduler, context.engine, settings.hubspot_rate_limit, book=book)
+        if context.capture_drain is not None:
+            await schedule_job(
+                scheduler,
+                CAPTURE_JOB_ID,
+                "drain WARP's change capture (backstop of NOTIFY and the poll)",
+                IntervalTrigger(seconds=CAPTURE_BACKSTOP_SECONDS, timezone=UTC),
+                context.capture_drain,
+                book=book,
+            )
         scheduler.start()
         context.scheduler = scheduler
+
+
+async def start_capture_drain(context: AppContext, queue: QueueRepository, worker: Worker) -> None:
+    """Drain WARP's change capture into the queue (it stays idle while not installed)."""
+    settings = context.settings
+    capture = Capture(context.warp_engine, settings.effective_customers_table)
+    drain = CaptureDrain(capture, engine=context.engine, queue=queue, after_commit=worker.wake)
+    postgres = context.warp_engine.dialect.name == "postgresql"
+    await drain.start(CAPTURE_POLL_POSTGRES if postgres else CAPTURE_POLL_SQLITE)
+    context.capture_drain = drain
+    if postgres:
+        listener = QueueListener(
+            settings.effective_warp_database_url.reveal(), drain.wake, channel=CAPTURE_CHANNEL
+        )
+        await listener.start()
+        context.capture_listener = listener
 
 
 async def stop_runtime(context: AppContext) -> None:
@@ -132,9 +171,13 @@ async def stop_runtime(context: AppContext) -> None:
     context.job_book = None
     if scheduler is not None:
         scheduler.shutdown(wait=False)
-    listener, context.queue_listener = context.queue_listener, None
-    if listener is not None:
-        await listener.stop()
+    for listener in (context.queue_listener, context.capture_listener):
+        if listener is not None:
+            await listener.stop()
+    context.queue_listener = context.capture_listener = None
+    drain, context.capture_drain = context.capture_drain, None
+    if drain is not None:
+        await drain.stop()
     worker: Worker | None = context.worker
     if worker is not None:
         await worker.stop()

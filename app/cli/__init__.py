@@ -11,9 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app.cli import database, jobs, pausing, portal, reconcile, sandbox, serve, status
+from app.cli import database, jobs, pausing, portal, reconcile, sandbox, scope, serve, status
 
-COMMAND_GROUPS = (serve, database, portal, sandbox, status, jobs, pausing, reconcile)
+COMMAND_GROUPS = (serve, database, portal, sandbox, status, jobs, pausing, reconcile, scope)
 
 # Kept importable from here: bench/webhook_intake.py tunes its server the same way.
 tune_garbage_collector = serve.tune_garbage_collector

@@ -177,6 +177,8 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         Route("/jobs", pages.jobs, methods=["GET"]),
         Route("/rules", pages.rules, methods=["GET"]),
         Route("/rules", actions.save_rules, methods=["POST"]),
+        Route("/scope", pages.scope, methods=["GET"]),
+        Route("/scope", actions.save_scope, methods=["POST"]),
         Route("/reconciliation", reconciliation_pages.reconciliation, methods=["GET"]),
         Route("/reconciliation/run", reconciliation_pages.run_now, methods=["POST"]),
         Route(

@@ -37,6 +37,7 @@ NOTICES = {
     "reprocessed": "{n} webhook event(s) queued again.",
     "synced": "Job {n} queued to sync this customer now.",
     "rules": "Rules saved.",
+    "scope": "Scope saved.",
     "reconciling": "Reconciliation run {n} started; refresh to follow it.",
 }
 

@@ -129,6 +129,8 @@ class RulesForecast:
             except MappingError:
                 forecast.unreadable += 1
                 continue
+            if warp == seen.hubspot_value:
+                continue  # equal sides: the decision's first step, nothing to do
             warp_time = seen.warp_changed_at if seen.warp_value == warp else updated_at
             decision = decide_field(
                 rule, warp, seen.hubspot_value, seen.base_value, warp_time, seen.hubspot_changed_at

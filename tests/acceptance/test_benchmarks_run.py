@@ -99,3 +99,10 @@ def test_console(postgres_template: str) -> None:
         "console", "--customers", "500", "--log-rows", "5000", "--rounds", "1", "--requests", "2"
     )
     assert re.search(r"dashboard.* \| \d+\.\d \| ", out), out
+
+
+def test_preview(postgres_template: str) -> None:
+    out = bench("preview", "--customers", "500", "--rounds", "1")
+    assert "{'company_name': (0, 0, 50)}" in out, out
+    assert "{'leaving': 100, 'entering': 0}" in out, out
+    assert "HubSpot requests during the previews: 0" in out, out

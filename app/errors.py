@@ -11,7 +11,8 @@ tree allows; each keeps the built-in base it had (ValueError, RuntimeError) as a
     ├── HubSpotError                     app.hubspot.errors: its own tree of HubSpot failures
     ├── RateLimitPausedError             app.hubspot.ratelimit
     ├── PropertySchemaError              app.hubspot.properties
-    ├── InvalidRuleError, MappingError, JsonInputError, DeliveryError     app.sync.core
+    ├── InvalidRuleError, InvalidScopeError, MappingError, JsonInputError,
+    │   DeliveryError                                                    app.sync.core
     ├── LeaseLostError, PortalRefusedError                               app.sync.worker
     ├── IntakeUnavailableError                                           app.sync.intake
     ├── ResolutionError                                                  app.sync.operator

@@ -1,6 +1,6 @@
 """The console's actions (POST, CSRF-checked, each audited as the signed-in operator):
 pause/resume, resolve a conflict, re-run failed jobs and webhook events, sync a customer now,
-save the rules."""
+save the rules (or preview them), set the sync scope (or preview it)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from starlette.responses import Response
 from app.admin.access import Session
 from app.admin.rendering import back_to, render, safe_next, signed_in
 from app.admin.rules_form import CHOICES, rows_from_form, rules_from_rows
+from app.admin.scope_form import OPS, conditions_from_rows, scope_rows_from_form
 from app.api.deps import app_context
 from app.context import AppContext
 from app.store.console import FailedFilter
@@ -19,7 +20,9 @@ from app.store.pauses import DIRECTIONS
 from app.store.queue import QueueRepository
 from app.store.sync_config import config_history
 from app.sync.core.rules import InvalidRuleError
+from app.sync.core.scope import InvalidScopeError, scope_from_dicts
 from app.sync.operator import actions as operations
+from app.sync.operator.preview import preview_rules, preview_scope
 from app.sync.operator.resolution import (
     ResolutionError,
     ResolveServices,
@@ -152,10 +155,32 @@ async def sync_now(request: Request, session: Session) -> Response:
 
 @signed_in
 async def save_rules(request: Request, session: Session) -> Response:
+    """Save the rules, or with the Preview button forecast what they would do (nothing saved)."""
     context = app_context(request)
-    rows = rows_from_form(await request.form())
+    form = await request.form()
+    rows = rows_from_form(form)
     try:
         rules = rules_from_rows(rows)
+        if form.get("preview"):
+            forecast = await preview_rules(
+                context.engine,
+                context.warp,
+                rules,
+                warp_engine=context.warp_engine,
+                customers_table=context.settings.effective_customers_table,
+            )
+            async with context.engine.connect() as connection:
+                history = await config_history(connection, limit=20)
+            return await render(
+                request,
+                session,
+                "rules.html",
+                rows=rows,
+                choices=CHOICES,
+                history=history,
+                error=None,
+                preview=forecast,
+            )
         await operations.change_rules(
             context.engine,
             rules,
@@ -180,5 +205,44 @@ async def save_rules(request: Request, session: Session) -> Response:
                 else str(exc),
                 "field": getattr(exc, "field", None),
             },
+            preview=None,
         )
     return back_to("/admin/rules", "rules")
+
+
+@signed_in
+async def save_scope(request: Request, session: Session) -> Response:
+    """Set the sync scope, or with the Preview button count who would enter and leave."""
+    context = app_context(request)
+    form = await request.form()
+    rows = scope_rows_from_form(form)
+    table = context.settings.effective_customers_table
+    try:
+        scope = scope_from_dicts(conditions_from_rows(rows))
+        if form.get("preview"):
+            forecast = await preview_scope(
+                context.engine,
+                context.warp,
+                scope,
+                warp_engine=context.warp_engine,
+                customers_table=table,
+            )
+            return await render(
+                request, session, "scope.html", rows=rows, ops=OPS, error=None, preview=forecast
+            )
+        await operations.change_scope(
+            context.engine,
+            scope,
+            by=session.who,
+            warp_engine=context.warp_engine,
+            customers_table=table,
+        )
+    except (InvalidScopeError, TableMissingError) as exc:
+        detail = (
+            f"{exc}; check WARP_CUSTOMERS_TABLE" if isinstance(exc, TableMissingError) else str(exc)
+        )
+        error = {"detail": detail, "field": getattr(exc, "field", None)}
+        return await render(
+            request, session, "scope.html", 422, rows=rows, ops=OPS, error=error, preview=None
+        )
+    return back_to("/admin/scope", "scope")

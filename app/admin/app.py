@@ -201,6 +201,8 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
         Route("/jobs/{job_id}", job_page.job, methods=["GET"]),
         Route("/rules", pages.rules, methods=["GET"]),
         Route("/rules", actions.save_rules, methods=["POST"]),
+        Route("/scope", pages.scope, methods=["GET"]),
+        Route("/scope", actions.save_scope, methods=["POST"]),
         Route("/reconciliation", reconciliation_pages.reconciliation, methods=["GET"]),
         Route("/reconciliation/run", reconciliation_pages.run_now, methods=["POST"]),
         Route(

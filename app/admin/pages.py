@@ -12,6 +12,7 @@ from starlette.responses import Response
 from app.admin.access import Session
 from app.admin.rendering import render, signed_in
 from app.admin.rules_form import CHOICES, rules_for_form
+from app.admin.scope_form import OPS, scope_rows
 from app.admin.who import Who, who_of
 from app.api.deps import app_context
 from app.api.query import query_text, query_uuid
@@ -26,6 +27,7 @@ from app.store.console import (
 )
 from app.store.queue import STATES
 from app.store.sync_config import config_history, load_rules
+from app.store.sync_scope import scope_record
 from app.store.webhook_events import STATUSES as EVENT_STATUSES
 from app.store.webhook_events import list_events
 from app.sync.core.rules import rule_to_dict
@@ -174,6 +176,23 @@ async def rules(request: Request, session: Session) -> Response:
         choices=CHOICES,
         history=history,
         error=None,
+        preview=None,
+    )
+
+
+@signed_in
+async def scope(request: Request, session: Session) -> Response:
+    async with app_context(request).engine.connect() as connection:
+        stored = await scope_record(connection)
+    return await render(
+        request,
+        session,
+        "scope.html",
+        rows=scope_rows(stored["conditions"]),
+        ops=OPS,
+        error=None,
+        preview=None,
+        stored=stored,
     )
 
 

@@ -38,6 +38,7 @@ NOTICES = {
     "reprocessed": "{n} webhook event(s) queued again.",
     "synced": "Job {n} queued to sync this customer now.",
     "rules": "Rules saved.",
+    "scope": "Scope saved.",
 }
 
 

@@ -1,4 +1,5 @@
-"""The field rules over HTTP: read them, replace them (validated, audited)."""
+"""The field rules and the sync scope over HTTP: read them, replace them (validated,
+audited), or preview a replacement (`?dry_run=true`) without saving it."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from starlette.routing import BaseRoute, Route
 
 from app.api.deps import app_context, json_body, require_api_token
 from app.api.errors import ApiError
+from app.api.query import query_choice
 from app.store.sync_config import config_history, load_rules
+from app.store.sync_scope import scope_record
 from app.sync.core.rules import InvalidRuleError, rule_to_dict, rules_from_dicts
-from app.sync.operator.actions import change_rules
+from app.sync.core.scope import InvalidScopeError, scope_from_dicts
+from app.sync.operator.actions import change_rules, change_scope
+from app.sync.operator.preview import preview_rules, preview_scope
 from app.warp.columns import TableMissingError
+
+
+def dry_run(request: Request) -> bool:
+    return query_choice(request, "dry_run", ("true", "false"), default="false") == "true"
 
 
 async def get_config(request: Request) -> JSONResponse:
@@ -37,7 +46,18 @@ async def put_config(request: Request) -> JSONResponse:
     if not all(isinstance(item, dict) for item in items):
         raise ApiError(422, "every rule must be a JSON object", extra={"field": "rules"})
     context = app_context(request)
+    preview = dry_run(request)
     try:
+        if preview:
+            return JSONResponse(
+                await preview_rules(
+                    context.engine,
+                    context.warp,
+                    rules_from_dicts(items),
+                    warp_engine=context.warp_engine,
+                    customers_table=context.settings.effective_customers_table,
+                )
+            )
         before, after = await change_rules(
             context.engine,
             rules_from_dicts(items),
@@ -52,7 +72,51 @@ async def put_config(request: Request) -> JSONResponse:
     return JSONResponse({"rules": after, "previous": before})
 
 
+async def get_scope(request: Request) -> JSONResponse:
+    require_api_token(request)
+    async with app_context(request).engine.connect() as connection:
+        return JSONResponse(await scope_record(connection))
+
+
+async def put_scope(request: Request) -> JSONResponse:
+    """Replace the sync scope: `{"conditions": [{"column", "op", "values"}, …]}` (an empty
+    list syncs everyone). `?dry_run=true` answers who would enter and leave, saving nothing."""
+    caller = require_api_token(request)
+    body = await json_body(request, required=True)
+    if not isinstance(body, dict) or "conditions" not in body:
+        raise ApiError(
+            422,
+            'expected {"conditions": [{"column", "op", "values"}, ...]}',
+            extra={"field": "conditions"},
+        )
+    context = app_context(request)
+    preview = dry_run(request)
+    try:
+        scope = scope_from_dicts(body["conditions"])
+        table = context.settings.effective_customers_table
+        if preview:
+            return JSONResponse(
+                await preview_scope(
+                    context.engine,
+                    context.warp,
+                    scope,
+                    warp_engine=context.warp_engine,
+                    customers_table=table,
+                )
+            )
+        before = await change_scope(
+            context.engine, scope, by=caller, warp_engine=context.warp_engine, customers_table=table
+        )
+    except TableMissingError as exc:
+        raise ApiError(503, f"{exc}; check WARP_CUSTOMERS_TABLE") from None
+    except InvalidScopeError as exc:
+        raise ApiError(422, str(exc), extra={"field": exc.field}) from None
+    return JSONResponse({"conditions": scope.to_json(), "previous": before.to_json()})
+
+
 routes: list[BaseRoute] = [
     Route("/v1/sync/config", get_config, methods=["GET"]),
     Route("/v1/sync/config", put_config, methods=["PUT"]),
+    Route("/v1/sync/scope", get_scope, methods=["GET"]),
+    Route("/v1/sync/scope", put_scope, methods=["PUT"]),
 ]

@@ -21,6 +21,7 @@ from app.cli import (
     portal,
     reconcile,
     sandbox,
+    scope,
     serve,
     status,
 )
@@ -35,6 +36,7 @@ COMMAND_GROUPS = (
     pausing,
     reconcile,
     capture,
+    scope,
     admin,
     demo,
 )

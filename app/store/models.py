@@ -210,6 +210,29 @@ class SyncConfigChange(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
 
 
+class SyncScope(Base):
+    """The sync scope (app/sync/core/scope.py): conditions on WARP columns a customer must
+    meet to be synced at all. One row (id 1); no row is "everyone"."""
+
+    __tablename__ = "hubsync_sync_scope"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # [{"column", "op": "in"|"not_in", "values": [...]}]
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+    updated_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class ScopeExit(Base):
+    """A customer a sync skipped as out of scope: when it comes back, its next sync reads
+    HubSpot first, so CRM edits made meanwhile are decided from the merge base."""
+
+    __tablename__ = "hubsync_scope_exits"
+
+    warp_customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    left_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
+
+
 class WebhookEvent(Base):
     """A HubSpot webhook event as received (raw), and what became of it."""
 

@@ -104,3 +104,10 @@ def test_console(postgres_template: str) -> None:
 def test_capture_cost(postgres_template: str) -> None:
     out = bench("capture_cost", "--customers", "500", "--seconds", "1", "--runs", "1")
     assert re.search(r"\| single-row UPDATEs/s \| \d+ \| \d+ \(cost -?[\d.]+%\) \|", out), out
+
+
+def test_preview(postgres_template: str) -> None:
+    out = bench("preview", "--customers", "500", "--rounds", "1")
+    assert "{'company_name': (0, 0, 50)}" in out, out
+    assert "{'leaving': 100, 'entering': 0}" in out, out
+    assert "HubSpot requests during the previews: 0" in out, out

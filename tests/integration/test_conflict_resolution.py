@@ -129,6 +129,7 @@ async def test_while_paused_the_resolution_is_queued(env: SyncEnv) -> None:
     assert env.company(company_id)["name"] == "Sales Name"  # nothing written while paused
 
 
+@pytest.mark.slow  # timing-sensitive: runs alone in make test-all, not beside other workers
 async def test_a_long_resolution_sync_keeps_its_lease(env: SyncEnv) -> None:
     """The resolution's immediate sync holds its claimed job like a worker does: its lease is
     renewed while the sync runs, so no other worker takes the customer meanwhile."""

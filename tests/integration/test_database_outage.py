@@ -30,6 +30,9 @@ VALID_BODIES = {
     ("POST", "/v1/sync/failed/retry"): {"job_ids": [1]},
     ("POST", "/v1/reconciliation/runs"): {"mode": "dry_run"},
     ("PUT", "/v1/sync/config"): {"rules": [rule_to_dict(rule) for rule in DEFAULT_RULES]},
+    ("PUT", "/v1/sync/scope"): {
+        "conditions": [{"column": "status", "op": "not_in", "values": ["CLOSED"]}]
+    },
 }
 
 

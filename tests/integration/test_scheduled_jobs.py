@@ -188,6 +188,7 @@ def reconciler(db: Database, owner: str) -> Reconciler:
     return Reconciler(db.engine, warp, NoHubSpot(), QueueRepository(db.engine), owner=owner)
 
 
+@pytest.mark.slow  # timing-sensitive: runs alone in make test-all, not beside other workers
 async def test_the_scheduler_runs_the_daily_run_at_its_fire_time(
     db: Database, scheduler: Any
 ) -> None:

@@ -36,11 +36,13 @@ from app.store import sync_state
 from app.store.column_changes import column_change_times
 from app.store.queue.fence import held_claims
 from app.store.sync_config import load_rules
+from app.store.sync_scope import exited, forget_exits, load_scope, note_exits
 from app.sync.core.decision import Action
 from app.sync.core.identity import ban_problem, normalize_ban, shown
 from app.sync.core.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome
 from app.sync.core.mapping import MappingError, hubspot_properties
 from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
+from app.sync.core.scope import Scope
 from app.sync.engine.batch import SyncBatch, error_kind
 from app.sync.engine.change_times import settle_latest_wins
 from app.sync.engine.crm_edits import recover_overwritten_edits
@@ -61,6 +63,7 @@ log = logging.getLogger("hubsync.sync")
 # A customer WARP changed during its sync is decided again (compare-and-set on WARP's values);
 # past this many rounds in one batch its job goes back to the queue.
 DECIDE_ROUNDS = 3
+OUT_OF_SCOPE = "out_of_scope"  # a job's outcome when the sync scope leaves its customer out
 AfterBatch = Callable[[AsyncConnection, Sequence[JobOutcome]], Any]
 
 
@@ -85,6 +88,7 @@ class SyncEngine:
         batch = SyncBatch()
         async with self.engine.connect() as connection:
             rules = [rule for rule in await load_rules(connection) if rule.enabled]
+            scope = await load_scope(connection)
         pairs: list[Pair] = []
         customer_jobs = [j for j in jobs if j.entity_type is EntityType.CUSTOMER]
         company_jobs = [j for j in jobs if j.entity_type is EntityType.COMPANY]
@@ -101,6 +105,7 @@ class SyncEngine:
                 warp=self.warp,
                 read=lambda ids, id_property: self._read_companies(ids, rules, id_property),
             )
+        pairs = await self._in_scope(pairs, scope, batch)
         pairs, followers = one_pair_per_customer(pairs)
         if pairs:
             await self._settle(pairs, rules, batch)
@@ -115,6 +120,33 @@ class SyncEngine:
             if self.after_batch is not None:
                 await self.after_batch(connection, outcomes)
         return outcomes
+
+    async def _in_scope(self, pairs: list[Pair], scope: Scope, batch: SyncBatch) -> list[Pair]:
+        """The pairs whose customer the sync scope admits. The others are done with the
+        reason and nothing written on either side (their company is left as it is); they
+        are remembered, and a customer that comes back reads HubSpot before it is decided,
+        so what changed in the CRM meanwhile is merged from the base like any edit."""
+        kept: list[Pair] = []
+        left: list[str] = []
+        for pair in pairs:
+            reason = scope.refusal(pair.customer)
+            if reason is None:
+                kept.append(pair)
+                continue
+            left.append(pair.customer_id)
+            batch.skip(
+                pair.job,
+                reason,
+                customer_id=pair.customer_id,
+                company_id=pair.company_id,
+                outcome=OUT_OF_SCOPE,
+            )
+        async with self.engine.begin() as connection:
+            await note_exits(connection, left)
+            returning = await exited(connection, [p.customer_id for p in kept])
+        for pair in kept:
+            pair.returning = pair.customer_id in returning
+        return kept
 
     # -- deciding and writing ------------------------------------------------------------
 
@@ -185,6 +217,8 @@ class SyncEngine:
         """Read HubSpot first unless WARP wins every field that changed whatever HubSpot holds."""
         link = pair.link
         if pair.job.direction is not JobDirection.TO_HUBSPOT or link is None:
+            return True
+        if pair.returning:  # back in scope: CRM edits made meanwhile are to be merged
             return True
         if not link.hubspot_company_id:  # split off by an operator: find its company first
             return True
@@ -349,6 +383,7 @@ class SyncEngine:
                 connection, [(p.customer_id, p.read_at) for p in pairs if p.read_at is not None]
             )
             waiting = await queue_held(connection, pairs)
+            await forget_exits(connection, [p.customer_id for p in pairs if p.returning])
         for pair in pairs:
             self._finish(pair, batch, waiting.get(pair.customer_id))
 

@@ -72,6 +72,8 @@ class Pair:
     held_warp: dict[str, Canonical] = field(default_factory=dict)
     held_create: bool = False  # the company would have been created in HubSpot
     held_company_id: bool = False  # the company's id would have been recorded in WARP
+    # Skipped as out of the sync scope since its last sync: HubSpot is read before deciding.
+    returning: bool = False
 
     @property
     def customer_id(self) -> str:

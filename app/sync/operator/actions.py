@@ -14,9 +14,11 @@ from app.store.console import FailedFilter, failed_job_ids
 from app.store.pauses import pause_direction, resume_direction
 from app.store.queue import QueueRepository
 from app.store.sync_config import replace_rules
+from app.store.sync_scope import save_scope
 from app.sync.core.jobs import EntityType, JobDirection, JobSource
 from app.sync.core.rule_columns import check_rules_fit_columns
 from app.sync.core.rules import FieldRule
+from app.sync.core.scope import Scope, check_scope_fits_columns, conditions_summary
 from app.sync.intake.routing import reprocess_events
 from app.warp.columns import real_columns
 
@@ -147,3 +149,36 @@ async def change_rules(
             connection, actor=by, action="rules.replace", target=", ".join(changed)[:255] or None
         )
     return before, after
+
+
+async def check_scope_for_warp(
+    warp_engine: AsyncEngine, customers_table: str, scope: Scope
+) -> None:
+    """Raise `InvalidScopeError` when a condition names a column the WARP table does not
+    have (read now), or one that cannot be compared; `TableMissingError` without the table."""
+    if not scope.everyone:
+        check_scope_fits_columns(scope, await real_columns(warp_engine, customers_table))
+
+
+async def change_scope(
+    engine: AsyncEngine,
+    scope: Scope,
+    *,
+    by: str,
+    warp_engine: AsyncEngine,
+    customers_table: str,
+) -> Scope:
+    """Validate against WARP's columns and store a new sync scope, audited; returns the old
+    one. Customers it leaves out stop syncing at their next job; those it lets in sync at
+    their next job or reconciliation."""
+    await check_scope_for_warp(warp_engine, customers_table, scope)
+    async with engine.begin() as connection:
+        before = await save_scope(connection, scope, changed_by=by)
+        await record_action(
+            connection,
+            actor=by,
+            action="scope.replace",
+            target="; ".join(conditions_summary(scope))[:255] or "everyone",
+            detail={"before": before.to_json(), "after": scope.to_json()},
+        )
+    return before

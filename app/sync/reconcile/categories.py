@@ -34,10 +34,13 @@ class Category(StrEnum):
     CONFLICT = "conflict"  # a field a person must decide, or an open conflict
     ERROR = "error"  # a value that cannot be read
     UNMANAGED = "unmanaged"  # a company with no warp_ban and no link: not hubsync's (counted)
+    OUT_OF_SCOPE = "out_of_scope"  # a customer the sync scope leaves out: counted, never fixed
 
 
 # The categories that get an item in the report (the others are only counted).
-REPORTED = tuple(c for c in Category if c not in (Category.IN_SYNC, Category.UNMANAGED))
+REPORTED = tuple(
+    c for c in Category if c not in (Category.IN_SYNC, Category.UNMANAGED, Category.OUT_OF_SCOPE)
+)
 
 
 class FixAction(StrEnum):

@@ -13,6 +13,7 @@ from app.hubspot.models import HubSpotCompany
 from app.sync.core.identity import ban_problem, normalize_ban, shown
 from app.sync.core.records import FieldMemory, Link
 from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
+from app.sync.core.scope import EVERYONE, Scope
 from app.sync.reconcile import categories as judge
 from app.sync.reconcile.categories import Category, Finding, FixAction
 
@@ -71,6 +72,7 @@ class PageFacts:
     claimed_before: Mapping[str, str]  # customers earlier pages paired -> their company
     memory: Mapping[str, Mapping[str, FieldMemory]]
     conflicts: Mapping[str, set[str]]
+    scope: Scope = EVERYONE
     claimed: dict[str, str] = field(default_factory=dict)  # this page's pairs
 
     def owner_of(self, customer_id: str) -> str | None:
@@ -136,6 +138,8 @@ class PageFacts:
         if (holder := self.owner_of(cid)) is not None:
             return judge.duplicate(company, cid, ban, keep=holder)
         self.claimed[cid] = company.id
+        if not self.scope.admits(customer):
+            return Finding(Category.OUT_OF_SCOPE, cid, company.id, link.warp_ban)
         if link.state != "active":
             return judge.broken_link(company, link)
         return judge.judge_pair(
@@ -162,4 +166,6 @@ class PageFacts:
         if holder is not None and holder != company.id:
             return judge.duplicate(company, cid, ban, keep=holder)
         self.claimed[cid] = company.id
+        if not self.scope.admits(customer):
+            return Finding(Category.OUT_OF_SCOPE, cid, company.id, ban)
         return judge.judge_pair(rules, customer, company, None, self.memory.get(cid, {}))

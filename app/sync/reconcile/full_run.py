@@ -43,9 +43,11 @@ from app.store import sync_state
 from app.store.queue import QueueRepository
 from app.store.reconciliation import Checkpoint, LostRunError, RunRecord
 from app.store.sync_config import load_rules
+from app.store.sync_scope import load_scope
 from app.sync.core.identity import usable_ban
 from app.sync.core.jobs import EntityType, JobDirection, JobSource
 from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
+from app.sync.core.scope import EVERYONE, Scope
 from app.sync.engine.pairs import LAST_MODIFIED
 from app.sync.reconcile import categories as judge
 from app.sync.reconcile.catchup import SearchHubSpot
@@ -166,6 +168,7 @@ class FullRun:
         self._committing: asyncio.Task[None] | None = None
         self._uncommitted: dict[str, str] = {}
         self._top_began: float | None = None  # when this process first searched from the top
+        self._scope: Scope = EVERYONE  # read when the run starts (or is taken over)
 
     async def execute(self, run: RunRecord) -> RunRecord | None:
         """Carry `run` (ours: just started or taken over) to its end from its checkpoint.
@@ -175,6 +178,7 @@ class FullRun:
         try:
             async with self.engine.connect() as connection:
                 rules = [rule for rule in await load_rules(connection) if rule.enabled]
+                self._scope = await load_scope(connection)
             if state.phase == "hubspot":
                 await self._hubspot_pass(run, rules, state)
             if state.phase == "warp":
@@ -411,6 +415,7 @@ class FullRun:
                 },
                 memory=await sync_state.field_memory(connection, customer_ids),
                 conflicts=await pairs.open_conflict_fields(connection, customer_ids),
+                scope=self._scope,
             )
         findings: list[Finding] = []
         for number, company in enumerate(companies):
@@ -442,7 +447,9 @@ class FullRun:
                 if customer["id"] in paired:
                     continue
                 link = links.get(customer["id"])
-                if link is None or not link.hubspot_company_id:
+                if not self._scope.admits(customer):  # counted; never created nor fixed
+                    findings.append(Finding(Category.OUT_OF_SCOPE, customer["id"]))
+                elif link is None or not link.hubspot_company_id:
                     findings.append(judge.missing_in_hubspot(customer))
                 elif survivors.get(link.hubspot_company_id) == link.hubspot_company_id:
                     # Listed after the HubSpot pass went by (created or restored meanwhile).

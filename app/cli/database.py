@@ -28,6 +28,13 @@ def register(commands: Subcommands) -> None:
     migrate.add_argument(
         "--sql", action="store_true", help="print the SQL the migration would run; run nothing"
     )
+    migrate.add_argument(
+        "--from",
+        dest="sql_from",
+        metavar="REVISION",
+        help="with --sql: start from this revision (base: an empty database) without "
+        "connecting to the database",
+    )
     migrate.set_defaults(run=run_migrate)
     check = commands.add_parser(
         "check-config", help="read the configuration and print it, secrets masked"
@@ -39,6 +46,9 @@ def run_migrate(args: argparse.Namespace) -> int:
     from app.settings import sqlite_path_problem
     from app.store.bootstrap import migrate_database
 
+    if args.sql_from is not None and not args.sql:
+        print("hubsync migrate: --from only goes with --sql", file=sys.stderr)
+        return 2
     settings = load_settings()
     problem = sqlite_path_problem(settings.database_url.reveal())
     if problem is not None:
@@ -51,6 +61,7 @@ def run_migrate(args: argparse.Namespace) -> int:
             downgrade=args.downgrade,
             confirmed=args.yes,
             sql=args.sql,
+            sql_from=args.sql_from,
         )
     )
 

@@ -25,6 +25,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+# How long a migration's statement waits for a lock before the migration fails (PostgreSQL):
+# writers that arrive meanwhile queue behind the waiting statement, so this bounds their stall.
+LOCK_TIMEOUT = "1s"
+
 # Tables that live in hubsync's database but are not hubsync's (the embedded WARP table).
 FOREIGN_TABLES = frozenset({"customers"})
 
@@ -81,8 +85,16 @@ async def _run(engine: AsyncEngine, operation: Any, revision: str) -> None:
         config.attributes["connection"] = connection
         operation(config, revision)
 
-    async with engine.begin() as connection:
-        await connection.run_sync(run)
+    # Not in a transaction of ours: env.py runs each revision in its own, and a revision may
+    # commit part way (indexes built CONCURRENTLY, backfills a batch at a time).
+    async with engine.connect() as connection:
+        try:
+            await connection.run_sync(run)
+            await connection.commit()
+        finally:
+            if connection.dialect.name == "postgresql":
+                # It carries the migration's lock_timeout: never back into the pool.
+                await connection.invalidate()
 
 
 # -- expand, then contract ---------------------------------------------------------------------

@@ -45,6 +45,7 @@ def register(commands: Subcommands) -> None:
 def run_migrate(args: argparse.Namespace) -> int:
     from app.settings import sqlite_path_problem
     from app.store.bootstrap import migrate_database
+    from app.store.migrate import LockTimeoutError
 
     if args.sql_from is not None and not args.sql:
         print("hubsync migrate: --from only goes with --sql", file=sys.stderr)
@@ -54,16 +55,20 @@ def run_migrate(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"hubsync: configuration error: HUBSYNC_DATABASE_URL: {problem}", file=sys.stderr)
         return 2
-    return asyncio.run(
-        migrate_database(
-            settings,
-            revision=args.revision,
-            downgrade=args.downgrade,
-            confirmed=args.yes,
-            sql=args.sql,
-            sql_from=args.sql_from,
+    try:
+        return asyncio.run(
+            migrate_database(
+                settings,
+                revision=args.revision,
+                downgrade=args.downgrade,
+                confirmed=args.yes,
+                sql=args.sql,
+                sql_from=args.sql_from,
+            )
         )
-    )
+    except LockTimeoutError as error:
+        print(f"hubsync migrate: {error}", file=sys.stderr)
+        return 4
 
 
 def run_check_config(_args: argparse.Namespace) -> int:

@@ -80,7 +80,7 @@ def migrate(name: str, code: Path, revision: str = "head") -> subprocess.Complet
         cwd=code,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
 
 
@@ -150,6 +150,8 @@ def one_run(template: str, rows: int, code: Path) -> dict[str, float]:
         started = time.monotonic()
         result = migrate(name, code)
         took = time.monotonic() - started
+        if result.returncode != 0:
+            print(f"migration FAILED (exit {result.returncode}):\n{result.stderr[-3000:]}")
         time.sleep(1)
         writer.stop.set()
         writer.join()
@@ -180,7 +182,9 @@ def main() -> None:
         admin.execute(f'CREATE DATABASE "{template}"')  # type: ignore[arg-type]
     try:
         started = time.monotonic()
-        migrate(template, code, "0003")
+        prepared = migrate(template, code, "0003")
+        if prepared.returncode != 0:
+            raise SystemExit(prepared.stderr)
         seed(template, args.rows)
         print(f"seeded {args.rows:,} rows x 4 tables in {time.monotonic() - started:.0f} s")
         runs = []

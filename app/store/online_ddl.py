@@ -66,26 +66,27 @@ def backfill(table: str, keys: Sequence[str], assignment: str, *, where: str = "
         return
     key_list = ", ".join(keys)
     last = ", ".join(f"last_{key}" for key in keys)
-    declared = "\n".join(f"    last_{key} text := '';" for key in keys)
-    joined = " AND ".join(f"t.{key} = b.{key}" for key in keys)
-    descending = ", ".join(f"{key} DESC" for key in keys)
+    prefixed = ", ".join(f"t.{key}" for key in keys)
+    assign_last = " ".join(f"last_{key} := upper_{key};" for key in keys)
+    upper = ", ".join(f"upper_{key}" for key in keys)
+    declared = "\n".join(f"    last_{key} text := '';\n    upper_{key} text;" for key in keys)
+    # Each batch is a range of the primary key, found first, so the UPDATE walks the index.
     block = f"""DO $backfill$
 DECLARE
 {declared}
 BEGIN
     LOOP
-        WITH batch AS (
-            SELECT {key_list} FROM {table}
-            WHERE ({key_list}) > ({last})
-            ORDER BY {key_list}
-            LIMIT {BATCH_ROWS}
-        ), updated AS (
+        SELECT {key_list} INTO {upper} FROM {table}
+        WHERE ({key_list}) > ({last})
+        ORDER BY {key_list} OFFSET {BATCH_ROWS - 1} LIMIT 1;
+        IF NOT FOUND THEN
             UPDATE {table} AS t SET {assignment}
-            FROM batch AS b
-            WHERE {joined} AND ({where})
-        )
-        SELECT {key_list} INTO {last} FROM batch ORDER BY {descending} LIMIT 1;
-        EXIT WHEN NOT FOUND;
+            WHERE ({prefixed}) > ({last}) AND ({where});
+            EXIT;
+        END IF;
+        UPDATE {table} AS t SET {assignment}
+        WHERE ({prefixed}) > ({last}) AND ({prefixed}) <= ({upper}) AND ({where});
+        {assign_last}
         COMMIT;
     END LOOP;
 END

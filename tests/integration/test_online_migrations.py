@@ -88,7 +88,7 @@ def test_the_backfill_runs_in_batches_outside_one_transaction(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     outside = statements_outside_transactions(result.stdout)
     (block,) = [s for s in outside if s.startswith("DO $backfill$")]
-    assert f"LIMIT {online_ddl.BATCH_ROWS}" in block
+    assert f"OFFSET {online_ddl.BATCH_ROWS - 1} LIMIT 1" in block
     assert "COMMIT" in block
     others = [s for s in statements(result.stdout) if not s.startswith("DO ")]
     assert not [s for s in others if "UPDATE hubspot_field_state" in s]

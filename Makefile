@@ -34,11 +34,19 @@ test-all: test ## everything: the fast run, then (one at a time: real processes 
 	$(BIN)/pytest -m slow tests/unit tests/integration $(PYTEST_ARGS)
 	$(BIN)/pytest tests/acceptance tests/browser tests/chaos $(wildcard tests/system) $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff, mypy (strict) on app/, and the import contracts (the layers)
+lint: $(STAMP) ## ruff, mypy (strict) on app/, the import contracts (the layers), squawk on the migrations' SQL
 	$(BIN)/ruff check app tests bench
 	$(BIN)/ruff format --check app tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(MAKE) --no-print-directory lint-migrations
+
+# The SQL every migration runs on PostgreSQL, from an empty database (offline: no server needed;
+# the URL only picks the dialect), checked by squawk. The rules it leaves out say why: .squawk.toml.
+lint-migrations: $(STAMP) ## squawk on the SQL of every migration (PostgreSQL dialect)
+	HUBSYNC_DATABASE_URL=postgresql+asyncpg://lint@localhost/lint \
+		$(BIN)/hubsync migrate --sql --from base > $(VENV)/migrations.sql
+	$(BIN)/squawk --config .squawk.toml $(VENV)/migrations.sql
 
 chaos: $(STAMP) ## the convergence suite, longer: 10 min of edits, 100 customers (CHAOS_SEED=n to replay)
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} CHAOS_CUSTOMERS=$${CHAOS_CUSTOMERS:-100} \
@@ -56,4 +64,4 @@ bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~25 min; see benc
 clean: ## remove the virtual environment and local databases
 	rm -rf $(VENV) hubsync.db hubsync.db-wal hubsync.db-shm hubsync.db.env .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install run test test-all lint chaos bench clean
+.PHONY: help install run test test-all lint lint-migrations chaos bench clean

@@ -18,7 +18,7 @@ tree allows; each keeps the built-in base it had (ValueError, RuntimeError) as a
     ├── ResolutionError                                                  app.sync.operator
     ├── UnknownModeError                                                 app.sync.reconcile
     └── EntityBusyError, CompanyTakenError, LostRunError, UnknownDirectionError,
-        IdempotencyMismatchError, IdempotencyInFlightError               app.store
+        IdempotencyMismatchError, IdempotencyInFlightError, LockTimeoutError   app.store
 
 The sandbox's own `ApiError` is HubSpot's error body emulated for HubSpot's clients, not an
 error of hubsync's, and stays outside the tree.

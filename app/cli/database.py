@@ -28,6 +28,13 @@ def register(commands: Subcommands) -> None:
     migrate.add_argument(
         "--sql", action="store_true", help="print the SQL the migration would run; run nothing"
     )
+    migrate.add_argument(
+        "--from",
+        dest="sql_from",
+        metavar="REVISION",
+        help="with --sql: start from this revision (base: an empty database) without "
+        "connecting to the database",
+    )
     migrate.set_defaults(run=run_migrate)
     check = commands.add_parser(
         "check-config", help="read the configuration and print it, secrets masked"
@@ -38,21 +45,30 @@ def register(commands: Subcommands) -> None:
 def run_migrate(args: argparse.Namespace) -> int:
     from app.settings import sqlite_path_problem
     from app.store.bootstrap import migrate_database
+    from app.store.migrate import LockTimeoutError
 
+    if args.sql_from is not None and not args.sql:
+        print("hubsync migrate: --from only goes with --sql", file=sys.stderr)
+        return 2
     settings = load_settings()
     problem = sqlite_path_problem(settings.database_url.reveal())
     if problem is not None:
         print(f"hubsync: configuration error: HUBSYNC_DATABASE_URL: {problem}", file=sys.stderr)
         return 2
-    return asyncio.run(
-        migrate_database(
-            settings,
-            revision=args.revision,
-            downgrade=args.downgrade,
-            confirmed=args.yes,
-            sql=args.sql,
+    try:
+        return asyncio.run(
+            migrate_database(
+                settings,
+                revision=args.revision,
+                downgrade=args.downgrade,
+                confirmed=args.yes,
+                sql=args.sql,
+                sql_from=args.sql_from,
+            )
         )
-    )
+    except LockTimeoutError as error:
+        print(f"hubsync migrate: {error}", file=sys.stderr)
+        return 4
 
 
 def run_check_config(_args: argparse.Namespace) -> int:

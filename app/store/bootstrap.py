@@ -34,11 +34,19 @@ async def migrate_database(
     downgrade: bool = False,
     confirmed: bool = False,
     sql: bool = False,
+    sql_from: str | None = None,
     say: Callable[[str], None] = print,
 ) -> int:
     """Migrate, saying each revision as it is applied with its duration, and a summary. A
     downgrade first says what it drops, and drops nothing without `confirmed`. `sql` prints
-    what would run instead. The exit status: 0 done, 3 a downgrade that needs `--yes`."""
+    what would run instead, from the database's revision or, without reading the database,
+    from `sql_from` ("base": an empty one). The exit status: 0 done, 3 a downgrade that needs
+    `--yes`."""
+    if sql and sql_from is not None:
+        target = migrate.head_revision() if revision == "head" and not downgrade else revision
+        start = None if sql_from == "base" else sql_from
+        migrate.sql_for(start, target or "head", downgrade=downgrade)
+        return 0
     engine = create_engine(settings.database_url.reveal())
     try:
         current = await migrate.current_revision(engine)

@@ -9,6 +9,7 @@ stays ready when the schema says it serves it; a schema older than the code neve
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 import os
 import time
@@ -24,6 +25,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.errors import HubsyncError
+
+# How long a migration's statement waits for a lock before the migration fails (PostgreSQL):
+# writers that arrive meanwhile queue behind the waiting statement, so this bounds their stall.
+LOCK_TIMEOUT = "1s"
 
 # Tables that live in hubsync's database but are not hubsync's (the embedded WARP table).
 FOREIGN_TABLES = frozenset({"customers"})
@@ -81,8 +88,16 @@ async def _run(engine: AsyncEngine, operation: Any, revision: str) -> None:
         config.attributes["connection"] = connection
         operation(config, revision)
 
-    async with engine.begin() as connection:
-        await connection.run_sync(run)
+    # Not in a transaction of ours: env.py runs each revision in its own, and a revision may
+    # commit part way (indexes built CONCURRENTLY, backfills a batch at a time).
+    async with engine.connect() as connection:
+        try:
+            await connection.run_sync(run)
+            await connection.commit()
+        finally:
+            if connection.dialect.name == "postgresql":
+                # It carries the migration's lock_timeout: never back into the pool.
+                await connection.invalidate()
 
 
 # -- expand, then contract ---------------------------------------------------------------------
@@ -232,6 +247,27 @@ def plan(current: str | None, target: str, *, downgrade: bool) -> list[Step]:
     ]
 
 
+class LockTimeoutError(HubsyncError, RuntimeError):
+    """A revision could not take a lock within LOCK_TIMEOUT, however many times it tried."""
+
+    def __init__(self, revision: str, attempts: int) -> None:
+        self.revision = revision
+        super().__init__(
+            f"revision {revision} could not take a lock within {LOCK_TIMEOUT} "
+            f"({attempts} attempt(s)): another transaction holds a lock on a table it changes "
+            "(look for long transactions in pg_stat_activity). It gave up rather than hold "
+            "the table's writers up behind it. Run `hubsync migrate` again once that "
+            f"transaction ends: it carries on from {revision}."
+        )
+
+
+def is_lock_timeout(error: BaseException) -> bool:
+    """PostgreSQL's lock_not_available (55P03): a statement waited past lock_timeout."""
+    return isinstance(error, sa.exc.DBAPIError) and (
+        getattr(error.orig, "sqlstate", None) == "55P03"
+    )
+
+
 async def run_steps(
     engine: AsyncEngine,
     steps: list[Step],
@@ -239,15 +275,29 @@ async def run_steps(
     downgrade: bool,
     target: str,
     report: Callable[[Step, float], None],
+    attempts: int = 3,
+    pause: float = 1.0,
 ) -> None:
-    """Apply `steps` one revision at a time, reporting each with its duration."""
+    """Apply `steps` one revision at a time, reporting each with its duration. A revision that
+    cannot take a lock in time (a long transaction in the way) is tried `attempts` times,
+    `pause` seconds apart, then `LockTimeoutError`: each attempt holds writers up at most
+    LOCK_TIMEOUT, and the revisions are written to be run again (app/store/online_ddl.py)."""
     for index, step in enumerate(steps):
         started = time.monotonic()
-        if downgrade:
-            following = steps[index + 1].revision if index + 1 < len(steps) else target
-            await _run(engine, command.downgrade, following)
-        else:
-            await _run(engine, command.upgrade, step.revision)
+        for attempt in range(1, attempts + 1):
+            try:
+                if downgrade:
+                    following = steps[index + 1].revision if index + 1 < len(steps) else target
+                    await _run(engine, command.downgrade, following)
+                else:
+                    await _run(engine, command.upgrade, step.revision)
+                break
+            except sa.exc.DBAPIError as error:
+                if not is_lock_timeout(error):
+                    raise
+                if attempt == attempts:
+                    raise LockTimeoutError(step.revision, attempts) from error
+                await asyncio.sleep(pause)
         report(step, time.monotonic() - started)
 
 

@@ -4,6 +4,7 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-28
 """
+import json
 from typing import Sequence, Union
 
 from alembic import op
@@ -51,10 +52,13 @@ def seed_default_rules() -> None:
         sa.column("position", sa.Integer),
     )
     keys = ("warp_field", "hubspot_property", "value_type", "direction", "authority", "transform", "value_map")
-    op.bulk_insert(
-        config,
-        [dict(zip(keys, rule), enabled=True, position=index) for index, rule in enumerate(DEFAULT_RULES)],
-    )
+    rows = [dict(zip(keys, rule), enabled=True, position=index) for index, rule in enumerate(DEFAULT_RULES)]
+    if op.get_context().as_sql:
+        # `hubsync migrate --sql` writes values as literals, and SQLAlchemy has none for JSON:
+        # the map goes as its JSON text, which PostgreSQL casts on insert.
+        config.c.value_map.type = sa.Text()
+        rows = [dict(row, value_map=None if row["value_map"] is None else json.dumps(row["value_map"])) for row in rows]
+    op.bulk_insert(config, rows)
 
 
 def upgrade() -> None:

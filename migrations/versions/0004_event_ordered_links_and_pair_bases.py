@@ -15,6 +15,8 @@ from typing import Sequence, Union
 from alembic import op
 import sqlalchemy as sa
 
+from app.store import online_ddl
+
 revision: str = '0004'
 down_revision: Union[str, Sequence[str], None] = '0003'
 branch_labels: Union[str, Sequence[str], None] = None
@@ -22,14 +24,19 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('hubspot_entity_links', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('state_changed_at', sa.DateTime(timezone=True), nullable=True))
-    with op.batch_alter_table('hubspot_field_state', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('hubspot_property', sa.String(length=128), nullable=True))
-    op.execute(
-        "UPDATE hubspot_field_state SET hubspot_property = ("
-        " SELECT c.hubspot_property FROM hubspot_sync_config c"
-        " WHERE c.warp_field = hubspot_field_state.field)"
+    # Nullable columns without a default: catalog changes, no rewrite. On PostgreSQL the
+    # backfill below commits what came before, so a run cut short is resumed, not repeated.
+    again = {'if_not_exists': True} if online_ddl.on_postgresql() else {}
+    op.add_column('hubspot_entity_links', sa.Column('state_changed_at', sa.DateTime(timezone=True), nullable=True), **again)
+    op.add_column('hubspot_field_state', sa.Column('hubspot_property', sa.String(length=128), nullable=True), **again)
+    # Existing rows take their rule's property, a batch at a time (a row left NULL belongs to
+    # whichever property its rule names: the code reads NULL as "not recorded").
+    online_ddl.backfill(
+        'hubspot_field_state',
+        ('warp_customer_id', 'field'),
+        'hubspot_property = (SELECT c.hubspot_property FROM hubspot_sync_config c'
+        ' WHERE c.warp_field = t.field)',
+        where='t.hubspot_property IS NULL',
     )
 
 

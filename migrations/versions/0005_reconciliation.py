@@ -11,6 +11,8 @@ from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from app.store import online_ddl
+
 # revision identifiers, used by Alembic.
 revision: str = '0005'
 down_revision: Union[str, Sequence[str], None] = '0006'
@@ -23,6 +25,11 @@ RUNNING = sa.text("status = 'running'")
 
 
 def upgrade() -> None:
+    # On an existing table: built without blocking its writers (first: each build commits,
+    # and a run cut short starts again from the top).
+    # At most one run at a time, whoever started it: the database refuses a second.
+    online_ddl.create_index('uq_hubspot_reconciliation_runs_running', 'hubspot_reconciliation_runs', ['status'], unique=True, postgresql_where=RUNNING, sqlite_where=RUNNING)
+    online_ddl.create_index('ix_hubspot_reconciliation_runs_started_at', 'hubspot_reconciliation_runs', ['started_at'])
     with op.batch_alter_table('hubspot_reconciliation_runs', schema=None) as batch_op:
         batch_op.add_column(sa.Column('requested_by', sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column('phase', sa.String(length=16), server_default='hubspot', nullable=False))
@@ -32,9 +39,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('jobs_created', sa.Integer(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('resumed', sa.Integer(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True))
-        # At most one run at a time, whoever started it: the database refuses a second.
-        batch_op.create_index('uq_hubspot_reconciliation_runs_running', ['status'], unique=True, postgresql_where=RUNNING, sqlite_where=RUNNING)
-        batch_op.create_index('ix_hubspot_reconciliation_runs_started_at', ['started_at'], unique=False)
 
     op.create_table('hubspot_reconciliation_items',
     sa.Column('id', BigId, autoincrement=True, nullable=False),
@@ -75,9 +79,9 @@ def downgrade() -> None:
     with op.batch_alter_table('hubspot_reconciliation_items', schema=None) as batch_op:
         batch_op.drop_index('ix_hubspot_reconciliation_items_run')
     op.drop_table('hubspot_reconciliation_items')
+    online_ddl.drop_index('ix_hubspot_reconciliation_runs_started_at', 'hubspot_reconciliation_runs')
+    online_ddl.drop_index('uq_hubspot_reconciliation_runs_running', 'hubspot_reconciliation_runs')
     with op.batch_alter_table('hubspot_reconciliation_runs', schema=None) as batch_op:
-        batch_op.drop_index('ix_hubspot_reconciliation_runs_started_at')
-        batch_op.drop_index('uq_hubspot_reconciliation_runs_running', postgresql_where=RUNNING, sqlite_where=RUNNING)
         batch_op.drop_column('heartbeat_at')
         batch_op.drop_column('resumed')
         batch_op.drop_column('jobs_created')

@@ -12,6 +12,8 @@ from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from app.store import online_ddl
+
 # revision identifiers, used by Alembic.
 revision: str = '0006'
 down_revision: Union[str, Sequence[str], None] = '0004'
@@ -19,10 +21,22 @@ branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+INDEXES = (
+    ('ix_hubspot_sync_queue_entity', 'hubspot_sync_queue', ('entity_type', 'entity_key', 'id')),
+    ('ix_hubspot_sync_queue_state_id', 'hubspot_sync_queue', ('state', 'id')),
+    ('ix_hubspot_sync_queue_finished', 'hubspot_sync_queue', ('finished_at',)),
+    ('ix_hubspot_sync_log_customer_id', 'hubspot_sync_log', ('warp_customer_id', 'id')),
+    ('ix_hubspot_conflicts_state_id', 'hubspot_conflicts', ('state', 'id')),
+    ('ix_hubspot_webhook_events_status_id', 'hubspot_webhook_events', ('status', 'id')),
+)
 JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), 'postgresql')
 
 
 def upgrade() -> None:
+    # On existing tables, which may be big: built without blocking their writers (first: each
+    # build commits, and a run cut short starts again from the top).
+    for name, table, columns in INDEXES:
+        online_ddl.create_index(name, table, columns)
     op.create_table(
         'hubsync_paused_directions',
         sa.Column('direction', sa.String(length=16), nullable=False),
@@ -41,28 +55,10 @@ def upgrade() -> None:
         sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('CURRENT_TIMESTAMP'), nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_hubsync_admin_audit')),
     )
-    with op.batch_alter_table('hubspot_sync_queue', schema=None) as batch_op:
-        batch_op.create_index('ix_hubspot_sync_queue_entity', ['entity_type', 'entity_key', 'id'], unique=False)
-        batch_op.create_index('ix_hubspot_sync_queue_state_id', ['state', 'id'], unique=False)
-        batch_op.create_index('ix_hubspot_sync_queue_finished', ['finished_at'], unique=False)
-    with op.batch_alter_table('hubspot_sync_log', schema=None) as batch_op:
-        batch_op.create_index('ix_hubspot_sync_log_customer_id', ['warp_customer_id', 'id'], unique=False)
-    with op.batch_alter_table('hubspot_conflicts', schema=None) as batch_op:
-        batch_op.create_index('ix_hubspot_conflicts_state_id', ['state', 'id'], unique=False)
-    with op.batch_alter_table('hubspot_webhook_events', schema=None) as batch_op:
-        batch_op.create_index('ix_hubspot_webhook_events_status_id', ['status', 'id'], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('hubspot_webhook_events', schema=None) as batch_op:
-        batch_op.drop_index('ix_hubspot_webhook_events_status_id')
-    with op.batch_alter_table('hubspot_conflicts', schema=None) as batch_op:
-        batch_op.drop_index('ix_hubspot_conflicts_state_id')
-    with op.batch_alter_table('hubspot_sync_log', schema=None) as batch_op:
-        batch_op.drop_index('ix_hubspot_sync_log_customer_id')
-    with op.batch_alter_table('hubspot_sync_queue', schema=None) as batch_op:
-        batch_op.drop_index('ix_hubspot_sync_queue_finished')
-        batch_op.drop_index('ix_hubspot_sync_queue_state_id')
-        batch_op.drop_index('ix_hubspot_sync_queue_entity')
+    for name, table, _columns in reversed(INDEXES):
+        online_ddl.drop_index(name, table)
     op.drop_table('hubsync_admin_audit')
     op.drop_table('hubsync_paused_directions')

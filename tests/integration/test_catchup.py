@@ -129,7 +129,6 @@ async def test_a_crm_edit_masked_by_a_sync_that_never_read_the_company_is_caught
         assert (quiet.hubspot, quiet.warp) == (0, 0)
 
 
-@pytest.mark.postgres
 async def test_a_warp_row_committed_behind_the_watermark_is_caught_up(db: Database) -> None:
     """A transaction opened before a pass (and a sync of the customer meanwhile) commits after
     it: its `updated_at` is the transaction's start, behind the watermark and before the

@@ -185,3 +185,30 @@ async def test_reconciliation_shows_its_progress_while_it_runs(
     await page.click("#run-fix")
     await expect(page.locator("h1")).to_have_text("Run a reconciliation that fixes?")
     await shot(page, "reconciliation-confirm-fix")
+
+
+async def test_every_page_renders_at_1280_px_and_is_pictured(page: Page, console: Console) -> None:
+    """The pages no other test pictures: each renders its heading, scrolls no sideways at
+    1,280 px, and leaves a screenshot in docs/screenshots/ (linked from the README)."""
+    pages = {
+        "customers": ("/admin/customers", "Customers"),
+        "conflicts": ("/admin/conflicts", "conflicts"),
+        "events": ("/admin/events", "Webhook events"),
+        "scope": ("/admin/scope", "scope"),
+        "audit": ("/admin/audit", "Operator actions"),
+        "customer": (f"/admin/customers/{ACME['id']}", ACME["company_name"]),
+    }
+    for name, (path, heading) in pages.items():
+        await page.goto(f"{console.base}{path}")
+        await expect(page.locator("h1")).to_contain_text(heading)
+        overflow = await page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{path} scrolls sideways by {overflow} px"
+        await shot(page, name)
+    signed_out = await page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    login = await signed_out.new_page()
+    await login.goto(f"{console.base}/admin/login")
+    await expect(login.locator("input[type=password]")).to_be_visible()
+    await shot(login, "login")
+    await signed_out.close()

@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install hubsync with its dev tools
 
+# `capture install`: SQL edits typed into ./hubsync.db reach the sandbox (README, change capture).
 run: $(STAMP) ## run hubsync on its embedded default (SQLite + HubSpot sandbox) on :8000
 	HUBSYNC_MODE=demo $(BIN)/hubsync migrate
-	HUBSYNC_MODE=demo $(BIN)/hubsync capture install  # SQL edits in ./hubsync.db reach the sandbox
+	HUBSYNC_MODE=demo $(BIN)/hubsync capture install
 	HUBSYNC_MODE=demo $(BIN)/hubsync serve --host 127.0.0.1 --port 8000
 
 # xdist workers: one per core (override with make test JOBS=n); a file stays on one worker, since

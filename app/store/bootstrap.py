@@ -42,15 +42,14 @@ async def migrate_database(
     what would run instead, from the database's revision or, without reading the database,
     from `sql_from` ("base": an empty one). The exit status: 0 done, 3 a downgrade that needs
     `--yes`."""
+    target = migrate.head_revision() if revision == "head" and not downgrade else revision
     if sql and sql_from is not None:
-        target = migrate.head_revision() if revision == "head" and not downgrade else revision
         start = None if sql_from == "base" else sql_from
         migrate.sql_for(start, target or "head", downgrade=downgrade)
         return 0
     engine = create_engine(settings.database_url.reveal())
     try:
         current = await migrate.current_revision(engine)
-        target = migrate.head_revision() if revision == "head" and not downgrade else revision
         steps = migrate.plan(current, target or "head", downgrade=downgrade)
         if sql:
             try:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.models import Conflict, EntityLink, FieldState, table_of
-from app.store.sync_state import as_utc
+from app.store.sync_state import memory_of
 from app.sync.core.records import FieldMemory
 
 LINKS = table_of(EntityLink)
@@ -51,15 +51,7 @@ async def memory_of_fields(
         ).where(STATES.c.field.in_(list(fields)))
     )
     for row in rows:
-        memory.setdefault(row.warp_customer_id, {})[row.field] = FieldMemory(
-            row.warp_value,
-            row.hubspot_value,
-            row.base_value,
-            as_utc(row.warp_changed_at),
-            as_utc(row.hubspot_changed_at),
-            as_utc(row.synced_at),
-            row.hubspot_property,
-        )
+        memory.setdefault(row.warp_customer_id, {})[row.field] = memory_of(row)
     return memory
 
 

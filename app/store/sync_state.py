@@ -297,6 +297,19 @@ async def forget_hubspot(connection: AsyncConnection) -> None:
 # -- field state -----------------------------------------------------------------------------
 
 
+def memory_of(row: Any) -> FieldMemory:
+    """One `hubspot_field_state` row as the field's memory."""
+    return FieldMemory(
+        row.warp_value,
+        row.hubspot_value,
+        row.base_value,
+        as_utc(row.warp_changed_at),
+        as_utc(row.hubspot_changed_at),
+        as_utc(row.synced_at),
+        row.hubspot_property,
+    )
+
+
 async def field_memory(
     connection: AsyncConnection, customer_ids: Sequence[str]
 ) -> dict[str, dict[str, FieldMemory]]:
@@ -308,15 +321,7 @@ async def field_memory(
         select(field_states).where(field_states.c.warp_customer_id.in_(list(customer_ids)))
     )
     for row in rows:
-        memory.setdefault(row.warp_customer_id, {})[row.field] = FieldMemory(
-            row.warp_value,
-            row.hubspot_value,
-            row.base_value,
-            as_utc(row.warp_changed_at),
-            as_utc(row.hubspot_changed_at),
-            as_utc(row.synced_at),
-            row.hubspot_property,
-        )
+        memory.setdefault(row.warp_customer_id, {})[row.field] = memory_of(row)
     return memory
 
 

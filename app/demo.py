@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from app.context import AppContext, require
 from app.sandbox.sandbox import Sandbox
-from app.store import sync_state
+from app.store import sync_state, widened
 from app.store.sync_config import load_rules
 from app.sync.core.jobs import (
     ClaimedJob,
@@ -75,7 +75,11 @@ async def _refill(context: AppContext, sandbox: Sandbox) -> int:
         rules = {rule.warp_field: rule.hubspot_property for rule in await load_rules(connection)}
         linked = (
             await connection.execute(
-                select(links.c.warp_customer_id, links.c.hubspot_company_id, links.c.warp_ban)
+                select(
+                    links.c.warp_customer_id,
+                    links.c.hubspot_company_id,
+                    widened.column(links, "warp_ban"),
+                )
                 .where(links.c.state == "active", links.c.hubspot_company_id.is_not(None))
                 .order_by(links.c.id)
             )

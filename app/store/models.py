@@ -325,10 +325,14 @@ class ReconciliationItem(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(BigId)
     category: Mapped[str] = mapped_column(String(24))
-    # Text: a ban is as long as WARP's column or a CRM user makes it (app/sync/core/identity.py).
-    warp_customer_id: Mapped[str | None] = mapped_column(Text)
-    hubspot_company_id: Mapped[str | None] = mapped_column(Text)
-    warp_ban: Mapped[str | None] = mapped_column(Text)
+    # Each value in its `_text` column, and in the varchar(64) one too when it fits: the
+    # previous release reads those (app/store/widened.py; a later release drops them).
+    warp_customer_id: Mapped[str | None] = mapped_column(String(64))
+    hubspot_company_id: Mapped[str | None] = mapped_column(String(64))
+    warp_ban: Mapped[str | None] = mapped_column(String(64))
+    warp_customer_id_text: Mapped[str | None] = mapped_column(Text)
+    hubspot_company_id_text: Mapped[str | None] = mapped_column(Text)
+    warp_ban_text: Mapped[str | None] = mapped_column(Text)
     fields: Mapped[list[dict[str, Any]] | None] = mapped_column(Json)
     action: Mapped[str | None] = mapped_column(String(32))  # what fix does (or would do)
     detail: Mapped[str | None] = mapped_column(Text)
@@ -381,8 +385,11 @@ class EntityLink(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     warp_customer_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     hubspot_company_id: Mapped[str | None] = mapped_column(String(64), unique=True)
-    # A usable ban: at most MAX_BAN_LENGTH characters (app/sync/core/identity.py).
-    warp_ban: Mapped[str | None] = mapped_column(Text, index=True)
+    # A usable ban: at most MAX_BAN_LENGTH characters (app/sync/core/identity.py), held in
+    # `warp_ban_text`, and in `warp_ban` too when it fits in 64: the previous release reads
+    # that one (app/store/widened.py; a later release drops it).
+    warp_ban: Mapped[str | None] = mapped_column(String(64), index=True)
+    warp_ban_text: Mapped[str | None] = mapped_column(Text, index=True)
     # 'active', 'deleted' (in HubSpot), 'unmatched' (HubSpot company, no WARP customer),
     # 'merged' (its company was merged into one another link already holds; held for an
     # operator to relink or split), 'warp_deleted' (the customer is gone from WARP)

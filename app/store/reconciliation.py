@@ -26,12 +26,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.errors import HubsyncError
+from app.store import widened
 from app.store.models import ReconciliationItem, ReconciliationPair, ReconciliationRun, table_of
 from app.store.queue.records import maybe_utc, sql_now
 
 RUNS = table_of(ReconciliationRun)
 ITEMS = table_of(ReconciliationItem)
 PAIRS = table_of(ReconciliationPair)
+
+# An item's columns that outgrew varchar(64) (app/store/widened.py).
+ITEM_TEXTS = ("warp_customer_id", "hubspot_company_id", "warp_ban")
 
 RUNNING, DONE, FAILED = "running", "done", "failed"
 ITEM_CHUNK = 1000
@@ -348,7 +352,10 @@ async def add_items(
     connection: AsyncConnection, run_id: int, items: Sequence[Mapping[str, Any]]
 ) -> None:
     if items:
-        await connection.execute(insert(ITEMS), [{"run_id": run_id, **item} for item in items])
+        await connection.execute(
+            insert(ITEMS),
+            [widened.written({"run_id": run_id, **item}, ITEM_TEXTS) for item in items],
+        )
 
 
 async def items_page(
@@ -387,9 +394,7 @@ def item_json(row: RowMapping) -> dict[str, Any]:
     return {
         "id": row["id"],
         "category": row["category"],
-        "warp_customer_id": row["warp_customer_id"],
-        "hubspot_company_id": row["hubspot_company_id"],
-        "warp_ban": row["warp_ban"],
+        **{name: widened.read(row, name) for name in ITEM_TEXTS},
         "fields": list(row["fields"] or []),
         "action": row["action"],
         "detail": row["detail"],

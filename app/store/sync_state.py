@@ -14,6 +14,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
+from app.store import widened
 from app.store.models import CompanyAlias, Conflict, EntityLink, FieldState, SyncLog, table_of
 from app.store.upsert import insert_for
 from app.sync.core.records import FieldMemory, Link
@@ -23,6 +24,8 @@ field_states = table_of(FieldState)
 conflicts = table_of(Conflict)
 sync_log = table_of(SyncLog)
 aliases = table_of(CompanyAlias)
+# A link's columns that outgrew varchar(64) (app/store/widened.py).
+LINK_TEXTS = ("warp_ban",)
 
 
 def now() -> datetime:
@@ -44,7 +47,7 @@ def _link(row: Any) -> Link:
         row.id,
         row.warp_customer_id,
         row.hubspot_company_id,
-        row.warp_ban,
+        widened.read(row._mapping, "warp_ban"),
         row.state,
         as_utc(row.hubspot_read_at),
     )
@@ -74,13 +77,14 @@ async def unmatched_links_by_ban(
         return {}
     rows = await connection.execute(
         select(links).where(
-            links.c.warp_ban.in_(list(bans)),
+            widened.among(links, "warp_ban", bans),
             links.c.warp_customer_id.is_(None),
             links.c.state == "unmatched",
             links.c.hubspot_company_id.is_not(None),
         )
     )
-    return {row.warp_ban: _link(row) for row in rows}
+    found = (_link(row) for row in rows)
+    return {link.warp_ban: link for link in found if link.warp_ban is not None}
 
 
 async def save_link(
@@ -109,14 +113,17 @@ async def save_link(
             )
         )
     ).first()
-    values = {
-        "warp_customer_id": customer_id,
-        "hubspot_company_id": company_id,
-        "warp_ban": ban,
-        "state": state,
-        "updated_at": stamp,
-        "deleted_at": stamp if state == "deleted" else None,
-    }
+    values = widened.written(
+        {
+            "warp_customer_id": customer_id,
+            "hubspot_company_id": company_id,
+            "warp_ban": ban,
+            "state": state,
+            "updated_at": stamp,
+            "deleted_at": stamp if state == "deleted" else None,
+        },
+        LINK_TEXTS,
+    )
     if existing is None:
         await connection.execute(links.insert().values(**values, created_at=stamp))
     else:
@@ -148,20 +155,24 @@ async def save_active_links(
             set_={
                 "hubspot_company_id": statement.excluded.hubspot_company_id,
                 "warp_ban": statement.excluded.warp_ban,
+                "warp_ban_text": statement.excluded.warp_ban_text,
                 "state": statement.excluded.state,
                 "updated_at": statement.excluded.updated_at,
                 "deleted_at": None,
             },
         ),
         [
-            {
-                "warp_customer_id": customer,
-                "hubspot_company_id": company,
-                "warp_ban": ban,
-                "state": "active",
-                "created_at": stamp,
-                "updated_at": stamp,
-            }
+            widened.written(
+                {
+                    "warp_customer_id": customer,
+                    "hubspot_company_id": company,
+                    "warp_ban": ban,
+                    "state": "active",
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                },
+                LINK_TEXTS,
+            )
             for customer, company, ban in pairs
         ],
     )

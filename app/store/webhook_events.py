@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store import widened
 from app.store.models import SyncJob, WebhookEvent, table_of
 from app.store.queue import SUPERSEDED
 from app.store.sync_state import aliases, as_utc, links
@@ -50,7 +51,7 @@ _LINK_COLUMNS = (
     links.c.id,
     links.c.warp_customer_id,
     links.c.hubspot_company_id,
-    links.c.warp_ban,
+    widened.column(links, "warp_ban"),
     links.c.state,
 )
 

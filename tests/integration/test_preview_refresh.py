@@ -6,6 +6,7 @@ what part of the answer is from memory."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -30,10 +31,13 @@ from app.store.models import (
 from app.sync.core.jobs import JobDirection, JobOutcome, OutcomeStatus
 from app.warp.schema import customers_table
 from tests.conftest import Database
+from tests.integration.admin_support import API_TOKEN, admin_settings, csrf_of, sign_in
+from tests.integration.test_admin_pages import _form_of, _row_index
 from tests.support import api_only_settings, eventually, running_service
 from tests.syncenv import job
 
 TOKEN = {"Authorization": "Bearer ops-token"}
+ADMIN_API = {"Authorization": f"Bearer {API_TOKEN}"}
 CUSTOMERS = 8  # two of each: HubSpot edited, both edited, WARP edited, untouched
 
 
@@ -311,3 +315,27 @@ async def test_bad_refresh_input_is_a_422_naming_it_and_saves_nothing(
     assert response.json()["field"] == field
     assert field in response.json()["detail"]
     assert (await client.get(path, headers=TOKEN)).json() == before
+
+
+async def test_the_consoles_preview_box_reads_hubspot_first_and_says_so(db: Database) -> None:
+    settings = admin_settings(db, HUBSYNC_DEMO_DATA="false")
+    async with running_service(create_app(settings)) as (client, context):
+        await stale_portal(db, context)
+        await sign_in(client)
+        page = (await client.get("/admin/rules")).text
+        assert 'id="preview-rules-refresh"' in page
+        form = {**_form_of(page), "csrftoken": csrf_of(page), "preview": "1"}
+        form[f"rules-{_row_index(page, 'company_name')}-authority"] = "HUBSPOT"
+
+        plain = await client.post("/admin/rules", data=form)
+        fresh = await client.post("/admin/rules", data={**form, "refresh": "1"})
+
+        assert plain.status_code == fresh.status_code == 200
+        assert "from field memory (no HubSpot call)" in plain.text
+        assert 'id="rules-preview-refresh"' not in plain.text
+        assert 'id="rules-preview-refresh"' in fresh.text
+        assert f"Refreshed: {CUSTOMERS} companies read from HubSpot" in fresh.text
+        assert re.search(r'class="write-warp">4<', fresh.text), fresh.text
+        assert re.search(r'class="write-warp">0<', plain.text), plain.text
+        rules = (await client.get("/v1/sync/config", headers=ADMIN_API)).json()["rules"]
+        assert {r["warp_field"]: r["authority"] for r in rules}["company_name"] == "LATEST_WINS"

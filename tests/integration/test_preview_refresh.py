@@ -15,6 +15,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from app.api.config import refresh_for
+from app.hubspot.ratelimit_share import ShareCappedLimiter
 from app.main import create_app
 from app.sandbox.store import ALL
 from app.store.models import (
@@ -29,6 +31,7 @@ from app.store.models import (
     table_of,
 )
 from app.sync.core.jobs import JobDirection, JobOutcome, OutcomeStatus
+from app.sync.reconcile.reading import ShareReader
 from app.warp.schema import customers_table
 from tests.conftest import Database
 from tests.integration.admin_support import API_TOKEN, admin_settings, csrf_of, sign_in
@@ -339,3 +342,17 @@ async def test_the_consoles_preview_box_reads_hubspot_first_and_says_so(db: Data
         assert re.search(r'class="write-warp">0<', plain.text), plain.text
         rules = (await client.get("/v1/sync/config", headers=ADMIN_API)).json()["rules"]
         assert {r["warp_field"]: r["authority"] for r in rules}["company_name"] == "LATEST_WINS"
+
+
+async def test_a_refresh_reads_through_the_reconciliations_share_capped_client(
+    service: tuple[httpx.AsyncClient, Any],
+) -> None:
+    _, context = service
+    refresh = refresh_for(context, 5)
+    assert isinstance(refresh.reader, ShareReader)
+    assert refresh.reader.hubspot is context.reconciler.hubspot
+    limiter = context.reconciler.hubspot.limiter
+    assert isinstance(limiter, ShareCappedLimiter)
+    share = context.settings.reconcile_rate_share
+    assert limiter.ceiling == int(context.settings.hubspot_rate_limit.requests * share)
+    assert refresh.rate_share == share

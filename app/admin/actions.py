@@ -13,8 +13,10 @@ from app.admin.access import Session
 from app.admin.rendering import back_to, render, safe_next, signed_in
 from app.admin.rules_form import CHOICES, rows_from_form, rules_from_rows
 from app.admin.scope_form import OPS, conditions_from_rows, scope_rows_from_form
+from app.api.config import refresh_for
 from app.api.deps import app_context
 from app.context import AppContext
+from app.hubspot.errors import HubSpotError
 from app.store.console import FailedFilter
 from app.store.pauses import DIRECTIONS
 from app.store.queue import QueueRepository
@@ -22,7 +24,7 @@ from app.store.sync_config import config_history
 from app.sync.core.rules import InvalidRuleError
 from app.sync.core.scope import InvalidScopeError, scope_from_dicts
 from app.sync.operator import actions as operations
-from app.sync.operator.preview import preview_rules, preview_scope
+from app.sync.operator.preview import REFRESH_DEFAULT, Refresh, preview_rules, preview_scope
 from app.sync.operator.resolution import (
     ResolutionError,
     ResolveServices,
@@ -168,6 +170,7 @@ async def save_rules(request: Request, session: Session) -> Response:
                 rules,
                 warp_engine=context.warp_engine,
                 customers_table=context.settings.effective_customers_table,
+                refresh=_refresh(context, form.get("refresh")),
             )
             async with context.engine.connect() as connection:
                 history = await config_history(connection, limit=20)
@@ -188,7 +191,7 @@ async def save_rules(request: Request, session: Session) -> Response:
             warp_engine=context.warp_engine,
             customers_table=context.settings.effective_customers_table,
         )
-    except (InvalidRuleError, TableMissingError) as exc:
+    except (InvalidRuleError, TableMissingError, HubSpotError) as exc:
         async with context.engine.connect() as connection:
             history = await config_history(connection, limit=20)
         return await render(
@@ -200,9 +203,7 @@ async def save_rules(request: Request, session: Session) -> Response:
             choices=CHOICES,
             history=history,
             error={
-                "detail": f"{exc}; check WARP_CUSTOMERS_TABLE"
-                if isinstance(exc, TableMissingError)
-                else str(exc),
+                "detail": _detail(exc),
                 "field": getattr(exc, "field", None),
             },
             preview=None,
@@ -226,6 +227,7 @@ async def save_scope(request: Request, session: Session) -> Response:
                 scope,
                 warp_engine=context.warp_engine,
                 customers_table=table,
+                refresh=_refresh(context, form.get("refresh")),
             )
             return await render(
                 request, session, "scope.html", rows=rows, ops=OPS, error=None, preview=forecast
@@ -237,12 +239,22 @@ async def save_scope(request: Request, session: Session) -> Response:
             warp_engine=context.warp_engine,
             customers_table=table,
         )
-    except (InvalidScopeError, TableMissingError) as exc:
-        detail = (
-            f"{exc}; check WARP_CUSTOMERS_TABLE" if isinstance(exc, TableMissingError) else str(exc)
-        )
-        error = {"detail": detail, "field": getattr(exc, "field", None)}
+    except (InvalidScopeError, TableMissingError, HubSpotError) as exc:
+        error = {"detail": _detail(exc), "field": getattr(exc, "field", None)}
         return await render(
             request, session, "scope.html", 422, rows=rows, ops=OPS, error=error, preview=None
         )
     return back_to("/admin/scope", "scope")
+
+
+def _refresh(context: AppContext, ticked: object) -> Refresh | None:
+    """The Preview's "read HubSpot first" box: the API's `refresh=true` at its default limit."""
+    return refresh_for(context, REFRESH_DEFAULT) if ticked else None
+
+
+def _detail(exc: Exception) -> str:
+    if isinstance(exc, TableMissingError):
+        return f"{exc}; check WARP_CUSTOMERS_TABLE"
+    if isinstance(exc, HubSpotError):
+        return f"HubSpot could not be read for the preview ({exc}); nothing was saved, retry later"
+    return str(exc)

@@ -51,6 +51,7 @@ from app.api.errors import ApiError, handle_api_error
 from app.api.paths import CUSTOMER_ID
 from app.settings import Settings
 from app.store.admin_audit import record_action
+from app.sync.operator.preview import REFRESH_DEFAULT
 
 MOUNT = "/admin"
 
@@ -221,6 +222,7 @@ def build_admin(settings: Settings, *, one_time: OneTimeLogin | None = None) -> 
     )
     templates = Jinja2Templates(directory=TEMPLATES_DIR)
     templates.env.globals["in_words"] = in_words
+    templates.env.globals["refresh_default"] = REFRESH_DEFAULT  # the Preview's HubSpot read
     console.state.admin = AdminState(
         signer=SessionSigner(settings.secret_key, settings.admin_password),
         templates=templates,

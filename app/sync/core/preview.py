@@ -1,26 +1,29 @@
 """What a rule change or a scope change would do, before it is saved.
 
-Computed from what hubsync remembers, never by asking HubSpot: each linked customer's WARP
-row as it is now, and per field the HubSpot value and merge base of field memory (what the
-last sync saw). Each changed field is decided again with the new rule by the same pure
-decision the engine uses (`app.sync.core.decision.decide_field`), so the forecast is what
-the next sync of each customer would do as long as HubSpot has not changed since it was last
-read — which is why the answer says how old that memory is.
+Computed from what hubsync remembers (`add`): each linked customer's WARP row as it is now,
+and per field the HubSpot value and merge base of field memory (what the last sync saw). Each
+changed field is decided again with the new rule by the same pure decision the engine uses
+(`app.sync.core.decision.decide_field`), so the forecast is what the next sync of each
+customer would do as long as HubSpot has not changed since it was last read — which is why
+the answer says how old that memory is.
 
 A field whose memory belongs to another HubSpot property (a rule re-pointed) or that has no
 memory yet cannot be forecast without reading HubSpot: it is counted as `not_remembered`.
-Pure: the caller reads the rows.
+
+With `refresh=true` the caller reads HubSpot's current values of (some of) the companies first
+and decides each such customer as the engine would (`add_read`); the answer counts how many
+were decided each way. Pure: the caller reads the rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from typing import Any
 
-from app.sync.core.decision import Action, decide_field
+from app.sync.core.decision import Action, FieldDecision, decide_field
 from app.sync.core.mapping import MappingError, read_warp_values
 from app.sync.core.records import FieldMemory
 from app.sync.core.rules import FieldRule, rule_to_dict
@@ -102,6 +105,7 @@ class RulesForecast:
             if new is not None and new.enabled:
                 self.rules.append(new)
         self.customers = 0
+        self.refreshed = 0  # of them, decided on HubSpot's values read just now
         self.oldest: datetime | None = None
         self.newest: datetime | None = None
 
@@ -113,8 +117,9 @@ class RulesForecast:
         self,
         customer: Mapping[str, Any],
         memory: Mapping[str, FieldMemory],
-        open_conflicts: frozenset[str] | set[str] = frozenset(),
+        open_conflicts: Collection[str] = frozenset(),
     ) -> None:
+        """A customer decided on field memory's HubSpot values (what the last sync saw)."""
         self.customers += 1
         updated_at = _time(customer.get("updated_at"))
         for rule in self.rules:
@@ -135,28 +140,57 @@ class RulesForecast:
             decision = decide_field(
                 rule, warp, seen.hubspot_value, seen.base_value, warp_time, seen.hubspot_changed_at
             )
-            if decision.action is Action.NONE:
-                continue
-            if decision.action is Action.WRITE_HUBSPOT:
-                forecast.write_hubspot += 1
-            elif decision.action is Action.WRITE_WARP:
-                forecast.write_warp += 1
-            elif rule.warp_field in open_conflicts:
-                forecast.already_open += 1
-                continue
-            else:
-                forecast.conflicts += 1
-            if len(forecast.examples) < MAX_EXAMPLES:
-                forecast.examples.append(
-                    {
-                        "customer_id": str(customer["id"]),
-                        "warp_value": warp,
-                        "hubspot_value": seen.hubspot_value,
-                        "base_value": seen.base_value,
-                        "decision": str(decision.action),
-                        "reason": decision.reason,
-                    }
-                )
+            self._count(forecast, str(customer["id"]), decision, open_conflicts)
+
+    def add_read(
+        self,
+        customer_id: str,
+        decisions: Sequence[FieldDecision],
+        open_conflicts: Collection[str] = frozenset(),
+        unreadable: Collection[str] = frozenset(),
+    ) -> None:
+        """A customer decided on HubSpot's values as read just now (`refresh=true`): the
+        engine's own decision of each changed field, made by the caller from the company it
+        read (`unreadable`: the fields it could not decide)."""
+        self.customers += 1
+        self.refreshed += 1
+        by_field = {decision.field: decision for decision in decisions}
+        for rule in self.rules:
+            forecast = self.fields[rule.warp_field]
+            if rule.warp_field in unreadable:
+                forecast.unreadable += 1
+            elif (decision := by_field.get(rule.warp_field)) is not None:
+                self._count(forecast, customer_id, decision, open_conflicts)
+
+    @staticmethod
+    def _count(
+        forecast: FieldForecast,
+        customer_id: str,
+        decision: FieldDecision,
+        open_conflicts: Collection[str],
+    ) -> None:
+        if decision.action is Action.NONE:
+            return
+        if decision.action is Action.WRITE_HUBSPOT:
+            forecast.write_hubspot += 1
+        elif decision.action is Action.WRITE_WARP:
+            forecast.write_warp += 1
+        elif forecast.field in open_conflicts:
+            forecast.already_open += 1
+            return
+        else:
+            forecast.conflicts += 1
+        if len(forecast.examples) < MAX_EXAMPLES:
+            forecast.examples.append(
+                {
+                    "customer_id": customer_id,
+                    "warp_value": decision.warp_value,
+                    "hubspot_value": decision.hubspot_value,
+                    "base_value": decision.base_value,
+                    "decision": str(decision.action),
+                    "reason": decision.reason,
+                }
+            )
 
     def _note_age(self, moment: datetime | None) -> None:
         if moment is None:
@@ -179,6 +213,8 @@ class RulesForecast:
     def to_json(self, now: datetime) -> dict[str, Any]:
         return {
             "linked_customers": self.customers,
+            "decided_on_fresh_reads": self.refreshed,
+            "decided_on_memory": self.customers - self.refreshed,
             "fields": [forecast.to_json() for forecast in self.fields.values()],
             "memory": self.memory_age(now),
         }

@@ -35,7 +35,6 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.hubspot.client import SEARCH_LIMIT
-from app.hubspot.errors import HubSpotError, HubSpotRetryableError
 from app.hubspot.models import BatchResult, CompanyPage, HubSpotCompany, SearchPage
 from app.store import reconciliation as runs
 from app.store import reconciliation_pairs as pairs
@@ -53,6 +52,7 @@ from app.sync.reconcile import categories as judge
 from app.sync.reconcile.catchup import SearchHubSpot
 from app.sync.reconcile.categories import REPORTED, Category, Finding, FixAction
 from app.sync.reconcile.company_page import MERGED_IDS, PageFacts, company_ban, merged_ids
+from app.sync.reconcile.reading import calls_for, read_companies, with_retries
 from app.sync.reconcile.scan import Scan
 from app.warp.connector import WarpConnector
 
@@ -61,7 +61,6 @@ log = logging.getLogger("hubsync.reconcile")
 FIX, DRY_RUN = "fix", "dry_run"
 MODES = (DRY_RUN, FIX)
 JOB_PRIORITY = 8  # behind live work (1 = most urgent, 5 = the API's default)
-PAGE_ATTEMPTS = 6
 YIELD_EVERY = 10  # companies judged between two turns of the event loop
 # The search from the top joins once the list has read this many pages: a smaller portal is
 # read by the list alone (and only a long pass is worth a second stream).
@@ -466,10 +465,8 @@ class FullRun:
         it is live after all, the survivor after a merge); absent = archived or deleted."""
         if not company_ids:
             return {}
-        result = await self._with_retries(
-            lambda: self.hubspot.batch_read_companies(company_ids, [IDENTITY_HUBSPOT_PROPERTY])
-        )
-        state.hubspot_calls += -(-len(company_ids) // 100)
+        result = await read_companies(self.hubspot, company_ids, [IDENTITY_HUBSPOT_PROPERTY])
+        state.hubspot_calls += calls_for(len(company_ids))
         return {o.key: o.company.id for o in result if o.company is not None}
 
     # -- one page's transaction ------------------------------------------------------------
@@ -556,16 +553,7 @@ class FullRun:
     async def _with_retries(self, call: Callable[[], Any]) -> Any:
         """A page HubSpot could not serve right now is asked again (after the client's own
         retries), rather than failing a run that may be hours in."""
-        for attempt in range(PAGE_ATTEMPTS):
-            try:
-                return await call()
-            except HubSpotRetryableError as exc:
-                if attempt == PAGE_ATTEMPTS - 1:
-                    raise
-                wait = exc.retry_after if exc.retry_after is not None else 2.0**attempt
-                log.info("reconciliation: HubSpot %s; page asked again in %.1f s", exc, wait)
-                await asyncio.sleep(min(wait, 60.0))
-        raise HubSpotError("unreachable")  # pragma: no cover
+        return await with_retries(call)
 
 
 def _fix_job(finding: Finding) -> tuple[EntityType, str] | None:

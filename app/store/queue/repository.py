@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.metrics.instruments import FinishedJob, observe_finished
+from app.store.db import any_of
 from app.store.pauses import job_not_paused
 from app.store.queue.enqueue import upsert_pending
 from app.store.queue.maintenance import (
@@ -349,7 +350,7 @@ class QueueRepository:
             if done:
                 await connection.execute(
                     update(QUEUE)
-                    .where(QUEUE.c.id.in_(done), *guard)
+                    .where(any_of(connection, QUEUE.c.id, done), *guard)
                     .values(
                         state=SQL_STATE[DONE], last_error=None, last_error_kind=None, **finished
                     )
@@ -394,7 +395,7 @@ class QueueRepository:
             result = await connection.execute(
                 update(QUEUE)
                 .where(
-                    QUEUE.c.id.in_(list(job_ids)),
+                    any_of(connection, QUEUE.c.id, job_ids),
                     QUEUE.c.state == SQL_STATE[RUNNING],
                     QUEUE.c.locked_by == worker_id,
                 )

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.db import any_of
+from app.sql import any_of
 from app.store.models import WarpColumnChange, table_of
 from app.store.upsert import insert_for
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, bindparam, event
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     create_async_engine,
 )
@@ -79,15 +77,3 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
 
 def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
-
-
-def any_of(connection: AsyncConnection, column: ColumnElement[Any], values: Iterable[Any]) -> Any:
-    """`column IN values`, written for the hot paths: on PostgreSQL `column = ANY(:array)`,
-    one parameter however many values, so the statement's text (and asyncpg's prepared
-    statement, and SQLAlchemy's compiled form) is the same for every batch; an expanding
-    `IN (...)` renders, and the server plans, a new statement per list length. SQLite has no
-    arrays: there it stays `IN`."""
-    listed = list(values)
-    if connection.dialect.name == "postgresql":
-        return column == any_(bindparam(None, listed, type_=ARRAY(column.type)))
-    return column.in_(listed)

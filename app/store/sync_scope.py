@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.db import any_of
+from app.sql import any_of
 from app.store.models import ScopeExit, SyncScope, table_of
 from app.store.upsert import insert_for
 from app.sync.core.scope import EVERYONE, Scope, scope_from_dicts

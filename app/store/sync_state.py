@@ -14,7 +14,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
-from app.store.db import any_of
+from app.sql import any_of
 from app.store.models import CompanyAlias, Conflict, EntityLink, FieldState, SyncLog, table_of
 from app.store.upsert import insert_for
 from app.sync.core.records import FieldMemory, Link

@@ -19,7 +19,7 @@ from sqlalchemy import Table, and_, bindparam, or_, select, text, true
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.store.db import any_of
+from app.sql import any_of
 from app.sync.core.identity import normalize_ban, usable_ban
 from app.warp.schema import customers_table
 

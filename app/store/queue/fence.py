@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.db import any_of
+from app.sql import any_of
 from app.store.queue.records import QUEUE, RUNNING, SQL_STATE
 from app.sync.core.jobs import ClaimedJob
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.metrics.instruments import FinishedJob, observe_finished
-from app.store.db import any_of
+from app.sql import any_of
 from app.store.pauses import job_not_paused
 from app.store.queue.enqueue import upsert_pending
 from app.store.queue.maintenance import (

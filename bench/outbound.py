@@ -52,11 +52,31 @@ from app.settings import RateLimit
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("HUBSYNC_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
 TOKEN = "bench-token"  # noqa: S105 -- a throwaway token for a local benchmark
-LIMIT = "100/10s"
+LIMIT = "100/10s"  # HubSpot's limit for the sandbox and hubsync alike (--rate-limit)
 WINDOW_SECONDS = 10.0
 DEFAULT_LATENCY_MODEL = "hubspot-2026"
 HUBSPOT_TOKEN = "pat-bench-not-a-secret"  # noqa: S105 - the sandbox takes any token
 PHASES = ("naive", "latency")  # the optional phases (--skip); the sync phases always run
+
+
+SERVE_PIDS: dict[str, int] = {}  # hubsync's base URL -> the `hubsync serve` process id
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and every process below it (uvicorn's
+    workers with `--workers N`), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 def free_port() -> int:
@@ -236,11 +256,11 @@ def sandbox_stats(sandbox: str) -> dict[str, Any]:
     return dict(httpx.get(f"{sandbox}/_sandbox/stats", timeout=5).json())
 
 
-async def naive_baseline(sandbox: str, name: str, seconds: float) -> float:
+async def naive_baseline(sandbox: str, name: str, seconds: float, limit: str) -> float:
     """One PATCH per customer, paced to the same limit, from an empty window: companies per
     second over `seconds` (a whole number of windows, so the first window's burst is simply
     one window's worth of the limit)."""
-    limiter = LocalRateLimiter(RateLimit.parse(LIMIT))
+    limiter = LocalRateLimiter(RateLimit.parse(limit))
     with psycopg.connect(libpq(name)) as conn:
         rows = conn.execute(
             "SELECT external_ids->>'hubspot_company_id', current_balance FROM accounts.customers"
@@ -325,6 +345,7 @@ def services(
     name: str,
     latency_model: str | None = DEFAULT_LATENCY_MODEL,
     serve_workers: int = 1,
+    limit: str = LIMIT,
     **hubsync_env: str,
 ) -> Iterator[tuple[str, str]]:
     """The sandbox (as HubSpot, at LIMIT, answering with `latency_model`) and `hubsync serve`
@@ -333,7 +354,7 @@ def services(
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     hubsync = f"http://127.0.0.1:{hubsync_port}"
     sandbox_cmd = [sys.executable, "-m", "app.cli", "sandbox", "--port", str(sandbox_port)]
-    sandbox_cmd += ["--rate-limit", LIMIT]
+    sandbox_cmd += ["--rate-limit", limit]
     if latency_model:
         sandbox_cmd += ["--latency-model", latency_model]
     env = {
@@ -342,7 +363,7 @@ def services(
         "HUBSPOT_ACCESS_TOKEN": HUBSPOT_TOKEN,
         "HUBSPOT_CLIENT_SECRET": "bench-client-secret",  # /readyz wants one beside a token
         "HUBSPOT_BASE_URL": sandbox,
-        "HUBSPOT_RATE_LIMIT": LIMIT,
+        "HUBSPOT_RATE_LIMIT": limit,
         "HUBSYNC_API_TOKENS": TOKEN,
         "HUBSYNC_LOG_LEVEL": "WARNING",
         **hubsync_env,
@@ -351,8 +372,9 @@ def services(
     serve_cmd += ["--workers", str(serve_workers)]
     with (
         process(sandbox_cmd, clean_env(), f"{sandbox}/_sandbox/stats"),
-        process(serve_cmd, env, f"{hubsync}/readyz"),
+        process(serve_cmd, env, f"{hubsync}/readyz") as served,
     ):
+        SERVE_PIDS[hubsync] = served.pid
         yield sandbox, hubsync
 
 
@@ -361,33 +383,49 @@ def refused(before: dict[str, Any], after: dict[str, Any]) -> str:
     return f"{requests} HubSpot requests, {after['rate_limited'] - before['rate_limited']} 429s"
 
 
+def ceilings(limit: str) -> dict[str, float]:
+    """Companies/s HubSpot's limit allows: one batch write of 100 per warp-only batch, one
+    batch read and one batch write per two-way batch."""
+    parsed = RateLimit.parse(limit)
+    per_second = parsed.requests / parsed.window_seconds
+    return {"warp-only": per_second * 100, "two-way": per_second * 50}
+
+
 def measure_sync(
     sandbox: str, hubsync: str, name: str, ids: list[str], runs: int
-) -> dict[str, list[float]]:
-    """Companies/s per phase and run; the phases run back to back (no idle window)."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Companies/s per phase and run, and hubsync's CPU per batch of 100 (ms: the CPU time of
+    the serve process and its children over the phase, over companies / 100); the phases run
+    back to back (no idle window)."""
     results: dict[str, list[float]] = {"warp-only": [], "two-way": []}
+    cpu: dict[str, list[float]] = {"warp-only": [], "two-way": []}
+    pid = SERVE_PIDS[hubsync]
     for run in range(runs):
         for phase, column in (("warp-only", "current_balance"), ("two-way", "company_name")):
             touch(name, column)
             before = sandbox_stats(sandbox)
+            cpu_before = process_tree_cpu(pid)
             t0 = time.monotonic()
             enqueue_all(hubsync, ids)
             elapsed = (time.monotonic() - t0) + wait_idle(name, 3600)
+            per_batch = (process_tree_cpu(pid) - cpu_before) * 1000 / (len(ids) / 100)
             results[phase].append(len(ids) / elapsed)
+            cpu[phase].append(per_batch)
             print(
                 f"run {run + 1} {phase}: {len(ids) / elapsed:.0f} companies/s ({elapsed:.1f} s, "
-                f"{refused(before, sandbox_stats(sandbox))})"
+                f"{refused(before, sandbox_stats(sandbox))}), "
+                f"hubsync CPU {per_batch:.1f} ms per batch of 100"
             )
-    return results
+    return results, cpu
 
 
-def measure_naive(sandbox: str, name: str, runs: int, seconds: float) -> list[float]:
+def measure_naive(sandbox: str, name: str, runs: int, seconds: float, limit: str) -> list[float]:
     naive = []
     for run in range(runs):
         # Let HubSpot's window empty first: each phase counts only its own requests.
-        time.sleep(WINDOW_SECONDS + 0.5)
+        time.sleep(RateLimit.parse(limit).window_seconds + 0.5)
         before = sandbox_stats(sandbox)
-        naive.append(asyncio.run(naive_baseline(sandbox, name, seconds)))
+        naive.append(asyncio.run(naive_baseline(sandbox, name, seconds, limit)))
         print(
             f"run {run + 1} naive: {naive[-1]:.1f} companies/s "
             f"({refused(before, sandbox_stats(sandbox))})"
@@ -396,28 +434,41 @@ def measure_naive(sandbox: str, name: str, runs: int, seconds: float) -> list[fl
 
 
 def report(
-    results: dict[str, list[float]], naive: list[float], lat: list[float], stats: dict[str, Any]
+    results: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    naive: list[float],
+    lat: list[float],
+    stats: dict[str, Any],
+    *,
+    limit: str,
 ) -> None:
     print()
     print("| measure | median | runs | ceiling | share of ceiling |")
     print("|---|---|---|---|---|")
-    for phase, ceiling in (("warp-only", 1000), ("two-way", 500)):
+    for phase, ceiling in ceilings(limit).items():
         median = statistics.median(results[phase])
         runs = ", ".join(f"{v:.0f}" for v in results[phase])
         print(
-            f"| {phase} companies/s | {median:.0f} | {runs} | {ceiling} | {median / ceiling:.0%} |"
+            f"| {phase} companies/s | {median:.0f} | {runs} | {ceiling:.0f} | "
+            f"{median / ceiling:.0%} |"
+        )
+        print(
+            f"| {phase} hubsync CPU ms per batch of 100 | {statistics.median(cpu[phase]):.1f} | "
+            f"{', '.join(f'{v:.1f}' for v in cpu[phase])} | | |"
         )
     if naive:
         print(
             f"| naive one-request-per-customer companies/s | {statistics.median(naive):.1f} | "
-            f"{', '.join(f'{v:.1f}' for v in naive)} | 10 | |"
+            f"{', '.join(f'{v:.1f}' for v in naive)} | "
+            f"{ceilings(limit)['warp-only'] / 100:.0f} | |"
         )
     if lat:
         p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
         print(f"| latency queue POST -> HubSpot write, p50 ms | {p50:.0f} | {len(lat)} jobs | | |")
         print(f"| latency queue POST -> HubSpot write, p99 ms | {p99:.0f} | | | |")
     print(
-        f"sandbox over the whole run: max requests in any 10 s window "
+        f"sandbox over the whole run: max requests in any "
+        f"{RateLimit.parse(limit).window_seconds:.0f} s window "
         f"{stats['max_requests_in_window']}, 429s served {stats['rate_limited']}"
         + (f" {stats['rate_limited_by_policy']}" if stats["rate_limited"] else "")
     )
@@ -434,6 +485,12 @@ def main() -> None:
         type=int,
         default=1,
         help="hubsync processes (`hubsync serve --workers N`), each with its worker lanes",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        default=LIMIT,
+        help="HubSpot's limit, for the sandbox and hubsync together (default %(default)s; "
+        "250/10s is the highest published tier)",
     )
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--naive-seconds", type=float, default=30.0)
@@ -456,12 +513,14 @@ def main() -> None:
         f" --latency-model {args.latency_model}"
         + (f" --serve-workers {args.serve_workers}" if args.serve_workers != 1 else "")
         + (f" --skip {args.skip}" if skip else "")
+        + (f" --rate-limit {args.rate_limit}" if args.rate_limit != LIMIT else "")
     )
+    RateLimit.parse(args.rate_limit)  # a bad limit fails here, not in the sandbox
     naive: list[float] = []
     lat: list[float] = []
     with database() as name:
         ids = prepare(name, args.customers)
-        with services(name, model, args.serve_workers) as (sandbox, hubsync):
+        with services(name, model, args.serve_workers, args.rate_limit) as (sandbox, hubsync):
             t0 = time.monotonic()
             enqueue_all(hubsync, ids)
             wait_idle(name, 3600)
@@ -471,16 +530,16 @@ def main() -> None:
                 f" ({args.customers / took:.0f}/s)"
             )
             analyze(name)
-            results = measure_sync(sandbox, hubsync, name, ids, args.runs)
+            results, cpu = measure_sync(sandbox, hubsync, name, ids, args.runs)
             if "naive" not in skip:
-                naive = measure_naive(sandbox, name, args.runs, args.naive_seconds)
+                naive = measure_naive(sandbox, name, args.runs, args.naive_seconds, args.rate_limit)
             if "latency" not in skip:
-                time.sleep(WINDOW_SECONDS + 0.5)
+                time.sleep(RateLimit.parse(args.rate_limit).window_seconds + 0.5)
                 before = sandbox_stats(sandbox)
                 lat = asyncio.run(latency(hubsync, sandbox, name, ids, args.latency_seconds))
                 print(f"latency: {refused(before, sandbox_stats(sandbox))}")
             stats = sandbox_stats(sandbox)
-    report(results, naive, lat, stats)
+    report(results, cpu, naive, lat, stats, limit=args.rate_limit)
 
 
 if __name__ == "__main__":

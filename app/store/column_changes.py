@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.sql import any_of
 from app.store.models import WarpColumnChange, table_of
 from app.store.upsert import insert_for
 
@@ -60,7 +61,9 @@ async def column_change_times(
                 column_changes.c.warp_customer_id,
                 column_changes.c.column,
                 column_changes.c.changed_at,
-            ).where(column_changes.c.warp_customer_id.in_(wanted[start : start + 500]))
+            ).where(
+                any_of(connection, column_changes.c.warp_customer_id, wanted[start : start + 500])
+            )
         )
         for customer_id, column, at in rows:
             moment = at if at.tzinfo else at.replace(tzinfo=UTC)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.sql import any_of
 from app.store.models import ScopeExit, SyncScope, table_of
 from app.store.upsert import insert_for
 from app.sync.core.scope import EVERYONE, Scope, scope_from_dicts
@@ -78,7 +79,7 @@ async def exited(connection: AsyncConnection, customer_ids: Sequence[str]) -> se
         return set()
     rows = await connection.execute(
         select(exits_table.c.warp_customer_id).where(
-            exits_table.c.warp_customer_id.in_(list(customer_ids))
+            any_of(connection, exits_table.c.warp_customer_id, customer_ids)
         )
     )
     return {row.warp_customer_id for row in rows}
@@ -87,5 +88,7 @@ async def exited(connection: AsyncConnection, customer_ids: Sequence[str]) -> se
 async def forget_exits(connection: AsyncConnection, customer_ids: Sequence[str]) -> None:
     if customer_ids:
         await connection.execute(
-            delete(exits_table).where(exits_table.c.warp_customer_id.in_(list(customer_ids)))
+            delete(exits_table).where(
+                any_of(connection, exits_table.c.warp_customer_id, customer_ids)
+            )
         )

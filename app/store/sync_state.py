@@ -14,6 +14,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
+from app.sql import any_of
 from app.store import widened
 from app.store.models import CompanyAlias, Conflict, EntityLink, FieldState, SyncLog, table_of
 from app.store.upsert import insert_for
@@ -56,14 +57,18 @@ def _link(row: Any) -> Link:
 async def links_by_customer(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, Link]:
     if not ids:
         return {}
-    rows = await connection.execute(select(links).where(links.c.warp_customer_id.in_(list(ids))))
+    rows = await connection.execute(
+        select(links).where(any_of(connection, links.c.warp_customer_id, ids))
+    )
     return {row.warp_customer_id: _link(row) for row in rows}
 
 
 async def links_by_company(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, Link]:
     if not ids:
         return {}
-    rows = await connection.execute(select(links).where(links.c.hubspot_company_id.in_(list(ids))))
+    rows = await connection.execute(
+        select(links).where(any_of(connection, links.c.hubspot_company_id, ids))
+    )
     return {row.hubspot_company_id: _link(row) for row in rows}
 
 
@@ -212,7 +217,9 @@ async def mark_synced(connection: AsyncConnection, customer_ids: Iterable[str]) 
     ids = list(customer_ids)
     if ids:
         await connection.execute(
-            update(links).where(links.c.warp_customer_id.in_(ids)).values(last_synced_at=now())
+            update(links)
+            .where(any_of(connection, links.c.warp_customer_id, ids))
+            .values(last_synced_at=now())
         )
 
 
@@ -226,7 +233,9 @@ async def note_hubspot_reads(
         by_time.setdefault(read_at, []).append(customer_id)
     for read_at, ids in by_time.items():
         await connection.execute(
-            update(links).where(links.c.warp_customer_id.in_(ids)).values(hubspot_read_at=read_at)
+            update(links)
+            .where(any_of(connection, links.c.warp_customer_id, ids))
+            .values(hubspot_read_at=read_at)
         )
 
 
@@ -324,16 +333,40 @@ def memory_of(row: Any) -> FieldMemory:
 async def field_memory(
     connection: AsyncConnection, customer_ids: Sequence[str]
 ) -> dict[str, dict[str, FieldMemory]]:
-    """Per customer, per field: what hubsync last saw and synced."""
+    """Per customer, per field: what hubsync last saw and synced (a batch's ~1,000 rows, read
+    as plain tuples: no row objects, no name lookups)."""
     memory: dict[str, dict[str, FieldMemory]] = {}
     if not customer_ids:
         return memory
     rows = await connection.execute(
-        select(field_states).where(field_states.c.warp_customer_id.in_(list(customer_ids)))
+        select(*_MEMORY_COLUMNS).where(
+            any_of(connection, field_states.c.warp_customer_id, customer_ids)
+        )
     )
-    for row in rows:
-        memory.setdefault(row.warp_customer_id, {})[row.field] = memory_of(row)
+    # SQLite's datetimes come back naive (stored as UTC); PostgreSQL's are aware already.
+    utc = as_utc if connection.dialect.name != "postgresql" else _same
+    for customer_id, field, warp, hubspot, base, warp_at, hubspot_at, synced, prop in rows:
+        memory.setdefault(customer_id, {})[field] = FieldMemory(
+            warp, hubspot, base, utc(warp_at), utc(hubspot_at), utc(synced), prop
+        )
     return memory
+
+
+def _same(moment: datetime | None) -> datetime | None:
+    return moment
+
+
+_MEMORY_COLUMNS = (
+    field_states.c.warp_customer_id,
+    field_states.c.field,
+    field_states.c.warp_value,
+    field_states.c.hubspot_value,
+    field_states.c.base_value,
+    field_states.c.warp_changed_at,
+    field_states.c.hubspot_changed_at,
+    field_states.c.synced_at,
+    field_states.c.hubspot_property,
+)
 
 
 async def note_warp_values(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
@@ -422,7 +455,9 @@ async def resolve_all_conflicts(
     if ids:
         await connection.execute(
             update(conflicts)
-            .where(conflicts.c.warp_customer_id.in_(ids), conflicts.c.state == "open")
+            .where(
+                any_of(connection, conflicts.c.warp_customer_id, ids), conflicts.c.state == "open"
+            )
             .values(state="resolved", resolution=resolution, resolved_by="sync", resolved_at=now())
         )
 

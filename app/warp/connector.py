@@ -19,6 +19,7 @@ from sqlalchemy import Table, and_, bindparam, or_, select, text, true
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.sql import any_of
 from app.sync.core.identity import normalize_ban, usable_ban
 from app.warp.schema import customers_table
 
@@ -146,7 +147,9 @@ class SqlWarpConnector:
         if not wanted:
             return {}
         async with self.engine.connect() as connection:
-            rows = await connection.execute(select(self.table).where(self.table.c.id.in_(wanted)))
+            rows = await connection.execute(
+                select(self.table).where(any_of(connection, self.table.c.id, wanted))
+            )
             return {str(row.id): _decode(row._mapping) for row in rows}
 
     async def fetch_customers_by_ban(self, bans: Sequence[str]) -> dict[str, CustomerRecord]:
@@ -166,7 +169,7 @@ class SqlWarpConnector:
             return set()
         async with self.engine.connect() as connection:
             rows = await connection.execute(
-                select(self.table.c.id).where(self.table.c.id.in_(wanted))
+                select(self.table.c.id).where(any_of(connection, self.table.c.id, wanted))
             )
             return {str(row.id) for row in rows}
 

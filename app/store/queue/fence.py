@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.sql import any_of
 from app.store.queue.records import QUEUE, RUNNING, SQL_STATE
 from app.sync.core.jobs import ClaimedJob
 
@@ -25,14 +26,17 @@ async def held_claims(connection: AsyncConnection, jobs: Sequence[ClaimedJob]) -
     with. On PostgreSQL those rows stay share-locked until the caller's transaction ends, so
     a rescue (which skips locked rows) cannot take them while the caller writes. Work that is
     not a queue job (claim 0: nothing can claim it twice) is always held."""
-    fenced = {(job.id, job.claim) for job in jobs if job.claim > 0}
+    fenced = {job.id: job.claim for job in jobs if job.claim > 0}
     held = {job.id for job in jobs if job.claim <= 0}
     if not fenced:
         return held
-    query = select(QUEUE.c.id).where(
-        QUEUE.c.state == SQL_STATE[RUNNING],
-        tuple_(QUEUE.c.id, QUEUE.c.claim).in_(sorted(fenced)),
+    # By id (one array parameter), the claim compared here: a row whose claim moved on is
+    # still share-locked for the rest of the transaction, which only delays its new holder's
+    # completion by as much.
+    query = select(QUEUE.c.id, QUEUE.c.claim).where(
+        QUEUE.c.state == SQL_STATE[RUNNING], any_of(connection, QUEUE.c.id, sorted(fenced))
     )
     if connection.dialect.name == "postgresql":
         query = query.order_by(QUEUE.c.id).with_for_update(read=True, of=QUEUE)
-    return held | set((await connection.execute(query)).scalars())
+    rows = await connection.execute(query)
+    return held | {job_id for job_id, claim in rows if fenced[job_id] == claim}

@@ -25,15 +25,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Integer, Interval, String, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.metrics.instruments import FinishedJob, observe_finished
+from app.sql import any_of
+from app.store.models import Timestamp
 from app.store.pauses import job_not_paused
 from app.store.queue.enqueue import upsert_pending
 from app.store.queue.maintenance import (
@@ -61,6 +63,7 @@ from app.store.queue.records import (
     as_utc,
     claimed_job,
     sql_now,
+    utc_now,
 )
 from app.sync.core.backoff import RetryPolicy
 from app.sync.core.jobs import ClaimedJob, JobDirection, JobOutcome, JobSource, OutcomeStatus
@@ -74,6 +77,57 @@ MAX_ERROR_CHARS = 4000
 DEFAULT_AGEING_SECONDS = 60.0
 # Every claim of a job row takes the next fencing token (app/store/queue/fence.py).
 NEXT_CLAIM = func.coalesce(QUEUE.c.claim, 0) + 1
+
+
+@cache
+def _claim_statement(*, postgres: bool) -> Any:
+    """The claim, built once per dialect (the worker runs it several times a second): every
+    value is a parameter — worker_id, limit, and the lease (an interval added to the
+    server's now() on PostgreSQL; `now` and `lease_until` computed here on SQLite)."""
+    running = QUEUE.alias("running_job")
+    now = func.now() if postgres else bindparam("now", type_=Timestamp)
+    lease_until = (
+        func.now() + bindparam("lease", type_=Interval())
+        if postgres
+        else bindparam("lease_until", type_=Timestamp)
+    )
+    due = (
+        select(QUEUE.c.id)
+        .where(
+            QUEUE.c.state == SQL_STATE[PENDING],
+            QUEUE.c.run_at <= now,
+            job_not_paused(QUEUE.c.direction),  # an operator's pause holds them back
+            # NOT IN, not NOT EXISTS: PostgreSQL turns NOT EXISTS into an anti-join whose
+            # plan follows the statistics, and a queue's are stale by nature (with an empty
+            # queue's, it scanned every running job per pending one: 1.4 s per claim under a
+            # backlog of 10,000). NOT IN is a hashed set of the few running entities, probed
+            # per row, whatever the estimates. The columns are NOT NULL, so NOT IN's NULL
+            # trap cannot apply.
+            tuple_(QUEUE.c.entity_type, QUEUE.c.entity_key).not_in(
+                select(running.c.entity_type, running.c.entity_key).where(
+                    running.c.state == SQL_STATE[RUNNING]
+                )
+            ),
+        )
+        .order_by(QUEUE.c.priority, QUEUE.c.run_at, QUEUE.c.id)
+        .limit(bindparam("limit", type_=Integer()))
+    )
+    claim = update(QUEUE).values(
+        state=SQL_STATE[RUNNING],
+        locked_by=bindparam("worker_id", type_=String()),
+        lease_until=lease_until,
+        attempts=QUEUE.c.attempts + 1,
+        claim=NEXT_CLAIM,
+        updated_at=now,
+    )
+    if postgres:
+        # A CTE, so the planner can never lock or update more rows than the limit.
+        picked = due.with_for_update(skip_locked=True, of=QUEUE).cte("picked")
+        claim = claim.where(QUEUE.c.id == picked.c.id)
+    else:
+        # One statement under SQLite's single write lock: atomic by construction.
+        claim = claim.where(QUEUE.c.id.in_(due.scalar_subquery()))
+    return claim.returning(*QUEUE.c)
 
 
 class QueueRepository:
@@ -161,46 +215,15 @@ class QueueRepository:
     async def _claim_once(
         self, worker_id: str, limit: int, lease_seconds: float
     ) -> list[ClaimedJob]:
+        params: dict[str, Any] = {"worker_id": worker_id, "limit": limit}
+        if self._postgres:
+            params["lease"] = timedelta(seconds=lease_seconds)
+        else:
+            params["now"] = utc_now()
+            params["lease_until"] = params["now"] + timedelta(seconds=lease_seconds)
         async with self.engine.begin() as connection:
-            dialect = connection.dialect
-            running = QUEUE.alias("running_job")
-            due = (
-                select(QUEUE.c.id)
-                .where(
-                    QUEUE.c.state == SQL_STATE[PENDING],
-                    QUEUE.c.run_at <= sql_now(dialect),
-                    job_not_paused(QUEUE.c.direction),  # an operator's pause holds them back
-                    # NOT IN, not NOT EXISTS: PostgreSQL turns NOT EXISTS into an anti-join
-                    # whose plan follows the statistics, and a queue's are stale by nature
-                    # (with an empty queue's, it scanned every running job per pending one:
-                    # 1.4 s per claim under a backlog of 10,000). NOT IN is a hashed set of
-                    # the few running entities, probed per row, whatever the estimates. The
-                    # columns are NOT NULL, so NOT IN's NULL trap cannot apply.
-                    tuple_(QUEUE.c.entity_type, QUEUE.c.entity_key).not_in(
-                        select(running.c.entity_type, running.c.entity_key).where(
-                            running.c.state == SQL_STATE[RUNNING]
-                        )
-                    ),
-                )
-                .order_by(QUEUE.c.priority, QUEUE.c.run_at, QUEUE.c.id)
-                .limit(limit)
-            )
-            claim = update(QUEUE).values(
-                state=SQL_STATE[RUNNING],
-                locked_by=worker_id,
-                lease_until=sql_now(dialect, lease_seconds),
-                attempts=QUEUE.c.attempts + 1,
-                claim=NEXT_CLAIM,
-                updated_at=sql_now(dialect),
-            )
-            if self._postgres:
-                # A CTE, so the planner can never lock or update more rows than the limit.
-                picked = due.with_for_update(skip_locked=True, of=QUEUE).cte("picked")
-                claim = claim.where(QUEUE.c.id == picked.c.id)
-            else:
-                # One statement under SQLite's single write lock: atomic by construction.
-                claim = claim.where(QUEUE.c.id.in_(due.scalar_subquery()))
-            rows = (await connection.execute(claim.returning(*QUEUE.c))).mappings().all()
+            statement = _claim_statement(postgres=self._postgres)
+            rows = (await connection.execute(statement, params)).mappings().all()
         # RETURNING has no order: hand the batch out in claim order.
         ordered = sorted(rows, key=lambda row: (row["priority"], row["run_at"], row["id"]))
         return [claimed_job(row) for row in ordered]
@@ -349,7 +372,7 @@ class QueueRepository:
             if done:
                 await connection.execute(
                     update(QUEUE)
-                    .where(QUEUE.c.id.in_(done), *guard)
+                    .where(any_of(connection, QUEUE.c.id, done), *guard)
                     .values(
                         state=SQL_STATE[DONE], last_error=None, last_error_kind=None, **finished
                     )
@@ -394,7 +417,7 @@ class QueueRepository:
             result = await connection.execute(
                 update(QUEUE)
                 .where(
-                    QUEUE.c.id.in_(list(job_ids)),
+                    any_of(connection, QUEUE.c.id, job_ids),
                     QUEUE.c.state == SQL_STATE[RUNNING],
                     QUEUE.c.locked_by == worker_id,
                 )

@@ -46,7 +46,7 @@ from app.sync.core.scope import Scope
 from app.sync.engine.batch import SyncBatch, error_kind
 from app.sync.engine.change_times import settle_latest_wins
 from app.sync.engine.crm_edits import recover_overwritten_edits
-from app.sync.engine.holds import hold_paused, is_held, paused_now, queue_held
+from app.sync.engine.holds import hold_paused, is_held, paused_in, queue_held
 from app.sync.engine.pairing import (
     hold_taken,
     one_pair_per_customer,
@@ -154,20 +154,20 @@ class SyncEngine:
         self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch, *, round_: int = 1
     ) -> None:
         live: list[Pair] = []
-        async with self.engine.connect() as connection:
+        async with self.engine.begin() as connection:
             captured = await column_change_times(connection, [p.customer_id for p in pairs])
-        for pair in pairs:
-            try:
-                pair.read_warp(rules, captured.get(pair.customer_id))
-            except MappingError as exc:
-                self._fail(batch, pair, f"WARP value refused: {exc}", "validation")
-                continue
-            if pair.ban and (problem := ban_problem(pair.ban)) is not None:
-                message = f"the customer's ban {shown(pair.ban)!r} cannot be used: {problem}"
-                self._fail(batch, pair, message, "validation")
-                continue
-            live.append(pair)
-        await self._note_warp_sightings(live, rules)
+            for pair in pairs:
+                try:
+                    pair.read_warp(rules, captured.get(pair.customer_id))
+                except MappingError as exc:
+                    self._fail(batch, pair, f"WARP value refused: {exc}", "validation")
+                    continue
+                if pair.ban and (problem := ban_problem(pair.ban)) is not None:
+                    message = f"the customer's ban {shown(pair.ban)!r} cannot be used: {problem}"
+                    self._fail(batch, pair, message, "validation")
+                    continue
+                live.append(pair)
+            await self._note_warp_sightings(connection, live, rules)
         to_read = [p for p in live if not p.company_read and self._must_read(p, rules)]
         if to_read:
             await self._read_for(to_read, rules, batch)
@@ -184,15 +184,14 @@ class SyncEngine:
                 pair.decide(rules)
         # LATEST_WINS changed on both sides: decide on per-field times, not row-level ones.
         await settle_latest_wins(live, rules, db=self.engine, hubspot=self.hubspot)
-        # An operator's pause holds the writes to its side, asked right before each write.
-        hold_paused(live, await paused_now(self.engine))
-        # Fenced: a holder whose claim is no longer current writes nothing (store/queue/fence).
-        live = await self._fenced(live, batch)
+        # Right before each write, in one transaction: an operator's pause holds the writes to
+        # its side, and a holder whose claim is no longer current writes nothing (fencing,
+        # app/store/queue/fence.py).
+        live = await self._cleared(live, batch, hubspot=True)
         written = await self._write_hubspot(live, rules, batch)
         # A write by a stale id HubSpot applied to a merged survivor: keep the link where it is.
         written = await hold_taken(written, batch, db=self.engine)
-        written = await self._fenced(written, batch)
-        hold_paused(written, await paused_now(self.engine), hubspot=False)
+        written = await self._cleared(written, batch, hubspot=False)
         changed = await write_warp(self.warp, written, rules, batch)
         done = [p for p in written if not batch.settled(p.job) and p not in changed]
         await self._record(done, rules, batch)
@@ -204,14 +203,27 @@ class SyncEngine:
                 message = "WARP changed this customer during every sync attempt; retrying"
                 self._fail(batch, pair, message, "warp", retry=True)
 
-    async def _note_warp_sightings(self, pairs: list[Pair], rules: list[FieldRule]) -> None:
+    @staticmethod
+    async def _note_warp_sightings(
+        connection: AsyncConnection, pairs: list[Pair], rules: list[FieldRule]
+    ) -> None:
         """WARP's new values, remembered before anything can fail: a retry then knows when
         each was first seen, rather than taking a later unrelated edit's `updated_at` as the
         field's change time (LATEST_WINS; see app/sync/engine/change_times.py)."""
         rows = [row for pair in pairs for row in pair.new_warp_sightings(rules)]
         if rows:
-            async with self.engine.begin() as connection:
-                await sync_state.note_warp_values(connection, rows)
+            await sync_state.note_warp_values(connection, rows)
+
+    async def _cleared(self, pairs: list[Pair], batch: SyncBatch, *, hubspot: bool) -> list[Pair]:
+        """The pairs still held under their claim, with the writes to a paused side held
+        (`hubspot=False`: WARP's only, after HubSpot was written)."""
+        if not pairs:
+            return pairs
+        async with self.engine.begin() as connection:
+            paused = await paused_in(connection)
+            held = await self._fenced(pairs, batch, connection)
+        hold_paused(held, paused, hubspot=hubspot)
+        return held
 
     def _must_read(self, pair: Pair, rules: list[FieldRule]) -> bool:
         """Read HubSpot first unless WARP wins every field that changed whatever HubSpot holds."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.pauses import INBOUND, OUTBOUND, held_job_direction, paused_directions
 from app.store.queue import QueueRepository
@@ -24,10 +24,9 @@ from app.sync.core.jobs import EntityType
 from app.sync.engine.pairs import Pair
 
 
-async def paused_now(db: AsyncEngine) -> frozenset[str]:
-    """The directions paused at this moment."""
-    async with db.connect() as connection:
-        return frozenset(await paused_directions(connection))
+async def paused_in(connection: AsyncConnection) -> frozenset[str]:
+    """The directions paused, as `connection` sees them."""
+    return frozenset(await paused_directions(connection))
 
 
 def hold_paused(pairs: Iterable[Pair], paused: frozenset[str], *, hubspot: bool = True) -> None:

@@ -62,7 +62,8 @@ class Dashboard:
     catch_up: list[Watermark] = field(default_factory=list)
     # The reports' outbox (app/store/report_outbox.py): rows per state, the latest ones.
     report_deliveries: dict[str, Any] = field(default_factory=dict)
-    # When the customers, done (24 h) and webhook events (24 h) were counted.
+    # When the customers, done (24 h) and webhook events (24 h) were counted, when that was
+    # not for this answer (app/sync/operator/overview.py, CostlyFigures).
     counted_at: datetime | None = None
 
     @property

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from app.store.queue import QueueRepository
     from app.sync.core.jobs import JobHandler
     from app.sync.intake.writer import IntakeWriter
-    from app.sync.operator.overview import CustomerCounts
+    from app.sync.operator.overview import CostlyFigures
     from app.sync.reconcile.catchup import CatchUp
     from app.sync.reconcile.service import Reconciler
     from app.sync.schedule.registry import JobBook
@@ -72,8 +72,8 @@ class AppContext:
     reconciler: Reconciler | None = None
     catchup: CatchUp | None = None
     intake: IntakeWriter | None = None
-    # The console's cached customer counts (app.sync.operator.overview).
-    customer_counts: CustomerCounts | None = None
+    # The dashboard's figures that scan many rows, cached (app.sync.operator.overview).
+    costly_figures: CostlyFigures | None = None
 
 
 def require(value: T | None, role: str) -> T:

@@ -141,6 +141,8 @@ def open_context(settings: Settings, webhook_secret: Secret | None) -> AppContex
 
 
 async def close_context(context: AppContext) -> None:
+    if context.costly_figures is not None:
+        await context.costly_figures.close()
     if context.warp_engine is not context.engine:
         await context.warp_engine.dispose()
     await context.engine.dispose()

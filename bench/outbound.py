@@ -153,7 +153,7 @@ def prepare(name: str, customers: int) -> list[str]:
 
 @contextmanager
 def process(
-    args: list[str], env: dict[str, str], ready_url: str
+    args: list[str], env: dict[str, str], ready_url: str, code: Path = ROOT
 ) -> Iterator[subprocess.Popen[bytes]]:
     # The log goes to a file (BENCH_LOG_DIR, default the temporary directory): an unread
     # pipe would block the process once it filled.
@@ -161,7 +161,7 @@ def process(
     log_path = log_dir / f"hubsync-bench-{args[3]}-{os.getpid()}-{uuid.uuid4().hex[:6]}.log"
     log_file = log_path.open("wb")
     proc = subprocess.Popen(  # noqa: S603
-        args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log_file
+        args, env=env, cwd=code, stdout=subprocess.DEVNULL, stderr=log_file
     )
     try:
         deadline = time.monotonic() + 30
@@ -346,10 +346,11 @@ def services(
     latency_model: str | None = DEFAULT_LATENCY_MODEL,
     serve_workers: int = 1,
     limit: str = LIMIT,
+    code: Path = ROOT,
     **hubsync_env: str,
 ) -> Iterator[tuple[str, str]]:
     """The sandbox (as HubSpot, at LIMIT, answering with `latency_model`) and `hubsync serve`
-    on database `name`; yields their base URLs."""
+    (the code of the tree `code`) on database `name`; yields their base URLs."""
     sandbox_port, hubsync_port = free_port(), free_port()
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     hubsync = f"http://127.0.0.1:{hubsync_port}"
@@ -372,7 +373,7 @@ def services(
     serve_cmd += ["--workers", str(serve_workers)]
     with (
         process(sandbox_cmd, clean_env(), f"{sandbox}/_sandbox/stats"),
-        process(serve_cmd, env, f"{hubsync}/readyz") as served,
+        process(serve_cmd, {**env, "PYTHONPATH": str(code)}, f"{hubsync}/readyz", code) as served,
     ):
         SERVE_PIDS[hubsync] = served.pid
         yield sandbox, hubsync

@@ -62,6 +62,9 @@ class Dashboard:
     catch_up: list[Watermark] = field(default_factory=list)
     # The reports' outbox (app/store/report_outbox.py): rows per state, the latest ones.
     report_deliveries: dict[str, Any] = field(default_factory=dict)
+    # When the customers, done (24 h) and webhook events (24 h) were counted, when that was
+    # not for this answer (app/sync/operator/overview.py, CostlyFigures).
+    counted_at: datetime | None = None
 
     @property
     def customers_not_linked(self) -> int | None:
@@ -89,6 +92,7 @@ class Dashboard:
             "scheduled_jobs": [job.to_json() for job in self.scheduled_jobs],
             "catch_up": [mark.to_json() for mark in self.catch_up],
             "report_deliveries": self.report_deliveries,
+            "counted_at": None if self.counted_at is None else self.counted_at.isoformat(),
         }
 
 
@@ -175,26 +179,14 @@ async def counted_figures(
     connection: AsyncConnection, now: datetime, window_seconds: float
 ) -> dict[str, int]:
     """The dashboard's small counts in one statement (one round trip), each a scalar
-    subquery over an index: queue by state (done: finished in the last 24 h, so the count
-    stays bounded however long done jobs are kept), webhook events by status over 24 h, open
-    conflicts, and (PostgreSQL) HubSpot requests in the current window."""
+    subquery over an index: the queue's live states, open conflicts, and (PostgreSQL)
+    HubSpot requests in the current window. (The day's counts: `day_figures`.)"""
 
     def count(*where: Any) -> Any:
         return select(func.count()).where(*where).scalar_subquery()
 
-    since = now - RECENT_WINDOW
-    queue = {
-        state: count(QUEUE.c.state == state)
-        if state != DONE
-        else count(QUEUE.c.finished_at >= since, QUEUE.c.state == DONE)
-        for state in STATES
-    }
     columns = {
-        **{f"queue_{state}": column for state, column in queue.items()},
-        **{
-            f"events_{status}": count(events.c.status == status, events.c.received_at >= since)
-            for status in EVENT_STATUSES
-        },
+        **{f"queue_{state}": count(QUEUE.c.state == state) for state in STATES if state != DONE},
         "open_conflicts": count(conflicts.c.state == "open"),
     }
     if connection.dialect.name == "postgresql":
@@ -206,6 +198,29 @@ async def counted_figures(
     return {name: int(value or 0) for name, value in row._mapping.items()}
 
 
+async def day_figures(connection: AsyncConnection, now: datetime) -> tuple[int, dict[str, int]]:
+    """Jobs done and webhook events by status in the 24 h before `now`, in one statement.
+    Each is a range of an index read alone (state, finished_at; status, received_at), but a
+    busy day holds hundreds of thousands of rows: the dashboard caches these
+    (app/sync/operator/overview.py)."""
+
+    def count(*where: Any) -> Any:
+        return select(func.count()).where(*where).scalar_subquery()
+
+    since = now - RECENT_WINDOW
+    columns = {
+        "done": count(QUEUE.c.state == DONE, QUEUE.c.finished_at >= since),
+        **{
+            status: count(events.c.status == status, events.c.received_at >= since)
+            for status in EVENT_STATUSES
+        },
+    }
+    row = (await connection.execute(select(*(c.label(n) for n, c in columns.items())))).one()
+    counted = {name: int(value or 0) for name, value in row._mapping.items()}
+    done = counted.pop("done")
+    return done, counted
+
+
 async def count_linked_customers(connection: AsyncConnection) -> int:
     linked = await connection.scalar(
         select(func.count()).where(links.c.warp_customer_id.is_not(None), links.c.state == "active")
@@ -214,10 +229,12 @@ async def count_linked_customers(connection: AsyncConnection) -> int:
 
 
 async def load_dashboard(
-    engine: AsyncEngine, *, rate_limit: int, window_seconds: float
+    engine: AsyncEngine, *, rate_limit: int, window_seconds: float, per_minute: bool = True
 ) -> Dashboard:
     """The figures in two groups read at once, each on its own connection: the page costs
-    its slower group rather than the sum. (Customers linked: see app/sync/operator/overview.py.)"""
+    its slower group rather than the sum. (The customers and the day's counts: see
+    app/sync/operator/overview.py.) `per_minute`: also the jobs finished per minute over 3 h
+    (the API's; the page charts the minute samples instead)."""
     now = datetime.now(UTC)
 
     async def counts() -> dict[str, int]:
@@ -229,7 +246,7 @@ async def load_dashboard(
             return Dashboard(
                 queue={},
                 oldest_pending=await oldest_pending(connection, now),
-                per_minute=await jobs_per_minute(connection, now),
+                per_minute=await jobs_per_minute(connection, now) if per_minute else [],
                 webhook_events={},
                 open_conflicts=0,
                 linked_customers=0,
@@ -244,8 +261,8 @@ async def load_dashboard(
             )
 
     counted, dashboard = await asyncio.gather(counts(), the_rest())
-    dashboard.queue = {state: counted[f"queue_{state}"] for state in STATES}
-    dashboard.webhook_events = {s: counted[f"events_{s}"] for s in EVENT_STATUSES}
+    # Done (24 h) and the webhook events: day_figures, read by the caller.
+    dashboard.queue = {state: counted.get(f"queue_{state}", 0) for state in STATES}
     dashboard.open_conflicts = counted["open_conflicts"]
     if "hubspot_used" in counted:
         used = counted["hubspot_used"]

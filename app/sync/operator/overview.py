@@ -3,65 +3,147 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.context import AppContext
 from app.store import sync_state
-from app.store.dashboard import Dashboard, count_linked_customers, load_dashboard
+from app.store.dashboard import Dashboard, count_linked_customers, day_figures, load_dashboard
 from app.warp.connector import SqlWarpConnector
 from app.warp.search import count_customers, search_customers
 
 SCAN_LIMIT = 20_000  # customers looked at per page of the "not linked" list
-CUSTOMER_COUNTS_SECONDS = 10.0
+# The figures below scan many rows. While they count fewer than this in all (a small
+# deployment, the tests: a few milliseconds) they are read afresh for every page; past it
+# (~10 ms of index per 100,000 rows), from the last read.
+CACHE_FROM_ROWS = 100_000
+MIN_AGE_SECONDS = 10.0  # cached figures are read again when older than this...
+COST_FACTOR = 100  # ...and than this many times their last read took (scans <= ~1 % of time)
+
+log = logging.getLogger("hubsync.dashboard")
 
 
-class CustomerCounts:
-    """WARP's customer count and hubsync's linked count each scan every customer (~100,000
-    rows: tens of milliseconds, more than the rest of the dashboard together); they move
-    slowly, so each process counts them at most every `max_age` seconds."""
+@dataclass(frozen=True)
+class ScannedFigures:
+    """The dashboard's figures that each scan many rows: every customer in WARP (~1,000,000),
+    every linked one, the jobs done and the webhook events received in 24 h."""
 
-    def __init__(self, max_age: float = CUSTOMER_COUNTS_SECONDS) -> None:
-        self.max_age = max_age
-        self._value: tuple[int | None, int] | None = None
-        self._counted_at = 0.0
+    customers_total: int | None  # None: WARP is not a table hubsync can count
+    linked: int
+    done_24h: int
+    events_24h: dict[str, int]
+    counted_at: datetime
+    took_seconds: float
+
+    @property
+    def cached(self) -> bool:
+        """Served from the last read (rather than read for every page): many rows counted."""
+        total = self.customers_total or 0
+        return total + self.linked + self.done_24h + sum(self.events_24h.values()) >= (
+            CACHE_FROM_ROWS
+        )
+
+
+class CostlyFigures:
+    """The ScannedFigures, read at most every `MIN_AGE_SECONDS` (or `COST_FACTOR` times a read's
+    duration) once they count `CACHE_FROM_ROWS` rows or more, and then in the background: a
+    page answers with the last figures (saying when they were counted) and never waits for a
+    scan but the first. One read at a time per process; the others take its answer."""
+
+    def __init__(self, read: Callable[[], Awaitable[ScannedFigures]]) -> None:
+        self._read = read
+        self._value: ScannedFigures | None = None
         self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None
 
-    async def read(self, context: AppContext) -> tuple[int | None, int]:
-        async with self._lock:  # one count at a time; the others take its answer
-            if self._value is None or time.monotonic() - self._counted_at > self.max_age:
-                self._value = await _count(context)
-                self._counted_at = time.monotonic()
-            return self._value
+    def _too_old(self, value: ScannedFigures) -> bool:
+        max_age = max(MIN_AGE_SECONDS, COST_FACTOR * value.took_seconds)
+        return (datetime.now(UTC) - value.counted_at).total_seconds() >= max_age
+
+    async def read(self) -> ScannedFigures:
+        value = self._value
+        if value is not None and value.cached:
+            if self._too_old(value) and (self._refresh is None or self._refresh.done()):
+                self._refresh = asyncio.create_task(self._reread(), name="hubsync-dashboard-counts")
+            return value
+        async with self._lock:
+            current = self._value
+            if current is None or current is value:  # nobody read them while this call waited
+                current = self._value = await self._read()
+            return current
+
+    async def _reread(self) -> None:
+        try:
+            async with self._lock:
+                self._value = await self._read()
+        except Exception as exc:  # noqa: BLE001 -- the last figures stay; the next page retries
+            log.warning("dashboard: counting failed: %s", type(exc).__name__)
+
+    async def close(self) -> None:
+        if self._refresh is not None and not self._refresh.done():
+            self._refresh.cancel()
+            await asyncio.gather(self._refresh, return_exceptions=True)
 
 
-async def _count(context: AppContext) -> tuple[int | None, int]:
+def costly_figures_of(context: AppContext) -> CostlyFigures:
+    if context.costly_figures is None:
+        context.costly_figures = CostlyFigures(functools.partial(_scan, context))
+    return context.costly_figures
+
+
+async def _scan(context: AppContext) -> ScannedFigures:
+    started, now = time.monotonic(), datetime.now(UTC)
+
     async def linked() -> int:
         async with context.engine.connect() as connection:
             return await count_linked_customers(connection)
 
-    if not isinstance(context.warp, SqlWarpConnector):
-        return None, await linked()
-    total, linked_count = await asyncio.gather(count_customers(context.warp), linked())
-    return total, linked_count
+    async def day() -> tuple[int, dict[str, int]]:
+        async with context.engine.connect() as connection:
+            return await day_figures(connection, now)
 
+    async def total() -> int | None:
+        if not isinstance(context.warp, SqlWarpConnector):
+            return None
+        return await count_customers(context.warp)
 
-async def read_dashboard(context: AppContext) -> Dashboard:
-    """hubsync's figures and the customer counts, read at the same time."""
-    limit = context.settings.hubspot_rate_limit
-    if context.customer_counts is None:
-        context.customer_counts = CustomerCounts()
-    counts = context.customer_counts
-    dashboard, (total, linked) = await asyncio.gather(
-        load_dashboard(
-            context.engine, rate_limit=limit.requests, window_seconds=limit.window_seconds
-        ),
-        counts.read(context),
+    total_count, linked_count, (done, events) = await asyncio.gather(total(), linked(), day())
+    return ScannedFigures(
+        customers_total=total_count,
+        linked=linked_count,
+        done_24h=done,
+        events_24h=events,
+        counted_at=now,
+        took_seconds=time.monotonic() - started,
     )
-    dashboard.customers_total = total
-    dashboard.linked_customers = linked
+
+
+async def read_dashboard(context: AppContext, *, per_minute: bool = True) -> Dashboard:
+    """hubsync's figures and the costly ones (see CostlyFigures), read at the same time;
+    `per_minute`: with the jobs finished per minute (load_dashboard)."""
+    limit = context.settings.hubspot_rate_limit
+    dashboard, scanned = await asyncio.gather(
+        load_dashboard(
+            context.engine,
+            rate_limit=limit.requests,
+            window_seconds=limit.window_seconds,
+            per_minute=per_minute,
+        ),
+        costly_figures_of(context).read(),
+    )
+    dashboard.customers_total = scanned.customers_total
+    dashboard.linked_customers = scanned.linked
+    dashboard.queue["done"] = scanned.done_24h
+    dashboard.webhook_events = scanned.events_24h
+    if scanned.cached:  # from the last count, not this page's
+        dashboard.counted_at = scanned.counted_at
     return dashboard
 
 

@@ -140,8 +140,8 @@ async def _store_events_postgres(
         for column, name in zip(columns, _EVENT_COLUMNS, strict=True):
             column.append(row[name])
     columns[10] = [json.dumps(raw) for raw in columns[10]]
-    result = await connection.exec_driver_sql(_INSERT_EVENTS_POSTGRES, (*columns, stamp))
-    return {dedup_key: row_id for row_id, dedup_key in result}
+    result: Any = await connection.exec_driver_sql(_INSERT_EVENTS_POSTGRES, (*columns, stamp))
+    return {row[1]: row[0] for row in result}  # dedup_key: id
 
 
 _EVENT_COLUMNS = (
@@ -251,10 +251,10 @@ async def store_routed_events(
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    result = await connection.exec_driver_sql(
+    result: Any = await connection.exec_driver_sql(
         _STORE_ROUTED_POSTGRES, (*columns, source, priority, stamp)
     )
-    return {dedup_key: (row_id, job_id) for row_id, dedup_key, job_id in result}
+    return {row[1]: (row[0], row[2]) for row in result}  # dedup_key: (id, job_id)
 
 
 async def company_links(
@@ -264,23 +264,24 @@ async def company_links(
     with its link — in one round trip, since intake asks this for every delivery."""
     if not company_ids:
         return {}, {}
+    rows: Any  # (asked, survivor, then the link's columns) from SQL text or the query below
     if connection.dialect.name == "postgresql":
         rows = await connection.exec_driver_sql(_COMPANY_LINKS_POSTGRES, (list(company_ids),))
     else:
         rows = await connection.execute(_company_links_query(), {"ids": list(company_ids)})
     found: dict[str, Link] = {}
     survivors: dict[str, str] = {}
-    for asked, survivor, link_id, customer_id, company_id, ban, state in rows:
-        if survivor is not None:
-            survivors[asked] = survivor
-        if link_id is not None:
-            found[company_id] = Link(link_id, customer_id, company_id, ban, state)
+    for row in rows:
+        if row[1] is not None:
+            survivors[row[0]] = row[1]
+        if row[2] is not None:
+            found[row[4]] = Link(row[2], row[3], row[4], row[5], row[6])
     return found, survivors
 
 
 @functools.cache
 def _company_links_query() -> Any:
-    ids = bindparam("ids", expanding=True)
+    ids: Any = bindparam("ids", expanding=True)
     direct = select(
         links.c.hubspot_company_id.label("asked"), null().label("survivor"), *_LINK_COLUMNS
     ).where(links.c.hubspot_company_id.in_(ids))

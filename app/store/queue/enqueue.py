@@ -48,16 +48,17 @@ async def upsert_pending(
         raise ValueError(f"priority must be 1 (most urgent) to 10, got {priority}")
     keys = sorted(keys)  # one lock order for every enqueue: see `QueueRepository.enqueue_many`
     if connection.dialect.name == "postgresql":
-        rows = await _upsert_postgres(
+        upserted = await _upsert_postgres(
             connection,
             [(entity_type, key, direction) for key in keys],
             priority=priority,
             source=source,
             payload=payload,
         )
-        job_ids = {key: job_id for job_id, _, key, _ in rows}
-        created = sum(1 for *_, inserted in rows if inserted)
-        return BulkEnqueued(created, len(keys) - created, job_ids)
+        fresh = sum(1 for *_, inserted in upserted if inserted)
+        return BulkEnqueued(
+            fresh, len(keys) - fresh, {key: job_id for job_id, _, key, _ in upserted}
+        )
     now = sql_now(connection.dialect)
     rows = [
         {
@@ -162,7 +163,8 @@ async def _upsert_postgres(
     payload: dict[str, Any] | None,
 ) -> list[tuple[int, str, str, bool]]:
     """(job id, entity_type, key, inserted) per request."""
-    result = await connection.exec_driver_sql(
+    # Rows of SQL text are untyped: (id, entity_type, entity_key, inserted, notified).
+    result: Any = await connection.exec_driver_sql(
         _UPSERT_POSTGRES,
         (
             [entity_type for entity_type, _, _ in requests],
@@ -173,7 +175,7 @@ async def _upsert_postgres(
             None if payload is None else json.dumps(payload),
         ),
     )
-    return [(job_id, kind, key, inserted) for job_id, kind, key, inserted, _ in result]
+    return [(row[0], row[1], row[2], row[3]) for row in result]  # id, type, key, inserted
 
 
 async def _upsert_sqlite(

@@ -56,6 +56,7 @@ chaos: $(STAMP) ## the convergence suite, longer: 10 min of edits, 100 customers
 bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~25 min; see bench/README.md)
 	$(BIN)/python -m bench.outbound
 	$(BIN)/python -m bench.webhook_intake --runs 5
+	$(BIN)/python -m bench.intake_floor --rounds 3
 	$(BIN)/python -m bench.inbound_latency --runs 3
 	$(BIN)/python -m bench.console --rounds 5
 	$(BIN)/python -m bench.reconcile --runs 3

@@ -144,10 +144,11 @@ def free_port() -> int:
 
 
 def start_server(
-    url: str, port: int, workers: int = 1
+    url: str, port: int, workers: int = 1, output: int | None = None, root: Path = ROOT
 ) -> tuple[subprocess.Popen[bytes], list[str]]:
     """`hubsync serve` for one process; for several, uvicorn's own `--workers` over the same
-    app (`app_from_env` below), since `hubsync serve` runs one process."""
+    app (`app_from_env` below), since `hubsync serve` runs one process. `root`: the checkout
+    whose code it runs (another one's, to compare with the code before a change)."""
     if workers == 1:
         command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(port), "--no-migrate"]
@@ -166,8 +167,9 @@ def start_server(
         "HUBSYNC_SCHEDULER": "false",
         "HUBSYNC_DEMO_DATA": "false",
         "HUBSYNC_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(root),
     }
-    server = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 - our own command
+    server = subprocess.Popen(command, cwd=root, env=env, stdout=output)  # noqa: S603 - our own command
     return server, command
 
 

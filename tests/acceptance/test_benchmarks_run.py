@@ -89,6 +89,18 @@ def test_webhook_intake(postgres_template: str) -> None:
     assert "errors 0" in out
 
 
+def test_intake_floor(postgres_template: str) -> None:
+    """wrk drives both servers with pre-signed deliveries (.ci/run installs wrk): every one
+    answered 2xx, none sent twice, each mode's ratio printed."""
+    out = bench("intake_floor", "--rounds", "1", "--seconds", "1")
+    for mode in ("single", "batch"):
+        assert re.search(rf"ratio hubsync/floor \({mode}\): [\d.]+", out), out
+    rounds = re.findall(r"round 1 (floor|hubsync)\s*: ([\d,]+) deliveries/s.*non-2xx (\d+)", out)
+    assert sorted(name for name, _, _ in rounds) == ["floor", "floor", "hubsync", "hubsync"], out
+    assert all(int(rate.replace(",", "")) > 0 and errors == "0" for _, rate, errors in rounds), out
+    assert re.search(r"round 1 hubsync.*repeated 0", out), out
+
+
 def test_inbound_latency(postgres_template: str) -> None:
     out = bench("inbound_latency", "--runs", "1", "--edits", "10", "--rate", "10")
     assert re.search(r"median of 1 runs: edit -> WARP p50 \d+ ms", out), out

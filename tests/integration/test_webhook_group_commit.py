@@ -58,10 +58,18 @@ async def submit_together(
 
 
 def fail_every_commit(engine: AsyncEngine) -> None:
+    """Every COMMIT fails, and so does the statement that stores events outside a transaction
+    (the intake's one-statement write on PostgreSQL, which commits by itself)."""
+
     def refuse(_connection: Any) -> None:
         raise OperationalError("COMMIT", {}, Exception("could not write the WAL"))
 
+    def refuse_autocommitted_store(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "INSERT INTO hubspot_webhook_events" in statement and "WITH incoming" in statement:
+            raise OperationalError(statement, {}, Exception("could not write the WAL"))
+
     event.listen(engine.sync_engine, "commit", refuse)
+    event.listen(engine.sync_engine, "before_cursor_execute", refuse_autocommitted_store)
 
 
 async def test_deliveries_arriving_together_share_one_transaction(db: Database) -> None:

@@ -37,7 +37,7 @@ from app.metrics.instruments import FinishedJob, observe_finished
 from app.sql import any_of
 from app.store.models import Timestamp
 from app.store.pauses import job_not_paused
-from app.store.queue.enqueue import upsert_pending
+from app.store.queue.enqueue import upsert_pending, upsert_pending_each
 from app.store.queue.maintenance import (
     REQUEUE_CHUNK,
     age_pending,
@@ -203,6 +203,22 @@ class QueueRepository:
                 {**total.job_ids, **part.job_ids},
             )
         return total
+
+    async def enqueue_each(
+        self,
+        connection: AsyncConnection,
+        requests: Sequence[tuple[str, str, str]],
+        *,
+        priority: int = 5,
+        source: JobSource | str,
+    ) -> dict[tuple[str, str], int]:
+        """Queue (entity_type, key, direction) requests of several types and directions in
+        one statement (on PostgreSQL): the webhook intake's. Duplicates count once; they go
+        in by type, then key, the lock order of `enqueue_many`. {(entity_type, key): job id}."""
+        unique = sorted({(str(t), k): str(d) for t, k, d in requests}.items())
+        return await upsert_pending_each(
+            connection, [(t, k, d) for (t, k), d in unique], priority=priority, source=str(source)
+        )
 
     # -- claim -------------------------------------------------------------------------------
 

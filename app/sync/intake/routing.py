@@ -21,7 +21,7 @@
   and the log says why; the rest of the delivery goes on as usual.
 
 Deletions and restores arriving out of order never undo a newer one already stored. Work is
-queued with `QueueRepository.enqueue_many` on the same connection, so an event is `queued`
+queued with `QueueRepository.enqueue_each` on the same connection, so an event is `queued`
 exactly when its job exists. No HubSpot call happens here: the job reads the company later.
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -62,23 +62,22 @@ _STOPPED = {
     "merged": "company {company} was merged; customer {link.warp_customer_id} is held for an "
     "operator to relink or split",
 }
+# A customer is synced both ways; a company without one towards WARP.
+_DIRECTIONS = {EntityType.CUSTOMER: JobDirection.BOTH, EntityType.COMPANY: JobDirection.TO_WARP}
 _ROUTED = (EventKind.CREATION, EventKind.PROPERTY_CHANGE, EventKind.RESTORE, EventKind.MERGE)
 
 
 class BulkEnqueue(Protocol):
     """The part of `QueueRepository` intake needs (see app/store/queue/repository.py)."""
 
-    async def enqueue_many(
+    async def enqueue_each(
         self,
         connection: AsyncConnection,
-        entity_type: str,
-        keys: Iterable[str],
+        requests: Sequence[tuple[str, str, str]],
         *,
         priority: int = 5,
         source: JobSource | str,
-        direction: JobDirection | str,
-        payload: dict[str, Any] | None = None,
-    ) -> Any: ...
+    ) -> dict[tuple[str, str], int]: ...
 
 
 @dataclass
@@ -250,24 +249,15 @@ class _Router:
         self.targets[row_id] = self.target(survivor)
 
     async def enqueue(self, queue: BulkEnqueue) -> None:
-        """One enqueue statement per entity type; then every routed event is `queued`."""
-        job_ids: dict[Target, int] = {}
-        for entity_type, direction in (
-            (EntityType.CUSTOMER, JobDirection.BOTH),
-            (EntityType.COMPANY, JobDirection.TO_WARP),
-        ):
-            keys = sorted({key for kind, key in self.targets.values() if kind is entity_type})
-            if keys:
-                result = await queue.enqueue_many(
-                    self.connection,
-                    entity_type.value,
-                    keys,
-                    source=JobSource.WEBHOOK,
-                    direction=direction,
-                )
-                job_ids.update({(entity_type, k): v for k, v in result.job_ids.items()})
-        for row_id, target in self.targets.items():
-            self.statuses.append(EventStatus(row_id, QUEUED, None, job_ids[target]))
+        """One enqueue statement for every target; then every routed event is `queued`."""
+        if not self.targets:
+            return
+        requests = [
+            (kind.value, key, _DIRECTIONS[kind].value) for kind, key in set(self.targets.values())
+        ]
+        job_ids = await queue.enqueue_each(self.connection, requests, source=JobSource.WEBHOOK)
+        for row_id, (kind, key) in self.targets.items():
+            self.statuses.append(EventStatus(row_id, QUEUED, None, job_ids[(kind.value, key)]))
 
 
 def _with(link: Link, **changes: Any) -> Link:
@@ -342,6 +332,77 @@ async def accept_deliveries(
     )
     for status in statuses:
         _count(owner[status.event_id], [status])
+    return summaries
+
+
+# Kinds whose routing only reads (the links): a group of only these (or of events with a
+# problem, which are not routed) can be stored in one statement (`accept_deliveries_at_once`).
+_READ_ONLY_ROUTING = (EventKind.CREATION, EventKind.PROPERTY_CHANGE, EventKind.UNSUPPORTED)
+
+
+def can_accept_at_once(deliveries: Sequence[Sequence[IncomingEvent]]) -> bool:
+    """Whether `accept_deliveries_at_once` may take these: no deletion, restore or merge,
+    whose routing writes links and reads the events already stored."""
+    return all(
+        event.problem is not None or event.kind in _READ_ONLY_ROUTING
+        for delivery in deliveries
+        for event in delivery
+    )
+
+
+async def accept_deliveries_at_once(
+    connection: AsyncConnection,
+    deliveries: Sequence[Sequence[IncomingEvent]],
+    *,
+    app_id: str | None,
+    source: JobSource = JobSource.WEBHOOK,
+) -> list[DeliverySummary]:
+    """`accept_deliveries` in two round trips and no transaction of its own, on PostgreSQL,
+    for deliveries `can_accept_at_once` takes: read the links, route every event in memory
+    (as `accept_deliveries` does), then ONE statement stores the new events with their
+    final status and queues their jobs (`webhook_events.store_routed_events`; atomic on an
+    autocommit connection). The summaries are those `accept_deliveries` gives."""
+    unique: dict[str, IncomingEvent] = {}
+    for delivery in deliveries:
+        for event in delivery:
+            unique.setdefault(event.dedup_key, event)
+    ordered = [unique[key] for key in sorted(unique)]  # the lock order of the events
+    router = _Router(connection, app_id=app_id)
+    routed = [e for e in ordered if e.kind is not EventKind.UNSUPPORTED and e.problem is None]
+    if routed:
+        await router.load(routed)
+    # Routing these kinds reads no state it changes, so the order does not matter here.
+    for index, event in enumerate(ordered):
+        await router.route(index, event, honour_own_writes=True)
+    outcome = {status.event_id: status for status in router.statuses}
+    items = []
+    for index, event in enumerate(ordered):
+        target = router.targets.get(index)
+        if target is not None:
+            kind, key = target
+            direction = _DIRECTIONS[kind].value
+            items.append(
+                webhook_events.RoutedEvent(event, QUEUED, None, (kind.value, key, direction))
+            )
+        else:
+            status = outcome[index]
+            items.append(webhook_events.RoutedEvent(event, status.status, status.reason))
+    status_of = {item.event.dedup_key: item.status for item in items}
+    stored = await webhook_events.store_routed_events(
+        connection, items, source=str(source), priority=5
+    )
+    summaries = [DeliverySummary(received=len(delivery)) for delivery in deliveries]
+    counted: set[str] = set()
+    for summary, delivery in zip(summaries, deliveries, strict=True):
+        for event in delivery:
+            key = event.dedup_key
+            if key not in stored or key in counted:
+                summary.duplicates += 1
+                continue
+            counted.add(key)
+            summary.stored += 1
+            row_id, job_id = stored[key]
+            _count(summary, [EventStatus(row_id, status_of[key], None, job_id)])
     return summaries
 
 

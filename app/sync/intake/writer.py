@@ -42,7 +42,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import HubsyncError
 from app.sync.core.events import IncomingEvent
-from app.sync.intake.routing import BulkEnqueue, DeliverySummary, accept_deliveries
+from app.sync.intake.routing import (
+    BulkEnqueue,
+    DeliverySummary,
+    accept_deliveries,
+    accept_deliveries_at_once,
+    can_accept_at_once,
+)
 
 log = logging.getLogger("hubsync.webhooks")
 
@@ -97,6 +103,7 @@ class IntakeWriter:
         self.timeout_seconds = timeout_seconds
         self.writers = writers
         self.stats = IntakeStats()
+        self._postgres = engine.dialect.name == "postgresql"
         # Bounded: past this many waiting deliveries, callers wait to enter (and time out
         # into a 503) rather than the process queueing without limit.
         self._inbox: asyncio.Queue[_Delivery | None] = asyncio.Queue(maxsize=16 * max_deliveries)
@@ -238,9 +245,15 @@ class IntakeWriter:
             return await self._transaction_once(group)
 
     async def _transaction_once(self, group: list[_Delivery]) -> list[DeliverySummary]:
+        deliveries = [d.events for d in group]
+        if self._postgres and can_accept_at_once(deliveries):
+            # Two round trips, the write one atomic statement: no BEGIN, no COMMIT.
+            async with asyncio.timeout(self.timeout_seconds), self.engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return await accept_deliveries_at_once(autocommit, deliveries, app_id=self.app_id)
         async with asyncio.timeout(self.timeout_seconds), self.engine.begin() as connection:
             return await accept_deliveries(
-                connection, [d.events for d in group], queue=self.queue, app_id=self.app_id
+                connection, deliveries, queue=self.queue, app_id=self.app_id
             )
 
 

@@ -24,8 +24,8 @@ def register(commands: Subcommands) -> None:
     capture = commands.add_parser(
         "capture",
         help="install, remove or inspect the change capture trigger in WARP",
-        description="Change capture in WARP (opt-in): AFTER INSERT, UPDATE and DELETE "
-        "triggers on the customers table note each change in a table of hubsync's own "
+        description="Change capture in WARP (opt-in): an AFTER INSERT OR UPDATE OR DELETE "
+        "trigger on the customers table notes each change in a table of hubsync's own "
         "(schema hubsync_capture on PostgreSQL), which the service drains into jobs. "
         "PostgreSQL needs CREATE on the WARP database (for the schema) and TRIGGER on the "
         "customers table (or ownership of it).",

@@ -3,17 +3,11 @@ small table of hubsync's own, so a SQL edit reaches hubsync without a job and wi
 catch-up, and each column's change time is known (LATEST_WINS needs it).
 
 PostgreSQL: schema `hubsync_capture`, table `changes` (id, the writing transaction's xid,
-the customer ids, operation I/U/D, the changed columns, `clock_timestamp()`), and three
-statement-level triggers (`AFTER INSERT`, `UPDATE`, `DELETE … FOR EACH STATEMENT`, with
-transition tables: PostgreSQL allows one event per such trigger) calling one function. Per
-statement it writes one row per operation and set of changed columns (at most CHUNK ids each):
-a bulk UPDATE of 20,000 rows is one insert of one row, not 20,000. The changed columns come
-from a fixed comparison per watched column, written into the function at install time. The
-function runs as WARP's writer (INSERT on the change table is granted to PUBLIC), sends
-`NOTIFY hubsync_capture` (at most once per session every NOTIFY_EVERY) unless installed with
-`notify=False`, and swallows any error of its own (RAISE WARNING, RETURN NULL): capture can
-never fail WARP's transaction. That guard is a subtransaction, one per statement rather than
-one per row (bench/capture_cost.py measures what it all costs).
+customer id, operation I/U/D, the changed columns, `clock_timestamp()`), one `AFTER INSERT OR
+UPDATE OR DELETE … FOR EACH ROW` trigger calling a function (run as WARP's writer; INSERT on
+the change table is granted to PUBLIC) that sends `NOTIFY hubsync_capture` unless installed
+with `notify=False`. The function swallows any error of its own (RAISE WARNING, RETURN NULL):
+capture can never fail WARP's transaction.
 
 SQLite: table `hubsync_capture_changes` beside the customers table and three triggers (SQLite
 allows one event per trigger); it has no NOTIFY, so the drain polls.
@@ -22,12 +16,11 @@ The trigger compares every column the table had at install time except `created_
 `updated_at` (a touch of `updated_at` alone is no change), not only the columns the rules map:
 rules change at run time without a reinstall, and the drain keeps the columns they map.
 
-Reading: `read_changes` (one Change per customer id of a row) never passes a change whose
-transaction may still commit behind it: on PostgreSQL it returns only rows whose xid is below
-the oldest transaction still open that has written a change (PG_HORIZON: `pg_snapshot_xmin`
-narrowed to capture's writers); SQLite has one writer, so its id (rowid) order is commit
-order. Drained rows are deleted; a row is only ever deleted after it was drained, so no change
-is skipped whatever the order.
+Reading: `read_changes` never passes a change whose transaction may still commit behind it:
+on PostgreSQL it returns only rows whose xid is below the oldest transaction still open that
+has written a change (PG_HORIZON: `pg_snapshot_xmin` narrowed to capture's writers); SQLite has
+one writer, so its id (rowid) order is commit order. Drained rows are deleted; a row is only
+ever deleted after it was drained, so no change is skipped whatever the order.
 """
 
 from __future__ import annotations
@@ -47,13 +40,7 @@ CAPTURE_SCHEMA = "hubsync_capture"
 NOTIFY_CHANNEL = "hubsync_capture"
 NOTIFY_SETTING = "hubsync_capture.notified_at"  # per session: when it last sent NOTIFY
 NOTIFY_EVERY = "100 milliseconds"
-PG_TRIGGERS = {
-    "I": "hubsync_capture_insert",
-    "U": "hubsync_capture_update",
-    "D": "hubsync_capture_delete",
-}
-PG_OLD_TRIGGER = "hubsync_capture"  # the first version's one row-level trigger
-CHUNK = 10_000  # customer ids per change row at most (a 1 GB field holds ~25 million)
+PG_TRIGGER = "hubsync_capture"
 SQLITE_TABLE = "hubsync_capture_changes"
 SQLITE_TRIGGERS = {
     "I": "hubsync_capture_insert",
@@ -168,8 +155,7 @@ class Capture:
         async with self.engine.begin() as connection:
             table = _table_sql(connection, self.table_name)
             if self.postgres:
-                for trigger in (*PG_TRIGGERS.values(), PG_OLD_TRIGGER):
-                    await connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger} ON {table}")
+                await connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {PG_TRIGGER} ON {table}")
                 await connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {CAPTURE_SCHEMA} CASCADE")
             else:
                 prefix = self._sqlite_prefix(connection)
@@ -183,9 +169,8 @@ class Capture:
             if not await self._installed(connection):
                 return CaptureStatus(False, 0, None, ())
             changes = self._changes_sql(connection)
-            count = "sum(cardinality(customer_ids))" if self.postgres else "count(*)"
             result = await connection.execute(
-                text(f"SELECT coalesce({count}, 0), min(changed_at) FROM {changes}")
+                text(f"SELECT count(*), min(changed_at) FROM {changes}")
             )
             count, oldest = result.one()
             watched, notify = await self._watched(connection)
@@ -210,18 +195,12 @@ class Capture:
         async with self.engine.connect() as connection:
             changes = self._changes_sql(connection)
             if self.postgres:
-                # whole rows, oldest first, until `limit` ids are reached (at least one row)
                 rows = await connection.execute(
                     text(
-                        f"WITH {PG_HORIZON}, picked AS ("
-                        " SELECT id, customer_ids, operation, columns, changed_at,"
-                        "  sum(cardinality(customer_ids)) OVER (ORDER BY id)"
-                        "   - cardinality(customer_ids) AS before"
-                        f" FROM {changes}, horizon WHERE xid < horizon.below"
-                        " ORDER BY id LIMIT :limit) "
-                        "SELECT id, customer_id, operation, columns, changed_at"
-                        " FROM picked, unnest(customer_ids) AS customer_id"
-                        " WHERE before < :limit ORDER BY id"
+                        f"WITH {PG_HORIZON} "
+                        "SELECT id, customer_id, operation, columns, changed_at "
+                        f"FROM {changes}, horizon WHERE xid < horizon.below "
+                        "ORDER BY id LIMIT :limit"
                     ),
                     {"limit": limit},
                 )
@@ -246,7 +225,7 @@ class Capture:
 
     async def delete_changes(self, ids: Sequence[int]) -> None:
         """Delete drained rows, at most DELETE_BATCH per statement and transaction."""
-        wanted = sorted(set(ids))
+        wanted = sorted(ids)
         for start in range(0, len(wanted), DELETE_BATCH):
             chunk = wanted[start : start + DELETE_BATCH]
             async with self.engine.begin() as connection:
@@ -263,47 +242,31 @@ class Capture:
         self, connection: AsyncConnection, watched: Sequence[str], *, notify: bool
     ) -> list[str]:
         table = _table_sql(connection, self.table_name)
-        changes = f"{CAPTURE_SCHEMA}.changes"
-
-        def named(column: str) -> str:
-            return "'" + column.replace("'", "''") + "'"
-
-        changed = ", ".join(
-            f"CASE WHEN n.{_quote(connection, c)} IS DISTINCT FROM o.{_quote(connection, c)} "
-            f"THEN {named(c)} END"
+        compares = "\n".join(
+            f"    IF NEW.{_quote(connection, c)} IS DISTINCT FROM OLD.{_quote(connection, c)} "
+            f"THEN changed := changed || '{c}'::text; END IF;"
             for c in watched
         )
-        every = ", ".join(named(c) for c in watched)
+        every = ", ".join(f"'{c}'" for c in watched)
         # NOTIFY serialises committing notifiers on a server-wide lock: each session sends
         # at most one every NOTIFY_EVERY; a change that sends none is found by the drain's
         # poll (0.25 s) or the next notification.
         wake = (
-            f"""IF FOUND AND (coalesce(current_setting('{NOTIFY_SETTING}', true), '') = ''
+            f"""IF coalesce(current_setting('{NOTIFY_SETTING}', true), '') = ''
        OR clock_timestamp() - current_setting('{NOTIFY_SETTING}')::timestamptz
-          > interval '{NOTIFY_EVERY}') THEN
+          > interval '{NOTIFY_EVERY}' THEN
         PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
         PERFORM set_config('{NOTIFY_SETTING}', clock_timestamp()::text, false);
     END IF;"""
             if notify
             else ""
         )
-        insert = f"INSERT INTO {changes} (customer_ids, operation, columns)"
         return [
             f"CREATE SCHEMA IF NOT EXISTS {CAPTURE_SCHEMA}",
-            # the first version's table held one customer per row: dropped with what it
-            # held, as uninstall would (the catch-up still finds those rows)
-            f"""DO $do$ BEGIN
-    IF to_regclass('{changes}') IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM pg_attribute
-        WHERE attrelid = to_regclass('{changes}') AND attname = 'customer_ids'
-    ) THEN
-        DROP TABLE {changes} CASCADE;
-    END IF;
-END $do$""",
-            f"""CREATE TABLE IF NOT EXISTS {changes} (
+            f"""CREATE TABLE IF NOT EXISTS {CAPTURE_SCHEMA}.changes (
                 id bigserial PRIMARY KEY,
                 xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
-                customer_ids text[] NOT NULL,
+                customer_id text NOT NULL,
                 operation char(1) NOT NULL,
                 columns text[] NOT NULL,
                 changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
@@ -311,32 +274,22 @@ END $do$""",
             f"""CREATE OR REPLACE FUNCTION {CAPTURE_SCHEMA}.note_change() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 -- hubsync change capture; watched: {",".join(watched)}
+DECLARE
+    changed text[] := '{{}}';
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-        -- matched by id; a row whose id changed is its old id deleted and its new inserted
-        {insert}
-        SELECT array_agg(id::text), operation, columns FROM (
-            SELECT coalesce(n.id, o.id) AS id,
-                CASE WHEN o.id IS NULL THEN 'I' WHEN n.id IS NULL THEN 'D' ELSE 'U' END
-                    AS operation,
-                CASE WHEN o.id IS NULL THEN ARRAY[{every}]::text[]
-                    WHEN n.id IS NULL THEN '{{}}'::text[]
-                    ELSE array_remove(ARRAY[{changed}]::text[], NULL) END AS columns,
-                (row_number() OVER () - 1) / {CHUNK} AS chunk
-            FROM new_rows n FULL JOIN old_rows o ON o.id = n.id
-        ) AS row_changes
-        WHERE cardinality(columns) > 0 OR operation = 'D'
-        GROUP BY operation, columns, chunk;
+{compares}
+        IF cardinality(changed) = 0 THEN
+            RETURN NULL;
+        END IF;
+        INSERT INTO {CAPTURE_SCHEMA}.changes (customer_id, operation, columns)
+        VALUES (NEW.id::text, 'U', changed);
     ELSIF TG_OP = 'INSERT' THEN
-        {insert}
-        SELECT array_agg(id::text), 'I', ARRAY[{every}]::text[]
-        FROM (SELECT id, (row_number() OVER () - 1) / {CHUNK} AS chunk FROM new_rows) AS ids
-        GROUP BY chunk;
+        INSERT INTO {CAPTURE_SCHEMA}.changes (customer_id, operation, columns)
+        VALUES (NEW.id::text, 'I', ARRAY[{every}]::text[]);
     ELSE
-        {insert}
-        SELECT array_agg(id::text), 'D', '{{}}'::text[]
-        FROM (SELECT id, (row_number() OVER () - 1) / {CHUNK} AS chunk FROM old_rows) AS ids
-        GROUP BY chunk;
+        INSERT INTO {CAPTURE_SCHEMA}.changes (customer_id, operation, columns)
+        VALUES (OLD.id::text, 'D', '{{}}');
     END IF;
     {wake}
     RETURN NULL;
@@ -349,21 +302,11 @@ $fn$""",
             # harden, no per-call search_path switch): any role may add a change row, none
             # may read or remove one but hubsync's.
             f"GRANT USAGE ON SCHEMA {CAPTURE_SCHEMA} TO PUBLIC",
-            f"GRANT INSERT ON {changes} TO PUBLIC",
+            f"GRANT INSERT ON {CAPTURE_SCHEMA}.changes TO PUBLIC",
             f"GRANT USAGE ON SEQUENCE {CAPTURE_SCHEMA}.changes_id_seq TO PUBLIC",
-            *(
-                f"DROP TRIGGER IF EXISTS {trigger} ON {table}"
-                for trigger in (*PG_TRIGGERS.values(), PG_OLD_TRIGGER)
-            ),
-            f"CREATE TRIGGER {PG_TRIGGERS['I']} AFTER INSERT ON {table} "
-            "REFERENCING NEW TABLE AS new_rows "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION {CAPTURE_SCHEMA}.note_change()",
-            f"CREATE TRIGGER {PG_TRIGGERS['U']} AFTER UPDATE ON {table} "
-            "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION {CAPTURE_SCHEMA}.note_change()",
-            f"CREATE TRIGGER {PG_TRIGGERS['D']} AFTER DELETE ON {table} "
-            "REFERENCING OLD TABLE AS old_rows "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION {CAPTURE_SCHEMA}.note_change()",
+            f"DROP TRIGGER IF EXISTS {PG_TRIGGER} ON {table}",
+            f"CREATE TRIGGER {PG_TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {CAPTURE_SCHEMA}.note_change()",
         ]
 
     # -- SQLite ----------------------------------------------------------------------------
@@ -417,14 +360,11 @@ $fn$""",
             found = await connection.execute(
                 text(
                     "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-                    "WHERE t.tgname = ANY(:triggers) AND c.oid = to_regclass(:table)"
+                    "WHERE t.tgname = :trigger AND c.oid = to_regclass(:table)"
                 ),
-                {
-                    "triggers": list(PG_TRIGGERS.values()),
-                    "table": _table_sql(connection, self.table_name),
-                },
+                {"trigger": PG_TRIGGER, "table": _table_sql(connection, self.table_name)},
             )
-            return int(found.scalar_one()) == len(PG_TRIGGERS)
+            return bool(found.scalar_one())
         master = f"{self._sqlite_prefix(connection)}sqlite_master"
         found = await connection.execute(
             text(f"SELECT count(*) FROM {master} WHERE type = 'trigger' AND name LIKE :like"),

@@ -5,29 +5,33 @@ and without `hubsync capture install`'s trigger (issue 23: ≤ 10 % target).
         [--runs 3]
 
 A fresh PostgreSQL database with `accounts.customers` (WARP's contract) holding N customers.
-Each run measures without the trigger, with it (`Capture.install()`, as `hubsync capture
-install` does), and with it installed `--no-notify` (no NOTIFY from the trigger):
+Each round measures, in one sitting, without the trigger, with it (`Capture.install()`, as
+`hubsync capture install` does) and with it installed `--no-notify` (no NOTIFY), in reversed
+order every other round (A B C, C B A, …) so that a machine whose load drifts favours none:
 
-- **single-row UPDATEs**: `pgbench` (the server's own client, C; a Python loop over psycopg
-  when pgbench is not installed), `--clients` connections for `--seconds`, each transaction
-  one `UPDATE … SET company_name = …` of a random customer by its ban (a watched column
-  changes, so the trigger writes a change row and sends its NOTIFY every time);
-- **one bulk UPDATE** of every customer's `company_name` in a single statement (the trigger
-  fires per row, each in its own subtransaction: the heaviest case).
+- **single-row UPDATEs in many transactions**: `pgbench` (the server's own client, C; a
+  Python loop over psycopg when pgbench is not installed), `--clients` connections for
+  `--seconds`, each transaction one `UPDATE … SET company_name = …` of a random customer by
+  its ban (a watched column changes, so the trigger writes a change row every time);
+- **one bulk UPDATE of all N rows** in a single statement.
 
-The change table is emptied between runs (the service drains it continuously). Prints the
-median of the runs and the cost in percent.
+Before each measurement the change table is emptied (the service drains it continuously)
+and the customers table vacuumed, whichever the variant. Prints the machine, the load
+average before and after, the median of the rounds per variant and the median of the
+rounds' own ratios (each round's variants ran minutes apart under the same load).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -75,9 +79,11 @@ async def set_trigger(name: str, variant: str) -> None:
         await engine.dispose()
 
 
-def empty_changes(name: str) -> None:
+def settle(name: str) -> None:
+    """The same start for every variant: no change rows left, no dead customer rows."""
     with psycopg.connect(libpq(name), autocommit=True) as conn:
-        conn.execute("TRUNCATE hubsync_capture.changes")
+        if conn.execute("SELECT to_regclass('hubsync_capture.changes')").fetchone() != (None,):
+            conn.execute("DELETE FROM hubsync_capture.changes")
         conn.execute("VACUUM ANALYZE accounts.customers")
 
 
@@ -149,34 +155,69 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5, help="rounds of all variants")
     args = parser.parse_args()
     tps = pgbench_tps if shutil.which("pgbench") else loop_tps
+    invocation = [Path(sys.executable).name, "-m", "bench.capture_cost", *sys.argv[1:]]
+    print(f"command: {' '.join(invocation)}")
+    print(f"machine: {machine()}; server {ADMIN_URL.rsplit('@', 1)[-1]}")
+    print(f"load average at the start: {_load()}", flush=True)
     results: dict[tuple[str, str], list[float]] = {}
     with database() as name:
         with psycopg.connect(libpq(name), autocommit=True) as conn:
             conn.execute(TABLE)
             conn.execute(FILL, (args.customers,))  # type: ignore[arg-type]
             conn.execute("VACUUM ANALYZE accounts.customers")
-        for _ in range(args.runs):
-            for variant in VARIANTS:
+        for run in range(args.runs):
+            order = VARIANTS if run % 2 == 0 else VARIANTS[::-1]
+            for variant in order:
                 asyncio.run(set_trigger(name, variant))
+                settle(name)
                 rate = tps(name, args.customers, args.clients, args.seconds)
                 results.setdefault(("updates/s", variant), []).append(rate)
+                settle(name)
                 results.setdefault(("bulk s", variant), []).append(bulk_seconds(name))
-                if variant != VARIANTS[0]:
-                    empty_changes(name)
-    print(f"capture cost: {machine()}; {args.customers} customers, {args.clients} clients, ")
-    print(f"{args.seconds} s per run, median of {args.runs}; client: {tps.__name__}")
-    print(f"server: {ADMIN_URL.rsplit('@', 1)[-1]}")
+            rates = [results[("updates/s", v)][-1] for v in VARIANTS]
+            bulks = [results[("bulk s", v)][-1] for v in VARIANTS]
+            print(
+                f"round {run + 1} ({' -> '.join(order)}): updates/s "
+                + ", ".join(f"{r:.0f}" for r in rates)
+                + "; bulk s "
+                + ", ".join(f"{b:.2f}" for b in bulks)
+                + f"; load {_load()}",
+                flush=True,
+            )
+    print(
+        f"{args.customers} customers; single-row UPDATEs: {tps.__name__}, {args.clients}"
+        f" clients, {args.seconds} s per measurement, one UPDATE per transaction; bulk: one"
+        f" UPDATE of all {args.customers} rows; median of {args.runs} rounds"
+    )
+    print(f"load average at the end: {_load()}")
     print("| measure | " + " | ".join(VARIANTS) + " |")
     print("|---|---|---|---|")
     rates = [statistics.median(results[("updates/s", v)]) for v in VARIANTS]
     costs = [f"{rate:.0f} (cost {1 - rate / rates[0]:.1%})" for rate in rates[1:]]
     print(f"| single-row UPDATEs/s | {rates[0]:.0f} | " + " | ".join(costs) + " |")
+    paired = [_paired(results, "updates/s", v, inverse=True) for v in VARIANTS[1:]]
+    print("| single-row, median of the rounds' costs | - | " + " | ".join(paired) + " |")
     bulks = [statistics.median(results[("bulk s", v)]) for v in VARIANTS]
     costs = [f"{bulk:.2f} (+{bulk / bulks[0] - 1:.0%})" for bulk in bulks[1:]]
     print(f"| one UPDATE of all rows (s) | {bulks[0]:.2f} | " + " | ".join(costs) + " |")
+    paired = [_paired(results, "bulk s", v, inverse=False) for v in VARIANTS[1:]]
+    print("| bulk, median of the rounds' costs | - | " + " | ".join(paired) + " |")
+
+
+def _load() -> str:
+    return " ".join(f"{n:.1f}" for n in os.getloadavg())
+
+
+def _paired(
+    results: dict[tuple[str, str], list[float]], measure: str, variant: str, *, inverse: bool
+) -> str:
+    """The median over rounds of each round's cost against that round's run without."""
+    pairs = zip(results[(measure, VARIANTS[0])], results[(measure, variant)], strict=True)
+    costs = [(1 - b / a) if inverse else (b / a - 1) for a, b in pairs]
+    return f"{statistics.median(costs):.1%} (rounds {min(costs):.0%}..{max(costs):.0%})"
 
 
 if __name__ == "__main__":

@@ -118,6 +118,17 @@ def test_capture_cost(postgres_template: str) -> None:
     assert re.search(r"\| single-row UPDATEs/s \| \d+ \| \d+ \(cost -?[\d.]+%\) \|", out), out
 
 
+def test_capture_latency(postgres_template: str) -> None:
+    out = bench(
+        "capture_latency",
+        *("--customers", "20", "--runs", "1", "--rate", "5", "--seconds", "2"),
+        *("--latency-model", "none"),
+    )
+    assert "10/10 in HubSpot" in out, out
+    assert "jobs by source {'capture': 10}" in out, out  # no job posted, no catch-up
+    assert re.search(r"median of 1 runs: UPDATE -> HubSpot p50 \d+ ms", out), out
+
+
 def test_preview(postgres_template: str) -> None:
     out = bench("preview", "--customers", "500", "--rounds", "1")
     assert "{'company_name': (0, 0, 50)}" in out, out

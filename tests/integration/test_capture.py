@@ -168,6 +168,31 @@ async def test_a_drain_in_bounded_batches_loses_nothing(db: Database) -> None:
     assert sorted(c for c, _ in await queued(db)) == sorted(customers)
 
 
+async def test_a_bulk_update_is_noted_per_customer_and_column(db: Database) -> None:
+    """One UPDATE of many rows: every customer is drained with the columns it changed."""
+    renamed = [await add_customer(db) for _ in range(5)]
+    limited = [await add_customer(db, company_name="Renamed in bulk") for _ in range(2)]
+    capture, drain = capture_of(db)
+    await capture.install()
+    table = customers_table(db.customers_table)
+    async with db.engine.begin() as connection:
+        await connection.execute(
+            update(table)
+            .where(table.c.id.in_(renamed + limited))
+            .values(company_name="Renamed in bulk", credit_limit=Decimal("1000"))
+        )
+        await connection.execute(
+            update(table).where(table.c.id.in_(limited)).values(credit_limit=Decimal("5"))
+        )
+    assert (await capture.status()).pending == 7
+    assert await drain_all(drain) == (7, 7)
+    assert sorted(c for c, _ in await queued(db)) == sorted(renamed + limited)
+    async with db.engine.connect() as connection:
+        times = await column_change_times(connection, renamed + limited)
+    assert {c: set(times[c]) for c in renamed} == {c: {"company_name"} for c in renamed}
+    assert {c: set(times[c]) for c in limited} == {c: {"credit_limit"} for c in limited}
+
+
 @pytest.mark.postgres
 async def test_the_trigger_never_fails_warps_transaction(postgres_url: str) -> None:
     engine = create_engine(postgres_url)

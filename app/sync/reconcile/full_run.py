@@ -514,6 +514,8 @@ class FullRun:
     async def _warp_pass(self, run: RunRecord, state: _State) -> None:
         """Customers no company claimed. Only the ids are read for every customer (pages of
         `warp_page_size`); the whole record only for the few no company claimed."""
+        async with self.engine.begin() as connection:
+            await pairs.refresh_statistics(connection)
         async for rows in self.warp.iter_columns([], self.warp_page_size, after=state.warp_after):
             ids = [row["id"] for row in rows]
             async with self.engine.connect() as connection:

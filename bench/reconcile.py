@@ -323,6 +323,7 @@ async def live_latency(
             await asyncio.sleep(WINDOW_SECONDS + 0.5)
             baseline = await drive_live_jobs(client, name, alone)
             await asyncio.sleep(WINDOW_SECONDS + 0.5)
+            (await client.post(f"{sandbox}/_sandbox/stats/peaks/reset")).raise_for_status()
             run = (await client.post("/v1/reconciliation/runs", json={"mode": "dry_run"})).json()
             run_started = time.monotonic()
             await asyncio.sleep(3)  # the run is under way
@@ -332,10 +333,15 @@ async def live_latency(
                 await asyncio.sleep(1)
                 state = (await client.get(f"/v1/reconciliation/runs/{run['id']}")).json()
             run_seconds = time.monotonic() - run_started
+            peaks = (await client.get(f"{sandbox}/_sandbox/stats")).json()
     latencies = logged_latencies(name, sent)
     note = (
         f"capped run {run['id']}: {state['state']} in {run_seconds:.0f} s, "
-        f"{state['hubspot_calls']} HubSpot calls; {len(latencies)}/{len(sent)} live jobs logged"
+        f"{state['hubspot_calls']} HubSpot calls; {len(latencies)}/{len(sent)} live jobs logged; "
+        f"during it, most requests in any 10 s {peaks['max_requests_in_window']} and most "
+        f"searches in any 1 s {peaks['max_searches_in_window']} (the run's cap at 50 %: "
+        f"{peaks['rate_limit']['requests'] // 2} and "
+        f"{max(1, peaks['search_rate_limit']['requests'] // 2)}; live syncs do not search)"
     )
     return logged_latencies(name, baseline), latencies, note
 

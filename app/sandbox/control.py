@@ -91,6 +91,13 @@ async def stats(request: Request) -> Response:
     return JSONResponse(sandbox_of(request).stats())
 
 
+async def reset_peaks(request: Request) -> Response:
+    """The most requests (and searches) in any window count afresh from now: a benchmark's
+    phases each get their own peak."""
+    sandbox_of(request).log.reset_peaks()
+    return Response(status_code=204)
+
+
 async def get_faults(request: Request) -> Response:
     return JSONResponse(sandbox_of(request).faults.faults.to_json())
 
@@ -141,6 +148,7 @@ def control_routes() -> list[Route]:
         Route(f"{PREFIX}/companies/{{company_id}}/restore", restore_company, methods=["POST"]),
         Route(f"{PREFIX}/companies/{{company_id}}/view", view_company, methods=["GET"]),
         Route(f"{PREFIX}/stats", stats, methods=["GET"]),
+        Route(f"{PREFIX}/stats/peaks/reset", reset_peaks, methods=["POST"]),
         Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
         Route(f"{PREFIX}/faults", put_faults, methods=["PUT"]),
         Route(f"{PREFIX}/reset", reset, methods=["POST"]),

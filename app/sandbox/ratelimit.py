@@ -175,6 +175,12 @@ class RequestLog:
             self.max_in_window = max(self.max_in_window, len(recent))
         return record
 
+    def reset_peaks(self) -> None:
+        """Start the window maxima afresh (a benchmark's next phase); totals are kept."""
+        self.max_in_window = self.max_searches_in_window = 0
+        self._recent.clear()
+        self._recent_searches.clear()
+
     def finish(self, record: RequestRecord, status: int) -> None:
         record.status = status
         self.by_status[status] += 1

@@ -10,13 +10,14 @@ Two passes, each a stream:
    else by `warp_ban`, with its customer (read from WARP for that page only) and judged
    (`categories`). The customers met are written to `hubspot_reconciliation_pairs`, which is
    how a second company for one customer shows up as a duplicate.
-2. **WARP** (`phase = 'warp'`): customers by keyset pages; those no company claimed are
-   missing in HubSpot, or hold a link to a company that is archived or merged (repair).
+2. **WARP** (`phase = 'warp'`): customers' ids by keyset pages; those no company claimed
+   (read whole) are missing in HubSpot, or hold a link to a company that is archived or
+   merged (repair).
 
-Each page ends in one transaction holding its items, its pairs, the queue jobs `fix` made
-for it and the checkpoint (HubSpot's paging cursor and the search's position, WARP's keyset
-position), so a run taken
-over after its process died resumes at the next page and its report is the one an
+Each page (or the pages that waited to be judged together) ends in one transaction holding
+its items, its pairs, the queue jobs `fix` made for it and the checkpoint (HubSpot's paging
+cursor and the search's position, WARP's keyset position), so a run taken over after its
+process died resumes at the next page and its report is the one an
 uninterrupted run would have written. `dry_run` writes only the run's own report.
 """
 

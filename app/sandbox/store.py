@@ -586,8 +586,10 @@ class _LiveIndex:
         company_id = int(company.id)
         self.ids.insert(bisect.bisect_left(self.ids, company_id), company_id)
         position = bisect.bisect_right(self.created_ms, company.created_ms)
-        while position > 0 and self.created_ms[position - 1] == company.created_ms and (
-            self.created_ids[position - 1] > company_id
+        while (
+            position > 0
+            and self.created_ms[position - 1] == company.created_ms
+            and (self.created_ids[position - 1] > company_id)
         ):
             position -= 1
         self.created_ms.insert(position, company.created_ms)

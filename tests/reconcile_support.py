@@ -34,7 +34,7 @@ def full_run(env: SyncEnv, owner: str = OWNER, **options: Any) -> FullRun:
     return FullRun(
         engine=env.db.engine,
         warp=env.warp,
-        hubspot=env.client,
+        hubspot=options.pop("hubspot", env.client),
         queue=QueueRepository(env.db.engine),
         owner=owner,
         lease_seconds=options.pop("lease_seconds", 60),

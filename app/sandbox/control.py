@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.sandbox.bulk_seed import seed_rows
 from app.sandbox.company_inputs import input_properties, properties_to_update
 from app.sandbox.company_view import view_company
 from app.sandbox.errors import bad_request
@@ -75,8 +76,26 @@ async def seed_companies(request: Request) -> Response:
     return JSONResponse({"ids": ids}, status_code=201)
 
 
+async def seed_generated(request: Request) -> Response:
+    """Body: a spec of up to 2,000,000 companies made here (`app.sandbox.bulk_seed`):
+    {"count": N, "properties": {"name": "Company {n}", ...}, "overrides": {...}}. Answers
+    {"first": id of company 0, "count": N}; company n has id first + n."""
+    body = await json_body(request)
+    sandbox = sandbox_of(request)
+    columns, rows = seed_rows(sandbox.properties, body, sandbox.user_source(_user_id(body)))
+    ids = sandbox.companies.seed_rows(columns, rows)
+    return JSONResponse({"first": str(ids.start), "count": len(ids)}, status_code=201)
+
+
 async def stats(request: Request) -> Response:
     return JSONResponse(sandbox_of(request).stats())
+
+
+async def reset_peaks(request: Request) -> Response:
+    """The most requests (and searches) in any window count afresh from now: a benchmark's
+    phases each get their own peak."""
+    sandbox_of(request).log.reset_peaks()
+    return Response(status_code=204)
 
 
 async def get_faults(request: Request) -> Response:
@@ -124,10 +143,12 @@ def control_routes() -> list[Route]:
     return [
         Route(f"{PREFIX}/companies", list_all_companies, methods=["GET"]),
         Route(f"{PREFIX}/companies", seed_companies, methods=["POST"]),
+        Route(f"{PREFIX}/seed", seed_generated, methods=["POST"]),
         Route(f"{PREFIX}/companies/{{company_id}}", edit_company, methods=["PATCH"]),
         Route(f"{PREFIX}/companies/{{company_id}}/restore", restore_company, methods=["POST"]),
         Route(f"{PREFIX}/companies/{{company_id}}/view", view_company, methods=["GET"]),
         Route(f"{PREFIX}/stats", stats, methods=["GET"]),
+        Route(f"{PREFIX}/stats/peaks/reset", reset_peaks, methods=["POST"]),
         Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
         Route(f"{PREFIX}/faults", put_faults, methods=["PUT"]),
         Route(f"{PREFIX}/reset", reset, methods=["POST"]),

@@ -126,7 +126,8 @@ def is_write(method: str, path: str) -> bool:
 
 class RequestLog:
     """Every request, and the most seen in any window of the general limit (search, which
-    that limit does not cover, is logged but not counted in the window).
+    that limit does not cover, is logged but not counted in the window); searches, and the
+    most of them in any window of search's own limit.
 
     The records are bounded (`keep` newest) so a long-running embedded sandbox does not grow
     without end; the totals and the window maximum are exact regardless.
@@ -137,15 +138,20 @@ class RequestLog:
         window_seconds: float,
         keep: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        search_window_seconds: float = 1.0,
     ) -> None:
         self.window_seconds = window_seconds
+        self.search_window_seconds = search_window_seconds
         self.records: deque[RequestRecord] = deque(maxlen=keep)
         self.total = 0
         self.writes = 0  # requests that may change data (not GET, search or batch read)
         self.max_in_window = 0
+        self.searches = 0
+        self.max_searches_in_window = 0
         self.by_status: Counter[int] = Counter()
         self._clock = clock
         self._recent: deque[float] = deque()
+        self._recent_searches: deque[float] = deque()
 
     def start(self, method: str, path: str, *, search: bool = False) -> RequestRecord:
         """Log a request on arrival; `finish` records its answer."""
@@ -156,12 +162,24 @@ class RequestLog:
         if is_write(method, path):
             self.writes += 1
         if search:
-            return record
-        self._recent.append(at)
-        while self._recent and self._recent[0] <= at - self.window_seconds:
-            self._recent.popleft()
-        self.max_in_window = max(self.max_in_window, len(self._recent))
+            self.searches += 1
+            recent, width = self._recent_searches, self.search_window_seconds
+        else:
+            recent, width = self._recent, self.window_seconds
+        recent.append(at)
+        while recent and recent[0] <= at - width:
+            recent.popleft()
+        if search:
+            self.max_searches_in_window = max(self.max_searches_in_window, len(recent))
+        else:
+            self.max_in_window = max(self.max_in_window, len(recent))
         return record
+
+    def reset_peaks(self) -> None:
+        """Start the window maxima afresh (a benchmark's next phase); totals are kept."""
+        self.max_in_window = self.max_searches_in_window = 0
+        self._recent.clear()
+        self._recent_searches.clear()
 
     def finish(self, record: RequestRecord, status: int) -> None:
         record.status = status

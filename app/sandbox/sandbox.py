@@ -40,7 +40,11 @@ class Sandbox:
             config.daily_limit,
             account_timezone=ZoneInfo(config.account_timezone),
         )
-        self.log = RequestLog(config.rate_limit.window_seconds, keep=config.request_log_size)
+        self.log = RequestLog(
+            config.rate_limit.window_seconds,
+            keep=config.request_log_size,
+            search_window_seconds=config.search_rate_limit.window_seconds,
+        )
         self.rate_limited_by_policy: Counter[str] = Counter()
 
     @property
@@ -78,6 +82,12 @@ class Sandbox:
             "requests": self.log.total,
             "writes": self.log.writes,
             "max_requests_in_window": self.log.max_in_window,
+            "searches": self.log.searches,
+            "max_searches_in_window": self.log.max_searches_in_window,
+            "search_rate_limit": {
+                "requests": self.config.search_rate_limit.requests,
+                "window_seconds": self.config.search_rate_limit.window_seconds,
+            },
             "rate_limit": {"requests": limit.requests, "window_seconds": limit.window_seconds},
             "rate_limited": self.rate_limited,
             "rate_limited_by_policy": dict(self.rate_limited_by_policy),

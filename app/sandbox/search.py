@@ -16,7 +16,7 @@ import bisect
 import fnmatch
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -188,13 +188,16 @@ def search_by_id_range(
         recent = store.live_created_after(as_of_ms)
         hidden = sum(1 for company_id in recent if ids[low] <= company_id <= ids[high - 1])
     positions = range(high - 1, low - 1, -1) if descending else range(low, high)
+    stop = min(request.offset + request.limit, request.cap)
+    offset = request.offset
+    if not hidden:  # every company in range is seen: the offset is a position
+        positions, offset, stop = positions[offset:stop], 0, stop - offset
     visible = (
         view
         for position in positions
         if (view := _seen(store.by_id(ids[position]), as_of_ms)) is not None
     )
-    stop = min(request.offset + request.limit, request.cap)
-    page = list(itertools.islice(visible, request.offset, stop))
+    page = list(itertools.islice(visible, offset, max(offset, stop)))
     return _answer(request, page, high - low - hidden, null_for_unset)
 
 
@@ -249,7 +252,7 @@ def _id_order(sorts: object) -> bool | None:
     return spec[1] if spec is not None and spec[0] == _ID else None
 
 
-def _positions(ids: list[int], bounds: list[tuple[str, Decimal]]) -> tuple[int, int]:
+def _positions(ids: Sequence[int], bounds: list[tuple[str, Decimal]]) -> tuple[int, int]:
     """The slice `ids[low:high]` of the ids every bound admits (empty: low == high)."""
     low, high = 0, len(ids)
     for operator, value in bounds:
@@ -265,7 +268,7 @@ def _positions(ids: list[int], bounds: list[tuple[str, Decimal]]) -> tuple[int, 
     return low, max(low, high)
 
 
-def _bisect(ids: list[int], value: Decimal) -> tuple[int, int]:
+def _bisect(ids: Sequence[int], value: Decimal) -> tuple[int, int]:
     """The positions of the first id >= `value` and of the first id > `value`.
 
     The ids are integers, so `>= 7.5` is `>= 8` and `> 7.5` is `> 7`; the value is clamped

@@ -85,9 +85,10 @@ class WarpConnector(Protocol):
         """Every customer (with an id above `after`), in batches ordered by id."""
 
     def iter_columns(
-        self, columns: Sequence[str], batch_size: int = 5000
+        self, columns: Sequence[str], batch_size: int = 5000, *, after: str | None = None
     ) -> AsyncIterator[list[CustomerRecord]]:
-        """Every customer in id order, with only `columns` (and `id`, `updated_at`)."""
+        """Every customer (with an id above `after`) in id order, with only `columns` (and
+        `id`, `updated_at`)."""
 
     def iter_updated_since(
         self, since: datetime, batch_size: int = 500
@@ -281,14 +282,13 @@ class SqlWarpConnector:
             after = rows[-1]["id"]
 
     async def iter_columns(
-        self, columns: Sequence[str], batch_size: int = 5000
+        self, columns: Sequence[str], batch_size: int = 5000, *, after: str | None = None
     ) -> AsyncIterator[list[CustomerRecord]]:
         """A whole-table scan of a few columns, for previews: reading and decoding every
         column of 100,000 rows costs several times more than the two or three a forecast
         uses. Unknown column names are left out (the caller checked them)."""
         wanted = dict.fromkeys(["id", "updated_at", *columns])
         selected = [self.table.c[name] for name in wanted if name in self.table.c]
-        after: str | None = None
         while True:
             query = select(*selected).order_by(self.table.c.id).limit(batch_size)
             if after is not None:

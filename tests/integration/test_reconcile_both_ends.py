@@ -6,7 +6,9 @@ are read at the end."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from app.hubspot.models import CompanyPage, SearchPage
 from app.sandbox.config import SandboxConfig
 from app.sandbox.sandbox import Sandbox
 from app.settings import RateLimit
@@ -64,3 +66,58 @@ async def test_companies_the_index_did_not_show_yet_are_read_at_the_end(db: Data
         assert run.counts == {"orphan": 4, "unmanaged": UNMANAGED}
         found = [item["hubspot_company_id"] for item in await items(env, run, "orphan")]
         assert sorted(found) == sorted([*orphans, late.id])
+
+
+class ArchivesMidWindow:
+    """The client, except that once the search's first page from the top has answered, a
+    person archives a company that page held before the page at offset 200 is answered:
+    every later offset of that window is one off. The list waits (past the pages it reads
+    before the search joins) until the search has answered offset 400, so the top of the
+    portal is the search's to read."""
+
+    def __init__(self, env: SyncEnv, archived: str) -> None:
+        self.client = env.client
+        self.sandbox = env.sandbox
+        self.archived = archived
+        self.first_answered = asyncio.Event()
+        self.window_answered = asyncio.Event()
+        self.list_pages = 0
+        self.moved = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    async def list_companies_page(self, *args: Any, **kwargs: Any) -> CompanyPage:
+        self.list_pages += 1
+        if self.list_pages > TOP_AFTER_LIST_PAGES:
+            await self.window_answered.wait()
+        page: CompanyPage = await self.client.list_companies_page(*args, **kwargs)
+        return page
+
+    async def search_companies(self, *args: Any, **kwargs: Any) -> SearchPage:
+        after = args[4] if len(args) > 4 else kwargs.get("after")
+        if after == "200" and not self.moved:
+            self.moved = True
+            await self.first_answered.wait()
+            self.sandbox.companies.archive(self.archived, CRM_USER)
+        page: SearchPage = await self.client.search_companies(*args, **kwargs)
+        if after is None:
+            self.first_answered.set()
+        if after == "400":
+            self.window_answered.set()
+        return page
+
+
+async def test_a_window_of_the_search_that_moves_is_read_again(db: Database) -> None:
+    async with sync_env(db) as env:
+        orphans = seed_portal(env)
+        ids = sorted(int(c.id) for c in env.sandbox.companies.active())
+        archived = str(ids[-50])  # on the search's first page, read before it goes
+        hubspot = ArchivesMidWindow(env, archived)
+        run = await reconcile(env, hubspot=hubspot)
+        assert hubspot.moved
+        # Without reading the window again, the company that moved from offset 200 to 199
+        # would be judged by no page.
+        assert run.counts == {"orphan": 3, "unmanaged": UNMANAGED}
+        found = [item["hubspot_company_id"] for item in await items(env, run, "orphan")]
+        assert sorted(found) == sorted(orphans)

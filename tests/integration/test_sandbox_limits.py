@@ -82,6 +82,25 @@ async def test_search_has_its_own_secondly_limit() -> None:
         assert (await hub.client.get(V3)).status_code == 200  # other calls are unaffected
         await asyncio.sleep(0.55)
         assert (await hub.client.post(SEARCH, json={})).status_code == 200
+        stats = hub.sandbox.stats()
+        assert stats["searches"] == 4
+        # The refused one arrived inside the window too; search is not in the general window.
+        assert stats["max_searches_in_window"] == 3
+        assert stats["max_requests_in_window"] == 1
+        assert stats["search_rate_limit"] == {"requests": 2, "window_seconds": 0.5}
+
+
+async def test_window_peaks_start_afresh_for_a_benchmarks_next_phase() -> None:
+    async with running_sandbox() as hub:
+        for _ in range(3):
+            assert (await hub.client.post(SEARCH, json={})).status_code == 200
+            assert (await hub.client.get(V3)).status_code == 200
+        reset = await hub.client.post("/_sandbox/stats/peaks/reset")
+        assert reset.status_code == 204
+        assert (await hub.client.post(SEARCH, json={})).status_code == 200
+        stats = (await hub.client.get("/_sandbox/stats")).json()
+        assert (stats["max_searches_in_window"], stats["max_requests_in_window"]) == (1, 0)
+        assert (stats["searches"], stats["requests"]) == (4, 7)
 
 
 async def test_daily_limit() -> None:

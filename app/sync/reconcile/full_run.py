@@ -10,13 +10,14 @@ Two passes, each a stream:
    else by `warp_ban`, with its customer (read from WARP for that page only) and judged
    (`categories`). The customers met are written to `hubspot_reconciliation_pairs`, which is
    how a second company for one customer shows up as a duplicate.
-2. **WARP** (`phase = 'warp'`): customers by keyset pages; those no company claimed are
-   missing in HubSpot, or hold a link to a company that is archived or merged (repair).
+2. **WARP** (`phase = 'warp'`): customers' ids by keyset pages; those no company claimed
+   (read whole) are missing in HubSpot, or hold a link to a company that is archived or
+   merged (repair).
 
-Each page ends in one transaction holding its items, its pairs, the queue jobs `fix` made
-for it and the checkpoint (HubSpot's paging cursor and the search's position, WARP's keyset
-position), so a run taken
-over after its process died resumes at the next page and its report is the one an
+Each page (or the pages that waited to be judged together) ends in one transaction holding
+its items, its pairs, the queue jobs `fix` made for it and the checkpoint (HubSpot's paging
+cursor and the search's position, WARP's keyset position), so a run taken over after its
+process died resumes at the next page and its report is the one an
 uninterrupted run would have written. `dry_run` writes only the run's own report.
 """
 
@@ -26,7 +27,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -49,7 +50,7 @@ from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
 from app.sync.core.scope import EVERYONE, Scope
 from app.sync.engine.pairs import LAST_MODIFIED
 from app.sync.reconcile import categories as judge
-from app.sync.reconcile.catchup import SearchHubSpot
+from app.sync.reconcile.catchup import SEARCH_CAP, SearchHubSpot
 from app.sync.reconcile.categories import REPORTED, Category, Finding, FixAction
 from app.sync.reconcile.company_page import MERGED_IDS, PageFacts, company_ban, merged_ids
 from app.sync.reconcile.reading import calls_for, read_companies, with_retries
@@ -68,6 +69,12 @@ TOP_AFTER_LIST_PAGES = 10
 # How far HubSpot's search index lags writes ("a few moments"; the sandbox: 2 s): the search
 # above the first page waits until this long after that page was asked for.
 INDEX_LAG_SECONDS = 5.0
+# Search pages from the top asked for at once: a round trip (~300 ms) is longer than the
+# 5/s budget's spacing, and the budget (the limiter) decides the pace, not this.
+TOP_IN_FLIGHT = 3
+# Pages each stream reads ahead of the judging: when the judging falls behind, up to twice
+# this many are judged together.
+READ_AHEAD_PAGES = 4
 
 
 class ReconcileHubSpot(SearchHubSpot, Protocol):
@@ -123,6 +130,33 @@ class _State:
         )
 
 
+class _ReadAhead:
+    """The pages both streams have read and the judging has not taken yet: up to `limit`
+    from each stream (one stream never crowds the other out), taken all at once."""
+
+    def __init__(self, limit: int) -> None:
+        self._pages: asyncio.Queue[_Page | BaseException] = asyncio.Queue()
+        self._room = {True: asyncio.Semaphore(limit), False: asyncio.Semaphore(limit)}
+
+    async def put(self, page: _Page) -> None:
+        await self._room[page.from_top].acquire()
+        self._pages.put_nowait(page)
+
+    def fail(self, error: BaseException) -> None:
+        """A stream's error, raised by the judging when it comes to it."""
+        self._pages.put_nowait(error)
+
+    async def take_all(self) -> list[_Page | BaseException]:
+        """Every page waiting, in the order they came (at least one: waits for it)."""
+        taken = [await self._pages.get()]
+        while not self._pages.empty():
+            taken.append(self._pages.get_nowait())
+        for page in taken:
+            if isinstance(page, _Page):
+                self._room[page.from_top].release()
+        return taken
+
+
 @dataclass(frozen=True)
 class _Page:
     """A page of companies from one of the two streams (`scan.py`); `last`: the stream's
@@ -144,7 +178,7 @@ class FullRun:
         queue: QueueRepository,
         owner: str,
         lease_seconds: float,
-        warp_page_size: int = 500,
+        warp_page_size: int = 2000,
         on_progress: Callable[[Progress], None] | None = None,
         after_commit: Callable[[], None] | None = None,
         time_share: float = 1.0,
@@ -226,7 +260,7 @@ class FullRun:
         # the order they came, and a page's transaction commits while the next is judged:
         # HubSpot's pace, our work and the database's overlap instead of adding up. Only a
         # committed page moves the checkpoint, and pages commit in order.
-        pages: asyncio.Queue[_Page | BaseException] = asyncio.Queue(maxsize=4)
+        pages = _ReadAhead(READ_AHEAD_PAGES)
         list_far = asyncio.Event()  # the list is long enough to read from the top too
         if state.scan.top_low is not None:
             list_far.set()
@@ -243,18 +277,18 @@ class FullRun:
         self._top_began = None
         try:
             while not scan.met:
-                page = await pages.get()
-                if isinstance(page, BaseException):
-                    raise page
-                ids = [int(c.id) for c in page.companies]
-                if page.from_top:
-                    judged = scan.take_top_page(ids, page.last)
-                else:
-                    judged = scan.take_list_page(ids, page.last)
-                    list_after = page.after
-                await self._judge_and_commit(
-                    run, state, rules, page.companies, judged, scan=scan, list_after=list_after
-                )
+                # Every page waiting is judged and committed together: one set of queries and
+                # one transaction for them all, so a run that falls behind HubSpot's pace
+                # spends less per page instead of more. Pages are taken in the order they
+                # came, each through `scan`, up to the one that completes the pass.
+                waiting = await pages.take_all()
+                chosen, taken, list_after, error = _take_pages(waiting, scan, list_after)
+                if taken:  # what came before an error is judged first
+                    await self._judge_and_commit(
+                        run, state, rules, chosen, taken, scan=scan, list_after=list_after
+                    )
+                if error is not None:
+                    raise error
             for reader in readers:
                 reader.cancel()
             if not scan.done and self._top_began is not None:
@@ -264,8 +298,9 @@ class FullRun:
                 tail = await self._search(properties, "GT", scan.top_high, "ASCENDING")
                 ids = [int(c.id) for c in tail.companies]
                 judged = scan.take_tail_page(ids, len(ids) < SEARCH_LIMIT)
+                chosen = [c for c in tail.companies if int(c.id) in judged]
                 await self._judge_and_commit(
-                    run, state, rules, tail.companies, judged, scan=scan, list_after=list_after
+                    run, state, rules, chosen, 1, scan=scan, list_after=list_after
                 )
             if self._committing is not None:
                 await self._committing
@@ -280,15 +315,15 @@ class FullRun:
         run: RunRecord,
         state: _State,
         rules: list[FieldRule],
-        companies: list[HubSpotCompany],
-        judged: set[int],
+        chosen: list[HubSpotCompany],
+        pages: int,
         *,
         scan: Scan,
         list_after: str | None,
     ) -> None:
-        """Judge a page's `judged` companies and start its commit once the page before it
-        has committed (`scan`, `list_after`: where HubSpot's streams stand after it)."""
-        chosen = [c for c in companies if int(c.id) in judged]
+        """Judge the `chosen` companies of `pages` pages and start their commit once the
+        pages before have committed (`scan`, `list_after`: where HubSpot's streams stand
+        after them)."""
         began = time.perf_counter()
         findings, claimed = await self._judge_companies(run.id, chosen, rules, self._uncommitted)
         await asyncio.sleep(pause_after(time.perf_counter() - began, self.time_share))
@@ -303,7 +338,8 @@ class FullRun:
                 phase="warp" if scan.done else "hubspot",
                 hubspot_after=list_after,
                 warp_after=None,
-                calls=1,
+                calls=pages,
+                pages=pages,
                 scan=replace(scan),
             )
         )
@@ -313,7 +349,7 @@ class FullRun:
         self,
         properties: list[str],
         after: str | None,
-        pages: asyncio.Queue[_Page | BaseException],
+        pages: _ReadAhead,
         far: asyncio.Event,
     ) -> None:
         """The list API's pages from cursor `after` to the end, into `pages`; sets `far`
@@ -330,39 +366,85 @@ class FullRun:
                 if number >= TOP_AFTER_LIST_PAGES:
                     far.set()
         except Exception as exc:  # noqa: BLE001 -- the judging loop raises it
-            await pages.put(exc)
+            pages.fail(exc)
 
     async def _top_stream(
         self,
         properties: list[str],
         below: int | None,
-        pages: asyncio.Queue[_Page | BaseException],
+        pages: _ReadAhead,
         far: asyncio.Event,
     ) -> None:
         """Search pages from the highest id down (below `below`), into `pages`, once `far`
-        is set: keyset by `hs_object_id`, so the search's 10,000-result cap never applies."""
+        is set: keyset by `hs_object_id`, so the search's 10,000-result cap never applies.
+
+        A search's round trip (~300 ms) is longer than search's budget allows between two
+        (5/s), so `TOP_IN_FLIGHT` pages are asked for at once: within one keyset window
+        (`hs_object_id < below`), the pages at offsets 0, 200, … up to the cap, then the next
+        window below the last page. The pages are put in order, and each must say the same
+        total as the window's first and lie below the page before it: a company archived,
+        restored or merged away in the window meanwhile would shift the offsets, so the
+        window is asked again from below the last page put."""
         try:
             await far.wait()
             self._top_began = asyncio.get_running_loop().time()
-            while True:
-                found = await self._search(properties, "LT", below, "DESCENDING")
-                last = len(found.companies) < SEARCH_LIMIT
-                await pages.put(_Page(True, found.companies, last=last))
-                if last:
-                    return
-                below = min(int(c.id) for c in found.companies)
+            in_flight: deque[asyncio.Task[SearchPage]] = deque()
+            try:
+                while True:
+                    window = below  # this window: the ids below it
+                    window_total: int | None = None
+                    offsets = iter(range(0, SEARCH_CAP - SEARCH_LIMIT + 1, SEARCH_LIMIT))
+                    while True:
+                        for offset in itertools.islice(offsets, TOP_IN_FLIGHT - len(in_flight)):
+                            search = self._search(properties, "LT", window, "DESCENDING", offset)
+                            in_flight.append(asyncio.create_task(search))
+                        if not in_flight:
+                            break  # the window is read: the next lies below its last page
+                        found = await in_flight.popleft()
+                        ids = [int(c.id) for c in found.companies]
+                        if window_total is None:  # the window's first page
+                            window_total = found.total
+                        elif found.total != window_total or (
+                            ids and below is not None and max(ids) >= below
+                        ):
+                            log.info("reconciliation: the search window moved; read again")
+                            break
+                        last = len(ids) < SEARCH_LIMIT
+                        await pages.put(_Page(True, found.companies, last=last))
+                        if last:
+                            return
+                        below = min(ids)
+                    for task in in_flight:
+                        task.cancel()
+                    in_flight.clear()
+            finally:
+                for task in in_flight:
+                    task.cancel()
         except Exception as exc:  # noqa: BLE001 -- the judging loop raises it
-            await pages.put(exc)
+            pages.fail(exc)
 
     async def _search(
-        self, properties: list[str], operator: str, bound: int | None, direction: str
+        self,
+        properties: list[str],
+        operator: str,
+        bound: int | None,
+        direction: str,
+        offset: int = 0,
     ) -> SearchPage:
-        """One keyset page of companies by `hs_object_id` (`operator` `bound`, if any)."""
+        """One keyset page of companies by `hs_object_id` (`operator` `bound`, if any), from
+        `offset` on in that order."""
         filters = [{"propertyName": "hs_object_id", "operator": operator, "value": str(bound)}]
         groups = [{"filters": filters}] if bound is not None else []
         sorts = [{"propertyName": "hs_object_id", "direction": direction}]
         page: SearchPage = await self._with_retries(
-            partial(self.hubspot.search_companies, groups, properties, sorts, SEARCH_LIMIT)
+            partial(
+                self.hubspot.search_companies,
+                groups,
+                properties,
+                sorts,
+                SEARCH_LIMIT,
+                str(offset) if offset else None,
+            )
         )
         return page
 
@@ -376,30 +458,35 @@ class FullRun:
         """Each company's finding, and the customers this page claims (customer -> company)."""
         merged_away = {c.id: merged_ids(c) for c in companies}
         company_ids = [c.id for c in companies] + [m for ids in merged_away.values() for m in ids]
+        # One connection (one transaction) for the page's reads of hubsync's tables.
         async with self.engine.connect() as connection:
             links = await sync_state.links_by_company(connection, company_ids)
-        by_id = await self.warp.fetch_customers(
-            [link.warp_customer_id for link in links.values() if link.warp_customer_id]
-        )
-        # Only companies their link does not pair are looked up by warp_ban.
-        linked = {
-            c.id for c in companies if (link := links.get(c.id)) and link.warp_customer_id in by_id
-        }
-        bans = {b for c in companies if c.id not in linked and (b := usable_ban(company_ban(c)))}
-        by_ban = await self.warp.fetch_customers_by_ban(sorted(bans)) if bans else {}
-        customer_ids = sorted({*by_id, *(c["id"] for c in by_ban.values())})
-        # Another page can have paired only a customer met by ban, by a link left behind by
-        # a merge, or by a link that is not active: a customer's one link pairs it once.
-        page_ids = {c.id for c in companies}
-        contested = sorted(
-            {c["id"] for c in by_ban.values()}
-            | {
-                link.warp_customer_id
-                for company_id, link in links.items()
-                if link.warp_customer_id and (company_id not in page_ids or link.state != "active")
+            by_id = await self.warp.fetch_customers(
+                [link.warp_customer_id for link in links.values() if link.warp_customer_id]
+            )
+            # Only companies their link does not pair are looked up by warp_ban.
+            linked = {
+                c.id
+                for c in companies
+                if (link := links.get(c.id)) and link.warp_customer_id in by_id
             }
-        )
-        async with self.engine.connect() as connection:
+            bans = {
+                b for c in companies if c.id not in linked and (b := usable_ban(company_ban(c)))
+            }
+            by_ban = await self.warp.fetch_customers_by_ban(sorted(bans)) if bans else {}
+            customer_ids = sorted({*by_id, *(c["id"] for c in by_ban.values())})
+            # Another page can have paired only a customer met by ban, by a link left behind
+            # by a merge, or by a link that is not active: a customer's one link pairs it once.
+            page_ids = {c.id for c in companies}
+            contested = sorted(
+                {c["id"] for c in by_ban.values()}
+                | {
+                    link.warp_customer_id
+                    for company_id, link in links.items()
+                    if link.warp_customer_id
+                    and (company_id not in page_ids or link.state != "active")
+                }
+            )
             facts = PageFacts(
                 links=links,
                 merged_away=merged_away,
@@ -426,15 +513,17 @@ class FullRun:
     # -- pass 2: WARP's customers ------------------------------------------------------------
 
     async def _warp_pass(self, run: RunRecord, state: _State) -> None:
-        async for customers in self.warp.iter_customers(
-            self.warp_page_size, after=state.warp_after
-        ):
-            ids = [customer["id"] for customer in customers]
+        """Customers no company claimed. Only the ids are read for every customer (pages of
+        `warp_page_size`); the whole record only for the few no company claimed."""
+        async with self.engine.begin() as connection:
+            await pairs.refresh_statistics(connection)
+        async for rows in self.warp.iter_columns([], self.warp_page_size, after=state.warp_after):
+            ids = [row["id"] for row in rows]
             async with self.engine.connect() as connection:
                 paired = await pairs.paired_customers(connection, run.id, ids)
-                links = await sync_state.links_by_customer(
-                    connection, [i for i in ids if i not in paired]
-                )
+                unpaired = [i for i in ids if i not in paired]
+                links = await sync_state.links_by_customer(connection, unpaired)
+            customers = await self.warp.fetch_customers(unpaired)
             lost = [
                 link.hubspot_company_id
                 for link in links.values()
@@ -442,17 +531,18 @@ class FullRun:
             ]
             survivors = await self._survivors(lost, state)
             findings: list[Finding] = []
-            for customer in customers:
-                if customer["id"] in paired:
+            for customer_id in unpaired:
+                customer = customers.get(customer_id)
+                if customer is None:  # deleted since its id was read: nothing to reconcile
                     continue
-                link = links.get(customer["id"])
+                link = links.get(customer_id)
                 if not self._scope.admits(customer):  # counted; never created nor fixed
-                    findings.append(Finding(Category.OUT_OF_SCOPE, customer["id"]))
+                    findings.append(Finding(Category.OUT_OF_SCOPE, customer_id))
                 elif link is None or not link.hubspot_company_id:
                     findings.append(judge.missing_in_hubspot(customer))
                 elif survivors.get(link.hubspot_company_id) == link.hubspot_company_id:
                     # Listed after the HubSpot pass went by (created or restored meanwhile).
-                    findings.append(Finding(Category.IN_SYNC, customer["id"]))
+                    findings.append(Finding(Category.IN_SYNC, customer_id))
                 else:
                     survivor = survivors.get(link.hubspot_company_id)
                     findings.append(judge.lost_company(customer, link, survivor))
@@ -482,6 +572,7 @@ class FullRun:
         hubspot_after: str | None,
         warp_after: str | None,
         calls: int = 0,
+        pages: int = 1,
         scan: Scan | None = None,
     ) -> None:
         """Record a page: its items, pairs and jobs with the checkpoint after it (`calls`:
@@ -522,8 +613,8 @@ class FullRun:
                 hubspot_calls=state.hubspot_calls + calls,
                 jobs_created=state.jobs_created + len(jobs),
                 hubspot_scan=scan.to_json(),
-                hubspot_pages=state.hubspot_pages + (warp_after is None),
-                warp_pages=state.warp_pages + (warp_after is not None),
+                hubspot_pages=state.hubspot_pages + pages * (warp_after is None),
+                warp_pages=state.warp_pages + pages * (warp_after is not None),
             )
             await runs.save_checkpoint(
                 connection, run.id, self.owner, checkpoint, self.lease_seconds
@@ -554,6 +645,30 @@ class FullRun:
         """A page HubSpot could not serve right now is asked again (after the client's own
         retries), rather than failing a run that may be hours in."""
         return await with_retries(call)
+
+
+def _take_pages(
+    waiting: list[_Page | BaseException], scan: Scan, list_after: str | None
+) -> tuple[list[HubSpotCompany], int, str | None, BaseException | None]:
+    """Pages in the order they came, each through `scan`, up to the one that completes the
+    pass or an error: the companies to judge now, how many pages were taken, the list's
+    cursor after them, and the error that stopped them (None)."""
+    chosen: list[HubSpotCompany] = []
+    taken = 0
+    for page in waiting:
+        if isinstance(page, BaseException):
+            return chosen, taken, list_after, page
+        if scan.met:
+            break
+        ids = [int(c.id) for c in page.companies]
+        if page.from_top:
+            judged = scan.take_top_page(ids, page.last)
+        else:
+            judged = scan.take_list_page(ids, page.last)
+            list_after = page.after
+        chosen += [c for c in page.companies if int(c.id) in judged]
+        taken += 1
+    return chosen, taken, list_after, None
 
 
 def _fix_job(finding: Finding) -> tuple[EntityType, str] | None:

@@ -3,8 +3,9 @@
 The list API is paged by a cursor, so its pages are round trips one after another: 1,000 of
 them for 100,000 companies, however fast HubSpot answers each. So the run reads from both
 ends. The list goes up from the lowest id; a search goes down from the highest, sorted by
-`hs_object_id` descending and paged by keyset (`hs_object_id < the lowest seen`, never by
-offset, so its 10,000-result cap never applies). Search has its own budget (5/s, outside
+`hs_object_id` descending and paged by keyset windows (`hs_object_id < the lowest seen`;
+offsets only inside a window, below its 10,000-result cap, so the cap never applies; a few
+pages in flight at once, `full_run.py`). Search has its own budget (5/s, outside
 the ten-second limit): the second stream costs the general window nothing. The two meet in
 between, and each company is judged exactly once:
 

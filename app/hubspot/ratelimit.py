@@ -125,7 +125,8 @@ class RateLimiter(Protocol):
 
     @property
     def used_share(self) -> float:
-        """Share of the window's budget in use (as of the latest grant)."""
+        """Share of the window's budget in use (as of the latest grant), leaving out grants
+        to a background share (`acquire_below`)."""
 
     @property
     def request_interval(self) -> float:

@@ -24,7 +24,8 @@ the window fills, and it settles where the trickle's own requests keep the windo
 used (a write per claim) or two thirds (a read and a write), so the window never fills. A
 backlog (full claims) is never spaced. Several processes read the deployment's window, and a
 claim that comes back empty after a wake-up (another process's lane took the job) counts as a
-claim, so the processes space their claims as one.
+claim, so the processes space their claims as one. A reconciliation's grants, capped at a
+share and giving way above it, are not counted in the share read (app/hubspot/ratelimit.py).
 
 Until 2026-12 lane 0 alone took a trickle, gathering whatever arrived during its previous
 batch's round trip, other lanes joined only below a quarter of the window, and the spacing
@@ -59,7 +60,8 @@ class Budget(Protocol):
 
     @property
     def used_share(self) -> float:
-        """Share of the window's budget in use (as of the latest grant)."""
+        """Share of the window's budget in use (as of the latest grant), leaving out grants
+        to a background share that gives way above its ceiling."""
         ...
 
     @property

@@ -21,6 +21,11 @@ answers in a few milliseconds flatters every figure. `--latency-model none` turn
 
 Usage: python -m bench.outbound [--customers 20000] [--runs 3] [--latency-seconds 30]
            [--latency-model hubspot-2026] [--serve-workers 1] [--skip naive,latency]
+           [--only-latency]
+
+`--only-latency`: after the set-up, only the latency phase, `--runs` times on fresh customers
+(each after an empty window), with where each run's latency went (POST -> queued -> HubSpot's
+write -> the outcome recorded) and the medians of the runs' p50 and p99.
 """
 
 from __future__ import annotations
@@ -286,11 +291,12 @@ async def naive_baseline(sandbox: str, name: str, seconds: float, limit: str) ->
 
 
 async def latency(
-    hubsync: str, sandbox: str, name: str, ids: list[str], seconds: float
+    hubsync: str, sandbox: str, name: str, ids: list[str], seconds: float, *, offset: int = 0
 ) -> list[float]:
-    """POST /queue at 10 jobs/s; latency = HubSpot's write time of that company - POST time."""
+    """POST /queue at 10 jobs/s; latency = HubSpot's write time of that company - POST time.
+    `offset`: where in `ids` the phase's customers start (repeated phases take fresh ones)."""
     rate = 10.0
-    chosen = ids[: int(seconds * rate)]
+    chosen = ids[offset : offset + int(seconds * rate)]
     with psycopg.connect(libpq(name)) as conn:
         companies = dict(
             conn.execute(
@@ -322,11 +328,41 @@ async def latency(
     for company in dump["results"]:
         # Each chosen company is written once in this phase: its updatedAt is that write.
         written[str(company["id"])] = datetime.fromisoformat(company["updatedAt"]).timestamp()
+    print_breakdown(name, sent, {cid: written.get(companies.get(cid, "")) for cid in chosen})
     return [
         (written[companies[cid]] - sent[cid]) * 1000
         for cid in chosen
         if companies.get(cid) in written
     ]
+
+
+def print_breakdown(name: str, sent: dict[str, float], written: dict[str, float | None]) -> None:
+    """Where a job's latency went, medians and p99s over the phase: POST -> queued (the API's
+    insert), queued -> HubSpot's write (the worker's wake and gathering, the engine's reads,
+    the rate limiter, HubSpot's modelled answer), HubSpot's write -> the outcome recorded."""
+    with psycopg.connect(libpq(name)) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT ON (entity_key) entity_key, extract(epoch FROM created_at),"
+            " extract(epoch FROM finished_at) FROM hubspot_sync_queue"
+            " WHERE entity_key = ANY(%s) ORDER BY entity_key, id DESC",
+            (list(sent),),
+        ).fetchall()
+    steps: dict[str, list[float]] = {"queued": [], "written": [], "recorded": []}
+    for customer_id, queued, finished in rows:
+        write = written.get(customer_id)
+        if write is None or finished is None:
+            continue
+        steps["queued"].append((float(queued) - sent[customer_id]) * 1000)
+        steps["written"].append((write - float(queued)) * 1000)
+        steps["recorded"].append((float(finished) - write) * 1000)
+    if steps["written"]:
+        print(
+            "latency breakdown: "
+            + ", ".join(
+                f"-> {step} p50 {percentile(v, 0.5):.0f} / p99 {percentile(v, 0.99):.0f} ms"
+                for step, v in steps.items()
+            )
+        )
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -434,6 +470,35 @@ def measure_naive(sandbox: str, name: str, runs: int, seconds: float, limit: str
     return naive
 
 
+def measure_latency_only(
+    sandbox: str, hubsync: str, name: str, ids: list[str], args: argparse.Namespace
+) -> list[float]:
+    """The latency phase `args.runs` times, each on customers of its own after an empty
+    window; prints each run's p50 / p99 and their medians, returns the last run's latencies."""
+    per_run = int(args.latency_seconds * 10)
+    if per_run * args.runs > len(ids):
+        raise SystemExit(f"--only-latency needs {per_run * args.runs} customers")
+    p50s, p99s, lat = [], [], []
+    for run in range(args.runs):
+        time.sleep(WINDOW_SECONDS + 0.5)
+        before = sandbox_stats(sandbox)
+        lat = asyncio.run(
+            latency(hubsync, sandbox, name, ids, args.latency_seconds, offset=run * per_run)
+        )
+        p50s.append(percentile(lat, 0.5))
+        p99s.append(percentile(lat, 0.99))
+        print(
+            f"run {run + 1} latency: p50 {p50s[-1]:.0f} ms, p99 {p99s[-1]:.0f} ms, "
+            f"{refused(before, sandbox_stats(sandbox))}, load {os.getloadavg()[0]:.1f}"
+        )
+    print(
+        f"latency over {args.runs} runs: median p50 {statistics.median(p50s):.0f} ms "
+        f"({', '.join(f'{v:.0f}' for v in p50s)}), median p99 {statistics.median(p99s):.0f} ms "
+        f"({', '.join(f'{v:.0f}' for v in p99s)})"
+    )
+    return lat
+
+
 def report(
     results: dict[str, list[float]],
     cpu: dict[str, list[float]],
@@ -446,7 +511,7 @@ def report(
     print()
     print("| measure | median | runs | ceiling | share of ceiling |")
     print("|---|---|---|---|---|")
-    for phase, ceiling in ceilings(limit).items():
+    for phase, ceiling in ceilings(limit).items() if results else ():
         median = statistics.median(results[phase])
         runs = ", ".join(f"{v:.0f}" for v in results[phase])
         print(
@@ -503,6 +568,11 @@ def main() -> None:
     parser.add_argument(
         "--skip", default="", help=f"comma-separated optional phases to leave out: {PHASES}"
     )
+    parser.add_argument(
+        "--only-latency",
+        action="store_true",
+        help="after the set-up, only the latency phase, --runs times (fresh customers each)",
+    )
     args = parser.parse_args()
     skip = {p for p in args.skip.split(",") if p}
     if skip - set(PHASES):
@@ -515,6 +585,7 @@ def main() -> None:
         + (f" --serve-workers {args.serve_workers}" if args.serve_workers != 1 else "")
         + (f" --skip {args.skip}" if skip else "")
         + (f" --rate-limit {args.rate_limit}" if args.rate_limit != LIMIT else "")
+        + (" --only-latency" if args.only_latency else "")
     )
     RateLimit.parse(args.rate_limit)  # a bad limit fails here, not in the sandbox
     naive: list[float] = []
@@ -531,6 +602,10 @@ def main() -> None:
                 f" ({args.customers / took:.0f}/s)"
             )
             analyze(name)
+            if args.only_latency:
+                lat = measure_latency_only(sandbox, hubsync, name, ids, args)
+                report({}, {}, [], lat, sandbox_stats(sandbox), limit=args.rate_limit)
+                return
             results, cpu = measure_sync(sandbox, hubsync, name, ids, args.runs)
             if "naive" not in skip:
                 naive = measure_naive(sandbox, name, args.runs, args.naive_seconds, args.rate_limit)

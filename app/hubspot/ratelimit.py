@@ -31,6 +31,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -124,7 +125,8 @@ class RateLimiter(Protocol):
 
     @property
     def used_share(self) -> float:
-        """Share of the window's budget in use (as of the latest grant)."""
+        """Share of the window's budget in use (as of the latest grant), leaving out grants
+        to a background share (`acquire_below`)."""
 
     @property
     def request_interval(self) -> float:
@@ -144,6 +146,7 @@ class _Pacing:
         self.max_pause_wait = max_pause_wait
         self.window_count = 0  # requests in our window as of our latest grant
         self._latest_grant = 0.0  # monotonic time of that grant
+        self._given_way: deque[float] = deque()  # monotonic times of acquire_below's grants
         self._in_acquire = 0  # acquire() calls of this process not yet granted
         self._held_back = False  # the one asking now was told to wait for room (or a pause)
         self._spacing = 0.0
@@ -164,10 +167,18 @@ class _Pacing:
     @property
     def used_share(self) -> float:
         """The share of the window's budget in use at our latest grant (0 once that grant is
-        older than a window): how much room a caller who is in no hurry may assume."""
-        if time.monotonic() - self._latest_grant > self.window:
+        older than a window): how much room a caller who is in no hurry may assume.
+
+        Leaves out this process's grants to a background share (`acquire_below`): such a
+        caller gives way whenever the window is fuller than its ceiling, so the room it
+        holds is the live callers' as soon as they use it, and the worker's spacing of a
+        trickle (app/sync/worker/lanes.py) need not grow with it."""
+        now = time.monotonic()
+        if now - self._latest_grant > self.window:
             return 0.0
-        return self.window_count / self.limit.requests
+        while self._given_way and self._given_way[0] <= now - self.window:
+            self._given_way.popleft()
+        return max(0, self.window_count - len(self._given_way)) / self.limit.requests
 
     @property
     def request_interval(self) -> float:
@@ -202,6 +213,7 @@ class _Pacing:
             async with self._lock:
                 outcome = await self._try_grant(ceiling)
             if isinstance(outcome, Grant):
+                self._given_way.append(time.monotonic())
                 return outcome
             await asyncio.sleep(outcome)
 

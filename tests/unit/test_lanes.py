@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.settings import Settings
-from app.sync.worker.lanes import PACE_SHARE, START_LANES, TRICKLE_SHARE, LaneControl
+from app.sync.worker.lanes import START_LANES, LaneControl
 
 
 @dataclass
@@ -53,48 +53,51 @@ def test_lanes_join_in_order_within_the_target_while_a_backlog_lasts() -> None:
     assert not control.may_claim(3, woken=False)  # beyond the target
 
 
-def test_a_trickle_gets_a_second_lane_only_with_budget_to_spare() -> None:
-    budget = FakeBudget(used_share=0.1)
+def test_a_trickle_takes_the_next_free_lane_when_woken_for_new_work() -> None:
+    budget = FakeBudget(used_share=0.9)
     control = LaneControl(16, budget)
     control.busy.add(0)
-    assert control.may_claim(1, woken=True)
+    assert control.may_claim(1, woken=True)  # the spacing, not the lane, says when
     assert not control.may_claim(1, woken=False)  # nothing new arrived
-    budget.used_share = TRICKLE_SHARE
-    assert not control.may_claim(1, woken=True)  # a quarter of the window spent: lane 0 gathers
+    assert not control.may_claim(2, woken=True)  # lane 1 is free: it takes the work
 
 
-def test_past_half_the_window_lane_0_spaces_its_claims_by_the_room_left() -> None:
-    budget = FakeBudget(used_share=0.2)
+def test_a_trickle_is_spaced_by_one_request_over_the_room_left() -> None:
+    budget = FakeBudget(used_share=0.0)
     control = LaneControl(16, budget)
+    assert control.claim_delay() == 0  # nothing claimed yet
     control.after_claim(claimed=1, full=False)
-    assert control.claim_delay(0) == 0  # most of the window free: take jobs as they come
-    budget.used_share = PACE_SHARE
-    # Two requests (a read and a write) per claim, spread over the free half: 2 x 0.1 / 0.5.
-    assert 0.35 < control.claim_delay(0) <= 0.4
+    assert 0.09 < control.claim_delay() <= 0.1  # an empty window: one request's time
+    budget.used_share = 0.5
+    assert 0.19 < control.claim_delay() <= 0.2  # half the window left: twice that
     budget.used_share = 0.75
-    assert 0.75 < control.claim_delay(0) <= 0.8
+    assert 0.39 < control.claim_delay() <= 0.4
     budget.used_share = 1.0
-    assert 0.9 < control.claim_delay(0) <= 1.0  # at most a tenth of the window
-    assert control.claim_delay(1) == 0  # other lanes join only a backlog or a quiet trickle
+    assert 0.9 < control.claim_delay() <= 1.0  # at most a tenth of the window
 
 
 def test_the_spacing_counts_from_the_latest_claim_that_took_work() -> None:
     budget = FakeBudget(used_share=0.5)
     control = LaneControl(16, budget)
-    assert control.claim_delay(0) == 0  # nothing claimed yet
     control.after_claim(claimed=3, full=False)
-    spaced = control.claim_delay(0)
-    control.after_claim(claimed=0, full=False)  # an empty claim spent no request
-    assert control.claim_delay(0) <= spaced
+    spaced = control.claim_delay()
+    control.after_claim(claimed=0, full=False)  # an empty poll spent no request
+    assert 0 < control.claim_delay() <= spaced
     control.last_claim -= 1.0  # the spacing has passed
-    assert control.claim_delay(0) == 0
+    assert control.claim_delay() == 0
+
+
+def test_an_empty_claim_after_a_wake_up_spaces_like_a_claim_another_process_made() -> None:
+    control = LaneControl(16, FakeBudget(used_share=0.5))
+    control.after_claim(claimed=0, full=False, woken=True)  # the NOTIFY's job went elsewhere
+    assert 0.19 < control.claim_delay() <= 0.2
 
 
 def test_a_backlog_is_never_paced() -> None:
     control = LaneControl(16, FakeBudget(used_share=0.9))
     control.after_claim(claimed=100, full=True)
-    assert control.claim_delay(0) == 0
-    assert LaneControl(16, None).claim_delay(0) == 0  # no budget to read
+    assert control.claim_delay() == 0
+    assert LaneControl(16, None).claim_delay() == 0  # no budget to read
 
 
 def test_without_a_budget_every_lane_joins_a_backlog_and_none_a_trickle() -> None:

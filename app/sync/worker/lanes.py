@@ -13,24 +13,24 @@ more lanes could use, so one more lane joins; if two or more wait, the limit set
 and one lane fewer is enough (one queued request keeps the limit filled the moment a slot
 frees). Never more than the configured maximum, never fewer than one.
 
-Without a backlog the first lane alone gathers a trickle of jobs into batches, and another
-lane joins only when jobs arrive while the lanes before it are busy and the budget is mostly
-unused (below `TRICKLE_SHARE` of the window): jobs then wait for a free lane, not for the
-round trip of a batch they missed, and three quarters of the budget stay free for bursts and
-for other callers.
+Without a backlog (a trickle of jobs) any free lane takes new work as it arrives, in lane
+order, but claims are spaced: each claim of a trickle costs a request or two (a batch write,
+perhaps a read first) whatever its size, so jobs taken one by one as they arrive can spend the
+window faster than it drains — 10 jobs/s is 10-20 requests/s against a limit of 10/s — and
+once it is full every job waits seconds for room. The spacing is one request's share of the
+room left, window/limit / (1 - used share): 0.1 s with the window empty (jobs go at once, in
+batches of one or two), 0.2 s at half used, at most a tenth of the window. It gathers only as
+the window fills, and it settles where the trickle's own requests keep the window about half
+used (a write per claim) or two thirds (a read and a write), so the window never fills. A
+backlog (full claims) is never spaced. Several processes read the deployment's window, and a
+claim that comes back empty after a wake-up (another process's lane took the job) counts as a
+claim, so the processes space their claims as one. A reconciliation's grants, capped at a
+share and giving way above it, are not counted in the share read (app/hubspot/ratelimit.py).
 
-Past half the window (`PACE_SHARE`), lane 0 also spaces its claims of a trickle: each claim
-costs about two requests (a batch read and a batch write) whatever its size, so jobs taken one
-by one as they arrive can spend the window faster than it drains — 10 jobs/s is 20 requests/s
-against a limit of 10/s — and once it is full every job waits seconds for room. Spacing claims
-by two requests' share of the room left (2 x window/limit / (1 - used share): 0.4 s at half
-used, at most a tenth of the window) lets a trickle gather into batches and keeps the window
-from filling. In `bench.reconcile` at 100,000 customers (10 live jobs/s, a read and a write
-each, sandbox without a latency model) the live p99 went from 5.4 s alone and 4.9 s beside a
-reconciliation run capped at half the window to 0.67 s in both. Several processes each see
-the deployment's window, so their spacing grows together. A backlog (full claims) is never
-paced. The cost: a trickle that starts while a finished backlog's grants still fill the
-window is paced too (bench/README.md, "Pacing a trickle").
+Until 2026-12 lane 0 alone took a trickle, gathering whatever arrived during its previous
+batch's round trip, other lanes joined only below a quarter of the window, and the spacing
+began past half of it: at 10 jobs/s with HubSpot's 400 ms batch writes a job waited about
+half a round trip for lane 0 (bench/README.md, "Latency of a trickle").
 """
 
 from __future__ import annotations
@@ -41,15 +41,12 @@ from typing import Protocol
 
 log = logging.getLogger("hubsync.worker")
 
-# A trickle may take lanes while less than this share of the window is used. Simulated at
-# 10 jobs/s with hubspot-2026's batch writes: 0 (one lane) p50 786 ms, 57 requests per 200
-# jobs; 0.2: p50 584 ms, 77 requests; 0.5: p50 593 ms, 125 requests.
-TRICKLE_SHARE = 0.25
 START_LANES = 4
-# Past this share of the window lane 0 spaces its claims of a trickle, by this many requests'
-# share of the room left, at most by this many requests' time at the limit.
-PACE_SHARE = 0.5
-REQUESTS_PER_CLAIM = 2
+# A trickle's claims are spaced by this many requests' time at the limit, over the share of the
+# window left, at most by MOST_PACED_REQUESTS' time. Simulated at 10 jobs/s with hubspot-2026's
+# batch writes (one request per claim, 40 ms of hubsync's own per job): 0.5: p50 459 ms, the
+# window 67 % used; 1: 493 ms, 51 %; 2: 548 ms, 34 %.
+SPACING_REQUESTS = 1.0
 MOST_PACED_REQUESTS = 10
 
 
@@ -63,7 +60,8 @@ class Budget(Protocol):
 
     @property
     def used_share(self) -> float:
-        """Share of the window's budget in use (as of the latest grant)."""
+        """Share of the window's budget in use (as of the latest grant), leaving out grants
+        to a background share that gives way above its ceiling."""
         ...
 
     @property
@@ -83,36 +81,35 @@ class LaneControl:
         self.target = lanes if budget is None else min(lanes, START_LANES)
         self.busy: set[int] = set()
         self.backlog = False  # the latest claim came back full
-        self.last_claim = float("-inf")  # monotonic time of the latest claim that took work
+        self.last_claim = float("-inf")  # monotonic: the latest claim of a trickle (after_claim)
 
     def may_claim(self, lane: int, woken: bool) -> bool:
-        """Lane `lane` may claim: it is within the target, the lanes before it are busy,
-        and there is a backlog, or (it was woken for new work) a trickle with budget to
-        spare."""
+        """Lane `lane` may claim: it is within the target, the lanes before it are busy, and
+        there is a backlog, or it was woken for new work (the spacing then says when)."""
         if lane == 0:
             return True
         if lane >= self.target or any(n not in self.busy for n in range(lane)):
             return False
-        if self.backlog:
-            return True
-        return woken and self.budget is not None and self.budget.used_share < TRICKLE_SHARE
+        return self.backlog or (woken and self.budget is not None)
 
-    def claim_delay(self, lane: int) -> float:
-        """Seconds lane `lane` should wait before it claims a trickle (see the module's
-        docstring): 0 but for lane 0 past `PACE_SHARE` of the window without a backlog."""
-        if lane != 0 or self.backlog or self.budget is None:
-            return 0.0
-        used = self.budget.used_share
-        if used < PACE_SHARE:
+    def claim_delay(self) -> float:
+        """Seconds before the next claim of a trickle (see the module's docstring); 0 for a
+        backlog or without a budget to read."""
+        if self.backlog or self.budget is None:
             return 0.0
         interval = self.budget.request_interval
-        spacing = REQUESTS_PER_CLAIM * interval / max(1.0 - used, 1e-6)
+        spacing = SPACING_REQUESTS * interval / max(1.0 - self.budget.used_share, 1e-6)
         spacing = min(spacing, MOST_PACED_REQUESTS * interval)
         return max(0.0, self.last_claim + spacing - time.monotonic())
 
-    def after_claim(self, claimed: int, full: bool) -> None:
+    def after_claim(self, claimed: int, full: bool, *, woken: bool = False) -> None:
+        """`woken`: the lane claimed because it was told of new work. Such a claim that comes
+        back empty lost the work to a lane of another process, woken by the same NOTIFY, so it
+        counts for the spacing too: the processes then space their claims of a trickle as one
+        (with each process spacing only its own claims, two took turns and sent a request per
+        job)."""
         self.backlog = full
-        if claimed:
+        if claimed or woken:
             self.last_claim = time.monotonic()
         if self.budget is None or not full:
             return

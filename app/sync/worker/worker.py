@@ -166,7 +166,7 @@ class Worker:
     async def _lane(self, index: int, lane: str, wakeup: asyncio.Event) -> None:
         # The first lane takes whatever is due; the others join as `self.lanes` allows
         # (app/sync/worker/lanes.py): while a backlog needs them to fill HubSpot's limit, or when
-        # jobs arrive while the lanes before them are busy and the budget has room.
+        # jobs arrive while the lanes before them are busy, spaced as the budget allows.
         failures = 0
         woken = True
         while not self._stopping:
@@ -174,13 +174,13 @@ class Worker:
             if not self.lanes.may_claim(index, woken):
                 woken = await _wait(wakeup, self.poll_interval)
                 continue
-            delay = self.lanes.claim_delay(index)
+            delay = self.lanes.claim_delay()
             if delay:  # a trickle gathers while the window fills (app/sync/worker/lanes.py)
                 await _wait(self._stop_requested, delay)
                 continue
             self.lanes.busy.add(index)
             try:
-                counts = await self._run_batch(lane, self.batch_size)
+                counts = await self._run_batch(lane, self.batch_size, woken=woken)
             except Exception:
                 failures += 1
                 delay = min(self.poll_interval * 2**failures, MAX_IDLE_BACKOFF)
@@ -205,10 +205,10 @@ class Worker:
             except Exception:
                 log.exception("rescuing expired leases failed")
 
-    async def _run_batch(self, lane: str, limit: int) -> ProcessCounts:
+    async def _run_batch(self, lane: str, limit: int, *, woken: bool = False) -> ProcessCounts:
         jobs = await self.queue.claim(lane, limit, self.lease_seconds)
         full = len(jobs) >= self.batch_size
-        self.lanes.after_claim(len(jobs), full)
+        self.lanes.after_claim(len(jobs), full, woken=woken)
         if full:
             self.wake()  # more may be waiting: the lanes allowed to join look now
         if not jobs:

@@ -385,7 +385,14 @@ async def test_sync_now_while_inbound_is_paused_writes_hubspot_only(
     assert warp[customer_id]["company_name"] == "Co 0"
     jobs = await context.queue.jobs_for("customer", customer_id)
     assert [j.direction for j in jobs if j.state == "pending"] == ["to_warp"]
-    assert (await client.post("/v1/sync/process-queue", headers=AUTH)).json()["claimed"] == 0
+    # The job held for WARP is never claimed while inbound is paused. (Asked of that job, not
+    # of the queue: a company job of a webhook delivered later still may be due — seen once
+    # in CI, where a working of the queue after the loop above claimed one.)
+    await client.post("/v1/sync/process-queue", headers=AUTH)
+    jobs = await context.queue.jobs_for("customer", customer_id)
+    assert [j.direction for j in jobs if j.state == "pending"] == ["to_warp"]
+    warp = await context.warp.fetch_customers([customer_id])
+    assert warp[customer_id]["company_name"] == "Co 0"
 
     await client.post("/v1/sync/directions/inbound/resume", headers=AUTH)
     assert (await client.post("/v1/sync/process-queue", headers=AUTH)).json()["done"] >= 1

@@ -480,7 +480,7 @@ def measure_latency_only(
         raise SystemExit(f"--only-latency needs {per_run * args.runs} customers")
     p50s, p99s, lat = [], [], []
     for run in range(args.runs):
-        time.sleep(WINDOW_SECONDS + 0.5)
+        time.sleep(RateLimit.parse(args.rate_limit).window_seconds + 0.5)
         before = sandbox_stats(sandbox)
         lat = asyncio.run(
             latency(hubsync, sandbox, name, ids, args.latency_seconds, offset=run * per_run)

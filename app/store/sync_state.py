@@ -343,17 +343,11 @@ async def field_memory(
             any_of(connection, field_states.c.warp_customer_id, customer_ids)
         )
     )
-    # SQLite's datetimes come back naive (stored as UTC); PostgreSQL's are aware already.
-    utc = as_utc if connection.dialect.name != "postgresql" else _same
     for customer_id, field, warp, hubspot, base, warp_at, hubspot_at, synced, prop in rows:
         memory.setdefault(customer_id, {})[field] = FieldMemory(
-            warp, hubspot, base, utc(warp_at), utc(hubspot_at), utc(synced), prop
+            warp, hubspot, base, as_utc(warp_at), as_utc(hubspot_at), as_utc(synced), prop
         )
     return memory
-
-
-def _same(moment: datetime | None) -> datetime | None:
-    return moment
 
 
 _MEMORY_COLUMNS = (

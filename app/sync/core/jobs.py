@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -52,6 +52,21 @@ class ClaimedJob:
     # The fencing token of this claim (the job row's claim counter when it was claimed); 0
     # for work that is not a queue job, which nothing can claim twice.
     claim: int = 0
+
+
+def stand_in_job(customer_id: str, source: JobSource) -> ClaimedJob:
+    """The job a pair is judged under when no queue job exists (a reconciliation's pair, a
+    preview's): a customer synced both ways, never queued, nothing to fence (claim 0)."""
+    return ClaimedJob(
+        id=0,
+        entity_type=EntityType.CUSTOMER,
+        entity_key=customer_id,
+        direction=JobDirection.BOTH,
+        source=source,
+        priority=10,
+        attempts=0,
+        created_at=datetime.now(UTC),
+    )
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from app.store.memory_scan import active_links, memory_of_fields, open_conflicts
 from app.store.sync_config import load_rules
 from app.store.sync_scope import load_scope
 from app.store.sync_state import field_memory
-from app.sync.core.jobs import ClaimedJob, EntityType, JobDirection, JobSource
+from app.sync.core.jobs import JobSource, stand_in_job
 from app.sync.core.mapping import MappingError, path_column
 from app.sync.core.preview import RulesForecast, ScopeForecast
 from app.sync.core.records import FieldMemory
@@ -154,7 +154,7 @@ def _add_read(
 ) -> None:
     """Decide a customer whose company was just read, with the engine's own pieces."""
     cid = str(customer["id"])
-    pair = Pair(_preview_job(cid), dict(customer), None, memory)
+    pair = Pair(stand_in_job(cid, JobSource.API), dict(customer), None, memory)
     try:
         pair.read_warp(forecast.rules)
     except MappingError:
@@ -193,20 +193,6 @@ def _refresh_json(
         return None
     reads = reads or _Reads({}, wanted=0, asked=0, took_ms=0, read_at=None)
     return reads.to_json(refresh, from_memory)
-
-
-def _preview_job(customer_id: str) -> ClaimedJob:
-    """The job a previewed pair stands in for (never queued): a sync both ways."""
-    return ClaimedJob(
-        id=0,
-        entity_type=EntityType.CUSTOMER,
-        entity_key=customer_id,
-        direction=JobDirection.BOTH,
-        source=JobSource.API,
-        priority=10,
-        attempts=0,
-        created_at=datetime.now(UTC),
-    )
 
 
 async def preview_scope(
@@ -268,7 +254,7 @@ async def _refresh_returning(
         if customer is None:
             continue  # deleted from WARP since the scan
         counts["decided"] += 1
-        pair = Pair(_preview_job(cid), dict(customer), None, memory.get(cid, {}))
+        pair = Pair(stand_in_job(cid, JobSource.API), dict(customer), None, memory.get(cid, {}))
         try:
             pair.read_warp(rules)
         except MappingError:

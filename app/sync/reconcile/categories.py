@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from app.hubspot.models import HubSpotCompany
 from app.sync.core.decision import NOT_READ, Action
 from app.sync.core.identity import ban_problem, normalize_ban, shown
-from app.sync.core.jobs import ClaimedJob, EntityType, JobDirection, JobSource
+from app.sync.core.jobs import JobSource, stand_in_job
 from app.sync.core.mapping import MappingError
 from app.sync.core.records import FieldMemory, Link
 from app.sync.core.rules import IDENTITY_WARP_FIELD, FieldRule
@@ -107,20 +106,6 @@ def unusable_customer(customer: Mapping[str, Any], company_id: str | None = None
     )
 
 
-def reconciliation_job(customer_id: str) -> ClaimedJob:
-    """The job a reconciliation pair stands in for while it is judged (never queued)."""
-    return ClaimedJob(
-        id=0,
-        entity_type=EntityType.CUSTOMER,
-        entity_key=customer_id,
-        direction=JobDirection.BOTH,
-        source=JobSource.RECONCILIATION,
-        priority=10,
-        attempts=0,
-        created_at=datetime.now(UTC),
-    )
-
-
 def judge_pair(  # noqa: PLR0917 - the pair's facts, each from its own store
     rules: Sequence[FieldRule],
     customer: Mapping[str, Any],
@@ -135,7 +120,7 @@ def judge_pair(  # noqa: PLR0917 - the pair's facts, each from its own store
     if (refused := unusable_customer(customer, company.id)) is not None:
         return refused
     ban = customer_ban(customer)
-    pair = Pair(reconciliation_job(customer_id), dict(customer), link, memory)
+    pair = Pair(stand_in_job(customer_id, JobSource.RECONCILIATION), dict(customer), link, memory)
     try:
         pair.read_warp(rules)
         pair.read_hubspot(rules, company)

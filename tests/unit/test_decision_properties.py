@@ -14,6 +14,7 @@ from app.sync.core.decision import (
     FieldDecision,
     decide_entity,
     decide_field,
+    unread_needs_hubspot,
 )
 from app.sync.core.mapping import Canonical
 from app.sync.core.rules import Authority, Direction, FieldRule, ValueType
@@ -56,6 +57,15 @@ def _apply(
 @given(inputs)
 def test_same_inputs_give_the_same_decision(case: Inputs) -> None:
     assert decide_field(*case) == decide_field(*case)
+
+
+@given(inputs)
+def test_the_read_question_is_what_an_unread_decision_answers(case: Inputs) -> None:
+    # The engine asks whether to read HubSpot without deciding, then decides once: the
+    # question must answer what deciding unread would have said.
+    rule, warp, _, base, warp_at, hubspot_at = case
+    unread = decide_field(rule, warp, NOT_READ, base, warp_at, hubspot_at)
+    assert unread_needs_hubspot(rule, warp, base) is unread.needs_hubspot
 
 
 @given(inputs)

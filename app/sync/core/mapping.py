@@ -64,6 +64,8 @@ def _as_object(value: Any, path: str, where: str) -> Mapping[str, Any] | None:
 
 def get_path(record: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted path (`contact.email`); None where any part is missing."""
+    if "." not in path:  # a plain column: most rules
+        return record.get(path)
     segments = path.split(".")
     current: Mapping[str, Any] | None = record
     for depth, segment in enumerate(segments[:-1]):

@@ -180,8 +180,7 @@ class SyncEngine:
         )
         await recover_overwritten_edits(live, rules, db=self.engine)
         for pair in live:
-            if pair.decision is None or pair.company_read:  # unread pairs decided already
-                pair.decide(rules)
+            pair.decide(rules)
         # LATEST_WINS changed on both sides: decide on per-field times, not row-level ones.
         await settle_latest_wins(live, rules, db=self.engine, hubspot=self.hubspot)
         # Right before each write, in one transaction: an operator's pause holds the writes to
@@ -191,7 +190,8 @@ class SyncEngine:
         written = await self._write_hubspot(live, rules, batch)
         # A write by a stale id HubSpot applied to a merged survivor: keep the link where it is.
         written = await hold_taken(written, batch, db=self.engine)
-        written = await self._cleared(written, batch, hubspot=False)
+        if any(pair.writes_warp() for pair in written):  # else nothing to pause or fence yet
+            written = await self._cleared(written, batch, hubspot=False)
         changed = await write_warp(self.warp, written, rules, batch)
         done = [p for p in written if not batch.settled(p.job) and p not in changed]
         await self._record(done, rules, batch)
@@ -236,7 +236,7 @@ class SyncEngine:
             return True
         if link.warp_customer_id is None:  # a company waiting for its customer: adopt it
             return True
-        return pair.decide(rules).needs_hubspot_read
+        return pair.needs_hubspot_read(rules)
 
     async def _read_for(self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch) -> None:
         linked = [p for p in pairs if p.link is not None and p.link.hubspot_company_id]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.hubspot.models import HubSpotCompany
-from app.sync.core.decision import Action, EntityDecision, decide_entity
+from app.sync.core.decision import Action, EntityDecision, decide_entity, unread_needs_hubspot
 from app.sync.core.identity import normalize_ban
 from app.sync.core.jobs import ClaimedJob
 from app.sync.core.mapping import (
@@ -47,7 +47,7 @@ def parse_time(value: object) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-@dataclass
+@dataclass(eq=False)  # a pair is itself: `pair in pairs` asks which one, not an equal one
 class Pair:
     job: ClaimedJob
     customer: dict[str, Any]
@@ -74,10 +74,14 @@ class Pair:
     held_company_id: bool = False  # the company's id would have been recorded in WARP
     # Skipped as out of the sync scope since its last sync: HubSpot is read before deciding.
     returning: bool = False
+    _customer_id: str | None = field(default=None, repr=False)
 
     @property
     def customer_id(self) -> str:
-        return str(self.customer["id"])
+        # Asked a dozen times per pair and batch; a UUID's str() is not free.
+        if self._customer_id is None:
+            self._customer_id = str(self.customer["id"])
+        return self._customer_id
 
     @property
     def ban(self) -> str:
@@ -184,6 +188,19 @@ class Pair:
                 self.hubspot_values[rule.hubspot_property] = value
                 self.hubspot_times[rule.warp_field] = edit[1]
 
+    def needs_hubspot_read(self, rules: Sequence[FieldRule]) -> bool:
+        """Whether deciding needs HubSpot's values: `decide(rules).needs_hubspot_read`,
+        without deciding (a pair that must read is decided once, after the read)."""
+        memory, warp_values, hubspot_values = self.memory, self.warp_values, self.hubspot_values
+        for rule in rules:
+            if not rule.enabled or rule.hubspot_property in hubspot_values:
+                continue
+            seen = memory.get(rule.warp_field)
+            base = seen.base_value if seen is not None else None
+            if unread_needs_hubspot(rule, warp_values.get(rule.warp_field), base):
+                return True
+        return False
+
     def decide(self, rules: Sequence[FieldRule]) -> EntityDecision:
         bases = {name: seen.base_value for name, seen in self.memory.items()}
         self.decision = decide_entity(
@@ -194,7 +211,7 @@ class Pair:
             self.warp_times,
             self.hubspot_times,
         )
-        for decision in self.decision.fields:
+        for decision in self.decision.fields if self.overwritten else ():
             prop = decision.hubspot_property
             if prop not in self.overwritten or decision.action is Action.CONFLICT:
                 continue
@@ -242,6 +259,12 @@ class Pair:
                     self.held_warp[name] = value
         if warp and self.warp_company_id() is not None:
             self.held_company_id = True
+
+    def writes_warp(self) -> bool:
+        """Whether this pair has anything to write to WARP: HubSpot-won fields or its id."""
+        return bool(self.decision and self.decision.warp_writes) or (
+            self.warp_company_id() is not None
+        )
 
     def warp_company_id(self) -> str | None:
         """The HubSpot id to record in WARP's `external_ids`: None when it is recorded there

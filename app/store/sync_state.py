@@ -17,7 +17,7 @@ from app.errors import HubsyncError
 from app.sql import any_of
 from app.store import widened
 from app.store.models import CompanyAlias, Conflict, EntityLink, FieldState, SyncLog, table_of
-from app.store.upsert import insert_for
+from app.store.upsert import insert_for, insert_rows
 from app.sync.core.records import FieldMemory, Link
 
 links = table_of(EntityLink)
@@ -371,17 +371,12 @@ async def note_warp_values(connection: AsyncConnection, rows: list[dict[str, Any
     if not rows:
         return
     stamp = now()
-    statement = insert_for(connection, field_states)
-    await connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=["warp_customer_id", "field"],
-            set_={
-                "warp_value": statement.excluded.warp_value,
-                "warp_changed_at": statement.excluded.warp_changed_at,
-                "updated_at": statement.excluded.updated_at,
-            },
-        ),
+    await insert_rows(
+        connection,
+        field_states,
         [{**row, "updated_at": stamp} for row in rows],
+        conflict=_FIELD_STATE_KEY,
+        update=("warp_value", "warp_changed_at", "updated_at"),
     )
 
 
@@ -392,15 +387,11 @@ async def save_field_states(connection: AsyncConnection, rows: list[dict[str, An
     stamp = now()
     for row in rows:
         row.setdefault("updated_at", stamp)
-    statement = insert_for(connection, field_states)
-    columns = [c for c in rows[0] if c not in ("warp_customer_id", "field")]
-    await connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=["warp_customer_id", "field"],
-            set_={c: getattr(statement.excluded, c) for c in columns},
-        ),
-        rows,
-    )
+    columns = tuple(c for c in rows[0] if c not in _FIELD_STATE_KEY)
+    await insert_rows(connection, field_states, rows, conflict=_FIELD_STATE_KEY, update=columns)
+
+
+_FIELD_STATE_KEY = ("warp_customer_id", "field")
 
 
 # -- conflicts -------------------------------------------------------------------------------
@@ -462,9 +453,7 @@ async def resolve_all_conflicts(
 async def write_log(connection: AsyncConnection, entries: list[dict[str, Any]]) -> None:
     if entries:
         stamp = now()
-        await connection.execute(
-            sync_log.insert(), [{"created_at": stamp, **entry} for entry in entries]
-        )
+        await insert_rows(connection, sync_log, [{"created_at": stamp, **e} for e in entries])
 
 
 async def open_conflicts_of(connection: AsyncConnection, customer_id: str) -> list[Any]:

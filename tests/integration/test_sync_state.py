@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import select
 
 from app.store import sync_state
-from app.store.models import EntityLink
+from app.store.models import EntityLink, SyncLog
 from tests.conftest import Database
 
 
@@ -38,3 +40,83 @@ async def test_save_active_links_joins_waiting_companies_and_repoints(db: Databa
     async with db.engine.begin() as connection:  # the same again changes nothing
         await sync_state.save_active_links(connection, [("c1", "500", "ZT-1")])
     assert len(await all_links(db)) == 3
+
+
+async def test_field_states_and_log_rows_in_one_statement_keep_every_value(db: Database) -> None:
+    # On PostgreSQL many rows go as one array per column (`insert_rows`): the upsert must keep
+    # blanks, odd text, times and JSON as they were, and update only the named columns.
+    when = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    odd = "quote ' comma , brace { } backslash \\ newline \n and ü"
+    async with db.engine.begin() as connection:
+        await sync_state.save_field_states(
+            connection,
+            [
+                {
+                    "warp_customer_id": "c1",
+                    "field": "company_name",
+                    "warp_value": odd,
+                    "hubspot_value": None,
+                    "base_value": "",
+                    "warp_changed_at": when,
+                },
+                {
+                    "warp_customer_id": "c2",
+                    "field": "company_name",
+                    "warp_value": "NULL",
+                    "hubspot_value": "{}",
+                    "base_value": None,
+                    "warp_changed_at": None,
+                },
+            ],
+        )
+        await sync_state.note_warp_values(
+            connection,
+            [
+                {
+                    "warp_customer_id": "c2",
+                    "field": "company_name",
+                    "hubspot_property": "name",
+                    "warp_value": "Renamed",
+                    "warp_changed_at": when,
+                }
+            ],
+        )
+        await sync_state.write_log(
+            connection,
+            [
+                {
+                    "job_id": 7,
+                    "warp_customer_id": "c1",
+                    "source": "api",
+                    "direction": "to_hubspot",
+                    "outcome": "updated",
+                    "changes": [{"field": "company_name", "new": odd}],
+                },
+                {
+                    "job_id": 8,
+                    "warp_customer_id": "c2",
+                    "source": "api",
+                    "direction": "to_hubspot",
+                    "outcome": "failed",
+                    "changes": None,
+                    "error": "refused",
+                },
+            ],
+        )
+    async with db.engine.connect() as connection:
+        memory = await sync_state.field_memory(connection, ["c1", "c2"])
+        logged = (
+            await connection.execute(
+                select(SyncLog.job_id, SyncLog.changes, SyncLog.error).order_by(SyncLog.job_id)
+            )
+        ).all()
+    first, second = memory["c1"]["company_name"], memory["c2"]["company_name"]
+    assert (first.warp_value, first.hubspot_value, first.base_value) == (odd, None, "")
+    assert first.warp_changed_at == when
+    # The second upsert set WARP's value and time and left the rest alone (the property too).
+    assert (second.warp_value, second.hubspot_value, second.base_value) == ("Renamed", "{}", None)
+    assert (second.warp_changed_at, second.hubspot_property) == (when, None)
+    assert [tuple(row) for row in logged] == [
+        (7, [{"field": "company_name", "new": odd}], None),
+        (8, None, "refused"),
+    ]

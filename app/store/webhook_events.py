@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.sql import any_of
 from app.store import widened
 from app.store.models import SyncJob, WebhookEvent, table_of
 from app.store.queue import SUPERSEDED
@@ -398,7 +399,7 @@ async def finish_events_for_jobs(
     if done:
         result = await connection.execute(
             update(events)
-            .where(_of_jobs(done), events.c.status == QUEUED)
+            .where(_of_jobs(connection, done), events.c.status == QUEUED)
             .values(status=PROCESSED, status_reason=None, processed_at=stamp)
         )
         changed += result.rowcount
@@ -406,7 +407,7 @@ async def finish_events_for_jobs(
         if outcome.status is OutcomeStatus.FAILED:
             result = await connection.execute(
                 update(events)
-                .where(_of_jobs([outcome.job_id]), events.c.status == QUEUED)
+                .where(_of_jobs(connection, [outcome.job_id]), events.c.status == QUEUED)
                 .values(
                     status=FAILED,
                     status_reason=_clip(outcome.error or "the sync job failed"),
@@ -417,7 +418,7 @@ async def finish_events_for_jobs(
     return changed
 
 
-def _of_jobs(job_ids: Sequence[int]) -> ColumnElement[bool]:
+def _of_jobs(connection: AsyncConnection, job_ids: Sequence[int]) -> ColumnElement[bool]:
     earlier, current = queue.alias("earlier"), queue.alias("current")
     folded = (
         select(earlier.c.id)
@@ -429,12 +430,12 @@ def _of_jobs(job_ids: Sequence[int]) -> ColumnElement[bool]:
             ),
         )
         .where(
-            current.c.id.in_(list(job_ids)),
+            any_of(connection, current.c.id, job_ids),
             earlier.c.last_error_kind == SUPERSEDED,
             earlier.c.id < current.c.id,
         )
     )
-    return or_(events.c.job_id.in_(list(job_ids)), events.c.job_id.in_(folded))
+    return or_(any_of(connection, events.c.job_id, job_ids), events.c.job_id.in_(folded))
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_HEADER_NAME = REQUEST_ID_HEADER.lower().encode("latin-1")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
@@ -27,18 +27,37 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _SANE_ID.match(incoming) else uuid.uuid4().hex
+        request_id = _incoming_id(scope["headers"]) or new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        header = (_HEADER_NAME, request_id.encode("latin-1"))
 
+        # Every request passes here: the raw header list is read, and copied with one more, not
+        # through Starlette's Headers/MutableHeaders objects (bench/README.md, intake floor).
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                if REQUEST_ID_HEADER not in headers:
-                    headers[REQUEST_ID_HEADER] = request_id
+                headers = message.get("headers", [])
+                if not any(name == _HEADER_NAME for name, _ in headers):
+                    message["headers"] = [*headers, header]
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def new_request_id() -> str:
+    """32 random hex digits (a uuid4's entropy, without building a UUID)."""
+    return os.urandom(16).hex()
+
+
+def _incoming_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The caller's X-Request-ID when it is sane (the last one sent), else None."""
+    incoming = None
+    for name, value in headers:
+        if name == _HEADER_NAME:
+            incoming = value
+    if incoming is None:
+        return None
+    text = incoming.decode("latin-1")
+    return text if _SANE_ID.match(text) else None
 
 
 def with_lifespan_state(app: ASGIApp, state: dict[str, Any]) -> ASGIApp:

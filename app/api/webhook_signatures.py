@@ -9,6 +9,8 @@ never the secret or the signature that was expected.
 
 from __future__ import annotations
 
+import re
+
 from starlette.requests import Request
 
 from app.api.errors import ApiError
@@ -43,8 +45,31 @@ def signed_uri(request: Request, public_url: str | None) -> str:
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
     path = raw_path.decode("latin-1")
     query = scope.get("query_string", b"").decode("latin-1")
-    base = public_url.rstrip("/") if public_url else f"{request.url.scheme}://{request.url.netloc}"
+    base = public_url.rstrip("/") if public_url else _origin(request)
     return base + path + (f"?{query}" if query else "")
+
+
+# A Host header of a name or IPv4 address and perhaps a port: taken as it is. Anything else
+# (no Host, an IPv6 literal, odd characters) is left to Starlette's `request.url`, which
+# validates it and may fall back to the server's address.
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9.-]+(?::([0-9]{1,5}))?")
+
+
+def _origin(request: Request) -> str:
+    """`scheme://netloc` as `request.url` gives it. Every delivery asks, and building
+    `request.url` parses the Host header and then a whole URL for it; a plain Host header
+    (nearly every request) is read from the scope as it is."""
+    scope = request.scope
+    scheme = scope.get("scheme", "http")
+    if scheme in ("http", "https"):
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")
+                plain = _PLAIN_HOST.fullmatch(host)
+                if plain is not None and int(plain[1] or 0) <= 65535:
+                    return f"{scheme}://{host}"
+                break
+    return f"{request.url.scheme}://{request.url.netloc}"
 
 
 def _refuse(check: str) -> ApiError:

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.sql import any_of
+from app.sql import any_of, fetch_postgres
 from app.store import widened
 from app.store.models import SyncJob, WebhookEvent, table_of
 from app.store.queue import SUPERSEDED
@@ -253,8 +253,8 @@ async def store_routed_events(
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    result: Any = await connection.exec_driver_sql(
-        _STORE_ROUTED_POSTGRES, (*columns, source, priority, stamp)
+    result = await fetch_postgres(
+        connection, _STORE_ROUTED_POSTGRES, *columns, source, priority, stamp
     )
     return {row[1]: (row[0], row[2]) for row in result}  # dedup_key: (id, job_id)
 
@@ -268,7 +268,7 @@ async def company_links(
         return {}, {}
     rows: Any  # (asked, survivor, then the link's columns) from SQL text or the query below
     if connection.dialect.name == "postgresql":
-        rows = await connection.exec_driver_sql(_COMPANY_LINKS_POSTGRES, (list(company_ids),))
+        rows = await fetch_postgres(connection, _COMPANY_LINKS_POSTGRES, list(company_ids))
     else:
         rows = await connection.execute(_company_links_query(), {"ids": list(company_ids)})
     found: dict[str, Link] = {}

@@ -57,19 +57,25 @@ async def submit_together(
     return await asyncio.gather(*(writer.submit(d) for d in deliveries), return_exceptions=True)
 
 
-def fail_every_commit(engine: AsyncEngine) -> None:
-    """Every COMMIT fails, and so does the statement that stores events outside a transaction
-    (the intake's one-statement write on PostgreSQL, which commits by itself)."""
+def fail_every_commit(db: Database, engine: AsyncEngine) -> None:
+    """Every COMMIT fails, and so, on PostgreSQL, does every statement that stores events (the
+    intake's one-statement write there commits by itself, and goes to asyncpg directly, past
+    SQLAlchemy's events: it is refused by the server, as a full disk would)."""
 
     def refuse(_connection: Any) -> None:
         raise OperationalError("COMMIT", {}, Exception("could not write the WAL"))
 
-    def refuse_autocommitted_store(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "INSERT INTO hubspot_webhook_events" in statement and "WITH incoming" in statement:
-            raise OperationalError(statement, {}, Exception("could not write the WAL"))
-
     event.listen(engine.sync_engine, "commit", refuse)
-    event.listen(engine.sync_engine, "before_cursor_execute", refuse_autocommitted_store)
+    if db.kind == "postgresql":
+        execute_in(
+            db,
+            """
+            CREATE FUNCTION refuse_store() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN RAISE EXCEPTION 'could not write the WAL'; END $$;
+            CREATE TRIGGER refuse_store BEFORE INSERT ON hubspot_webhook_events
+            FOR EACH STATEMENT EXECUTE FUNCTION refuse_store();
+            """,
+        )
 
 
 async def test_deliveries_arriving_together_share_one_transaction(db: Database) -> None:
@@ -97,7 +103,7 @@ async def test_a_duplicate_of_another_member_is_stored_once(db: Database) -> Non
 
 
 async def test_a_failing_commit_fails_every_member_and_stores_nothing(db: Database) -> None:
-    fail_every_commit(db.engine)
+    fail_every_commit(db, db.engine)
     async with writer_on(db) as writer:
         results = await submit_together(writer, [delivery(change(500 + n)) for n in range(3)])
     assert [type(r) for r in results] == [IntakeUnavailableError] * 3
@@ -109,7 +115,7 @@ async def test_a_failing_commit_fails_every_member_and_stores_nothing(db: Databa
 async def test_a_failing_commit_answers_503_to_every_delivery(db: Database) -> None:
     settings = settings_for(db)
     async with running_service(create_app(settings)) as (client, context):
-        fail_every_commit(context.engine)
+        fail_every_commit(db, context.engine)
         responses = await asyncio.gather(*(deliver(client, [change(500 + n)]) for n in range(6)))
     assert [r.status_code for r in responses] == [503] * 6
     assert all("not stored" in r.json()["detail"] for r in responses)

@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import Message
 
 from app.api.middleware import RequestIdMiddleware, request_id_of
 from app.api.webhook_signatures import signed_uri
+from app.api.webhooks import summary_response
+from app.sync.intake.routing import DeliverySummary
 
 HOSTS = [
     "example.com",
@@ -95,3 +98,19 @@ async def test_an_answer_that_already_has_a_request_id_keeps_its_own() -> None:
     own = [(b"x-request-id", b"the-app-s")]
     _, answered = await run_middleware([], own)
     assert answered == own
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        DeliverySummary(),
+        DeliverySummary(received=100, stored=97, duplicates=3, queued=90, ignored=5, failed=2),
+        DeliverySummary(received=2**40, processed=7, job_ids=[1, 2]),
+    ],
+)
+def test_a_delivery_s_answer_is_what_json_response_writes(summary: DeliverySummary) -> None:
+    quick = summary_response(summary)
+    slow = JSONResponse(summary.to_json())
+    assert (quick.body, quick.status_code) == (slow.body, slow.status_code)
+    assert quick.headers["content-type"] == slow.headers["content-type"]
+    assert quick.headers["content-length"] == slow.headers["content-length"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -282,7 +283,10 @@ def compare(servers: dict[str, Target], args: argparse.Namespace, scratch: Path)
             measure(target, mode, args, scratch, seconds=min(args.seconds, 3))
         results: dict[str, list[Round]] = {name: [] for name in servers}
         for number in range(1, args.rounds + 1):
-            order = list(servers) if number % 2 else list(reversed(servers))
+            # Rotated every round, so each server follows each other one in turn.
+            names = list(servers)
+            shift = (number - 1) % len(names)
+            order = names[shift:] + names[:shift]
             for name in order:
                 result = measure(servers[name], mode, args, scratch, args.seconds)
                 results[name].append(result)
@@ -299,8 +303,11 @@ def compare(servers: dict[str, Target], args: argparse.Namespace, scratch: Path)
                 f"{statistics.median(r.p50_ms for r in rounds):.1f} ms, p99 "
                 f"{statistics.median(r.p99_ms for r in rounds):.1f} ms [rounds: {rates}]"
             )
-        floor, hubsync = (median_of(results[name]).per_second for name in ("floor", "hubsync"))
-        print(f"ratio hubsync/floor ({mode}): {hubsync / floor:.2f}", flush=True)
+        floor = median_of(results["floor"]).per_second
+        for name in servers:
+            if name != "floor":
+                ratio = median_of(results[name]).per_second / floor
+                print(f"ratio {name}/floor ({mode}): {ratio:.2f}", flush=True)
 
 
 def git_commit(root: Path) -> str:
@@ -336,11 +343,22 @@ def main() -> int:
         help="the checkout whose hubsync is measured (e.g. a `git worktree` of the code before "
         "a change); the floor and this script are always this checkout's",
     )
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="one more hubsync, from the checkout PATH, measured in the same rounds under LABEL "
+        "(e.g. before=/tmp/main for the code before a change); repeatable",
+    )
     parser.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_floor is not None:
         serve_floor(args.serve_floor)
         return 0
+    args.also = [item.split("=", 1) for item in args.also]
+    if any(len(pair) != 2 or pair[0] in ("floor", "hubsync") for pair in args.also):
+        parser.error("--also takes LABEL=PATH, with a label other than floor or hubsync")
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := set(args.modes) - set(EVENTS):
         parser.error(f"unknown modes: {', '.join(sorted(unknown))}")
@@ -353,29 +371,33 @@ def main() -> int:
     print(f"command: {shlex.join(invocation)}")
     print(
         f"load: wrk, {args.threads} threads, {args.connections} connections, {args.seconds:g} s "
-        "per round, every request a distinct signed delivery; floor and hubsync alternately "
-        "(order swapped every round); PostgreSQL on this machine"
+        "per round, every request a distinct signed delivery; the servers one at a time, in turn "
+        "(the order rotated every round); PostgreSQL on this machine"
     )
     print(f"load average before: {load_average()}", flush=True)
     with bench_database(admin_url) as url, tempfile.TemporaryDirectory() as scratch:
         asyncio.run(prepare(url))
         (Path(scratch) / "intake.lua").write_text(WRK_SCRIPT)
-        floor_port, hubsync_port = free_port(), free_port()
-        # Its stdout is the demo's banner (throwaway credentials): not worth printing here.
-        hubsync, command = start_server(
-            url, hubsync_port, output=subprocess.DEVNULL, root=args.hubsync_root.resolve()
-        )
-        with running(hubsync), running(start_floor(url, floor_port)) as floor:
-            print(
-                f"hubsync: {shlex.join(['python', *command[1:]])} (worker and scheduler off), "
-                f"code of {args.hubsync_root.resolve()} at {git_commit(args.hubsync_root)}"
-            )
+        roots = {"hubsync": args.hubsync_root.resolve()}
+        roots.update((label, Path(path).resolve()) for label, path in args.also)
+        floor_port = free_port()
+        with contextlib.ExitStack() as stack:
+            floor = stack.enter_context(running(start_floor(url, floor_port)))
+            servers = {"floor": Target(f"http://127.0.0.1:{floor_port}", floor.pid, url, True)}
+            processes = [floor]
             print("floor:   python -m bench.intake_floor --serve-floor PORT (floor_app)")
-            servers = {
-                "floor": Target(f"http://127.0.0.1:{floor_port}", floor.pid, url, floor=True),
-                "hubsync": Target(f"http://127.0.0.1:{hubsync_port}", hubsync.pid, url, False),
-            }
-            for target, process in zip(servers.values(), (floor, hubsync), strict=True):
+            for label, root in roots.items():
+                port = free_port()
+                # Its stdout is the demo's banner (throwaway credentials): not worth printing.
+                process, command = start_server(url, port, output=subprocess.DEVNULL, root=root)
+                stack.enter_context(running(process))
+                processes.append(process)
+                servers[label] = Target(f"http://127.0.0.1:{port}", process.pid, url, False)
+                print(
+                    f"{label}: {shlex.join(['python', *command[1:]])} (worker and scheduler "
+                    f"off), code of {root} at {git_commit(root)}"
+                )
+            for target, process in zip(servers.values(), processes, strict=True):
                 asyncio.run(wait_ready(target.base, process))
             compare(servers, args, Path(scratch))
     print(f"load average after:  {load_average()}")

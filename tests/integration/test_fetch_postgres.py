@@ -3,9 +3,12 @@ webhook intake's retry and split rules read SQLAlchemy's errors."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import psycopg
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.sql import fetch_postgres
 from app.store.db import create_engine
@@ -14,45 +17,42 @@ from tests.conftest import _libpq
 pytestmark = pytest.mark.postgres
 
 
-async def test_rows_index_as_sqlalchemy_rows(postgres_url: str) -> None:
+@pytest.fixture
+async def engine(postgres_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(postgres_url)
-    try:
-        async with engine.connect() as connection:
-            rows = await fetch_postgres(connection, "SELECT $1::text, $2::int", "a", 2)
-        assert [(row[0], row[1]) for row in rows] == [("a", 2)]
-    finally:
-        await engine.dispose()
+    yield engine
+    await engine.dispose()
 
 
-async def test_a_refused_statement_is_sqlalchemy_s_error(postgres_url: str) -> None:
-    engine = create_engine(postgres_url)
-    try:
-        async with engine.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.exec_driver_sql("CREATE TABLE one (id int PRIMARY KEY)")
+async def test_rows_index_as_sqlalchemy_rows(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        rows = await fetch_postgres(connection, "SELECT $1::text, $2::int", "a", 2)
+    assert [(row[0], row[1]) for row in rows] == [("a", 2)]
+
+
+async def test_a_refused_statement_is_sqlalchemy_s_error(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.exec_driver_sql("CREATE TABLE one (id int PRIMARY KEY)")
+        await fetch_postgres(autocommit, "INSERT INTO one VALUES ($1) RETURNING id", 1)
+        with pytest.raises(IntegrityError):
             await fetch_postgres(autocommit, "INSERT INTO one VALUES ($1) RETURNING id", 1)
-            with pytest.raises(IntegrityError):
-                await fetch_postgres(autocommit, "INSERT INTO one VALUES ($1) RETURNING id", 1)
-            rows = await fetch_postgres(autocommit, "SELECT count(*) FROM one")
-        assert rows[0][0] == 1  # the failed statement had no effect, run twice or not
-    finally:
-        await engine.dispose()
+        rows = await fetch_postgres(autocommit, "SELECT count(*) FROM one")
+    assert rows[0][0] == 1  # the failed statement had no effect, run twice or not
 
 
-async def test_a_broken_connection_is_invalidated_as_sqlalchemy_does(postgres_url: str) -> None:
-    engine = create_engine(postgres_url)
-    try:
-        async with engine.connect() as connection:
+async def test_a_broken_connection_is_invalidated_as_sqlalchemy_does(
+    engine: AsyncEngine, postgres_url: str
+) -> None:
+    async with engine.connect() as connection:
+        await fetch_postgres(connection, "SELECT 1")
+        with psycopg.connect(_libpq(postgres_url), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        with pytest.raises(DBAPIError) as raised:
             await fetch_postgres(connection, "SELECT 1")
-            with psycopg.connect(_libpq(postgres_url), autocommit=True) as admin:
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            with pytest.raises(DBAPIError) as raised:
-                await fetch_postgres(connection, "SELECT 1")
-        assert raised.value.connection_invalidated
-        async with engine.connect() as connection:  # the pool hands out a fresh one
-            assert (await fetch_postgres(connection, "SELECT 1"))[0][0] == 1
-    finally:
-        await engine.dispose()
+    assert raised.value.connection_invalidated
+    async with engine.connect() as connection:  # the pool hands out a fresh one
+        assert (await fetch_postgres(connection, "SELECT 1"))[0][0] == 1

@@ -7,6 +7,8 @@ class, connection limit and event loop, one process). hubsync is the real `hubsy
 (worker and scheduler off) on a fresh, migrated PostgreSQL database with half the companies
 linked (bench/webhook_intake.py's setup, reused). Both run all along; the load goes to one at
 a time, alternately, `--rounds` times, so that both see the same machine in the same minutes.
+`--also LABEL=PATH` adds a hubsync served from another checkout (the code before a change)
+to the same rounds; the order of the servers is rotated every round.
 
 The load client is wrk (one process, `--threads` threads, `--connections` connections,
 `--seconds` per round). wrk's Lua has no HMAC, so every request of a round — distinct events,
@@ -17,6 +19,7 @@ and the script reports any repeat. Modes: `single` (1-event deliveries: deliveri
 `batch` (100-event deliveries: events/s).
 
     .venv/bin/python -m bench.intake_floor [--rounds 3] [--seconds 10] [--modes single,batch]
+        [--also before=/path/to/checkout]
 
 Needs wrk on PATH (Debian's `wrk` package). PostgreSQL: HUBSYNC_BENCH_POSTGRES_URL (default
 postgresql+asyncpg://root@127.0.0.1:5432/postgres); a database is created and dropped.

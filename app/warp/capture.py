@@ -2,12 +2,15 @@
 small table of hubsync's own, so a SQL edit reaches hubsync without a job and without a
 catch-up, and each column's change time is known (LATEST_WINS needs it).
 
-PostgreSQL: schema `hubsync_capture`, table `changes` (id, the writing transaction's xid,
-customer id, operation I/U/D, the changed columns, `clock_timestamp()`), one `AFTER INSERT OR
-UPDATE OR DELETE … FOR EACH ROW` trigger calling a function (run as WARP's writer; INSERT on
-the change table is granted to PUBLIC) that sends `NOTIFY hubsync_capture` unless installed
-with `notify=False`. The function swallows any error of its own (RAISE WARNING, RETURN NULL):
-capture can never fail WARP's transaction.
+PostgreSQL: schema `hubsync_capture`, table `changes` (the writing transaction's xid, customer
+id, operation I/U/D, the changed columns, `clock_timestamp()`), one `AFTER INSERT OR UPDATE OR
+DELETE … FOR EACH ROW` trigger calling a function (run as WARP's writer; INSERT on the change
+table is granted to PUBLIC) that sends `NOTIFY hubsync_capture` unless installed with
+`notify=False`. The function swallows any error of its own (RAISE WARNING, RETURN NULL):
+capture can never fail WARP's transaction. The change table has no key, no index and no
+sequence: each change costs WARP one heap insert, nothing more (an id column with its primary
+key index and `nextval` was a third of the trigger's cost). The drain finds a row again by its
+ctid, checked against the row's content (see `delete_changes`).
 
 SQLite: table `hubsync_capture_changes` beside the customers table and three triggers (SQLite
 allows one event per trigger); it has no NOTIFY, so the drain polls.
@@ -20,7 +23,10 @@ Reading: `read_changes` never passes a change whose transaction may still commit
 on PostgreSQL it returns only rows whose xid is below the oldest transaction still open that
 has written a change (PG_HORIZON: `pg_snapshot_xmin` narrowed to capture's writers); SQLite has
 one writer, so its id (rowid) order is commit order. Drained rows are deleted; a row is only
-ever deleted after it was drained, so no change is skipped whatever the order.
+ever deleted after it was drained, so no change is skipped whatever the order. Within what
+may pass, the order does not matter: a customer's jobs coalesce and a column's change time
+only moves forward (`note_column_changes`), so PostgreSQL reads in heap order, with no sort:
+a backlog of millions costs each batch its own rows, not a scan and sort of the backlog.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from app.warp.schema import split_table_name
 
 CAPTURE_SCHEMA = "hubsync_capture"
 NOTIFY_CHANNEL = "hubsync_capture"
-NOTIFY_SETTING = "hubsync_capture.notified_at"  # per session: when it last sent NOTIFY
+NOTIFY_SETTING = "hubsync_capture.notify_after"  # per session: when it may send the next
 NOTIFY_EVERY = "100 milliseconds"
 PG_TRIGGER = "hubsync_capture"
 SQLITE_TABLE = "hubsync_capture_changes"
@@ -72,9 +78,21 @@ horizon AS (
 )"""
 
 
+# Drained rows by ctid (a TID scan, never a scan of a backlog), each checked against what was
+# drained.
+PG_DELETE = """DELETE FROM {changes} AS c
+USING unnest(CAST(CAST(:rows AS text[]) AS tid[]), CAST(CAST(:xids AS text[]) AS xid8[]),
+             CAST(:customers AS text[]), CAST(:times AS timestamptz[]))
+      AS d(row, xid, customer_id, changed_at)
+WHERE c.ctid = ANY (CAST(CAST(:rows AS text[]) AS tid[]))
+  AND c.ctid = d.row AND c.xid = d.xid AND c.customer_id = d.customer_id
+  AND c.changed_at = d.changed_at"""
+
+
 @dataclass(frozen=True)
 class Change:
-    id: int
+    row: str  # where the change row is: its ctid on PostgreSQL, its id (rowid) on SQLite
+    xid: int  # the writing transaction (PostgreSQL; 0 on SQLite)
     customer_id: str
     operation: str  # I, U or D
     columns: tuple[str, ...]
@@ -191,49 +209,68 @@ class Capture:
     # -- reading ---------------------------------------------------------------------------
 
     async def read_changes(self, limit: int) -> list[Change]:
-        """The oldest `limit` changes of finished transactions, in the order they were made."""
+        """At most `limit` changes of finished transactions (none that a transaction still
+        open may commit behind)."""
         async with self.engine.connect() as connection:
             changes = self._changes_sql(connection)
             if self.postgres:
                 rows = await connection.execute(
                     text(
                         f"WITH {PG_HORIZON} "
-                        "SELECT id, customer_id, operation, columns, changed_at "
-                        f"FROM {changes}, horizon WHERE xid < horizon.below "
-                        "ORDER BY id LIMIT :limit"
+                        "SELECT ctid::text, xid::text, customer_id, operation, columns, "
+                        f"changed_at FROM {changes}, horizon WHERE xid < horizon.below "
+                        "LIMIT :limit"
                     ),
                     {"limit": limit},
                 )
             else:
                 rows = await connection.execute(
                     text(
-                        "SELECT id, customer_id, operation, columns, changed_at "
+                        "SELECT id, 0, customer_id, operation, columns, changed_at "
                         f"FROM {changes} ORDER BY id LIMIT :limit"
                     ),
                     {"limit": limit},
                 )
             return [
                 Change(
-                    id=int(row[0]),
-                    customer_id=_customer_id(row[1]),
-                    operation=str(row[2]),
-                    columns=_columns(row[3]),
-                    changed_at=_moment(row[4]) or datetime.now(UTC),
+                    row=str(row[0]),
+                    xid=int(row[1]),
+                    customer_id=_customer_id(row[2]),
+                    operation=str(row[3]),
+                    columns=_columns(row[4]),
+                    changed_at=_moment(row[5]) or datetime.now(UTC),
                 )
                 for row in rows
             ]
 
-    async def delete_changes(self, ids: Sequence[int]) -> None:
-        """Delete drained rows, at most DELETE_BATCH per statement and transaction."""
-        wanted = sorted(ids)
+    async def delete_changes(self, drained: Sequence[Change]) -> None:
+        """Delete drained rows, at most DELETE_BATCH per statement and transaction.
+
+        PostgreSQL: by ctid, and only where the row there is still the one drained (same
+        transaction, customer and time). A ctid moves only if the table is rewritten (VACUUM
+        FULL, CLUSTER); then a row at a drained ctid may be another, undrained one, which must
+        stay. A drained row that moved stays too and is drained again: its job coalesces."""
+        # one order for every drain (each replica drains): deletes that overlap never deadlock
+        wanted = sorted(drained, key=lambda c: _row_order(c.row))
         for start in range(0, len(wanted), DELETE_BATCH):
             chunk = wanted[start : start + DELETE_BATCH]
             async with self.engine.begin() as connection:
                 changes = self._changes_sql(connection)
+                if self.postgres:
+                    await connection.execute(
+                        text(PG_DELETE.format(changes=changes)),
+                        {
+                            "rows": [c.row for c in chunk],
+                            "xids": [str(c.xid) for c in chunk],
+                            "customers": [c.customer_id for c in chunk],
+                            "times": [c.changed_at for c in chunk],
+                        },
+                    )
+                    continue
                 marks = ", ".join(f":i{n}" for n in range(len(chunk)))
                 await connection.execute(
                     text(f"DELETE FROM {changes} WHERE id IN ({marks})"),
-                    {f"i{n}": value for n, value in enumerate(chunk)},
+                    {f"i{n}": int(c.row) for n, c in enumerate(chunk)},
                 )
 
     # -- PostgreSQL ------------------------------------------------------------------------
@@ -242,54 +279,58 @@ class Capture:
         self, connection: AsyncConnection, watched: Sequence[str], *, notify: bool
     ) -> list[str]:
         table = _table_sql(connection, self.table_name)
-        compares = "\n".join(
-            f"    IF NEW.{_quote(connection, c)} IS DISTINCT FROM OLD.{_quote(connection, c)} "
-            f"THEN changed := changed || '{c}'::text; END IF;"
+        # One statement compares the columns and writes the row (when one changed): each
+        # PL/pgSQL statement is an executor call of its own, so one per column cost more.
+        changed = ", ".join(
+            f"CASE WHEN NEW.{_quote(connection, c)} IS DISTINCT FROM OLD.{_quote(connection, c)} "
+            f"THEN '{c}' END"
             for c in watched
         )
         every = ", ".join(f"'{c}'" for c in watched)
         # NOTIFY serialises committing notifiers on a server-wide lock: each session sends
         # at most one every NOTIFY_EVERY; a change that sends none is found by the drain's
-        # poll (0.25 s) or the next notification.
+        # poll (0.25 s) or the next notification. The session keeps the time it may send
+        # the next one, so a change compares one time and computes nothing else.
         wake = (
-            f"""IF coalesce(current_setting('{NOTIFY_SETTING}', true), '') = ''
-       OR clock_timestamp() - current_setting('{NOTIFY_SETTING}')::timestamptz
-          > interval '{NOTIFY_EVERY}' THEN
+            f"""IF clock_timestamp() > coalesce(
+            nullif(current_setting('{NOTIFY_SETTING}', true), ''), '-infinity')::timestamptz
+    THEN
         PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
-        PERFORM set_config('{NOTIFY_SETTING}', clock_timestamp()::text, false);
+        PERFORM set_config(
+            '{NOTIFY_SETTING}', (clock_timestamp() + interval '{NOTIFY_EVERY}')::text, false);
     END IF;"""
             if notify
             else ""
         )
+        insert = f"INSERT INTO {CAPTURE_SCHEMA}.changes (customer_id, operation, columns)"
         return [
             f"CREATE SCHEMA IF NOT EXISTS {CAPTURE_SCHEMA}",
             f"""CREATE TABLE IF NOT EXISTS {CAPTURE_SCHEMA}.changes (
-                id bigserial PRIMARY KEY,
                 xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
                 customer_id text NOT NULL,
                 operation char(1) NOT NULL,
                 columns text[] NOT NULL,
                 changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
             )""",
+            # An install from before the table lost its key: drop the id column, and with
+            # it its primary key and its sequence; the rows waiting are kept.
+            f"ALTER TABLE {CAPTURE_SCHEMA}.changes DROP COLUMN IF EXISTS id",
             f"""CREATE OR REPLACE FUNCTION {CAPTURE_SCHEMA}.note_change() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 -- hubsync change capture; watched: {",".join(watched)}
-DECLARE
-    changed text[] := '{{}}';
 BEGIN
     IF TG_OP = 'UPDATE' THEN
-{compares}
-        IF cardinality(changed) = 0 THEN
+        {insert}
+        SELECT NEW.id::text, 'U', changed
+        FROM (SELECT array_remove(ARRAY[{changed}], NULL) AS changed) AS compared
+        WHERE cardinality(changed) > 0;
+        IF NOT FOUND THEN
             RETURN NULL;
         END IF;
-        INSERT INTO {CAPTURE_SCHEMA}.changes (customer_id, operation, columns)
-        VALUES (NEW.id::text, 'U', changed);
     ELSIF TG_OP = 'INSERT' THEN
-        INSERT INTO {CAPTURE_SCHEMA}.changes (customer_id, operation, columns)
-        VALUES (NEW.id::text, 'I', ARRAY[{every}]::text[]);
+        {insert} VALUES (NEW.id::text, 'I', ARRAY[{every}]::text[]);
     ELSE
-        INSERT INTO {CAPTURE_SCHEMA}.changes (customer_id, operation, columns)
-        VALUES (OLD.id::text, 'D', '{{}}');
+        {insert} VALUES (OLD.id::text, 'D', '{{}}');
     END IF;
     {wake}
     RETURN NULL;
@@ -303,7 +344,6 @@ $fn$""",
             # may read or remove one but hubsync's.
             f"GRANT USAGE ON SCHEMA {CAPTURE_SCHEMA} TO PUBLIC",
             f"GRANT INSERT ON {CAPTURE_SCHEMA}.changes TO PUBLIC",
-            f"GRANT USAGE ON SEQUENCE {CAPTURE_SCHEMA}.changes_id_seq TO PUBLIC",
             f"DROP TRIGGER IF EXISTS {PG_TRIGGER} ON {table}",
             f"CREATE TRIGGER {PG_TRIGGER} AFTER INSERT OR UPDATE OR DELETE ON {table} "
             f"FOR EACH ROW EXECUTE FUNCTION {CAPTURE_SCHEMA}.note_change()",
@@ -405,6 +445,11 @@ def _customer_id(value: Any) -> str:
         return str(uuid.UUID(str(value)))
     except ValueError:
         return str(value)
+
+
+def _row_order(row: str) -> tuple[int, ...]:
+    """A ctid '(block,offset)' or a rowid, in the table's order."""
+    return tuple(int(part) for part in row.strip("()").split(","))
 
 
 def _columns(value: Any) -> tuple[str, ...]:

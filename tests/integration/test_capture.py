@@ -255,3 +255,123 @@ async def test_a_transaction_held_open_is_neither_lost_nor_passed(db: Database) 
     async with db.engine.connect() as connection:
         times = await column_change_times(connection, [held, later])
     assert times[held]["company_name"] < times[later]["company_name"]
+
+
+# The PostgreSQL install as it was before the change table lost its key (an id bigserial
+# primary key), with a trigger function of that time.
+INSTALL_WITH_A_KEY = [
+    "CREATE SCHEMA hubsync_capture",
+    """CREATE TABLE hubsync_capture.changes (
+        id bigserial PRIMARY KEY,
+        xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+        customer_id text NOT NULL,
+        operation char(1) NOT NULL,
+        columns text[] NOT NULL,
+        changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    )""",
+    """CREATE FUNCTION hubsync_capture.note_change() RETURNS trigger LANGUAGE plpgsql AS $fn$
+-- hubsync change capture; watched: company_name
+DECLARE
+    changed text[] := '{}';
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        IF NEW.company_name IS DISTINCT FROM OLD.company_name THEN
+            changed := changed || 'company_name'::text;
+        END IF;
+        IF cardinality(changed) = 0 THEN
+            RETURN NULL;
+        END IF;
+        INSERT INTO hubsync_capture.changes (customer_id, operation, columns)
+        VALUES (NEW.id::text, 'U', changed);
+    END IF;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END
+$fn$""",
+    "GRANT USAGE ON SCHEMA hubsync_capture TO PUBLIC",
+    "GRANT INSERT ON hubsync_capture.changes TO PUBLIC",
+    "GRANT USAGE ON SEQUENCE hubsync_capture.changes_id_seq TO PUBLIC",
+    "CREATE TRIGGER hubsync_capture AFTER INSERT OR UPDATE OR DELETE ON accounts.customers "
+    "FOR EACH ROW EXECUTE FUNCTION hubsync_capture.note_change()",
+]
+
+
+@pytest.mark.postgres
+async def test_installing_over_an_install_with_a_keyed_change_table_keeps_its_changes(
+    postgres_url: str,
+) -> None:
+    engine = create_engine(postgres_url)
+    try:
+        db = Database("postgresql", postgres_url, engine, "accounts.customers")
+        waiting, later = await add_customer(db), await add_customer(db)
+        capture, drain = capture_of(db)
+        before = await catalog(db)
+        async with engine.begin() as connection:
+            for statement in INSTALL_WITH_A_KEY:
+                await connection.exec_driver_sql(statement)
+            await rename(connection, db, waiting, "Noted by the old trigger")
+        assert (await capture.status()).pending == 1
+
+        upgraded = await capture.install()
+        assert upgraded.pending == 1  # the change waiting is kept
+        assert "current_balance" in upgraded.watched  # the new function is in place
+        async with engine.connect() as connection:
+            left = await connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname = 'hubsync_capture' "
+                    "AND c.relkind IN ('S', 'i')"
+                )
+            )
+        assert left == 0  # no sequence, no index left behind
+        async with engine.begin() as connection:
+            await rename(connection, db, later, "Noted by the new trigger")
+        assert await drain_all(drain) == (2, 2)
+        assert sorted(await queued(db)) == sorted([(waiting, "capture"), (later, "capture")])
+
+        await capture.uninstall()
+        assert await catalog(db) == before
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_rewritten_change_table_loses_no_change_not_drained(postgres_url: str) -> None:
+    """The drain deletes by ctid. A rewrite of the change table between its read and its
+    delete (VACUUM FULL, CLUSTER; here, deterministically, TRUNCATE and a reload) moves rows,
+    so a drained ctid may then hold a change not drained yet, which must stay."""
+    engine = create_engine(postgres_url)
+    try:
+        db = Database("postgresql", postgres_url, engine, "accounts.customers")
+        first, second, third, unseen = [await add_customer(db) for _ in range(4)]
+        capture, _ = capture_of(db)
+        await capture.install()
+        for customer in (first, second, third):
+            async with engine.begin() as connection:
+                await rename(connection, db, customer, "Drained")
+        drained = await capture.read_changes(10)
+        assert sorted(c.customer_id for c in drained) == sorted([first, second, third])
+
+        async with engine.begin() as connection:  # the first was deleted by another drain
+            await connection.execute(
+                text(
+                    "CREATE TEMP TABLE kept ON COMMIT DROP AS SELECT * "
+                    "FROM hubsync_capture.changes WHERE customer_id <> :id"
+                ),
+                {"id": first},
+            )
+            await connection.execute(text("TRUNCATE hubsync_capture.changes"))
+            await rename(connection, db, unseen, "Not drained yet")  # the first place
+            await connection.execute(text("INSERT INTO hubsync_capture.changes SELECT * FROM kept"))
+        async with engine.connect() as connection:
+            places = await connection.execute(
+                text("SELECT customer_id, ctid::text FROM hubsync_capture.changes")
+            )
+            place_of = {str(customer): str(place) for customer, place in places}
+        assert place_of[unseen] in {c.row for c in drained}  # a drained place, another change
+
+        await capture.delete_changes(drained)
+        assert [c.customer_id for c in await capture.read_changes(10)] == [unseen]
+    finally:
+        await engine.dispose()

@@ -79,7 +79,7 @@ class CaptureDrain:
                 if not changes:
                     break
                 customers += await self._enqueue(changes)
-                await self.capture.delete_changes([c.id for c in changes])
+                await self.capture.delete_changes(changes)
                 total += len(changes)
                 if len(changes) < self.batch_size:
                     break

@@ -206,8 +206,12 @@ async def test_the_scheduler_runs_the_daily_run_at_its_fire_time(
     assert status.note is not None
     async with db.engine.connect() as connection:
         made = await runs.list_runs(connection, limit=10)
-    assert [run.trigger for run in made] == ["schedule"]
-    assert status.note == f"run {made[0].id} for {made[0].fire_key}"
+    # A fire each second: on a slow machine another may come before the job is removed. Each
+    # fire time makes at most one run, every run is the schedule's, and the note names one.
+    assert made
+    assert all(run.trigger == "schedule" for run in made)
+    assert len({run.fire_key for run in made}) == len(made)
+    assert status.note in {f"run {run.id} for {run.fire_key}" for run in made}
 
 
 async def test_a_daily_run_that_meets_a_run_in_progress_is_postponed_then_started(

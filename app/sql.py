@@ -25,16 +25,18 @@ def any_of(connection: AsyncConnection, column: ColumnElement[Any], values: Iter
 
 async def fetch_postgres(connection: AsyncConnection, statement: str, *params: Any) -> list[Any]:
     """The rows of SQL text on PostgreSQL, straight through asyncpg, for the hottest statements
-    (the webhook intake's two per group): SQLAlchemy's cursor and result cost ~0.1 ms of CPU
-    per statement, several times what asyncpg spends (bench/README.md). The rows index like
-    SQLAlchemy's. Only on an autocommit connection, or for reads: SQLAlchemy does not hear of
-    the statement, so it begins no transaction for it (nor has one begun before its first own
-    statement on the connection).
+    (the webhook intake's two per group, a batch's field memory): SQLAlchemy's cursor and result
+    cost ~0.1 ms of CPU per statement, several times what asyncpg spends (bench/README.md). The
+    rows index like SQLAlchemy's. Only on an autocommit connection, or for reads: SQLAlchemy
+    does not hear of the statement, so it begins no transaction for it (nor has one begun
+    before its first own statement on the connection).
 
-    Failures stay SQLAlchemy's: a statement that fails is run once more through SQLAlchemy,
-    which raises its own `DBAPIError` (and invalidates a broken connection, so that callers
-    retrying on `connection_invalidated` still do). A statement that failed had no effect, so
-    running it again is safe: it fails the same way, or (a transient failure) succeeds."""
+    Failures outside a transaction stay SQLAlchemy's: a statement that fails is run once more
+    through SQLAlchemy, which raises its own `DBAPIError` (and invalidates a broken connection,
+    so that callers retrying on `connection_invalidated` still do). A statement that failed had
+    no effect, so running it again is safe: it fails the same way, or (a transient failure)
+    succeeds. Inside a transaction the failure has aborted it, and a second run would only say
+    "current transaction is aborted": the driver's own error is raised, which says why."""
     sync_connection = connection.sync_connection
     driver = None if sync_connection is None else sync_connection.connection.driver_connection
     if driver is None:  # not open: SQLAlchemy says why
@@ -42,7 +44,9 @@ async def fetch_postgres(connection: AsyncConnection, statement: str, *params: A
         return list(result)
     try:
         rows: list[Any] = await driver.fetch(statement, *params)
-    except Exception:  # noqa: BLE001 -- raised again below, as SQLAlchemy raises it
+    except Exception:
+        if driver.is_in_transaction():
+            raise
         result = await connection.exec_driver_sql(statement, params)
         return list(result)
     return rows

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from functools import cache
 from typing import Any
 
 from sqlalchemy import JSON, Dialect, Table, text
@@ -28,8 +27,8 @@ async def insert_rows(
     conflict: tuple[str, ...] = (),
     update: tuple[str, ...] = (),
 ) -> None:
-    """Insert `rows`, and where a row with the same `conflict`
-    columns exists, set its `update` columns to the new row's (none: insert only).
+    """Insert `rows`, and where a row with the same `conflict` columns exists, set its
+    `update` columns to the new row's (none: insert only).
 
     On PostgreSQL this is one statement, whatever the number of rows: each column goes as one
     array and the rows come back out of `unnest`, so a batch's hundred rows cost one round
@@ -49,7 +48,7 @@ async def insert_rows(
         return
     jsons = {c for c in columns if isinstance(table.c[c].type, JSON)}
     await connection.execute(
-        _unnest_insert(connection.dialect, table, columns, conflict, update),
+        _unnest_insert(connection.dialect, (table, columns, conflict, update)),
         {
             f"c{i}": [_json(row.get(c)) for row in rows]
             if c in jsons
@@ -63,14 +62,15 @@ def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-@cache
-def _unnest_insert(
-    dialect: Dialect,
-    table: Table,
-    columns: tuple[str, ...],
-    conflict: tuple[str, ...],
-    update: tuple[str, ...],
-) -> TextClause:
+# The statement of each (table, columns, conflict, update), built once: a handful per process.
+_Shape = tuple[Table, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+_UNNEST_INSERTS: dict[_Shape, TextClause] = {}
+
+
+def _unnest_insert(dialect: Dialect, shape: _Shape) -> TextClause:
+    if (known := _UNNEST_INSERTS.get(shape)) is not None:
+        return known
+    table, columns, conflict, update = shape
     quote = dialect.identifier_preparer.quote
     arrays = ", ".join(
         f"CAST(:c{i} AS {table.c[c].type.compile(dialect=dialect)}[])"
@@ -85,4 +85,5 @@ def _unnest_insert(
         sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update)
         targets = ", ".join(quote(c) for c in conflict)
         sql += f" ON CONFLICT ({targets}) DO " + (f"UPDATE SET {sets}" if sets else "NOTHING")
-    return text(sql)
+    _UNNEST_INSERTS[shape] = statement = text(sql)
+    return statement

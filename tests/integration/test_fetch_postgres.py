@@ -41,6 +41,17 @@ async def test_a_refused_statement_is_sqlalchemy_s_error(engine: AsyncEngine) ->
     assert rows[0][0] == 1  # the failed statement had no effect, run twice or not
 
 
+async def test_a_failure_inside_a_transaction_says_why(engine: AsyncEngine) -> None:
+    # A batch's field memory is read on a connection SQLAlchemy has begun a transaction on: a
+    # failed read aborted it, and running it again would only report "transaction is aborted".
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("SELECT 1")  # SQLAlchemy begins its transaction
+        with pytest.raises(Exception, match="division by zero") as raised:
+            await fetch_postgres(connection, "SELECT 1 / $1::int", 0)
+        await connection.rollback()
+    assert "aborted" not in str(raised.value)
+
+
 async def test_a_broken_connection_is_invalidated_as_sqlalchemy_does(
     engine: AsyncEngine, postgres_url: str
 ) -> None:

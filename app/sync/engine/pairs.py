@@ -74,7 +74,7 @@ class Pair:
     held_company_id: bool = False  # the company's id would have been recorded in WARP
     # Skipped as out of the sync scope since its last sync: HubSpot is read before deciding.
     returning: bool = False
-    _customer_id: str | None = field(default=None, repr=False)
+    _customer_id: str | None = field(default=None, init=False, repr=False)
 
     @property
     def customer_id(self) -> str:

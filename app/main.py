@@ -56,7 +56,7 @@ from app.sandbox.access import LoopbackOrToken
 from app.sandbox.embedded import build_sandbox_app
 from app.settings import Secret, Settings, SettingsError
 from app.store.bootstrap import is_embedded_default
-from app.store.db import create_engine
+from app.store.db import create_engine, pool_size_for
 from app.store.webhook_events import finish_events_for_jobs
 from app.sync.core.jobs import JobHandler
 from app.sync.engine.engine import SyncEngine
@@ -126,10 +126,13 @@ async def root(request: Request) -> Response:
 
 def open_context(settings: Settings, webhook_secret: Secret | None) -> AppContext:
     """The engines (one when WARP lives in hubsync's database) and what uses them."""
-    engine = create_engine(settings.database_url.reveal())
+    pool_size = pool_size_for(settings.effective_worker_concurrency)
+    engine = create_engine(settings.database_url.reveal(), pool_size=pool_size)
     same_database = settings.effective_warp_database_url == settings.database_url
     warp_engine = (
-        engine if same_database else create_engine(settings.effective_warp_database_url.reveal())
+        engine
+        if same_database
+        else create_engine(settings.effective_warp_database_url.reveal(), pool_size=pool_size)
     )
     return AppContext(
         settings=settings,

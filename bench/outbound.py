@@ -257,6 +257,15 @@ def touch(name: str, column: str) -> None:
             )
 
 
+def sessions(name: str) -> int:
+    """Connections opened to database `name` so far (PostgreSQL's own count, all clients)."""
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = %s", (name,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def sandbox_stats(sandbox: str) -> dict[str, Any]:
     return dict(httpx.get(f"{sandbox}/_sandbox/stats", timeout=5).json())
 
@@ -441,17 +450,20 @@ def measure_sync(
         for phase, column in (("warp-only", "current_balance"), ("two-way", "company_name")):
             touch(name, column)
             before = sandbox_stats(sandbox)
+            sessions_before = sessions(name)
             cpu_before = process_tree_cpu(pid)
             t0 = time.monotonic()
             enqueue_all(hubsync, ids)
             elapsed = (time.monotonic() - t0) + wait_idle(name, 3600)
             per_batch = (process_tree_cpu(pid) - cpu_before) * 1000 / (len(ids) / 100)
+            opened = sessions(name) - sessions_before - 1  # wait_idle's own connection
             results[phase].append(len(ids) / elapsed)
             cpu[phase].append(per_batch)
             print(
                 f"run {run + 1} {phase}: {len(ids) / elapsed:.0f} companies/s ({elapsed:.1f} s, "
                 f"{refused(before, sandbox_stats(sandbox))}), "
-                f"hubsync CPU {per_batch:.1f} ms per batch of 100"
+                f"hubsync CPU {per_batch:.1f} ms per batch of 100, "
+                f"{opened} database connections opened"
             )
     return results, cpu
 

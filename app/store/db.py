@@ -17,7 +17,20 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 # A pooled connection idle for longer than this is pinged before it is handed out.
 IDLE_PING_SECONDS = 10.0
+# Connections opened past the pool's size at a peak, closed again when they come back.
+OVERFLOW = 10
+# Beside one per worker lane: the API's requests, the lease heartbeats, the rate limiter.
+SERVICE_CONNECTIONS = 4
 _CHECKED_IN_AT = "hubsync_checked_in_at"
+
+
+def pool_size_for(lanes: int) -> int:
+    """Connections kept open for a process whose worker runs up to `lanes` batches at once:
+    one per lane, and a few for the rest. A smaller pool closes what it opened past its size
+    at every check-in and opens it again at the next peak of a backlog — a backend started,
+    asyncpg's type introspection, every statement prepared anew: about 100 connections a
+    minute at 16 lanes with a pool of 10 (bench/README.md, "Connections")."""
+    return lanes + SERVICE_CONNECTIONS
 
 
 def create_engine(
@@ -38,9 +51,7 @@ def create_engine(
     # whole pool, so only operations already in flight see it; the webhook intake retries
     # once on such an error (app/sync/intake/writer.py). `pool_recycle` bounds any
     # connection's age besides.
-    engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
-    )
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=OVERFLOW, pool_recycle=1800)
     event.listen(engine.sync_engine.pool, "checkin", _note_checkin)
     event.listen(engine.sync_engine.pool, "checkout", _idle_pinger(idle_ping_seconds))
     return engine

@@ -3,10 +3,14 @@ use, so one the server closed meanwhile (a restart, an idle timeout) is replaced
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from app.main import open_context
+from app.settings import Settings
 from app.store.db import create_engine
 from tests.conftest import _libpq
 
@@ -33,3 +37,39 @@ async def test_an_idle_connection_closed_by_the_server_is_replaced(postgres_url:
         assert second_pid != first_pid
     finally:
         await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_the_services_pool_keeps_a_connection_for_every_worker_lane(
+    postgres_url: str,
+) -> None:
+    """Every lane of the worker (16 by default on PostgreSQL) checks a connection out at once
+    at a backlog's peaks, beside the API, the heartbeats and the rate limiter. A pool smaller
+    than that closes what it opened past its size at every check-in, and opens it again at
+    the next peak: a backend started, asyncpg's type introspection and every statement
+    prepared anew, ~100 times a minute during a mass change (bench/README.md)."""
+    settings = Settings.from_mapping(
+        {"HUBSYNC_DATABASE_URL": postgres_url, "HUBSPOT_ACCESS_TOKEN": "pat-test"}
+    )
+    lanes = settings.effective_worker_concurrency
+    context = open_context(settings, None)
+    opened = 0
+
+    def count(*_: object) -> None:
+        nonlocal opened
+        opened += 1
+
+    event.listen(context.engine.sync_engine.pool, "connect", count)
+    peak = lanes + 2  # every lane at once, and a heartbeat and a grant beside them
+
+    async def hold() -> None:
+        async with context.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            await asyncio.sleep(0.05)
+
+    try:
+        for _ in range(3):  # three peaks of a backlog
+            await asyncio.gather(*(hold() for _ in range(peak)))
+        assert opened == peak  # opened at the first peak, kept for the next ones
+    finally:
+        await context.engine.dispose()

@@ -540,7 +540,7 @@ class QueueRepository:
             QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.locked_by == worker_id
         )
         if job_ids is not None:
-            query = query.where(QUEUE.c.id.in_(list(job_ids)))
+            query = query.where(any_of(connection, QUEUE.c.id, job_ids))
         if self._postgres:
             query = query.with_for_update(of=QUEUE)
         rows = list((await connection.execute(query.order_by(QUEUE.c.id))).mappings())

@@ -21,7 +21,7 @@ answers in a few milliseconds flatters every figure. `--latency-model none` turn
 
 Usage: python -m bench.outbound [--customers 20000] [--runs 3] [--latency-seconds 30]
            [--latency-model hubspot-2026] [--serve-workers 1] [--skip naive,latency]
-           [--only-latency]
+           [--only-latency] [--hubsync-root PATH]
 
 `--only-latency`: after the set-up, only the latency phase, `--runs` times on fresh customers
 (each after an empty window), with where each run's latency went (POST -> queued -> HubSpot's
@@ -581,6 +581,13 @@ def main() -> None:
         "--skip", default="", help=f"comma-separated optional phases to leave out: {PHASES}"
     )
     parser.add_argument(
+        "--hubsync-root",
+        type=Path,
+        default=ROOT,
+        help="run `hubsync serve` from this checkout (the commit before a change, for an A/B "
+        "with this very script); the sandbox and the set-up stay this one's",
+    )
+    parser.add_argument(
         "--only-latency",
         action="store_true",
         help="after the set-up, only the latency phase, --runs times (fresh customers each)",
@@ -598,13 +605,17 @@ def main() -> None:
         + (f" --skip {args.skip}" if skip else "")
         + (f" --rate-limit {args.rate_limit}" if args.rate_limit != LIMIT else "")
         + (" --only-latency" if args.only_latency else "")
+        + (f" --hubsync-root {args.hubsync_root}" if args.hubsync_root != ROOT else "")
     )
     RateLimit.parse(args.rate_limit)  # a bad limit fails here, not in the sandbox
     naive: list[float] = []
     lat: list[float] = []
     with database() as name:
         ids = prepare(name, args.customers)
-        with services(name, model, args.serve_workers, args.rate_limit) as (sandbox, hubsync):
+        with services(name, model, args.serve_workers, args.rate_limit, args.hubsync_root) as (
+            sandbox,
+            hubsync,
+        ):
             t0 = time.monotonic()
             enqueue_all(hubsync, ids)
             wait_idle(name, 3600)

@@ -8,6 +8,7 @@ values: `Decimal` for numerics, dicts for JSON columns, ISO strings never.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,9 +108,18 @@ class WarpConnector(Protocol):
         batches."""
 
 
+# A UUID's canonical text, which `str(uuid.UUID(...))` gives back unchanged.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def canonical_id(value: str) -> str:
-    """A customer id in its canonical UUID text form; ValueError when it is not a UUID."""
-    return str(uuid.UUID(str(value)))
+    """A customer id in its canonical UUID text form; ValueError when it is not a UUID.
+    Ids come canonical nearly always (asked a few times per customer and batch): those are
+    matched, not parsed (a fifth of the cost)."""
+    text = str(value)
+    if _CANONICAL_UUID.fullmatch(text):
+        return text
+    return str(uuid.UUID(text))
 
 
 def _decode(row: Mapping[Any, Any]) -> CustomerRecord:

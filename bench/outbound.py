@@ -617,12 +617,14 @@ def main() -> None:
             hubsync,
         ):
             t0 = time.monotonic()
+            sessions_before = sessions(name)
             enqueue_all(hubsync, ids)
             wait_idle(name, 3600)
             took = time.monotonic() - t0
+            opened = sessions(name) - sessions_before - 1  # wait_idle's own connection
             print(
                 f"setup: {args.customers} companies created in {took:.1f} s"
-                f" ({args.customers / took:.0f}/s)"
+                f" ({args.customers / took:.0f}/s), {opened} database connections opened"
             )
             analyze(name)
             if args.only_latency:

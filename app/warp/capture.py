@@ -5,8 +5,8 @@ catch-up, and each column's change time is known (LATEST_WINS needs it).
 PostgreSQL: schema `hubsync_capture`, table `changes` (the writing transaction's xid, customer
 id, operation I/U/D, the changed columns, `clock_timestamp()`), one `AFTER INSERT OR UPDATE OR
 DELETE … FOR EACH ROW` trigger calling a function (run as WARP's writer; INSERT on the change
-table is granted to PUBLIC) that sends `NOTIFY hubsync_capture` unless installed with
-`notify=False`. The function swallows any error of its own (RAISE WARNING, RETURN NULL):
+table is granted to PUBLIC) that sends `NOTIFY hubsync_capture` only if installed with
+`notify=True`. The function swallows any error of its own (RAISE WARNING, RETURN NULL):
 capture can never fail WARP's transaction. The change table has no key, no index and no
 sequence: each change costs WARP one heap insert, nothing more (an id column with its primary
 key index and `nextval` was a third of the trigger's cost). The drain finds a row again by its
@@ -152,11 +152,13 @@ class Capture:
 
     # -- install / uninstall / status ------------------------------------------------------
 
-    async def install(self, *, notify: bool = True) -> CaptureStatus:
+    async def install(self, *, notify: bool = False) -> CaptureStatus:
         """Create (or re-create, with the table's current columns) the trigger and its table.
-        Idempotent; changes already noted are kept. `notify=False` (PostgreSQL): no NOTIFY
-        from the trigger — NOTIFY serialises the commits of WARP's writers on a server-wide
-        lock, the trigger's main cost under concurrency; the drain's poll finds the changes."""
+        Idempotent; changes already noted are kept. `notify=True` (PostgreSQL): the trigger
+        also sends NOTIFY, throttled per session, to wake the drain at once. Off by default:
+        its throttle check is a sixth of the trigger's CPU per UPDATE, and a notifying commit
+        takes a server-wide lock that serialises WARP's notifying writers; the drain's poll
+        finds the changes."""
         async with self.engine.begin() as connection:
             columns = [c for c in await table_columns(connection, self.table_name) if c != "id"]
             watched = [c for c in columns if c not in UNWATCHED_COLUMNS]
@@ -291,9 +293,9 @@ class Capture:
         every = ", ".join(f"'{c}'" for c in watched)
         # NOTIFY serialises committing notifiers on a server-wide lock: each session sends
         # at most one every NOTIFY_EVERY_SECONDS; a change that sends none is found by the drain's
-        # poll (0.25 s) or the next notification. The session keeps, in epoch seconds, when
-        # it may send the next: a float compared per change (parsing a timestamptz was 5 %
-        # of the trigger's time).
+        # poll or the next notification. The session keeps, in epoch seconds, when it may send
+        # the next: a float compared per change (parsing a timestamptz was 5 % of the
+        # trigger's time).
         wake = (
             f"""IF date_part('epoch', clock_timestamp()) > coalesce(
             nullif(current_setting('{NOTIFY_SETTING}', true), ''), '0')::float8

@@ -118,6 +118,16 @@ def test_capture_cost(postgres_template: str) -> None:
     assert re.search(r"\| single-row UPDATEs/s \| \d+ \| \d+ \(cost -?[\d.]+%\) \|", out), out
 
 
+def test_capture_cost_mixed(postgres_template: str) -> None:
+    out = bench(
+        "capture_cost",
+        *("--mixed", "--variants", "none,no-notify,against-notify", "--against", str(REPO_ROOT)),
+        *("--customers", "500", "--seconds", "1", "--runs", "1"),
+    )
+    assert re.search(r"\| trigger, no NOTIFY \| [\d.]+ \| -?[\d.]+% \(", out), out
+    assert re.search(r"\| --against's trigger \+ NOTIFY \| [\d.]+ \| -?[\d.]+% \(", out), out
+
+
 def test_capture_latency(postgres_template: str) -> None:
     out = bench(
         "capture_latency",

@@ -132,6 +132,20 @@ async def test_install_uninstall_install_leaves_warp_as_it_was(db: Database) -> 
     assert await catalog(db) == before
 
 
+@pytest.mark.postgres
+async def test_the_trigger_sends_notify_only_when_installed_with_it(postgres_url: str) -> None:
+    """NOTIFY costs every WARP write (a throttle check per change, a serialised commit now
+    and then): the drain's poll finds changes without it."""
+    engine = create_engine(postgres_url)
+    try:
+        capture = Capture(engine, "accounts.customers")
+        assert not (await capture.install()).notify
+        assert (await capture.install(notify=True)).notify
+        assert not (await capture.install()).notify  # a reinstall without it drops it
+    finally:
+        await engine.dispose()
+
+
 async def test_an_update_that_skips_updated_at_becomes_a_capture_job(db: Database) -> None:
     customer = await add_customer(db)
     capture, drain = capture_of(db)

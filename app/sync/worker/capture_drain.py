@@ -8,9 +8,9 @@ after that commit are the rows deleted from WARP, in bounded batches. A crash be
 leaves the rows to be drained again: a duplicate job coalesces, a time only moves forward, so
 nothing is lost and nothing is done twice over.
 
-`run` is the service's task: woken by `wake()` (NOTIFY hubsync_capture on PostgreSQL) and by
-its own poll (every `poll_seconds`: 0.2 s on SQLite, which has no NOTIFY). The scheduler calls
-the drain too, as a backstop (`__call__`).
+`run` is the service's task: woken by its own poll (every `poll_seconds`: 0.1 s on
+PostgreSQL, 0.2 s on SQLite) and by `wake()` (NOTIFY hubsync_capture, when the trigger was
+installed with it). The scheduler calls the drain too, as a backstop (`__call__`).
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ def pool_size_for(lanes: int) -> int:
     """Connections kept open for a process whose worker runs up to `lanes` batches at once:
     one per lane, and a few for the rest. A smaller pool closes what it opened past its size
     at every check-in and opens it again at the next peak of a backlog — a backend started,
-    asyncpg's type introspection, every statement prepared anew: about 100 connections a
-    minute at 16 lanes with a pool of 10 (bench/README.md, "Connections")."""
+    asyncpg's type introspection, every statement prepared anew: with 16 lanes and a pool of
+    10, 15 connections in a 10-second mass change (bench/README.md, "Third pass")."""
     return lanes + SERVICE_CONNECTIONS
 
 

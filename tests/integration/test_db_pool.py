@@ -47,7 +47,7 @@ async def test_the_services_pool_keeps_a_connection_for_every_worker_lane(
     at a backlog's peaks, beside the API, the heartbeats and the rate limiter. A pool smaller
     than that closes what it opened past its size at every check-in, and opens it again at
     the next peak: a backend started, asyncpg's type introspection and every statement
-    prepared anew, ~100 times a minute during a mass change (bench/README.md)."""
+    prepared anew (15 times in a 10-second mass change: bench/README.md, "Third pass")."""
     settings = Settings.from_mapping(
         {"HUBSYNC_DATABASE_URL": postgres_url, "HUBSPOT_ACCESS_TOKEN": "pat-test"}
     )

@@ -12,8 +12,8 @@ import socket
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -243,6 +243,19 @@ async def test_two_replicas_due_at_the_same_moment_make_one_run(db: Database) ->
     assert made[0].fire_key == "schedule:2026-11-29T03:00:00+00:00"
 
 
+@contextmanager
+def sigint_delivered() -> Iterator[None]:
+    """A child started here acts on SIGINT as at a terminal, even when this test run was
+    started from a shell that ignores it (a background job without job control: `cmd &` in a
+    script). An ignored signal stays ignored across exec; a handler does not, so the child
+    starts with the default and Python's own Ctrl-C handling."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 async def test_ctrl_c_releases_the_run_for_the_next_command(db: Database) -> None:
     """SIGINT (Ctrl-C) mid-run: one line saying the run can be resumed, no traceback, the
     lease released; the next `hubsync reconcile` resumes it at once, though the lease it
@@ -250,11 +263,12 @@ async def test_ctrl_c_releases_the_run_for_the_next_command(db: Database) -> Non
     long_lease = {"HUBSYNC_RECONCILE_LEASE": "60s"}
     async with sandbox_process() as base:
         await seed(db, base)
-        first = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app.cli", "reconcile", "--dry-run",
-            cwd=REPO_ROOT, env={**cli_env(db, base), **long_lease},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        with sigint_delivered():
+            first = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "app.cli", "reconcile", "--dry-run",
+                cwd=REPO_ROOT, env={**cli_env(db, base), **long_lease},
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
 
         async def some_pages_done() -> runs.RunRecord | None:
             async with db.engine.connect() as connection:

@@ -3,13 +3,14 @@ steady stream of urgent work, and a request merged into a retrying job reset its
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
 
 from app.store.queue import QUEUE, QueueRepository
 from app.sync.core.backoff import RetryPolicy
-from app.sync.core.jobs import JobOutcome, OutcomeStatus
+from app.sync.core.jobs import EntityType, JobDirection, JobOutcome, JobSource, OutcomeStatus
 from tests.conftest import Database
 from tests.integration.queue_support import enqueue, job, set_times
 
@@ -86,3 +87,25 @@ async def test_a_request_merged_into_a_fresh_job_still_makes_it_due_now(db: Data
     await enqueue(queue, "fresh")
     [claimed] = await queue.claim("w", 1, 30)
     assert claimed.id == job_id
+
+
+async def test_lanes_claiming_a_backlog_at_once_take_full_batches(db: Database) -> None:
+    """A backlog's NOTIFY wakes the lanes of every process at once. Claims that ran side by
+    side each skipped the rows the others had locked, so the backlog's tail was shared out
+    among many partial batches — at 2,000 customers two processes sent 25–32 batch writes
+    where one sent 20 (bench/README.md, "Third pass"). Claims take turns: every batch is full
+    but the last."""
+    queue = QueueRepository(db.engine)
+    keys = [f"customer-{n:04d}" for n in range(1000)]
+    async with db.engine.begin() as connection:
+        await queue.enqueue_many(
+            connection,
+            EntityType.CUSTOMER,
+            keys,
+            source=JobSource.API,
+            direction=JobDirection.TO_HUBSPOT,
+        )
+    batches = await asyncio.gather(*(queue.claim(f"lane-{n}", 100, 60) for n in range(16)))
+    sizes = sorted((len(batch) for batch in batches), reverse=True)
+    assert sum(sizes) == len(keys)
+    assert sizes == [100] * 10 + [0] * 6

@@ -28,7 +28,18 @@ from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Integer, Interval, String, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Integer,
+    Interval,
+    String,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -77,6 +88,10 @@ MAX_ERROR_CHARS = 4000
 DEFAULT_AGEING_SECONDS = 60.0
 # Every claim of a job row takes the next fencing token (app/store/queue/fence.py).
 NEXT_CLAIM = func.coalesce(QUEUE.c.claim, 0) + 1
+
+
+# The deployment's claims, one at a time (PostgreSQL; SQLite's single writer does it anyway).
+_CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(7462157061729534320)")  # "hubsync:claim"
 
 
 @cache
@@ -238,6 +253,11 @@ class QueueRepository:
             params["now"] = utc_now()
             params["lease_until"] = params["now"] + timedelta(seconds=lease_seconds)
         async with self.engine.begin() as connection:
+            if self._postgres:
+                # Claims take turns: side by side, each skipped the rows the others had
+                # locked, and a backlog's tail was shared out among many partial batches
+                # (each a HubSpot request). A claim holds the lock for its one statement.
+                await connection.execute(_CLAIM_LOCK)
             statement = _claim_statement(postgres=self._postgres)
             rows = (await connection.execute(statement, params)).mappings().all()
         # RETURNING has no order: hand the batch out in claim order.

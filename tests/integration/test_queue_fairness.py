@@ -92,7 +92,7 @@ async def test_a_request_merged_into_a_fresh_job_still_makes_it_due_now(db: Data
 async def test_lanes_claiming_a_backlog_at_once_take_full_batches(db: Database) -> None:
     """A backlog's NOTIFY wakes the lanes of every process at once. Claims that ran side by
     side each skipped the rows the others had locked, so the backlog's tail was shared out
-    among many partial batches — at 2,000 customers two processes sent 25–32 batch writes
+    among many partial batches — at 2,000 customers two processes sent 25 to 32 batch writes
     where one sent 20 (bench/README.md, "Third pass"). Claims take turns: every batch is full
     but the last."""
     queue = QueueRepository(db.engine)

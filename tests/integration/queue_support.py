@@ -34,6 +34,18 @@ async def enqueue(queue: QueueRepository, key: str, priority: int = 5) -> tuple[
     return job_id, created
 
 
+async def enqueue_keys(queue: QueueRepository, keys: list[str]) -> None:
+    """Customer jobs for `keys`, as the bulk API queues them (one transaction)."""
+    async with queue.engine.begin() as connection:
+        await queue.enqueue_many(
+            connection,
+            EntityType.CUSTOMER,
+            keys,
+            source=JobSource.API,
+            direction=JobDirection.TO_HUBSPOT,
+        )
+
+
 async def job(queue: QueueRepository, job_id: int) -> JobRecord:
     record = await queue.get(job_id)
     assert record is not None

@@ -10,9 +10,9 @@ from sqlalchemy import update
 
 from app.store.queue import QUEUE, QueueRepository
 from app.sync.core.backoff import RetryPolicy
-from app.sync.core.jobs import EntityType, JobDirection, JobOutcome, JobSource, OutcomeStatus
+from app.sync.core.jobs import JobOutcome, OutcomeStatus
 from tests.conftest import Database
-from tests.integration.queue_support import enqueue, job, set_times
+from tests.integration.queue_support import enqueue, enqueue_keys, job, set_times
 
 STEP = 60.0
 
@@ -97,14 +97,7 @@ async def test_lanes_claiming_a_backlog_at_once_take_full_batches(db: Database) 
     but the last."""
     queue = QueueRepository(db.engine)
     keys = [f"customer-{n:04d}" for n in range(1000)]
-    async with db.engine.begin() as connection:
-        await queue.enqueue_many(
-            connection,
-            EntityType.CUSTOMER,
-            keys,
-            source=JobSource.API,
-            direction=JobDirection.TO_HUBSPOT,
-        )
+    await enqueue_keys(queue, keys)
     batches = await asyncio.gather(*(queue.claim(f"lane-{n}", 100, 60) for n in range(16)))
     sizes = sorted((len(batch) for batch in batches), reverse=True)
     assert sum(sizes) == len(keys)

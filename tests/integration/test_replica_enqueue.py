@@ -19,8 +19,8 @@ from app.main import create_app
 from app.store.db import create_engine
 from app.store.queue import PENDING, QUEUE, QueueRepository
 from app.store.transactions import TransactionConflictError, retry_transaction
-from app.sync.core.jobs import EntityType, JobDirection, JobSource
 from tests.conftest import Database, _admin
+from tests.integration.queue_support import enqueue_keys
 from tests.integration.test_job_api import AUTH, TOKEN, add_customers
 from tests.support import api_only_settings, running
 
@@ -44,17 +44,6 @@ async def pg(postgres_url: str) -> AsyncIterator[Database]:
         yield Database("postgresql", postgres_url, engine, "accounts.customers")
     finally:
         await engine.dispose()
-
-
-async def enqueue_keys(queue: QueueRepository, keys: list[str]) -> None:
-    async with queue.engine.begin() as connection:
-        await queue.enqueue_many(
-            connection,
-            EntityType.CUSTOMER,
-            keys,
-            source=JobSource.API,
-            direction=JobDirection.TO_HUBSPOT,
-        )
 
 
 async def pending_keys(pg: Database) -> list[str]:

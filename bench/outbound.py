@@ -210,6 +210,16 @@ def queue_counts(name: str) -> dict[str, int]:
     return dict(rows)
 
 
+def catchup_jobs(name: str) -> int:
+    """Jobs the catch-up queued so far (its own source): during a phase, work beyond the
+    phase's own jobs (a change it found that the phase's jobs did not cover)."""
+    with psycopg.connect(libpq(name)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM hubspot_sync_queue WHERE source = 'reconciliation'"
+        ).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
 def wait_idle(name: str, timeout: float) -> float:
     """Seconds until no job is pending or running.
 
@@ -450,6 +460,7 @@ def measure_sync(
         for phase, column in (("warp-only", "current_balance"), ("two-way", "company_name")):
             touch(name, column)
             before = sandbox_stats(sandbox)
+            caught_up_before = catchup_jobs(name)
             sessions_before = sessions(name)
             cpu_before = process_tree_cpu(pid)
             t0 = time.monotonic()
@@ -457,13 +468,14 @@ def measure_sync(
             elapsed = (time.monotonic() - t0) + wait_idle(name, 3600)
             per_batch = (process_tree_cpu(pid) - cpu_before) * 1000 / (len(ids) / 100)
             opened = sessions(name) - sessions_before - 1  # wait_idle's own connection
+            caught_up = catchup_jobs(name) - caught_up_before
             results[phase].append(len(ids) / elapsed)
             cpu[phase].append(per_batch)
             print(
                 f"run {run + 1} {phase}: {len(ids) / elapsed:.0f} companies/s ({elapsed:.1f} s, "
                 f"{refused(before, sandbox_stats(sandbox))}), "
                 f"hubsync CPU {per_batch:.1f} ms per batch of 100, "
-                f"{opened} database connections opened"
+                f"{opened} database connections opened, {caught_up} catch-up jobs"
             )
     return results, cpu
 

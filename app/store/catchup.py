@@ -157,25 +157,31 @@ async def last_synced(
 
 @dataclass(frozen=True)
 class CompanyRead:
-    """A linked company's customer, and when a sync last read the company (None: never)."""
+    """A linked company's customer, when a sync last read the company, and when HubSpot
+    recorded hubsync's last write of it (None: never)."""
 
     customer_id: str | None
     read_at: datetime | None
+    written_at: datetime | None = None
 
 
 async def company_reads(
     connection: AsyncConnection, company_ids: Sequence[str]
 ) -> dict[str, CompanyRead]:
-    """By company id: its customer and when a sync last *read* it. A write without a read
-    (a field WARP always wins) says nothing of what HubSpot holds, so only a read counts."""
+    """By company id: its customer, when a sync last *read* it, and when hubsync last wrote
+    it. A write without a read (a field WARP always wins) says nothing of what HubSpot holds:
+    only a read covers a change; the write time tells a lagging search hit from news."""
     if not company_ids:
         return {}
     rows = await connection.execute(
-        select(LINKS.c.hubspot_company_id, LINKS.c.warp_customer_id, LINKS.c.hubspot_read_at).where(
-            LINKS.c.hubspot_company_id.in_(list(company_ids))
-        )
+        select(
+            LINKS.c.hubspot_company_id,
+            LINKS.c.warp_customer_id,
+            LINKS.c.hubspot_read_at,
+            LINKS.c.hubspot_written_at,
+        ).where(LINKS.c.hubspot_company_id.in_(list(company_ids)))
     )
-    return {row[0]: CompanyRead(row[1], maybe_utc(row[2])) for row in rows}
+    return {row[0]: CompanyRead(row[1], maybe_utc(row[2]), maybe_utc(row[3])) for row in rows}
 
 
 def _watermark(row: Any) -> Watermark:

@@ -408,6 +408,10 @@ class EntityLink(Base):
     # When a sync last read the company: a CRM edit after it that a sync's write overwrote
     # comes back from its webhook (app/sync/engine/crm_edits.py).
     hubspot_read_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # When HubSpot recorded hubsync's last write to the company (the answer's `updatedAt`, on
+    # HubSpot's clock): a catch-up search hit older than it only lags behind that write
+    # (app/sync/reconcile/catchup.py).
+    hubspot_written_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
 

@@ -10,13 +10,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import bindparam, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
 from app.sql import any_of, fetch_postgres
 from app.store import widened
-from app.store.models import CompanyAlias, Conflict, EntityLink, FieldState, SyncLog, table_of
+from app.store.models import (
+    CompanyAlias,
+    Conflict,
+    EntityLink,
+    FieldState,
+    SyncLog,
+    Timestamp,
+    table_of,
+)
 from app.store.upsert import insert_for, insert_rows
 from app.sync.core.records import FieldMemory, Link
 
@@ -223,20 +231,46 @@ async def mark_synced(connection: AsyncConnection, customer_ids: Iterable[str]) 
         )
 
 
-async def note_hubspot_reads(
-    connection: AsyncConnection, reads: Sequence[tuple[str, datetime]]
+async def note_hubspot_seen(
+    connection: AsyncConnection, seen: Sequence[tuple[str, datetime | None, datetime | None]]
 ) -> None:
-    """(customer id, when its company was read): one statement per read time (a batch reads
-    its companies in one or two calls)."""
-    by_time: dict[datetime, list[str]] = {}
-    for customer_id, read_at in reads:
-        by_time.setdefault(read_at, []).append(customer_id)
-    for read_at, ids in by_time.items():
+    """(customer id, when its company was read, when HubSpot recorded hubsync's write of it),
+    a batch's in one statement on PostgreSQL; a time not given leaves the link's as it was."""
+    if not seen:
+        return
+    if connection.dialect.name == "postgresql":
         await connection.execute(
-            update(links)
-            .where(any_of(connection, links.c.warp_customer_id, ids))
-            .values(hubspot_read_at=read_at)
+            _NOTE_SEEN_SQL,
+            {
+                "ids": [customer_id for customer_id, _, _ in seen],
+                "reads": [read_at for _, read_at, _ in seen],
+                "writes": [written_at for _, _, written_at in seen],
+            },
         )
+        return
+    await connection.execute(
+        update(links)
+        .where(links.c.warp_customer_id == bindparam("customer"))
+        .values(
+            hubspot_read_at=func.coalesce(
+                bindparam("read", type_=Timestamp), links.c.hubspot_read_at
+            ),
+            hubspot_written_at=func.coalesce(
+                bindparam("written", type_=Timestamp), links.c.hubspot_written_at
+            ),
+        ),
+        [{"customer": c, "read": r, "written": w} for c, r, w in seen],
+    )
+
+
+_NOTE_SEEN_SQL = text(
+    f"UPDATE {links.name} AS link"
+    " SET hubspot_read_at = COALESCE(seen.read_at, link.hubspot_read_at),"
+    " hubspot_written_at = COALESCE(seen.written_at, link.hubspot_written_at)"
+    " FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:reads AS TIMESTAMP WITH TIME ZONE[]),"
+    " CAST(:writes AS TIMESTAMP WITH TIME ZONE[])) AS seen(customer_id, read_at, written_at)"
+    " WHERE link.warp_customer_id = seen.customer_id"
+)
 
 
 async def set_link_state(

@@ -105,28 +105,36 @@ async def test_a_crm_edit_masked_by_a_sync_that_never_read_the_company_is_caught
     it writes the company without reading it) moves `last_synced_at` past the edit. Only a
     read at or after the edit covers it: the catch-up must still queue the company."""
     async with sync_env(db) as env:
-        [customer] = await synced(env, 1)
-        passes = catchup(env)
-        await passes()
-        await work_queue(env)
-        company = await link_of(env, customer)
-        env.sandbox.set_faults(drop_webhooks=1.0)
-        await asyncio.sleep(0.01)
-        env.sandbox.edit_as_user(company, {"warp_credit_limit": "9000"})
-        await asyncio.sleep(0.01)
-        await sql_update_customer(
-            env, customer, current_balance=Decimal("99.00"), updated_at=datetime.now(UTC)
-        )
-        reads = len(env.hubspot.reads)
-        await env.sync(customer)  # the balance goes out; the company is not read
-        assert len(env.hubspot.reads) == reads
-        assert env.company(company)["warp_current_balance"] in ("99", "99.00", "99.0")
+        customer, passes = await crm_edit_then_unread_write(env, settle=0.01)
         result = await passes()
         assert result.hubspot == 1
         await work_queue(env)
         assert (await env.customer(customer))["credit_limit"] == Decimal("9000")
         quiet = await passes()
         assert (quiet.hubspot, quiet.warp) == (0, 0)
+
+
+async def crm_edit_then_unread_write(env: SyncEnv, *, settle: float) -> tuple[str, CatchUp]:
+    """A synced customer and a pass done; then a CRM edit whose webhook is dropped, and a
+    balance-only sync after it, which writes the company without reading it (`settle`
+    seconds between the steps). The customer, and the catch-up."""
+    [customer] = await synced(env, 1)
+    passes = catchup(env)
+    await passes()
+    await work_queue(env)
+    company = await link_of(env, customer)
+    env.sandbox.set_faults(drop_webhooks=1.0)
+    await asyncio.sleep(settle)
+    env.sandbox.edit_as_user(company, {"warp_credit_limit": "9000"})
+    await asyncio.sleep(settle)
+    await sql_update_customer(
+        env, customer, current_balance=Decimal("99.00"), updated_at=datetime.now(UTC)
+    )
+    reads = len(env.hubspot.reads)
+    await env.sync(customer)  # the balance goes out; the company is not read
+    assert len(env.hubspot.reads) == reads
+    assert env.company(company)["warp_current_balance"] in ("99", "99.00", "99.0")
+    return customer, passes
 
 
 async def test_a_warp_row_committed_behind_the_watermark_is_caught_up(db: Database) -> None:
@@ -203,3 +211,52 @@ async def test_a_window_too_full_to_split_is_recorded_and_shown(
         [shown] = [row for row in board["catch_up"] if row["source"] == "hubspot"]
         assert shown["windows_cut_short"] == 1
         assert "12 results" in shown["last_cut_short"]["detail"]
+
+
+LAGGING_INDEX = 0.5  # seconds: the search answers as of this long ago, as HubSpot's index does
+LAGGING = SandboxConfig(rate_limit=RateLimit(1000, 1.0), search_index_delay_seconds=LAGGING_INDEX)
+
+
+async def test_a_stale_search_hit_of_a_company_hubsync_just_wrote_is_not_news(
+    db: Database,
+) -> None:
+    """HubSpot's search index lags its writes: right after hubsync writes a company, the
+    search still shows the version before (in the window, with the values hubsync has just
+    replaced). That is hubsync's own write seen late, not a CRM edit: nothing is queued, and
+    the next pass, which sees the written version, finds it in sync."""
+    async with sync_env(db, LAGGING) as env:
+        [customer] = await synced(env, 1)
+        passes = catchup(env)
+        await passes()
+        await work_queue(env)
+        await asyncio.sleep(LAGGING_INDEX + 0.1)  # the created version is in the index
+        await sql_update_customer(
+            env, customer, current_balance=Decimal("99.00"), updated_at=datetime.now(UTC)
+        )
+        await env.sync(customer)  # written now; the index shows the version before
+        stale = await passes()
+        assert (stale.hubspot, stale.warp) == (0, 0)
+        await asyncio.sleep(LAGGING_INDEX + 0.1)
+        caught_up = await passes()  # the written version, as hubsync last saw it
+        assert (caught_up.hubspot, caught_up.warp) == (0, 0)
+        assert await work_queue(env) == 0
+
+
+async def test_a_crm_edit_behind_a_stale_search_hit_arrives_on_the_next_pass(
+    db: Database,
+) -> None:
+    """The same stale hit, but the version the index shows holds a CRM edit whose webhook
+    was dropped, and hubsync's write since (a balance: no read) did not see it. The pass that
+    sees the stale version leaves it to the next, which sees the written version (the edit
+    in it) and queues the company: the edit reaches WARP."""
+    async with sync_env(db, LAGGING) as env:
+        customer, passes = await crm_edit_then_unread_write(env, settle=LAGGING_INDEX + 0.1)
+        lagging = await passes()
+        assert lagging.hubspot == 0  # the edit's version, behind hubsync's write: left
+        await asyncio.sleep(LAGGING_INDEX + 0.1)
+        written = await passes()
+        assert written.hubspot == 1  # the written version, the edit in it: queued
+        await work_queue(env)
+        assert (await env.customer(customer))["credit_limit"] == Decimal("9000")
+        quiet = await passes()
+        assert (quiet.hubspot, quiet.warp) == (0, 0)

@@ -53,7 +53,7 @@ from app.sync.engine.pairing import (
     pairs_from_companies,
     pairs_from_customers,
 )
-from app.sync.engine.pairs import LAST_MODIFIED, Pair, asked_at
+from app.sync.engine.pairs import LAST_MODIFIED, Pair, asked_at, parse_time
 from app.sync.engine.ports import HubSpotPort
 from app.sync.engine.warp_writes import reread_pairs, write_warp
 from app.warp.connector import WarpConnector
@@ -357,8 +357,10 @@ class SyncEngine:
             error = outcome.error
             self._fail(batch, pair, str(error), error_kind(error), error=error)
             return False
-        if outcome.company is not None and pair.company is None:
-            pair.company = outcome.company
+        if outcome.company is not None:
+            pair.written_at = parse_time(outcome.company.updated_at)
+            if pair.company is None:
+                pair.company = outcome.company
         return True
 
     async def _record(self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch) -> None:
@@ -391,8 +393,13 @@ class SyncEngine:
             await sync_state.mark_synced(
                 connection, [p.customer_id for p in pairs if not is_held(p)]
             )
-            await sync_state.note_hubspot_reads(
-                connection, [(p.customer_id, p.read_at) for p in pairs if p.read_at is not None]
+            await sync_state.note_hubspot_seen(
+                connection,
+                [
+                    (p.customer_id, p.read_at, p.written_at)
+                    for p in pairs
+                    if p.read_at is not None or p.written_at is not None
+                ],
             )
             waiting = await queue_held(connection, pairs)
             await forget_exits(connection, [p.customer_id for p in pairs if p.returning])

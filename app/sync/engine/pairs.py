@@ -62,6 +62,8 @@ class Pair:
     # HubSpot values hubsync cannot read, by property: the reason, for the operator.
     unreadable: dict[str, str] = field(default_factory=dict)
     read_at: datetime | None = None  # when HubSpot's answer with the company arrived
+    # When HubSpot recorded this sync's write of the company (its answer's `updatedAt`).
+    written_at: datetime | None = None
     # CRM edits a sync overwrote (app/sync/engine/crm_edits.py): property -> what HubSpot holds now.
     overwritten: dict[str, Canonical] = field(default_factory=dict)
     decision: EntityDecision | None = None

@@ -19,9 +19,16 @@ What counts as news: a HubSpot change is covered only by a sync that *read* the 
 after it (the link's `hubspot_read_at`), never by a later write alone (a write of a field WARP
 always wins does not read the company, and would otherwise mask a lost CRM edit). A change
 not so covered is still no news when its values are what hubsync last saw there (its own
-write: the search that found it read them); on WARP's side likewise. Anything else is queued.
-The overlap covers HubSpot's search index lag and clocks that disagree by a little. Each
-side's watermark moves only after its window's jobs are committed; one replica does each pass.
+write: the search that found it read them); on WARP's side likewise. Nor is a hit that lags
+behind hubsync's own later write: HubSpot's search index shows a company as it was a few
+moments ago, so right after hubsync writes it (a mass change: thousands a minute) the search
+still shows the version before, whose values hubsync has just replaced. Such a hit is left to
+the next pass when the write (HubSpot's `updatedAt` in its answer, the link's
+`hubspot_written_at`) falls in the next pass's window: that pass sees the written version, or a
+later one, and judges it as above, so a CRM edit the lagging version held still arrives. Anything
+else is queued. The overlap covers HubSpot's search index lag and clocks that disagree by a
+little. Each side's watermark moves only after its window's jobs are committed; one replica
+does each pass.
 """
 
 from __future__ import annotations
@@ -99,6 +106,7 @@ class CatchUp:
         self.after_commit = after_commit
         self._searches = 0
         self._cut_short: list[str] = []
+        self._next_window_from = datetime.max.replace(tzinfo=UTC)  # set by each HubSpot pass
 
     async def __call__(self) -> CatchupResult:
         self._searches = 0
@@ -178,6 +186,9 @@ class CatchUp:
         if claimed is None:
             return None
         _, (since, until) = claimed
+        # The next pass's window starts at `until` less the overlap; half of it is left for
+        # clocks (HubSpot's write times against this host's `until`).
+        self._next_window_from = until - self.overlap / 2
         queued = await self._search_window(since, until)
         await self._advance(HUBSPOT, until, queued)
         return queued
@@ -237,7 +248,7 @@ class CatchUp:
         changed = [
             company.id
             for company in companies
-            if not _covered(company, reads.get(company.id), rules, memory)
+            if not _covered(company, reads.get(company.id), rules, memory, self._next_window_from)
         ]
         return await self._enqueue(EntityType.COMPANY, changed, JobDirection.TO_WARP)
 
@@ -263,14 +274,21 @@ def _covered(
     read: marks.CompanyRead | None,
     rules: Sequence[FieldRule],
     memory: Mapping[str, Mapping[str, FieldMemory]],
+    next_window_from: datetime,
 ) -> bool:
-    """A change is no news when a sync read the company at or after it, or when the search
-    that found it shows the values hubsync last saw there (hubsync's own write)."""
+    """A change is no news when a sync read the company at or after it, when the search
+    shows a version older than hubsync's own write and the next pass will see that write
+    (`next_window_from`: where its window surely starts), or when the search shows the values
+    hubsync last saw there (hubsync's own write)."""
     if read is None or read.customer_id is None:
         return False  # a company hubsync has no customer for: let a sync decide
     changed_at = parse_time(company.properties.get(LAST_MODIFIED))
     if changed_at is not None and read.read_at is not None and changed_at <= read.read_at:
         return True
+    written_at = read.written_at
+    lagging = changed_at is not None and written_at is not None and changed_at < written_at
+    if lagging and written_at is not None and written_at >= next_window_from:
+        return True  # the index lags behind hubsync's write: the next pass judges that
     return hubspot_seen(rules, memory.get(read.customer_id, {}), company.properties)
 
 

@@ -253,6 +253,7 @@ class CompanyStore:
         self._next_id = first_id
         self._order: array[int] | None = None  # sorted ids for paging, rebuilt after changes
         self._live: _LiveIndex | None = None  # for searches by id, rebuilt after changes
+        self._modified: _ModifiedLog | None = None  # for searches by modification time
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -330,6 +331,26 @@ class CompanyStore:
         """The company stored under this id (one of `live_ids()`), aliases not followed."""
         return self._companies[str(company_id)]
 
+    def modified_between(self, low: int, high: int, as_of_ms: int | None) -> list[Company]:
+        """The companies not archived that a search for a last modification in
+        [`low`, `high`] as of `as_of_ms` must look at: those last modified in it, and those
+        modified since `as_of_ms` (a version before may lie in it). A superset of the
+        matches, from bisecting the log of modifications rather than reading every company:
+        HubSpot's search is an index, and the catch-up asks it for what changed lately."""
+        log = self._modified_log()
+        chosen: dict[str, Company] = {}
+        companies = self._companies
+        for position in range(bisect.bisect_left(log.ms, low), bisect.bisect_right(log.ms, high)):
+            company = companies.get(str(log.ids[position]))
+            if company is not None and company.updated_ms == log.ms[position]:
+                chosen[company.id] = company  # the entry of its latest modification
+        if as_of_ms is not None:
+            for position in range(bisect.bisect_right(log.ms, as_of_ms), len(log.ms)):
+                company = companies.get(str(log.ids[position]))
+                if company is not None:
+                    chosen[company.id] = company
+        return [company for company in chosen.values() if not company.archived]
+
     # -- writes --------------------------------------------------------------------------
 
     def create(self, raw: Mapping[str, object], source: WriteSource) -> Company:
@@ -345,6 +366,7 @@ class CompanyStore:
         if self._live is not None:
             self._live.add(company)
         self._index(company)
+        self._touched(company)
         self._emit(
             ChangeEvent("creation", company.id, now, source, extra={"changeFlag": "CREATED"})
         )
@@ -364,6 +386,7 @@ class CompanyStore:
         self._companies[company.id] = company
         self._live = None
         self._order = None
+        self._modified = None
         self._index(company)
         if company_id.isdigit():
             self._next_id = max(self._next_id, int(company_id) + 1)
@@ -398,6 +421,7 @@ class CompanyStore:
         self._next_id = first + len(rows)
         self._order = None
         self._live = None
+        self._modified = None
         return range(first, self._next_id)
 
     def update(
@@ -420,6 +444,7 @@ class CompanyStore:
             company.history.setdefault(name, []).insert(0, self._version(value, now, source))
         company.updated_ms = now
         self._index(company)
+        self._touched(company)
         for name, value in changes.items():
             self._emit(ChangeEvent("propertyChange", company.id, now, source, name, value))
         return company
@@ -486,6 +511,7 @@ class CompanyStore:
         company.updated_ms = self._clock()
         self._live = None
         self._index(company)
+        self._touched(company)
         self._emit(ChangeEvent("restore", company.id, company.updated_ms, source,
                                extra={"changeFlag": "RESTORED"}))  # fmt: skip
         return company
@@ -517,6 +543,7 @@ class CompanyStore:
         self._order = None
         self._live = None
         self._index(merged)
+        self._touched(merged)
         self._emit(
             ChangeEvent(
                 "merge", merged.id, now, source,
@@ -546,6 +573,30 @@ class CompanyStore:
                 created_ids=array("q", (company_id for _, company_id in live)),
             )
         return self._live
+
+    def _modified_log(self) -> _ModifiedLog:
+        """Built on first use after a seed, or after the log went out of order or stale."""
+        if self._modified is None:
+            entries = sorted((c.updated_ms, int(c.id)) for c in self._companies.values())
+            self._modified = _ModifiedLog(
+                ms=array("q", (ms for ms, _ in entries)),
+                ids=array("q", (company_id for _, company_id in entries)),
+            )
+        return self._modified
+
+    def _touched(self, company: Company) -> None:
+        """Log a company's new `updated_ms`. A clock set back would leave the log out of
+        order, and a log mostly of superseded entries costs searches: either is rebuilt."""
+        log = self._modified
+        if log is None:
+            return
+        if (log.ms and company.updated_ms < log.ms[-1]) or len(log.ms) > 2 * len(
+            self._companies
+        ) + 10_000:
+            self._modified = None
+            return
+        log.ms.append(company.updated_ms)
+        log.ids.append(int(company.id))
 
     @staticmethod
     def _version(value: str, at: int, source: WriteSource) -> Version:
@@ -594,3 +645,12 @@ class _LiveIndex:
             position -= 1
         self.created_ms.insert(position, company.created_ms)
         self.created_ids.insert(position, company_id)
+
+
+@dataclass
+class _ModifiedLog:
+    """Every modification since the log was built, in time order: when (`updated_ms`) and
+    which company. An entry is current while the company's `updated_ms` is still its own."""
+
+    ms: array[int]
+    ids: array[int]

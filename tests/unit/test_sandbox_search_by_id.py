@@ -166,13 +166,24 @@ def _features(
     answer: dict[str, Any], request: SearchRequest, as_of_ms: int | None, store: CompanyStore
 ) -> list[tuple[str, bool]]:
     """What an answer exercised, so the random searches are known to cover each case."""
+    shown = len(answer["results"])
+    return [
+        *answer_features(answer, store, as_of_ms),
+        ("capped", request.offset + shown == request.cap < answer["total"]),
+        ("hidden", as_of_ms is not None and bool(store.live_created_after(as_of_ms))),
+    ]
+
+
+def answer_features(
+    answer: dict[str, Any], store: CompanyStore, as_of_ms: int | None
+) -> list[tuple[str, bool]]:
+    """Whether an answer has results, none, a next page, and a company shown as it was
+    before a later change (the index's lag)."""
     shown = [store.by_id(int(r["id"])) for r in answer["results"]]
     return [
         ("results", bool(shown)),
         ("empty", answer["total"] == 0),
         ("paging", "paging" in answer),
-        ("capped", request.offset + len(shown) == request.cap < answer["total"]),
-        ("hidden", as_of_ms is not None and bool(store.live_created_after(as_of_ms))),
         ("older", as_of_ms is not None and any(c.updated_ms > as_of_ms for c in shown)),
     ]
 

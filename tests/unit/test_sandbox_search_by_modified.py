@@ -20,8 +20,14 @@ import pytest
 
 from app.sandbox.clock import iso_from_ms
 from app.sandbox.search import _modified_bounds, parse_search, run_search, scan_search
-from app.sandbox.store import CompanyStore
-from tests.unit.test_sandbox_search_by_id import SOURCE, Clock, moment_of, new_store, random_write
+from tests.unit.test_sandbox_search_by_id import (
+    SOURCE,
+    Clock,
+    answer_features,
+    moment_of,
+    new_store,
+    random_write,
+)
 
 MODIFIED = "hs_lastmodifieddate"
 SORTS: list[Any] = [
@@ -80,24 +86,12 @@ def test_a_window_of_modification_times_answers_exactly_what_the_scan_answers(
             fast = scan_search(store, request, as_of_ms=as_of_ms, among=among)
             slow = scan_search(store, request, as_of_ms=as_of_ms)
             assert json.dumps(fast) == json.dumps(slow)
-            seen.update(
-                name for name, present in _features(fast, among, store, as_of_ms) if present
-            )
+            features = [
+                *answer_features(fast, store, as_of_ms),
+                ("narrowed", len(among) < sum(1 for _ in store.active())),
+            ]
+            seen.update(name for name, present in features if present)
     assert set(seen) == {"results", "empty", "paging", "narrowed", "older"}, seen
-
-
-def _features(
-    answer: dict[str, Any], among: list[Any], store: CompanyStore, as_of_ms: int | None
-) -> list[tuple[str, bool]]:
-    """What an answer exercised, so the random searches are known to cover each case."""
-    shown = [store.by_id(int(r["id"])) for r in answer["results"]]
-    return [
-        ("results", bool(shown)),
-        ("empty", answer["total"] == 0),
-        ("paging", "paging" in answer),
-        ("narrowed", len(among) < sum(1 for _ in store.active())),
-        ("older", as_of_ms is not None and any(c.updated_ms > as_of_ms for c in shown)),
-    ]
 
 
 def test_a_window_reads_only_the_companies_modified_in_or_after_it() -> None:

@@ -10,11 +10,13 @@ refused, and so is a date property given a time of day (a date is midnight UTC).
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from app.sandbox.clock import iso_from_ms
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class PropertyDef(Protocol):
@@ -125,4 +127,6 @@ def epoch_ms(text: str) -> int:
         raise InvalidValueError(
             f"{text!r} is not a valid date; use epoch milliseconds or ISO 8601"
         ) from None
-    return int(moment.timestamp() * 1000)
+    # In whole milliseconds by integer arithmetic: `int(timestamp() * 1000)` rounds some
+    # instants a millisecond down (274087259.715 * 1000 is 274087259714.99997).
+    return (moment - _EPOCH) // timedelta(milliseconds=1)

@@ -20,6 +20,7 @@ import pytest
 
 from app.sandbox.clock import iso_from_ms
 from app.sandbox.search import _modified_bounds, parse_search, run_search, scan_search
+from app.sandbox.values import epoch_ms
 from tests.unit.test_sandbox_search_by_id import (
     SOURCE,
     Clock,
@@ -123,3 +124,14 @@ def test_other_groups_or_no_bound_keep_the_scan() -> None:
     no_bound = [{"filters": [{"propertyName": MODIFIED, "operator": "HAS_PROPERTY"}]}]
     assert _modified_bounds(no_bound) is None
     assert run_search(store, {"filterGroups": no_bound})["total"] == 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_system_datetimes_compare_as_their_text_would(seed: int) -> None:
+    """Searches compare `createdate` and `hs_lastmodifieddate` as milliseconds, not through
+    the text a company shows: both must order and match alike."""
+    rng = random.Random(seed)
+    moments = [rng.randint(0, 4_102_444_800_000) for _ in range(2_000)]
+    moments += [base + n for base in (0, 1_800_000_000_000) for n in range(1_001)]
+    for moment in moments:  # 274087259715 read back as ...714 once (a float's rounding)
+        assert epoch_ms(iso_from_ms(moment)) == moment

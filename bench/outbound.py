@@ -435,8 +435,14 @@ def services(
 
 
 def refused(before: dict[str, Any], after: dict[str, Any]) -> str:
-    requests = after["requests"] - before["requests"]
-    return f"{requests} HubSpot requests, {after['rate_limited'] - before['rate_limited']} 429s"
+    """The requests the ten-second limit counts, the searches beside them (the catch-up's:
+    search has its own 5/s), and the 429s."""
+    searches = after["searches"] - before["searches"]
+    requests = after["requests"] - before["requests"] - searches
+    return (
+        f"{requests} HubSpot requests and {searches} searches, "
+        f"{after['rate_limited'] - before['rate_limited']} 429s"
+    )
 
 
 def ceilings(limit: str) -> dict[str, float]:

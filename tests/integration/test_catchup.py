@@ -9,6 +9,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import prometheus_client
 import pytest
@@ -260,3 +261,37 @@ async def test_a_crm_edit_behind_a_stale_search_hit_arrives_on_the_next_pass(
         assert (await env.customer(customer))["credit_limit"] == Decimal("9000")
         quiet = await passes()
         assert (quiet.hubspot, quiet.warp) == (0, 0)
+
+
+async def test_a_write_recorded_while_a_page_is_judged_is_not_news(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page shows the version before hubsync's write (the index lags), and the sync
+    records that write between the catch-up's read of the links and its read of field
+    memory: the memory then holds the written values and the link the time before them.
+    The write times are read after the memory, so the hit is seen to lag that write."""
+    async with sync_env(db, LAGGING) as env:
+        [customer] = await synced(env, 1)
+        passes = catchup(env)
+        await passes()
+        await work_queue(env)
+        await asyncio.sleep(LAGGING_INDEX + 0.1)  # the created version is in the index
+        await sql_update_customer(
+            env, customer, current_balance=Decimal("99.00"), updated_at=datetime.now(UTC)
+        )
+        real_reads = marks.company_reads
+        calls = 0
+
+        async def reads_then_a_sync(connection: Any, company_ids: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            found = await real_reads(connection, company_ids)
+            if calls == 1:
+                await env.sync(customer)  # written and recorded now, mid-page
+            return found
+
+        monkeypatch.setattr(marks, "company_reads", reads_then_a_sync)
+        during = await passes()
+        assert calls >= 1
+        assert (during.hubspot, during.warp) == (0, 0)
+        assert await work_queue(env) == 0

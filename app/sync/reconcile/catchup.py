@@ -241,10 +241,16 @@ class CatchUp:
         )
 
     async def _queue_companies(self, companies: list[HubSpotCompany]) -> int:
+        ids = [c.id for c in companies]
         async with self.engine.connect() as connection:
-            reads = await marks.company_reads(connection, [c.id for c in companies])
+            reads = await marks.company_reads(connection, ids)
         customers = [r.customer_id for r in reads.values() if r.customer_id]
         rules, memory = await self._knowledge(customers)
+        # Read again after the memory: a sync that recorded its write in between (links and
+        # memory commit together) shows here too, so written values are never set against
+        # the write time from before them.
+        async with self.engine.connect() as connection:
+            reads = await marks.company_reads(connection, ids)
         changed = [
             company.id
             for company in companies

@@ -28,10 +28,10 @@ import itertools
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -60,6 +60,7 @@ from app.sync.reconcile.scan import Scan
 from app.warp.connector import WarpConnector
 
 log = logging.getLogger("hubsync.reconcile")
+T = TypeVar("T")
 
 FIX, DRY_RUN = "fix", "dry_run"
 MODES = (DRY_RUN, FIX)
@@ -533,49 +534,73 @@ class FullRun:
 
     async def _warp_pass(self, run: RunRecord, state: _State) -> None:
         """Customers no company claimed. Only the ids are read for every customer (pages of
-        `warp_page_size`); the whole record only for the few no company claimed."""
+        `warp_page_size`); the whole record only for the few no company claimed. The next
+        page's ids are read, and a page's transaction commits, while a page is checked."""
         async with self.engine.begin() as connection:
             await pairs.refresh_statistics(connection)
-        async for rows in self.warp.iter_columns([], self.warp_page_size, after=state.warp_after):
-            ids = [row["id"] for row in rows]
-            async with self.engine.connect() as connection:
-                paired = await pairs.paired_customers(connection, run.id, ids)
-                unpaired = [i for i in ids if i not in paired]
-                links = await sync_state.links_by_customer(connection, unpaired)
-            customers = await self.warp.fetch_customers(unpaired)
-            lost = [
-                link.hubspot_company_id
-                for link in links.values()
-                if link.hubspot_company_id and link.state == "active"
-            ]
-            survivors = await self._survivors(lost, state)
-            findings: list[Finding] = []
-            for customer_id in unpaired:
-                customer = customers.get(customer_id)
-                if customer is None:  # deleted since its id was read: nothing to reconcile
-                    continue
-                link = links.get(customer_id)
-                if not self._scope.admits(customer):  # counted; never created nor fixed
-                    findings.append(Finding(Category.OUT_OF_SCOPE, customer_id))
-                elif link is None or not link.hubspot_company_id:
-                    findings.append(judge.missing_in_hubspot(customer))
-                elif survivors.get(link.hubspot_company_id) == link.hubspot_company_id:
-                    # Listed after the HubSpot pass went by (created or restored meanwhile).
-                    findings.append(Finding(Category.IN_SYNC, customer_id))
-                else:
-                    survivor = survivors.get(link.hubspot_company_id)
-                    findings.append(judge.lost_company(customer, link, survivor))
-            await self._commit(
-                run, state, findings, {}, phase="warp", hubspot_after=None, warp_after=ids[-1]
-            )
+        id_pages = self.warp.iter_columns([], self.warp_page_size, after=state.warp_after)
+        committing: asyncio.Task[None] | None = None
+        try:
+            async for rows in _one_ahead(id_pages):
+                findings, calls = await self._unclaimed(run, [row["id"] for row in rows])
+                if committing is not None:
+                    await committing  # pages commit in order
+                committing = asyncio.create_task(
+                    self._commit(
+                        run,
+                        state,
+                        findings,
+                        {},
+                        phase="warp",
+                        hubspot_after=None,
+                        warp_after=rows[-1]["id"],
+                        calls=calls,
+                    )
+                )
+            if committing is not None:
+                await committing
+        finally:
+            if committing is not None and not committing.done():
+                committing.cancel()
 
-    async def _survivors(self, company_ids: list[str], state: _State) -> dict[str, str]:
+    async def _unclaimed(self, run: RunRecord, ids: list[str]) -> tuple[list[Finding], int]:
+        """The findings for those of these customers no company claimed, and the HubSpot
+        calls they took."""
+        async with self.engine.connect() as connection:
+            paired = await pairs.paired_customers(connection, run.id, ids)
+            unpaired = [i for i in ids if i not in paired]
+            links = await sync_state.links_by_customer(connection, unpaired)
+        customers = await self.warp.fetch_customers(unpaired)
+        lost = [
+            link.hubspot_company_id
+            for link in links.values()
+            if link.hubspot_company_id and link.state == "active"
+        ]
+        survivors = await self._survivors(lost)
+        findings: list[Finding] = []
+        for customer_id in unpaired:
+            customer = customers.get(customer_id)
+            if customer is None:  # deleted since its id was read: nothing to reconcile
+                continue
+            link = links.get(customer_id)
+            if not self._scope.admits(customer):  # counted; never created nor fixed
+                findings.append(Finding(Category.OUT_OF_SCOPE, customer_id))
+            elif link is None or not link.hubspot_company_id:
+                findings.append(judge.missing_in_hubspot(customer))
+            elif survivors.get(link.hubspot_company_id) == link.hubspot_company_id:
+                # Listed after the HubSpot pass went by (created or restored meanwhile).
+                findings.append(Finding(Category.IN_SYNC, customer_id))
+            else:
+                survivor = survivors.get(link.hubspot_company_id)
+                findings.append(judge.lost_company(customer, link, survivor))
+        return findings, calls_for(len(lost))
+
+    async def _survivors(self, company_ids: list[str]) -> dict[str, str]:
         """Of linked companies the list did not show: the id each now answers as (itself when
         it is live after all, the survivor after a merge); absent = archived or deleted."""
         if not company_ids:
             return {}
         result = await read_companies(self.hubspot, company_ids, [IDENTITY_HUBSPOT_PROPERTY])
-        state.hubspot_calls += calls_for(len(company_ids))
         return {o.key: o.company.id for o in result if o.company is not None}
 
     # -- one page's transaction ------------------------------------------------------------
@@ -664,6 +689,24 @@ class FullRun:
         """A page HubSpot could not serve right now is asked again (after the client's own
         retries), rather than failing a run that may be hours in."""
         return await with_retries(call)
+
+
+async def _one_ahead(pages: AsyncIterator[T]) -> AsyncIterator[T]:
+    """`pages`, each next one read while the one before is used."""
+    reading = asyncio.ensure_future(_next_or_none(pages))
+    try:
+        while (page := await reading) is not None:
+            reading = asyncio.ensure_future(_next_or_none(pages))
+            yield page
+    finally:
+        reading.cancel()
+
+
+async def _next_or_none(pages: AsyncIterator[T]) -> T | None:
+    try:
+        return await anext(pages)
+    except StopAsyncIteration:
+        return None
 
 
 def _take_pages(

@@ -371,8 +371,9 @@ class FullRun:
         after `TOP_AFTER_LIST_PAGES` of them. Each page's cursor comes from the page before,
         so the pages go one after another; each next page's grant is taken while its page
         before is in flight, not after it answers."""
-        grants = GrantAhead(self.hubspot.limiter, LIST_GRANT_FRESH_SECONDS)
+        grants: GrantAhead | None = None
         try:
+            grants = GrantAhead(self.hubspot.limiter, LIST_GRANT_FRESH_SECONDS)
             for number in itertools.count(1):
                 page: CompanyPage = await self._with_retries(
                     partial(self.hubspot.list_companies_page, properties, after, limiter=grants)
@@ -386,7 +387,8 @@ class FullRun:
         except Exception as exc:  # noqa: BLE001 -- the judging loop raises it
             pages.fail(exc)
         finally:
-            grants.close()
+            if grants is not None:
+                grants.close()
 
     async def _top_stream(
         self,

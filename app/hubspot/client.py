@@ -306,10 +306,16 @@ class HubSpotClient:
                 return
 
     async def list_companies_page(
-        self, properties: Sequence[str], after: str | None = None, *, archived: bool = False
+        self,
+        properties: Sequence[str],
+        after: str | None = None,
+        *,
+        archived: bool = False,
+        limiter: RateLimiter | None = None,
     ) -> CompanyPage:
         """One page of the list API (100 companies); `after` of the answer is the cursor of
-        the next page, which stays valid later (a resumed scan passes it back)."""
+        the next page, which stays valid later (a resumed scan passes it back). `limiter`:
+        the grants to take instead of the client's own (a stream's `GrantAhead`)."""
         params = {
             "limit": str(PAGE_LIMIT),
             "properties": ",".join(properties),
@@ -317,7 +323,7 @@ class HubSpotClient:
         }
         if after:
             params["after"] = after
-        data = await self._call("GET", self.paths.companies, params=params)
+        data = await self._call("GET", self.paths.companies, params=params, limiter=limiter)
         companies = [HubSpotCompany.from_json(raw) for raw in data.get("results") or []]
         return CompanyPage(companies, _next_after(data))
 
@@ -402,12 +408,18 @@ class HubSpotClient:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         search: bool = False,
+        limiter: RateLimiter | None = None,
     ) -> JsonDict:
-        """The JSON body of a 2xx answer ({} for 204), after retries."""
+        """The JSON body of a 2xx answer ({} for 204), after retries. `limiter`: instead of
+        the client's own for this call."""
+        if limiter is None:
+            limiter = self._search_limiter if search else self._limiter
         attempt = 0
         while True:
             try:
-                return await self._send(method, path, params=params, json=json, search=search)
+                return await self._send(
+                    method, path, params=params, json=json, limiter=limiter, search=search
+                )
             except HubSpotRetryableError as exc:
                 wait = exc.retry_after
                 if wait is None:
@@ -430,9 +442,9 @@ class HubSpotClient:
         *,
         params: Mapping[str, str] | None,
         json: Any,
+        limiter: RateLimiter,
         search: bool,
     ) -> JsonDict:
-        limiter = self._search_limiter if search else self._limiter
         try:
             grant = await limiter.acquire()
         except RateLimitPausedError as exc:

@@ -133,6 +133,39 @@ class RateLimiter(Protocol):
         """Seconds per request at the limit (the window over its count)."""
 
 
+class WrappedLimiter:
+    """A `RateLimiter` over another (`inner`: same log, same pauses) that passes every call on
+    to it; a subclass overrides how grants are taken."""
+
+    def __init__(self, inner: RateLimiter) -> None:
+        self.inner = inner
+        self.bucket = inner.bucket
+
+    async def acquire(self) -> Grant:
+        return await self.inner.acquire()
+
+    async def settle(self, grant: Grant) -> None:
+        await self.inner.settle(grant)
+
+    async def observe(self, headers: RateLimitHeaders) -> None:
+        await self.inner.observe(headers)
+
+    async def pause(self, seconds: float, reason: str) -> None:
+        await self.inner.pause(seconds, reason)
+
+    @property
+    def waiting(self) -> int:
+        return self.inner.waiting
+
+    @property
+    def used_share(self) -> float:
+        return self.inner.used_share
+
+    @property
+    def request_interval(self) -> float:
+        return self.inner.request_interval
+
+
 class _Pacing:
     """Spacing between requests while HubSpot reports less room than our own log explains."""
 

@@ -10,22 +10,23 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-from app.hubspot.ratelimit import Grant, RateLimiter, RateLimitHeaders
+from app.hubspot.ratelimit import Grant, RateLimiter, WrappedLimiter
 
 
 class SharedLimiter(RateLimiter, Protocol):
     async def acquire_below(self, ceiling: int) -> Grant: ...
 
 
-class ShareCappedLimiter:
+class ShareCappedLimiter(WrappedLimiter):
     """Implements `RateLimiter`: grants only while the window holds fewer than
     `share` x the limit (at least one request)."""
+
+    inner: SharedLimiter
 
     def __init__(self, inner: SharedLimiter, share: float, requests_per_window: int) -> None:
         if not 0 < share <= 1:
             raise ValueError(f"share must be in (0, 1], got {share}")
-        self.inner = inner
-        self.bucket = inner.bucket
+        super().__init__(inner)
         self.ceiling = max(1, math.floor(requests_per_window * share))
 
     def __repr__(self) -> str:
@@ -33,24 +34,3 @@ class ShareCappedLimiter:
 
     async def acquire(self) -> Grant:
         return await self.inner.acquire_below(self.ceiling)
-
-    async def settle(self, grant: Grant) -> None:
-        await self.inner.settle(grant)
-
-    async def observe(self, headers: RateLimitHeaders) -> None:
-        await self.inner.observe(headers)
-
-    async def pause(self, seconds: float, reason: str) -> None:
-        await self.inner.pause(seconds, reason)
-
-    @property
-    def waiting(self) -> int:
-        return self.inner.waiting
-
-    @property
-    def used_share(self) -> float:
-        return self.inner.used_share
-
-    @property
-    def request_interval(self) -> float:
-        return self.inner.request_interval

@@ -214,7 +214,9 @@ async def test_two_replicas_due_at_the_same_moment_make_one_run(db: Database) ->
     warp = SqlWarpConnector(db.engine, db.customers_table)
 
     class NoHubSpot:
-        async def list_companies_page(self, properties: Any, after: Any = None) -> Any:
+        limiter = LocalRateLimiter(RateLimit(100, 10))
+
+        async def list_companies_page(self, properties: Any, after: Any = None, **_: Any) -> Any:
             return CompanyPage([], None)
 
         async def batch_read_companies(

@@ -21,7 +21,7 @@ from collections import Counter
 
 from app.hubspot.client import HubSpotClient
 from app.hubspot.errors import HubSpotError, HubSpotRateLimitError
-from app.hubspot.ratelimit import Grant, PostgresRateLimiter, RateLimitHeaders
+from app.hubspot.ratelimit import Grant, PostgresRateLimiter, WrappedLimiter
 from app.settings import Settings
 from app.store.db import create_engine
 
@@ -30,12 +30,11 @@ class TimeUpError(Exception):
     """Raised by the limiter once the run is over, so no request starts late."""
 
 
-class DeadlineLimiter:
+class DeadlineLimiter(WrappedLimiter):
     """The real limiter, refusing to grant past the end of the run."""
 
     def __init__(self, limiter: PostgresRateLimiter, deadline: float) -> None:
-        self.inner = limiter
-        self.bucket = limiter.bucket
+        super().__init__(limiter)
         self.deadline = deadline
 
     async def acquire(self) -> Grant:
@@ -43,15 +42,6 @@ class DeadlineLimiter:
         if time.time() >= self.deadline:
             raise TimeUpError
         return grant
-
-    async def settle(self, grant: Grant) -> None:
-        await self.inner.settle(grant)
-
-    async def observe(self, headers: RateLimitHeaders) -> None:
-        await self.inner.observe(headers)
-
-    async def pause(self, seconds: float, reason: str) -> None:
-        await self.inner.pause(seconds, reason)
 
 
 async def hammer(start_at: float, seconds: float, concurrency: int) -> Counter[str]:

@@ -6,9 +6,10 @@ are read at the end."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from app.hubspot.models import CompanyPage, SearchPage
+from app.hubspot.ratelimit import Grant, LocalRateLimiter, RateLimiter
 from app.sandbox.config import SandboxConfig
 from app.sandbox.sandbox import Sandbox
 from app.settings import RateLimit
@@ -121,3 +122,59 @@ async def test_a_window_of_the_search_that_moves_is_read_again(db: Database) -> 
         assert run.counts == {"orphan": 3, "unmanaged": UNMANAGED}
         found = [item["hubspot_company_id"] for item in await items(env, run, "orphan")]
         assert sorted(found) == sorted(orphans)
+
+
+class RecordingLimiter:
+    """The client's own limiter, noting when each grant is handed out."""
+
+    def __init__(self, inner: LocalRateLimiter, events: list[str]) -> None:
+        self.inner = inner
+        self.events = events
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def acquire(self) -> Grant:
+        grant = await self.inner.acquire()
+        self.events.append("grant")
+        return grant
+
+
+class ListInFlight:
+    """The client over a `RecordingLimiter`, noting when each list page is asked for and
+    answered; HubSpot takes 10 ms more to answer each."""
+
+    def __init__(self, env: SyncEnv) -> None:
+        self.events: list[str] = []
+        limiter = RecordingLimiter(cast(LocalRateLimiter, env.client.limiter), self.events)
+        self.client = env.client.with_limiter(cast(RateLimiter, limiter))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    async def list_companies_page(self, *args: Any, **kwargs: Any) -> CompanyPage:
+        self.events.append("ask")
+        page: CompanyPage = await self.client.list_companies_page(*args, **kwargs)
+        await asyncio.sleep(0.01)
+        self.events.append("answer")
+        return page
+
+
+async def test_the_list_takes_its_next_grant_while_its_page_is_in_flight(db: Database) -> None:
+    async with sync_env(db) as env:
+        orphans = seed_portal(env)
+        hubspot = ListInFlight(env)
+        run = await reconcile(env, hubspot=hubspot)
+        assert run.counts == {"orphan": 3, "unmanaged": UNMANAGED}
+        found = [item["hubspot_company_id"] for item in await items(env, run, "orphan")]
+        assert sorted(found) == sorted(orphans)
+        # When a page is answered, the next page's grant is already taken: it was taken
+        # while this page was in flight, not after its answer.
+        asks = grants = answers = 0
+        for event in hubspot.events:
+            asks += event == "ask"
+            grants += event == "grant"
+            if event == "answer":
+                answers += 1
+                assert grants > asks, hubspot.events
+        assert answers > TOP_AFTER_LIST_PAGES

@@ -19,8 +19,9 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from app.hubspot.ratelimit import LocalRateLimiter
 from app.main import create_app
-from app.settings import Settings
+from app.settings import RateLimit, Settings
 from app.store import reconciliation as runs
 from app.store.queue import QueueRepository
 from app.store.reconciliation import RunRecord
@@ -236,7 +237,9 @@ async def test_a_destination_that_is_down_delays_the_report_never_the_run(
 class HubSpotDown:
     """A HubSpot that cannot be read: the scheduled run fails."""
 
-    async def list_companies_page(self, properties: Any, after: Any = None) -> Any:
+    limiter = LocalRateLimiter(RateLimit(100, 10))
+
+    async def list_companies_page(self, properties: Any, after: Any = None, **_: Any) -> Any:
         raise RuntimeError("HubSpot is unreachable")
 
     async def batch_read_companies(self, *args: Any, **kwargs: Any) -> Any:

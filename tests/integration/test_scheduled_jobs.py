@@ -17,8 +17,9 @@ from sqlalchemy import update
 
 from app.cli.status import format_status, read_status
 from app.hubspot.models import CompanyPage, SearchPage
+from app.hubspot.ratelimit import LocalRateLimiter
 from app.main import create_app
-from app.settings import Settings
+from app.settings import RateLimit, Settings
 from app.store import reconciliation as runs
 from app.store import scheduled_jobs as records
 from app.store.models import ScheduledJobRecord
@@ -173,7 +174,9 @@ async def test_what_the_scheduler_would_not_await_cannot_be_scheduled(
 
 
 class NoHubSpot:
-    async def list_companies_page(self, properties: Any, after: Any = None) -> Any:
+    limiter = LocalRateLimiter(RateLimit(100, 10))
+
+    async def list_companies_page(self, properties: Any, after: Any = None, **_: Any) -> Any:
         return CompanyPage([], None)
 
     async def batch_read_companies(self, ids: Any, properties: Any, id_property: Any = None) -> Any:

@@ -178,6 +178,7 @@ async def _page(
             now=now,
         ),
         read_age=age(link.hubspot_read_at if link else None, now),
+        written_age=age(link.hubspot_written_at if link else None, now),
         live=live,
         outcome=outcome,
         history=history,

@@ -59,6 +59,7 @@ def _link(row: Any) -> Link:
         widened.read(row._mapping, "warp_ban"),
         row.state,
         as_utc(row.hubspot_read_at),
+        as_utc(row.hubspot_written_at),
     )
 
 

@@ -42,6 +42,7 @@ async def test_read_hubspot_now_shows_what_field_memory_did_not_know(db: Databas
         assert "company_name → HubSpot" in after_sync
 
         assert "is hubsync's field memory" in after_sync
+        assert "hubsync last wrote it" in after_sync  # the sync's write, HubSpot's time
         assert "last seen" in after_sync
         assert " ago" in after_sync
         row = re.search(r'id="field-company_name">(.*?)</tr>', after_sync, re.S)

@@ -23,6 +23,8 @@ class Link:
     # merged into one another customer holds: held for an operator) | warp_deleted
     state: str
     hubspot_read_at: datetime | None = None  # when a sync last read the company
+    # When HubSpot recorded hubsync's last write to the company (its `updatedAt`).
+    hubspot_written_at: datetime | None = None
 
 
 class FieldMemory(NamedTuple):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -96,6 +97,16 @@ def random_write(rng: random.Random, store: CompanyStore, serial: int) -> None:
         store.create(values, SOURCE)
 
 
+def random_history(rng: random.Random, writes: int = 400) -> Iterator[tuple[CompanyStore, Clock]]:
+    """A store built by random writes, yielded after each one; its clock moves by steps the
+    test chooses, and sometimes back, as a wall clock may."""
+    store, clock = new_store()
+    for serial in range(writes):
+        clock.now += rng.choice((0, 1, 50, 1000, -700))
+        random_write(rng, store, serial)
+        yield store, clock
+
+
 def random_value(rng: random.Random, ids: list[int]) -> str:
     """A filter value as HubSpot types it, a string (a JSON number is refused: a 400)."""
     near = rng.choice(ids) if ids else 1001
@@ -140,11 +151,8 @@ def moment_of(rng: random.Random, clock: Clock) -> int | None:
 @pytest.mark.parametrize("seed", range(4))
 def test_search_by_id_range_answers_exactly_what_the_scan_answers(seed: int) -> None:
     rng = random.Random(seed)
-    store, clock = new_store()
     seen: Counter[str] = Counter()
-    for serial in range(400):
-        clock.now += rng.choice((0, 1, 50, 1000, -700))  # a wall clock may step back
-        random_write(rng, store, serial)
+    for store, clock in random_history(rng):
         ids = sorted(int(c.id) for c in store.active())
         for _ in range(3):
             cap = rng.choice((10_000, 10_000, 40))

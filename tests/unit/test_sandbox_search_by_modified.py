@@ -27,7 +27,7 @@ from tests.unit.test_sandbox_search_by_id import (
     answer_features,
     moment_of,
     new_store,
-    random_write,
+    random_history,
 )
 
 MODIFIED = "hs_lastmodifieddate"
@@ -73,11 +73,8 @@ def test_a_window_of_modification_times_answers_exactly_what_the_scan_answers(
     seed: int,
 ) -> None:
     rng = random.Random(seed)
-    store, clock = new_store()
     seen: Counter[str] = Counter()
-    for serial in range(400):
-        clock.now += rng.choice((0, 1, 50, 1000, -700))  # a wall clock may step back
-        random_write(rng, store, serial)
+    for store, clock in random_history(rng):
         for _ in range(3):
             request = parse_search(store.registry, random_body(rng, clock), cap=10_000)
             as_of_ms = moment_of(rng, clock)

@@ -106,7 +106,6 @@ class CatchUp:
         self.after_commit = after_commit
         self._searches = 0
         self._cut_short: list[str] = []
-        self._next_window_from = datetime.max.replace(tzinfo=UTC)  # set by each HubSpot pass
 
     async def __call__(self) -> CatchupResult:
         self._searches = 0
@@ -188,24 +187,24 @@ class CatchUp:
         _, (since, until) = claimed
         # The next pass's window starts at `until` less the overlap; half of it is left for
         # clocks (HubSpot's write times against this host's `until`).
-        self._next_window_from = until - self.overlap / 2
-        queued = await self._search_window(since, until)
+        queued = await self._search_window(since, until, next_from=until - self.overlap / 2)
         await self._advance(HUBSPOT, until, queued)
         return queued
 
-    async def _search_window(self, since: datetime, until: datetime) -> int:
+    async def _search_window(self, since: datetime, until: datetime, *, next_from: datetime) -> int:
+        """Queue the window's news; `next_from`: where the next pass's window surely starts."""
         queued, after, first = 0, None, True
         while True:
             page = await self._search(since, until, after)
             if first and page.total > self.search_cap and until - since > timedelta(milliseconds=2):
                 middle = since + (until - since) / 2
-                return await self._search_window(since, middle) + await self._search_window(
-                    middle, until
-                )
+                return await self._search_window(
+                    since, middle, next_from=next_from
+                ) + await self._search_window(middle, until, next_from=next_from)
             if first and page.total > self.search_cap:
                 self._note_cut_short(since, until, page.total)
             first = False
-            queued += await self._queue_companies(page.companies)
+            queued += await self._queue_companies(page.companies, next_from)
             if page.after is None or int(page.after) >= self.search_cap:
                 return queued
             after = page.after
@@ -240,7 +239,9 @@ class CatchUp:
             after=after,
         )
 
-    async def _queue_companies(self, companies: list[HubSpotCompany]) -> int:
+    async def _queue_companies(
+        self, companies: list[HubSpotCompany], next_window_from: datetime
+    ) -> int:
         ids = [c.id for c in companies]
         async with self.engine.connect() as connection:
             reads = await marks.company_reads(connection, ids)
@@ -254,7 +255,7 @@ class CatchUp:
         changed = [
             company.id
             for company in companies
-            if not _covered(company, reads.get(company.id), rules, memory, self._next_window_from)
+            if not _covered(company, reads.get(company.id), rules, memory, next_window_from)
         ]
         return await self._enqueue(EntityType.COMPANY, changed, JobDirection.TO_WARP)
 
@@ -292,9 +293,11 @@ def _covered(
     if changed_at is not None and read.read_at is not None and changed_at <= read.read_at:
         return True
     written_at = read.written_at
-    lagging = changed_at is not None and written_at is not None and changed_at < written_at
-    if lagging and written_at is not None and written_at >= next_window_from:
-        return True  # the index lags behind hubsync's write: the next pass judges that
+    if changed_at is not None and written_at is not None:
+        # A version older than hubsync's write, which the next pass's window holds.
+        lags = changed_at < written_at and written_at >= next_window_from
+        if lags:
+            return True  # the index lags behind hubsync's write: the next pass judges that
     return hubspot_seen(rules, memory.get(read.customer_id, {}), company.properties)
 
 

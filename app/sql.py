@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
@@ -50,3 +51,51 @@ async def fetch_postgres(connection: AsyncConnection, statement: str, *params: A
         result = await connection.exec_driver_sql(statement, params)
         return list(result)
     return rows
+
+
+async def run_postgres(connection: AsyncConnection, statement: str, *params: Any) -> list[Any]:
+    """SQL text on PostgreSQL straight through asyncpg, inside the transaction SQLAlchemy holds
+    on `connection` (writes included): the statements of a sync batch, where SQLAlchemy's
+    execution and result machinery cost two to three times what asyncpg spends on a statement
+    (bench/README.md, "Fifth pass"). The rows index like SQLAlchemy's (by position or name).
+
+    The transaction is SQLAlchemy's: one it has begun is used, and where it has not sent BEGIN
+    yet (it does so at its first statement), BEGIN is sent now, as its first statement would.
+    So the statement commits or rolls back with the rest of the block, as if SQLAlchemy had
+    run it. A failure is raised as SQLAlchemy would raise it (a `DBAPIError` wrapping the
+    driver's error, the SQLSTATE readable by `app.store.sqlstate`), and a connection found
+    closed is invalidated, as SQLAlchemy does."""
+    if not connection.in_transaction():
+        await connection.begin()  # what SQLAlchemy's autobegin does at its first statement
+    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+    try:
+        if adapted._transaction is None:  # SQLAlchemy begins it lazily, at its first statement
+            await adapted._start_transaction()
+        rows: list[Any] = await adapted.driver_connection.fetch(statement, *params)
+    except Exception as error:  # translated, as SQLAlchemy would
+        raise await _as_sqlalchemy_error(connection, adapted, statement, params, error) from error
+    return rows
+
+
+async def _as_sqlalchemy_error(
+    connection: AsyncConnection, adapted: Any, statement: str, params: Any, error: Exception
+) -> Exception:
+    try:
+        adapted._handle_exception(error)  # raises the DB-API form of `error`
+    except Exception as translated:  # noqa: BLE001 -- whatever SQLAlchemy made of it
+        dialect = connection.dialect
+        if not isinstance(translated, dialect.loaded_dbapi.Error):
+            return translated  # not the database's: raised as it is
+        closed = dialect.is_disconnect(translated, adapted, None)
+        if closed:
+            await connection.invalidate()
+        return DBAPIError.instance(
+            statement,
+            params,
+            translated,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=connection.sync_engine.hide_parameters,
+            connection_invalidated=closed,
+            dialect=dialect,
+        )
+    return error

@@ -375,11 +375,15 @@ async def field_memory(
     if not customer_ids:
         return memory
     if connection.dialect.name == "postgresql":
-        rows: Iterable[Any] = await fetch_postgres(connection, _MEMORY_SQL, list(customer_ids))
-    else:
-        rows = await connection.execute(
-            select(*_MEMORY_COLUMNS).where(field_states.c.warp_customer_id.in_(customer_ids))
-        )
+        # asyncpg hands back `timestamptz` values aware (UTC): taken as they come.
+        for customer_id, field, *remembered in await fetch_postgres(
+            connection, _MEMORY_SQL, list(customer_ids)
+        ):
+            memory.setdefault(customer_id, {})[field] = FieldMemory(*remembered)
+        return memory
+    rows = await connection.execute(
+        select(*_MEMORY_COLUMNS).where(field_states.c.warp_customer_id.in_(customer_ids))
+    )
     for customer_id, field, warp, hubspot, base, warp_at, hubspot_at, synced, prop in rows:
         memory.setdefault(customer_id, {})[field] = FieldMemory(
             warp, hubspot, base, as_utc(warp_at), as_utc(hubspot_at), as_utc(synced), prop

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
-from sqlalchemy import JSON, Dialect, Table, text
+from sqlalchemy import JSON, Dialect, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import TextClause
+
+from app.sql import run_postgres
 
 
 def insert_for(connection: AsyncConnection, table: Table) -> Any:
@@ -33,10 +35,11 @@ async def insert_rows(
     On PostgreSQL this is one statement, whatever the number of rows: each column goes as one
     array and the rows come back out of `unnest`, so a batch's hundred rows cost one round
     trip and one bind, not a hundred executions with a hundred parameter sets converted one by
-    one (SQLAlchemy's executemany). SQLite has no arrays: there it is an executemany."""
+    one (SQLAlchemy's executemany), and straight through asyncpg (`run_postgres`). SQLite has
+    no arrays: there it is an executemany."""
     if not rows:
         return
-    columns = tuple(dict.fromkeys(c for row in rows for c in row))  # a key a row lacks: NULL
+    columns = tuple(dict.fromkeys(chain.from_iterable(rows)))  # a key a row lacks: NULL
     if connection.dialect.name != "postgresql":
         statement = insert_for(connection, table)
         if conflict:
@@ -47,14 +50,13 @@ async def insert_rows(
         await connection.execute(statement, [{c: row.get(c) for c in columns} for row in rows])
         return
     jsons = {c for c in columns if isinstance(table.c[c].type, JSON)}
-    await connection.execute(
+    await run_postgres(
+        connection,
         _unnest_insert(connection.dialect, (table, columns, conflict, update)),
-        {
-            f"c{i}": [_json(row.get(c)) for row in rows]
-            if c in jsons
-            else [row.get(c) for row in rows]
-            for i, c in enumerate(columns)
-        },
+        *(
+            [_json(row.get(c)) for row in rows] if c in jsons else [row.get(c) for row in rows]
+            for c in columns
+        ),
     )
 
 
@@ -64,17 +66,17 @@ def _json(value: Any) -> str | None:
 
 # The statement of each (table, columns, conflict, update), built once: a handful per process.
 _Shape = tuple[Table, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
-_UNNEST_INSERTS: dict[_Shape, TextClause] = {}
+_UNNEST_INSERTS: dict[_Shape, str] = {}
 
 
-def _unnest_insert(dialect: Dialect, shape: _Shape) -> TextClause:
+def _unnest_insert(dialect: Dialect, shape: _Shape) -> str:
     if (known := _UNNEST_INSERTS.get(shape)) is not None:
         return known
     table, columns, conflict, update = shape
     quote = dialect.identifier_preparer.quote
     arrays = ", ".join(
-        f"CAST(:c{i} AS {table.c[c].type.compile(dialect=dialect)}[])"
-        for i, c in enumerate(columns)
+        f"CAST(${i} AS {table.c[c].type.compile(dialect=dialect)}[])"
+        for i, c in enumerate(columns, start=1)
     )
     names = ", ".join(quote(c) for c in columns)
     sql = (
@@ -85,5 +87,5 @@ def _unnest_insert(dialect: Dialect, shape: _Shape) -> TextClause:
         sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in update)
         targets = ", ".join(quote(c) for c in conflict)
         sql += f" ON CONFLICT ({targets}) DO " + (f"UPDATE SET {sets}" if sets else "NOTHING")
-    _UNNEST_INSERTS[shape] = statement = text(sql)
-    return statement
+    _UNNEST_INSERTS[shape] = sql
+    return sql

@@ -1,17 +1,21 @@
-"""`app.sql.fetch_postgres` goes to asyncpg directly, but fails as SQLAlchemy would: the
-webhook intake's retry and split rules read SQLAlchemy's errors."""
+"""`app.sql.fetch_postgres` and `app.sql.run_postgres` go to asyncpg directly, but fail as
+SQLAlchemy would: the webhook intake's retry and split rules, and the queue's retry on a
+deadlock, read SQLAlchemy's errors. `run_postgres` writes inside SQLAlchemy's transaction:
+its statements commit and roll back with the block's."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.sql import fetch_postgres
+from app.sql import fetch_postgres, run_postgres
 from app.store.db import create_engine
+from app.store.sqlstate import sqlstate_of
 from tests.conftest import _libpq
 
 pytestmark = pytest.mark.postgres
@@ -52,18 +56,61 @@ async def test_a_failure_inside_a_transaction_says_why(engine: AsyncEngine) -> N
     assert "aborted" not in str(raised.value)
 
 
+async def _table(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql("CREATE TABLE one (id int PRIMARY KEY)")
+
+
+async def _ids(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as connection:
+        return [
+            row[0] for row in await fetch_postgres(connection, "SELECT id FROM one ORDER BY id")
+        ]
+
+
+async def test_run_postgres_commits_and_rolls_back_with_sqlalchemy_s_transaction(
+    engine: AsyncEngine,
+) -> None:
+    await _table(engine)
+    async with engine.begin() as connection:  # the driver's statement first: BEGIN is sent
+        await run_postgres(connection, "INSERT INTO one VALUES ($1)", 1)
+        await connection.exec_driver_sql("INSERT INTO one VALUES (2)")
+    async with engine.connect() as connection, connection.begin() as transaction:
+        await connection.exec_driver_sql("INSERT INTO one VALUES (3)")
+        await run_postgres(connection, "INSERT INTO one VALUES ($1)", 4)
+        await transaction.rollback()
+    async with engine.connect() as connection:  # autobegin, as SQLAlchemy's: no commit, none
+        await run_postgres(connection, "INSERT INTO one VALUES ($1)", 5)
+    async with engine.connect() as connection:
+        await run_postgres(connection, "INSERT INTO one VALUES ($1)", 6)
+        await connection.commit()
+    assert await _ids(engine) == [1, 2, 6]
+
+
+async def test_run_postgres_fails_as_sqlalchemy_would(engine: AsyncEngine) -> None:
+    await _table(engine)
+    with pytest.raises(IntegrityError) as raised:
+        async with engine.begin() as connection:
+            await run_postgres(connection, "INSERT INTO one VALUES ($1), ($1)", 1)
+    assert sqlstate_of(raised.value) == "23505"
+    assert not raised.value.connection_invalidated
+    assert await _ids(engine) == []
+
+
+@pytest.mark.parametrize("run", [fetch_postgres, run_postgres])
 async def test_a_broken_connection_is_invalidated_as_sqlalchemy_does(
-    engine: AsyncEngine, postgres_url: str
+    engine: AsyncEngine, postgres_url: str, run: Any
 ) -> None:
     async with engine.connect() as connection:
-        await fetch_postgres(connection, "SELECT 1")
+        await run(connection, "SELECT 1")
+        await connection.rollback()
         with psycopg.connect(_libpq(postgres_url), autocommit=True) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         with pytest.raises(DBAPIError) as raised:
-            await fetch_postgres(connection, "SELECT 1")
+            await run(connection, "SELECT 1")
     assert raised.value.connection_invalidated
-    async with engine.connect() as connection:  # the pool hands out a fresh one
-        assert (await fetch_postgres(connection, "SELECT 1"))[0][0] == 1
+    async with engine.begin() as connection:  # the pool hands out a fresh one
+        assert (await run(connection, "SELECT 1"))[0][0] == 1

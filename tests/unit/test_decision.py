@@ -327,3 +327,30 @@ def test_rule_with_hubspot_authority_on_value_type_decimal() -> None:
     rule = FieldRule("credit_limit", "warp_credit_limit", ValueType.DECIMAL,
                      Direction.BIDIRECTIONAL, Authority.HUBSPOT)  # fmt: skip
     assert decide_field(rule, "100", "200", "50", LATE, EARLY).value == "200"
+
+
+def test_decide_entity_answers_field_by_field_as_decide_field() -> None:
+    # decide_entity builds the unchanged fields' answers itself (the common case, without
+    # decide_field's steps): every combination must come out as decide_field's own answer.
+    values: list[str | None] = [None, "a", "b"]
+    later = datetime(2026, 1, 2, tzinfo=UTC)
+    earlier = datetime(2026, 1, 1, tzinfo=UTC)
+    for rule in DEFAULT_RULES:
+        for authority in Authority:
+            for direction in Direction:
+                varied = replace(rule, authority=authority, direction=direction)
+                for w in values:
+                    for b in values:
+                        for h in [*values, NOT_READ]:
+                            hubspot = {} if h is NOT_READ else {varied.hubspot_property: h}
+                            decided = decide_entity(
+                                [varied],
+                                {varied.warp_field: w},
+                                hubspot,
+                                {varied.warp_field: b},
+                                {varied.warp_field: earlier},
+                                {varied.warp_field: later},
+                            )
+                            expected = decide_field(varied, w, h, b, earlier, later)
+                            assert decided.fields == [expected], (varied, w, h, b)
+                            assert decided.new_bases == {varied.warp_field: expected.new_base}

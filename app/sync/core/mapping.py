@@ -247,7 +247,7 @@ def _enumeration_option(rule: FieldRule, value: object, *, hubspot: bool) -> str
 
 
 def _canonical(rule: FieldRule, value: object, *, hubspot: bool) -> Canonical:
-    if is_blank(value):
+    if value is None or (isinstance(value, str) and not value.strip()):  # is_blank, inline
         return None
     field = rule.warp_field
     if rule.transform == "email_domain":
@@ -315,11 +315,15 @@ def to_warp(rule: FieldRule, hubspot_value: object) -> Any:
 
 def read_warp_values(rules: Iterable[FieldRule], record: Mapping[str, Any]) -> dict[str, Canonical]:
     """Canonical WARP values of a customer record, by warp_field, for the enabled rules."""
-    return {
-        rule.warp_field: normalize(rule, get_path(record, rule.warp_field))
-        for rule in rules
-        if rule.enabled
-    }
+    # `normalize(rule, get_path(record, name))`, with a plain column read inline: a batch
+    # reads about a thousand values here.
+    values: dict[str, Canonical] = {}
+    for rule in rules:
+        if rule.enabled:
+            name = rule.warp_field
+            raw = record.get(name) if "." not in name else get_path(record, name)
+            values[name] = _canonical(rule, raw, hubspot=False)
+    return values
 
 
 def read_hubspot_values(

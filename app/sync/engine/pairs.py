@@ -101,10 +101,12 @@ class Pair:
         a rule is pointed at another property, that field starts with no base, so the new,
         empty property never reads as "cleared in HubSpot" and a blank never wins."""
         property_of = {rule.warp_field: rule.hubspot_property for rule in rules}
+        # `seen.belongs_to(property)`, inline: a batch asks it of about two thousand memories.
         self.memory = {
             name: seen
             for name, seen in self.memory.items()
-            if name not in property_of or seen.belongs_to(property_of[name])
+            if seen.hubspot_property is None
+            or seen.hubspot_property == property_of.get(name, seen.hubspot_property)
         }
 
     def read_warp(
@@ -199,7 +201,8 @@ class Pair:
                 continue
             seen = memory.get(rule.warp_field)
             base = seen.base_value if seen is not None else None
-            if unread_needs_hubspot(rule, warp_values.get(rule.warp_field), base):
+            value = warp_values.get(rule.warp_field)
+            if value != base and unread_needs_hubspot(rule, value, base):  # unchanged: never
                 return True
         return False
 

@@ -4,10 +4,11 @@ SQLite through SQLAlchemy Core)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, bindparam
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ClauseElement, ColumnElement, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY, asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +23,40 @@ def any_of(connection: AsyncConnection, column: ColumnElement[Any], values: Iter
     if connection.dialect.name == "postgresql":
         return column == any_(bindparam(None, listed, type_=ARRAY(column.type)))
     return column.in_(listed)
+
+
+_ASYNCPG = asyncpg.dialect()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class PostgresStatement:
+    """A Core statement compiled once for asyncpg (`postgres_sql`): its SQL (`$1`, `$2`…),
+    and the parameters in that order, with the values the statement binds itself."""
+
+    sql: str
+    names: tuple[str, ...]
+    bound: dict[str, Any]
+
+    def args(self, **values: Any) -> list[Any]:
+        """The positional arguments for `values` given by parameter name."""
+        return [values[name] if name in values else self.bound[name] for name in self.names]
+
+
+def postgres_sql(statement: ClauseElement) -> PostgresStatement:
+    """A Core statement for `fetch_postgres` and `run_postgres`: written in Core, compiled once
+    (at import) for the hot path on PostgreSQL. Its parameters are named (`bindparam("ids")`,
+    `any_param`); `args` orders their values."""
+    compiled = statement.compile(dialect=_ASYNCPG)
+    names = tuple(getattr(compiled, "positiontup", None) or ())  # a SQLCompiler's
+    binds = getattr(compiled, "binds", {})
+    bound = {n: v for n, v in compiled.params.items() if n in binds and not binds[n].required}
+    return PostgresStatement(str(compiled), names, bound)
+
+
+def any_param(column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """`column = ANY(:name)`, the array typed as `column`'s: the PostgreSQL form of
+    `any_of`, with a named parameter, for a statement compiled once (`postgres_sql`)."""
+    return column == any_(bindparam(name, type_=ARRAY(column.type)))
 
 
 async def fetch_postgres(connection: AsyncConnection, statement: str, *params: Any) -> list[Any]:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.sql import any_of
+from app.sql import any_of, any_param, fetch_postgres, postgres_sql
 from app.store.models import WarpColumnChange, table_of
 from app.store.upsert import insert_for
 
@@ -49,6 +50,14 @@ async def note_column_changes(
     return len(rows)
 
 
+_CHANGES = select(
+    column_changes.c.warp_customer_id, column_changes.c.column, column_changes.c.changed_at
+)
+_CHANGES_POSTGRES = postgres_sql(
+    _CHANGES.where(any_param(column_changes.c.warp_customer_id, "ids"))
+)
+
+
 async def column_change_times(
     connection: AsyncConnection, customer_ids: Sequence[str]
 ) -> dict[str, dict[str, datetime]]:
@@ -56,15 +65,15 @@ async def column_change_times(
     found: dict[str, dict[str, datetime]] = {}
     wanted = sorted(set(customer_ids))
     for start in range(0, len(wanted), 500):
-        rows = await connection.execute(
-            select(
-                column_changes.c.warp_customer_id,
-                column_changes.c.column,
-                column_changes.c.changed_at,
-            ).where(
-                any_of(connection, column_changes.c.warp_customer_id, wanted[start : start + 500])
+        chunk = wanted[start : start + 500]
+        if connection.dialect.name == "postgresql":  # every batch: straight from asyncpg
+            rows: Any = await fetch_postgres(
+                connection, _CHANGES_POSTGRES.sql, *_CHANGES_POSTGRES.args(ids=chunk)
             )
-        )
+        else:
+            rows = await connection.execute(
+                _CHANGES.where(any_of(connection, column_changes.c.warp_customer_id, chunk))
+            )
         for customer_id, column, at in rows:
             moment = at if at.tzinfo else at.replace(tzinfo=UTC)
             found.setdefault(customer_id, {})[column] = moment

@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
+from app.sql import fetch_postgres, postgres_sql
 from app.store.models import DirectionPause, table_of
 from app.store.upsert import insert_for
 from app.sync.core.jobs import JobDirection
@@ -94,12 +95,22 @@ def held_job_direction(directions: Iterable[str]) -> JobDirection | None:
 
 
 async def paused_directions(connection: AsyncConnection) -> dict[str, Pause]:
-    rows = await connection.execute(select(pauses_table))
+    """The pauses in force. Every sync batch asks, twice; on PostgreSQL straight from asyncpg."""
+    if connection.dialect.name == "postgresql":
+        rows: Any = await fetch_postgres(connection, _PAUSES_POSTGRES.sql)
+    else:
+        rows = (row._mapping for row in await connection.execute(_PAUSES))
     return {
-        row.direction: Pause(row.direction, row.paused_by, row.reason, _utc(row.paused_at))
+        row["direction"]: Pause(
+            row["direction"], row["paused_by"], row["reason"], _utc(row["paused_at"])
+        )
         for row in rows
-        if row.direction in DIRECTIONS
+        if row["direction"] in DIRECTIONS
     }
+
+
+_PAUSES = select(pauses_table)
+_PAUSES_POSTGRES = postgres_sql(_PAUSES)
 
 
 async def pause_direction(

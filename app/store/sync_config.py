@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.sql import fetch_postgres, postgres_sql
 from app.store.models import SyncConfigChange, SyncConfigRule, table_of
 from app.sync.core.rules import RULE_FIELDS, FieldRule, rule_from_dict, rule_to_dict, validate_rules
 
@@ -17,12 +18,35 @@ changes_table = table_of(SyncConfigChange)
 
 
 async def load_rules(connection: AsyncConnection) -> tuple[FieldRule, ...]:
-    rows = await connection.execute(
-        select(*(config_table.c[c] for c in RULE_FIELDS)).order_by(
-            config_table.c.position, config_table.c.id
-        )
+    """The rules in order. Every sync batch loads them (a change applies from the next
+    batch); on PostgreSQL straight from asyncpg, and each rule parsed once while its row
+    stays the same."""
+    if connection.dialect.name == "postgresql":
+        found = await fetch_postgres(connection, _LOAD_RULES_POSTGRES.sql)
+        rows = [dict(row) for row in found]
+    else:
+        rows = [dict(row._mapping) for row in await connection.execute(_LOAD_RULES)]
+    return tuple(_parsed(row) for row in rows)
+
+
+_LOAD_RULES = select(*(config_table.c[c] for c in RULE_FIELDS)).order_by(
+    config_table.c.position, config_table.c.id
+)
+_LOAD_RULES_POSTGRES = postgres_sql(_LOAD_RULES)
+_PARSED: dict[tuple[Any, ...], FieldRule] = {}
+_PARSED_KEPT = 1_000  # rows; a deployment has tens of rules
+
+
+def _parsed(row: dict[str, Any]) -> FieldRule:
+    key = tuple(
+        tuple(sorted(value.items())) if isinstance(value, dict) else value for value in row.values()
     )
-    return tuple(rule_from_dict(dict(row._mapping)) for row in rows)
+    if (rule := _PARSED.get(key)) is None:
+        rule = rule_from_dict(row)  # raises on a row no rule can come from: not kept
+        if len(_PARSED) >= _PARSED_KEPT:
+            _PARSED.clear()
+        _PARSED[key] = rule
+    return rule
 
 
 async def replace_rules(

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.sql import any_of
+from app.sql import any_of, any_param, fetch_postgres, postgres_sql
 from app.store.models import ScopeExit, SyncScope, table_of
 from app.store.upsert import insert_for
 from app.sync.core.scope import EVERYONE, Scope, scope_from_dicts
@@ -21,12 +21,19 @@ SCOPE_ROW = 1
 
 
 async def load_scope(connection: AsyncConnection) -> Scope:
-    row = (
-        await connection.execute(
-            select(scope_table.c.conditions).where(scope_table.c.id == SCOPE_ROW)
+    """The sync scope. Every sync batch loads it; on PostgreSQL straight from asyncpg."""
+    if connection.dialect.name == "postgresql":
+        rows = await fetch_postgres(
+            connection, _LOAD_SCOPE_POSTGRES.sql, *_LOAD_SCOPE_POSTGRES.args(row=SCOPE_ROW)
         )
-    ).first()
-    return scope_from_dicts(row.conditions) if row is not None and row.conditions else EVERYONE
+    else:
+        rows = list(await connection.execute(_LOAD_SCOPE, {"row": SCOPE_ROW}))
+    conditions = rows[0][0] if rows else None
+    return scope_from_dicts(conditions) if conditions else EVERYONE
+
+
+_LOAD_SCOPE = select(scope_table.c.conditions).where(scope_table.c.id == bindparam("row"))
+_LOAD_SCOPE_POSTGRES = postgres_sql(_LOAD_SCOPE)
 
 
 async def scope_record(connection: AsyncConnection) -> dict[str, Any]:
@@ -77,12 +84,22 @@ async def exited(connection: AsyncConnection, customer_ids: Sequence[str]) -> se
     """Of these customers, those a sync skipped as out of scope and has not synced since."""
     if not customer_ids:
         return set()
+    if connection.dialect.name == "postgresql":  # every batch: straight from asyncpg
+        found = await fetch_postgres(
+            connection, _EXITED_POSTGRES.sql, *_EXITED_POSTGRES.args(ids=list(customer_ids))
+        )
+        return {row[0] for row in found}
     rows = await connection.execute(
         select(exits_table.c.warp_customer_id).where(
             any_of(connection, exits_table.c.warp_customer_id, customer_ids)
         )
     )
     return {row.warp_customer_id for row in rows}
+
+
+_EXITED_POSTGRES = postgres_sql(
+    select(exits_table.c.warp_customer_id).where(any_param(exits_table.c.warp_customer_id, "ids"))
+)
 
 
 async def forget_exits(connection: AsyncConnection, customer_ids: Sequence[str]) -> None:

@@ -10,11 +10,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, tuple_, update
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
-from app.sql import any_of, fetch_postgres
+from app.sql import any_of, any_param, fetch_postgres, postgres_sql, run_postgres
 from app.store import widened
 from app.store.models import (
     CompanyAlias,
@@ -51,25 +51,34 @@ def as_utc(moment: datetime | None) -> datetime | None:
 # -- links -----------------------------------------------------------------------------------
 
 
-def _link(row: Any) -> Link:
+def _link(row: Mapping[Any, Any]) -> Link:
+    """A link from a row of `select(links)`: SQLAlchemy's row mapping, or asyncpg's record."""
     return Link(
-        row.id,
-        row.warp_customer_id,
-        row.hubspot_company_id,
-        widened.read(row._mapping, "warp_ban"),
-        row.state,
-        as_utc(row.hubspot_read_at),
-        as_utc(row.hubspot_written_at),
+        row["id"],
+        row["warp_customer_id"],
+        row["hubspot_company_id"],
+        widened.read(row, "warp_ban"),
+        row["state"],
+        as_utc(row["hubspot_read_at"]),
+        as_utc(row["hubspot_written_at"]),
     )
 
 
 async def links_by_customer(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, Link]:
     if not ids:
         return {}
+    if connection.dialect.name == "postgresql":  # a batch's hundred: straight from asyncpg
+        found = await fetch_postgres(
+            connection, _LINKS_BY_CUSTOMER.sql, *_LINKS_BY_CUSTOMER.args(ids=list(ids))
+        )
+        return {row["warp_customer_id"]: _link(row) for row in found}
     rows = await connection.execute(
         select(links).where(any_of(connection, links.c.warp_customer_id, ids))
     )
-    return {row.warp_customer_id: _link(row) for row in rows}
+    return {row.warp_customer_id: _link(row._mapping) for row in rows}
+
+
+_LINKS_BY_CUSTOMER = postgres_sql(select(links).where(any_param(links.c.warp_customer_id, "ids")))
 
 
 async def links_by_company(connection: AsyncConnection, ids: Sequence[str]) -> dict[str, Link]:
@@ -78,7 +87,7 @@ async def links_by_company(connection: AsyncConnection, ids: Sequence[str]) -> d
     rows = await connection.execute(
         select(links).where(any_of(connection, links.c.hubspot_company_id, ids))
     )
-    return {row.hubspot_company_id: _link(row) for row in rows}
+    return {row.hubspot_company_id: _link(row._mapping) for row in rows}
 
 
 async def unmatched_links_by_ban(
@@ -97,7 +106,7 @@ async def unmatched_links_by_ban(
             links.c.hubspot_company_id.is_not(None),
         )
     )
-    found = (_link(row) for row in rows)
+    found = (_link(row._mapping) for row in rows)
     return {link.warp_ban: link for link in found if link.warp_ban is not None}
 
 
@@ -224,12 +233,22 @@ async def relink_customer(
 
 async def mark_synced(connection: AsyncConnection, customer_ids: Iterable[str]) -> None:
     ids = list(customer_ids)
-    if ids:
+    if ids and connection.dialect.name == "postgresql":  # every batch: straight to asyncpg
+        statement = _MARK_SYNCED_POSTGRES
+        await run_postgres(connection, statement.sql, *statement.args(ids=ids, at=now()))
+    elif ids:
         await connection.execute(
             update(links)
             .where(any_of(connection, links.c.warp_customer_id, ids))
             .values(last_synced_at=now())
         )
+
+
+_MARK_SYNCED_POSTGRES = postgres_sql(
+    update(links)
+    .where(any_param(links.c.warp_customer_id, "ids"))
+    .values(last_synced_at=bindparam("at", type_=Timestamp))
+)
 
 
 async def note_hubspot_seen(
@@ -240,13 +259,12 @@ async def note_hubspot_seen(
     if not seen:
         return
     if connection.dialect.name == "postgresql":
-        await connection.execute(
+        await run_postgres(
+            connection,
             _NOTE_SEEN_SQL,
-            {
-                "ids": [customer_id for customer_id, _, _ in seen],
-                "reads": [read_at for _, read_at, _ in seen],
-                "writes": [written_at for _, _, written_at in seen],
-            },
+            [customer_id for customer_id, _, _ in seen],
+            [read_at for _, read_at, _ in seen],
+            [written_at for _, _, written_at in seen],
         )
         return
     await connection.execute(
@@ -264,12 +282,12 @@ async def note_hubspot_seen(
     )
 
 
-_NOTE_SEEN_SQL = text(
+_NOTE_SEEN_SQL = (
     f"UPDATE {links.name} AS link"
     " SET hubspot_read_at = COALESCE(seen.read_at, link.hubspot_read_at),"
     " hubspot_written_at = COALESCE(seen.written_at, link.hubspot_written_at)"
-    " FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:reads AS TIMESTAMP WITH TIME ZONE[]),"
-    " CAST(:writes AS TIMESTAMP WITH TIME ZONE[])) AS seen(customer_id, read_at, written_at)"
+    " FROM unnest(CAST($1 AS VARCHAR[]), CAST($2 AS TIMESTAMP WITH TIME ZONE[]),"
+    " CAST($3 AS TIMESTAMP WITH TIME ZONE[])) AS seen(customer_id, read_at, written_at)"
     " WHERE link.warp_customer_id = seen.customer_id"
 )
 
@@ -482,7 +500,12 @@ async def resolve_all_conflicts(
 ) -> None:
     """Close every open conflict of these customers: a sync settled all their fields."""
     ids = list(customer_ids)
-    if ids:
+    if ids and connection.dialect.name == "postgresql":  # every batch: straight to asyncpg
+        statement = _RESOLVE_ALL_POSTGRES
+        await run_postgres(
+            connection, statement.sql, *statement.args(ids=ids, resolution=resolution, at=now())
+        )
+    elif ids:
         await connection.execute(
             update(conflicts)
             .where(
@@ -490,6 +513,18 @@ async def resolve_all_conflicts(
             )
             .values(state="resolved", resolution=resolution, resolved_by="sync", resolved_at=now())
         )
+
+
+_RESOLVE_ALL_POSTGRES = postgres_sql(
+    update(conflicts)
+    .where(any_param(conflicts.c.warp_customer_id, "ids"), conflicts.c.state == "open")
+    .values(
+        state="resolved",
+        resolution=bindparam("resolution"),
+        resolved_by="sync",
+        resolved_at=bindparam("at", type_=Timestamp),
+    )
+)
 
 
 # -- log -------------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ records links and field state. A stale holder is refused and writes nothing more
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.sql import any_of
+from app.sql import any_param, postgres_sql, run_postgres
 from app.store.queue.records import QUEUE, RUNNING, SQL_STATE
 from app.sync.core.jobs import ClaimedJob
 
@@ -33,10 +34,22 @@ async def held_claims(connection: AsyncConnection, jobs: Sequence[ClaimedJob]) -
     # By id (one array parameter), the claim compared here: a row whose claim moved on is
     # still share-locked for the rest of the transaction, which only delays its new holder's
     # completion by as much.
-    query = select(QUEUE.c.id, QUEUE.c.claim).where(
-        QUEUE.c.state == SQL_STATE[RUNNING], any_of(connection, QUEUE.c.id, sorted(fenced))
-    )
-    if connection.dialect.name == "postgresql":
-        query = query.order_by(QUEUE.c.id).with_for_update(read=True, of=QUEUE)
-    rows = await connection.execute(query)
+    if connection.dialect.name == "postgresql":  # every batch, twice: straight from asyncpg
+        rows: Any = await run_postgres(
+            connection, _HELD_POSTGRES.sql, *_HELD_POSTGRES.args(ids=sorted(fenced))
+        )
+    else:
+        rows = await connection.execute(
+            select(QUEUE.c.id, QUEUE.c.claim).where(
+                QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.id.in_(sorted(fenced))
+            )
+        )
     return held | {job_id for job_id, claim in rows if fenced[job_id] == claim}
+
+
+_HELD_POSTGRES = postgres_sql(
+    select(QUEUE.c.id, QUEUE.c.claim)
+    .where(QUEUE.c.state == SQL_STATE[RUNNING], any_param(QUEUE.c.id, "ids"))
+    .order_by(QUEUE.c.id)
+    .with_for_update(read=True, of=QUEUE)
+)

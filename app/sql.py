@@ -47,6 +47,8 @@ def postgres_sql(statement: ClauseElement) -> PostgresStatement:
     (at import) for the hot path on PostgreSQL. Its parameters are named (`bindparam("ids")`,
     `any_param`); `args` orders their values."""
     compiled = statement.compile(dialect=_ASYNCPG)
+    if "POSTCOMPILE" in str(compiled):  # an expanding IN: its SQL depends on the values
+        raise ValueError(f"not compiled once: an expanding IN in {str(compiled)[:200]!r}")
     names = tuple(getattr(compiled, "positiontup", None) or ())  # a SQLCompiler's
     binds = getattr(compiled, "binds", {})
     bound = {n: v for n, v in compiled.params.items() if n in binds and not binds[n].required}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, literal, select, union_all
+from sqlalchemy import ColumnElement, case, func, literal, literal_column, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
@@ -71,7 +71,9 @@ def job_not_paused(job_direction: ColumnElement[Any]) -> ColumnElement[bool]:
     a table of at most two rows, evaluated once per claim (a hashed set on PostgreSQL),
     whatever the planner's statistics say. `direction` is NOT NULL, and the subquery never
     yields NULL, so NOT IN's NULL trap cannot apply."""
-    known = pauses_table.c.direction.in_(DIRECTIONS)
+    # The two directions written into the SQL (constants, not parameters): the claim is
+    # compiled once for asyncpg, which has no expanding `IN` list.
+    known = pauses_table.c.direction.in_([literal_column(f"'{d}'") for d in DIRECTIONS])
     one_way = select(
         case(
             (pauses_table.c.direction == OUTBOUND, literal(JobDirection.TO_HUBSPOT.value)),

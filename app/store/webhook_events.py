@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,9 +29,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.sql import any_of, fetch_postgres
+from app.sql import any_of, any_param, fetch_postgres, postgres_sql, run_postgres
 from app.store import widened
-from app.store.models import SyncJob, WebhookEvent, table_of
+from app.store.models import SyncJob, Timestamp, WebhookEvent, table_of
 from app.store.queue import SUPERSEDED
 from app.store.queue.enqueue import pending_upsert_postgres
 from app.store.sync_state import aliases, as_utc, links
@@ -396,7 +396,11 @@ async def finish_events_for_jobs(
     stamp = _now()
     changed = 0
     done = [o.job_id for o in outcomes if o.status is OutcomeStatus.DONE]
-    if done:
+    if done and connection.dialect.name == "postgresql":  # every batch: through asyncpg
+        statement = _PROCESSED_POSTGRES
+        arguments = statement.args(ids=done, at=stamp)
+        changed += len(await run_postgres(connection, statement.sql, *arguments))
+    elif done:
         result = await connection.execute(
             update(events)
             .where(_of_jobs(connection, done), events.c.status == QUEUED)
@@ -419,6 +423,11 @@ async def finish_events_for_jobs(
 
 
 def _of_jobs(connection: AsyncConnection, job_ids: Sequence[int]) -> ColumnElement[bool]:
+    return _of_jobs_where(lambda column: any_of(connection, column, job_ids))
+
+
+def _of_jobs_where(among: Callable[[Any], ColumnElement[bool]]) -> ColumnElement[bool]:
+    """The events of these jobs (`among(column)`), and of the earlier jobs folded into them."""
     earlier, current = queue.alias("earlier"), queue.alias("current")
     folded = (
         select(earlier.c.id)
@@ -430,12 +439,23 @@ def _of_jobs(connection: AsyncConnection, job_ids: Sequence[int]) -> ColumnEleme
             ),
         )
         .where(
-            any_of(connection, current.c.id, job_ids),
+            among(current.c.id),
             earlier.c.last_error_kind == SUPERSEDED,
             earlier.c.id < current.c.id,
         )
     )
-    return or_(any_of(connection, events.c.job_id, job_ids), events.c.job_id.in_(folded))
+    return or_(among(events.c.job_id), events.c.job_id.in_(folded))
+
+
+_PROCESSED_POSTGRES = postgres_sql(
+    update(events)
+    .where(
+        _of_jobs_where(lambda column: any_param(column, "ids")),
+        events.c.status == QUEUED,
+    )
+    .values(status=PROCESSED, status_reason=None, processed_at=bindparam("at", type_=Timestamp))
+    .returning(events.c.id)
+)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,15 @@ under a backlog of 10,000 (`bench.outbound --customers 10000` ran at 160 compani
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from app.store.db import create_engine
 from app.store.queue import QUEUE
+from app.store.queue.repository import _claim_postgres
 from tests.conftest import Database
 from tests.integration.queue_support import make_queue
 
@@ -76,23 +78,17 @@ async def test_a_claim_reads_about_its_batch_under_stale_statistics(
     try:
         db = Database("postgresql", postgres_url, engine, "accounts.customers")
         await _stale_backlog(db)
-        claims: list[tuple[str, Any]] = []
-
-        def capture(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
-            if statement.lstrip().startswith("WITH picked"):
-                claims.append((statement, params))
-
-        event.listen(engine.sync_engine, "before_cursor_execute", capture)
         claimed = await make_queue(engine).claim("w/0", LIMIT, 60)
-        event.remove(engine.sync_engine, "before_cursor_execute", capture)
 
         # Correct: the oldest due jobs whose entity is not running, none twice.
         keys = [job.entity_key for job in claimed]
         assert keys == [f"c{n}" for n in range(RUNNING_JOBS + 1, RUNNING_JOBS + 1 + LIMIT)]
 
-        # Cheap: the same statement, explained, touches rows in proportion to the batch and
-        # the running jobs, not to their product.
-        (statement, params) = claims[0]
+        # Cheap: the same statement (the one the queue runs through asyncpg), explained,
+        # touches rows in proportion to the batch and the running jobs, not to their product.
+        claim = _claim_postgres()
+        statement = claim.sql
+        params = claim.args(worker_id="w/0", limit=LIMIT, lease=timedelta(seconds=60))
         async with engine.connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             explained = raw.transaction()

@@ -31,3 +31,9 @@ def test_a_parameter_not_given_is_refused() -> None:
     statement = postgres_sql(update(table).where(any_param(table.c.id, "ids")).values(name="x"))
     with pytest.raises(KeyError):
         statement.args()
+
+
+def test_an_expanding_in_list_is_refused_when_compiled() -> None:
+    # Its SQL depends on the number of values: it cannot be compiled once.
+    with pytest.raises(ValueError, match="expanding IN"):
+        postgres_sql(update(table).where(table.c.id.in_([1, 2])).values(name="x"))

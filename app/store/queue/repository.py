@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.metrics.instruments import FinishedJob, observe_finished
-from app.sql import any_of
+from app.sql import PostgresStatement, any_of, any_param, postgres_sql, run_postgres
 from app.store.models import Timestamp
 from app.store.pauses import job_not_paused
 from app.store.queue.enqueue import upsert_pending, upsert_pending_each
@@ -92,6 +92,11 @@ NEXT_CLAIM = func.coalesce(QUEUE.c.claim, 0) + 1
 
 # The deployment's claims, one at a time (PostgreSQL; SQLite's single writer does it anyway).
 _CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(7462157061729534320)")  # "hubsync:claim"
+
+
+@cache
+def _claim_postgres() -> PostgresStatement:
+    return postgres_sql(_claim_statement(postgres=True))
 
 
 @cache
@@ -252,14 +257,19 @@ class QueueRepository:
         else:
             params["now"] = utc_now()
             params["lease_until"] = params["now"] + timedelta(seconds=lease_seconds)
+        rows: Sequence[Any]  # asyncpg records, or SQLAlchemy row mappings
         async with self.engine.begin() as connection:
             if self._postgres:
                 # Claims take turns: side by side, each skipped the rows the others had
                 # locked, and a backlog's tail was shared out among many partial batches
                 # (each a HubSpot request). A claim holds the lock for its one statement.
-                await connection.execute(_CLAIM_LOCK)
-            statement = _claim_statement(postgres=self._postgres)
-            rows = (await connection.execute(statement, params)).mappings().all()
+                # Straight through asyncpg: the worker claims several times a second.
+                await run_postgres(connection, _CLAIM_LOCK.text)
+                claim = _claim_postgres()
+                rows = await run_postgres(connection, claim.sql, *claim.args(**params))
+            else:
+                statement = _claim_statement(postgres=False)
+                rows = (await connection.execute(statement, params)).mappings().all()
         # RETURNING has no order: hand the batch out in claim order.
         ordered = sorted(rows, key=lambda row: (row["priority"], row["run_at"], row["id"]))
         return [claimed_job(row) for row in ordered]
@@ -405,7 +415,11 @@ class QueueRepository:
                 "locked_by": None,
                 "lease_until": None,
             }
-            if done:
+            if done and self._postgres:  # every batch: straight through asyncpg
+                statement = _DONE_POSTGRES
+                arguments = statement.args(ids=done, worker=worker_id, at=now)
+                await run_postgres(connection, statement.sql, *arguments)
+            elif done:
                 await connection.execute(
                     update(QUEUE)
                     .where(any_of(connection, QUEUE.c.id, done), *guard)
@@ -555,6 +569,11 @@ class QueueRepository:
         self, connection: AsyncConnection, worker_id: str, job_ids: Sequence[int] | None
     ) -> tuple[list[RowMapping], datetime]:
         """The running jobs `worker_id` holds (row-locked on PostgreSQL), and the db's now."""
+        if self._postgres and job_ids is not None:  # every batch: straight through asyncpg
+            statement = _HELD_POSTGRES
+            arguments = statement.args(worker=worker_id, ids=list(job_ids))
+            found = await run_postgres(connection, statement.sql, *arguments)
+            return found, (found[0]["db_now"] if found else await database_now(connection))
         now_sql = sql_now(connection.dialect)
         query = select(*QUEUE.c, now_sql.label("db_now")).where(
             QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.locked_by == worker_id
@@ -578,6 +597,35 @@ class QueueRepository:
                     raise
                 log.debug("queue race on a unique index, retrying (%d)", attempt)
         raise AssertionError("unreachable")
+
+
+_HELD_POSTGRES = postgres_sql(
+    select(*QUEUE.c, func.now().label("db_now"))
+    .where(
+        QUEUE.c.state == SQL_STATE[RUNNING],
+        QUEUE.c.locked_by == bindparam("worker"),
+        any_param(QUEUE.c.id, "ids"),
+    )
+    .order_by(QUEUE.c.id)
+    .with_for_update(of=QUEUE)
+)
+_DONE_POSTGRES = postgres_sql(
+    update(QUEUE)
+    .where(
+        any_param(QUEUE.c.id, "ids"),
+        QUEUE.c.state == SQL_STATE[RUNNING],
+        QUEUE.c.locked_by == bindparam("worker"),
+    )
+    .values(
+        state=SQL_STATE[DONE],
+        last_error=None,
+        last_error_kind=None,
+        finished_at=bindparam("at", type_=Timestamp),
+        updated_at=bindparam("at", type_=Timestamp),
+        locked_by=None,
+        lease_until=None,
+    )
+)
 
 
 def _clip(error: str | None) -> str | None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Dialect, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -61,7 +62,12 @@ async def insert_rows(
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value).decode()  # a batch's hundred log rows: a tenth of the CPU
+    except TypeError:  # what orjson does not take (an integer past 64 bits): as the stdlib
+        return json.dumps(value)
 
 
 # The statement of each (table, columns, conflict, update), built once: a handful per process.

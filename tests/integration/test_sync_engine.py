@@ -247,3 +247,34 @@ async def test_manual_rule_opens_a_conflict_for_a_person(env: SyncEnv) -> None:
     assert (conflict.warp_value, conflict.hubspot_value) == ("Billing Name", "Sales Name")
     assert env.company(company_id)["name"] == "Sales Name"
     assert (await env.customer(customer_id))["company_name"] == "Billing Name"
+
+
+async def test_a_batch_s_records_and_its_log_commit_together(env: SyncEnv) -> None:
+    # The links and field state a batch settled are written in the transaction of its log
+    # and of what follows the batch (its webhook events closed): a failure there leaves none
+    # of them half-written, and the job's run again records the sync whole.
+    customer_id = await env.add_customer(ban="ZT-555000222")
+
+    async def fails(*_: object) -> None:
+        raise RuntimeError("the batch's last statement fails")
+
+    env.engine.after_batch = fails
+    with pytest.raises(RuntimeError):
+        await env.sync(customer_id)
+    assert await rows(env.db, SyncLog.__table__) == []
+    assert await rows(env.db, EntityLink.__table__) == []
+    # Only WARP's values as first seen (noted before anything could fail): no sync recorded.
+    seen = await rows(env.db, FieldState.__table__)
+    assert seen != []
+    assert all(row.synced_at is None and row.base_value is None for row in seen)
+    [company_id] = env.companies_with_ban("ZT-555000222")  # HubSpot was written: first
+
+    env.engine.after_batch = None
+    [again] = await env.sync(customer_id)
+    assert again.status is OutcomeStatus.DONE, again.error
+    assert again.result is not None
+    assert again.result["hubspot_company_id"] == company_id  # found, not created twice
+    [link] = await rows(env.db, EntityLink.__table__)
+    assert link.hubspot_company_id == company_id
+    assert len(await rows(env.db, SyncLog.__table__)) == 1
+    assert all(row.synced_at is not None for row in await rows(env.db, FieldState.__table__))

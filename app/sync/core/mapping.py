@@ -69,8 +69,11 @@ def get_path(record: Mapping[str, Any], path: str) -> Any:
     segments = path.split(".")
     current: Mapping[str, Any] | None = record
     for depth, segment in enumerate(segments[:-1]):
-        where = ".".join(segments[: depth + 1])
-        current = _as_object(current.get(segment) if current else None, path, where)
+        value = current.get(segment) if current else None
+        if isinstance(value, dict):  # most documents: a decoded JSON object, taken as it is
+            current = value
+            continue
+        current = _as_object(value, path, ".".join(segments[: depth + 1]))
         if current is None:
             return None
     return current.get(segments[-1]) if current else None

@@ -107,15 +107,16 @@ class SyncEngine:
             )
         pairs = await self._in_scope(pairs, scope, batch)
         pairs, followers = one_pair_per_customer(pairs)
-        if pairs:
-            await self._settle(pairs, rules, batch)
-        for follower, lead in followers:
-            batch.share(follower, lead)
-        outcomes = [batch.outcomes[job.id] for job in jobs]
-        elapsed_ms = int((time.perf_counter() - started) * 1000)
-        for entry in batch.logs:
-            entry.setdefault("duration_ms", elapsed_ms)
+        done = await self._settle(pairs, rules, batch) if pairs else []
+        # What the sync settled, and the log of every job, in one transaction.
         async with self.engine.begin() as connection:
+            await self._record(connection, done, rules, batch)
+            for follower, lead in followers:
+                batch.share(follower, lead)
+            outcomes = [batch.outcomes[job.id] for job in jobs]
+            elapsed_ms = int((time.perf_counter() - started) * 1000)
+            for entry in batch.logs:
+                entry.setdefault("duration_ms", elapsed_ms)
             await sync_state.write_log(connection, batch.logs)
             if self.after_batch is not None:
                 await self.after_batch(connection, outcomes)
@@ -152,7 +153,10 @@ class SyncEngine:
 
     async def _settle(
         self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch, *, round_: int = 1
-    ) -> None:
+    ) -> list[Pair]:
+        """Decide and write both sides; returns the pairs written, to be recorded (`_record`,
+        with the batch's log). A crash before that leaves their jobs to run again, which
+        finds both sides equal and records them."""
         live: list[Pair] = []
         async with self.engine.begin() as connection:
             captured = await column_change_times(connection, [p.customer_id for p in pairs])
@@ -194,14 +198,14 @@ class SyncEngine:
             written = await self._cleared(written, batch, hubspot=False)
         changed = await write_warp(self.warp, written, rules, batch)
         done = [p for p in written if not batch.settled(p.job) and p not in changed]
-        await self._record(done, rules, batch)
         if changed and round_ < DECIDE_ROUNDS:
             again = await reread_pairs(changed, batch, db=self.engine, warp=self.warp)
-            await self._settle(again, rules, batch, round_=round_ + 1)
+            done += await self._settle(again, rules, batch, round_=round_ + 1)
         elif changed:  # WARP keeps changing under this customer: later, from the queue
             for pair in changed:
                 message = "WARP changed this customer during every sync attempt; retrying"
                 self._fail(batch, pair, message, "warp", retry=True)
+        return done
 
     @staticmethod
     async def _note_warp_sightings(
@@ -363,46 +367,51 @@ class SyncEngine:
                 pair.company = outcome.company
         return True
 
-    async def _record(self, pairs: list[Pair], rules: list[FieldRule], batch: SyncBatch) -> None:
-        """Links, field state and conflicts for the whole batch in one transaction, with a
-        statement per kind of change rather than per entity: a batch in steady state costs
-        a handful of statements."""
+    async def _record(
+        self,
+        connection: AsyncConnection,
+        pairs: list[Pair],
+        rules: list[FieldRule],
+        batch: SyncBatch,
+    ) -> None:
+        """Links, field state and conflicts for the whole batch, in the caller's transaction,
+        with a statement per kind of change rather than per entity: a batch in steady state
+        costs a handful of statements."""
+        if not pairs:
+            return
         synced_at = datetime.now(UTC)
-        async with self.engine.begin() as connection:
-            # The claim is checked in the transaction that records the sync, and its rows
-            # stay locked until that commits: a stale holder's records are refused.
-            pairs = await self._fenced(pairs, batch, connection)
-            await sync_state.save_active_links(
-                connection,
-                [
-                    (pair.customer_id, pair.company_id, pair.ban)
-                    for pair in pairs
-                    if pair.company_id is not None and _link_changed(pair)
-                ],
-            )
-            await sync_state.save_field_states(
-                connection, [row for pair in pairs for row in pair.field_state_rows(synced_at)]
-            )
-            conflicted = [pair for pair in pairs if pair.decision and pair.decision.conflicts]
-            for pair in conflicted:
-                await self._record_conflicts(connection, pair)
-            await sync_state.resolve_all_conflicts(
-                connection, [p.customer_id for p in pairs if p not in conflicted], "SYNC"
-            )
-            # A customer with writes held by a pause is not in sync until they are made.
-            await sync_state.mark_synced(
-                connection, [p.customer_id for p in pairs if not is_held(p)]
-            )
-            await sync_state.note_hubspot_seen(
-                connection,
-                [
-                    (p.customer_id, p.read_at, p.written_at)
-                    for p in pairs
-                    if p.read_at is not None or p.written_at is not None
-                ],
-            )
-            waiting = await queue_held(connection, pairs)
-            await forget_exits(connection, [p.customer_id for p in pairs if p.returning])
+        # The claim is checked in the transaction that records the sync, and its rows
+        # stay locked until that commits: a stale holder's records are refused.
+        pairs = await self._fenced(pairs, batch, connection)
+        await sync_state.save_active_links(
+            connection,
+            [
+                (pair.customer_id, pair.company_id, pair.ban)
+                for pair in pairs
+                if pair.company_id is not None and _link_changed(pair)
+            ],
+        )
+        await sync_state.save_field_states(
+            connection, [row for pair in pairs for row in pair.field_state_rows(synced_at)]
+        )
+        conflicted = [pair for pair in pairs if pair.decision and pair.decision.conflicts]
+        for pair in conflicted:
+            await self._record_conflicts(connection, pair)
+        await sync_state.resolve_all_conflicts(
+            connection, [p.customer_id for p in pairs if p not in conflicted], "SYNC"
+        )
+        # A customer with writes held by a pause is not in sync until they are made.
+        await sync_state.mark_synced(connection, [p.customer_id for p in pairs if not is_held(p)])
+        await sync_state.note_hubspot_seen(
+            connection,
+            [
+                (p.customer_id, p.read_at, p.written_at)
+                for p in pairs
+                if p.read_at is not None or p.written_at is not None
+            ],
+        )
+        waiting = await queue_held(connection, pairs)
+        await forget_exits(connection, [p.customer_id for p in pairs if p.returning])
         for pair in pairs:
             self._finish(pair, batch, waiting.get(pair.customer_id))
 

@@ -394,10 +394,11 @@ async def field_memory(
         return memory
     if connection.dialect.name == "postgresql":
         # asyncpg hands back `timestamptz` values aware (UTC): taken as they come.
-        for customer_id, field, *remembered in await fetch_postgres(
-            connection, _MEMORY_SQL, list(customer_ids)
-        ):
-            memory.setdefault(customer_id, {})[field] = FieldMemory(*remembered)
+        for row in await fetch_postgres(connection, _MEMORY_SQL, list(customer_ids)):
+            fields = memory.get(row[0])
+            if fields is None:
+                memory[row[0]] = fields = {}
+            fields[row[1]] = FieldMemory(row[2], row[3], row[4], row[5], row[6], row[7], row[8])
         return memory
     rows = await connection.execute(
         select(*_MEMORY_COLUMNS).where(field_states.c.warp_customer_id.in_(customer_ids))

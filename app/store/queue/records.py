@@ -116,13 +116,19 @@ class EntityBusyError(HubsyncError, RuntimeError):
         self.job_id = job_id
 
 
+# Each value's member, looked up rather than `EnumType.__call__`d: a batch claims a hundred jobs.
+_ENTITY_TYPES = {member.value: member for member in EntityType}
+_DIRECTIONS = {member.value: member for member in JobDirection}
+_SOURCES = {member.value: member for member in JobSource}
+
+
 def claimed_job(row: RowMapping) -> ClaimedJob:
     return ClaimedJob(
         id=row["id"],
-        entity_type=EntityType(row["entity_type"]),
+        entity_type=_ENTITY_TYPES.get(row["entity_type"]) or EntityType(row["entity_type"]),
         entity_key=row["entity_key"],
-        direction=JobDirection(row["direction"]),
-        source=JobSource(row["source"]),
+        direction=_DIRECTIONS.get(row["direction"]) or JobDirection(row["direction"]),
+        source=_SOURCES.get(row["source"]) or JobSource(row["source"]),
         priority=row["priority"],
         attempts=row["attempts"],
         created_at=as_utc(row["created_at"]),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -51,10 +54,31 @@ def create_engine(
     # whole pool, so only operations already in flight see it; the webhook intake retries
     # once on such an error (app/sync/intake/writer.py). `pool_recycle` bounds any
     # connection's age besides.
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=OVERFLOW, pool_recycle=1800)
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=OVERFLOW,
+        pool_recycle=1800,
+        json_deserializer=json_loads,  # WARP's JSON documents, a batch's hundred: orjson
+    )
     event.listen(engine.sync_engine.pool, "checkin", _note_checkin)
     event.listen(engine.sync_engine.pool, "checkout", _idle_pinger(idle_ping_seconds))
     return engine
+
+
+def json_loads(text: str) -> Any:
+    """JSON from PostgreSQL's `json`/`jsonb` columns, through orjson; through the standard
+    library where a run of 20 digits may be an integer past 64 bits (orjson would read it as a
+    float, losing digits) and where orjson refuses the text."""
+    if _LONG_DIGITS.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
+
+
+_LONG_DIGITS = re.compile(r"\d{20}")
 
 
 def _note_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:

@@ -42,7 +42,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import HubsyncError
 from app.settings import RateLimit
-from app.sql import postgres_sql, run_postgres
 from app.store.db import is_postgres
 from app.store.models import GENERAL_BUCKET
 
@@ -368,7 +367,7 @@ class PostgresRateLimiter(_Pacing):
     async def settle(self, grant: Grant) -> None:
         if grant.row_id is not None:
             async with self._engine.begin() as conn:
-                await run_postgres(conn, _SETTLE.sql, *_SETTLE.args(id=grant.row_id))
+                await conn.execute(_SETTLE, {"id": grant.row_id})
 
     async def _try_grant(self, ceiling: int | None = None) -> Grant | float:
         """Record a grant and return it, or return how long to wait before asking again
@@ -379,12 +378,11 @@ class PostgresRateLimiter(_Pacing):
         does not wait for the disk (see _LOCK)."""
         limit = self.limit.requests if ceiling is None else ceiling
         params = {"bucket": self.bucket, "window": self.window, "limit": limit}
-        # Straight through asyncpg (`run_postgres`): every HubSpot request takes a grant.
         async with self._engine.begin() as conn:
-            await run_postgres(conn, _LOCK.sql, *_LOCK.args(key=self._lock_key))
+            await conn.execute(_LOCK, {"key": self._lock_key})
             # A statement of its own after the lock: its snapshot sees every grant committed
             # before the lock was ours.
-            [row] = await run_postgres(conn, _STATE_AND_GRANT.sql, *_STATE_AND_GRANT.args(**params))
+            row = (await conn.execute(_STATE_AND_GRANT, params)).one()
             now: datetime = row[0]
             paused_until: datetime | None = row[1]
             used: int = row[2]
@@ -427,12 +425,9 @@ class PostgresRateLimiter(_Pacing):
 # the lock, and on a busy disk the flush was most of that time. What a crash of PostgreSQL can
 # lose is the last fraction of a second of grants; the window then undercounts by those few
 # for up to ten seconds, and HubSpot's 429 (which pauses every process) covers the rest.
-_LOCK = postgres_sql(
-    text("SELECT pg_advisory_xact_lock(:key), set_config('synchronous_commit', 'off', true)")
-)
-_STATE_AND_GRANT = postgres_sql(
-    text(
-        """
+_LOCK = text("SELECT pg_advisory_xact_lock(:key), set_config('synchronous_commit', 'off', true)")
+_STATE_AND_GRANT = text(
+    """
     WITH s AS (
       SELECT t.now,
              (SELECT p.until FROM hubspot_rate_limit_pauses p WHERE p.bucket = :bucket)
@@ -454,14 +449,11 @@ _STATE_AND_GRANT = postgres_sql(
     )
     SELECT s.now, s.paused_until, s.used, s.oldest, s.reason, (SELECT id FROM granted) FROM s
     """
-    )
 )
-_SETTLE = postgres_sql(
-    text(
-        "UPDATE hubspot_rate_limit_grants SET granted_at = greatest(granted_at, clock_timestamp()) "
-        "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush "
-        "WHERE id = :id"
-    )
+_SETTLE = text(
+    "UPDATE hubspot_rate_limit_grants SET granted_at = greatest(granted_at, clock_timestamp()) "
+    "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush "
+    "WHERE id = :id"
 )
 _PRUNE = text(
     "DELETE FROM hubspot_rate_limit_grants "

@@ -41,6 +41,14 @@ class PostgresStatement:
         """The positional arguments for `values` given by parameter name."""
         return [values[name] if name in values else self.bound[name] for name in self.names]
 
+    async def fetch(self, connection: AsyncConnection, **values: Any) -> list[Any]:
+        """A read, through `fetch_postgres` (no BEGIN of its own)."""
+        return await fetch_postgres(connection, self.sql, *self.args(**values))
+
+    async def run(self, connection: AsyncConnection, **values: Any) -> list[Any]:
+        """A write, or a locking read, in SQLAlchemy's transaction (`run_postgres`)."""
+        return await run_postgres(connection, self.sql, *self.args(**values))
+
 
 def postgres_sql(statement: ClauseElement) -> PostgresStatement:
     """A Core statement for `fetch_postgres` and `run_postgres`: written in Core, compiled once

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.sql import any_of, any_param, fetch_postgres, postgres_sql
+from app.sql import any_of, any_param, postgres_sql
 from app.store.models import WarpColumnChange, table_of
 from app.store.upsert import insert_for
 
@@ -67,9 +67,7 @@ async def column_change_times(
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         if connection.dialect.name == "postgresql":  # every batch: straight from asyncpg
-            rows: Any = await fetch_postgres(
-                connection, _CHANGES_POSTGRES.sql, *_CHANGES_POSTGRES.args(ids=chunk)
-            )
+            rows: Any = await _CHANGES_POSTGRES.fetch(connection, ids=chunk)
         else:
             rows = await connection.execute(
                 _CHANGES.where(any_of(connection, column_changes.c.warp_customer_id, chunk))

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, case, func, literal, literal_column, selec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
-from app.sql import fetch_postgres, postgres_sql
+from app.sql import postgres_sql
 from app.store.models import DirectionPause, table_of
 from app.store.upsert import insert_for
 from app.sync.core.jobs import JobDirection
@@ -99,7 +99,7 @@ def held_job_direction(directions: Iterable[str]) -> JobDirection | None:
 async def paused_directions(connection: AsyncConnection) -> dict[str, Pause]:
     """The pauses in force. Every sync batch asks, twice; on PostgreSQL straight from asyncpg."""
     if connection.dialect.name == "postgresql":
-        rows: Any = await fetch_postgres(connection, _PAUSES_POSTGRES.sql)
+        rows: Any = await _PAUSES_POSTGRES.fetch(connection)
     else:
         rows = (row._mapping for row in await connection.execute(_PAUSES))
     return {

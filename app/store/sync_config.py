@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.sql import fetch_postgres, postgres_sql
+from app.sql import postgres_sql
 from app.store.models import SyncConfigChange, SyncConfigRule, table_of
 from app.sync.core.rules import RULE_FIELDS, FieldRule, rule_from_dict, rule_to_dict, validate_rules
 
@@ -22,7 +22,7 @@ async def load_rules(connection: AsyncConnection) -> tuple[FieldRule, ...]:
     batch); on PostgreSQL straight from asyncpg, and each rule parsed once while its row
     stays the same."""
     if connection.dialect.name == "postgresql":
-        found = await fetch_postgres(connection, _LOAD_RULES_POSTGRES.sql)
+        found = await _LOAD_RULES_POSTGRES.fetch(connection)
         rows = [dict(row) for row in found]
     else:
         rows = [dict(row._mapping) for row in await connection.execute(_LOAD_RULES)]

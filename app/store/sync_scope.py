@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.sql import any_of, any_param, fetch_postgres, postgres_sql
+from app.sql import any_of, any_param, postgres_sql
 from app.store.models import ScopeExit, SyncScope, table_of
 from app.store.upsert import insert_for
 from app.sync.core.scope import EVERYONE, Scope, scope_from_dicts
@@ -23,9 +23,7 @@ SCOPE_ROW = 1
 async def load_scope(connection: AsyncConnection) -> Scope:
     """The sync scope. Every sync batch loads it; on PostgreSQL straight from asyncpg."""
     if connection.dialect.name == "postgresql":
-        rows = await fetch_postgres(
-            connection, _LOAD_SCOPE_POSTGRES.sql, *_LOAD_SCOPE_POSTGRES.args(row=SCOPE_ROW)
-        )
+        rows = await _LOAD_SCOPE_POSTGRES.fetch(connection, row=SCOPE_ROW)
     else:
         rows = list(await connection.execute(_LOAD_SCOPE, {"row": SCOPE_ROW}))
     conditions = rows[0][0] if rows else None
@@ -85,9 +83,7 @@ async def exited(connection: AsyncConnection, customer_ids: Sequence[str]) -> se
     if not customer_ids:
         return set()
     if connection.dialect.name == "postgresql":  # every batch: straight from asyncpg
-        found = await fetch_postgres(
-            connection, _EXITED_POSTGRES.sql, *_EXITED_POSTGRES.args(ids=list(customer_ids))
-        )
+        found = await _EXITED_POSTGRES.fetch(connection, ids=list(customer_ids))
         return {row[0] for row in found}
     rows = await connection.execute(
         select(exits_table.c.warp_customer_id).where(

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, tuple_, update
+from sqlalchemy import ColumnElement, Update, bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
@@ -68,9 +68,7 @@ async def links_by_customer(connection: AsyncConnection, ids: Sequence[str]) -> 
     if not ids:
         return {}
     if connection.dialect.name == "postgresql":  # a batch's hundred: straight from asyncpg
-        found = await fetch_postgres(
-            connection, _LINKS_BY_CUSTOMER.sql, *_LINKS_BY_CUSTOMER.args(ids=list(ids))
-        )
+        found = await _LINKS_BY_CUSTOMER.fetch(connection, ids=list(ids))
         return {row["warp_customer_id"]: _link(row) for row in found}
     rows = await connection.execute(
         select(links).where(any_of(connection, links.c.warp_customer_id, ids))
@@ -234,21 +232,17 @@ async def relink_customer(
 async def mark_synced(connection: AsyncConnection, customer_ids: Iterable[str]) -> None:
     ids = list(customer_ids)
     if ids and connection.dialect.name == "postgresql":  # every batch: straight to asyncpg
-        statement = _MARK_SYNCED_POSTGRES
-        await run_postgres(connection, statement.sql, *statement.args(ids=ids, at=now()))
+        await _MARK_SYNCED_POSTGRES.run(connection, ids=ids, at=now())
     elif ids:
-        await connection.execute(
-            update(links)
-            .where(any_of(connection, links.c.warp_customer_id, ids))
-            .values(last_synced_at=now())
-        )
+        await connection.execute(_MARK_SYNCED, {"ids": ids, "at": now()})
 
 
-_MARK_SYNCED_POSTGRES = postgres_sql(
-    update(links)
-    .where(any_param(links.c.warp_customer_id, "ids"))
-    .values(last_synced_at=bindparam("at", type_=Timestamp))
-)
+def _mark_synced(ids: ColumnElement[bool]) -> Update:
+    return update(links).where(ids).values(last_synced_at=bindparam("at", type_=Timestamp))
+
+
+_MARK_SYNCED = _mark_synced(links.c.warp_customer_id.in_(bindparam("ids", expanding=True)))
+_MARK_SYNCED_POSTGRES = postgres_sql(_mark_synced(any_param(links.c.warp_customer_id, "ids")))
 
 
 async def note_hubspot_seen(
@@ -501,31 +495,28 @@ async def resolve_all_conflicts(
 ) -> None:
     """Close every open conflict of these customers: a sync settled all their fields."""
     ids = list(customer_ids)
+    values = {"ids": ids, "resolution": resolution, "at": now()}
     if ids and connection.dialect.name == "postgresql":  # every batch: straight to asyncpg
-        statement = _RESOLVE_ALL_POSTGRES
-        await run_postgres(
-            connection, statement.sql, *statement.args(ids=ids, resolution=resolution, at=now())
-        )
+        await _RESOLVE_ALL_POSTGRES.run(connection, **values)
     elif ids:
-        await connection.execute(
-            update(conflicts)
-            .where(
-                any_of(connection, conflicts.c.warp_customer_id, ids), conflicts.c.state == "open"
-            )
-            .values(state="resolved", resolution=resolution, resolved_by="sync", resolved_at=now())
+        await connection.execute(_RESOLVE_ALL, values)
+
+
+def _resolve_all(ids: ColumnElement[bool]) -> Update:
+    return (
+        update(conflicts)
+        .where(ids, conflicts.c.state == "open")
+        .values(
+            state="resolved",
+            resolution=bindparam("resolution"),
+            resolved_by="sync",
+            resolved_at=bindparam("at", type_=Timestamp),
         )
-
-
-_RESOLVE_ALL_POSTGRES = postgres_sql(
-    update(conflicts)
-    .where(any_param(conflicts.c.warp_customer_id, "ids"), conflicts.c.state == "open")
-    .values(
-        state="resolved",
-        resolution=bindparam("resolution"),
-        resolved_by="sync",
-        resolved_at=bindparam("at", type_=Timestamp),
     )
-)
+
+
+_RESOLVE_ALL = _resolve_all(conflicts.c.warp_customer_id.in_(bindparam("ids", expanding=True)))
+_RESOLVE_ALL_POSTGRES = postgres_sql(_resolve_all(any_param(conflicts.c.warp_customer_id, "ids")))
 
 
 # -- log -------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.sql import any_of, any_param, fetch_postgres, postgres_sql, run_postgres
+from app.sql import any_of, any_param, fetch_postgres, postgres_sql
 from app.store import widened
 from app.store.models import SyncJob, Timestamp, WebhookEvent, table_of
 from app.store.queue import SUPERSEDED
@@ -397,9 +397,7 @@ async def finish_events_for_jobs(
     changed = 0
     done = [o.job_id for o in outcomes if o.status is OutcomeStatus.DONE]
     if done and connection.dialect.name == "postgresql":  # every batch: through asyncpg
-        statement = _PROCESSED_POSTGRES
-        arguments = statement.args(ids=done, at=stamp)
-        changed += len(await run_postgres(connection, statement.sql, *arguments))
+        changed += len(await _PROCESSED_POSTGRES.run(connection, ids=done, at=stamp))
     elif done:
         result = await connection.execute(
             update(events)

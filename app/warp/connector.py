@@ -20,7 +20,7 @@ from sqlalchemy import Table, and_, bindparam, or_, select, text, true
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.sql import any_of, any_param, fetch_postgres, postgres_sql
+from app.sql import any_of, any_param, postgres_sql
 from app.sync.core.identity import normalize_ban, usable_ban
 from app.warp.schema import customers_table
 
@@ -160,9 +160,7 @@ class SqlWarpConnector:
             return {}
         async with self.engine.connect() as connection:
             if connection.dialect.name == "postgresql":  # a batch's hundred: from asyncpg
-                found = await fetch_postgres(
-                    connection, self._by_ids.sql, *self._by_ids.args(ids=wanted)
-                )
+                found = await self._by_ids.fetch(connection, ids=wanted)
                 return {str(row["id"]): _decode(row) for row in found}
             rows = await connection.execute(
                 select(self.table).where(any_of(connection, self.table.c.id, wanted))

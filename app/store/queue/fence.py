@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.sql import any_param, postgres_sql, run_postgres
+from app.sql import any_param, postgres_sql
 from app.store.queue.records import QUEUE, RUNNING, SQL_STATE
 from app.sync.core.jobs import ClaimedJob
 
@@ -35,9 +35,7 @@ async def held_claims(connection: AsyncConnection, jobs: Sequence[ClaimedJob]) -
     # still share-locked for the rest of the transaction, which only delays its new holder's
     # completion by as much.
     if connection.dialect.name == "postgresql":  # every batch, twice: straight from asyncpg
-        rows: Any = await run_postgres(
-            connection, _HELD_POSTGRES.sql, *_HELD_POSTGRES.args(ids=sorted(fenced))
-        )
+        rows: Any = await _HELD_POSTGRES.run(connection, ids=sorted(fenced))
     else:
         rows = await connection.execute(
             select(QUEUE.c.id, QUEUE.c.claim).where(

@@ -265,8 +265,7 @@ class QueueRepository:
                 # (each a HubSpot request). A claim holds the lock for its one statement.
                 # Straight through asyncpg: the worker claims several times a second.
                 await run_postgres(connection, _CLAIM_LOCK.text)
-                claim = _claim_postgres()
-                rows = await run_postgres(connection, claim.sql, *claim.args(**params))
+                rows = await _claim_postgres().run(connection, **params)
             else:
                 statement = _claim_statement(postgres=False)
                 rows = (await connection.execute(statement, params)).mappings().all()
@@ -416,16 +415,10 @@ class QueueRepository:
                 "lease_until": None,
             }
             if done and self._postgres:  # every batch: straight through asyncpg
-                statement = _DONE_POSTGRES
-                arguments = statement.args(ids=done, worker=worker_id, at=now)
-                await run_postgres(connection, statement.sql, *arguments)
+                await _DONE_POSTGRES.run(connection, ids=done, worker=worker_id, at=now)
             elif done:
                 await connection.execute(
-                    update(QUEUE)
-                    .where(any_of(connection, QUEUE.c.id, done), *guard)
-                    .values(
-                        state=SQL_STATE[DONE], last_error=None, last_error_kind=None, **finished
-                    )
+                    _mark_done(any_of(connection, QUEUE.c.id, done), worker_id, now)
                 )
             if failed:
                 await connection.execute(
@@ -570,19 +563,11 @@ class QueueRepository:
     ) -> tuple[list[RowMapping], datetime]:
         """The running jobs `worker_id` holds (row-locked on PostgreSQL), and the db's now."""
         if self._postgres and job_ids is not None:  # every batch: straight through asyncpg
-            statement = _HELD_POSTGRES
-            arguments = statement.args(worker=worker_id, ids=list(job_ids))
-            found = await run_postgres(connection, statement.sql, *arguments)
+            found = await _HELD_JOBS_POSTGRES.run(connection, worker=worker_id, ids=list(job_ids))
             return found, (found[0]["db_now"] if found else await database_now(connection))
-        now_sql = sql_now(connection.dialect)
-        query = select(*QUEUE.c, now_sql.label("db_now")).where(
-            QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.locked_by == worker_id
-        )
-        if job_ids is not None:
-            query = query.where(any_of(connection, QUEUE.c.id, job_ids))
-        if self._postgres:
-            query = query.with_for_update(of=QUEUE)
-        rows = list((await connection.execute(query.order_by(QUEUE.c.id))).mappings())
+        ids = None if job_ids is None else any_of(connection, QUEUE.c.id, job_ids)
+        query = _held_jobs(sql_now(connection.dialect), worker_id, ids, lock=self._postgres)
+        rows = list((await connection.execute(query)).mappings())
         now = as_utc(rows[0]["db_now"]) if rows else await database_now(connection)
         return rows, now
 
@@ -599,32 +584,42 @@ class QueueRepository:
         raise AssertionError("unreachable")
 
 
-_HELD_POSTGRES = postgres_sql(
-    select(*QUEUE.c, func.now().label("db_now"))
-    .where(
-        QUEUE.c.state == SQL_STATE[RUNNING],
-        QUEUE.c.locked_by == bindparam("worker"),
-        any_param(QUEUE.c.id, "ids"),
+def _held_jobs(now: Any, worker: Any, ids: Any, *, lock: bool) -> Any:
+    """The running jobs `worker` holds (of `ids`, a condition on the id; None: all), with the
+    database's `now`; row-locked where `lock`."""
+    query = select(*QUEUE.c, now.label("db_now")).where(
+        QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.locked_by == worker
     )
-    .order_by(QUEUE.c.id)
-    .with_for_update(of=QUEUE)
+    if ids is not None:
+        query = query.where(ids)
+    if lock:
+        query = query.with_for_update(of=QUEUE)
+    return query.order_by(QUEUE.c.id)
+
+
+def _mark_done(ids: Any, worker: Any, at: Any) -> Any:
+    """`ids` (a condition on the id) done, where `worker` still holds them running."""
+    return (
+        update(QUEUE)
+        .where(ids, QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.locked_by == worker)
+        .values(
+            state=SQL_STATE[DONE],
+            last_error=None,
+            last_error_kind=None,
+            finished_at=at,
+            updated_at=at,
+            locked_by=None,
+            lease_until=None,
+        )
+    )
+
+
+# The completion's two statements of every batch, compiled once for asyncpg.
+_HELD_JOBS_POSTGRES = postgres_sql(
+    _held_jobs(func.now(), bindparam("worker"), any_param(QUEUE.c.id, "ids"), lock=True)
 )
 _DONE_POSTGRES = postgres_sql(
-    update(QUEUE)
-    .where(
-        any_param(QUEUE.c.id, "ids"),
-        QUEUE.c.state == SQL_STATE[RUNNING],
-        QUEUE.c.locked_by == bindparam("worker"),
-    )
-    .values(
-        state=SQL_STATE[DONE],
-        last_error=None,
-        last_error_kind=None,
-        finished_at=bindparam("at", type_=Timestamp),
-        updated_at=bindparam("at", type_=Timestamp),
-        locked_by=None,
-        lease_until=None,
-    )
+    _mark_done(any_param(QUEUE.c.id, "ids"), bindparam("worker"), bindparam("at", type_=Timestamp))
 )
 
 

@@ -110,7 +110,7 @@ class SyncEngine:
         done = await self._settle(pairs, rules, batch) if pairs else []
         # What the sync settled, and the log of every job, in one transaction.
         async with self.engine.begin() as connection:
-            await self._record(connection, done, rules, batch)
+            await self._record(connection, done, batch)
             for follower, lead in followers:
                 batch.share(follower, lead)
             outcomes = [batch.outcomes[job.id] for job in jobs]
@@ -368,11 +368,7 @@ class SyncEngine:
         return True
 
     async def _record(
-        self,
-        connection: AsyncConnection,
-        pairs: list[Pair],
-        rules: list[FieldRule],
-        batch: SyncBatch,
+        self, connection: AsyncConnection, pairs: list[Pair], batch: SyncBatch
     ) -> None:
         """Links, field state and conflicts for the whole batch, in the caller's transaction,
         with a statement per kind of change rather than per entity: a batch in steady state

@@ -144,3 +144,21 @@ def test_preview(postgres_template: str) -> None:
     assert "{'company_name': (0, 0, 50)}" in out, out
     assert "{'leaving': 100, 'entering': 0}" in out, out
     assert "HubSpot requests during the previews: 0" in out, out
+
+
+def test_outbound_latency_reports_the_median_of_its_runs(postgres_template: str) -> None:
+    """`--only-latency` prints each run's p50 and p99 and their medians (until 2026-12-07 the
+    table gave the last run's under "median")."""
+    out = bench(
+        "outbound",
+        *("--customers", "60", "--runs", "2", "--only-latency", "--latency-seconds", "2"),
+        *("--latency-model", "none"),
+    )
+    for name in ("p50", "p99"):
+        match = re.search(
+            rf"\| latency queue POST -> HubSpot write, {name} ms \| (\d+) \| (\d+), (\d+) \(",
+            out,
+        )
+        assert match, out
+        median, first, second = (int(v) for v in match.groups())
+        assert abs(median - (first + second) / 2) <= 1, match.group(0)

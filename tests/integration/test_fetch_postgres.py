@@ -5,6 +5,7 @@ its statements commit and roll back with the block's."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -114,3 +115,32 @@ async def test_a_broken_connection_is_invalidated_as_sqlalchemy_does(
     assert raised.value.connection_invalidated
     async with engine.begin() as connection:  # the pool hands out a fresh one
         assert (await run(connection, "SELECT 1"))[0][0] == 1
+
+
+async def test_a_statement_cancelled_mid_flight_leaves_the_pool_usable(postgres_url: str) -> None:
+    """A worker's batch is cancelled when its lease is lost or the process stops, at any
+    await: also inside `run_postgres`, where SQLAlchemy does not see the statement. The
+    connection goes back to the pool, and the next user of that very connection (a pool of
+    one) gets an answer, not a hang or "another operation is in progress"."""
+    engine = create_engine(postgres_url, pool_size=1)
+    try:
+        for _ in range(3):
+
+            async def slow() -> None:
+                async with engine.begin() as connection:
+                    await run_postgres(connection, "SELECT 1")  # BEGIN sent
+                    await run_postgres(connection, "SELECT pg_sleep(5)")
+
+            task = asyncio.create_task(slow())
+            await asyncio.sleep(0.3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            async with asyncio.timeout(10):
+                async with engine.begin() as connection:
+                    rows = await run_postgres(connection, "SELECT 41 + $1::int", 1)
+                    assert rows[0][0] == 42
+                    # and SQLAlchemy's own path, on the same connection
+                    assert (await connection.exec_driver_sql("SELECT 7")).scalar() == 7
+    finally:
+        await engine.dispose()

@@ -13,7 +13,7 @@ Both also:
   granted: HubSpot counts arrivals, and on a busy machine a request can reach HubSpot well
   after its grant; a grant settled at the answer is never counted earlier than its arrival,
   so a slow request cannot let a window overflow. The window is also counted a little longer
-  than HubSpot's (`margin_seconds`) for clock differences;
+  than HubSpot's (`margin_seconds`, `default_margin`) for the database clock's slewing;
 - honour a pause (`pause()`), recorded after a 429 so that every process stops, not only the
   one that was refused (PostgreSQL: `hubspot_rate_limit_pauses`). A short pause is waited
   out; one longer than `max_pause_wait` (the daily limit: until midnight) raises
@@ -70,8 +70,16 @@ class RateLimitPausedError(HubsyncError):
 
 
 def default_margin(window_seconds: float) -> float:
-    """Extra length counted on each window: 5% of it, at most a quarter second."""
-    return min(0.25, window_seconds * 0.05)
+    """Extra length counted on each window: 0.5 % of it, at most 50 ms.
+
+    Every grant is stamped by the database's one clock and counted from its answer, which
+    comes after HubSpot counted its arrival (HubSpot's own processing, ~0.4 s for a batch
+    write, lies between), so our window already ends after HubSpot's; what is left is the
+    clock's rate against HubSpot's, an NTP slew of at most 0.5 ms a second (5 ms a window).
+    Until 2026-12-07 it was 5 %, at most 0.25 s: with the answer's wait, a place in the window
+    was held 10.7 s in 10, and one process at 100 / 10 s could not create 480 companies a
+    second (bench/README.md, "Sixth pass")."""
+    return min(0.05, window_seconds * 0.005)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ Both also:
   granted: HubSpot counts arrivals, and on a busy machine a request can reach HubSpot well
   after its grant; a grant settled at the answer is never counted earlier than its arrival,
   so a slow request cannot let a window overflow. The window is also counted a little longer
-  than HubSpot's (`margin_seconds`, `default_margin`) for the database clock's slewing;
+  than HubSpot's (`margin_seconds`, `default_margin`) for our clock's slew against HubSpot's;
 - honour a pause (`pause()`), recorded after a 429 so that every process stops, not only the
   one that was refused (PostgreSQL: `hubspot_rate_limit_pauses`). A short pause is waited
   out; one longer than `max_pause_wait` (the daily limit: until midnight) raises

@@ -29,6 +29,7 @@ from functools import cache, partial
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    ColumnElement,
     Integer,
     Interval,
     String,
@@ -407,13 +408,7 @@ class QueueRepository:
                     {"b_id": row["id"], "b_error": error, "b_kind": outcome.error_kind or "failed"}
                 )
                 ended[row["id"]] = FAILED
-            guard = (QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.locked_by == worker_id)
-            finished = {
-                "finished_at": now,
-                "updated_at": now,
-                "locked_by": None,
-                "lease_until": None,
-            }
+            guard = _still_held(worker_id)
             if done and self._postgres:  # every batch: straight through asyncpg
                 await _DONE_POSTGRES.run(connection, ids=done, worker=worker_id, at=now)
             elif done:
@@ -428,7 +423,7 @@ class QueueRepository:
                         state=SQL_STATE[FAILED],
                         last_error=bindparam("b_error"),
                         last_error_kind=bindparam("b_kind"),
-                        **finished,
+                        **_finished(now),
                     ),
                     failed,
                 )
@@ -459,11 +454,7 @@ class QueueRepository:
         async with self.engine.begin() as connection:
             result = await connection.execute(
                 update(QUEUE)
-                .where(
-                    any_of(connection, QUEUE.c.id, job_ids),
-                    QUEUE.c.state == SQL_STATE[RUNNING],
-                    QUEUE.c.locked_by == worker_id,
-                )
+                .where(any_of(connection, QUEUE.c.id, job_ids), *_still_held(worker_id))
                 .values(lease_until=sql_now(connection.dialect, lease_seconds))
                 .returning(QUEUE.c.id)
             )
@@ -485,8 +476,7 @@ class QueueRepository:
                     )
                     for row in rows
                 ]
-                guard = (QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.locked_by == worker_id)
-                await return_to_pending(connection, now, items, guard)
+                await return_to_pending(connection, now, items, _still_held(worker_id))
                 return len(items)
 
         return await self._retry_races(once)
@@ -587,9 +577,7 @@ class QueueRepository:
 def _held_jobs(now: Any, worker: Any, ids: Any, *, lock: bool) -> Any:
     """The running jobs `worker` holds (of `ids`, a condition on the id; None: all), with the
     database's `now`; row-locked where `lock`."""
-    query = select(*QUEUE.c, now.label("db_now")).where(
-        QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.locked_by == worker
-    )
+    query = select(*QUEUE.c, now.label("db_now")).where(*_still_held(worker))
     if ids is not None:
         query = query.where(ids)
     if lock:
@@ -597,20 +585,23 @@ def _held_jobs(now: Any, worker: Any, ids: Any, *, lock: bool) -> Any:
     return query.order_by(QUEUE.c.id)
 
 
+def _still_held(worker: Any) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """Running and held by `worker`: the guard of every write that ends a job, so a batch
+    whose jobs were rescued and claimed again records nothing."""
+    return (QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.locked_by == worker)
+
+
+def _finished(at: Any) -> dict[str, Any]:
+    """What every write that ends a job sets besides its state: when, and the lease let go."""
+    return {"finished_at": at, "updated_at": at, "locked_by": None, "lease_until": None}
+
+
 def _mark_done(ids: Any, worker: Any, at: Any) -> Any:
     """`ids` (a condition on the id) done, where `worker` still holds them running."""
     return (
         update(QUEUE)
-        .where(ids, QUEUE.c.state == SQL_STATE[RUNNING], QUEUE.c.locked_by == worker)
-        .values(
-            state=SQL_STATE[DONE],
-            last_error=None,
-            last_error_kind=None,
-            finished_at=at,
-            updated_at=at,
-            locked_by=None,
-            lease_until=None,
-        )
+        .where(ids, *_still_held(worker))
+        .values(state=SQL_STATE[DONE], last_error=None, last_error_kind=None, **_finished(at))
     )
 
 

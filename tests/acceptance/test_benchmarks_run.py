@@ -162,3 +162,16 @@ def test_outbound_latency_reports_the_median_of_its_runs(postgres_template: str)
         assert match, out
         median, first, second = (int(v) for v in match.groups())
         assert abs(median - (first + second) / 2) <= 1, match.group(0)
+
+
+def test_outbound_at_its_limit_gets_no_429(postgres_template: str) -> None:
+    """`hubsync serve` against the sandbox with the latency model, at a limit small enough to
+    fill (20 requests / 2 s: 140 requests in ~15 s): the window is used to the last place and
+    never past it. The limiter's margin is 0.5 % of the window (app/hubspot/ratelimit.py),
+    since a request is counted from its answer, after HubSpot counted it."""
+    out = bench(
+        "outbound",
+        *("--customers", "2000", "--runs", "1", "--skip", "naive,latency"),
+        *("--rate-limit", "20/2s"),
+    )
+    assert "max requests in any 2 s window 20, 429s served 0" in out, out

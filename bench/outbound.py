@@ -84,6 +84,27 @@ def process_tree_cpu(pid: int) -> float:
     return total
 
 
+def postgres_cpu() -> float | None:
+    """CPU seconds used so far by this machine's PostgreSQL server (every `postgres` process,
+    and the backends that have ended, counted in the postmaster's children's time); None when
+    the server is not on this machine. Every database counts: in a benchmark, ours is the
+    only one busy."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, found = 0.0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        found = True
+        total += sum(int(f) for f in fields[11:15]) / tick
+    return total if found else None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -453,8 +474,52 @@ def ceilings(limit: str) -> dict[str, float]:
     return {"warp-only": per_second * 100, "two-way": per_second * 50}
 
 
+def sandbox_clock(sandbox: str) -> float:
+    """The sandbox's monotonic clock now (its request log's times are on it)."""
+    answer = httpx.get(f"{sandbox}/_sandbox/requests", params={"since": "inf"}, timeout=5)
+    return float(answer.json()["now"])
+
+
+def pacing(sandbox: str, start: float, limit: str) -> str:
+    """How the phase's requests filled HubSpot's window, from the sandbox's own log (its
+    clock): when the first came after the phase began and the last answer before it ended,
+    HubSpot's time on each (arrival -> answer), and, once the window was full, how long after
+    a place left the window (10 s after the request that held it arrived) the next request
+    arrived to take it: HubSpot's time plus everything on hubsync's side (grant -> send, the
+    answer -> counted, the margin, waking up)."""
+    parsed = RateLimit.parse(limit)
+    answer = httpx.get(f"{sandbox}/_sandbox/requests", timeout=30).json()
+    end = float(answer["now"])
+    every = [r for r in answer["requests"] if not r["search"]]
+    arrivals = [float(r["at"]) for r in every]
+    phase = [r for r in every if float(r["at"]) > start]
+    if not phase:
+        return "pacing: no requests in the phase"
+    first = next(i for i, at in enumerate(arrivals) if at > start)
+    lags = [
+        arrivals[i] - arrivals[i - parsed.requests] - parsed.window_seconds
+        for i in range(max(first, parsed.requests), len(arrivals))
+        if arrivals[i] - arrivals[i - parsed.requests] < 2 * parsed.window_seconds
+    ]
+    served = [float(r["answered"]) - float(r["at"]) for r in phase if r["answered"] is not None]
+    answered = [float(r["answered"]) for r in phase if r["answered"] is not None]
+    return (
+        f"pacing (the sandbox's log): {len(phase)} requests, the first "
+        f"{float(phase[0]['at']) - start:.2f} s after the phase began, the last answer "
+        f"{end - max(answered, default=end):.2f} s before it ended; HubSpot's time a request "
+        f"median {statistics.median(served) * 1000:.0f} ms, mean "
+        f"{statistics.fmean(served) * 1000:.0f} ms; a place in the window taken again "
+        + (
+            f"median {statistics.median(lags) * 1000:.0f} ms, mean "
+            f"{statistics.fmean(lags) * 1000:.0f} ms after it left ({len(lags)} places)"
+            if lags
+            else "(the window never filled)"
+        )
+    )
+
+
 def measure_sync(
-    sandbox: str, hubsync: str, name: str, ids: list[str], runs: int
+    sandbox: str, hubsync: str, name: str, ids: list[str], runs: int, *, limit: str
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Companies/s per phase and run, and hubsync's CPU per batch of 100 (ms: the CPU time of
     the serve process and its children over the phase, over companies / 100); the phases run
@@ -469,10 +534,18 @@ def measure_sync(
             caught_up_before = catchup_jobs(name)
             sessions_before = sessions(name)
             cpu_before = process_tree_cpu(pid)
+            pg_before = postgres_cpu()
+            sandbox_t0 = sandbox_clock(sandbox)
             t0 = time.monotonic()
             enqueue_all(hubsync, ids)
             elapsed = (time.monotonic() - t0) + wait_idle(name, 3600)
             per_batch = (process_tree_cpu(pid) - cpu_before) * 1000 / (len(ids) / 100)
+            pg_after = postgres_cpu()
+            pg = (
+                ""
+                if pg_before is None or pg_after is None
+                else f", PostgreSQL CPU {(pg_after - pg_before) * 1000 / (len(ids) / 100):.1f} ms"
+            )
             opened = sessions(name) - sessions_before - 1  # wait_idle's own connection
             caught_up = catchup_jobs(name) - caught_up_before
             results[phase].append(len(ids) / elapsed)
@@ -480,9 +553,10 @@ def measure_sync(
             print(
                 f"run {run + 1} {phase}: {len(ids) / elapsed:.0f} companies/s ({elapsed:.1f} s, "
                 f"{refused(before, sandbox_stats(sandbox))}), "
-                f"hubsync CPU {per_batch:.1f} ms per batch of 100, "
+                f"hubsync CPU {per_batch:.1f} ms per batch of 100{pg}, "
                 f"{opened} database connections opened, {caught_up} catch-up jobs"
             )
+            print(f"  {pacing(sandbox, sandbox_t0, limit)}")
     return results, cpu
 
 
@@ -675,7 +749,9 @@ def main() -> None:
                 lat = measure_latency_only(sandbox, hubsync, name, ids, args)
                 report({}, {}, [], lat, sandbox_stats(sandbox), limit=args.rate_limit)
                 return
-            results, cpu = measure_sync(sandbox, hubsync, name, ids, args.runs)
+            results, cpu = measure_sync(
+                sandbox, hubsync, name, ids, args.runs, limit=args.rate_limit
+            )
             if "naive" not in skip:
                 naive = measure_naive(sandbox, name, args.runs, args.naive_seconds, args.rate_limit)
             if "latency" not in skip:

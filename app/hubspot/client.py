@@ -474,8 +474,9 @@ class HubSpotClient:
         finally:
             # Count the request from its answer: HubSpot counted it on arrival, which may have
             # been well after the grant on a busy machine.
+            answered = grant.answered = time.monotonic()
             await limiter.settle(grant)
-        elapsed = time.monotonic() - started
+        elapsed = answered - started
         observe_hubspot_request(request_operation(method, path), response.status_code, elapsed)
         logger.debug("HubSpot %s %s -> %d in %.3f s", method, path, response.status_code, elapsed)
         if not search:

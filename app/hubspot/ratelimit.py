@@ -9,7 +9,8 @@ embedded default, one process) `LocalRateLimiter` does the same in memory.
 
 Both also:
 
-- count each request from when its answer came back (`settle()`), not only from when it was
+- count each request from when its answer came back (`settle()`, stamped with the moment the
+  caller saw the answer, not when the database got round to it), not only from when it was
   granted: HubSpot counts arrivals, and on a busy machine a request can reach HubSpot well
   after its grant; a grant settled at the answer is never counted earlier than its arrival,
   so a slow request cannot let a window overflow. The window is also counted a little longer
@@ -103,10 +104,12 @@ class RateLimitHeaders:
 @dataclass
 class Grant:
     """One request's place in the window (`at`: local monotonic time; `row_id`: its row in
-    PostgreSQL)."""
+    PostgreSQL; `answered`: local monotonic time its answer came back, set by the caller
+    before `settle`, which then counts the request from that moment rather than its own)."""
 
     at: float = 0.0
     row_id: int | None = None
+    answered: float | None = None
 
 
 class RateLimiter(Protocol):
@@ -119,7 +122,8 @@ class RateLimiter(Protocol):
         `RateLimitPausedError` rather than wait out a long pause."""
 
     async def settle(self, grant: Grant) -> None:
-        """The request was answered (or failed): count it from now on."""
+        """The request was answered (or failed): count it from its answer (`grant.answered`,
+        else now) on."""
 
     async def observe(self, headers: RateLimitHeaders) -> None:
         """Take note of HubSpot's own view of the budget after a response."""
@@ -339,7 +343,8 @@ class LocalRateLimiter(_Pacing):
         return grant
 
     async def settle(self, grant: Grant) -> None:
-        grant.at = max(grant.at, time.monotonic())
+        answered = time.monotonic() if grant.answered is None else grant.answered
+        grant.at = max(grant.at, answered)
 
     async def pause(self, seconds: float, reason: str) -> None:
         logger.warning("HubSpot %s requests paused for %.1f s: %s", self.bucket, seconds, reason)
@@ -373,9 +378,13 @@ class PostgresRateLimiter(_Pacing):
         return f"PostgresRateLimiter({self.limit}, bucket={self.bucket!r})"
 
     async def settle(self, grant: Grant) -> None:
+        """Stamp the grant with its answer's moment on the database's clock: now there, less
+        how long ago the answer came back here (a wait for a pooled connection, or for the
+        event loop, is not counted as the request's)."""
         if grant.row_id is not None:
             async with self._engine.begin() as conn:
-                await conn.execute(_SETTLE, {"id": grant.row_id})
+                since = 0.0 if grant.answered is None else time.monotonic() - grant.answered
+                await conn.execute(_SETTLE, {"id": grant.row_id, "since": max(0.0, since)})
 
     async def _try_grant(self, ceiling: int | None = None) -> Grant | float:
         """Record a grant and return it, or return how long to wait before asking again
@@ -459,7 +468,8 @@ _STATE_AND_GRANT = text(
     """
 )
 _SETTLE = text(
-    "UPDATE hubspot_rate_limit_grants SET granted_at = greatest(granted_at, clock_timestamp()) "
+    "UPDATE hubspot_rate_limit_grants SET granted_at = greatest(granted_at, "
+    "clock_timestamp() - make_interval(secs => :since)) "
     "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush "
     "WHERE id = :id"
 )

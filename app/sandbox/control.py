@@ -6,6 +6,8 @@ statistics, reset, and push or inspect webhook deliveries. None of it counts aga
 
 from __future__ import annotations
 
+import math
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -91,6 +93,23 @@ async def stats(request: Request) -> Response:
     return JSONResponse(sandbox_of(request).stats())
 
 
+async def list_requests(request: Request) -> Response:
+    """The API requests the sandbox saw (the newest it keeps), each with when it arrived and
+    when its answer started, on the sandbox's monotonic clock (`now` is that clock as it
+    answers, so a caller can put the times on its own): HubSpot's view of a client's pacing.
+    `?since=<seconds on that clock>` (default: all kept)."""
+    raw = request.query_params.get("since", "")
+    try:
+        since = float(raw) if raw else float("-inf")
+    except ValueError:
+        raise bad_request(f"since must be a number of seconds, got {raw!r}") from None
+    if math.isnan(since):
+        raise bad_request("since must be a number of seconds, got NaN")
+    log = sandbox_of(request).log
+    records = log.since(since)
+    return JSONResponse({"now": log.now(), "requests": [r.to_json() for r in records]})
+
+
 async def reset_peaks(request: Request) -> Response:
     """The most requests (and searches) in any window count afresh from now: a benchmark's
     phases each get their own peak."""
@@ -148,6 +167,7 @@ def control_routes() -> list[Route]:
         Route(f"{PREFIX}/companies/{{company_id}}/restore", restore_company, methods=["POST"]),
         Route(f"{PREFIX}/companies/{{company_id}}/view", view_company, methods=["GET"]),
         Route(f"{PREFIX}/stats", stats, methods=["GET"]),
+        Route(f"{PREFIX}/requests", list_requests, methods=["GET"]),
         Route(f"{PREFIX}/stats/peaks/reset", reset_peaks, methods=["POST"]),
         Route(f"{PREFIX}/faults", get_faults, methods=["GET"]),
         Route(f"{PREFIX}/faults", put_faults, methods=["PUT"]),

@@ -25,6 +25,17 @@ class RequestRecord:
     path: str
     status: int = 0  # filled in when the answer is sent
     search: bool = False  # outside the general limit
+    answered: float | None = None  # time.monotonic() seconds, when the answer started
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "at": self.at,
+            "answered": self.answered,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "search": self.search,
+        }
 
 
 class SlidingWindow:
@@ -183,7 +194,21 @@ class RequestLog:
 
     def finish(self, record: RequestRecord, status: int) -> None:
         record.status = status
+        record.answered = self._clock()
         self.by_status[status] += 1
+
+    def since(self, at: float) -> list[RequestRecord]:
+        """The kept records that arrived after `at`, oldest first."""
+        found: list[RequestRecord] = []
+        for record in reversed(self.records):
+            if record.at <= at:
+                break
+            found.append(record)
+        found.reverse()
+        return found
+
+    def now(self) -> float:
+        return self._clock()
 
     def max_requests_in_window(self, window_seconds: float | None = None) -> int:
         """The most kept requests inside any window of this length (default: the limit's)."""

@@ -203,3 +203,19 @@ async def test_a_slow_request_counts_from_its_answer(db: Database) -> None:
     fourth_started = time.monotonic()
     await limiter.acquire()
     assert time.monotonic() - fourth_started >= 0.3, "the slow request held its place"
+
+
+async def test_a_late_settle_counts_from_the_answer_not_from_when_it_ran(db: Database) -> None:
+    """The answer's moment is what counts: a settle that waits (for a pooled connection, for a
+    busy event loop) must not hold the request's place in the window for that wait too."""
+    limiter = create_rate_limiter(db.engine, RateLimit(1, 1.0), margin_seconds=0.0)
+    grant = await limiter.acquire()
+    grant.answered = time.monotonic()  # the answer came back now...
+    await asyncio.sleep(0.6)
+    await limiter.settle(grant)  # ...and is settled 0.6 s later
+    started = time.monotonic()
+    await limiter.acquire()
+    waited = time.monotonic() - started
+    # Its place leaves the window 1 s after the answer, ~0.4 s from here (counted from the
+    # settle it would be 1 s).
+    assert 0.2 <= waited <= 0.8, waited

@@ -103,6 +103,27 @@ async def test_window_peaks_start_afresh_for_a_benchmarks_next_phase() -> None:
         assert (stats["searches"], stats["requests"]) == (4, 7)
 
 
+async def test_requests_read_back_with_arrival_and_answer_on_the_sandbox_clock() -> None:
+    async with running_sandbox(SandboxConfig(rate_limit=RateLimit(1, 10.0))) as hub:
+        first = (await hub.client.get("/_sandbox/requests")).json()
+        assert first["requests"] == []
+        assert (await hub.client.get(V3)).status_code == 200
+        assert (await hub.client.get(V3)).status_code == 429  # refused ones are listed too
+        assert (await hub.client.post(SEARCH, json={})).status_code == 200
+        seen = (await hub.client.get("/_sandbox/requests", params={"since": first["now"]})).json()
+        got = seen["requests"]
+        assert [(r["method"], r["status"], r["search"]) for r in got] == [
+            ("GET", 200, False), ("GET", 429, False), ("POST", 200, True),
+        ]  # fmt: skip
+        assert got[0]["path"] == V3
+        assert first["now"] < got[0]["at"] <= got[0]["answered"] <= got[1]["at"] <= seen["now"]
+        later = (await hub.client.get("/_sandbox/requests", params={"since": got[1]["at"]})).json()
+        assert [r["search"] for r in later["requests"]] == [True]
+        bad = await hub.client.get("/_sandbox/requests", params={"since": "yesterday"})
+        assert bad.status_code == 400
+        assert "since must be a number" in bad.json()["message"]
+
+
 async def test_daily_limit() -> None:
     async with running_sandbox(SandboxConfig(daily_limit=2)) as hub:
         assert [(await hub.client.get(V3)).status_code for _ in range(2)] == [200, 200]

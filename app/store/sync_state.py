@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, bindparam, func, select, tuple_, update
+from sqlalchemy import Boolean, ColumnElement, Update, bindparam, case, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
@@ -229,42 +229,38 @@ async def relink_customer(
     return (await links_by_customer(connection, [customer_id]))[customer_id]
 
 
-async def mark_synced(connection: AsyncConnection, customer_ids: Iterable[str]) -> None:
-    ids = list(customer_ids)
-    if ids and connection.dialect.name == "postgresql":  # every batch: straight to asyncpg
-        await _MARK_SYNCED_POSTGRES.run(connection, ids=ids, at=now())
-    elif ids:
-        await connection.execute(_MARK_SYNCED, {"ids": ids, "at": now()})
-
-
-def _mark_synced(ids: ColumnElement[bool]) -> Update:
-    return update(links).where(ids).values(last_synced_at=bindparam("at", type_=Timestamp))
-
-
-_MARK_SYNCED = _mark_synced(links.c.warp_customer_id.in_(bindparam("ids", expanding=True)))
-_MARK_SYNCED_POSTGRES = postgres_sql(_mark_synced(any_param(links.c.warp_customer_id, "ids")))
-
-
-async def note_hubspot_seen(
-    connection: AsyncConnection, seen: Sequence[tuple[str, datetime | None, datetime | None]]
+async def note_synced(
+    connection: AsyncConnection,
+    links_seen: Sequence[tuple[str, bool, datetime | None, datetime | None]],
 ) -> None:
-    """(customer id, when its company was read, when HubSpot recorded hubsync's write of it),
-    a batch's in one statement on PostgreSQL; a time not given leaves the link's as it was."""
-    if not seen:
+    """What a batch's sync leaves on each link, one statement for the batch on PostgreSQL
+    (each link row updated once, not once per kind of note): (customer id, whether it is now
+    in sync (`last_synced_at` set to now; not while a pause holds some of its writes), when
+    its company was read, when HubSpot recorded hubsync's write of it). A time not given
+    leaves the link's as it was; a row with nothing to note is left alone."""
+    rows = [row for row in links_seen if row[1] or row[2] is not None or row[3] is not None]
+    if not rows:
         return
+    at = now()
     if connection.dialect.name == "postgresql":
         await run_postgres(
             connection,
-            _NOTE_SEEN_SQL,
-            [customer_id for customer_id, _, _ in seen],
-            [read_at for _, read_at, _ in seen],
-            [written_at for _, _, written_at in seen],
+            _NOTE_SYNCED_SQL,
+            at,
+            [customer_id for customer_id, _, _, _ in rows],
+            [synced for _, synced, _, _ in rows],
+            [read_at for _, _, read_at, _ in rows],
+            [written_at for _, _, _, written_at in rows],
         )
         return
     await connection.execute(
         update(links)
         .where(links.c.warp_customer_id == bindparam("customer"))
         .values(
+            last_synced_at=case(
+                (bindparam("synced", type_=Boolean), bindparam("at", type_=Timestamp)),
+                else_=links.c.last_synced_at,
+            ),
             hubspot_read_at=func.coalesce(
                 bindparam("read", type_=Timestamp), links.c.hubspot_read_at
             ),
@@ -272,16 +268,18 @@ async def note_hubspot_seen(
                 bindparam("written", type_=Timestamp), links.c.hubspot_written_at
             ),
         ),
-        [{"customer": c, "read": r, "written": w} for c, r, w in seen],
+        [{"customer": c, "synced": s, "at": at, "read": r, "written": w} for c, s, r, w in rows],
     )
 
 
-_NOTE_SEEN_SQL = (
+_NOTE_SYNCED_SQL = (
     f"UPDATE {links.name} AS link"
-    " SET hubspot_read_at = COALESCE(seen.read_at, link.hubspot_read_at),"
+    " SET last_synced_at = CASE WHEN seen.synced THEN $1 ELSE link.last_synced_at END,"
+    " hubspot_read_at = COALESCE(seen.read_at, link.hubspot_read_at),"
     " hubspot_written_at = COALESCE(seen.written_at, link.hubspot_written_at)"
-    " FROM unnest(CAST($1 AS VARCHAR[]), CAST($2 AS TIMESTAMP WITH TIME ZONE[]),"
-    " CAST($3 AS TIMESTAMP WITH TIME ZONE[])) AS seen(customer_id, read_at, written_at)"
+    " FROM unnest(CAST($2 AS VARCHAR[]), CAST($3 AS BOOLEAN[]),"
+    " CAST($4 AS TIMESTAMP WITH TIME ZONE[]), CAST($5 AS TIMESTAMP WITH TIME ZONE[]))"
+    " AS seen(customer_id, synced, read_at, written_at)"
     " WHERE link.warp_customer_id = seen.customer_id"
 )
 

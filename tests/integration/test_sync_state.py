@@ -120,3 +120,52 @@ async def test_field_states_and_log_rows_in_one_statement_keep_every_value(db: D
         (7, [{"field": "company_name", "new": odd}], None),
         (8, None, "refused"),
     ]
+
+
+async def test_a_batchs_notes_on_its_links_in_one_update(db: Database) -> None:
+    """In sync or held by a pause, read, written: each link gets what applies to it and keeps
+    what was not given."""
+    earlier = datetime(2026, 1, 1, tzinfo=UTC)
+    read, written = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 2, tzinfo=UTC)
+    async with db.engine.begin() as connection:
+        await sync_state.save_active_links(
+            connection, [("c1", "501", "ZT-1"), ("c2", "502", "ZT-2"), ("c3", "503", "ZT-3")]
+        )
+        await sync_state.note_synced(connection, [("c3", True, earlier, earlier)])
+    async with db.engine.connect() as connection:
+        synced_before = (
+            await connection.execute(
+                select(EntityLink.last_synced_at).where(EntityLink.warp_customer_id == "c3")
+            )
+        ).scalar_one()
+    async with db.engine.begin() as connection:
+        await sync_state.note_synced(
+            connection,
+            [
+                ("c1", True, read, None),  # in sync, its company read
+                ("c2", False, None, written),  # a pause holds a write back: not in sync
+                ("c3", False, None, None),  # nothing to note: left as it was
+            ],
+        )
+    async with db.engine.connect() as connection:
+        rows = {
+            row.warp_customer_id: row
+            for row in await connection.execute(
+                select(
+                    EntityLink.warp_customer_id,
+                    EntityLink.last_synced_at,
+                    EntityLink.hubspot_read_at,
+                    EntityLink.hubspot_written_at,
+                )
+            )
+        }
+
+    def utc(value: datetime | None) -> datetime | None:  # SQLite gives naive UTC back
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+    assert rows["c1"].last_synced_at is not None
+    assert (utc(rows["c1"].hubspot_read_at), rows["c1"].hubspot_written_at) == (read, None)
+    assert rows["c2"].last_synced_at is None
+    assert (rows["c2"].hubspot_read_at, utc(rows["c2"].hubspot_written_at)) == (None, written)
+    assert rows["c3"].last_synced_at == synced_before
+    assert utc(rows["c3"].hubspot_read_at) == utc(rows["c3"].hubspot_written_at) == earlier

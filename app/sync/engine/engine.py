@@ -397,14 +397,8 @@ class SyncEngine:
             connection, [p.customer_id for p in pairs if p not in conflicted], "SYNC"
         )
         # A customer with writes held by a pause is not in sync until they are made.
-        await sync_state.mark_synced(connection, [p.customer_id for p in pairs if not is_held(p)])
-        await sync_state.note_hubspot_seen(
-            connection,
-            [
-                (p.customer_id, p.read_at, p.written_at)
-                for p in pairs
-                if p.read_at is not None or p.written_at is not None
-            ],
+        await sync_state.note_synced(
+            connection, [(p.customer_id, not is_held(p), p.read_at, p.written_at) for p in pairs]
         )
         waiting = await queue_held(connection, pairs)
         await forget_exits(connection, [p.customer_id for p in pairs if p.returning])

@@ -56,6 +56,9 @@ def test_outbound(postgres_template: str) -> None:
     assert figure(out, "warp-only companies/s") > 0
     assert figure(out, "two-way companies/s") > 0
     assert "429s served 0" in out
+    # The sandbox's own log of each phase: 3 batch updates, then 3 batch reads and 3 updates.
+    pacing = re.findall(r"pacing \(the sandbox's log\): (\d+) requests", out)
+    assert pacing == ["3", "6"], out
 
 
 def test_outbound_naive_baseline_and_latency(postgres_template: str) -> None:

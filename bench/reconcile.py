@@ -321,7 +321,9 @@ async def live_latency(
     with process(serve, env, f"{hubsync}/readyz"):
         async with httpx.AsyncClient(base_url=hubsync, headers=headers, timeout=30) as client:
             await asyncio.sleep(WINDOW_SECONDS + 0.5)
+            (await client.post(f"{sandbox}/_sandbox/stats/peaks/reset")).raise_for_status()
             baseline = await drive_live_jobs(client, name, alone)
+            alone_peak = (await client.get(f"{sandbox}/_sandbox/stats")).json()
             await asyncio.sleep(WINDOW_SECONDS + 0.5)
             (await client.post(f"{sandbox}/_sandbox/stats/peaks/reset")).raise_for_status()
             run = (await client.post("/v1/reconciliation/runs", json={"mode": "dry_run"})).json()
@@ -338,6 +340,8 @@ async def live_latency(
     note = (
         f"capped run {run['id']}: {state['state']} in {run_seconds:.0f} s, "
         f"{state['hubspot_calls']} HubSpot calls; {len(latencies)}/{len(sent)} live jobs logged; "
+        f"live jobs alone used at most {alone_peak['max_requests_in_window']} requests in any "
+        "10 s; "
         f"during it, most requests in any 10 s {peaks['max_requests_in_window']} and most "
         f"searches in any 1 s {peaks['max_searches_in_window']} (the run's cap at 50 %: "
         f"{peaks['rate_limit']['requests'] // 2} and "

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -49,6 +50,11 @@ from app.store.models import GENERAL_BUCKET
 logger = logging.getLogger(__name__)
 
 LOW_REMAINING_FRACTION = 0.05
+# A background share (`acquire_below`) leaves live requests this much more than the most they
+# held in any recent window, and remembers that peak for LIVE_PEAK_WINDOWS windows: a place it
+# takes is held a whole window, so it must be one live traffic will not want meanwhile.
+LIVE_HEADROOM = 1.25
+LIVE_PEAK_WINDOWS = 2
 MAX_PAUSE_WAIT = 30.0
 DAILY_PAUSE_REASON = "HubSpot daily limit reached"
 _PRUNE_EVERY = 50
@@ -192,6 +198,10 @@ class _Pacing:
         self.window_count = 0  # requests in our window as of our latest grant
         self._latest_grant = 0.0  # monotonic time of that grant
         self._given_way: deque[float] = deque()  # monotonic times of acquire_below's grants
+        # (monotonic time, live requests in the window then): the deployment's window as our
+        # asks saw it, less our background grants (a run is the deployment's only one).
+        self._live_seen: deque[tuple[float, int]] = deque()
+        self._last_used = 0  # requests in the window at our latest ask (granted or not)
         self._in_acquire = 0  # acquire() calls of this process not yet granted
         self._held_back = False  # the one asking now was told to wait for room (or a pause)
         self._spacing = 0.0
@@ -218,12 +228,9 @@ class _Pacing:
         caller gives way whenever the window is fuller than its ceiling, so the room it
         holds is the live callers' as soon as they use it, and the worker's spacing of a
         trickle (app/sync/worker/lanes.py) need not grow with it."""
-        now = time.monotonic()
-        if now - self._latest_grant > self.window:
+        if time.monotonic() - self._latest_grant > self.window:
             return 0.0
-        while self._given_way and self._given_way[0] <= now - self.window:
-            self._given_way.popleft()
-        return max(0, self.window_count - len(self._given_way)) / self.limit.requests
+        return max(0, self.window_count - self._background_in_window()) / self.limit.requests
 
     @property
     def request_interval(self) -> float:
@@ -245,28 +252,70 @@ class _Pacing:
             await self.wait_for_spacing()
             while True:
                 outcome = await self._try_grant()
+                self._note_live()
                 if isinstance(outcome, Grant):
                     return outcome
                 await self._hold_back(outcome)
 
     async def acquire_below(self, ceiling: int) -> Grant:
         """`acquire`, but only while fewer than `ceiling` grants are in the (deployment's)
-        window (a background task's share). It waits outside the line, so `acquire` passes
+        window (a background task's share), and while the background's own grants leave
+        live requests `LIVE_HEADROOM` times the most they held in any window of late
+        (`live_peak`): a place taken is held a whole window, so the share takes only what live
+        traffic has not been needing. It waits outside the line, so `acquire` passes
         meanwhile."""
         ceiling = max(1, min(ceiling, self.limit.requests))
         while True:
             async with self._lock:
-                outcome = await self._try_grant(ceiling)
+                if self._background_in_window() >= self._background_room(ceiling):
+                    # Live traffic's recent peak leaves no room: wait for it to age out (or
+                    # for our own grants to leave the window) before asking the database.
+                    outcome: Grant | float = self.request_interval
+                else:
+                    outcome = await self._try_grant(ceiling)
+                    if isinstance(outcome, Grant):
+                        self._given_way.append(time.monotonic())
+                    self._note_live()
             if isinstance(outcome, Grant):
-                self._given_way.append(time.monotonic())
                 return outcome
             await asyncio.sleep(outcome)
+
+    @property
+    def live_peak(self) -> int:
+        """The most live (not background) requests the window held at any of our asks in the
+        last `LIVE_PEAK_WINDOWS` windows."""
+        horizon = time.monotonic() - LIVE_PEAK_WINDOWS * self.window
+        while self._live_seen and self._live_seen[0][0] <= horizon:
+            self._live_seen.popleft()
+        return max((live for _, live in self._live_seen), default=0)
+
+    def _background_room(self, ceiling: int) -> int:
+        """How many background grants the window may hold now: the share's ceiling, less
+        what live traffic's recent peak (with headroom) needs."""
+        reserve = math.ceil(self.live_peak * LIVE_HEADROOM)
+        return min(ceiling, self.limit.requests - reserve)
+
+    def _background_in_window(self) -> int:
+        now = time.monotonic()
+        while self._given_way and self._given_way[0] <= now - self.window:
+            self._given_way.popleft()
+        return len(self._given_way)
+
+    def _note_live(self) -> None:
+        """Remember the live requests in the window as our latest ask saw it."""
+        live = max(0, self._last_used - self._background_in_window())
+        now = time.monotonic()
+        if self._live_seen and self._live_seen[-1][1] <= live:
+            # Keep the deque short: a newer sample at least as high outlives older lower ones.
+            while self._live_seen and self._live_seen[-1][1] <= live:
+                self._live_seen.pop()
+        self._live_seen.append((now, live))
 
     async def _try_grant(self, ceiling: int | None = None) -> Grant | float:
         raise NotImplementedError
 
     def _granted(self, window_count: int) -> None:
-        self.window_count = window_count
+        self.window_count = self._last_used = window_count
         self._latest_grant = time.monotonic()
         self._held_back = False
 
@@ -333,6 +382,7 @@ class LocalRateLimiter(_Pacing):
             if wait > self.max_pause_wait:
                 raise RateLimitPausedError(wait, self._pause_reason)
             return wait
+        self._last_used = len(self._grants)
         if len(self._grants) >= limit:
             # Room opens when enough of the oldest grants leave the window.
             times = sorted(g.at for g in self._grants)
@@ -405,6 +455,7 @@ class PostgresRateLimiter(_Pacing):
             used: int = row[2]
             oldest: datetime | None = row[3]
             row_id: int | None = row[5]
+            self._last_used = used
             if row_id is not None:
                 self._grants_made += 1
                 if self._grants_made % _PRUNE_EVERY == 0:

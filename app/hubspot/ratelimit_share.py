@@ -1,5 +1,8 @@
 """A background task's share of HubSpot's window: the reconciliation's HubSpot calls wait
-while the deployment-wide window is fuller than the share, so live syncs keep the rest.
+while the deployment-wide window is fuller than the share, so live syncs keep the rest, and
+while its own calls would leave live syncs less than a quarter more than the most they held
+in any window of late (`acquire_below`): a place the run takes is held a whole window, so
+the share is a ceiling, never a claim on room live traffic has been needing.
 
 Wraps the shared limiter (same log, same pauses) and asks it with `acquire_below`, so the
 limiter's own API is unchanged for everyone else.

@@ -62,3 +62,29 @@ async def test_a_background_share_s_grants_are_left_out_of_the_share_in_use(
     refused.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await refused
+
+
+async def test_a_background_share_leaves_live_traffic_its_recent_peak(db: Database) -> None:
+    """A place the background takes is held a whole window: after live traffic needed six of
+    ten places, the background (capped at five) takes only what leaves live its peak and a
+    quarter more, even once live's own grants have left the window, until the peak is two
+    windows old."""
+    limiter = create_rate_limiter(db.engine, RateLimit(10, 0.5), margin_seconds=0.0)
+    for _ in range(6):
+        await limiter.acquire()
+    await asyncio.sleep(0.55)  # live's six have left the window; the window is empty
+    assert limiter.live_peak == 6
+    started = asyncio.get_running_loop().time()
+    taken: list[float] = []
+
+    async def background() -> None:
+        await limiter.acquire_below(5)
+        taken.append(asyncio.get_running_loop().time() - started)
+
+    tasks = [asyncio.create_task(background()) for _ in range(3)]
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+    # Ten places less 6 x 1.25 (8) leave two at once; the third waits for live's peak to be
+    # two windows (1 s) old, ~0.45 s from here (with no reserve all three went at once).
+    assert max(taken[:2]) < 0.2, taken
+    assert taken[2] >= 0.3, taken
+    assert limiter.live_peak == 0

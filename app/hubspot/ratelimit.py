@@ -291,9 +291,11 @@ class _Pacing:
 
     def _background_room(self, ceiling: int) -> int:
         """How many background grants the window may hold now: the share's ceiling, less
-        what live traffic's recent peak (with headroom) needs."""
+        what live traffic's recent peak (with headroom) needs, but never less than a tenth of
+        the ceiling (one place at least): a deployment whose live traffic never rests still
+        sees its reconciliation finish, slowly."""
         reserve = math.ceil(self.live_peak * LIVE_HEADROOM)
-        return min(ceiling, self.limit.requests - reserve)
+        return min(ceiling, max(ceiling // 10, 1, self.limit.requests - reserve))
 
     def _background_in_window(self) -> int:
         now = time.monotonic()

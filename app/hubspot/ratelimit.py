@@ -197,7 +197,9 @@ class _Pacing:
         self.max_pause_wait = max_pause_wait
         self.window_count = 0  # requests in our window as of our latest grant
         self._latest_grant = 0.0  # monotonic time of that grant
-        self._given_way: deque[float] = deque()  # monotonic times of acquire_below's grants
+        # acquire_below's grants while in the window: each counted from its `at` (this
+        # process's clock: the grant, then its answer, as the log counts it).
+        self._given_way: list[Grant] = []
         # (monotonic time, live requests in the window then): the deployment's window as our
         # asks saw it, less our background grants (a run is the deployment's only one).
         self._live_seen: deque[tuple[float, int]] = deque()
@@ -274,7 +276,8 @@ class _Pacing:
                 else:
                     outcome = await self._try_grant(ceiling)
                     if isinstance(outcome, Grant):
-                        self._given_way.append(time.monotonic())
+                        outcome.at = outcome.at or time.monotonic()
+                        self._given_way.append(outcome)
                     self._note_live()
             if isinstance(outcome, Grant):
                 return outcome
@@ -298,9 +301,12 @@ class _Pacing:
         return min(ceiling, max(ceiling // 10, 1, self.limit.requests - reserve))
 
     def _background_in_window(self) -> int:
-        now = time.monotonic()
-        while self._given_way and self._given_way[0] <= now - self.window:
-            self._given_way.popleft()
+        """Our background grants the log counts now: in flight, or answered within the
+        window (a grant settled at its answer leaves the window a round trip later than it
+        would by its grant; counted by its grant, the run's own places would pass for live
+        ones)."""
+        horizon = time.monotonic() - self.window
+        self._given_way = [grant for grant in self._given_way if grant.at > horizon]
         return len(self._given_way)
 
     def _note_live(self) -> None:
@@ -433,10 +439,12 @@ class PostgresRateLimiter(_Pacing):
         """Stamp the grant with its answer's moment on the database's clock: now there, less
         how long ago the answer came back here (a wait for a pooled connection, or for the
         event loop, is not counted as the request's)."""
+        answered = time.monotonic() if grant.answered is None else grant.answered
+        grant.at = max(grant.at, answered)
         if grant.row_id is not None:
             async with self._engine.begin() as conn:
-                since = 0.0 if grant.answered is None else time.monotonic() - grant.answered
-                await conn.execute(_SETTLE, {"id": grant.row_id, "since": max(0.0, since)})
+                since = max(0.0, time.monotonic() - answered)
+                await conn.execute(_SETTLE, {"id": grant.row_id, "since": since})
 
     async def _try_grant(self, ceiling: int | None = None) -> Grant | float:
         """Record a grant and return it, or return how long to wait before asking again

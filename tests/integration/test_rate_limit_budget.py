@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from app.hubspot.ratelimit import create_rate_limiter
 from app.settings import RateLimit
@@ -88,3 +89,38 @@ async def test_a_background_share_leaves_live_traffic_its_recent_peak(db: Databa
     assert max(taken[:2]) < 0.2, taken
     assert taken[2] >= 0.3, taken
     assert limiter.live_peak == 0
+
+
+async def test_a_background_share_keeps_a_tenth_of_its_ceiling_beside_busy_live_traffic(
+    db: Database,
+) -> None:
+    """Live traffic that filled the window leaves the background no room by its reserve, yet
+    it may hold a tenth of its ceiling (one place at least): it never stops."""
+    limiter = create_rate_limiter(db.engine, RateLimit(10, 0.5), margin_seconds=0.0)
+    for _ in range(10):
+        await limiter.acquire()
+    await asyncio.sleep(0.55)
+    assert limiter.live_peak == 10
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(limiter.acquire_below(5), timeout=5)
+    assert loop.time() - started < 0.2  # its one place, at once
+    second = asyncio.create_task(limiter.acquire_below(5))
+    await asyncio.sleep(0.2)
+    assert not second.done()  # the second waits for the peak to age out
+    await asyncio.wait_for(second, timeout=5)
+
+
+async def test_the_background_s_answered_grants_do_not_pass_for_live_ones(db: Database) -> None:
+    """A grant counts from its answer: the background's own places, still in the window a
+    round trip after their grant, are not live traffic's."""
+    limiter = create_rate_limiter(db.engine, RateLimit(10, 0.5), margin_seconds=0.0)
+    grants = [await limiter.acquire_below(10) for _ in range(4)]
+    await asyncio.sleep(0.3)  # in flight...
+    for grant in grants:
+        grant.answered = time.monotonic()  # ...answered now
+        await limiter.settle(grant)
+    await asyncio.sleep(0.3)  # 0.6 s after the grants, 0.3 s after the answers
+    await limiter.acquire()  # a live request sees the window: the four and itself
+    assert limiter.window_count == 5
+    assert limiter.live_peak == 1

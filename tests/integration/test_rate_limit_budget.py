@@ -86,8 +86,8 @@ async def test_a_background_share_leaves_live_traffic_its_recent_peak(db: Databa
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
     # Ten places less 6 x 1.25 (8) leave two at once; the third waits for live's peak to be
     # two windows (1 s) old, ~0.45 s from here (with no reserve all three went at once).
-    assert max(taken[:2]) < 0.2, taken
-    assert taken[2] >= 0.3, taken
+    assert max(taken[:2]) < 0.3, taken
+    assert taken[2] >= 0.35, taken
     assert limiter.live_peak == 0
 
 
@@ -104,10 +104,10 @@ async def test_a_background_share_keeps_a_tenth_of_its_ceiling_beside_busy_live_
     loop = asyncio.get_running_loop()
     started = loop.time()
     await asyncio.wait_for(limiter.acquire_below(5), timeout=5)
-    assert loop.time() - started < 0.2  # its one place, at once
+    assert loop.time() - started < 0.3  # its one place, at once
     second = asyncio.create_task(limiter.acquire_below(5))
-    await asyncio.sleep(0.2)
-    assert not second.done()  # the second waits for the peak to age out
+    await asyncio.sleep(0.15)
+    assert not second.done()  # the second waits for the peak to age out (~0.45 s from here)
     await asyncio.wait_for(second, timeout=5)
 
 

@@ -312,12 +312,10 @@ class _Pacing:
     def _note_live(self) -> None:
         """Remember the live requests in the window as our latest ask saw it."""
         live = max(0, self._last_used - self._background_in_window())
-        now = time.monotonic()
-        if self._live_seen and self._live_seen[-1][1] <= live:
-            # Keep the deque short: a newer sample at least as high outlives older lower ones.
-            while self._live_seen and self._live_seen[-1][1] <= live:
-                self._live_seen.pop()
-        self._live_seen.append((now, live))
+        # Keep the deque short: a newer sample at least as high outlives older lower ones.
+        while self._live_seen and self._live_seen[-1][1] <= live:
+            self._live_seen.pop()
+        self._live_seen.append((time.monotonic(), live))
 
     async def _try_grant(self, ceiling: int | None = None) -> Grant | float:
         raise NotImplementedError

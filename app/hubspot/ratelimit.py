@@ -305,8 +305,9 @@ class _Pacing:
         window (a grant settled at its answer leaves the window a round trip later than it
         would by its grant; counted by its grant, the run's own places would pass for live
         ones)."""
-        horizon = time.monotonic() - self.window
-        self._given_way = [grant for grant in self._given_way if grant.at > horizon]
+        if self._given_way:  # none in a process without a run: nothing to do per grant
+            horizon = time.monotonic() - self.window
+            self._given_way = [grant for grant in self._given_way if grant.at > horizon]
         return len(self._given_way)
 
     def _note_live(self) -> None:

@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import HubsyncError
 from app.settings import RateLimit
+from app.sql import fetch_postgres
 from app.store.db import is_postgres
 from app.store.models import GENERAL_BUCKET
 
@@ -441,24 +442,28 @@ class PostgresRateLimiter(_Pacing):
         answered = time.monotonic() if grant.answered is None else grant.answered
         grant.at = max(grant.at, answered)
         if grant.row_id is not None:
-            async with self._engine.begin() as conn:
+            async with self._engine.connect() as conn:  # one statement, its own transaction
+                autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 since = max(0.0, time.monotonic() - answered)
-                await conn.execute(_SETTLE, {"id": grant.row_id, "since": since})
+                await fetch_postgres(autocommit, _SETTLE, since, grant.row_id)
 
     async def _try_grant(self, ceiling: int | None = None) -> Grant | float:
         """Record a grant and return it, or return how long to wait before asking again
         (`ceiling`: grant only while fewer than that many are in the window).
 
-        Three round trips under the lock (take it, count and maybe insert, commit): every
-        other request of the deployment waits for them, so they are kept few and the commit
-        does not wait for the disk (see _LOCK)."""
+        One round trip, made while every other request of the deployment waits for the
+        bucket's lock: `hubsync_rate_limit_grant` (migration 0022) takes the lock, then counts
+        the window and records the grant in a statement of its own, which sees every grant
+        committed before the lock was ours; called outside a transaction, the lock is held
+        until that statement commits, and the commit does not wait for the disk (see below)."""
         limit = self.limit.requests if ceiling is None else ceiling
-        params = {"bucket": self.bucket, "window": self.window, "limit": limit}
-        async with self._engine.begin() as conn:
-            await conn.execute(_LOCK, {"key": self._lock_key})
-            # A statement of its own after the lock: its snapshot sees every grant committed
-            # before the lock was ours.
-            row = (await conn.execute(_STATE_AND_GRANT, params)).one()
+        async with self._engine.connect() as conn:
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            row = (
+                await fetch_postgres(
+                    autocommit, _GRANT, self._lock_key, self.bucket, self.window, limit
+                )
+            )[0]
             now: datetime = row[0]
             paused_until: datetime | None = row[1]
             used: int = row[2]
@@ -467,11 +472,9 @@ class PostgresRateLimiter(_Pacing):
             self._last_used = used
             if row_id is not None:
                 self._grants_made += 1
-                if self._grants_made % _PRUNE_EVERY == 0:
+                if self._grants_made % _PRUNE_EVERY == 0:  # outside the lock: it needs none
                     horizon = max(2 * self.window, self._keep_seconds)
-                    await conn.execute(
-                        _PRUNE, {"bucket": self.bucket, "now": now, "horizon": horizon}
-                    )
+                    await fetch_postgres(autocommit, _PRUNE, self.bucket, now, horizon)
         if row_id is not None:
             self._granted(used + 1)
             return Grant(row_id=row_id)
@@ -502,41 +505,17 @@ class PostgresRateLimiter(_Pacing):
 # the lock, and on a busy disk the flush was most of that time. What a crash of PostgreSQL can
 # lose is the last fraction of a second of grants; the window then undercounts by those few
 # for up to ten seconds, and HubSpot's 429 (which pauses every process) covers the rest.
-_LOCK = text("SELECT pg_advisory_xact_lock(:key), set_config('synchronous_commit', 'off', true)")
-_STATE_AND_GRANT = text(
-    """
-    WITH s AS (
-      SELECT t.now,
-             (SELECT p.until FROM hubspot_rate_limit_pauses p WHERE p.bucket = :bucket)
-               AS paused_until,
-             (SELECT count(*) FROM hubspot_rate_limit_grants g
-               WHERE g.bucket = :bucket AND g.granted_at > t.now - make_interval(secs => :window))
-               AS used,
-             (SELECT min(g.granted_at) FROM hubspot_rate_limit_grants g
-               WHERE g.bucket = :bucket AND g.granted_at > t.now - make_interval(secs => :window))
-               AS oldest,
-             (SELECT p.reason FROM hubspot_rate_limit_pauses p WHERE p.bucket = :bucket)
-               AS reason
-      FROM (SELECT clock_timestamp() AS now) t
-    ), granted AS (
-      INSERT INTO hubspot_rate_limit_grants (bucket, granted_at)
-      SELECT :bucket, s.now FROM s
-      WHERE (s.paused_until IS NULL OR s.paused_until <= s.now) AND s.used < :limit
-      RETURNING id
-    )
-    SELECT s.now, s.paused_until, s.used, s.oldest, s.reason, (SELECT id FROM granted) FROM s
-    """
-)
-_SETTLE = text(
+_GRANT = "SELECT * FROM hubsync_rate_limit_grant($1, $2, $3, $4)"
+# A statement of its own: `set_config` makes its commit not wait for the disk.
+_SETTLE = (
     "UPDATE hubspot_rate_limit_grants SET granted_at = greatest(granted_at, "
-    "clock_timestamp() - make_interval(secs => :since)) "
+    "clock_timestamp() - make_interval(secs => $1)) "
     "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush "
-    "WHERE id = :id"
+    "WHERE id = $2"
 )
-_PRUNE = text(
+_PRUNE = (
     "DELETE FROM hubspot_rate_limit_grants "
-    "WHERE bucket = :bucket "
-    "AND granted_at < CAST(:now AS timestamptz) - make_interval(secs => :horizon)"
+    "WHERE bucket = $1 AND granted_at < $2::timestamptz - make_interval(secs => $3)"
 )
 _PAUSE = text(
     """

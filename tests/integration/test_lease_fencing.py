@@ -132,6 +132,35 @@ async def test_the_same_holder_name_with_an_old_claim_is_refused(db: Database) -
     assert summary.done == 1
 
 
+async def test_a_batch_done_under_an_old_claim_leaves_that_job_to_its_new_holder(
+    db: Database,
+) -> None:
+    """A batch whose every job is done (the completion's one-statement path on PostgreSQL):
+    the job claimed again since, under the same holder name, is left running for the new
+    claim; the others are done, and the summary says which was ignored."""
+    queue = make_queue(db.engine)
+    moved_id, _ = await enqueue(queue, "moved")
+    kept_id, _ = await enqueue(queue, "kept")
+    first = {claimed.id: claimed for claimed in await queue.claim("lane", 2, 30)}
+    await set_times(db.engine, moved_id, lease_until=1)
+    assert await queue.rescue_expired() == 1
+    await set_times(db.engine, moved_id, run_at=1)
+    [second] = await queue.claim("lane", 1, 30)
+    assert second.id == moved_id
+    assert second.claim > first[moved_id].claim
+    done = [JobOutcome(job_id, OutcomeStatus.DONE) for job_id in (moved_id, kept_id)]
+    summary = await queue.complete("lane", done, claims={i: c.claim for i, c in first.items()})
+    assert (summary.done, summary.ignored) == (1, 1)
+    assert (await job(queue, kept_id)).state == "done"
+    assert (await job(queue, moved_id)).state == "running"
+    summary = await queue.complete("other", [done[0]], claims={moved_id: second.claim})
+    assert (summary.done, summary.ignored) == (0, 1)  # another holder's name: refused too
+    summary = await queue.complete("lane", [done[0]], claims={moved_id: second.claim})
+    assert summary.done == 1
+    finished = await job(queue, moved_id)
+    assert (finished.state, finished.locked_by, finished.lease_until) == ("done", None, None)
+
+
 class LosingHubSpot:
     """The sandbox's HubSpot, reached through the real client; while the engine's write is
     in flight, the holder's job is rescued and claimed by another worker (a holder paused in

@@ -1,0 +1,95 @@
+"""The statements of every batch that take a round trip to PostgreSQL each, counted as the
+server receives them (asyncpg's query log): a rate-limit grant and its settle are one
+statement each, and a batch whose jobs are all done is completed in one. Each had been a
+BEGIN, two or three statements and a COMMIT, paid for by the worker's CPU and the database's
+on every batch (bench/README.md, "Eighth pass")."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from app.hubspot.ratelimit import create_rate_limiter
+from app.settings import RateLimit
+from app.store.db import create_engine
+from app.sync.core.jobs import JobOutcome, OutcomeStatus
+from tests.conftest import Database
+from tests.integration.queue_support import enqueue, job, make_queue
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def postgres_db(postgres_url: str) -> AsyncIterator[Database]:
+    engine = create_engine(postgres_url, pool_size=5)
+    try:
+        yield Database("postgresql", postgres_url, engine, "accounts.customers")
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def statements_sent(db: Database) -> AsyncIterator[list[str]]:
+    """Every statement the engine's connections send while the block runs, whichever pooled
+    connection sends it: what goes straight through asyncpg (BEGIN and COMMIT included), from
+    asyncpg's query log, and what SQLAlchemy executes (prepared, which that log leaves out)."""
+    sent: list[str] = []
+    drivers: list[Any] = []
+
+    def log(query: Any) -> None:
+        sent.append(" ".join(query.query.split()))
+
+    def checked_out(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        driver.add_query_logger(log)
+        drivers.append(driver)
+
+    def executed(*args: Any) -> None:
+        log(SimpleNamespace(query=args[2]))  # (connection, cursor, statement, ...)
+
+    event.listen(db.engine.sync_engine, "checkout", checked_out)
+    event.listen(db.engine.sync_engine, "before_cursor_execute", executed)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", executed)
+        event.remove(db.engine.sync_engine, "checkout", checked_out)
+        for driver in drivers:
+            driver.remove_query_logger(log)
+
+
+async def test_a_grant_and_its_settle_are_one_statement_each(postgres_db: Database) -> None:
+    db = postgres_db
+    limiter = create_rate_limiter(db.engine, RateLimit(10, 10.0))
+    async with statements_sent(db) as sent:
+        grant = await limiter.acquire()
+        assert [s.split("(")[0] for s in sent] == ["SELECT * FROM hubsync_rate_limit_grant"]
+        await limiter.settle(grant)
+    assert len(sent) == 2, sent
+    assert sent[1].startswith("UPDATE hubspot_rate_limit_grants SET granted_at")
+    async with db.engine.connect() as connection:
+        count = (
+            await connection.execute(text("SELECT count(*) FROM hubspot_rate_limit_grants"))
+        ).scalar_one()
+    assert count == 1  # granted once, and committed: another transaction sees it
+
+
+async def test_a_batch_all_done_is_completed_in_one_statement(postgres_db: Database) -> None:
+    db = postgres_db
+    queue = make_queue(db.engine)
+    ids = [(await enqueue(queue, f"c{n}"))[0] for n in range(4)]
+    for size in (1, 3):  # the first: the connection learns the statement's types
+        claimed = await queue.claim("lane", size, 30)
+        outcomes = [JobOutcome(job.id, OutcomeStatus.DONE) for job in claimed]
+        async with statements_sent(db) as sent:
+            claims = {job.id: job.claim for job in claimed}
+            summary = await queue.complete("lane", outcomes, claims=claims)
+    assert summary.done == 3
+    assert len(sent) == 1, sent
+    assert sent[0].startswith("WITH held AS")
+    assert {(await job(queue, job_id)).state for job_id in ids} == {"done"}

@@ -110,8 +110,22 @@ class SyncJob(Base):
             postgresql_where=text("state = 'running'"),
             sqlite_where=text("state = 'running'"),
         ),
-        Index("ix_hubspot_sync_queue_claim", "state", "priority", "run_at", "id"),
-        Index("ix_hubspot_sync_queue_lease", "state", "lease_until"),
+        # The claim's and the lease rescue's: only the jobs they look for (migration 0023),
+        # so a claim adds one entry (the lease) and a completion none.
+        Index(
+            "ix_hubspot_sync_queue_due",
+            "priority",
+            "run_at",
+            "id",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
+        Index(
+            "ix_hubspot_sync_queue_leased",
+            "lease_until",
+            postgresql_where=text("state = 'running'"),
+            sqlite_where=text("state = 'running'"),
+        ),
         # The operator's console: an entity's jobs, the failed list (keyset on id), and the
         # dashboard's jobs finished per minute.
         Index("ix_hubspot_sync_queue_entity", "entity_type", "entity_key", "id"),

@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.errors import HubsyncError
 from app.settings import RateLimit
 from app.sql import fetch_postgres
-from app.store.db import is_postgres
+from app.store.db import each_statement_committed, is_postgres
 from app.store.models import GENERAL_BUCKET
 
 logger = logging.getLogger(__name__)
@@ -442,8 +442,7 @@ class PostgresRateLimiter(_Pacing):
         answered = time.monotonic() if grant.answered is None else grant.answered
         grant.at = max(grant.at, answered)
         if grant.row_id is not None:
-            async with self._engine.connect() as conn:  # one statement, its own transaction
-                autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            async with each_statement_committed(self._engine) as autocommit:
                 since = max(0.0, time.monotonic() - answered)
                 await fetch_postgres(autocommit, _SETTLE, since, grant.row_id)
 
@@ -457,8 +456,7 @@ class PostgresRateLimiter(_Pacing):
         committed before the lock was ours; called outside a transaction, the lock is held
         until that statement commits, and the commit does not wait for the disk (see below)."""
         limit = self.limit.requests if ceiling is None else ceiling
-        async with self._engine.connect() as conn:
-            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with each_statement_committed(self._engine) as autocommit:
             row = (
                 await fetch_postgres(
                     autocommit, _GRANT, self._lock_key, self.bucket, self.window, limit

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     create_async_engine,
 )
@@ -112,3 +114,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
 
 def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+@asynccontextmanager
+async def each_statement_committed(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for reads and single-statement writes that need not be atomic together.
+    On PostgreSQL each statement is its own transaction (autocommit): no BEGIN and no COMMIT,
+    two round trips fewer, which a sync batch pays several times. On SQLite a transaction
+    as usual: there a statement of many rows is an executemany, which would commit per row."""
+    if not is_postgres(engine):
+        async with engine.begin() as connection:
+            yield connection
+        return
+    async with engine.connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,6 +21,7 @@ from app.store.db import create_engine
 from app.sync.core.jobs import JobOutcome, OutcomeStatus
 from tests.conftest import Database
 from tests.integration.queue_support import enqueue, job, make_queue
+from tests.syncenv import sync_env
 
 pytestmark = pytest.mark.postgres
 
@@ -93,3 +95,37 @@ async def test_a_batch_all_done_is_completed_in_one_statement(postgres_db: Datab
     assert len(sent) == 1, sent
     assert sent[0].startswith("WITH held AS")
     assert {(await job(queue, job_id)).state for job_id in ids} == {"done"}
+
+
+async def test_a_batch_of_warp_owned_changes_begins_one_transaction(
+    postgres_db: Database,
+) -> None:
+    """A worker's batch of queued jobs: the engine's reads, its fence before HubSpot's write,
+    and its writes that stand alone (the WARP values first seen) run each in its own
+    transaction; the one BEGIN is the transaction that records the batch, which fences again
+    and keeps the rows locked until it commits."""
+    queue = make_queue(postgres_db.engine)
+    async with sync_env(postgres_db) as env:
+        customers = [await env.add_customer() for _ in range(3)]
+        await env.sync(*customers)
+        for balance in ("99", "98"):  # the first round: the connections learn the types
+            for customer_id in customers:
+                await env.warp.write_fields(customer_id, {"current_balance": Decimal(balance)})
+                await enqueue(queue, customer_id)
+            claimed = await queue.claim("lane", 3, 30)
+            env.hubspot.forget()
+            async with statements_sent(postgres_db) as sent:
+                outcomes = await env.engine(claimed)
+            summary = await queue.complete(
+                "lane", outcomes, claims={j.id: j.claim for j in claimed}
+            )
+    assert [o.result["outcome"] for o in outcomes if o.result] == ["updated"] * 3
+    assert summary.done == 3
+    assert len(env.hubspot.updates) == 1
+    assert env.hubspot.reads == []
+    fence = "SELECT hubspot_sync_queue.id, hubspot_sync_queue.claim"
+    fenced_at = [i for i, statement in enumerate(sent) if statement.startswith(fence)]
+    assert len(fenced_at) == 2  # before HubSpot's write, and in the recording transaction
+    transactions = [s.split()[0] for s in sent if s.startswith(("BEGIN", "COMMIT"))]
+    assert transactions == ["BEGIN", "COMMIT;"], sent
+    assert sent[fenced_at[1] - 1].startswith("BEGIN")

@@ -54,6 +54,7 @@ from app.sql import (
     postgres_sql,
     run_postgres,
 )
+from app.store.db import each_statement_committed
 from app.store.models import Timestamp
 from app.store.pauses import job_not_paused
 from app.store.queue.enqueue import upsert_pending, upsert_pending_each
@@ -388,8 +389,7 @@ class QueueRepository:
         `worker_id` under the claim the outcome belongs to), the rows locked in id order."""
         ids = sorted({o.job_id for o in outcomes if o.job_id in claims})
         tokens = [claims[job_id] for job_id in ids]
-        async with self.engine.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        async with each_statement_committed(self.engine) as autocommit:
             rows = await fetch_postgres(autocommit, _ALL_DONE, ids, tokens, worker_id)
         if rows:
             now = as_utc(rows[0]["db_now"])

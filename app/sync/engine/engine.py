@@ -34,6 +34,7 @@ from app.hubspot.errors import HubSpotError, HubSpotNotFoundError
 from app.hubspot.models import BatchOutcome, BatchResult, UpdateInput, UpsertInput
 from app.store import sync_state
 from app.store.column_changes import column_change_times
+from app.store.db import each_statement_committed
 from app.store.queue.fence import held_claims
 from app.store.sync_config import load_rules
 from app.store.sync_scope import exited, forget_exits, load_scope, note_exits
@@ -158,7 +159,8 @@ class SyncEngine:
         with the batch's log). A crash before that leaves their jobs to run again, which
         finds both sides equal and records them."""
         live: list[Pair] = []
-        async with self.engine.begin() as connection:
+        # A read and one write (the sightings), each committed as it runs.
+        async with each_statement_committed(self.engine) as connection:
             captured = await column_change_times(connection, [p.customer_id for p in pairs])
             for pair in pairs:
                 try:
@@ -223,7 +225,10 @@ class SyncEngine:
         (`hubspot=False`: WARP's only, after HubSpot was written)."""
         if not pairs:
             return pairs
-        async with self.engine.begin() as connection:
+        # Two reads: the fence's share lock lasts its statement (the write it guards is
+        # HubSpot's or WARP's, outside hubsync's database; the recording transaction fences
+        # again, and keeps its lock).
+        async with each_statement_committed(self.engine) as connection:
             paused = await paused_in(connection)
             held = await self._fenced(pairs, batch, connection)
         hold_paused(held, paused, hubspot=hubspot)

@@ -41,6 +41,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import HubsyncError
+from app.store.db import each_statement_committed
 from app.sync.core.events import IncomingEvent
 from app.sync.intake.routing import (
     BulkEnqueue,
@@ -248,8 +249,10 @@ class IntakeWriter:
         deliveries = [d.events for d in group]
         if self._postgres and can_accept_at_once(deliveries):
             # Two round trips, the write one atomic statement: no BEGIN, no COMMIT.
-            async with asyncio.timeout(self.timeout_seconds), self.engine.connect() as connection:
-                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            async with (
+                asyncio.timeout(self.timeout_seconds),
+                each_statement_committed(self.engine) as autocommit,
+            ):
                 return await accept_deliveries_at_once(autocommit, deliveries, app_id=self.app_id)
         async with asyncio.timeout(self.timeout_seconds), self.engine.begin() as connection:
             return await accept_deliveries(

@@ -80,14 +80,17 @@ async def lock_pending(connection: AsyncConnection, key: str) -> None:
     )
 
 
-async def deadlock_once(pg: Database, victim: asyncio.Future[None]) -> None:
-    """Hold "b", wait until `victim` holds "a" and waits for "b", then ask for "a": a real
-    deadlock, which PostgreSQL breaks by aborting whoever waited longer (the victim)."""
+async def deadlock_once(pg: Database, victim: asyncio.Future[None], b_held: asyncio.Event) -> None:
+    """Hold "b" (and say so: the victim, holding "a", asks for "b" only then, or it could take
+    both and commit before "b" is held here), wait until `victim` waits for "b", then ask for
+    "a": a real deadlock, which PostgreSQL breaks by aborting whoever waited longer (the
+    victim)."""
     async with pg.engine.begin() as connection:
         await connection.exec_driver_sql(
             f"SET LOCAL deadlock_timeout = '{DRIVER_DEADLOCK_TIMEOUT}'"
         )
         await lock_pending(connection, "b")
+        b_held.set()
         await waiting_for_lock(pg)
         await lock_pending(connection, "a")
     await victim
@@ -112,16 +115,18 @@ async def test_a_deadlocked_transaction_runs_again_and_commits(pg: Database) -> 
     queue = QueueRepository(pg.engine)
     await enqueue_keys(queue, ["a", "b"])
     tries = 0
+    b_held = asyncio.Event()
 
     async def enqueue_a_then_b() -> None:
         nonlocal tries
         tries += 1
         async with pg.engine.begin() as connection:
             await lock_pending(connection, "a")
+            await b_held.wait()
             await lock_pending(connection, "b")
 
     victim = asyncio.ensure_future(retry_transaction(enqueue_a_then_b, what="test"))
-    await deadlock_once(pg, victim)
+    await deadlock_once(pg, victim, b_held)
     assert tries == 2  # aborted once by the deadlock, then committed
 
 
@@ -129,14 +134,17 @@ async def test_a_transaction_deadlocked_on_every_try_is_a_conflict_error(pg: Dat
     queue = QueueRepository(pg.engine)
     await enqueue_keys(queue, ["a", "b"])
 
+    b_held = asyncio.Event()
+
     async def enqueue_a_then_b() -> None:
         async with pg.engine.begin() as connection:
             await lock_pending(connection, "a")
+            await b_held.wait()
             await lock_pending(connection, "b")
 
     victim = asyncio.ensure_future(retry_transaction(enqueue_a_then_b, tries=1, what="test"))
     with pytest.raises(TransactionConflictError, match="40P01"):
-        await deadlock_once(pg, victim)
+        await deadlock_once(pg, victim, b_held)
 
 
 @pytest.fixture

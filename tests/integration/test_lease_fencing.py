@@ -19,6 +19,7 @@ from app.sync.core.jobs import ClaimedJob, JobOutcome, OutcomeStatus
 from app.sync.worker.worker import Worker
 from tests.conftest import Database
 from tests.integration.queue_support import enqueue, job, make_queue, set_times, wait_for_state
+from tests.integration.test_queue_lifecycle import finished
 from tests.syncenv import SyncEnv, rows, sync_env
 
 
@@ -149,16 +150,18 @@ async def test_a_batch_done_under_an_old_claim_leaves_that_job_to_its_new_holder
     assert second.id == moved_id
     assert second.claim > first[moved_id].claim
     done = [JobOutcome(job_id, OutcomeStatus.DONE) for job_id in (moved_id, kept_id)]
+    done_before = finished("done")
     summary = await queue.complete("lane", done, claims={i: c.claim for i, c in first.items()})
     assert (summary.done, summary.ignored) == (1, 1)
+    assert finished("done") == done_before + 1  # counted in the metrics: the one it finished
     assert (await job(queue, kept_id)).state == "done"
     assert (await job(queue, moved_id)).state == "running"
     summary = await queue.complete("other", [done[0]], claims={moved_id: second.claim})
     assert (summary.done, summary.ignored) == (0, 1)  # another holder's name: refused too
     summary = await queue.complete("lane", [done[0]], claims={moved_id: second.claim})
     assert summary.done == 1
-    finished = await job(queue, moved_id)
-    assert (finished.state, finished.locked_by, finished.lease_until) == ("done", None, None)
+    record = await job(queue, moved_id)
+    assert (record.state, record.locked_by, record.lease_until) == ("done", None, None)
 
 
 class LosingHubSpot:

@@ -41,6 +41,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -50,7 +51,6 @@ from app.sql import (
     PostgresStatement,
     any_of,
     any_param,
-    fetch_postgres,
     postgres_sql,
     run_postgres,
 )
@@ -390,7 +390,9 @@ class QueueRepository:
         ids = sorted({o.job_id for o in outcomes if o.job_id in claims})
         tokens = [claims[job_id] for job_id in ids]
         async with each_statement_committed(self.engine) as autocommit:
-            rows = await fetch_postgres(autocommit, _ALL_DONE, ids, tokens, worker_id)
+            rows = await _ALL_DONE_POSTGRES.fetch(
+                autocommit, ids=ids, claims=tokens, worker=worker_id
+            )
         if rows:
             now = as_utc(rows[0]["db_now"])
             observe_finished(
@@ -648,23 +650,39 @@ _DONE_POSTGRES = postgres_sql(
 )
 
 
-# A batch all done, in one statement (`QueueRepository._complete_all_done`): `_mark_done`'s
-# update, for the jobs still running under `worker` ($3) and under the claim each was handed
-# out with ($1 ids, $2 claims), locked in id order first (as `_held_jobs` locks them).
-_ALL_DONE = """
-WITH held AS (
-  SELECT q.id FROM hubspot_sync_queue AS q
-  JOIN unnest($1::bigint[], $2::bigint[]) AS handed(id, claim) ON q.id = handed.id
-  WHERE q.state = 'running' AND q.locked_by = $3 AND coalesce(q.claim, 0) = handed.claim
-  ORDER BY q.id
-  FOR UPDATE OF q
-)
-UPDATE hubspot_sync_queue AS q
-SET state = 'done', last_error = NULL, last_error_kind = NULL, finished_at = now(),
-    updated_at = now(), locked_by = NULL, lease_until = NULL
-FROM held WHERE q.id = held.id
-RETURNING q.id, q.direction, q.source, q.created_at, now() AS db_now
-"""
+def _all_done() -> PostgresStatement:
+    """A batch all done, in one statement (`QueueRepository._complete_all_done`): `_mark_done`
+    for the jobs still held by `worker` under the claim each was handed out with (`ids` and
+    `claims`, two arrays in step), their rows locked in id order first (as `_held_jobs` locks
+    them); what each was, for the metrics."""
+    handed = (
+        func.unnest(
+            bindparam("ids", type_=ARRAY(QUEUE.c.id.type)),
+            bindparam("claims", type_=ARRAY(QUEUE.c.claim.type)),
+        )
+        .table_valued("id", "claim")
+        .render_derived(name="handed")
+    )
+    worker = bindparam("worker", type_=String())
+    held = (
+        select(QUEUE.c.id)
+        .join(handed, QUEUE.c.id == handed.c.id)
+        .where(*_still_held(worker), func.coalesce(QUEUE.c.claim, 0) == handed.c.claim)
+        .order_by(QUEUE.c.id)
+        .with_for_update(of=QUEUE)
+        .cte("held")
+    )
+    done = _mark_done(QUEUE.c.id == held.c.id, worker, func.now()).returning(
+        QUEUE.c.id,
+        QUEUE.c.direction,
+        QUEUE.c.source,
+        QUEUE.c.created_at,
+        func.now().label("db_now"),
+    )
+    return postgres_sql(done)
+
+
+_ALL_DONE_POSTGRES = _all_done()
 
 
 def _clip(error: str | None) -> str | None:

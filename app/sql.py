@@ -3,11 +3,13 @@ SQLite through SQLAlchemy Core)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ClauseElement, ColumnElement, any_, bindparam
+from sqlalchemy import ClauseElement, ColumnElement, any_, bindparam, event
 from sqlalchemy.dialects.postgresql import ARRAY, asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -49,6 +51,10 @@ class PostgresStatement:
         """A write, or a locking read, in SQLAlchemy's transaction (`run_postgres`)."""
         return await run_postgres(connection, self.sql, *self.args(**values))
 
+    async def write(self, connection: AsyncConnection, **values: Any) -> None:
+        """A write whose answer is not needed (`write_postgres`: gathered where writes are)."""
+        await write_postgres(connection, self.sql, *self.args(**values))
+
 
 def postgres_sql(statement: ClauseElement) -> PostgresStatement:
     """A Core statement for `fetch_postgres` and `run_postgres`: written in Core, compiled once
@@ -83,6 +89,7 @@ async def fetch_postgres(connection: AsyncConnection, statement: str, *params: A
     no effect, so running it again is safe: it fails the same way, or (a transient failure)
     succeeds. Inside a transaction the failure has aborted it, and a second run would only say
     "current transaction is aborted": the driver's own error is raised, which says why."""
+    _refuse_while_gathering(connection, statement)
     sync_connection = connection.sync_connection
     driver = None if sync_connection is None else sync_connection.connection.driver_connection
     if driver is None:  # not open: SQLAlchemy says why
@@ -110,6 +117,7 @@ async def run_postgres(connection: AsyncConnection, statement: str, *params: Any
     run it. A failure is raised as SQLAlchemy would raise it (a `DBAPIError` wrapping the
     driver's error, the SQLSTATE readable by `app.store.sqlstate`), and a connection found
     closed is invalidated, as SQLAlchemy does."""
+    _refuse_while_gathering(connection, statement)
     if not connection.in_transaction():
         await connection.begin()  # what SQLAlchemy's autobegin does at its first statement
     adapted: Any = (await connection.get_raw_connection()).dbapi_connection
@@ -144,3 +152,102 @@ async def _as_sqlalchemy_error(
             dialect=dialect,
         )
     return error
+
+
+# -- writes gathered into one statement --------------------------------------------------------
+
+_GATHERING = "hubsync.gathered_writes"  # the key in a connection's `info` while writes gather
+_WRITE_TARGET = re.compile(r"^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+(\S+)", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+class StatementNotGathered(Exception):  # noqa: N818 -- a signal to the caller, not a failure
+    """A statement that cannot join the writes being gathered on a connection (one whose
+    answer is needed, or a second write to a table already written): refused before it
+    reached the database, so the caller can do the whole work the ordinary way."""
+
+
+@dataclass
+class GatheredWrites:
+    """The writes (SQL with `$n` parameters, and their values) a block left to be sent
+    together; see `gathered_writes`."""
+
+    statements: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    tables: set[str] = field(default_factory=set)
+
+    def add(self, statement: str, params: tuple[Any, ...]) -> None:
+        target = _WRITE_TARGET.match(statement)
+        if target is None:
+            raise StatementNotGathered(f"not a plain write: {statement[:80]!r}")
+        # Each part of one statement sees the same snapshot: a second write to a table would
+        # not see the first's rows. Such work runs the ordinary way, one statement each.
+        table = target.group(1).lower()
+        if table in self.tables:
+            raise StatementNotGathered(f"a second write to {table} in one statement")
+        self.tables.add(table)
+        self.statements.append((statement, params))
+
+    def with_writes(
+        self, head: Sequence[tuple[str, str, Sequence[Any]]], final: str
+    ) -> tuple[str, list[Any]]:
+        """One statement: `head`'s named queries (name, SQL, values), then each gathered write
+        as a part of the same WITH, then `final` (which reads `head`'s names; its `$n` come
+        after every part's). PostgreSQL runs every data-modifying part of a WITH to the end,
+        whatever `final` reads, and the whole as one statement: all or nothing."""
+        parts: list[str] = []
+        values: list[Any] = []
+        named = [*head, *((f"gathered_{i}", sql, p) for i, (sql, p) in enumerate(self.statements))]
+        for name, sql, params in named:
+            parts.append(f"{name} AS ({_shifted(sql, len(values), len(params))})")
+            values.extend(params)
+        return f"WITH {', '.join(parts)} {_shifted(final, len(values), None)}", values
+
+
+def _shifted(sql: str, by: int, count: int | None) -> str:
+    """`sql` with its parameters `$1`… renumbered from `by + 1` (`count`: how many it takes,
+    checked)."""
+    numbers = {int(n) for n in _PLACEHOLDER.findall(sql)}
+    if count is not None and numbers != set(range(1, count + 1)):
+        raise ValueError(f"{sql[:80]!r} takes ${sorted(numbers)}, given {count} values")
+    return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + by}", sql) if by else sql
+
+
+@asynccontextmanager
+async def gathered_writes(connection: AsyncConnection) -> AsyncIterator[GatheredWrites]:
+    """While the block runs, `write_postgres` on `connection` (PostgreSQL) gathers its write
+    instead of sending it, for the caller to send them all in one statement
+    (`GatheredWrites.with_writes`): one round trip for a batch's records where there were a
+    BEGIN, a statement per table and a COMMIT. Any other statement on `connection` meanwhile
+    (SQLAlchemy's, `run_postgres`, `fetch_postgres`) raises `StatementNotGathered` before it
+    is sent: nothing reaches the database until the caller sends the gathered writes."""
+    sync_connection = connection.sync_connection
+    assert sync_connection is not None  # noqa: S101 -- opened by `connect()`
+    gathered = GatheredWrites()
+    sync_connection.info[_GATHERING] = gathered
+
+    def refuse(*args: Any) -> None:
+        raise StatementNotGathered(f"a statement while writes are gathered: {args[2][:80]!r}")
+
+    event.listen(sync_connection, "before_cursor_execute", refuse)
+    try:
+        yield gathered
+    finally:
+        event.remove(sync_connection, "before_cursor_execute", refuse)
+        del sync_connection.info[_GATHERING]
+
+
+async def write_postgres(connection: AsyncConnection, statement: str, *params: Any) -> None:
+    """`run_postgres` for a write whose answer is not needed, or, inside `gathered_writes`,
+    the write kept to be sent with the others."""
+    sync_connection = connection.sync_connection
+    gathered = None if sync_connection is None else sync_connection.info.get(_GATHERING)
+    if gathered is None:
+        await run_postgres(connection, statement, *params)
+    else:
+        gathered.add(statement, params)
+
+
+def _refuse_while_gathering(connection: AsyncConnection, statement: str) -> None:
+    sync_connection = connection.sync_connection
+    if sync_connection is not None and _GATHERING in sync_connection.info:
+        raise StatementNotGathered(f"a statement while writes are gathered: {statement[:80]!r}")

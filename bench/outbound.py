@@ -65,6 +65,9 @@ PHASES = ("naive", "latency")  # the optional phases (--skip); the sync phases a
 
 
 SERVE_PIDS: dict[str, int] = {}  # hubsync's base URL -> the `hubsync serve` process id
+SANDBOX_PIDS: dict[
+    str, int
+] = {}  # hubsync's base URL -> its sandbox's process id (HubSpot, on this machine)
 
 
 def process_tree_cpu(pid: int) -> float:
@@ -454,10 +457,11 @@ def services(
     serve_cmd = [sys.executable, "-m", "app.cli", "serve", "--port", str(hubsync_port)]
     serve_cmd += ["--workers", str(serve_workers)]
     with (
-        process(sandbox_cmd, clean_env(), f"{sandbox}/_sandbox/stats"),
+        process(sandbox_cmd, clean_env(), f"{sandbox}/_sandbox/stats") as sandboxed,
         process(serve_cmd, {**env, "PYTHONPATH": str(code)}, f"{hubsync}/readyz", code) as served,
     ):
         SERVE_PIDS[hubsync] = served.pid
+        SANDBOX_PIDS[hubsync] = sandboxed.pid
         yield sandbox, hubsync
 
 
@@ -541,6 +545,7 @@ def measure_sync(
             caught_up_before = catchup_jobs(name)
             sessions_before = sessions(name)
             cpu_before = process_tree_cpu(pid)
+            sandbox_before = process_tree_cpu(SANDBOX_PIDS[hubsync])
             pg_before = postgres_cpu()
             sandbox_t0 = sandbox_clock(sandbox)
             t0 = time.monotonic()
@@ -549,11 +554,13 @@ def measure_sync(
             elapsed = (time.monotonic() - t0) + wait_idle(name, 3600, fastest, burst)
             per_batch = (process_tree_cpu(pid) - cpu_before) * 1000 / (len(ids) / 100)
             pg_after = postgres_cpu()
+            sandbox_cpu = (process_tree_cpu(SANDBOX_PIDS[hubsync]) - sandbox_before) * 1000
             pg = (
                 ""
                 if pg_before is None or pg_after is None
                 else f", PostgreSQL CPU {(pg_after - pg_before) * 1000 / (len(ids) / 100):.1f} ms"
             )
+            pg += f", the sandbox's CPU {sandbox_cpu / (len(ids) / 100):.1f} ms"
             opened = sessions(name) - sessions_before - 1  # wait_idle's own connection
             caught_up = catchup_jobs(name) - caught_up_before
             results[phase].append(len(ids) / elapsed)

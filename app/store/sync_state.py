@@ -14,7 +14,7 @@ from sqlalchemy import Boolean, ColumnElement, Update, bindparam, case, func, se
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
-from app.sql import any_of, any_param, fetch_postgres, postgres_sql, run_postgres
+from app.sql import any_of, any_param, fetch_postgres, postgres_sql, write_postgres
 from app.store import widened
 from app.store.models import (
     CompanyAlias,
@@ -243,7 +243,7 @@ async def note_synced(
         return
     at = now()
     if connection.dialect.name == "postgresql":
-        await run_postgres(
+        await write_postgres(
             connection,
             _NOTE_SYNCED_SQL,
             at,
@@ -495,7 +495,7 @@ async def resolve_all_conflicts(
     ids = list(customer_ids)
     values = {"ids": ids, "resolution": resolution, "at": now()}
     if ids and connection.dialect.name == "postgresql":  # every batch: straight to asyncpg
-        await _RESOLVE_ALL_POSTGRES.run(connection, **values)
+        await _RESOLVE_ALL_POSTGRES.write(connection, **values)
     elif ids:
         await connection.execute(_RESOLVE_ALL, values)
 

@@ -13,7 +13,7 @@ from sqlalchemy import Dialect, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.sql import run_postgres
+from app.sql import write_postgres
 
 
 def insert_for(connection: AsyncConnection, table: Table) -> Any:
@@ -37,9 +37,9 @@ async def insert_rows(
     On PostgreSQL this is one statement, whatever the number of rows: the rows go as one JSON
     array and come back out of `json_to_recordset`, typed as the table's columns, so a batch's
     hundred rows cost one round trip and one parameter, encoded in C (orjson), straight through
-    asyncpg (`run_postgres`): not a hundred executions (SQLAlchemy's executemany), nor an array
-    per column, whose every element asyncpg checks in Python. SQLite has neither: there it is
-    an executemany."""
+    asyncpg (`write_postgres`; inside `app.sql.gathered_writes`, gathered with the others): not
+    a hundred executions (SQLAlchemy's executemany), nor an array per column, whose every
+    element asyncpg checks in Python. SQLite has neither: there it is an executemany."""
     if not rows:
         return
     columns = tuple(dict.fromkeys(chain.from_iterable(rows)))  # a key a row lacks: NULL
@@ -52,7 +52,7 @@ async def insert_rows(
             )
         await connection.execute(statement, [{c: row.get(c) for c in columns} for row in rows])
         return
-    await run_postgres(
+    await write_postgres(
         connection,
         _recordset_insert(connection.dialect, (table, columns, conflict, update)),
         _rows_json(rows),

@@ -386,28 +386,27 @@ async def later_lifecycle_event(
 
 async def finish_events_for_jobs(
     connection: AsyncConnection, outcomes: Sequence[JobOutcome]
-) -> int:
+) -> None:
     """Close the events whose work those jobs did: DONE → processed, FAILED → failed with the
-    job's error; RETRY leaves them queued. Returns the number of events changed.
+    job's error; RETRY leaves them queued. (In a sync batch's records: the DONE jobs' events
+    are closed by a write that can be gathered with the others, `app.sql.gathered_writes`.)
 
     Events of an earlier job of the same entity that the queue folded into this one (a retry
     superseded by a newer pending job) are closed with it: their work was done here.
     """
     stamp = _now()
-    changed = 0
     done = [o.job_id for o in outcomes if o.status is OutcomeStatus.DONE]
     if done and connection.dialect.name == "postgresql":  # every batch: through asyncpg
-        changed += len(await _PROCESSED_POSTGRES.run(connection, ids=done, at=stamp))
+        await _PROCESSED_POSTGRES.write(connection, ids=done, at=stamp)
     elif done:
-        result = await connection.execute(
+        await connection.execute(
             update(events)
             .where(_of_jobs(connection, done), events.c.status == QUEUED)
             .values(status=PROCESSED, status_reason=None, processed_at=stamp)
         )
-        changed += result.rowcount
     for outcome in outcomes:
         if outcome.status is OutcomeStatus.FAILED:
-            result = await connection.execute(
+            await connection.execute(
                 update(events)
                 .where(_of_jobs(connection, [outcome.job_id]), events.c.status == QUEUED)
                 .values(
@@ -416,8 +415,6 @@ async def finish_events_for_jobs(
                     processed_at=stamp,
                 )
             )
-            changed += result.rowcount
-    return changed
 
 
 def _of_jobs(connection: AsyncConnection, job_ids: Sequence[int]) -> ColumnElement[bool]:
@@ -452,7 +449,6 @@ _PROCESSED_POSTGRES = postgres_sql(
         events.c.status == QUEUED,
     )
     .values(status=PROCESSED, status_reason=None, processed_at=bindparam("at", type_=Timestamp))
-    .returning(events.c.id)
 )
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.hubspot.models import BatchResult, UpsertInput
+from app.hubspot.models import BatchResult, UpdateInput, UpsertInput
 from app.store.db import create_engine
 from app.store.models import EntityLink
 from app.store.queue import QueueRepository
@@ -211,3 +212,75 @@ async def test_a_holder_that_loses_its_claim_during_the_hubspot_call_records_not
     assert (outcome.status, outcome.error_kind) == (OutcomeStatus.RETRY, "lease_lost")
     assert (await env.customer(customer_id))["external_ids"] == {}  # WARP not written
     assert await rows(env.db, EntityLink, EntityLink.warp_customer_id == customer_id) == []
+
+
+class StealingOneHubSpot:
+    """The test double's HubSpot, that lets the lease of one job (`victim`) run out during
+    the batch update, where another holder ("B") claims it."""
+
+    def __init__(self, env: SyncEnv, queue: QueueRepository, victim: int) -> None:
+        self.env = env
+        self.queue = queue
+        self.victim = victim
+        self.inner = env.hubspot
+        self.taken: list[ClaimedJob] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def batch_update_companies(self, inputs: Sequence[UpdateInput]) -> BatchResult:
+        result = await self.inner.batch_update_companies(inputs)
+        await set_times(self.env.db.engine, self.victim, lease_until=1)
+        await self.queue.rescue_expired()
+        await set_times(self.env.db.engine, self.victim, run_at=1)
+        self.taken += await self.queue.claim("B", 10, 30)
+        return result
+
+
+async def test_a_claim_lost_before_the_records_leaves_the_others_recorded_once(
+    env: SyncEnv,
+) -> None:
+    """The records of a batch go in one statement only while every job is still held: one
+    job lost meanwhile makes it write nothing, and the batch is recorded the ordinary way,
+    the held job's records once, the lost one's not at all."""
+    queue = QueueRepository(env.db.engine)
+    kept, lost = [await env.add_customer() for _ in range(2)]
+    await env.sync(kept, lost)
+    before = dict(await scalars_of(env, REMEMBERED_BALANCE))
+    [(logged_before, _)] = await scalars_of(env, "SELECT count(*), 0 FROM hubspot_sync_log")
+    for customer_id in (kept, lost):
+        await env.warp.write_fields(customer_id, {"current_balance": Decimal("42")})
+        await enqueue(queue, customer_id)
+    claimed = await queue.claim("A", 2, 30)
+    victim = next(j for j in claimed if j.entity_key == lost)
+    stealing = StealingOneHubSpot(env, queue, victim.id)
+    env.engine.hubspot = stealing  # type: ignore[assignment] -- the same port, with the theft
+    outcomes = {o.job_id: o for o in await env.engine(claimed)}
+
+    assert [taken.id for taken in stealing.taken] == [victim.id]
+    assert (outcomes[victim.id].status, outcomes[victim.id].error_kind) == (
+        OutcomeStatus.RETRY,
+        "lease_lost",
+    )
+    [done] = [o for o in outcomes.values() if o.job_id != victim.id]
+    assert done.status is OutcomeStatus.DONE
+    assert done.result is not None
+    assert done.result["outcome"] == "updated"
+    logged = await scalars_of(env, "SELECT job_id, outcome FROM hubspot_sync_log ORDER BY id")
+    assert sorted(logged[int(str(logged_before)) :]) == sorted(
+        [(done.job_id, "updated"), (victim.id, "failed")]
+    )
+    after = dict(await scalars_of(env, REMEMBERED_BALANCE))
+    assert after[kept] != before[kept]  # what hubsync wrote to HubSpot, remembered
+    assert after[lost] == before[lost]  # the lost job's holder records nothing
+
+
+REMEMBERED_BALANCE = (
+    "SELECT warp_customer_id, hubspot_value FROM hubspot_field_state"
+    " WHERE field = 'current_balance'"
+)
+
+
+async def scalars_of(env: SyncEnv, query: str) -> list[tuple[object, object]]:
+    async with env.db.engine.connect() as connection:
+        return [(a, b) for a, b in (await connection.execute(text(query))).all()]

@@ -1,11 +1,14 @@
 """The statements of every batch that take a round trip to PostgreSQL each, counted as the
 server receives them (asyncpg's query log): a rate-limit grant and its settle are one
-statement each, and a batch whose jobs are all done is completed in one. Each had been a
-BEGIN, two or three statements and a COMMIT, paid for by the worker's CPU and the database's
-on every batch (bench/README.md, "Eighth pass")."""
+statement each, a batch whose jobs are all done is completed in one, and a batch's records
+are written in one. Each had been a BEGIN, two to six statements and a COMMIT, paid for by
+the worker's CPU and the database's on every batch (bench/README.md, "Eighth pass" and
+"Ninth pass"). And the gathering those records go through (`app.sql.gathered_writes`) sends
+nothing it cannot send whole."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -14,10 +17,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError
 
 from app.hubspot.ratelimit import create_rate_limiter
 from app.settings import RateLimit
-from app.store.db import create_engine
+from app.sql import StatementNotGathered, fetch_postgres, gathered_writes, write_postgres
+from app.store.db import create_engine, each_statement_committed
 from app.sync.core.jobs import JobOutcome, OutcomeStatus
 from tests.conftest import Database
 from tests.integration.queue_support import enqueue, job, make_queue
@@ -97,13 +102,13 @@ async def test_a_batch_all_done_is_completed_in_one_statement(postgres_db: Datab
     assert {(await job(queue, job_id)).state for job_id in ids} == {"done"}
 
 
-async def test_a_batch_of_warp_owned_changes_begins_one_transaction(
+async def test_a_batch_of_warp_owned_changes_is_recorded_in_one_statement(
     postgres_db: Database,
 ) -> None:
     """A worker's batch of queued jobs: the engine's reads, its fence before HubSpot's write,
     and its writes that stand alone (the WARP values first seen) run each in its own
-    transaction; the one BEGIN is the transaction that records the batch, which fences again
-    and keeps the rows locked until it commits."""
+    transaction; the records (field state, conflicts, links, the log) go in one statement
+    that fences again, its rows locked until it commits: no BEGIN at all."""
     queue = make_queue(postgres_db.engine)
     async with sync_env(postgres_db) as env:
         customers = [await env.add_customer() for _ in range(3)]
@@ -119,13 +124,94 @@ async def test_a_batch_of_warp_owned_changes_begins_one_transaction(
             summary = await queue.complete(
                 "lane", outcomes, claims={j.id: j.claim for j in claimed}
             )
+        async with postgres_db.engine.connect() as connection:
+            remembered = (
+                await connection.execute(
+                    text(
+                        "SELECT hubspot_value FROM hubspot_field_state"
+                        " WHERE field = 'current_balance' AND warp_customer_id = ANY(:ids)"
+                    ),
+                    {"ids": customers},
+                )
+            ).scalars()
+            logged = (
+                await connection.execute(
+                    text("SELECT count(*) FROM hubspot_sync_log WHERE job_id = ANY(:ids)"),
+                    {"ids": [j.id for j in claimed]},
+                )
+            ).scalar_one()
     assert [o.result["outcome"] for o in outcomes if o.result] == ["updated"] * 3
     assert summary.done == 3
     assert len(env.hubspot.updates) == 1
     assert env.hubspot.reads == []
+    assert not [s for s in sent if s.startswith(("BEGIN", "COMMIT"))], sent
     fence = "SELECT hubspot_sync_queue.id, hubspot_sync_queue.claim"
-    fenced_at = [i for i, statement in enumerate(sent) if statement.startswith(fence)]
-    assert len(fenced_at) == 2  # before HubSpot's write, and in the recording transaction
-    transactions = [s.split()[0] for s in sent if s.startswith(("BEGIN", "COMMIT"))]
-    assert transactions == ["BEGIN", "COMMIT;"], sent
-    assert sent[fenced_at[1] - 1].startswith("BEGIN")
+    assert len([s for s in sent if s.startswith(fence)]) == 1  # before HubSpot's write
+    [recorded] = [s for s in sent if s.startswith("WITH held AS")]
+    assert recorded == sent[-1]
+    for write in (
+        "INSERT INTO hubspot_field_state",
+        "UPDATE hubspot_conflicts",
+        "UPDATE hubspot_entity_links",
+        "INSERT INTO hubspot_sync_log",
+    ):
+        assert write in recorded
+    assert set(remembered) == {"98"}
+    assert logged == 3
+
+
+async def test_gathered_writes_go_in_one_statement_and_refuse_what_would_not(
+    postgres_db: Database,
+) -> None:
+    """While writes gather, any statement whose answer is needed, and a second write to one
+    table, is refused before it reaches the database; the writes gathered are sent as one
+    statement, their parameters renumbered, all or nothing."""
+    engine = postgres_db.engine
+    async with (
+        statements_sent(postgres_db) as sent,
+        each_statement_committed(engine) as connection,
+    ):
+        await connection.execute(text("CREATE TEMP TABLE gathered_a (k int, v text)"))
+        await connection.execute(text("CREATE TEMP TABLE gathered_b (k int, v text)"))
+        sent_before = len(sent)
+        async with gathered_writes(connection) as writes:
+            await write_postgres(
+                connection, "INSERT INTO gathered_a (k, v) VALUES ($1, $2)", 1, "one"
+            )
+            await write_postgres(
+                connection, "INSERT INTO gathered_b (k, v) VALUES ($1, $2)", 2, "two"
+            )
+            with pytest.raises(StatementNotGathered):
+                await write_postgres(connection, "UPDATE gathered_a SET v = $1", "again")
+            with pytest.raises(StatementNotGathered):
+                await connection.execute(text("SELECT 1"))
+            with pytest.raises(StatementNotGathered):
+                await fetch_postgres(connection, "SELECT 1")
+        await asyncio.sleep(0)
+        assert len(sent) == sent_before  # nothing was sent while they gathered
+        statement, values = writes.with_writes(
+            [("given", "SELECT $1::int AS n", [7])], "SELECT n FROM given"
+        )
+        [row] = await fetch_postgres(connection, statement, *values)
+        await asyncio.sleep(0)  # asyncpg calls its query loggers soon after, not at once
+        assert row[0] == 7
+        assert sent[sent_before:] == [" ".join(statement.split())]
+        assert "VALUES ($2, $3)" in statement
+        assert "VALUES ($4, $5)" in statement
+        rows = (
+            await connection.execute(
+                text("SELECT 'a', k, v FROM gathered_a UNION ALL SELECT 'b', k, v FROM gathered_b")
+            )
+        ).all()
+        assert sorted(tuple(r) for r in rows) == [("a", 1, "one"), ("b", 2, "two")]
+        # All or nothing: a final part that fails leaves no gathered write made.
+        async with gathered_writes(connection) as writes:
+            await write_postgres(
+                connection, "INSERT INTO gathered_a (k, v) VALUES ($1, $2)", 3, "x"
+            )
+        statement, values = writes.with_writes([], "SELECT CAST('not a number' AS INTEGER)")
+        with pytest.raises(DBAPIError):
+            await fetch_postgres(connection, statement, *values)
+        count = (await connection.execute(text("SELECT count(*) FROM gathered_a"))).scalar_one()
+        assert count == 1
+        await connection.execute(text("DROP TABLE gathered_a, gathered_b"))

@@ -182,9 +182,8 @@ async def test_finished_jobs_close_their_events(db: Database) -> None:
         JobOutcome(by_object["503"], OutcomeStatus.RETRY, error="429"),
     ]
     async with db.engine.begin() as connection:
-        changed = await finish_events_for_jobs(connection, outcomes)
+        await finish_events_for_jobs(connection, outcomes)
     after = {e.object_id: e for e in await stored(db)}
-    assert changed == 2
     assert (after["501"].status, after["501"].processed_at is not None) == ("processed", True)
     assert (after["502"].status, after["502"].status_reason) == (
         "failed",

@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.sql import any_param, postgres_sql
-from app.store.queue.records import QUEUE, RUNNING, SQL_STATE
+from app.errors import HubsyncError
+from app.sql import GatheredWrites, any_param, fetch_postgres, postgres_sql
+from app.store.queue.records import QUEUE, RUNNING, SQL_STATE, handed_out
 from app.sync.core.jobs import ClaimedJob
 
 
@@ -51,3 +53,61 @@ _HELD_POSTGRES = postgres_sql(
     .order_by(QUEUE.c.id)
     .with_for_update(read=True, of=QUEUE)
 )
+
+
+class ClaimsMovedError(HubsyncError):
+    """Not every job was still held under its claim: nothing of `write_if_all_held`'s was
+    written."""
+
+
+_CLAIMS_MOVED = "hubsync: a claim moved on, nothing was written"
+
+
+async def write_if_all_held(
+    connection: AsyncConnection, jobs: Sequence[ClaimedJob], writes: GatheredWrites
+) -> None:
+    """`writes` (gathered on PostgreSQL, `app.sql.gathered_writes`) in one statement, on an
+    autocommit `connection`, fenced as `held_claims` fences a transaction: the jobs' rows are
+    share-locked first (in id order), and the writes are made only if every job is still
+    running under its claim, the locks held until they commit. Otherwise the statement fails
+    whole, nothing is written, and `ClaimsMovedError` is raised: the caller does the work the
+    ordinary way, which records the jobs still held and refuses the others."""
+    fenced = {job.id: job.claim for job in jobs if job.claim > 0}
+    ids = sorted(fenced)
+    statement, values = writes.with_writes(
+        [
+            (
+                "held",
+                _ALL_HELD_POSTGRES.sql,
+                _ALL_HELD_POSTGRES.args(ids=ids, claims=[fenced[i] for i in ids]),
+            )
+        ],
+        # A count short of the jobs' makes the text no integer: the statement, and every write
+        # in it, fails, with this message.
+        "SELECT CAST(CASE WHEN count(*) = $1 THEN '0'"
+        f" ELSE '{_CLAIMS_MOVED}' END AS INTEGER) FROM held",
+    )
+    try:
+        await fetch_postgres(connection, statement, *values, len(ids))
+    except DBAPIError as error:
+        if _CLAIMS_MOVED in str(error.orig):
+            raise ClaimsMovedError(_CLAIMS_MOVED) from None
+        raise
+
+
+def _all_held() -> Any:
+    """The rows of the jobs handed out (`handed_out`) still running under their claim,
+    share-locked in id order (as `held_claims` locks them)."""
+    handed = handed_out()
+    return (
+        select(QUEUE.c.id)
+        .join(handed, QUEUE.c.id == handed.c.id)
+        .where(
+            QUEUE.c.state == SQL_STATE[RUNNING], func.coalesce(QUEUE.c.claim, 0) == handed.c.claim
+        )
+        .order_by(QUEUE.c.id)
+        .with_for_update(read=True, of=QUEUE)
+    )
+
+
+_ALL_HELD_POSTGRES = postgres_sql(_all_held())

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Interval, func, literal, literal_column
+from sqlalchemy import ColumnElement, Interval, bindparam, func, literal, literal_column
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect, RowMapping
 
 from app.errors import HubsyncError
@@ -160,3 +161,18 @@ def sql_now(dialect: Dialect, offset_seconds: float = 0.0) -> ColumnElement[date
             return func.now() + literal(timedelta(seconds=offset_seconds), Interval())
         return func.now()
     return literal(utc_now() + timedelta(seconds=offset_seconds), Timestamp)
+
+
+def handed_out() -> Any:
+    """The jobs a holder was handed, as a table (`handed`: id, claim) from two array
+    parameters in step, `ids` and `claims` (PostgreSQL): what the one-statement fences join
+    the queue's rows to, a row still held being one whose claim is the one it was handed with
+    (`coalesce(claim, 0) = handed.claim`)."""
+    return (
+        func.unnest(
+            bindparam("ids", type_=ARRAY(QUEUE.c.id.type)),
+            bindparam("claims", type_=ARRAY(QUEUE.c.claim.type)),
+        )
+        .table_valued("id", "claim")
+        .render_derived(name="handed")
+    )

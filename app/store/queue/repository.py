@@ -41,7 +41,6 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -82,6 +81,7 @@ from app.store.queue.records import (
     JobRecord,
     as_utc,
     claimed_job,
+    handed_out,
     sql_now,
     utc_now,
 )
@@ -655,14 +655,7 @@ def _all_done() -> PostgresStatement:
     for the jobs still held by `worker` under the claim each was handed out with (`ids` and
     `claims`, two arrays in step), their rows locked in id order first (as `_held_jobs` locks
     them); what each was, for the metrics."""
-    handed = (
-        func.unnest(
-            bindparam("ids", type_=ARRAY(QUEUE.c.id.type)),
-            bindparam("claims", type_=ARRAY(QUEUE.c.claim.type)),
-        )
-        .table_valued("id", "claim")
-        .render_derived(name="handed")
-    )
+    handed = handed_out()
     worker = bindparam("worker", type_=String())
     held = (
         select(QUEUE.c.id)

@@ -24,9 +24,20 @@ def error_kind(error: HubSpotError) -> str:
 class SyncBatch:
     outcomes: dict[int, JobOutcome] = field(default_factory=dict)
     logs: list[dict[str, Any]] = field(default_factory=list)
+    started: float = 0.0  # time.perf_counter() when the batch began (its log's duration)
 
     def settled(self, job: ClaimedJob) -> bool:
         return job.id in self.outcomes
+
+    def mark(self) -> tuple[dict[int, JobOutcome], int]:
+        """Where the batch stands now, for `rewind`."""
+        return dict(self.outcomes), len(self.logs)
+
+    def rewind(self, mark: tuple[dict[int, JobOutcome], int]) -> None:
+        """Back to where it stood at `mark`: what was settled since is forgotten."""
+        outcomes, logged = mark
+        self.outcomes = dict(outcomes)
+        del self.logs[logged:]
 
     def done(
         self,

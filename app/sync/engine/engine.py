@@ -4,7 +4,8 @@ Per batch (up to 100 entities): read the customers from WARP in one query, read 
 from HubSpot in one batch read only where a field HubSpot may own is involved, decide every
 field (`app.sync.core.decision`), write HubSpot (batch update for linked companies, batch **upsert
 on `warp_ban`** for new ones, so a retry after a crash finds the company instead of creating a
-second), write WARP, and commit links, field state, conflicts and the log in one transaction.
+second), write WARP, and commit links, field state, conflicts and the log at once: on PostgreSQL
+in one statement that fences the claims first (`write_if_all_held`), else in one transaction.
 
 The order makes a crash at any point safe: HubSpot first, then WARP, then hubsync's own
 records. A job interrupted anywhere is retried, re-reads both sides, finds what was already
@@ -32,15 +33,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.hubspot.errors import HubSpotError, HubSpotNotFoundError
 from app.hubspot.models import BatchOutcome, BatchResult, UpdateInput, UpsertInput
+from app.sql import StatementNotGathered, gathered_writes
 from app.store import sync_state
 from app.store.column_changes import column_change_times
-from app.store.db import each_statement_committed
-from app.store.queue.fence import held_claims
+from app.store.db import each_statement_committed, is_postgres
+from app.store.queue.fence import ClaimsMovedError, held_claims, write_if_all_held
 from app.store.sync_config import load_rules
 from app.store.sync_scope import exited, forget_exits, load_scope, note_exits
 from app.sync.core.decision import Action
 from app.sync.core.identity import ban_problem, normalize_ban, shown
-from app.sync.core.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome
+from app.sync.core.jobs import ClaimedJob, EntityType, JobDirection, JobOutcome, OutcomeStatus
 from app.sync.core.mapping import MappingError, hubspot_properties
 from app.sync.core.rules import IDENTITY_HUBSPOT_PROPERTY, FieldRule
 from app.sync.core.scope import Scope
@@ -85,8 +87,7 @@ class SyncEngine:
         self.after_batch = after_batch
 
     async def __call__(self, jobs: Sequence[ClaimedJob]) -> list[JobOutcome]:
-        started = time.perf_counter()
-        batch = SyncBatch()
+        batch = SyncBatch(started=time.perf_counter())
         async with self.engine.connect() as connection:
             rules = [rule for rule in await load_rules(connection) if rule.enabled]
             scope = await load_scope(connection)
@@ -109,18 +110,44 @@ class SyncEngine:
         pairs = await self._in_scope(pairs, scope, batch)
         pairs, followers = one_pair_per_customer(pairs)
         done = await self._settle(pairs, rules, batch) if pairs else []
-        # What the sync settled, and the log of every job, in one transaction.
+        # What the sync settled, and the log of every job, in one statement where it can be.
+        if is_postgres(self.engine) and _plain(done, batch):
+            mark = batch.mark()
+            try:
+                async with each_statement_committed(self.engine) as connection:
+                    async with gathered_writes(connection) as writes:
+                        outcomes = await self._recorded(connection, done, followers, jobs, batch)
+                    await write_if_all_held(connection, [pair.job for pair in done], writes)
+            except (StatementNotGathered, ClaimsMovedError) as reason:
+                log.debug("a batch recorded in a transaction: %s", reason)
+                batch.rewind(mark)
+            else:
+                return outcomes
+        # Else in one transaction, fenced at its start.
         async with self.engine.begin() as connection:
-            await self._record(connection, done, batch)
-            for follower, lead in followers:
-                batch.share(follower, lead)
-            outcomes = [batch.outcomes[job.id] for job in jobs]
-            elapsed_ms = int((time.perf_counter() - started) * 1000)
-            for entry in batch.logs:
-                entry.setdefault("duration_ms", elapsed_ms)
-            await sync_state.write_log(connection, batch.logs)
-            if self.after_batch is not None:
-                await self.after_batch(connection, outcomes)
+            done = await self._fenced(done, batch, connection)
+            return await self._recorded(connection, done, followers, jobs, batch)
+
+    async def _recorded(
+        self,
+        connection: AsyncConnection,
+        done: list[Pair],
+        followers: list[tuple[ClaimedJob, ClaimedJob]],
+        jobs: Sequence[ClaimedJob],
+        batch: SyncBatch,
+    ) -> list[JobOutcome]:
+        """The batch's records (`_record`), its log and `after_batch`'s, written on
+        `connection`; what became of each job."""
+        await self._record(connection, done, batch)
+        for follower, lead in followers:
+            batch.share(follower, lead)
+        outcomes = [batch.outcomes[job.id] for job in jobs]
+        elapsed_ms = int((time.perf_counter() - batch.started) * 1000)
+        for entry in batch.logs:
+            entry.setdefault("duration_ms", elapsed_ms)
+        await sync_state.write_log(connection, batch.logs)
+        if self.after_batch is not None:
+            await self.after_batch(connection, outcomes)
         return outcomes
 
     async def _in_scope(self, pairs: list[Pair], scope: Scope, batch: SyncBatch) -> list[Pair]:
@@ -375,15 +402,13 @@ class SyncEngine:
     async def _record(
         self, connection: AsyncConnection, pairs: list[Pair], batch: SyncBatch
     ) -> None:
-        """Links, field state and conflicts for the whole batch, in the caller's transaction,
-        with a statement per kind of change rather than per entity: a batch in steady state
-        costs a handful of statements."""
+        """Links, field state and conflicts for the whole batch, fenced by the caller (the
+        claims checked where the sync is recorded, their rows locked until it commits: a stale
+        holder's records are refused), with a statement per kind of change rather than per
+        entity: a batch in steady state costs a handful of statements, gathered into one."""
         if not pairs:
             return
         synced_at = datetime.now(UTC)
-        # The claim is checked in the transaction that records the sync, and its rows
-        # stay locked until that commits: a stale holder's records are refused.
-        pairs = await self._fenced(pairs, batch, connection)
         await sync_state.save_active_links(
             connection,
             [
@@ -511,6 +536,21 @@ class SyncEngine:
             error=error,
             retry=retry,
         )
+
+
+def _plain(done: list[Pair], batch: SyncBatch) -> bool:
+    """Whether the batch's records are the steady state's, a write per table that needs no
+    answer (gathered into one statement): no link to save, no conflict to open, no write held
+    by a pause, no customer back in scope, no job failed. Otherwise the statements the records
+    need are run one by one in a transaction (a statement that would not gather is refused
+    before it is sent, so a batch this misjudges is recorded that way too)."""
+    return not any(
+        _link_changed(pair)
+        or pair.returning
+        or is_held(pair)
+        or (pair.decision is not None and pair.decision.conflicts)
+        for pair in done
+    ) and all(outcome.status is not OutcomeStatus.FAILED for outcome in batch.outcomes.values())
 
 
 def _identity_correction(pair: Pair, rules: Sequence[FieldRule]) -> dict[str, str]:

@@ -130,6 +130,40 @@ async def run_postgres(connection: AsyncConnection, statement: str, *params: Any
     return rows
 
 
+async def fetch_under_lock(
+    connection: AsyncConnection, lock_key: int, statement: str, *params: Any
+) -> list[Any]:
+    """The rows of `statement`, run in a transaction of its own that first takes the advisory
+    lock `lock_key` (`pg_advisory_xact_lock`, held until it commits), on an autocommit
+    `connection` (`each_statement_committed`), straight through asyncpg: BEGIN and the lock go
+    as one message, so it costs three round trips (that, the statement, COMMIT) where
+    SQLAlchemy's transaction takes four. The statement runs after the lock is granted, so it
+    sees whatever the previous holder committed (READ COMMITTED: a snapshot per statement).
+
+    A failure is raised as `run_postgres` raises it. The transaction is never left open on a
+    connection going back to the pool: it is rolled back, or, where that cannot be done (the
+    connection broke, the caller was cancelled), the connection is closed."""
+    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+    driver = adapted.driver_connection
+    try:
+        await driver.execute(
+            f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({int(lock_key)})"
+        )
+        rows: list[Any] = await driver.fetch(statement, *params)
+        await driver.execute("COMMIT")
+    except Exception as error:
+        try:
+            if driver.is_in_transaction():
+                await driver.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 -- the connection is gone: it is closed below
+            await connection.invalidate()
+        raise await _as_sqlalchemy_error(connection, adapted, statement, params, error) from error
+    except BaseException:  # cancelled mid-way: no ROLLBACK can be awaited reliably now
+        await connection.invalidate()
+        raise
+    return rows
+
+
 async def _as_sqlalchemy_error(
     connection: AsyncConnection, adapted: Any, statement: str, params: Any, error: Exception
 ) -> Exception:

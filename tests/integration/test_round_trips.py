@@ -21,7 +21,13 @@ from sqlalchemy.exc import DBAPIError
 
 from app.hubspot.ratelimit import create_rate_limiter
 from app.settings import RateLimit
-from app.sql import StatementNotGathered, fetch_postgres, gathered_writes, write_postgres
+from app.sql import (
+    StatementNotGathered,
+    fetch_postgres,
+    fetch_under_lock,
+    gathered_writes,
+    write_postgres,
+)
 from app.store.db import create_engine, each_statement_committed
 from app.sync.core.jobs import JobOutcome, OutcomeStatus
 from tests.conftest import Database
@@ -105,10 +111,11 @@ async def test_a_batch_all_done_is_completed_in_one_statement(postgres_db: Datab
 async def test_a_batch_of_warp_owned_changes_is_recorded_in_one_statement(
     postgres_db: Database,
 ) -> None:
-    """A worker's batch of queued jobs: the engine's reads, its fence before HubSpot's write,
-    and its writes that stand alone (the WARP values first seen) run each in its own
-    transaction; the records (field state, conflicts, links, the log) go in one statement
-    that fences again, its rows locked until it commits: no BEGIN at all."""
+    """A worker's batch of queued jobs: the engine's reads, its fence before HubSpot's write
+    (with the pauses in force, one statement), and its writes that stand alone (the WARP
+    values first seen) run each in its own transaction; the records (field state, conflicts,
+    links, the log) go in one statement that fences again, its rows locked until it commits:
+    no BEGIN at all."""
     queue = make_queue(postgres_db.engine)
     async with sync_env(postgres_db) as env:
         customers = [await env.add_customer() for _ in range(3)]
@@ -146,7 +153,9 @@ async def test_a_batch_of_warp_owned_changes_is_recorded_in_one_statement(
     assert env.hubspot.reads == []
     assert not [s for s in sent if s.startswith(("BEGIN", "COMMIT"))], sent
     fence = "SELECT hubspot_sync_queue.id, hubspot_sync_queue.claim"
-    assert len([s for s in sent if s.startswith(fence)]) == 1  # before HubSpot's write
+    [fenced] = [s for s in sent if s.startswith(fence)]  # before HubSpot's write
+    assert "hubsync_paused_directions" in fenced  # the pauses read in the same statement
+    assert not [s for s in sent if s.startswith("SELECT hubsync_paused_directions")]
     [recorded] = [s for s in sent if s.startswith("WITH held AS")]
     assert recorded == sent[-1]
     for write in (
@@ -215,3 +224,63 @@ async def test_gathered_writes_go_in_one_statement_and_refuse_what_would_not(
         count = (await connection.execute(text("SELECT count(*) FROM gathered_a"))).scalar_one()
         assert count == 1
         await connection.execute(text("DROP TABLE gathered_a, gathered_b"))
+
+
+async def test_a_claim_is_three_round_trips(postgres_db: Database) -> None:
+    """BEGIN and the claim's lock go as one message, then the claim, then COMMIT."""
+    queue = make_queue(postgres_db.engine)
+    for key in ("a", "b", "c"):
+        await enqueue(queue, key)
+    await queue.claim("warm-up", 1, 30)  # the connection learns the statement's types
+    async with statements_sent(postgres_db) as sent:
+        claimed = await queue.claim("lane", 5, 30)
+        await asyncio.sleep(0)
+    assert sorted(j.entity_key for j in claimed) == ["b", "c"]
+    assert len(sent) == 3, sent
+    assert sent[0] == (
+        "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(7462157061729534320)"
+    )
+    assert sent[1].startswith("WITH picked AS")
+    assert sent[2] == "COMMIT"
+
+
+LOCK = 4242
+
+
+async def test_a_statement_that_fails_under_the_lock_leaves_no_transaction_open(
+    postgres_db: Database,
+) -> None:
+    engine = postgres_db.engine
+    async with each_statement_committed(engine) as connection:
+        with pytest.raises(DBAPIError, match="division by zero"):
+            await fetch_under_lock(connection, LOCK, "SELECT 1 / $1::int", 0)
+        driver = (await connection.get_raw_connection()).dbapi_connection.driver_connection
+        assert not driver.is_in_transaction()
+        assert await fetch_under_lock(connection, LOCK, "SELECT $1::int", 7) == [(7,)]
+    async with engine.connect() as other:  # nobody holds the lock now
+        free = await other.scalar(text(f"SELECT pg_try_advisory_lock({LOCK})"))
+        await other.execute(text(f"SELECT pg_advisory_unlock({LOCK})"))
+    assert free is True
+
+
+async def test_a_claim_cancelled_while_it_waits_for_the_lock_closes_its_connection(
+    postgres_db: Database,
+) -> None:
+    """Cancelled mid-way, the transaction cannot be rolled back for sure: the connection is
+    closed rather than put back in the pool with a transaction open."""
+    engine = postgres_db.engine
+    async with engine.connect() as holder:
+        await holder.execute(text(f"SELECT pg_advisory_xact_lock({LOCK})"))  # held until rollback
+        async with each_statement_committed(engine) as connection:
+            waiting = asyncio.create_task(fetch_under_lock(connection, LOCK, "SELECT $1::int", 1))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # in line for the lock
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert connection.invalidated
+        await holder.rollback()
+    async with engine.connect() as other:
+        free = await other.scalar(text(f"SELECT pg_try_advisory_lock({LOCK})"))
+        await other.execute(text(f"SELECT pg_advisory_unlock({LOCK})"))
+    assert free is True

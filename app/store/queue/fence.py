@@ -20,8 +20,31 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
 from app.sql import GatheredWrites, any_param, fetch_postgres, postgres_sql
+from app.store.pauses import DIRECTIONS, paused_directions, pauses_table
 from app.store.queue.records import QUEUE, RUNNING, SQL_STATE, handed_out
 from app.sync.core.jobs import ClaimedJob
+
+
+async def held_claims_and_pauses(
+    connection: AsyncConnection, jobs: Sequence[ClaimedJob]
+) -> tuple[set[int], frozenset[str]]:
+    """`held_claims`, and the directions paused (`paused_directions`): what is checked right
+    before a write to HubSpot or WARP, in one statement on PostgreSQL (the rows share-locked
+    for that statement only: the write it guards is outside hubsync's database)."""
+    fenced = {job.id: job.claim for job in jobs if job.claim > 0}
+    if connection.dialect.name != "postgresql" or not fenced:
+        held = await held_claims(connection, jobs)
+        return held, frozenset(await paused_directions(connection))
+    rows: Any = await _HELD_AND_PAUSED_POSTGRES.run(connection, ids=sorted(fenced))
+    held = {job.id for job in jobs if job.claim <= 0}
+    held |= {row["id"] for row in rows if fenced[row["id"]] == row["claim"]}
+    if rows:
+        paused = frozenset(d for d in rows[0]["paused"] or () if d in DIRECTIONS)
+    elif held:  # work that is not a queue job, none of the jobs' rows found: ask apart
+        paused = frozenset(await paused_directions(connection))
+    else:  # nothing is held, nothing will be written
+        paused = frozenset()
+    return held, paused
 
 
 async def held_claims(connection: AsyncConnection, jobs: Sequence[ClaimedJob]) -> set[int]:
@@ -47,6 +70,16 @@ async def held_claims(connection: AsyncConnection, jobs: Sequence[ClaimedJob]) -
     return held | {job_id for job_id, claim in rows if fenced[job_id] == claim}
 
 
+_HELD_AND_PAUSED_POSTGRES = postgres_sql(
+    select(
+        QUEUE.c.id,
+        QUEUE.c.claim,
+        select(func.array_agg(pauses_table.c.direction)).scalar_subquery().label("paused"),
+    )
+    .where(QUEUE.c.state == SQL_STATE[RUNNING], any_param(QUEUE.c.id, "ids"))
+    .order_by(QUEUE.c.id)
+    .with_for_update(read=True, of=QUEUE)
+)
 _HELD_POSTGRES = postgres_sql(
     select(QUEUE.c.id, QUEUE.c.claim)
     .where(QUEUE.c.state == SQL_STATE[RUNNING], any_param(QUEUE.c.id, "ids"))

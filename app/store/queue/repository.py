@@ -37,7 +37,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    text,
     tuple_,
     update,
 )
@@ -50,8 +49,8 @@ from app.sql import (
     PostgresStatement,
     any_of,
     any_param,
+    fetch_under_lock,
     postgres_sql,
-    run_postgres,
 )
 from app.store.db import each_statement_committed
 from app.store.models import Timestamp
@@ -100,7 +99,7 @@ NEXT_CLAIM = func.coalesce(QUEUE.c.claim, 0) + 1
 
 
 # The deployment's claims, one at a time (PostgreSQL; SQLite's single writer does it anyway).
-_CLAIM_LOCK = text("SELECT pg_advisory_xact_lock(7462157061729534320)")  # "hubsync:claim"
+_CLAIM_LOCK = 7462157061729534320  # "hubsync:claim"
 
 
 @cache
@@ -267,15 +266,19 @@ class QueueRepository:
             params["now"] = utc_now()
             params["lease_until"] = params["now"] + timedelta(seconds=lease_seconds)
         rows: Sequence[Any]  # asyncpg records, or SQLAlchemy row mappings
-        async with self.engine.begin() as connection:
-            if self._postgres:
-                # Claims take turns: side by side, each skipped the rows the others had
-                # locked, and a backlog's tail was shared out among many partial batches
-                # (each a HubSpot request). A claim holds the lock for its one statement.
-                # Straight through asyncpg: the worker claims several times a second.
-                await run_postgres(connection, _CLAIM_LOCK.text)
-                rows = await _claim_postgres().run(connection, **params)
-            else:
+        if self._postgres:
+            # Claims take turns: side by side, each skipped the rows the others had locked,
+            # and a backlog's tail was shared out among many partial batches (each a HubSpot
+            # request). A claim holds the lock for its one statement. Straight through
+            # asyncpg, BEGIN and the lock in one message: the worker claims several times a
+            # second.
+            claim = _claim_postgres()
+            async with each_statement_committed(self.engine) as connection:
+                rows = await fetch_under_lock(
+                    connection, _CLAIM_LOCK, claim.sql, *claim.args(**params)
+                )
+        else:
+            async with self.engine.begin() as connection:
                 statement = _claim_statement(postgres=False)
                 rows = (await connection.execute(statement, params)).mappings().all()
         # RETURNING has no order: hand the batch out in claim order.

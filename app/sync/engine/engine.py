@@ -37,7 +37,12 @@ from app.sql import StatementNotGathered, gathered_writes
 from app.store import sync_state
 from app.store.column_changes import column_change_times
 from app.store.db import each_statement_committed, is_postgres
-from app.store.queue.fence import ClaimsMovedError, held_claims, write_if_all_held
+from app.store.queue.fence import (
+    ClaimsMovedError,
+    held_claims,
+    held_claims_and_pauses,
+    write_if_all_held,
+)
 from app.store.sync_config import load_rules
 from app.store.sync_scope import exited, forget_exits, load_scope, note_exits
 from app.sync.core.decision import Action
@@ -49,7 +54,7 @@ from app.sync.core.scope import Scope
 from app.sync.engine.batch import SyncBatch, error_kind
 from app.sync.engine.change_times import settle_latest_wins
 from app.sync.engine.crm_edits import recover_overwritten_edits
-from app.sync.engine.holds import hold_paused, is_held, paused_in, queue_held
+from app.sync.engine.holds import hold_paused, is_held, queue_held
 from app.sync.engine.pairing import (
     hold_taken,
     one_pair_per_customer,
@@ -252,12 +257,12 @@ class SyncEngine:
         (`hubspot=False`: WARP's only, after HubSpot was written)."""
         if not pairs:
             return pairs
-        # Two reads: the fence's share lock lasts its statement (the write it guards is
-        # HubSpot's or WARP's, outside hubsync's database; the recording transaction fences
-        # again, and keeps its lock).
+        # One read: the fence's share lock lasts its statement (the write it guards is
+        # HubSpot's or WARP's, outside hubsync's database; the records' statement fences
+        # again, and keeps its lock until they commit).
         async with each_statement_committed(self.engine) as connection:
-            paused = await paused_in(connection)
-            held = await self._fenced(pairs, batch, connection)
+            held_ids, paused = await held_claims_and_pauses(connection, [p.job for p in pairs])
+        held = self._refuse_unheld(pairs, held_ids, batch)
         hold_paused(held, paused, hubspot=hubspot)
         return held
 
@@ -509,6 +514,10 @@ class SyncEngine:
                 held = await held_claims(own, jobs)
         else:
             held = await held_claims(connection, jobs)
+        return self._refuse_unheld(pairs, held, batch)
+
+    def _refuse_unheld(self, pairs: list[Pair], held: set[int], batch: SyncBatch) -> list[Pair]:
+        """The pairs whose job is in `held`; the others settled as a lost lease."""
         for pair in pairs:
             if pair.job.id not in held:
                 message = "the lease on this job was lost (it was claimed again); nothing written"

@@ -18,15 +18,10 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.pauses import INBOUND, OUTBOUND, held_job_direction, paused_directions
+from app.store.pauses import INBOUND, OUTBOUND, held_job_direction
 from app.store.queue import QueueRepository
 from app.sync.core.jobs import EntityType
 from app.sync.engine.pairs import Pair
-
-
-async def paused_in(connection: AsyncConnection) -> frozenset[str]:
-    """The directions paused, as `connection` sees them."""
-    return frozenset(await paused_directions(connection))
 
 
 def hold_paused(pairs: Iterable[Pair], paused: frozenset[str], *, hubspot: bool = True) -> None:

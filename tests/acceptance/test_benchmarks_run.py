@@ -149,6 +149,13 @@ def test_preview(postgres_template: str) -> None:
     assert "HubSpot requests during the previews: 0" in out, out
 
 
+def test_round_trip(postgres_template: str) -> None:
+    out = bench("round_trip", "--count", "50", "--runs", "2")
+    costs = re.search(r"median of 2: hubsync (\d+) µs, PostgreSQL (\d+) µs a round trip", out)
+    assert costs, out
+    assert int(costs.group(1)) > 0, out
+
+
 def test_outbound_latency_reports_the_median_of_its_runs(postgres_template: str) -> None:
     """`--only-latency` prints each run's p50 and p99 and their medians (until 2026-12-07 the
     table gave the last run's under "median")."""

@@ -5,6 +5,7 @@ its coroutine is dropped), and each run is recorded where every replica can see 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +28,12 @@ from app.store.queue import QueueRepository
 from app.store.scheduled_jobs import ScheduledJobStatus, load_scheduled_jobs
 from app.sync.reconcile.schedule import DAILY_JOB_ID, DailyRun, Housekeeping
 from app.sync.reconcile.service import Reconciler
-from app.sync.schedule.registry import JobBook, NotACoroutineError, schedule_job
+from app.sync.schedule.registry import (
+    JobBook,
+    NotACoroutineError,
+    schedule_job,
+    stop_scheduler,
+)
 from app.sync.schedule.scheduler import build_scheduler
 from app.warp.connector import SqlWarpConnector
 from tests.conftest import Database
@@ -57,7 +63,7 @@ async def scheduler() -> AsyncIterator[Any]:
     scheduler = build_scheduler()
     scheduler.start()
     yield scheduler
-    scheduler.shutdown(wait=False)
+    await stop_scheduler(scheduler)  # a run in progress finishes, not cut mid-COMMIT
 
 
 async def test_every_job_of_the_running_service_is_a_coroutine_function(db: Database) -> None:
@@ -405,3 +411,35 @@ async def test_a_skip_does_not_hide_the_replica_that_did_the_work(db: Database) 
     status = (await jobs_of(db))["reconciliation-catchup"]
     assert (status.last_outcome, status.ran_by) == ("skipped", "loser")
     assert status.last_success_at == now + timedelta(seconds=3)
+
+
+async def test_stopping_lets_a_run_in_progress_finish_and_cuts_one_that_overruns(
+    db: Database,
+) -> None:
+    """A stopping service gives its scheduled runs in progress a grace period (a run cut in
+    the middle of a COMMIT does not know what it did, and leaves its connection behind), and
+    cancels one that runs past it."""
+    book = JobBook(db.engine, replica="replica-a")
+    for seconds, grace, expected in ((0.3, 10.0, ["done"]), (60.0, 0.3, [])):
+        scheduler = build_scheduler()
+        scheduler.start()
+        started = asyncio.Event()
+        finished: list[str] = []
+
+        async def run(
+            seconds: float = seconds,
+            started: asyncio.Event = started,
+            finished: list[str] = finished,
+        ) -> None:
+            started.set()
+            await asyncio.sleep(seconds)
+            finished.append("done")
+
+        await schedule_job(scheduler, "slow", "slow", IntervalTrigger(seconds=0.1), run, book=book)
+        await asyncio.wait_for(started.wait(), 10)
+        stopping = time.monotonic()
+        await stop_scheduler(scheduler, grace_seconds=grace)
+        assert finished == expected
+        assert time.monotonic() - stopping < min(seconds, grace) + 2
+    status = (await jobs_of(db))["slow"]
+    assert status.last_outcome == "ok"  # the first one's run, recorded before the stop ended

@@ -16,10 +16,12 @@ recorded, and the scheduler goes on.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import os
 import socket
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +38,11 @@ from app.store import scheduled_jobs as records
 from app.store.scheduled_jobs import ERROR, OK
 
 log = logging.getLogger("hubsync.scheduler")
+
+# How long a stopping service lets its scheduled jobs' runs in progress finish.
+STOP_GRACE_SECONDS = 10.0
+# The runs in progress of each scheduler's jobs (`stop_scheduler` waits for them).
+_RUNNING: weakref.WeakKeyDictionary[Any, set[asyncio.Task[Any]]] = weakref.WeakKeyDictionary()
 
 JobRun = Callable[[], Awaitable[object]]
 
@@ -173,6 +180,16 @@ async def schedule_job(
     work = coroutine_function(job_id, run)
 
     async def run_and_record() -> None:
+        task = asyncio.current_task()
+        running = _RUNNING.setdefault(scheduler, set())
+        if task is not None:
+            running.add(task)
+        try:
+            await _run_and_record()
+        finally:
+            running.discard(task)
+
+    async def _run_and_record() -> None:
         started = datetime.now(UTC)
         error = note = None
         try:
@@ -209,3 +226,22 @@ async def schedule_job(
     )
     if book is not None:
         await book.register(job_id, name, trigger, fires)
+
+
+async def stop_scheduler(scheduler: Any, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+    """Stop `scheduler` without cutting a run short where it can be helped: no new fires, the
+    runs in progress given `grace_seconds` to finish (each records itself), then the scheduler
+    shut down, which cancels what is still running. A run cancelled in the middle of a COMMIT
+    leaves its outcome unknown to itself and its connection to the garbage collector."""
+    if scheduler.running:
+        scheduler.pause()
+    running = [task for task in _RUNNING.get(scheduler, ()) if not task.done()]
+    if running:
+        _, late = await asyncio.wait(running, timeout=grace_seconds)
+        if late:
+            log.warning(
+                "%d scheduled job run(s) still going after %.0f s: cancelled",
+                len(late),
+                grace_seconds,
+            )
+    scheduler.shutdown(wait=False)

@@ -43,7 +43,7 @@ from app.store.queue import QueueRepository
 from app.store.retention import HistoryPruning
 from app.sync.core.backoff import RetryPolicy
 from app.sync.core.jobs import ClaimedJob, JobHandler, JobOutcome, OutcomeStatus
-from app.sync.schedule.registry import JobBook, schedule_job
+from app.sync.schedule.registry import JobBook, schedule_job, stop_scheduler
 from app.sync.schedule.sampler import schedule_sampler
 from app.sync.schedule.scheduler import (
     HISTORY_PRUNING_JOB_ID,
@@ -172,7 +172,7 @@ async def stop_runtime(context: AppContext) -> None:
     scheduler, context.scheduler = context.scheduler, None
     context.job_book = None
     if scheduler is not None:
-        scheduler.shutdown(wait=False)
+        await stop_scheduler(scheduler)
     for listener in (context.queue_listener, context.capture_listener):
         if listener is not None:
             await listener.stop()

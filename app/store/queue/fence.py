@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.errors import HubsyncError
 from app.sql import GatheredWrites, any_param, fetch_postgres, postgres_sql
 from app.store.pauses import DIRECTIONS, paused_directions, pauses_table
-from app.store.queue.records import QUEUE, RUNNING, SQL_STATE, handed_out
+from app.store.queue.records import QUEUE, RUNNING, SQL_STATE, still_handed
 from app.sync.core.jobs import ClaimedJob
 
 
@@ -70,21 +70,20 @@ async def held_claims(connection: AsyncConnection, jobs: Sequence[ClaimedJob]) -
     return held | {job_id for job_id, claim in rows if fenced[job_id] == claim}
 
 
-_HELD_AND_PAUSED_POSTGRES = postgres_sql(
-    select(
-        QUEUE.c.id,
-        QUEUE.c.claim,
-        select(func.array_agg(pauses_table.c.direction)).scalar_subquery().label("paused"),
+def _held_rows(*also: Any) -> Any:
+    """The running rows of the jobs `ids` (their id and claim, and `also`), share-locked in
+    id order."""
+    return (
+        select(QUEUE.c.id, QUEUE.c.claim, *also)
+        .where(QUEUE.c.state == SQL_STATE[RUNNING], any_param(QUEUE.c.id, "ids"))
+        .order_by(QUEUE.c.id)
+        .with_for_update(read=True, of=QUEUE)
     )
-    .where(QUEUE.c.state == SQL_STATE[RUNNING], any_param(QUEUE.c.id, "ids"))
-    .order_by(QUEUE.c.id)
-    .with_for_update(read=True, of=QUEUE)
-)
-_HELD_POSTGRES = postgres_sql(
-    select(QUEUE.c.id, QUEUE.c.claim)
-    .where(QUEUE.c.state == SQL_STATE[RUNNING], any_param(QUEUE.c.id, "ids"))
-    .order_by(QUEUE.c.id)
-    .with_for_update(read=True, of=QUEUE)
+
+
+_HELD_POSTGRES = postgres_sql(_held_rows())
+_HELD_AND_PAUSED_POSTGRES = postgres_sql(
+    _held_rows(select(func.array_agg(pauses_table.c.direction)).scalar_subquery().label("paused"))
 )
 
 
@@ -128,19 +127,6 @@ async def write_if_all_held(
         raise
 
 
-def _all_held() -> Any:
-    """The rows of the jobs handed out (`handed_out`) still running under their claim,
-    share-locked in id order (as `held_claims` locks them)."""
-    handed = handed_out()
-    return (
-        select(QUEUE.c.id)
-        .join(handed, QUEUE.c.id == handed.c.id)
-        .where(
-            QUEUE.c.state == SQL_STATE[RUNNING], func.coalesce(QUEUE.c.claim, 0) == handed.c.claim
-        )
-        .order_by(QUEUE.c.id)
-        .with_for_update(read=True, of=QUEUE)
-    )
-
-
-_ALL_HELD_POSTGRES = postgres_sql(_all_held())
+# The rows of the jobs handed out still running under their claim, share-locked in id order
+# (as `held_claims` locks them).
+_ALL_HELD_POSTGRES = postgres_sql(still_handed().with_for_update(read=True, of=QUEUE))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Interval, bindparam, func, literal, literal_column
+from sqlalchemy import ColumnElement, Interval, bindparam, func, literal, literal_column, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect, RowMapping
 
@@ -163,16 +163,24 @@ def sql_now(dialect: Dialect, offset_seconds: float = 0.0) -> ColumnElement[date
     return literal(utc_now() + timedelta(seconds=offset_seconds), Timestamp)
 
 
-def handed_out() -> Any:
-    """The jobs a holder was handed, as a table (`handed`: id, claim) from two array
-    parameters in step, `ids` and `claims` (PostgreSQL): what the one-statement fences join
-    the queue's rows to, a row still held being one whose claim is the one it was handed with
-    (`coalesce(claim, 0) = handed.claim`)."""
-    return (
+def still_handed() -> Any:
+    """The ids of the jobs a holder was handed (two array parameters in step, `ids` and
+    `claims`; PostgreSQL) whose row is still running under the claim it was handed out with,
+    in id order (the order every fence locks them in): the one-statement fences' first part,
+    each adding its lock."""
+    handed = (
         func.unnest(
             bindparam("ids", type_=ARRAY(QUEUE.c.id.type)),
             bindparam("claims", type_=ARRAY(QUEUE.c.claim.type)),
         )
         .table_valued("id", "claim")
         .render_derived(name="handed")
+    )
+    return (
+        select(QUEUE.c.id)
+        .join(handed, QUEUE.c.id == handed.c.id)
+        .where(
+            QUEUE.c.state == SQL_STATE[RUNNING], func.coalesce(QUEUE.c.claim, 0) == handed.c.claim
+        )
+        .order_by(QUEUE.c.id)
     )

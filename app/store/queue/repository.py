@@ -80,8 +80,8 @@ from app.store.queue.records import (
     JobRecord,
     as_utc,
     claimed_job,
-    handed_out,
     sql_now,
+    still_handed,
     utc_now,
 )
 from app.sync.core.backoff import RetryPolicy
@@ -658,16 +658,8 @@ def _all_done() -> PostgresStatement:
     for the jobs still held by `worker` under the claim each was handed out with (`ids` and
     `claims`, two arrays in step), their rows locked in id order first (as `_held_jobs` locks
     them); what each was, for the metrics."""
-    handed = handed_out()
     worker = bindparam("worker", type_=String())
-    held = (
-        select(QUEUE.c.id)
-        .join(handed, QUEUE.c.id == handed.c.id)
-        .where(*_still_held(worker), func.coalesce(QUEUE.c.claim, 0) == handed.c.claim)
-        .order_by(QUEUE.c.id)
-        .with_for_update(of=QUEUE)
-        .cte("held")
-    )
+    held = still_handed().where(QUEUE.c.locked_by == worker).with_for_update(of=QUEUE).cte("held")
     done = _mark_done(QUEUE.c.id == held.c.id, worker, func.now()).returning(
         QUEUE.c.id,
         QUEUE.c.direction,

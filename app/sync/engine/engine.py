@@ -502,18 +502,14 @@ class SyncEngine:
         )
 
     async def _fenced(
-        self, pairs: list[Pair], batch: SyncBatch, connection: AsyncConnection | None = None
+        self, pairs: list[Pair], batch: SyncBatch, connection: AsyncConnection
     ) -> list[Pair]:
-        """The pairs whose job this holder still holds under its claim; the others are
-        settled as a lost lease (the job's current holder syncs the customer)."""
+        """The pairs whose job this holder still holds under its claim, their rows locked for
+        the rest of `connection`'s transaction; the others are settled as a lost lease (the
+        job's current holder syncs the customer)."""
         if not pairs:
             return pairs
-        jobs = [pair.job for pair in pairs]
-        if connection is None:
-            async with self.engine.begin() as own:
-                held = await held_claims(own, jobs)
-        else:
-            held = await held_claims(connection, jobs)
+        held = await held_claims(connection, [pair.job for pair in pairs])
         return self._refuse_unheld(pairs, held, batch)
 
     def _refuse_unheld(self, pairs: list[Pair], held: set[int], batch: SyncBatch) -> list[Pair]:

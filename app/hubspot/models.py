@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from app.hubspot.errors import HubSpotError
@@ -38,15 +39,21 @@ class HubSpotCompany:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> HubSpotCompany:
         raw = data.get("properties") or {}
-        history = data.get("propertiesWithHistory") or {}
+        history = data.get("propertiesWithHistory")
+        # JSON's keys are text, and HubSpot's values nearly always are: taken as they come
+        # (a batch answer holds a hundred companies of a dozen properties each).
+        properties = {k: v if v is None or type(v) is str else str(v) for k, v in raw.items()}
+        new = data.get("new")
         return cls(
             id=str(data["id"]),
-            properties={str(k): (None if v is None else str(v)) for k, v in raw.items()},
+            properties=properties,
             created_at=_opt(data.get("createdAt")),
             updated_at=_opt(data.get("updatedAt")),
             archived=bool(data.get("archived", False)),
-            new=data.get("new") if isinstance(data.get("new"), bool) else None,
-            properties_with_history={
+            new=new if isinstance(new, bool) else None,
+            properties_with_history={}
+            if not history
+            else {
                 str(name): [
                     PropertyVersion(
                         value=_opt(v.get("value")),
@@ -113,7 +120,16 @@ class BatchResult:
         return [o for o in self.outcomes if o.error is not None]
 
     def get(self, key: str) -> BatchOutcome | None:
-        return next((o for o in self.outcomes if o.key == key), None)
+        """The outcome of the input `key` (the first, should two share it)."""
+        return self._by_key.get(key)
+
+    @cached_property
+    def _by_key(self) -> dict[str, BatchOutcome]:
+        # A batch's hundred pairs each ask for theirs: one index, not a scan each.
+        index: dict[str, BatchOutcome] = {}
+        for outcome in self.outcomes:
+            index.setdefault(outcome.key, outcome)
+        return index
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ class Pair:
     # Skipped as out of the sync scope since its last sync: HubSpot is read before deciding.
     returning: bool = False
     _customer_id: str | None = field(default=None, init=False, repr=False)
+    _owned_for: Sequence[FieldRule] | None = field(default=None, init=False, repr=False)
 
     @property
     def customer_id(self) -> str:
@@ -100,8 +101,18 @@ class Pair:
         """Keep only what was remembered for each rule's current (field, property) pair: after
         a rule is pointed at another property, that field starts with no base, so the new,
         empty property never reads as "cleared in HubSpot" and a blank never wins."""
+        if self._owned_for is rules:  # read_hubspot after read_warp: done already
+            return
+        self._owned_for = rules
         property_of = {rule.warp_field: rule.hubspot_property for rule in rules}
-        # `seen.belongs_to(property)`, inline: a batch asks it of about two thousand memories.
+        # `seen.belongs_to(property)`, inline: a batch asks it of about a thousand memories,
+        # and nearly always every one belongs (a rule is rarely re-pointed).
+        for name, seen in self.memory.items():
+            prop = seen.hubspot_property
+            if prop is not None and prop != property_of.get(name, prop):
+                break
+        else:
+            return
         self.memory = {
             name: seen
             for name, seen in self.memory.items()

@@ -385,12 +385,14 @@ async def field_memory(
     if not customer_ids:
         return memory
     if connection.dialect.name == "postgresql":
-        # asyncpg hands back `timestamptz` values aware (UTC): taken as they come.
+        # asyncpg hands back `timestamptz` values aware (UTC): taken as they come, the row's
+        # last seven columns as the memory's tuple (`_MEMORY_COLUMNS` follows its fields).
+        make = tuple.__new__
         for row in await fetch_postgres(connection, _MEMORY_SQL, list(customer_ids)):
             fields = memory.get(row[0])
             if fields is None:
                 memory[row[0]] = fields = {}
-            fields[row[1]] = FieldMemory(row[2], row[3], row[4], row[5], row[6], row[7], row[8])
+            fields[row[1]] = make(FieldMemory, row[2:])
         return memory
     rows = await connection.execute(
         select(*_MEMORY_COLUMNS).where(field_states.c.warp_customer_id.in_(customer_ids))
@@ -402,16 +404,12 @@ async def field_memory(
     return memory
 
 
+# The customer, the field, then the memory's own fields in their order (its columns share
+# their names).
 _MEMORY_COLUMNS = (
     field_states.c.warp_customer_id,
     field_states.c.field,
-    field_states.c.warp_value,
-    field_states.c.hubspot_value,
-    field_states.c.base_value,
-    field_states.c.warp_changed_at,
-    field_states.c.hubspot_changed_at,
-    field_states.c.synced_at,
-    field_states.c.hubspot_property,
+    *(field_states.c[name] for name in FieldMemory._fields),
 )
 _MEMORY_SQL = (
     f"SELECT {', '.join(c.name for c in _MEMORY_COLUMNS)} FROM {field_states.name} "

@@ -44,7 +44,7 @@ def contested(pair: Pair, rules: Sequence[FieldRule]) -> list[FieldRule]:
         base = seen.base_value if seen is not None else None
         warp = pair.warp_values.get(rule.warp_field)
         hubspot = pair.hubspot_values.get(rule.hubspot_property)
-        if len({warp, hubspot, base}) == 3:  # three different values: both sides changed
+        if warp != hubspot and base not in (warp, hubspot):  # both sides changed
             found.append(rule)
     return found
 

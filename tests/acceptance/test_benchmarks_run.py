@@ -156,6 +156,16 @@ def test_round_trip(postgres_template: str) -> None:
     assert int(costs.group(1)) > 0, out
 
 
+def test_instructions_are_counted_the_same_in_every_run(postgres_template: str) -> None:
+    """The point of counting rather than timing: two runs of one tree agree (within 1 %)."""
+    out = bench("instructions", "--mode", "two-way", "--batches", "1", "--runs", "2")
+    counts = [float(m) for m in re.findall(r"run \d: ([\d.]+) M instructions a batch", out)]
+    assert len(counts) == 2, out
+    assert counts[0] > 10, out  # a batch of 100 is well over ten million instructions
+    assert abs(counts[0] - counts[1]) < 0.01 * counts[0], out
+    assert re.search(r"median of 2: [\d.]+ M instructions a two-way batch of 100", out), out
+
+
 def test_outbound_latency_reports_the_median_of_its_runs(postgres_template: str) -> None:
     """`--only-latency` prints each run's p50 and p99 and their medians (until 2026-12-07 the
     table gave the last run's under "median")."""

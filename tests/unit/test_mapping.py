@@ -85,6 +85,29 @@ def test_bad_decimal_raises_naming_the_field(value: Any) -> None:
     assert caught.value.field == "credit_limit"
 
 
+@pytest.mark.parametrize(
+    "value",
+    [Decimal("sNaN"), Decimal("NaN"), "NaN", "1_000", Decimal("1E+100"), "abc", True, 1.5e300],
+    ids=repr,
+)  # fmt: skip
+def test_a_refused_number_is_refused_every_time(value: Any) -> None:
+    """Numbers read once are remembered by value (`_DECIMAL_TEXT`): only those that were
+    read; a refused one is refused again, and a signalling NaN (which cannot be hashed) too."""
+    for _ in range(2):
+        with pytest.raises(MappingError):
+            normalize(DECIMAL, value)
+
+
+def test_a_remembered_number_keeps_its_type_apart() -> None:
+    """Decimal("1") and "1" share a canonical text, the boolean True (== 1) is refused: the
+    table of numbers read is by value and type, never by equality alone."""
+    assert normalize(DECIMAL, Decimal("1.0")) == normalize(DECIMAL, "1.00") == "1"
+    with pytest.raises(MappingError, match="boolean"):
+        normalize(DECIMAL, True)
+    assert normalize(DECIMAL, 1) == "1"
+    assert normalize(DECIMAL, Decimal("1.0")) == "1"  # and again, from the table
+
+
 @given(st.decimals(allow_nan=False, allow_infinity=False, places=4,
                    min_value=Decimal("-1e15"), max_value=Decimal("1e15")))  # fmt: skip
 def test_decimal_round_trips_through_hubspot_exactly(number: Decimal) -> None:

@@ -204,10 +204,29 @@ def _decimal(field: str, value: object) -> Decimal:
 
 
 def _canonical_decimal(field: str, value: object) -> str:
+    kind = type(value)
+    if kind is str or kind is Decimal:
+        try:
+            known = _DECIMAL_TEXT.get(value)
+        except TypeError:  # a signalling NaN cannot be hashed (and `_decimal` refuses it)
+            known = None
+        if known is not None:
+            return known
     number = _decimal(field, value)
-    if number.is_zero():
-        return "0"  # also for -0 and 0E-7
-    return format(number.normalize(_WIDE), "f")
+    text = "0" if number.is_zero() else format(number.normalize(_WIDE), "f")  # "0": also -0, 0E-7
+    if kind is str or kind is Decimal:
+        if len(_DECIMAL_TEXT) >= _DECIMAL_TEXT_KEPT:
+            _DECIMAL_TEXT.clear()
+        _DECIMAL_TEXT[value] = text
+    return text
+
+
+# The canonical text of numbers read lately, by the value as it came (WARP's Decimal or
+# HubSpot's text; a Decimal never equals a str, so one table holds both): a batch reads a few
+# numbers a customer on each side, and most come again unchanged (a credit limit, a balance
+# since the last sync). Only values that were read are kept.
+_DECIMAL_TEXT: dict[object, str] = {}
+_DECIMAL_TEXT_KEPT = 20_000
 
 
 def _canonical_boolean(field: str, value: object) -> str:

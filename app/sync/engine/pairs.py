@@ -104,15 +104,16 @@ class Pair:
         if self._owned_for is rules:  # read_hubspot after read_warp: done already
             return
         self._owned_for = rules
-        property_of = {rule.warp_field: rule.hubspot_property for rule in rules}
         # `seen.belongs_to(property)`, inline: a batch asks it of about a thousand memories,
         # and nearly always every one belongs (a rule is rarely re-pointed).
-        for name, seen in self.memory.items():
-            prop = seen.hubspot_property
-            if prop is not None and prop != property_of.get(name, prop):
+        memory = self.memory
+        for rule in rules:
+            seen = memory.get(rule.warp_field)
+            if seen is not None and seen.hubspot_property not in (None, rule.hubspot_property):
                 break
         else:
             return
+        property_of = {rule.warp_field: rule.hubspot_property for rule in rules}
         self.memory = {
             name: seen
             for name, seen in self.memory.items()

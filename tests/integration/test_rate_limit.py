@@ -64,6 +64,18 @@ async def test_no_window_holds_more_than_the_limit(db: Database) -> None:
     started = time.monotonic()
     times = await grant_times(limiter, 12)
     assert len(times) == 12
+    if db.kind == "postgresql":
+        # The grants as the deployment's log dates them: when this process sees a grant
+        # come back is later by a round trip that a busy machine can stretch, and a late
+        # answer beside a prompt one crowds two windows into one (seen once in a full
+        # parallel run of the suite).
+        async with db.engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT granted_at FROM hubspot_rate_limit_grants ORDER BY granted_at")
+            )
+            granted: list[datetime] = [row[0] for row in rows]
+        assert len(granted) == 12
+        times = [(g - granted[0]).total_seconds() for g in granted]
     assert busiest_window(times, LIMIT.window_seconds) <= LIMIT.requests
     # Three windows' worth: the first five at once, then two more waits of one window.
     assert time.monotonic() - started >= 2 * LIMIT.window_seconds

@@ -185,9 +185,9 @@ def tune_garbage_collector() -> None:
     of CPU per delivery); a larger first threshold makes young passes rarer.
 
     A young pass costs what is alive when it runs, not what was allocated since the last:
-    a sync batch's ~100,000 short-lived objects are mostly freed by their reference counts
-    before a pass at 100,000 comes, where one at 10,000 found the batches in flight alive
-    and carried them into the middle generation (over a 10,000-customer outbound run: 0.14
+    most of a sync batch's short-lived objects are freed by their reference counts before a
+    pass at 100,000 comes, where one at 10,000 found the batches in flight alive and carried
+    them into the middle generation (over a 10,000-customer outbound run: 0.14
     against 0.5 s in young passes and 0.02 against 0.16 s in middle ones, bench/README.md
     "Tenth pass")."""
     gc.collect()

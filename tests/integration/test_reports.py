@@ -408,10 +408,16 @@ async def test_the_service_schedules_the_reports_and_its_dashboard_shows_them(
             return answer.json() if ran else None
 
         figures = await eventually(dashboard, timeout=15)
-        assert figures["report_deliveries"] == {
-            "by_state": {"pending": 0, "sent": 0, "failed": 0},
-            "recent": [],
-        }
+        outbox = figures["report_deliveries"]
+        assert set(outbox) == {"by_state", "recent"}
+        assert set(outbox["by_state"]) == {"pending", "sent", "failed"}
+        # Nothing failed and no run ended, so nothing is due but this: on a loaded machine the
+        # one-second queue job can miss two periods, and then the service rightly reports it
+        # late (once, and it reaches the hook). Anything else listed is a fault.
+        assert outbox["by_state"]["failed"] == 0
+        assert {row["kind"] for row in outbox["recent"]} <= {"job_late"}
+        assert sum(outbox["by_state"].values()) == len(outbox["recent"])
+        assert outbox["by_state"]["sent"] <= len(receiver.received)
         assert "hook-secret-not-real" not in str(context.settings.describe())
     off = Settings.from_mapping({**db.env, "HUBSYNC_WORKER": "false", "HUBSYNC_DEMO_DATA": "0"})
     async with running_service(create_app(off)) as (_, context):

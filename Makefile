@@ -62,6 +62,7 @@ bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~25 min; see benc
 	$(BIN)/python -m bench.reconcile --runs 3
 	$(BIN)/python -m bench.capture_cost
 	$(BIN)/python -m bench.preview --rounds 3
+	$(BIN)/python -m bench.event_close
 
 clean: ## remove the virtual environment and local databases
 	rm -rf $(VENV) hubsync.db hubsync.db-wal hubsync.db-shm hubsync.db.env .pytest_cache .mypy_cache .ruff_cache

@@ -137,6 +137,16 @@ class SyncJob(Base):
         Index(
             "ix_hubspot_sync_queue_state_direction_kind", "state", "direction", "last_error_kind"
         ),
+        # The earlier jobs a batch's jobs absorbed, whose webhook events close with them
+        # (app/store/webhook_events.py): only those, not each entity's whole history.
+        Index(
+            "ix_hubspot_sync_queue_superseded",
+            "entity_type",
+            "entity_key",
+            "id",
+            postgresql_where=text("last_error_kind = 'superseded'"),
+            sqlite_where=text("last_error_kind = 'superseded'"),
+        ),
     )
 
 
@@ -160,7 +170,7 @@ class SyncLog(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     job_id: Mapped[int | None] = mapped_column(BigInteger)
-    warp_customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    warp_customer_id: Mapped[str | None] = mapped_column(String(64))
     hubspot_company_id: Mapped[str | None] = mapped_column(String(64), index=True)
     source: Mapped[str] = mapped_column(String(16))
     direction: Mapped[str] = mapped_column(String(16))
@@ -172,7 +182,8 @@ class SyncLog(Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW, index=True)
 
-    # A customer's history, newest first, without sorting all of its rows.
+    # A customer's history, newest first, without sorting all of its rows (and every other
+    # lookup by customer: migration 0024 dropped the index on the customer alone).
     __table_args__ = (Index("ix_hubspot_sync_log_customer_id", "warp_customer_id", "id"),)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
+    literal_column,
     null,
     or_,
     select,
@@ -41,6 +42,8 @@ from app.sync.core.records import Link
 
 events = table_of(WebhookEvent)
 queue = table_of(SyncJob)
+# A literal, not a parameter: the partial index of superseded jobs is used only for it.
+_SUPERSEDED_SQL: ColumnElement[str] = literal_column(f"'{SUPERSEDED}'")
 
 RECEIVED, QUEUED, PROCESSED, IGNORED, FAILED = (
     "received",
@@ -422,8 +425,15 @@ def _of_jobs(connection: AsyncConnection, job_ids: Sequence[int]) -> ColumnEleme
 
 
 def _of_jobs_where(among: Callable[[Any], ColumnElement[bool]]) -> ColumnElement[bool]:
-    """The events of these jobs (`among(column)`), and of the earlier jobs folded into them."""
+    """The events of these jobs (`among(column)`), and of the earlier jobs folded into them.
+
+    One list of job ids, the jobs' own and the folded ones' (UNION ALL), so that the events are
+    found through their `job_id` index. As "the jobs' events OR a folded job's", no index served
+    the OR: every batch read every queued event of the deployment. A folded job is found
+    through the partial index of superseded jobs (`ix_hubspot_sync_queue_superseded`, hence the
+    kind as a literal), not among all of the entity's earlier jobs."""
     earlier, current = queue.alias("earlier"), queue.alias("current")
+    own = select(current.c.id).where(among(current.c.id))
     folded = (
         select(earlier.c.id)
         .join(
@@ -435,11 +445,11 @@ def _of_jobs_where(among: Callable[[Any], ColumnElement[bool]]) -> ColumnElement
         )
         .where(
             among(current.c.id),
-            earlier.c.last_error_kind == SUPERSEDED,
+            earlier.c.last_error_kind == _SUPERSEDED_SQL,
             earlier.c.id < current.c.id,
         )
     )
-    return or_(among(events.c.job_id), events.c.job_id.in_(folded))
+    return events.c.job_id.in_(union_all(own, folded))
 
 
 _PROCESSED_POSTGRES = postgres_sql(

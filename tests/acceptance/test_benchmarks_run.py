@@ -156,6 +156,12 @@ def test_round_trip(postgres_template: str) -> None:
     assert int(costs.group(1)) > 0, out
 
 
+def test_event_close(postgres_template: str) -> None:
+    out = bench("event_close", "--queued", "0,1000", "--entities", "200", "--history", "3")
+    assert out.count("the right events closed") == 2, out
+    assert re.search(r"\| 1,000 \| [\d.]+ ms \(\d+ pages\) \|", out), out
+
+
 def test_instructions_are_counted_the_same_in_every_run(postgres_template: str) -> None:
     """The point of counting rather than timing: two runs of one tree agree (within 1 %)."""
     out = bench("instructions", "--mode", "two-way", "--batches", "1", "--runs", "2")

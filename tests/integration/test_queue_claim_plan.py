@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -20,6 +19,7 @@ from app.store.db import create_engine
 from app.store.queue import QUEUE
 from app.store.queue.repository import _claim_postgres
 from tests.conftest import Database
+from tests.integration.plans import explained, rows_touched
 from tests.integration.queue_support import make_queue
 
 PENDING_JOBS = 3000
@@ -61,15 +61,6 @@ async def _stale_backlog(db: Database) -> None:
         )
 
 
-def _rows_touched(node: dict[str, Any]) -> int:
-    loops = int(node.get("Actual Loops", 1))
-    own = sum(
-        int(node.get(key, 0))
-        for key in ("Actual Rows", "Rows Removed by Filter", "Rows Removed by Join Filter")
-    )
-    return own * loops + sum(_rows_touched(child) for child in node.get("Plans", []))
-
-
 @pytest.mark.postgres
 async def test_a_claim_reads_about_its_batch_under_stale_statistics(
     postgres_url: str,
@@ -87,20 +78,9 @@ async def test_a_claim_reads_about_its_batch_under_stale_statistics(
         # Cheap: the same statement (the one the queue runs through asyncpg), explained,
         # touches rows in proportion to the batch and the running jobs, not to their product.
         claim = _claim_postgres()
-        statement = claim.sql
         params = claim.args(worker_id="w/0", limit=LIMIT, lease=timedelta(seconds=60))
-        async with engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            explained = raw.transaction()
-            await explained.start()
-            try:  # EXPLAIN ANALYZE runs the UPDATE: undone below
-                explain = f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}"
-                plan_json = await raw.fetchval(explain, *params)
-            finally:
-                await explained.rollback()
-        # SQLAlchemy's asyncpg connection may already decode json; plain asyncpg does not.
-        plan = (json.loads(plan_json) if isinstance(plan_json, str) else plan_json)[0]["Plan"]
-        touched = _rows_touched(plan)
+        plan = await explained(engine, claim.sql, params)
+        touched = rows_touched(plan)
         assert touched < 4 * (LIMIT + RUNNING_JOBS), json.dumps(plan, indent=1)
     finally:
         await engine.dispose()

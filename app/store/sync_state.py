@@ -10,7 +10,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Update, bindparam, case, func, select, tuple_, update
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Update,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import HubsyncError
@@ -498,10 +509,16 @@ async def resolve_all_conflicts(
         await connection.execute(_RESOLVE_ALL, values)
 
 
+# A literal, not a parameter: in the generic plan PostgreSQL keeps for a hot prepared
+# statement, only then can the partial index of open conflicts serve it (it would read every
+# open conflict of the deployment, every batch).
+_OPEN: ColumnElement[str] = literal_column("'open'")
+
+
 def _resolve_all(ids: ColumnElement[bool]) -> Update:
     return (
         update(conflicts)
-        .where(ids, conflicts.c.state == "open")
+        .where(ids, conflicts.c.state == _OPEN)
         .values(
             state="resolved",
             resolution=bindparam("resolution"),

@@ -53,7 +53,7 @@ chaos: $(STAMP) ## the convergence suite, longer: 10 min of edits, 100 customers
 	CHAOS_SECONDS=$${CHAOS_SECONDS:-600} CHAOS_CUSTOMERS=$${CHAOS_CUSTOMERS:-100} \
 		$(BIN)/pytest tests/chaos -s
 
-bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~25 min; see bench/README.md)
+bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~30 min; see bench/README.md)
 	$(BIN)/python -m bench.outbound
 	$(BIN)/python -m bench.webhook_intake --runs 5
 	$(BIN)/python -m bench.intake_floor --rounds 3
@@ -63,6 +63,7 @@ bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~25 min; see benc
 	$(BIN)/python -m bench.capture_cost
 	$(BIN)/python -m bench.preview --rounds 3
 	$(BIN)/python -m bench.event_close
+	$(BIN)/python -m bench.backlog_drain
 
 clean: ## remove the virtual environment and local databases
 	rm -rf $(VENV) hubsync.db hubsync.db-wal hubsync.db-shm hubsync.db.env .pytest_cache .mypy_cache .ruff_cache

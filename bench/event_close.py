@@ -14,10 +14,12 @@ filled the same way:
   row the size of a real property change's).
 
 At each step the statement runs `--runs` times, each in a transaction rolled back (it is an
-UPDATE); the median is printed with the pages it touched (EXPLAIN ANALYZE, BUFFERS).
+UPDATE); the median is printed with the pages it touched (EXPLAIN ANALYZE, BUFFERS). The
+tables are analysed after each step (`--statistics fresh`), or only before the first
+(`stale`: a burst of webhooks that autovacuum has not caught up with).
 
     .venv/bin/python -m bench.event_close [--queued 0,10000,100000] [--history 20]
-        [--entities 10000] [--runs 7] [--also before=/path/to/checkout]
+        [--entities 10000] [--runs 7] [--statistics fresh|stale] [--also before=/path/to/checkout]
 
 Each step also checks what the statement closed: the events of the batch's jobs and of their
 folded jobs, none other. PostgreSQL: HUBSYNC_TEST_POSTGRES_URL (as bench.outbound; default
@@ -125,7 +127,7 @@ async def fill(conn: asyncpg.Connection, entities: int, history: int) -> list[in
     return sorted(row["id"] for row in rows)
 
 
-async def queue_more(conn: asyncpg.Connection, have: int, want: int) -> None:
+async def queue_more(conn: asyncpg.Connection, have: int, want: int, *, analyze: bool) -> None:
     if want > have:
         await conn.execute(
             "INSERT INTO hubspot_webhook_events (dedup_key, subscription_type, raw, status,"
@@ -135,8 +137,9 @@ async def queue_more(conn: asyncpg.Connection, have: int, want: int) -> None:
             have,
             want,
         )
-    await conn.execute("VACUUM ANALYZE hubspot_webhook_events")
-    await conn.execute("VACUUM ANALYZE hubspot_sync_queue")
+    if analyze or not have:  # stale: the statistics of before the backlog (0 queued)
+        await conn.execute("VACUUM ANALYZE hubspot_webhook_events")
+        await conn.execute("VACUUM ANALYZE hubspot_sync_queue")
 
 
 async def time_step(
@@ -187,7 +190,7 @@ async def measure_tree(
         found: dict[int, tuple[float, int]] = {}
         have = 0
         for queued in args.queued:
-            await queue_more(conn, have, queued)
+            await queue_more(conn, have, queued, analyze=args.statistics == "fresh")
             have = max(have, queued)
             found[queued] = await time_step(conn, statement, ids, args.runs)
             ms, pages = found[queued]
@@ -203,6 +206,13 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=20)
     parser.add_argument("--entities", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--statistics",
+        choices=("fresh", "stale"),
+        default="fresh",
+        help="ANALYZE after each step (fresh), or only before the backlog, as after a burst of"
+        " webhooks autovacuum has not caught up with (stale)",
+    )
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=PATH")
     args = parser.parse_args()
     args.queued = sorted(int(n) for n in args.queued.split(","))
@@ -218,7 +228,7 @@ def main() -> None:
     print(
         f"batch {BATCH}, {args.entities:,} entities x {args.history} finished jobs"
         f" (1 in 50 superseded), {BACKGROUND_PROCESSED:,} processed events,"
-        f" median of {args.runs} runs a step"
+        f" median of {args.runs} runs a step, {args.statistics} statistics"
     )
     results: dict[str, dict[int, tuple[float, int]]] = {}
     for label, root in roots.items():

@@ -16,9 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    BigInteger,
     ColumnElement,
     and_,
+    any_,
     bindparam,
+    cast,
     func,
     literal_column,
     null,
@@ -404,14 +408,14 @@ async def finish_events_for_jobs(
     elif done:
         await connection.execute(
             update(events)
-            .where(_of_jobs(connection, done), events.c.status == QUEUED)
+            .where(_queued_of_jobs(connection, done))
             .values(status=PROCESSED, status_reason=None, processed_at=stamp)
         )
     for outcome in outcomes:
         if outcome.status is OutcomeStatus.FAILED:
             await connection.execute(
                 update(events)
-                .where(_of_jobs(connection, [outcome.job_id]), events.c.status == QUEUED)
+                .where(_queued_of_jobs(connection, [outcome.job_id]))
                 .values(
                     status=FAILED,
                     status_reason=_clip(outcome.error or "the sync job failed"),
@@ -420,18 +424,28 @@ async def finish_events_for_jobs(
             )
 
 
-def _of_jobs(connection: AsyncConnection, job_ids: Sequence[int]) -> ColumnElement[bool]:
-    return _of_jobs_where(lambda column: any_of(connection, column, job_ids))
+def _queued_of_jobs(connection: AsyncConnection, job_ids: Sequence[int]) -> ColumnElement[bool]:
+    return _queued_of_jobs_where(
+        lambda column: any_of(connection, column, job_ids),
+        postgres=connection.dialect.name == "postgresql",
+    )
 
 
-def _of_jobs_where(among: Callable[[Any], ColumnElement[bool]]) -> ColumnElement[bool]:
-    """The events of these jobs (`among(column)`), and of the earlier jobs folded into them.
+def _queued_of_jobs_where(
+    among: Callable[[Any], ColumnElement[bool]], *, postgres: bool
+) -> ColumnElement[bool]:
+    """The queued events of these jobs (`among(column)`), and of the earlier jobs folded into
+    them, found by job id whatever the planner's statistics say.
 
-    One list of job ids, the jobs' own and the folded ones' (UNION ALL), so that the events are
-    found through their `job_id` index. As "the jobs' events OR a folded job's", no index served
-    the OR: every batch read every queued event of the deployment. A folded job is found
-    through the partial index of superseded jobs (`ix_hubspot_sync_queue_superseded`, hence the
-    kind as a literal), not among all of the entity's earlier jobs."""
+    As "the jobs' events OR a folded job's", no index served the OR: every batch read every
+    queued event of the deployment. The ids are one list, the jobs' own and the folded ones'
+    (a folded job found through the partial index of superseded jobs,
+    `ix_hubspot_sync_queue_superseded`, hence the kind as a literal). On PostgreSQL the list is
+    an array (`= ANY`), so the events can only be probed by `job_id`, never joined to it, and
+    the state is a filter no index serves: a burst of webhooks outruns autovacuum's statistics,
+    and on statistics that said few events were queued PostgreSQL scanned every queued one per
+    batch (or worse: as `IN (...)`, a nested loop over all of them, 148 s for one batch at
+    100,000 queued; bench/README.md, "Eleventh pass")."""
     earlier, current = queue.alias("earlier"), queue.alias("current")
     own = select(current.c.id).where(among(current.c.id))
     folded = (
@@ -449,15 +463,21 @@ def _of_jobs_where(among: Callable[[Any], ColumnElement[bool]]) -> ColumnElement
             earlier.c.id < current.c.id,
         )
     )
-    return events.c.job_id.in_(union_all(own, folded))
+    jobs = union_all(own, folded)
+    if not postgres:
+        return and_(events.c.job_id.in_(jobs), events.c.status == QUEUED)
+    listed = jobs.subquery("jobs")
+    # An array (one value, computed once), not `= ANY (SELECT ...)`, which compares row by row.
+    array = cast(select(func.array_agg(listed.c.id)).scalar_subquery(), ARRAY(BigInteger))
+    return and_(
+        events.c.job_id == any_(array),
+        func.coalesce(events.c.status, "") == QUEUED,  # not the state's index: see above
+    )
 
 
 _PROCESSED_POSTGRES = postgres_sql(
     update(events)
-    .where(
-        _of_jobs_where(lambda column: any_param(column, "ids")),
-        events.c.status == QUEUED,
-    )
+    .where(_queued_of_jobs_where(lambda column: any_param(column, "ids"), postgres=True))
     .values(status=PROCESSED, status_reason=None, processed_at=bindparam("at", type_=Timestamp))
 )
 

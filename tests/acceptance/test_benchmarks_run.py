@@ -162,6 +162,12 @@ def test_event_close(postgres_template: str) -> None:
     assert re.search(r"\| 1,000 \| [\d.]+ ms \(\d+ pages\) \|", out), out
 
 
+def test_backlog_drain(postgres_template: str) -> None:
+    out = bench("backlog_drain", "--customers", "300", "--events", "2")
+    assert "run 1: 600 events delivered and queued" in out, out
+    assert re.search(r"run 1: drained [\d,]+ jobs and 600 events in [\d.]+ s", out), out
+
+
 def test_instructions_are_counted_the_same_in_every_run(postgres_template: str) -> None:
     """The point of counting rather than timing: two runs of one tree agree (within 1 %)."""
     out = bench("instructions", "--mode", "two-way", "--batches", "1", "--runs", "2")

@@ -55,7 +55,7 @@ async def explained(
         finally:
             await transaction.rollback()
             if generic:
-                await raw.execute("DEALLOCATE ALL")
+                await raw.execute("DEALLOCATE hubsync_explained")
     # SQLAlchemy's asyncpg connection may already decode json; plain asyncpg does not.
     plan: dict[str, Any] = (json.loads(plan_json) if isinstance(plan_json, str) else plan_json)[0][
         "Plan"

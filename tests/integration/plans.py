@@ -44,9 +44,11 @@ async def explained(
         raw = (await conn.get_raw_connection()).driver_connection
         transaction = raw.transaction()
         await transaction.start()
+        prepared = False
         try:  # EXPLAIN ANALYZE runs an UPDATE: undone below
             if generic:
                 await raw.execute(f"PREPARE hubsync_explained AS {statement}")
+                prepared = True
                 await raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
                 # EXECUTE takes no bound parameters: the values go in as literals.
                 statement = f"EXECUTE hubsync_explained({', '.join(map(_literal, params))})"
@@ -54,7 +56,7 @@ async def explained(
             plan_json = await raw.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", *params)
         finally:
             await transaction.rollback()
-            if generic:
+            if prepared:  # a session's, not undone by the rollback; asyncpg's own stay
                 await raw.execute("DEALLOCATE hubsync_explained")
     # SQLAlchemy's asyncpg connection may already decode json; plain asyncpg does not.
     plan: dict[str, Any] = (json.loads(plan_json) if isinstance(plan_json, str) else plan_json)[0][

@@ -56,6 +56,7 @@ from bench.outbound import (
     postgres_cpu,
     prepare,
     process_tree_cpu,
+    queue_counts,
     services,
     wait_idle,
 )
@@ -139,13 +140,11 @@ async def deliver_all(hubsync: str, bodies: list[bytes], concurrency: int = 8) -
 def counts(name: str) -> tuple[int, int]:
     """(events queued, jobs pending or running)."""
     with psycopg.connect(libpq(name)) as conn:
-        queued = conn.execute(
+        row = conn.execute(
             "SELECT count(*) FROM hubspot_webhook_events WHERE status = 'queued'"
         ).fetchone()
-        jobs = conn.execute(
-            "SELECT count(*) FROM hubspot_sync_queue WHERE state IN ('pending', 'running')"
-        ).fetchone()
-    return int(queued[0]) if queued else 0, int(jobs[0]) if jobs else 0
+    jobs = queue_counts(name)
+    return int(row[0]) if row else 0, jobs.get("pending", 0) + jobs.get("running", 0)
 
 
 def wait_for(name: str, queued: int, timeout: float = 600) -> None:

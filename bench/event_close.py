@@ -42,6 +42,7 @@ from typing import Any
 
 import asyncpg
 
+from bench.migrate_stall import migrate
 from bench.outbound import ROOT, database, libpq, machine
 
 BATCH = 100
@@ -76,21 +77,6 @@ def statement_of(root: Path) -> dict[str, Any]:
     )
     statement: dict[str, Any] = json.loads(found.stdout)
     return statement
-
-
-def migrate(name: str, root: Path) -> None:
-    env = {**os.environ, "HUBSYNC_DATABASE_URL": libpq(name)}
-    subprocess.run(
-        [sys.executable, "-m", "app.cli", "migrate"],
-        env=env,
-        check=True,
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-    )
-
-
-def dsn(name: str) -> str:
-    return libpq(name).replace("postgresql+asyncpg://", "postgresql://")
 
 
 async def fill(conn: asyncpg.Connection, entities: int, history: int) -> list[int]:
@@ -184,7 +170,7 @@ async def time_step(
 async def measure_tree(
     name: str, statement: dict[str, Any], args: argparse.Namespace
 ) -> dict[int, tuple[float, int]]:
-    conn = await asyncpg.connect(dsn(name))
+    conn = await asyncpg.connect(libpq(name))
     try:
         ids = await fill(conn, args.entities, args.history)
         found: dict[int, tuple[float, int]] = {}
@@ -234,7 +220,9 @@ def main() -> None:
     for label, root in roots.items():
         print(f"{label} ({root}):")
         with database() as name:
-            migrate(name, root)
+            migrated = migrate(name, root)
+            if migrated.returncode != 0:
+                raise SystemExit(migrated.stderr)
             results[label] = asyncio.run(measure_tree(name, statement_of(root), args))
     print()
     print("| queued events of other jobs | " + " | ".join(results) + " |")

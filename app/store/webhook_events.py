@@ -24,7 +24,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
-    literal_column,
     null,
     or_,
     select,
@@ -37,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.sql import any_of, any_param, fetch_postgres, postgres_sql
 from app.store import widened
 from app.store.models import SyncJob, Timestamp, WebhookEvent, table_of
-from app.store.queue import SUPERSEDED
+from app.store.queue import SQL_SUPERSEDED
 from app.store.queue.enqueue import pending_upsert_postgres
 from app.store.sync_state import aliases, as_utc, links
 from app.sync.core.events import OWN_WRITE_REASON, EventKind, IncomingEvent
@@ -46,8 +45,6 @@ from app.sync.core.records import Link
 
 events = table_of(WebhookEvent)
 queue = table_of(SyncJob)
-# A literal, not a parameter: the partial index of superseded jobs is used only for it.
-_SUPERSEDED_SQL: ColumnElement[str] = literal_column(f"'{SUPERSEDED}'")
 
 RECEIVED, QUEUED, PROCESSED, IGNORED, FAILED = (
     "received",
@@ -459,7 +456,7 @@ def _queued_of_jobs_where(
         )
         .where(
             among(current.c.id),
-            earlier.c.last_error_kind == _SUPERSEDED_SQL,
+            earlier.c.last_error_kind == SQL_SUPERSEDED,
             earlier.c.id < current.c.id,
         )
     )

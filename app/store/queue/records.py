@@ -29,8 +29,10 @@ STATES = (PENDING, RUNNING, DONE, FAILED)
 # States as SQL literals, not bound parameters: PostgreSQL can only use the partial unique
 # indexes (WHERE state = 'pending' / 'running') when the predicate is visible at plan time.
 SQL_STATE: dict[str, ColumnElement[str]] = {state: literal_column(f"'{state}'") for state in STATES}
-# `last_error_kind` of a job whose work was folded into another job for the same entity.
+# `last_error_kind` of a job whose work was folded into another job for the same entity; as a
+# literal too, for the partial index of superseded jobs (ix_hubspot_sync_queue_superseded).
 SUPERSEDED = "superseded"
+SQL_SUPERSEDED: ColumnElement[str] = literal_column(f"'{SUPERSEDED}'")
 
 
 class Enqueued(NamedTuple):

@@ -21,11 +21,15 @@ answers in a few milliseconds flatters every figure. `--latency-model none` turn
 
 Usage: python -m bench.outbound [--customers 20000] [--runs 3] [--latency-seconds 30]
            [--latency-model hubspot-2026] [--serve-workers 1] [--skip naive,latency]
-           [--only-latency] [--hubsync-root PATH]
+           [--only-latency] [--hubsync-root PATH] [--catchup-interval SECONDS]
 
 `--only-latency`: after the set-up, only the latency phase, `--runs` times on fresh customers
 (each after an empty window), with where each run's latency went (POST -> queued -> HubSpot's
 write -> the outcome recorded) and the medians of the runs' p50 and p99.
+
+`--catchup-interval`: hubsync's HUBSYNC_CATCHUP_INTERVAL (default its own, 5 minutes). The
+scheduled catch-up reads back what every phase changed; a short interval makes each phase pay
+for a pass or more instead of whichever one the five minutes land in.
 """
 
 from __future__ import annotations
@@ -693,6 +697,12 @@ def main() -> None:
         help="HUBSYNC_WORKER_CONCURRENCY for hubsync (the most batches in flight a process; "
         "default: hubsync's own)",
     )
+    parser.add_argument(
+        "--catchup-interval",
+        type=int,
+        default=None,
+        help="HUBSYNC_CATCHUP_INTERVAL for hubsync, in seconds (default: hubsync's own)",
+    )
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--naive-seconds", type=float, default=30.0)
     parser.add_argument(
@@ -732,6 +742,11 @@ def main() -> None:
             if args.worker_concurrency is not None
             else ""
         )
+        + (
+            f" --catchup-interval {args.catchup_interval}"
+            if args.catchup_interval is not None
+            else ""
+        )
         + (" --only-latency" if args.only_latency else "")
         + (f" --hubsync-root {args.hubsync_root}" if args.hubsync_root != ROOT else "")
     )
@@ -745,6 +760,8 @@ def main() -> None:
             if args.worker_concurrency is None
             else {"HUBSYNC_WORKER_CONCURRENCY": str(args.worker_concurrency)}
         )
+        if args.catchup_interval is not None:
+            lanes["HUBSYNC_CATCHUP_INTERVAL"] = str(args.catchup_interval)
         with services(
             name, model, args.serve_workers, args.rate_limit, args.hubsync_root, **lanes
         ) as (

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import prometheus_client
 import pytest
-from sqlalchemy import func, text
+from sqlalchemy import event, func, text
 
 from app.sandbox.config import SandboxConfig
 from app.settings import RateLimit
@@ -298,3 +299,46 @@ async def test_a_write_recorded_while_a_page_is_judged_is_not_news(
         assert calls >= 1
         assert (during.hubspot, during.warp) == (0, 0)
         assert await work_queue(env) == 0
+
+
+async def test_a_pass_reads_warps_changed_rows_once_however_many_there_are(db: Database) -> None:
+    """WARP's table need not have an index on `updated_at` (the mission's schema has none).
+    Paged by `ORDER BY updated_at, id LIMIT 500`, every page sorted the whole table, so a pass
+    over a burst of N changes read the table N/500 times: after 100,000 changes of a
+    100,000-row table, 200 full reads, tens of seconds of WARP's CPU in every pass. The
+    changed rows are one read now, streamed in batches, and every one of them is still
+    judged."""
+    changed = 1_234
+    async with sync_env(db) as env:
+        passes = catchup(env, overlap_seconds=0)
+        await passes()  # the first pass sets the watermark
+        await asyncio.sleep(0.01)
+        table = customers_table(db.customers_table)
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "id": str(uuid.uuid4()),
+                "ban": f"ZT-{500000000 + n}",
+                "company_name": f"Burst {n}",
+                "status": "ACTIVE",
+                "updated_at": now,
+            }
+            for n in range(changed)
+        ]
+        async with db.engine.begin() as connection:
+            await connection.execute(table.insert(), rows)
+        reads: list[str] = []
+
+        def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if "updated_at >=" in statement and "customers" in statement:
+                reads.append(statement)
+
+        event.listen(env.warp.engine.sync_engine, "before_cursor_execute", note)
+        try:
+            result = await passes()
+        finally:
+            event.remove(env.warp.engine.sync_engine, "before_cursor_execute", note)
+        assert result.warp == changed  # none of them synced yet: every one is news
+        assert len(reads) == 1, reads  # one read of the changed rows, not one per 500
+        jobs = await QueueRepository(db.engine).counts()
+        assert jobs["pending"] == changed

@@ -64,6 +64,7 @@ bench: $(STAMP) ## run the benchmarks in bench/ on PostgreSQL (~30 min; see benc
 	$(BIN)/python -m bench.preview --rounds 3
 	$(BIN)/python -m bench.event_close
 	$(BIN)/python -m bench.backlog_drain
+	$(BIN)/python -m bench.catchup_read
 
 clean: ## remove the virtual environment and local databases
 	rm -rf $(VENV) hubsync.db hubsync.db-wal hubsync.db-shm hubsync.db.env .pytest_cache .mypy_cache .ruff_cache

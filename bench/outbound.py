@@ -151,6 +151,11 @@ def prepare(name: str, customers: int) -> list[str]:
     """Migrate hubsync's schema and create WARP's table with `customers` rows."""
     env = {**os.environ, "HUBSYNC_DATABASE_URL": libpq(name)}
     subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=env, check=True, cwd=ROOT)
+    return prepare_warp(name, customers)
+
+
+def prepare_warp(name: str, customers: int) -> list[str]:
+    """WARP's table (`accounts.customers`, no index but its keys) with `customers` rows."""
     ids = [str(uuid.uuid4()) for _ in range(customers)]
     with psycopg.connect(libpq(name)) as conn:
         conn.execute(

@@ -162,6 +162,13 @@ def test_event_close(postgres_template: str) -> None:
     assert re.search(r"\| 1,000 \| [\d.]+ ms \(\d+ pages\) \|", out), out
 
 
+def test_catchup_read(postgres_template: str) -> None:
+    out = bench("catchup_read", "--customers", "3000", "--changed", "1200", "--runs", "1")
+    # One read of the changed rows, however many pages of 500 they fill.
+    assert re.search(r"run 1 this tree: 1,200 rows in [\d.]+ s, 1 statements", out), out
+    assert re.search(r"\| this tree \| [\d.]+ \| [\d.]+ \| 1 \|", out), out
+
+
 def test_backlog_drain(postgres_template: str) -> None:
     out = bench("backlog_drain", "--customers", "300", "--events", "2")
     assert "run 1: 600 events delivered and queued" in out, out

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench.outbound import ROOT, database, libpq, machine, prepare_warp
+from bench.outbound import database, libpq, machine, prepare_warp, trees
 
 # The child: the tree's own connector reads what changed since `since`, counting statements.
 CHILD = """
@@ -92,12 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.changed <= args.customers:
         parser.error("--changed must be between 1 and --customers")
-    roots = {"this tree": ROOT}
-    for item in args.also:
-        label, _, path = item.partition("=")
-        if not path:
-            parser.error("--also takes LABEL=PATH")
-        roots[label] = Path(path).resolve()
+    roots = trees(parser, args.also)
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
     print(
         f"WARP: {args.customers:,} customers, no index on updated_at, {args.changed:,} changed"

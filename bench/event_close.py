@@ -43,7 +43,7 @@ from typing import Any
 import asyncpg
 
 from bench.migrate_stall import migrate
-from bench.outbound import ROOT, database, libpq, machine
+from bench.outbound import database, libpq, machine, trees
 
 BATCH = 100
 BACKGROUND_PROCESSED = 200_000
@@ -204,12 +204,7 @@ def main() -> None:
     args.queued = sorted(int(n) for n in args.queued.split(","))
     if args.entities < BATCH:
         parser.error(f"--entities must be at least {BATCH}")
-    roots = {"this tree": ROOT}
-    for item in args.also:
-        label, _, path = item.partition("=")
-        if not path:
-            parser.error("--also takes LABEL=PATH")
-        roots[label] = Path(path).resolve()
+    roots = trees(parser, args.also)
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
     print(
         f"batch {BATCH}, {args.entities:,} entities x {args.history} finished jobs"

@@ -112,6 +112,17 @@ def postgres_cpu() -> float | None:
     return total if found else None
 
 
+def trees(parser: argparse.ArgumentParser, also: list[str]) -> dict[str, Path]:
+    """This checkout and each `--also LABEL=PATH`, by label: the trees a benchmark compares."""
+    roots = {"this tree": ROOT}
+    for item in also:
+        label, _, path = item.partition("=")
+        if not path:
+            parser.error("--also takes LABEL=PATH")
+        roots[label] = Path(path).resolve()
+    return roots
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -28,27 +28,15 @@ import psycopg
 
 from bench.outbound import database, libpq, machine, prepare_warp, trees
 
-# The child: the tree's own connector reads what changed since `since`, counting statements.
+# The child: the tree's own connector reads what changed since `since`, counting statements
+# (and the tree's own `bench.outbound.postgres_cpu`, the same in every tree since 2026-12-07).
 CHILD = """
-import asyncio, json, os, sys, time
+import asyncio, json, sys, time
 from datetime import datetime
 from sqlalchemy import event
 from app.store.db import create_engine
 from app.warp.connector import SqlWarpConnector
-
-def postgres_cpu():
-    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if open(f"/proc/{entry}/comm").read().strip() != "postgres":
-                continue
-            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(f) for f in fields[11:15]) / tick
-    return total
+from bench.outbound import postgres_cpu
 
 async def main():
     engine = create_engine(sys.argv[1])

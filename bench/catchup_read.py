@@ -59,8 +59,8 @@ asyncio.run(main())
 
 def read_as(root: Path, name: str, since: str) -> dict[str, float]:
     done = subprocess.run(  # noqa: S603 -- this Python, a fixed script
-        [sys.executable, "-c", CHILD, f"postgresql+asyncpg://{libpq(name).split('://', 1)[1]}",
-         since],
+        [sys.executable, "-c", CHILD,
+         libpq(name).replace("postgresql://", "postgresql+asyncpg://", 1), since],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
         check=True,

@@ -41,13 +41,7 @@ async def memory_of_fields(
         select(
             STATES.c.warp_customer_id,
             STATES.c.field,
-            STATES.c.warp_value,
-            STATES.c.hubspot_value,
-            STATES.c.base_value,
-            STATES.c.warp_changed_at,
-            STATES.c.hubspot_changed_at,
-            STATES.c.synced_at,
-            STATES.c.hubspot_property,
+            *(STATES.c[name] for name in FieldMemory._fields),
         ).where(STATES.c.field.in_(list(fields)))
     )
     for row in rows:

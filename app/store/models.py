@@ -207,6 +207,10 @@ class FieldState(Base):
     warp_changed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     hubspot_changed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     synced_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # When hubsync last wrote this field to HubSpot: the time of the read that write was
+    # decided on. A CRM edit after it and before the write was overwritten by it, however
+    # late its webhook comes (app/sync/engine/crm_edits.py).
+    hubspot_write_read_at: Mapped[datetime | None] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, server_default=NOW)
 
 

@@ -383,6 +383,7 @@ def memory_of(row: Any) -> FieldMemory:
         as_utc(row.hubspot_changed_at),
         as_utc(row.synced_at),
         row.hubspot_property,
+        as_utc(row.hubspot_write_read_at),
     )
 
 
@@ -397,7 +398,7 @@ async def field_memory(
         return memory
     if connection.dialect.name == "postgresql":
         # asyncpg hands back `timestamptz` values aware (UTC): taken as they come, the row's
-        # last seven columns as the memory's tuple (`_MEMORY_COLUMNS` follows its fields).
+        # columns after the key as the memory's tuple (`_MEMORY_COLUMNS` follows its fields).
         make = tuple.__new__
         for row in await fetch_postgres(connection, _MEMORY_SQL, list(customer_ids)):
             fields = memory.get(row[0])
@@ -408,9 +409,16 @@ async def field_memory(
     rows = await connection.execute(
         select(*_MEMORY_COLUMNS).where(field_states.c.warp_customer_id.in_(customer_ids))
     )
-    for customer_id, field, warp, hubspot, base, warp_at, hubspot_at, synced, prop in rows:
+    for customer_id, field, warp, hubspot, base, warp_at, hubspot_at, synced, prop, wrote in rows:
         memory.setdefault(customer_id, {})[field] = FieldMemory(
-            warp, hubspot, base, as_utc(warp_at), as_utc(hubspot_at), as_utc(synced), prop
+            warp,
+            hubspot,
+            base,
+            as_utc(warp_at),
+            as_utc(hubspot_at),
+            as_utc(synced),
+            prop,
+            as_utc(wrote),
         )
     return memory
 

@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.db import create_engine
-from app.store.models import EntityLink, SyncJob, SyncLog, WebhookEvent
+from app.store.models import EntityLink, FieldState, SyncJob, SyncLog, WebhookEvent
 from app.warp.schema import customers_table
 from tests.chaos.harness import AUTH, Cluster, cluster, hubspot_faults
 from tests.conftest import _libpq
@@ -299,6 +299,49 @@ async def check_pairs(run: Run) -> list[str]:
     return problems
 
 
+async def diagnose(run: Run, problems: list[str], path: Path) -> None:
+    """What hubsync saw of the customers whose fields came out off: their edits, sync log,
+    field memory and webhook events, in `diagnosis.txt` beside the services' logs."""
+    customers = sorted({problem.split()[0] for problem in problems})
+    companies = [run.customers[c] for c in customers if c in run.customers]
+    lines = []
+    async with run.engine.connect() as connection:
+        for customer in customers:
+            lines.append(f"== {customer} (company {run.customers.get(customer)})")
+            lines += [
+                f"edit {e.at:.3f} {e.side} {e.field} {e.value}"
+                for e in run.history.edits
+                if e.customer == customer
+            ]
+            log = await connection.execute(
+                select(SyncLog).where(SyncLog.warp_customer_id == customer).order_by(SyncLog.id)
+            )
+            lines += [
+                f"log {r.created_at.timestamp():.3f} job {r.job_id} {r.source} {r.direction} "
+                f"{r.outcome} {r.changes} {r.error or ''}"
+                for r in log.scalars()
+            ]
+            state = await connection.execute(
+                select(FieldState).where(FieldState.warp_customer_id == customer)
+            )
+            lines += [
+                f"memory {r.field} warp={r.warp_value!r}@{r.warp_changed_at} "
+                f"hubspot={r.hubspot_value!r}@{r.hubspot_changed_at} base={r.base_value!r}"
+                for r in state.scalars()
+            ]
+        events = await connection.execute(
+            select(WebhookEvent)
+            .where(WebhookEvent.object_id.in_(companies))
+            .order_by(WebhookEvent.id)
+        )
+        lines += [
+            f"event {r.object_id} {r.property_name}={r.property_value!r} "
+            f"at {r.occurred_at} received {r.received_at} {r.status} job {r.job_id}"
+            for r in events.scalars()
+        ]
+    await asyncio.to_thread(path.write_text, "\n".join(lines) + "\n")
+
+
 async def test_two_workers_converge_through_faults_kills_and_dropped_connections(  # noqa: PLR0915 -- one scenario, read top to bottom
     postgres_url: str, tmp_path: Path
 ) -> None:
@@ -343,6 +386,8 @@ async def test_two_workers_converge_through_faults_kills_and_dropped_connections
             stats = (await run.http.get(running.sandbox.url + "/_sandbox/stats")).json()
             run.history.counts["faults injected"] = stats.get("faults_injected", 0)
             pair_problems = await check_pairs(run)
+            if pair_problems:
+                await diagnose(run, pair_problems, tmp_path / "diagnosis.txt")
             async with engine.connect() as connection:
                 jobs = await count_by(connection, SyncJob.state)
                 events = await count_by(connection, WebhookEvent.status)
@@ -381,4 +426,7 @@ async def test_two_workers_converge_through_faults_kills_and_dropped_connections
     # The first sync writes each field once; after that, one write per edit at most.
     ping_pong = {key: n for key, n in writes.items() if n > edits.get(key, 0) + 1}
     assert ping_pong == {}, f"more writes than edits (ping-pong): {list(ping_pong.items())[:5]}"
-    assert pair_problems == [], f"{len(pair_problems)} field(s) off: {pair_problems[:8]}"
+    assert pair_problems == [], (
+        f"{len(pair_problems)} field(s) off: {pair_problems[:8]}; what hubsync saw of them: "
+        f"{tmp_path / 'diagnosis.txt'}"
+    )

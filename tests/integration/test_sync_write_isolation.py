@@ -211,6 +211,32 @@ class EditsHubSpotBeforeWrite:
         return await self.env.hubspot.batch_update_companies(inputs)
 
 
+async def crm_edit_webhook(
+    env: SyncEnv, customer_id: str, company_id: str, prop: str, value: str, *, occurred_at_ms: int
+) -> Any:
+    """A person's edit of the company arrives as a webhook; the job it queues is run."""
+    event = {
+        "subscriptionType": "company.propertyChange",
+        "objectId": int(company_id),
+        "occurredAt": occurred_at_ms,
+        "propertyName": prop,
+        "propertyValue": value,
+        "changeSource": "CRM_UI",
+        "sourceId": "userId:1",
+    }
+    async with env.db.engine.begin() as connection:
+        await accept_delivery(
+            connection,
+            [parse_event(0, event)],
+            queue=QueueRepository(env.db.engine),
+            app_id=None,
+        )
+    [outcome] = await env.engine(
+        [job(customer_id, direction=JobDirection.BOTH, source=JobSource.WEBHOOK)]
+    )
+    return outcome
+
+
 async def test_a_crm_edit_overwritten_by_a_stale_write_comes_back(env: SyncEnv) -> None:
     customer_id, company_id = await synced(env, credit_limit=Decimal("1000"))
     await env.warp.write_fields(customer_id, {"credit_limit": Decimal("2000")})
@@ -222,26 +248,80 @@ async def test_a_crm_edit_overwritten_by_a_stale_write_comes_back(env: SyncEnv) 
     assert env.company(company_id)["warp_credit_limit"] == "2000", "HubSpot has no compare-and-set"
 
     # The person's edit arrives as a webhook, newer than the engine's read of the company.
-    event = {
-        "subscriptionType": "company.propertyChange",
-        "objectId": int(company_id),
-        "occurredAt": editing.occurred_at_ms,
-        "propertyName": "warp_credit_limit",
-        "propertyValue": "5000",
-        "changeSource": "CRM_UI",
-        "sourceId": "userId:1",
-    }
-    async with env.db.engine.begin() as connection:
-        await accept_delivery(
-            connection,
-            [parse_event(0, event)],
-            queue=QueueRepository(env.db.engine),
-            app_id=None,
-        )
-    [second] = await env.engine(
-        [job(customer_id, direction=JobDirection.BOTH, source=JobSource.WEBHOOK)]
+    second = await crm_edit_webhook(
+        env,
+        customer_id,
+        company_id,
+        "warp_credit_limit",
+        "5000",
+        occurred_at_ms=editing.occurred_at_ms,
     )
 
     assert second.status is OutcomeStatus.DONE, second.error
     assert (await env.customer(customer_id))["credit_limit"] == Decimal("5000")
     assert env.company(company_id)["warp_credit_limit"] == "5000"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # HubSpot's authority: the person's value wins.
+        ("credit_limit", "warp_credit_limit", Decimal("2000"), "5000", Decimal("5000")),
+        # The latest change wins: the person renamed after WARP did.
+        ("company_name", "name", "Renamed In WARP", "Renamed In CRM", "Renamed In CRM"),
+    ],
+    ids=["hubspot-authority", "latest-wins"],
+)
+async def test_an_overwritten_crm_edit_comes_back_when_its_webhook_lands_after_another_sync(
+    env: SyncEnv, case: tuple[str, str, object, str, object]
+) -> None:
+    """The edit's webhook is late (retried, reordered): another sync of the customer reads
+    the company first, and sees only hubsync's own value there. The edit still comes back."""
+    field, prop, warp_value, crm_value, in_warp = case
+    customer_id, company_id = await synced(env, credit_limit=Decimal("1000"))
+    await env.warp.write_fields(customer_id, {field: warp_value})
+    editing = EditsHubSpotBeforeWrite(env, company_id, {prop: crm_value})
+    env.engine.hubspot = editing  # type: ignore[assignment]
+    [first] = await env.sync(customer_id, direction=JobDirection.BOTH)
+    env.engine.hubspot = env.hubspot
+    assert first.status is OutcomeStatus.DONE, first.error
+    assert env.company(company_id)[prop] == str(warp_value), "HubSpot has no compare-and-set"
+
+    await env.warp.write_fields(customer_id, {"status": "SUSPENDED"})
+    [between] = await env.sync(customer_id, direction=JobDirection.BOTH)
+    assert between.status is OutcomeStatus.DONE, between.error
+    assert env.company(company_id)["warp_status"] == "SUSPENDED"
+
+    late = await crm_edit_webhook(
+        env, customer_id, company_id, prop, crm_value, occurred_at_ms=editing.occurred_at_ms
+    )
+
+    assert late.status is OutcomeStatus.DONE, late.error
+    assert (await env.customer(customer_id))[field] == in_warp
+    assert env.company(company_id)[prop] == crm_value
+
+
+async def test_a_late_webhook_of_a_crm_edit_a_sync_already_saw_changes_nothing(
+    env: SyncEnv,
+) -> None:
+    """The other side of the window: an edit a sync read (and took into WARP), then a later
+    WARP change written to HubSpot, then the edit's webhook. It is old news, not an
+    overwritten edit: WARP's later value stays on both sides."""
+    customer_id, company_id = await synced(env, credit_limit=Decimal("1000"))
+    env.sandbox.edit_as_user(company_id, {"warp_credit_limit": "5000"})
+    occurred_at_ms = int(time.time() * 1000)
+    [adopted] = await env.sync(customer_id, direction=JobDirection.BOTH)
+    assert adopted.status is OutcomeStatus.DONE, adopted.error
+    assert (await env.customer(customer_id))["credit_limit"] == Decimal("5000")
+    await env.warp.write_fields(customer_id, {"credit_limit": Decimal("7000")})
+    [written] = await env.sync(customer_id, direction=JobDirection.BOTH)
+    assert written.status is OutcomeStatus.DONE, written.error
+    assert env.company(company_id)["warp_credit_limit"] == "7000"
+
+    late = await crm_edit_webhook(
+        env, customer_id, company_id, "warp_credit_limit", "5000", occurred_at_ms=occurred_at_ms
+    )
+
+    assert late.status is OutcomeStatus.DONE, late.error
+    assert (await env.customer(customer_id))["credit_limit"] == Decimal("7000")
+    assert env.company(company_id)["warp_credit_limit"] == "7000"

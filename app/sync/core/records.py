@@ -36,6 +36,9 @@ class FieldMemory(NamedTuple):
     synced_at: datetime | None
     # The HubSpot property all this was remembered with (None: from before it was recorded).
     hubspot_property: str | None = None
+    # When hubsync last wrote the field to HubSpot: the time of the read that write was
+    # decided on (None: never written, or before it was recorded).
+    hubspot_write_read_at: datetime | None = None
 
     def belongs_to(self, hubspot_property: str) -> bool:
         """Whether this memory (its merge base above all) is the (field, property) pair's:

@@ -3,12 +3,19 @@ hubsync read a company and before hubsync wrote it is lost in HubSpot itself —
 shows hubsync's value, equal to the merge base, and looks in sync.
 
 The edit survives in its webhook. When a sync reads a company, the newest stored change of
-each property HubSpot may win that happened after the previous sync's read (the link's
-`hubspot_read_at`) and that hubsync did not make is compared with what HubSpot holds now: if
-HubSpot still holds what hubsync last wrote or saw there and the edit says otherwise, the
-edit was overwritten, and the pair is decided with the edit's value and time
-(`Pair.take_overwritten_edits`) rather than dropped as an echo. Whatever the decision, HubSpot
-is then written with the value both sides end with.
+each property HubSpot may win that hubsync did not make, if it happened after the read that
+hubsync's last write of the field was decided on (the field's `hubspot_write_read_at`; for a
+field hubsync has not written since that was recorded, the link's last read,
+`hubspot_read_at`), is compared with what HubSpot holds now: if HubSpot still holds what
+hubsync last wrote or saw there and the edit says otherwise, the edit was overwritten, and the
+pair is decided with the edit's value and time (`Pair.take_overwritten_edits`) rather than
+dropped as an echo. Whatever the decision, HubSpot is then written with the value both sides
+end with.
+
+The window is the write's own, not the link's last read: a webhook can come late (HubSpot
+retries for a day, and reorders), after another sync has read the company and seen only
+hubsync's value there. An edit that read did see is no longer news: HubSpot held it, so it is
+what hubsync saw there, and nothing is taken back.
 
 Own writes are known by `changeSource`/`sourceId` only when HUBSPOT_APP_ID is set; without it
 an own write's event is the newest and nothing is recovered (the old behaviour). Event times
@@ -39,13 +46,14 @@ async def recover_overwritten_edits(
         and pair.link.hubspot_read_at is not None
         and pair.link.hubspot_company_id == pair.company.id
     ]
-    properties = [r.hubspot_property for r in rules if r.enabled and r.direction.writes_warp]
-    if not candidates or not properties:
+    may_win = [r for r in rules if r.enabled and r.direction.writes_warp]
+    if not candidates or not may_win:
         return
+    properties = [r.hubspot_property for r in may_win]
     since = {
-        pair.company.id: pair.link.hubspot_read_at
+        pair.company.id: min(pair.edits_unseen_after(rule) for rule in may_win)
         for pair in candidates
-        if pair.company is not None and pair.link is not None and pair.link.hubspot_read_at
+        if pair.company is not None
     }
     async with db.connect() as connection:
         edits = await webhook_events.crm_edits_since(connection, since, properties)

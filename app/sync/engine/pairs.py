@@ -194,6 +194,8 @@ class Pair:
             edit, seen = edits.get(rule.hubspot_property), self.memory.get(rule.warp_field)
             if edit is None or seen is None or rule.hubspot_property in self.unreadable:
                 continue
+            if edit[1] <= self.edits_unseen_after(rule):  # hubsync's read or write knew it
+                continue
             try:
                 value = normalize_hubspot(rule, edit[0])
             except MappingError:
@@ -203,6 +205,16 @@ class Pair:
                 self.overwritten[rule.hubspot_property] = now_held
                 self.hubspot_values[rule.hubspot_property] = value
                 self.hubspot_times[rule.warp_field] = edit[1]
+
+    def edits_unseen_after(self, rule: FieldRule) -> datetime:
+        """Since when a CRM edit of the rule's property may have been overwritten unseen: the
+        read behind hubsync's last write of the field, else the link's last read."""
+        seen = self.memory.get(rule.warp_field)
+        if seen is not None and seen.hubspot_write_read_at is not None:
+            return seen.hubspot_write_read_at
+        read_at = self.link.hubspot_read_at if self.link is not None else None
+        assert read_at is not None  # noqa: S101 -- asked of pairs read before only
+        return read_at
 
     def needs_hubspot_read(self, rules: Sequence[FieldRule]) -> bool:
         """Whether deciding needs HubSpot's values: `decide(rules).needs_hubspot_read`,
@@ -316,9 +328,13 @@ class Pair:
     def field_state_rows(self, synced_at: datetime) -> list[dict[str, Any]]:
         """What each side holds once the decision is applied, and the new base — only for
         fields where any of it differs from what hubsync remembered (`synced_at` is when a
-        field's state last changed)."""
+        field's state last changed). A field written to HubSpot remembers the read that write
+        was decided on: a CRM edit after it was overwritten (app/sync/engine/crm_edits.py)."""
         assert self.decision is not None  # noqa: S101 -- decided before applied
         rows = []
+        hubspot_writes = self.decision.hubspot_writes
+        # Not read by this sync: its write was decided on what the last read left.
+        write_read_at = self.read_at or (self.link.hubspot_read_at if self.link else None)
         # Locals: a batch asks this of about a thousand fields.
         held, memory, hubspot_values = self.held_fields, self.memory, self.hubspot_values
         warp_values, warp_times, hubspot_times = (
@@ -342,6 +358,10 @@ class Pair:
                 hubspot_value, hubspot_time = decision.value, warp_time
             elif decision.action is Action.WRITE_WARP:
                 warp_value, warp_time = decision.value, hubspot_time
+            if decision.hubspot_property in hubspot_writes:
+                wrote_after = write_read_at
+            else:
+                wrote_after = seen.hubspot_write_read_at if seen else None
             if seen is not None and (
                 seen.hubspot_property,
                 seen.warp_value,
@@ -349,6 +369,7 @@ class Pair:
                 seen.base_value,
                 seen.warp_changed_at,
                 seen.hubspot_changed_at,
+                seen.hubspot_write_read_at,
             ) == (
                 decision.hubspot_property,
                 warp_value,
@@ -356,6 +377,7 @@ class Pair:
                 decision.new_base,
                 warp_time,
                 hubspot_time,
+                wrote_after,
             ):
                 continue
             rows.append(
@@ -369,6 +391,7 @@ class Pair:
                     "warp_changed_at": warp_time,
                     "hubspot_changed_at": hubspot_time,
                     "synced_at": synced_at,
+                    "hubspot_write_read_at": wrote_after,
                 }
             )
         return rows

@@ -26,6 +26,7 @@ arrived, so an edit HubSpot's answer already held is never taken for an overwrit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -37,26 +38,32 @@ from app.sync.engine.pairs import Pair
 async def recover_overwritten_edits(
     pairs: Sequence[Pair], rules: Sequence[FieldRule], *, db: AsyncEngine
 ) -> None:
-    candidates = [
-        pair
-        for pair in pairs
-        if pair.company is not None
-        and pair.company_read
-        and pair.link is not None
-        and pair.link.hubspot_read_at is not None
-        and pair.link.hubspot_company_id == pair.company.id
-    ]
     may_win = [r for r in rules if r.enabled and r.direction.writes_warp]
-    if not candidates or not may_win:
+    if not may_win:
         return
-    properties = [r.hubspot_property for r in may_win]
-    since = {
-        pair.company.id: min(pair.edits_unseen_after(rule) for rule in may_win)
-        for pair in candidates
-        if pair.company is not None
-    }
+    fields = [r.warp_field for r in may_win]
+    candidates: list[tuple[Pair, str]] = []
+    since: dict[str, datetime] = {}
+    for pair in pairs:
+        company, link = pair.company, pair.link
+        if company is None or not pair.company_read or link is None:
+            continue
+        if link.hubspot_read_at is None or link.hubspot_company_id != company.id:
+            continue
+        # The company's earliest window, for one query; each rule's own is checked after.
+        earliest, memory = link.hubspot_read_at, pair.memory
+        for name in fields:
+            seen = memory.get(name)
+            if seen is not None and seen.hubspot_write_read_at is not None:
+                earliest = min(earliest, seen.hubspot_write_read_at)
+        candidates.append((pair, company.id))
+        since[company.id] = earliest
+    if not candidates:
+        return
     async with db.connect() as connection:
-        edits = await webhook_events.crm_edits_since(connection, since, properties)
-    for pair in candidates:
-        if pair.company is not None and pair.company.id in edits:
-            pair.take_overwritten_edits(rules, edits[pair.company.id])
+        edits = await webhook_events.crm_edits_since(
+            connection, since, [r.hubspot_property for r in may_win]
+        )
+    for pair, company_id in candidates:
+        if company_id in edits:
+            pair.take_overwritten_edits(rules, edits[company_id])

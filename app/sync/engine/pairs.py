@@ -47,6 +47,11 @@ def parse_time(value: object) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+_NOTHING, _TO_HUBSPOT, _TO_WARP = Action.NONE, Action.WRITE_HUBSPOT, Action.WRITE_WARP
+# A field with no memory yet: compared against nothing (its row is always written).
+_NO_MEMORY = FieldMemory(None, None, None, None, None, None, None, None)
+
+
 @dataclass(eq=False)  # a pair is itself: `pair in pairs` asks which one, not an equal one
 class Pair:
     job: ClaimedJob
@@ -335,7 +340,7 @@ class Pair:
         hubspot_writes = self.decision.hubspot_writes
         # Not read by this sync: its write was decided on what the last read left.
         write_read_at = self.read_at or (self.link.hubspot_read_at if self.link else None)
-        # Locals: a batch asks this of about a thousand fields.
+        # Locals, and each memory unpacked once: a batch asks this of about a thousand fields.
         held, memory, hubspot_values = self.held_fields, self.memory, self.hubspot_values
         warp_values, warp_times, hubspot_times = (
             self.warp_values,
@@ -343,51 +348,50 @@ class Pair:
             self.hubspot_times,
         )
         for decision in self.decision.fields:
-            name = decision.field
+            name, action, value, new_base, _, prop = decision[:6]
             if name in held:  # not written: decided again after the resume
                 continue
             seen = memory.get(name)
+            if seen is None:
+                seen = _NO_MEMORY
+            (
+                seen_warp,
+                seen_hubspot,
+                seen_base,
+                seen_warp_at,
+                seen_hubspot_at,
+                _,
+                seen_prop,
+                seen_wrote,
+            ) = seen
             warp_value = warp_values.get(name)
             warp_time = warp_times.get(name)
-            if decision.hubspot_property in hubspot_values:
-                hubspot_value: Canonical = hubspot_values[decision.hubspot_property]
-            else:
-                hubspot_value = seen.hubspot_value if seen else None
-            hubspot_time = hubspot_times.get(name, seen.hubspot_changed_at if seen else None)
-            if decision.action is Action.WRITE_HUBSPOT:
-                hubspot_value, hubspot_time = decision.value, warp_time
-            elif decision.action is Action.WRITE_WARP:
-                warp_value, warp_time = decision.value, hubspot_time
-            if decision.hubspot_property in hubspot_writes:
-                wrote_after = write_read_at
-            else:
-                wrote_after = seen.hubspot_write_read_at if seen else None
-            if seen is not None and (
-                seen.hubspot_property,
-                seen.warp_value,
-                seen.hubspot_value,
-                seen.base_value,
-                seen.warp_changed_at,
-                seen.hubspot_changed_at,
-                seen.hubspot_write_read_at,
-            ) == (
-                decision.hubspot_property,
-                warp_value,
-                hubspot_value,
-                decision.new_base,
-                warp_time,
-                hubspot_time,
-                wrote_after,
+            hubspot_value: Canonical = hubspot_values.get(prop, seen_hubspot)
+            hubspot_time = hubspot_times.get(name, seen_hubspot_at)
+            if action is _TO_HUBSPOT:
+                hubspot_value, hubspot_time = value, warp_time
+            elif action is _TO_WARP:
+                warp_value, warp_time = value, hubspot_time
+            wrote_after = write_read_at if prop in hubspot_writes else seen_wrote
+            if (
+                seen is not _NO_MEMORY
+                and warp_value == seen_warp
+                and hubspot_value == seen_hubspot
+                and new_base == seen_base
+                and warp_time == seen_warp_at
+                and hubspot_time == seen_hubspot_at
+                and wrote_after == seen_wrote
+                and prop == seen_prop
             ):
                 continue
             rows.append(
                 {
                     "warp_customer_id": self.customer_id,
                     "field": name,
-                    "hubspot_property": decision.hubspot_property,
+                    "hubspot_property": prop,
                     "warp_value": warp_value,
                     "hubspot_value": hubspot_value,
-                    "base_value": decision.new_base,
+                    "base_value": new_base,
                     "warp_changed_at": warp_time,
                     "hubspot_changed_at": hubspot_time,
                     "synced_at": synced_at,
@@ -400,13 +404,15 @@ class Pair:
         """The log's view: every field written, old -> new, and why."""
         assert self.decision is not None  # noqa: S101 -- decided before applied
         entries = []
+        held = self.held_fields
         for decision in self.decision.fields:
-            if decision.field in self.held_fields:
+            action = decision[1]
+            if action is _NOTHING or decision[0] in held:  # most fields: nothing written
                 continue
-            if decision.action is Action.WRITE_HUBSPOT:
+            if action is _TO_HUBSPOT:
                 old = self.hubspot_values.get(decision.hubspot_property)
                 target = "hubspot"
-            elif decision.action is Action.WRITE_WARP:
+            elif action is _TO_WARP:
                 old, target = self.warp_values.get(decision.field), "warp"
             else:
                 continue
@@ -420,6 +426,8 @@ class Pair:
                     "reason": decision.reason,
                 }
             )
+        if not self.overwritten:
+            return entries
         for decision in self.decision.fields:
             prop = decision.hubspot_property
             if (

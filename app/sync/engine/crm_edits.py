@@ -41,7 +41,6 @@ async def recover_overwritten_edits(
     may_win = [r for r in rules if r.enabled and r.direction.writes_warp]
     if not may_win:
         return
-    fields = [r.warp_field for r in may_win]
     candidates: list[tuple[Pair, str]] = []
     since: dict[str, datetime] = {}
     for pair in pairs:
@@ -50,14 +49,8 @@ async def recover_overwritten_edits(
             continue
         if link.hubspot_read_at is None or link.hubspot_company_id != company.id:
             continue
-        # The company's earliest window, for one query; each rule's own is checked after.
-        earliest, memory = link.hubspot_read_at, pair.memory
-        for name in fields:
-            seen = memory.get(name)
-            if seen is not None and seen.hubspot_write_read_at is not None:
-                earliest = min(earliest, seen.hubspot_write_read_at)
         candidates.append((pair, company.id))
-        since[company.id] = earliest
+        since[company.id] = min(pair.edits_unseen_after(rule) for rule in may_win)
     if not candidates:
         return
     async with db.connect() as connection:

@@ -262,15 +262,6 @@ async def test_a_crm_edit_overwritten_by_a_stale_write_comes_back(env: SyncEnv) 
     assert env.company(company_id)["warp_credit_limit"] == "5000"
 
 
-LATE_WEBHOOK_LIMITATION = (
-    "known limitation (2026-12-08): an overwritten CRM edit whose webhook comes after another "
-    "sync read the company is lost; the per-field window that fixed it (hubspot_write_read_at, "
-    "migration 0025) made a converged service rewrite fields in "
-    "tests/acceptance/test_inbound_e2e.py, and is not used until that is understood"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=LATE_WEBHOOK_LIMITATION)
 @pytest.mark.parametrize(
     "case",
     [

@@ -27,7 +27,6 @@ from psycopg.types.json import Jsonb
 
 from tests.chaos.harness import AUTH, Cluster, cluster, stop
 from tests.conftest import _libpq
-from tests.integration.test_sync_write_isolation import LATE_WEBHOOK_LIMITATION
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.system]
 
@@ -94,7 +93,6 @@ class Scene:
         return [d for d in hooks["deliveries"] if ids & set(d["eventIds"])]
 
 
-@pytest.mark.xfail(strict=True, reason=LATE_WEBHOOK_LIMITATION)
 async def test_an_overwritten_crm_rename_comes_back_when_its_webhook_is_late(
     postgres_url: str, tmp_path: Path
 ) -> None:

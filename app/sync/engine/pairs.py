@@ -201,6 +201,10 @@ class Pair:
                 continue
             if edit[1] <= self.edits_unseen_after(rule):  # hubsync's read or write knew it
                 continue
+            # Older than the value hubsync saw there: a later edit whose webhook is not in yet
+            # set that value, and nothing of hubsync's overwrote this one.
+            if seen.hubspot_changed_at is not None and edit[1] <= seen.hubspot_changed_at:
+                continue
             try:
                 value = normalize_hubspot(rule, edit[0])
             except MappingError:
@@ -214,9 +218,9 @@ class Pair:
     def edits_unseen_after(self, rule: FieldRule) -> datetime:
         """Since when a CRM edit of the rule's property may have been overwritten unseen: the
         read behind hubsync's last write of the field, else the link's last read."""
-        # Not yet the field's own write read (`hubspot_write_read_at`): taken as the window's
-        # start, it made a converged service rewrite fields (tests/acceptance/
-        # test_inbound_e2e.py, 2026-12-08); until that is understood, the link's last read.
+        seen = self.memory.get(rule.warp_field)
+        if seen is not None and seen.hubspot_write_read_at is not None:
+            return seen.hubspot_write_read_at
         read_at = self.link.hubspot_read_at if self.link is not None else None
         assert read_at is not None  # noqa: S101 -- asked of pairs read before only
         return read_at

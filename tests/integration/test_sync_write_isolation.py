@@ -325,3 +325,29 @@ async def test_a_late_webhook_of_a_crm_edit_a_sync_already_saw_changes_nothing(
     assert late.status is OutcomeStatus.DONE, late.error
     assert (await env.customer(customer_id))["credit_limit"] == Decimal("7000")
     assert env.company(company_id)["warp_credit_limit"] == "7000"
+
+
+async def test_an_older_crm_edit_whose_webhook_comes_first_is_not_taken_for_overwritten(
+    env: SyncEnv,
+) -> None:
+    """Two CRM renames after hubsync's write; a sync reads the second; the first's webhook
+    comes before the second's. It is older than what hubsync saw there: nothing comes back."""
+    customer_id, company_id = await synced(env)
+    await env.warp.write_fields(customer_id, {"company_name": "Renamed In WARP"})
+    [written] = await env.sync(customer_id, direction=JobDirection.BOTH)
+    assert written.status is OutcomeStatus.DONE, written.error
+    env.sandbox.edit_as_user(company_id, {"name": "CRM Rename 661"})
+    first_at_ms = int(time.time() * 1000)
+    await asyncio.sleep(0.01)
+    env.sandbox.edit_as_user(company_id, {"name": "CRM Rename 671"})
+    [read] = await env.sync(customer_id, direction=JobDirection.BOTH)
+    assert read.status is OutcomeStatus.DONE, read.error
+    assert (await env.customer(customer_id))["company_name"] == "CRM Rename 671"
+
+    late = await crm_edit_webhook(
+        env, customer_id, company_id, "name", "CRM Rename 661", occurred_at_ms=first_at_ms
+    )
+
+    assert late.status is OutcomeStatus.DONE, late.error
+    assert (await env.customer(customer_id))["company_name"] == "CRM Rename 671"
+    assert env.company(company_id)["name"] == "CRM Rename 671"
